@@ -1,0 +1,199 @@
+"""The run config: WHAT to compute. Loaded from one YAML file, validated on load.
+
+Every option has a default; an unknown key or a bad value fails with a
+:class:`~bigseg.errors.ConfigError` naming the file and the key path. Relative paths
+are resolved against the directory of the config file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from bigseg.errors import ConfigError
+from bigseg.schema import SCHEMAS, TABLES
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CsvOptions(_Strict):
+    delimiter: str = Field(",", min_length=1, max_length=1)
+    #: strptime format for timestamp columns (e.g. ``"%d/%m/%Y"``); ISO 8601 when omitted
+    timestamp_format: str | None = None
+    header: bool = True
+
+
+class TableConfig(_Strict):
+    path: str
+    format: Literal["parquet", "csv"] | None = None
+    #: canonical name -> source column name
+    columns: dict[str, str] = Field(default_factory=dict)
+    csv: CsvOptions = CsvOptions()
+
+    def resolved_format(self) -> str:
+        if self.format:
+            return self.format
+        p = self.path.lower().rstrip("/")
+        return "csv" if p.endswith((".csv", ".csv.gz", ".tsv", "*.csv")) else "parquet"
+
+
+class DataConfig(_Strict):
+    transactions: TableConfig
+    customers: TableConfig | None = None
+    events: TableConfig | None = None
+    campaigns: TableConfig | None = None
+    reviews: TableConfig | None = None
+
+    def tables(self) -> dict[str, TableConfig]:
+        return {t: getattr(self, t) for t in TABLES if getattr(self, t) is not None}
+
+
+class StoreConfig(_Strict):
+    #: number of customer buckets; ``auto`` picks from the input size at first ingest
+    buckets: int | Literal["auto"] = "auto"
+
+    @field_validator("buckets")
+    @classmethod
+    def _positive(cls, v):
+        if v != "auto" and not (1 <= v <= 65536):
+            raise ValueError("must be 'auto' or an integer in 1..65536")
+        return v
+
+
+class SegmentationConfig(_Strict):
+    method: Literal["kmeans"] = "kmeans"
+    k: int | Literal["auto"] = "auto"
+    #: candidate k range for ``k: auto``
+    k_min: int = Field(4, ge=2, le=64)
+    k_max: int = Field(8, ge=2, le=64)
+    max_iter: int = Field(100, ge=1, le=10000)
+    tol: float = Field(1e-4, ge=0)
+    n_init: int = Field(3, ge=1, le=100)
+
+    @field_validator("k")
+    @classmethod
+    def _k(cls, v):
+        if v != "auto" and not (2 <= v <= 256):
+            raise ValueError("must be 'auto' or an integer in 2..256")
+        return v
+
+
+class PredictionConfig(_Strict):
+    targets: list[Literal["churn", "value", "response"]] = ["churn", "value"]
+    #: share of customers flagged ``high_value`` (top share by predicted value)
+    high_value_share: float = Field(0.2, gt=0, lt=1)
+    n_estimators: int = Field(300, ge=1, le=20000)
+    learning_rate: float = Field(0.1, gt=0, le=1)
+    max_depth: int = Field(6, ge=1, le=16)
+    early_stopping_rounds: int = Field(20, ge=1)
+
+
+class PrivacyConfig(_Strict):
+    pseudonymize: bool = False
+    require_consent: bool = True
+    min_segment_size: int = Field(50, ge=0)
+
+
+class FairnessConfig(_Strict):
+    protected: list[str] = []
+
+
+class RunConfig(_Strict):
+    data: DataConfig
+    as_of: dt.date | None = None
+    horizon_days: int = Field(90, ge=1, le=3650)
+    seed: int = 0
+    store: StoreConfig = StoreConfig()
+    segmentation: SegmentationConfig = SegmentationConfig()
+    prediction: PredictionConfig = PredictionConfig()
+    privacy: PrivacyConfig = PrivacyConfig()
+    fairness: FairnessConfig = FairnessConfig()
+    output: str = "out/"
+    #: directory of the config file; relative paths resolve against it
+    base_dir: str = "."
+
+    def path(self, p: str) -> Path:
+        q = Path(p).expanduser()
+        return q if q.is_absolute() else (Path(self.base_dir) / q)
+
+    @property
+    def output_dir(self) -> Path:
+        return self.path(self.output).resolve()
+
+
+def _key_path(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(p) for p in loc) or "<top level>"
+
+
+def format_validation_error(source: str, err: ValidationError) -> str:
+    lines = [f"{source}: invalid config"]
+    for e in err.errors():
+        key = _key_path(e["loc"])
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  {key}: unknown key")
+        elif e["type"] == "missing":
+            lines.append(f"  {key}: required key is missing")
+        else:
+            lines.append(f"  {key}: {e['msg']} (got {e.get('input')!r})")
+    return "\n".join(lines)
+
+
+def load_yaml(path: str | Path) -> dict:
+    """Read a YAML mapping, with errors that name the file."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: config file not found")
+    try:
+        doc = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: not valid YAML: {e}") from None
+    if doc is None:
+        doc = {}
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{p}: expected a mapping at the top level, got {type(doc).__name__}")
+    return doc
+
+
+def _check_columns(source: str, cfg: RunConfig) -> None:
+    for table, tc in cfg.data.tables().items():
+        known = SCHEMAS[table].columns
+        for canon in tc.columns:
+            if canon not in known:
+                raise ConfigError(
+                    f"{source}: data.{table}.columns.{canon}: unknown canonical column "
+                    f"(known: {', '.join(known)})"
+                )
+
+
+def parse_run_config(doc: dict, source: str = "<config>", base_dir: str | Path = ".") -> RunConfig:
+    """Validate a config mapping. ``source`` names it in error messages."""
+    doc = dict(doc)
+    doc.setdefault("base_dir", str(Path(base_dir).resolve()))
+    try:
+        cfg = RunConfig.model_validate(doc)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(source, e)) from None
+    seg = cfg.segmentation
+    if seg.k_min > seg.k_max:
+        raise ConfigError(f"{source}: segmentation.k_min ({seg.k_min}) > k_max ({seg.k_max})")
+    _check_columns(source, cfg)
+    return cfg
+
+
+def load_run_config(path: str | Path) -> RunConfig:
+    """Load and validate a run config file.
+
+    Examples
+    --------
+    >>> cfg = load_run_config("bigseg-demo/bigseg.yaml")  # doctest: +SKIP
+    >>> cfg.horizon_days
+    90
+    """
+    p = Path(path)
+    return parse_run_config(load_yaml(p), source=str(p), base_dir=p.parent)
