@@ -1,0 +1,57 @@
+"""Waiting on Dask futures with a progress bar (rich) and clean failure.
+
+Library code calls :func:`gather`; the bar is shown only when the CLI turned it on
+(``set_enabled(True)``) and stderr is a terminal or ``BIGSEG_PROGRESS=1``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+
+from distributed import as_completed
+
+log = logging.getLogger(__name__)
+_ENABLED = False
+
+
+def set_enabled(flag: bool) -> None:
+    global _ENABLED
+    _ENABLED = flag
+
+
+def _show() -> bool:
+    return _ENABLED and (sys.stderr.isatty() or os.environ.get("BIGSEG_PROGRESS") == "1")
+
+
+def gather(client, futures: list, desc: str) -> list:
+    """Wait for ``futures`` (in order), showing progress; on the first failure cancel the
+    rest and re-raise the task's own exception (e.g. a DataError naming the file)."""
+    if not futures:
+        return []
+    t0 = time.perf_counter()
+    bar = None
+    if _show():
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+        bar = Progress(
+            "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), transient=False, console=None,
+        )
+        bar.start()
+        task = bar.add_task(desc, total=len(futures))
+    try:
+        for fut in as_completed(futures):
+            if fut.status == "error":
+                client.cancel(futures)
+                fut.result()  # raises the task's exception
+            if bar is not None:
+                bar.advance(task)
+        results = client.gather(futures)
+    finally:
+        if bar is not None:
+            bar.stop()
+    log.info("%s: %d tasks in %.2fs", desc, len(futures), time.perf_counter() - t0)
+    return results

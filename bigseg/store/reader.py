@@ -1,0 +1,194 @@
+"""Reading user inputs: list the files of a table, stream them in bounded batches,
+rename columns to canonical names and coerce types.
+
+Every problem raises :class:`~bigseg.errors.DataError` naming the file, the column and
+the rule broken. ``customer_id`` keeps its type and value exactly: integer ids stay
+int64, string ids (zero-padded ones included) stay strings; CSV ids are always strings.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+
+from bigseg.config import TableConfig
+from bigseg.errors import DataError
+from bigseg.schema import ID, SCHEMAS
+
+BATCH_ROWS = 256 * 1024
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One input file of one table, with hive partition values found in its path."""
+
+    table: str
+    path: str
+    format: str
+    size: int
+    mtime: float
+    partition: dict = field(default_factory=dict)
+
+    def fingerprint(self) -> dict:
+        return {"path": self.path, "size": self.size, "mtime": self.mtime}
+
+
+def list_inputs(table: str, tc: TableConfig, base: Path) -> list[InputFile]:
+    """All files of one configured table, in a stable (sorted) order."""
+    fmt = tc.resolved_format()
+    raw = Path(tc.path).expanduser()
+    path = raw if raw.is_absolute() else base / raw
+    spec = str(path)
+    if any(ch in spec for ch in "*?["):
+        paths = sorted(p for p in glob.glob(spec, recursive=True) if os.path.isfile(p))
+        parts = [{} for _ in paths]
+    elif path.is_file():
+        paths, parts = [str(path)], [{}]
+    elif path.is_dir():
+        if fmt == "parquet":
+            dset = pads.dataset(str(path), format="parquet", partitioning="hive",
+                                exclude_invalid_files=False)
+            frags = sorted(dset.get_fragments(), key=lambda f: f.path)
+            paths = [f.path for f in frags]
+            parts = [pads.get_partition_keys(f.partition_expression) for f in frags]
+        else:
+            paths = sorted(
+                str(p) for p in path.rglob("*")
+                if p.is_file() and p.suffix.lower() in (".csv", ".tsv", ".gz", ".txt")
+                and not p.name.startswith((".", "_"))
+            )
+            parts = [{} for _ in paths]
+    else:
+        raise DataError(f"data.{table}.path: {path} does not exist")
+    if not paths:
+        raise DataError(f"data.{table}.path: {path} holds no {fmt} files")
+    out = []
+    for p, part in zip(paths, parts, strict=True):
+        st = os.stat(p)
+        out.append(InputFile(table, p, fmt, st.st_size, st.st_mtime, dict(part or {})))
+    return out
+
+
+def _source_names(table: str, tc: TableConfig) -> dict[str, str]:
+    """canonical -> source column name, for every canonical column of the table."""
+    return {canon: tc.columns.get(canon, canon) for canon in SCHEMAS[table].columns}
+
+
+def _open_batches(f: InputFile, tc: TableConfig, wanted: list[str]) -> Iterator[pa.RecordBatch]:
+    if f.format == "parquet":
+        try:
+            pf = pq.ParquetFile(f.path)
+        except Exception as e:  # noqa: BLE001 - any read failure: name the file
+            raise DataError(f"{f.path}: cannot read as Parquet ({type(e).__name__}: {e})") from None
+        present = [c for c in wanted if c in pf.schema_arrow.names]
+        try:
+            yield from pf.iter_batches(batch_size=BATCH_ROWS, columns=present)
+        except Exception as e:  # noqa: BLE001
+            raise DataError(f"{f.path}: corrupt Parquet data ({type(e).__name__}: {e})") from None
+        return
+    opts = tc.csv
+    read_opts = pacsv.ReadOptions(block_size=1 << 22, autogenerate_column_names=not opts.header)
+    parse_opts = pacsv.ParseOptions(delimiter=opts.delimiter)
+    try:
+        # read the header once to learn the columns, then stream only those we need,
+        # all as strings: type coercion (and its error messages) happens in one place
+        with pacsv.open_csv(f.path, read_options=read_opts, parse_options=parse_opts) as r:
+            names = r.schema.names
+        present = [c for c in wanted if c in names]
+        conv = pacsv.ConvertOptions(
+            column_types={c: pa.string() for c in present}, include_columns=present
+        )
+        with pacsv.open_csv(f.path, read_options=read_opts, parse_options=parse_opts,
+                            convert_options=conv) as r:
+            yield from r
+    except pa.ArrowInvalid as e:
+        raise DataError(f"{f.path}: cannot parse as CSV ({e})") from None
+
+
+def _to_timestamp(arr: pa.Array, fmt: str | None) -> pa.Array:
+    if pa.types.is_timestamp(arr.type):
+        if arr.type.tz is not None:
+            arr = pc.cast(arr, pa.timestamp(arr.type.unit, tz="UTC"))
+            arr = arr.cast(pa.timestamp(arr.type.unit))
+        return arr.cast(pa.timestamp("us"))
+    if pa.types.is_date(arr.type):
+        return arr.cast(pa.timestamp("us"))
+    if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
+        if fmt:
+            return pc.strptime(arr, format=fmt, unit="us", error_is_null=False)
+        try:
+            return arr.cast(pa.timestamp("us"))
+        except pa.ArrowInvalid:
+            return arr.cast(pa.timestamp("us", tz="UTC")).cast(pa.timestamp("us"))
+    return arr.cast(pa.timestamp("us"))
+
+
+def _coerce_id(arr: pa.Array, where: str) -> pa.Array:
+    t = arr.type
+    if pa.types.is_integer(t):
+        return arr.cast(pa.int64())
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_dictionary(t):
+        return arr.cast(pa.string())
+    if pa.types.is_floating(t):
+        as_int = pc.cast(arr, pa.int64(), safe=False)
+        if pc.all(pc.equal(pc.cast(as_int, t), arr)).as_py() is not False:
+            return as_int
+        raise DataError(f"{where}: customer ids must be integers or strings; found non-integral floats")
+    raise DataError(f"{where}: customer ids must be integers or strings, got type {t}")
+
+
+def coerce_batch(table: str, batch: pa.RecordBatch, f: InputFile, tc: TableConfig) -> pa.Table:
+    """Rename to canonical names, add hive partition columns, coerce types, check keys."""
+    schema = SCHEMAS[table]
+    src = _source_names(table, tc)
+    cols, names = [], []
+    for canon, target in schema.columns.items():
+        s = src[canon]
+        if s in batch.schema.names:
+            arr = batch.column(s)
+        elif s in f.partition:
+            arr = pa.array([f.partition[s]] * batch.num_rows)
+        elif canon in schema.required:
+            present = ", ".join(batch.schema.names) or "(none)"
+            raise DataError(
+                f"{f.path}: required column '{canon}' (source column '{s}') is missing; "
+                f"columns present: {present}. Map it with data.{table}.columns.{canon}: <name>"
+            )
+        else:
+            continue
+        where = f"{f.path}: column '{s}'" + (f" (canonical '{canon}')" if s != canon else "")
+        try:
+            if target == ID:
+                arr = _coerce_id(arr, where)
+            elif target == pa.timestamp("us"):
+                arr = _to_timestamp(arr, tc.csv.timestamp_format if f.format == "csv" else None)
+            elif pa.types.is_boolean(target) and (pa.types.is_string(arr.type)):
+                arr = pc.is_in(pc.utf8_lower(arr), value_set=pa.array(["true", "1", "yes", "y", "t"]))
+            else:
+                arr = arr.cast(target)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as e:
+            raise DataError(f"{where}: cannot convert to {target}: {e}") from None
+        if canon in schema.required and arr.null_count:
+            raise DataError(
+                f"{where}: rule 'not null' broken: {arr.null_count} of {len(arr)} values are null"
+            )
+        cols.append(arr)
+        names.append(canon)
+    return pa.Table.from_arrays(cols, names=names)
+
+
+def read_file(f: InputFile, tc: TableConfig) -> Iterator[pa.Table]:
+    """Stream one input file as canonical tables of at most ``BATCH_ROWS`` rows."""
+    wanted = list(dict.fromkeys(_source_names(f.table, tc).values()))
+    for b in _open_batches(f, tc, wanted):
+        if b.num_rows:
+            yield coerce_batch(f.table, b, f, tc)

@@ -1,0 +1,74 @@
+"""The customer-bucketed store: ``output/store/<table>/bucket=NNNNN/part-*.parquet``.
+
+Each bucket holds every row of the customers whose ``hash(customer_id) % n_buckets``
+equals its number, sorted by customer id (then time). Every later stage is a map over
+buckets with no shuffle. ``_manifest.json`` records the bucket count, the id type, the
+schema and row count of every table and the input files it was built from.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from bigseg.errors import DataError
+from bigseg.store.publish import recover
+
+MANIFEST = "_manifest.json"
+
+
+def bucket_dirname(k: int) -> str:
+    return f"bucket={k:05d}"
+
+
+@dataclass(frozen=True)
+class Store:
+    """A published store. Cheap to pickle: workers get it as a task argument."""
+
+    root: str
+    manifest: dict
+
+    @property
+    def n_buckets(self) -> int:
+        return int(self.manifest["n_buckets"])
+
+    @property
+    def tables(self) -> list[str]:
+        return list(self.manifest["tables"])
+
+    def has(self, table: str) -> bool:
+        return table in self.manifest["tables"]
+
+    def schema(self, table: str) -> dict[str, str]:
+        return self.manifest["tables"][table]["schema"]
+
+    def bucket_dir(self, table: str, k: int) -> Path:
+        return Path(self.root) / table / bucket_dirname(k)
+
+    def read_bucket(self, table: str, k: int, columns: list[str] | None = None) -> pa.Table:
+        """All rows of bucket ``k`` of ``table`` (optionally only ``columns``), sorted by
+        customer id."""
+        d = self.bucket_dir(table, k)
+        files = sorted(d.glob("*.parquet"))
+        if not files:
+            raise DataError(f"{d}: bucket has no data files; the store is damaged, re-run ingest")
+        cols = None if columns is None else [c for c in columns if c in self.schema(table)]
+        parts = [pq.read_table(f, columns=cols) for f in files]
+        return parts[0] if len(parts) == 1 else pa.concat_tables(parts)
+
+
+def open_store(output: str | Path) -> Store:
+    """Open the published store under ``output/store``.
+
+    Raises :class:`~bigseg.errors.DataError` when there is none yet.
+    """
+    root = Path(output) / "store"
+    recover(root)
+    m = root / MANIFEST
+    if not m.is_file():
+        raise DataError(f"{root}: no bucketed store here; run `bigseg ingest CONFIG` first")
+    return Store(str(root), json.loads(m.read_text()))
