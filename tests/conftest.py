@@ -1,0 +1,170 @@
+"""Shared fixtures: a real external Dask cluster (scheduler + 2 worker processes started
+with the ``dask`` CLI) and a local 2-worker client from :func:`bigseg.engine.connect`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+DASK_CLI = Path(sys.executable).parent / "dask"
+START_TIMEOUT_S = 60.0
+STOP_GRACE_S = 10.0
+
+
+@dataclass
+class ExternalCluster:
+    """A scheduler and workers running as separate processes, not owned by bigseg."""
+
+    #: scheduler address, e.g. ``tcp://127.0.0.1:41234``
+    address: str
+    #: ``type: scheduler`` cluster config pointing at ``address``
+    config_path: Path
+    scheduler_file: Path
+    log_dir: Path
+    n_workers: int
+    processes: list[subprocess.Popen] = field(default_factory=list, repr=False)
+
+    def logs(self, tail: int = 3000) -> str:
+        """The last ``tail`` characters of every process log, for failure messages."""
+        out = []
+        for p in sorted(self.log_dir.glob("*.log")):
+            out.append(f"--- {p.name} ---\n{p.read_text(errors='replace')[-tail:]}")
+        return "\n".join(out)
+
+
+def _spawn(args: list[str], log_path: Path) -> subprocess.Popen:
+    with open(log_path, "wb") as log:
+        # own session: teardown can signal the nanny AND its worker child together
+        return subprocess.Popen(
+            args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # fmt: skip
+
+
+def _stop(procs: list[subprocess.Popen]) -> None:
+    """SIGTERM every process group, wait up to STOP_GRACE_S, then SIGKILL what is left."""
+    for p in procs:
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    deadline = time.monotonic() + STOP_GRACE_S
+    for p in procs:
+        try:
+            p.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            pass
+    for p in procs:
+        try:  # the group may outlive its leader (a nanny's worker child)
+            os.killpg(p.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        if p.poll() is None:
+            p.wait(timeout=5)
+
+
+def _read_scheduler_file(path: Path) -> str | None:
+    try:
+        return json.loads(path.read_text())["address"]
+    except (OSError, ValueError, KeyError):
+        return None  # not written yet, or half written
+
+
+def _wait_for(cluster: ExternalCluster, what: str, check, deadline: float):
+    while True:
+        value = check()
+        if value:
+            return value
+        dead = [p.args for p in cluster.processes if p.poll() is not None]
+        if dead or time.monotonic() > deadline:
+            reason = (
+                f"process exited: {dead[0]}" if dead else f"timed out after {START_TIMEOUT_S:g} s"
+            )
+            pytest.fail(f"external Dask cluster: waiting for {what}: {reason}\n{cluster.logs()}")
+        time.sleep(0.2)
+
+
+def start_external_cluster(root: Path, n_workers: int = 2) -> ExternalCluster:
+    """Start ``dask scheduler`` and ``n_workers`` single-threaded ``dask worker`` processes
+    on 127.0.0.1, wait until all workers are connected, and write a scheduler config."""
+    from distributed import Client
+
+    if not DASK_CLI.exists():
+        pytest.fail(f"the dask CLI is missing: {DASK_CLI} (pip install 'dask[distributed]')")
+    root.mkdir(parents=True, exist_ok=True)
+    sched_file = root / "scheduler.json"
+    cluster = ExternalCluster(
+        address="",
+        config_path=root / "scheduler.yaml",
+        scheduler_file=sched_file,
+        log_dir=root,
+        n_workers=n_workers,
+    )
+    deadline = time.monotonic() + START_TIMEOUT_S
+    try:
+        scheduler_args = "scheduler --host 127.0.0.1 --port 0 --no-dashboard".split()
+        cluster.processes.append(
+            _spawn(
+                [str(DASK_CLI), *scheduler_args, "--scheduler-file", str(sched_file)],
+                root / "scheduler.log",
+            )
+        )
+        cluster.address = _wait_for(
+            cluster, "the scheduler file", lambda: _read_scheduler_file(sched_file), deadline
+        )
+        worker_args = (
+            "worker --host 127.0.0.1 --nworkers 1 --nthreads 1 --no-dashboard --memory-limit 2GiB"
+        ).split()
+        for i in range(n_workers):
+            cluster.processes.append(
+                _spawn(
+                    [str(DASK_CLI), *worker_args, "--scheduler-file", str(sched_file)],
+                    root / f"worker-{i}.log",
+                )
+            )
+        with Client(cluster.address, timeout=30, set_as_default=False) as probe:
+            _wait_for(
+                cluster,
+                f"{n_workers} workers to connect",
+                lambda: len(probe.scheduler_info(n_workers=-1)["workers"]) >= n_workers,
+                deadline,
+            )
+        cluster.config_path.write_text(
+            f"# written by tests/conftest.py\ntype: scheduler\naddress: {cluster.address}\ntimeout: 10\n"
+        )
+        return cluster
+    except BaseException:
+        _stop(cluster.processes)
+        raise
+
+
+@pytest.fixture(scope="session")
+def external_cluster(tmp_path_factory):
+    """A real external cluster: ``dask scheduler`` + 2 ``dask worker`` processes.
+
+    Yields an :class:`ExternalCluster` with ``.address`` and ``.config_path`` (a
+    ``type: scheduler`` cluster config). Terminated at the end of the session.
+    """
+    cluster = start_external_cluster(tmp_path_factory.mktemp("external_cluster"))
+    try:
+        yield cluster
+    finally:
+        _stop(cluster.processes)
+
+
+@pytest.fixture(scope="module")
+def local_client():
+    """A client on a fresh local cluster of 2 worker processes (``connect(n_workers=2)``)."""
+    from bigseg.engine import connect
+
+    with connect(n_workers=2, reuse_current=False) as client:
+        yield client
