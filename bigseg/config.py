@@ -92,6 +92,9 @@ class PredictionConfig(_Strict):
     learning_rate: float = Field(0.1, gt=0, le=1)
     max_depth: int = Field(6, ge=1, le=16)
     early_stopping_rounds: int = Field(20, ge=1)
+    #: up to this many training rows, XGBoost trains on one worker (bit-identical models
+    #: whatever the number of workers); above it, on every worker holding data
+    single_worker_max_rows: int = Field(5_000_000, ge=0)
 
 
 class PrivacyConfig(_Strict):

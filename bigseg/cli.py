@@ -1,0 +1,259 @@
+"""Command line: parse, load configs, open the engine, call the pipeline. No business logic.
+
+Exit codes: 0 success; 1 unexpected error; 2 bad config; 3 bad input data; 4 GPU asked for
+but unusable; 5 cluster unreachable or backend missing; 6 publish refused (unsafe path,
+lock); 7 model missing or tampered with; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from bigseg import __version__
+from bigseg.errors import BigsegError
+
+DEMO_CUSTOMERS = 200_000
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cluster", metavar="FILE", default=None,
+                   help="cluster config (cluster_configs/*.yaml); default: a local cluster")
+    p.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto",
+                   help="compute device (default auto: GPU when usable, else CPU)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or summaries")
+    p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="bigseg",
+        description="Customer segmentation, churn and value prediction at scale on Dask.",
+    )
+    ap.add_argument("--version", action="version", version=f"bigseg {__version__}")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="generate synthetic data and run the whole pipeline")
+    p.add_argument("--customers", type=int, default=DEMO_CUSTOMERS)
+    p.add_argument("--out", default="bigseg-demo")
+    p.add_argument("--seed", type=int, default=0)
+    _common(p)
+
+    p = sub.add_parser("generate", help="write synthetic raw tables and ground truth")
+    p.add_argument("--customers", type=int, required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    _common(p)
+
+    for name, text in [
+        ("validate", "check config and input data; compute nothing else"),
+        ("ingest", "raw inputs -> validated, customer-bucketed store"),
+        ("features", "store -> features at as_of"),
+        ("segment", "features -> segment model and segments/"),
+        ("train", "features + labels -> prediction models"),
+        ("score", "batch scoring -> scores/as_of=DATE/"),
+        ("run", "ingest, features, segment, train, score, report"),
+        ("report", "report.html from what exists"),
+    ]:
+        p = sub.add_parser(name, help=text)
+        p.add_argument("config", help="run config (YAML)")
+        if name == "score":
+            p.add_argument("--as-of", default=None, help="scoring date (YYYY-MM-DD)")
+        _common(p)
+
+    p = sub.add_parser("cluster-check", help="connect to a cluster; print workers, threads, memory, GPUs")
+    p.add_argument("cluster_file", metavar="CLUSTER.yaml")
+    p.add_argument("--min-workers", type=int, default=0)
+    p.add_argument("--quiet", action="store_true")
+    p.add_argument("-v", "--verbose", action="store_true")
+    return ap
+
+
+def _out(args, *lines) -> None:
+    if not args.quiet:
+        for line in lines:
+            print(line)
+
+
+def _summary(args, metrics: dict) -> None:
+    if args.quiet:
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    c = Console()
+    t = Table(title=f"segments at {metrics.get('as_of')}  ({metrics.get('n_customers', 0):,} customers)")
+    for col in ("id", "segment", "customers", "share", "churn prob.", "pred. spend"):
+        t.add_column(col, justify="right" if col not in ("segment",) else "left")
+    for s in metrics.get("segments", []):
+        t.add_row(str(s["id"]), s["name"], f"{s['size']:,}", f"{s['share']:.1%}",
+                  "–" if s.get("churn_probability") is None else f"{s['churn_probability']:.1%}",
+                  "–" if s.get("value_prediction") is None else f"{s['value_prediction']:,.2f}")
+    c.print(t)
+    ch = metrics.get("churn", {})
+    if ch.get("auc") is not None:
+        c.print(f"churn model (forward backtest): AUC {ch['auc']:.3f}, PR-AUC {ch['pr_auc']:.3f}, "
+                f"recency-only baseline AUC {ch.get('baseline_recency_auc') or float('nan'):.3f}")
+    tm = metrics.get("timings", {})
+    c.print("timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in tm.items()))
+
+
+def _run_stages(args, stages) -> dict:
+    from bigseg.pipeline import run_pipeline
+
+    return run_pipeline(args.config, cluster=args.cluster, device=args.device, stages=stages)
+
+
+def _demo(args) -> int:
+    import yaml
+
+    from bigseg.backend import resolve
+    from bigseg.config import load_run_config
+    from bigseg.engine import connect
+    from bigseg.pipeline import run_stages
+    from bigseg.synth import generate
+
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    marker = out / "raw" / "_demo.json"
+    want = {"customers": args.customers, "seed": args.seed}
+    backend = resolve(args.device)
+    with connect(args.cluster) as client:
+        t0 = time.perf_counter()
+        if marker.is_file() and json.loads(marker.read_text()) == want:
+            _out(args, f"reusing synthetic data in {out / 'raw'}")
+        else:
+            import shutil
+
+            for d in ("raw", "ground_truth"):
+                shutil.rmtree(out / d, ignore_errors=True)
+            _out(args, f"generating {args.customers:,} synthetic customers into {out / 'raw'} ...")
+            generate(args.customers, out, seed=args.seed, client=client)
+            marker.write_text(json.dumps(want))
+        gen_s = time.perf_counter() - t0
+        config = {
+            "data": {t: {"path": f"raw/{t}"} for t in
+                     ("transactions", "customers", "events", "campaigns", "reviews")},
+            "horizon_days": 90,
+            "seed": args.seed,
+            "segmentation": {"method": "kmeans", "k": "auto"},
+            "prediction": {"targets": ["churn", "value"]},
+            "privacy": {"pseudonymize": False, "require_consent": True, "min_segment_size": 50},
+            "output": str(out),
+        }
+        cfg_path = out / "bigseg.yaml"
+        cfg_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        cfg = load_run_config(cfg_path)
+        metrics = run_stages(cfg, client, backend)
+    metrics.setdefault("timings", {})["generate"] = round(gen_s, 3)
+    _summary(args, metrics)
+    _out(args, f"config:  {cfg_path}", f"metrics: {out / 'metrics.json'}",
+         f"report:  {out / 'report.html'}")
+    return 0
+
+
+def _generate(args) -> int:
+    from bigseg.engine import connect
+    from bigseg.synth import generate
+
+    with connect(args.cluster) as client:
+        summary = generate(args.customers, args.out, seed=args.seed, client=client)
+    _out(args, json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+def _validate(args) -> int:
+    from bigseg.config import load_run_config
+    from bigseg.engine import connect
+    from bigseg.store.validate import validate_inputs
+
+    cfg = load_run_config(args.config)
+    with connect(args.cluster) as client:
+        res = validate_inputs(cfg, client)
+    for f in res["files"]:
+        _out(args, f"{f['table']:<13} {f['rows']:>12,} rows  {f['path']}")
+    if res["problems"]:
+        print(f"{len(res['problems'])} problem(s):", file=sys.stderr)
+        for p in res["problems"]:
+            print(f"  - {p}", file=sys.stderr)
+        return 3
+    _out(args, "config and inputs are valid")
+    return 0
+
+
+def _cluster_check(args) -> int:
+    from bigseg.engine import cluster_check, format_cluster_info
+
+    info = cluster_check(args.cluster_file, min_workers=args.min_workers)
+    print(format_cluster_info(info))
+    return 0
+
+
+STAGE_COMMANDS = {
+    "ingest": ("ingest",),
+    "features": ("features",),
+    "segment": ("features", "segment"),
+    "train": ("features", "train"),
+    "score": ("score",),
+    "report": (),
+    "run": ("ingest", "features", "segment", "train", "score", "report"),
+}
+
+
+def _stage(args) -> int:
+    stages = STAGE_COMMANDS[args.command]
+    if args.command == "report":
+        from bigseg.config import load_run_config
+        from bigseg.report import write_report
+
+        cfg = load_run_config(args.config)
+        mpath = cfg.output_dir / "metrics.json"
+        if not mpath.is_file():
+            raise BigsegError(f"{mpath}: no metrics yet; run `bigseg run {args.config}` first")
+        path = write_report(cfg.output_dir, json.loads(mpath.read_text()),
+                            cfg.privacy.min_segment_size)
+        _out(args, f"report: {path}")
+        return 0
+    if args.command == "score" and args.as_of:
+        import datetime as dt
+
+        from bigseg.config import load_run_config
+
+        cfg = load_run_config(args.config)
+        args.config = cfg.model_copy(update={"as_of": dt.date.fromisoformat(args.as_of)})
+    metrics = _run_stages(args, stages)
+    if args.command in ("run", "score"):
+        _summary(args, metrics)
+    out = metrics.get("report")
+    _out(args, f"done: {args.command}" + (f"; report: {out}" if out else ""))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.verbose:  # distributed sets up INFO-level handlers when first imported
+        os.environ.setdefault("DASK_DISTRIBUTED__LOGGING__DISTRIBUTED", "error")
+    from bigseg import progress
+
+    progress.set_enabled(not args.quiet)
+    handlers = {"demo": _demo, "generate": _generate, "validate": _validate,
+                "cluster-check": _cluster_check}
+    try:
+        return handlers.get(args.command, _stage)(args)
+    except BigsegError as e:
+        print(f"bigseg {args.command}: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(f"bigseg {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,374 @@
+"""The pipeline: ingest -> features -> segment -> train -> score -> report.
+
+Stages are methods of :class:`Run`, which holds the config, the client and the
+per-bucket results already computed (futures resident on the workers), so ``bigseg run``
+computes features once and every stage maps over the same buckets without a shuffle.
+Each stage command (``bigseg features``, ``segment``, ...) starts a fresh ``Run`` and
+recomputes what it needs from the published store and models.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bigseg import tasks
+from bigseg.backend import Backend
+from bigseg.config import RunConfig
+from bigseg.errors import DataError
+from bigseg.features import FEATURE_NAMES, FEATURES, SKEWED, bucket_frames, to_us
+from bigseg.predict.xgb import evaluate_binary, evaluate_value, params_for, train_dask
+from bigseg.progress import gather
+from bigseg.registry import VersionWriter, load_version, schema_hash
+from bigseg.segment import KMeans
+from bigseg.segment.blocks import Blocks
+from bigseg.segment.naming import name_segments, rfm_position
+from bigseg.segment.preprocess import Preprocessor
+from bigseg.store import ingest, open_store
+from bigseg.store.publish import staged_dir, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+#: features the segmentation clusters on (all of them are shown in the profiles)
+SEGMENT_FEATURES = ["recency_days", "frequency", "monetary_total", "monetary_mean",
+                    "tenure_days", "count_90d", "spend_trend"]
+VALID_FRACTION = 0.15
+
+
+class Run:
+    """One pipeline run over one config, on one cluster."""
+
+    def __init__(self, cfg: RunConfig, client, backend: Backend):
+        self.cfg = cfg
+        self.client = client
+        self.backend = backend
+        self.out = cfg.output_dir
+        self.metrics: dict = {}
+        self.timings: dict[str, float] = {}
+        self._store = None
+        self._frames = None
+        self._model: VersionWriter | None = None
+        self._seg: dict | None = None
+        self._models: dict[str, bytes] = {}
+        self._scores = None
+
+    # -- plumbing -------------------------------------------------------------------
+    @contextlib.contextmanager
+    def timed(self, stage: str):
+        t0 = time.perf_counter()
+        yield
+        self.timings[stage] = round(time.perf_counter() - t0, 3)
+        log.info("stage %s: %.2fs", stage, self.timings[stage])
+
+    def submit_each(self, fn, *args, over=None) -> list:
+        over = self.frames() if over is None else over
+        return [self.client.submit(fn, f, *args, pure=False) for f in over]
+
+    @property
+    def store(self):
+        if self._store is None:
+            self._store = open_store(self.out)
+        return self._store
+
+    @property
+    def as_of(self) -> dt.date:
+        if self.cfg.as_of is not None:
+            return self.cfg.as_of
+        if "as_of" not in self.metrics:
+            futs = [self.client.submit(tasks.max_timestamp, self.store, k, pure=False)
+                    for k in range(self.store.n_buckets)]
+            m = max(v for v in gather(self.client, futs, "find last date") if v is not None)
+            self.metrics["as_of"] = str(np.datetime64(m, "us").astype("datetime64[D]"))
+        return dt.date.fromisoformat(self.metrics["as_of"])
+
+    def cutoffs(self) -> dict[str, int]:
+        h = dt.timedelta(days=self.cfg.horizon_days)
+        return {"score": to_us(self.as_of), "train": to_us(self.as_of - h),
+                "backtest": to_us(self.as_of - 2 * h)}
+
+    def frames(self) -> list:
+        """Per-bucket futures of features at every cutoff (computed once per run)."""
+        if self._frames is None:
+            futs = [
+                self.client.submit(bucket_frames, self.store, k, self.cutoffs(),
+                                   ("train", "backtest"), self.cfg.horizon_days,
+                                   self.cfg.privacy.require_consent, pure=False)
+                for k in range(self.store.n_buckets)
+            ]
+            gather(self.client, futs, "features")
+            self._frames = futs
+        return self._frames
+
+    def count(self, name: str) -> int:
+        return sum(gather(self.client, self.submit_each(tasks.n_rows, name), f"count {name}"))
+
+    def write_metrics(self) -> None:
+        path = self.out / "metrics.json"
+        old = json.loads(path.read_text()) if path.is_file() else {}
+        merged = {**old, **self.metrics, "timings": {**old.get("timings", {}), **self.timings}}
+        write_json_atomic(path, merged)
+        self.metrics = merged
+
+    # -- stages -----------------------------------------------------------------------
+    def ingest(self):
+        with self.timed("ingest"):
+            self._store = ingest(self.cfg, self.client)
+        self.metrics["store"] = {t: v["rows"] for t, v in self.store.manifest["tables"].items()}
+        self.metrics["n_buckets"] = self.store.n_buckets
+
+    def features(self):
+        with self.timed("features"):
+            frames = self.frames()
+            excluded = sum(gather(self.client, self.submit_each(tasks.excluded), "consent"))
+            with staged_dir(self.out, self.out / "features") as d:
+                futs = [self.client.submit(tasks.write_features, f, "score",
+                                           str(d / f"part-{k:05d}.parquet"), pure=False)
+                        for k, f in enumerate(frames)]
+                n = sum(gather(self.client, futs, "write features"))
+        self.metrics.update(as_of=str(self.as_of), horizon_days=self.cfg.horizon_days,
+                            n_customers=n, excluded_no_consent=excluded,
+                            features=FEATURES)
+        if n == 0:
+            raise DataError(f"no customer has a purchase on or before as_of={self.as_of}")
+
+    def _model_writer(self) -> VersionWriter:
+        if self._model is None:
+            self._model = VersionWriter(self.out)
+        return self._model
+
+    def segment(self):
+        with self.timed("segment"):
+            self._fit_segments()
+            with staged_dir(self.out, self.out / "segments") as d:
+                futs = [self.client.submit(tasks.write_segments, s, str(d / f"part-{k:05d}.parquet"),
+                                           pure=False) for k, s in enumerate(self._segment_frames())]
+                gather(self.client, futs, "write segments")
+
+    def _fit_segments(self):
+        cfg, seed = self.cfg.segmentation, self.cfg.seed
+        frames = self.frames()
+        feats = SEGMENT_FEATURES
+        log_feats = sorted(SKEWED & set(feats))
+        parts = gather(self.client, self.submit_each(tasks.moments, "score", feats, log_feats),
+                       "preprocess")
+        pre = Preprocessor.fit_moments(feats, log_feats, parts)
+        n = self.metrics.get("n_customers") or self.count("score")
+        frac = min(1.0, 20_000 / max(n, 1))
+        pop = [self.client.submit(tasks.sample_rows, f, "score", k, frac, seed, pure=False)
+               for k, f in enumerate(frames)]
+        import pandas as pd
+
+        pop = pd.concat(gather(self.client, pop, "sample"), ignore_index=True)
+        blocks = Blocks(self.submit_each(tasks.x_block, "score", pre.to_dict()), self.client)
+        ks = [cfg.k] if cfg.k != "auto" else list(range(cfg.k_min, cfg.k_max + 1))
+        Xs = pre.transform(pop)
+        best, scores = None, []
+        for k in ks:
+            km = KMeans(k, n_init=cfg.n_init, max_iter=cfg.max_iter, tol=cfg.tol,
+                        random_state=seed, device=self.backend).fit(blocks)
+            s = _cluster_scores(Xs, km.predict(Xs)) if len(ks) > 1 else {}
+            scores.append({"k": k, "inertia": km.inertia_, "n_iter": km.n_iter_, **s})
+            if best is None or s.get("silhouette", 0) > best[1]:
+                best = (km, s.get("silhouette", 0))
+        km = best[0]
+        centres = pre.inverse_transform(km.cluster_centers_)
+        positions = rfm_position({f: centres[:, i] for i, f in enumerate(feats)},
+                                 {f: pop[f].to_numpy() for f in pop.columns})
+        names = name_segments(positions)
+        self._seg = {"pre": pre.to_dict(), "centers": km.cluster_centers_, "names": names}
+        self.metrics["segmentation"] = {
+            "method": "kmeans", "k": km.n_clusters, "k_rule": "highest silhouette on a sample",
+            "candidates": scores, "inertia": km.inertia_, "n_iter": km.n_iter_,
+        }
+        w = self._model_writer()
+        w.write_json("preprocess.json", pre.to_dict())
+        w.write_json("segmenter.json", {
+            "method": "kmeans", "features": feats,
+            "cluster_centers": km.cluster_centers_.tolist(), "names": names,
+            "rfm_positions": positions,
+        })
+
+    def _load_segmenter(self):
+        if self._seg is None:
+            d, _ = load_version(self.out)
+            seg = json.loads((d / "segmenter.json").read_text())
+            self._seg = {"pre": json.loads((d / "preprocess.json").read_text()),
+                         "centers": np.asarray(seg["cluster_centers"], np.float32),
+                         "names": seg["names"]}
+            self._model_writer().copy_from(d, ["preprocess.json", "segmenter.json"])
+        return self._seg
+
+    def _segment_frames(self) -> list:
+        """Per-bucket futures of scores (segments, and predictions when models exist)."""
+        seg = self._load_segmenter()
+        return self.submit_each(tasks.score_bucket, "score", seg["pre"], seg["centers"],
+                                seg["names"], self._models)
+
+    def train(self):
+        pcfg, seed = self.cfg.prediction, self.cfg.seed
+        targets = [t for t in pcfg.targets if t in ("churn", "value")]
+        self._load_segmenter()
+        with self.timed("train"):
+            if self.count("train") == 0:
+                raise DataError(
+                    f"not enough history to train: no customer bought on or before "
+                    f"as_of - horizon = {self.as_of - dt.timedelta(days=self.cfg.horizon_days)}")
+            evaluation = {}
+            if self.count("backtest") > 0:  # backtest: fit one window earlier, test on 'train'
+                models = {t: self._fit(t, "backtest") for t in targets}
+                res = gather(self.client, self.submit_each(
+                    tasks.labels_and_predictions, "train", {t: m[0] for t, m in models.items()}),
+                    "backtest")
+                cat = {key: np.concatenate([r[key] for r in res]) for key in res[0]}
+                if "churn" in models:
+                    evaluation["churn"] = evaluate_binary(cat["churn"], cat["pred_churn"])
+                    evaluation["churn"]["baseline_recency_auc"] = self._recency_baseline()
+                if "value" in models:
+                    evaluation["value"] = evaluate_value(cat["value"], cat["pred_value"])
+            final = {t: self._fit(t, "train") for t in targets}
+            self._models = {t: m[0] for t, m in final.items()}
+            for t, (model, info) in final.items():
+                self._model_writer().write_bytes(f"{t}.ubj", model)
+                evaluation.setdefault(t, {})["training"] = info
+        h = self.cfg.horizon_days
+        self.metrics.update(evaluation)
+        self.metrics["training_window"] = {
+            "features_at": str(self.as_of - dt.timedelta(days=h)),
+            "labels": f"({self.as_of - dt.timedelta(days=h)}, {self.as_of}]",
+            "backtest_features_at": str(self.as_of - dt.timedelta(days=2 * h)),
+        }
+        self._model_writer().publish({
+            "features": FEATURE_NAMES, "schema_hash": schema_hash(FEATURE_NAMES),
+            "segment_features": SEGMENT_FEATURES, "as_of": str(self.as_of),
+            "horizon_days": h, "training_window": self.metrics["training_window"],
+            "metrics": {t: evaluation.get(t) for t in targets}, "seed": seed,
+            "device": self.backend.name,
+        })
+        self._model = None
+
+    def _fit(self, target: str, name: str) -> tuple[bytes, dict]:
+        pcfg = self.cfg.prediction
+        parts = self.submit_each(tasks.xy_parts, name, target, VALID_FRACTION, self.cfg.seed)
+        params = params_for(target, pcfg, self.cfg.seed, self.backend.xgboost_device)
+        return train_dask(self.client, parts, len(FEATURE_NAMES), params, pcfg.n_estimators,
+                          pcfg.early_stopping_rounds, pcfg.single_worker_max_rows)
+
+    def _recency_baseline(self) -> float | None:
+        """AUC of 'days since last purchase' alone on the same backtest rows."""
+        res = gather(self.client, self.submit_each(tasks.frame, "train"), "baseline")
+        y = np.concatenate([r["churn"].to_numpy() for r in res])
+        r = np.concatenate([r["recency_days"].to_numpy() for r in res])
+        if y.all() or not y.any():
+            return None
+        from sklearn.metrics import roc_auc_score
+
+        return float(roc_auc_score(y, r))
+
+    def score(self):
+        with self.timed("score"):
+            if not self._models:
+                d, manifest = load_version(self.out, features=FEATURE_NAMES)
+                self._load_segmenter()
+                self._models = {p.stem: p.read_bytes() for p in sorted(d.glob("*.ubj"))}
+            scores = self._segment_frames()
+            n = sum(gather(self.client, [self.client.submit(len, s) for s in scores], "score"))
+            frac = min(1.0, 200_000 / max(n, 1))
+            vals = np.concatenate(gather(self.client, [
+                self.client.submit(tasks.value_sample, s, k, frac, self.cfg.seed, pure=False)
+                for k, s in enumerate(scores)], "value threshold"))
+            share = self.cfg.prediction.high_value_share
+            thr = float(np.quantile(vals, 1 - share)) if len(vals) and np.isfinite(vals).all() else np.inf
+            final = self.out / "scores" / f"as_of={self.as_of}"
+            with staged_dir(self.out, final) as d:
+                futs = [self.client.submit(tasks.write_scores, s, thr,
+                                           str(d / f"part-{k:05d}.parquet"), pure=False)
+                        for k, s in enumerate(scores)]
+                gather(self.client, futs, "write scores")
+            self._scores = scores
+            self.metrics["high_value_threshold"] = thr
+            self._profiles()
+
+    def _profiles(self):
+        seg = self._load_segmenter()
+        k = len(seg["names"])
+        parts = gather(self.client, [
+            self.client.submit(_profile_bucket, f, s, seg["pre"], seg["centers"], k, pure=False)
+            for f, s in zip(self.frames(), self._scores, strict=True)], "profiles")
+        counts = np.sum([p["counts"] for p in parts], axis=0)
+        sums = np.sum([p["sums"] for p in parts], axis=0)
+        churn = np.sum([p["churn_probability"] for p in parts], axis=0)
+        value = np.sum([p["value_prediction"] for p in parts], axis=0)
+        total = max(int(counts.sum()), 1)
+        segs = []
+        for i, name in enumerate(seg["names"]):
+            c = int(counts[i])
+            segs.append({
+                "id": i, "name": name, "size": c, "share": c / total,
+                "profile": {f: (float(sums[i, j] / c) if c else None)
+                            for j, f in enumerate(FEATURE_NAMES)},
+                "churn_probability": float(churn[i] / c) if c else None,
+                "value_prediction": float(value[i] / c) if c else None,
+            })
+        self.metrics["segments"] = segs
+
+    def report(self):
+        from bigseg.report import write_report
+
+        with self.timed("report"):
+            path = write_report(self.out, self.metrics, self.cfg.privacy.min_segment_size)
+        self.metrics["report"] = str(path)
+
+
+def _profile_bucket(res, scores, pre, centers, k):
+    labels = scores["segment"].to_numpy()
+    return tasks.profile(res, "score", labels, k, scores)
+
+
+def _cluster_scores(X: np.ndarray, labels: np.ndarray) -> dict:
+    from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
+
+    if len(np.unique(labels)) < 2:
+        return {"silhouette": -1.0}
+    m = min(len(X), 4_000)
+    return {
+        "silhouette": float(silhouette_score(X[:m], labels[:m], random_state=0)),
+        "calinski_harabasz": float(calinski_harabasz_score(X, labels)),
+        "davies_bouldin": float(davies_bouldin_score(X, labels)),
+    }
+
+
+STAGES = ("ingest", "features", "segment", "train", "score", "report")
+
+
+def run_stages(cfg: RunConfig, client, backend: Backend, stages=STAGES) -> dict:
+    """Run the named stages in order on ``client``; returns the metrics written."""
+    r = Run(cfg, client, backend)
+    t0 = time.perf_counter()
+    for s in stages:
+        if s == "report":
+            r.timings["total"] = round(time.perf_counter() - t0, 3)
+            r.write_metrics()
+        getattr(r, s)()
+    if "report" not in stages:
+        r.timings["total"] = round(time.perf_counter() - t0, 3)
+    r.write_metrics()
+    return r.metrics
+
+
+def run_pipeline(config, *, cluster=None, device="auto", quiet=True, stages=STAGES) -> dict:
+    """Load the config, connect to the cluster and run the pipeline (``bigseg run``)."""
+    from bigseg.backend import resolve
+    from bigseg.config import load_run_config
+    from bigseg.engine import connect
+
+    cfg = config if isinstance(config, RunConfig) else load_run_config(config)
+    backend = resolve(device)
+    Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
+    with connect(cluster) as client:
+        return run_stages(cfg, client, backend, stages)

@@ -1,0 +1,177 @@
+"""XGBoost on the cluster: ``xgboost.dask`` for training over bucket blocks resident on
+the workers; prediction per bucket with the booster loaded from its UBJSON bytes
+(``xgboost.dask.predict`` over many small partitions is slow, dmlc/xgboost #5729, and
+in-place prediction drops the index, #6939: ids travel beside the features instead).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+
+import numpy as np
+import xgboost as xgb
+from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+
+log = logging.getLogger(__name__)
+
+OBJECTIVES = {
+    "churn": {"objective": "binary:logistic", "eval_metric": "logloss"},
+    "value": {"objective": "reg:tweedie", "tweedie_variance_power": 1.5, "eval_metric": "rmse"},
+}
+
+
+def params_for(target: str, pcfg, seed: int, device: str) -> dict:
+    """Defaults that work without tuning: hist trees, no row/column subsampling (so a
+    fixed seed gives a fixed model)."""
+    return {
+        **OBJECTIVES[target],
+        "tree_method": "hist",
+        "max_depth": pcfg.max_depth,
+        "eta": pcfg.learning_rate,
+        "min_child_weight": 5.0,
+        "max_bin": 256,
+        "seed": seed,
+        "device": device,
+        "verbosity": 0,
+    }
+
+
+def train_dask(client, parts: list, n_features: int, params: dict, num_boost_round: int,
+               early_stopping_rounds: int, single_worker_rows: int = 5_000_000) -> tuple[bytes, dict]:
+    """Train with ``xgboost.dask`` on per-bucket futures of ``(X_train, y_train, X_valid,
+    y_valid)``.
+
+    Up to ``single_worker_rows`` training rows, the buckets are concatenated (in bucket
+    order) onto one worker, which trains with all the cores of its host: the model is
+    then bit-identical whatever the number of workers (XGBoost's hist is deterministic
+    across thread counts, but not across data partitionings, whose quantile sketches
+    and gradient sums differ). Above it, every worker trains on its own buckets
+    (reproducible only for a fixed cluster layout, as XGBoost documents).
+
+    Returns the booster as UBJSON bytes and a small info dict (best iteration, rows).
+    """
+    import dask.array as da
+    from xgboost import dask as dxgb
+
+    sizes = client.gather(client.map(_sizes, parts, pure=False))
+    n_train = int(sum(s[0] for s in sizes))
+    if n_train == 0:
+        raise ValueError("no training rows")
+    params = dict(params)
+    mode = "distributed"
+    if n_train <= single_worker_rows:
+        mode = "single-worker"
+        one = client.submit(_concat_parts, *parts, pure=False)
+        parts, sizes = [one], [(n_train, int(sum(s[1] for s in sizes)))]
+        params.setdefault("nthread", _host_threads(client))
+    arrays = {}
+    for j, name in enumerate(("Xt", "yt", "Xv", "yv")):
+        blocks = []
+        for f, sz in zip(parts, sizes, strict=True):
+            n = sz[j // 2]
+            if n == 0:
+                continue
+            item = client.submit(_item, f, j, pure=False)
+            shape = (n, n_features) if name.startswith("X") else (n,)
+            blocks.append(da.from_delayed(item, shape=shape, dtype=np.float32))
+        arrays[name] = da.concatenate(blocks) if blocks else None
+    dtrain = dxgb.DaskDMatrix(client, arrays["Xt"], arrays["yt"])
+    evals = []
+    if arrays["Xv"] is not None:
+        evals = [(dxgb.DaskDMatrix(client, arrays["Xv"], arrays["yv"]), "valid")]
+    with xgb.config_context(verbosity=0):
+        out = dxgb.train(client, params, dtrain, num_boost_round=num_boost_round, evals=evals,
+                         early_stopping_rounds=early_stopping_rounds if evals else None,
+                         verbose_eval=False)
+    booster = out["booster"]
+    best = getattr(booster, "best_iteration", None)
+    if best is None or best < 0:
+        best = booster.num_boosted_rounds() - 1
+    # keep only the trees we use, so the stored model predicts as evaluated
+    booster = booster[: best + 1]
+    info = {"best_iteration": int(best), "n_train": n_train, "mode": mode,
+            "n_valid": int(sum(s[1] for s in sizes))}
+    return bytes(booster.save_raw("ubj")), info
+
+
+def _concat_parts(*parts) -> tuple:
+    return tuple(np.concatenate([p[j] for p in parts]) for j in range(4))
+
+
+def _host_threads(client) -> int:
+    """Dask threads of all workers on the host of the first worker (their cores are idle
+    while XGBoost trains)."""
+    workers = client.scheduler_info().get("workers", {}).values()
+    by_host: dict[str, int] = {}
+    for w in workers:
+        by_host[w.get("host", "")] = by_host.get(w.get("host", ""), 0) + int(w.get("nthreads", 1))
+    return max(by_host.values(), default=1)
+
+
+def _sizes(p) -> tuple[int, int]:
+    return int(p[0].shape[0]), int(p[2].shape[0])
+
+
+def _item(p, j: int):
+    return p[j]
+
+
+_BOOSTERS: dict[str, xgb.Booster] = {}
+
+
+def _booster(model: bytes) -> xgb.Booster:
+    key = hashlib.sha256(model).hexdigest()
+    b = _BOOSTERS.get(key)
+    if b is None:
+        b = xgb.Booster()
+        b.load_model(bytearray(model))
+        b.set_param({"nthread": 1})
+        if len(_BOOSTERS) > 8:
+            _BOOSTERS.clear()
+        _BOOSTERS[key] = b
+    return b
+
+
+def predict_block(X: np.ndarray, model: bytes) -> np.ndarray:
+    """Predictions of the booster stored in ``model`` (UBJSON bytes) for the rows of X."""
+    if X.shape[0] == 0:
+        return np.zeros(0, np.float32)
+    return _booster(model).inplace_predict(X).astype(np.float32)
+
+
+def evaluate_binary(y: np.ndarray, p: np.ndarray) -> dict:
+    """ROC-AUC, PR-AUC, Brier, lift and capture in the top 10% for a binary target."""
+    y = np.asarray(y).astype(bool)
+    p = np.asarray(p, dtype=np.float64)
+    out = {"n": int(len(y)), "positive_rate": float(y.mean()) if len(y) else None}
+    if len(y) == 0 or y.all() or not y.any():
+        return out
+    top = np.argsort(-p, kind="stable")[: max(1, int(np.ceil(0.1 * len(y))))]
+    out.update(
+        auc=float(roc_auc_score(y, p)),
+        pr_auc=float(average_precision_score(y, p)),
+        brier=float(brier_score_loss(y, p)),
+        lift_top10=float(y[top].mean() / y.mean()),
+        capture_top10=float(y[top].sum() / y.sum()),
+    )
+    return out
+
+
+def evaluate_value(y: np.ndarray, p: np.ndarray) -> dict:
+    """MAE, RMSE, Spearman correlation and top-decile capture for spend predictions."""
+    from scipy.stats import spearmanr
+
+    y = np.asarray(y, dtype=np.float64)
+    p = np.asarray(p, dtype=np.float64)
+    if len(y) < 2:
+        return {"n": int(len(y))}
+    top = np.argsort(-p, kind="stable")[: max(1, int(np.ceil(0.1 * len(y))))]
+    pos = np.clip(y, 0, None)
+    return {
+        "n": int(len(y)),
+        "mae": float(np.abs(y - p).mean()),
+        "rmse": float(np.sqrt(((y - p) ** 2).mean())),
+        "spearman": float(spearmanr(y, p).statistic),
+        "capture_top10": float(pos[top].sum() / pos.sum()) if pos.sum() > 0 else None,
+    }

@@ -1,0 +1,121 @@
+"""Model registry: ``output/models/<version>/`` in safe formats, never pickle.
+
+A version holds JSON (preprocessing, segmenter) and XGBoost UBJSON files, plus
+``manifest.json`` with a SHA-256 per file, the feature list and its schema hash, the
+training window, metrics and library versions. ``output/models/LATEST`` names the newest
+version. Loading refuses a file whose hash does not match, a pickle, or a model whose
+feature schema differs from the input's.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import platform
+import shutil
+from importlib import metadata
+from pathlib import Path
+
+from bigseg.errors import ModelError
+from bigseg.store.publish import new_staging, publish_dir, write_json_atomic
+
+SAFE_SUFFIXES = (".json", ".ubj", ".npz")
+_PICKLE_MAGIC = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def schema_hash(features: list[str]) -> str:
+    return hashlib.sha256(json.dumps(list(features)).encode()).hexdigest()[:16]
+
+
+def library_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in ("bigseg", "numpy", "pandas", "pyarrow", "dask", "distributed", "xgboost",
+                "scikit-learn"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+class VersionWriter:
+    """Collects the files of a new model version in a staging dir; :meth:`publish`
+    writes the manifest and moves the version into place atomically."""
+
+    def __init__(self, output: str | Path):
+        self.output = Path(output)
+        self.name = "v" + dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+        self.dir = new_staging(self.output, f"model-{self.name}")
+
+    def write_json(self, name: str, obj) -> None:
+        (self.dir / name).write_text(json.dumps(obj, indent=1, default=str))
+
+    def write_bytes(self, name: str, data: bytes) -> None:
+        (self.dir / name).write_bytes(data)
+
+    def copy_from(self, version_dir: Path, names: list[str]) -> None:
+        for n in names:
+            shutil.copy2(version_dir / n, self.dir / n)
+
+    def publish(self, manifest: dict) -> Path:
+        files = {p.name: sha256_file(p) for p in sorted(self.dir.iterdir())}
+        manifest = {
+            "version": self.name,
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "libraries": library_versions(),
+            **manifest,
+            "files": files,
+        }
+        write_json_atomic(self.dir / "manifest.json", manifest)
+        final = publish_dir(self.dir, self.output / "models" / self.name)
+        (self.output / "models" / "LATEST.tmp").write_text(self.name + "\n")
+        (self.output / "models" / "LATEST.tmp").replace(self.output / "models" / "LATEST")
+        return final
+
+    def discard(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def latest_version(output: str | Path) -> str:
+    p = Path(output) / "models" / "LATEST"
+    if not p.is_file():
+        raise ModelError(f"{p.parent}: no model yet; run `bigseg segment` / `bigseg train` first")
+    return p.read_text().strip()
+
+
+def load_version(output: str | Path, version: str | None = None,
+                 features: list[str] | None = None) -> tuple[Path, dict]:
+    """Open and verify a model version: every file's hash, no pickles, and (when
+    ``features`` is given) the same feature schema. Returns (dir, manifest)."""
+    version = version or latest_version(output)
+    d = Path(output) / "models" / version
+    mpath = d / "manifest.json"
+    if not mpath.is_file():
+        raise ModelError(f"{d}: model version not found (no manifest.json)")
+    manifest = json.loads(mpath.read_text())
+    for name, digest in manifest.get("files", {}).items():
+        p = d / name
+        if not name.endswith(SAFE_SUFFIXES):
+            raise ModelError(f"{p}: refusing to load: only {', '.join(SAFE_SUFFIXES)} files are allowed")
+        if not p.is_file():
+            raise ModelError(f"{p}: listed in the manifest but missing")
+        with open(p, "rb") as f:
+            if f.read(2) in _PICKLE_MAGIC:
+                raise ModelError(f"{p}: refusing to load a pickle")
+        if sha256_file(p) != digest:
+            raise ModelError(f"{p}: SHA-256 does not match manifest.json; the file was modified")
+    if features is not None and manifest.get("schema_hash") not in (None, schema_hash(features)):
+        raise ModelError(
+            f"{d}: model was trained on features {manifest.get('features')} but the input has "
+            f"{list(features)}; retrain with `bigseg run`"
+        )
+    return d, manifest

@@ -1,0 +1,100 @@
+"""Row blocks that stay where they are: in this process, or resident on Dask workers.
+
+Iterative algorithms (K-Means, EM, SOM) are written once against :class:`Blocks`:
+``map`` runs a function on every block where the block lives and brings back only the
+small result (sums, counts, ...), in block order, so reductions are deterministic
+whatever the number of workers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Blocks:
+    """A list of 2-D row blocks. ``client`` is None for in-process blocks, else the
+    blocks are Dask futures resident on the workers."""
+
+    parts: list
+    client: object | None = None
+
+    def map(self, fn: Callable, *args, **kwargs) -> list:
+        """``[fn(block, *args, **kwargs) for block]``, results gathered in block order."""
+        if self.client is None:
+            return [fn(b, *args, **kwargs) for b in self.parts]
+        futs = self.client.map(fn, self.parts, *[[a] * len(self.parts) for a in args],
+                               pure=False, **kwargs)
+        return self.client.gather(futs)
+
+    def map_blocks(self, fn: Callable, *args, **kwargs) -> Blocks:
+        """Like :meth:`map` but the results stay where the blocks are."""
+        if self.client is None:
+            return Blocks([fn(b, *args, **kwargs) for b in self.parts])
+        futs = self.client.map(fn, self.parts, *[[a] * len(self.parts) for a in args],
+                               pure=False, **kwargs)
+        return Blocks(futs, self.client)
+
+    def map_indexed(self, fn: Callable, *args) -> list:
+        """``[fn(block, i, *args) for i, block]``, gathered in block order."""
+        idx = list(range(len(self.parts)))
+        if self.client is None:
+            return [fn(b, i, *args) for b, i in zip(self.parts, idx, strict=True)]
+        futs = self.client.map(fn, self.parts, idx, *[[a] * len(self.parts) for a in args],
+                               pure=False)
+        return self.client.gather(futs)
+
+    def __len__(self) -> int:
+        return len(self.parts)
+
+
+def as_blocks(X, block_rows: int = 1 << 18) -> tuple[Blocks, str]:
+    """Turn user input into :class:`Blocks`.
+
+    Returns the blocks and the input kind (``"local"`` or ``"dask"``). NumPy/CuPy input
+    is split locally; Dask arrays and dataframes are computed onto the workers of the
+    current client and stay there.
+    """
+    if isinstance(X, Blocks):
+        return X, "local" if X.client is None else "dask"
+    mod = type(X).__module__.split(".")[0]
+    if mod in ("dask", "dask_expr"):
+        from distributed import get_client
+
+        if hasattr(X, "to_dask_array"):  # dask dataframe
+            X = X.to_dask_array(lengths=True)
+        if X.ndim != 2:
+            raise ValueError(f"expected a 2-D array, got {X.ndim}-D")
+        if X.numblocks[1] != 1:
+            X = X.rechunk({1: -1})
+        client = get_client()
+        futs = client.compute(list(X.to_delayed().ravel()))
+        return Blocks(futs, client), "dask"
+    if hasattr(X, "to_numpy") and not hasattr(X, "__cuda_array_interface__"):
+        X = X.to_numpy()
+    if getattr(X, "ndim", 2) != 2:
+        raise ValueError(f"expected a 2-D array, got shape {getattr(X, 'shape', None)}")
+    n = X.shape[0]
+    parts: Sequence = [X[s : s + block_rows] for s in range(0, max(n, 1), block_rows)]
+    return Blocks(list(parts)), "local"
+
+
+def block_shape(b) -> tuple[int, int]:
+    return tuple(int(s) for s in b.shape)
+
+
+def sample_block(b, index: int, fraction: float, seed: int) -> np.ndarray:
+    """About ``fraction`` of the rows of block ``b``, drawn without replacement,
+    reproducibly (the draw depends on the seed and the block index only)."""
+    n = b.shape[0]
+    m = int(np.ceil(n * fraction))
+    if m >= n:
+        rows = b
+    else:
+        rng = np.random.default_rng([seed, index])
+        rows = b[np.sort(rng.choice(n, size=m, replace=False))]
+    get = getattr(rows, "get", None)
+    return np.asarray(get() if callable(get) else rows)

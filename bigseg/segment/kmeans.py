@@ -1,0 +1,200 @@
+"""Distributed K-Means: Lloyd over blocks resident where they live, one small reduction
+per iteration.
+
+Each iteration ships the ``k x d`` centres to every block; the block returns its
+per-cluster sums, counts and inertia (a fused assign-and-accumulate kernel written once
+against the backend's array module: NumPy on CPU, CuPy on GPU); the client adds them up
+in block order and moves the centres. Initialisation is k-means++ on a sample, refined
+by Lloyd on the sample, best of ``n_init``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from bigseg.backend import resolve
+from bigseg.segment.blocks import Blocks, as_blocks, block_shape, sample_block
+
+log = logging.getLogger(__name__)
+
+_CHUNK = 1 << 16
+
+
+def assign_accumulate(X, C, xp, with_labels: bool = False):
+    """One Lloyd pass over a block: per-cluster sums and counts, inertia (and labels).
+
+    Works on NumPy and CuPy alike (``xp``). Rows are processed in chunks of 65536 so the
+    distance matrix stays small.
+    """
+    k, d = C.shape
+    C = xp.asarray(C, dtype=X.dtype)
+    c2 = (C * C).sum(axis=1)
+    sums = xp.zeros((k, d), dtype=xp.float64)
+    counts = xp.zeros(k, dtype=xp.int64)
+    inertia = 0.0
+    labels = xp.empty(X.shape[0], dtype=xp.int32) if with_labels else None
+    eye = xp.eye(k, dtype=X.dtype)
+    for s in range(0, X.shape[0], _CHUNK):
+        x = X[s : s + _CHUNK]
+        dist = c2[None, :] - 2.0 * (x @ C.T)
+        lab = xp.argmin(dist, axis=1)
+        x2 = (x * x).sum(axis=1)
+        best = xp.take_along_axis(dist, lab[:, None], axis=1)[:, 0] + x2
+        inertia += float(xp.maximum(best, 0).sum(dtype=xp.float64))
+        sums += (eye[lab].T @ x).astype(xp.float64)
+        counts += xp.bincount(lab, minlength=k)
+        if with_labels:
+            labels[s : s + _CHUNK] = lab
+    return sums, counts, inertia, labels
+
+
+def _block_stats(block, centers: np.ndarray, device: str):
+    be = resolve(device)
+    X = be.asarray(block)
+    sums, counts, inertia, _ = assign_accumulate(X, centers, be.xp)
+    return be.to_numpy(sums), be.to_numpy(counts), inertia
+
+
+def _block_labels(block, centers: np.ndarray, device: str) -> np.ndarray:
+    be = resolve(device)
+    _, _, _, lab = assign_accumulate(be.asarray(block), centers, be.xp, with_labels=True)
+    return be.to_numpy(lab)
+
+
+def _block_distances(block, centers: np.ndarray, device: str) -> np.ndarray:
+    be = resolve(device)
+    xp, X = be.xp, be.asarray(block)
+    C = xp.asarray(centers, dtype=X.dtype)
+    d2 = (X * X).sum(1)[:, None] - 2.0 * (X @ C.T) + (C * C).sum(1)[None, :]
+    return be.to_numpy(xp.sqrt(xp.maximum(d2, 0)))
+
+
+def _block_moments(block) -> tuple[float, float, int]:
+    b = np.asarray(block, dtype=np.float64)
+    return float(b.sum()), float((b * b).sum()), int(b.size)
+
+
+class KMeans:
+    """K-Means clustering with the scikit-learn contract, over local or Dask data.
+
+    Parameters
+    ----------
+    n_clusters : int, default 8
+    n_init : int, default 3
+        Initialisations tried on the sample; the best (lowest sample inertia) seeds Lloyd
+        on the full data.
+    max_iter : int, default 100
+    tol : float, default 1e-4
+        Stop when the squared centre shift is below ``tol`` times the mean variance of
+        the features (scikit-learn's rule).
+    random_state : int, default 0
+    sample_size : int, default 100_000
+        Rows used for initialisation.
+    device : {"auto", "cpu", "gpu"}, default "auto"
+
+    Attributes
+    ----------
+    cluster_centers_ : ndarray (n_clusters, n_features)
+    inertia_ : float
+    n_iter_ : int
+    labels_ : ndarray, only after ``fit`` on in-memory input
+    n_features_in_ : int
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.r_[np.zeros((50, 2)), np.ones((50, 2)) * 10].astype("float32")
+    >>> km = KMeans(n_clusters=2, device="cpu").fit(X)
+    >>> sorted(np.bincount(km.labels_).tolist())
+    [50, 50]
+    """
+
+    def __init__(self, n_clusters: int = 8, *, n_init: int = 3, max_iter: int = 100,
+                 tol: float = 1e-4, random_state: int = 0, sample_size: int = 100_000,
+                 device: str = "auto"):
+        self.n_clusters = n_clusters
+        self.n_init = n_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.random_state = random_state
+        self.sample_size = sample_size
+        self.device = device
+
+    # -- fitting --------------------------------------------------------------------
+    def fit(self, X, y=None) -> KMeans:
+        blocks, kind = as_blocks(X)
+        be = resolve(self.device)
+        shapes = blocks.map(block_shape)
+        n = sum(s[0] for s in shapes)
+        d = shapes[0][1] if shapes else 0
+        if n < self.n_clusters:
+            raise ValueError(f"n_samples={n} should be >= n_clusters={self.n_clusters}.")
+        self.n_features_in_ = d
+        s1, s2, cnt = (sum(v) for v in zip(*blocks.map(_block_moments), strict=True))
+        mean_var = max(s2 / cnt - (s1 / cnt) ** 2, 1e-12)
+        C = self._init_centers(blocks, n)
+        tol = self.tol * mean_var
+        inertia, it = np.inf, 0
+        for it in range(1, self.max_iter + 1):  # noqa: B007 - n_iter_ below
+            stats = blocks.map(_block_stats, C, be.name)
+            sums = np.sum([s[0] for s in stats], axis=0)
+            counts = np.sum([s[1] for s in stats], axis=0)
+            inertia = float(sum(s[2] for s in stats))
+            new = C.astype(np.float64).copy()
+            nz = counts > 0
+            new[nz] = sums[nz] / counts[nz, None]  # empty clusters keep their centre
+            shift = float(((new - C) ** 2).sum())
+            C = new.astype(np.float32)
+            if shift <= tol:
+                break
+        self.cluster_centers_ = C
+        self.n_iter_ = it
+        # inertia for the final centres
+        self.inertia_ = float(sum(s[2] for s in blocks.map(_block_stats, C, be.name)))
+        if kind == "local":
+            self.labels_ = np.concatenate(blocks.map(_block_labels, C, be.name))
+        log.info("kmeans k=%d: %d iterations, inertia %.4g", self.n_clusters, it, self.inertia_)
+        return self
+
+    def _init_centers(self, blocks: Blocks, n: int) -> np.ndarray:
+        from sklearn.cluster import KMeans as SkKMeans
+
+        frac = min(1.0, self.sample_size / n)
+        sample = np.concatenate(blocks.map_indexed(sample_block, frac, self.random_state))
+        sample = sample.astype(np.float32, copy=False)
+        km = SkKMeans(self.n_clusters, init="k-means++", n_init=self.n_init, max_iter=50,
+                      random_state=self.random_state).fit(sample)
+        return km.cluster_centers_.astype(np.float32)
+
+    # -- using a fitted model -------------------------------------------------------
+    def _check_fitted(self):
+        if not hasattr(self, "cluster_centers_"):
+            raise ValueError("this KMeans is not fitted yet; call fit first")
+
+    def predict(self, X):
+        """Nearest centre of each row: NumPy labels for local input, else a list of
+        per-block label arrays."""
+        self._check_fitted()
+        blocks, kind = as_blocks(X)
+        labs = blocks.map(_block_labels, self.cluster_centers_, resolve(self.device).name)
+        return np.concatenate(labs) if labs else np.zeros(0, np.int32)
+
+    def fit_predict(self, X, y=None):
+        return self.fit(X).predict(X)
+
+    def transform(self, X) -> np.ndarray:
+        """Distances of each row to every centre."""
+        self._check_fitted()
+        blocks, _ = as_blocks(X)
+        return np.concatenate(
+            blocks.map(_block_distances, self.cluster_centers_, resolve(self.device).name)
+        )
+
+    def score(self, X, y=None) -> float:
+        """Opposite of the inertia of ``X`` (scikit-learn convention)."""
+        self._check_fitted()
+        blocks, _ = as_blocks(X)
+        stats = blocks.map(_block_stats, self.cluster_centers_, resolve(self.device).name)
+        return -float(sum(s[2] for s in stats))

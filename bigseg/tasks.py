@@ -1,0 +1,144 @@
+"""Per-bucket task functions run on the Dask workers by :mod:`bigseg.pipeline`.
+
+Each takes the result of :func:`bigseg.features.bucket_frames` for one bucket (a future
+resolved on the worker) and returns something small, or writes its own output file.
+Module-level functions only: they are pickled by reference.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from bigseg.features import FEATURE_NAMES
+from bigseg.predict.xgb import predict_block
+from bigseg.segment.kmeans import assign_accumulate
+from bigseg.segment.preprocess import Preprocessor
+from bigseg.store import Store
+from bigseg.store.buckets import hash_ids
+
+
+def max_timestamp(store: Store, k: int) -> int | None:
+    t = store.read_bucket("transactions", k, ["timestamp"])
+    if t.num_rows == 0:
+        return None
+    return int(t.column("timestamp").cast("int64").to_numpy().max())
+
+
+def frame(res: dict, name: str) -> pd.DataFrame:
+    return res["frames"][name]
+
+
+def excluded(res: dict) -> int:
+    return int(res["excluded"])
+
+
+def n_rows(res: dict, name: str) -> int:
+    return len(res["frames"][name])
+
+
+def write_parquet(df: pd.DataFrame, path: str) -> int:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), path, compression="zstd")
+    return len(df)
+
+
+def write_features(res: dict, name: str, path: str) -> int:
+    df = res["frames"][name][["customer_id", *FEATURE_NAMES]]
+    return write_parquet(df, path)
+
+
+def moments(res: dict, name: str, features: list[str], log: list[str]) -> tuple:
+    return Preprocessor.moments(res["frames"][name], features, set(log))
+
+
+def sample_rows(res: dict, name: str, k: int, fraction: float, seed: int) -> pd.DataFrame:
+    df = res["frames"][name]
+    if fraction >= 1:
+        return df[FEATURE_NAMES]
+    rng = np.random.default_rng([seed, k])
+    return df[FEATURE_NAMES][rng.random(len(df)) < fraction]
+
+
+def x_block(res: dict, name: str, pre: dict) -> np.ndarray:
+    return Preprocessor.from_dict(pre).transform(res["frames"][name])
+
+
+def assign(res: dict, name: str, pre: dict, centers: np.ndarray) -> np.ndarray:
+    X = Preprocessor.from_dict(pre).transform(res["frames"][name])
+    return assign_accumulate(X, centers, np, with_labels=True)[3]
+
+
+def xy_parts(res: dict, name: str, target: str, valid_fraction: float, seed: int) -> tuple:
+    """(X_train, y_train, X_valid, y_valid); the validation split is a stable function
+    of the customer id and the seed, independent of bucket placement."""
+    df = res["frames"][name]
+    X = df[FEATURE_NAMES].to_numpy(np.float32)
+    y = df[target].to_numpy(np.float32)
+    if target == "value":  # net spend can dip below zero after returns; Tweedie needs y >= 0
+        y = np.maximum(y, 0)
+    h = hash_ids(pa.array(df["customer_id"].to_numpy()))
+    u = ((h ^ np.uint64(seed * 0x9E3779B97F4A7C15 % 2**64)) % np.uint64(10_000)) / 10_000
+    v = u < valid_fraction
+    return X[~v], y[~v], X[v], y[v]
+
+
+def labels_and_predictions(res: dict, name: str, models: dict) -> dict:
+    df = res["frames"][name]
+    X = df[FEATURE_NAMES].to_numpy(np.float32)
+    out = {t: df[t].to_numpy() for t in ("churn", "value")}
+    out.update({f"pred_{t}": predict_block(X, m) for t, m in models.items()})
+    return out
+
+
+def score_bucket(res: dict, name: str, pre: dict, centers: np.ndarray, names: list[str],
+                 models: dict) -> pd.DataFrame:
+    """Scores of one bucket: segment, churn probability and value prediction."""
+    df = res["frames"][name]
+    seg = assign(res, name, pre, centers)
+    X = df[FEATURE_NAMES].to_numpy(np.float32)
+    out = pd.DataFrame({"customer_id": df["customer_id"].to_numpy(), "segment": seg})
+    out["segment_name"] = np.asarray(names, dtype=object)[seg]
+    n = len(df)
+    out["churn_probability"] = predict_block(X, models["churn"]) if "churn" in models else np.full(n, np.nan, np.float32)
+    out["value_prediction"] = (
+        np.maximum(predict_block(X, models["value"]), 0) if "value" in models
+        else np.full(n, np.nan, np.float32)
+    )
+    return out
+
+
+def value_sample(scores: pd.DataFrame, k: int, fraction: float, seed: int) -> np.ndarray:
+    v = scores["value_prediction"].to_numpy()
+    if fraction >= 1:
+        return v
+    rng = np.random.default_rng([seed, k])
+    return v[rng.random(len(v)) < fraction]
+
+
+def write_scores(scores: pd.DataFrame, threshold: float, path: str) -> int:
+    out = scores.copy()
+    out["high_value"] = out["value_prediction"].to_numpy() >= threshold
+    return write_parquet(out, path)
+
+
+def write_segments(scores: pd.DataFrame, path: str) -> int:
+    return write_parquet(scores[["customer_id", "segment", "segment_name"]], path)
+
+
+def profile(res: dict, name: str, labels: np.ndarray, k: int, scores: pd.DataFrame | None) -> dict:
+    """Per-segment sums for profiles: counts, feature sums, churn probability sums."""
+    df = res["frames"][name]
+    counts = np.bincount(labels, minlength=k)
+    sums = np.stack([np.bincount(labels, weights=df[f].to_numpy(np.float64), minlength=k)
+                     for f in FEATURE_NAMES], axis=1)
+    out = {"counts": counts, "sums": sums}
+    if scores is not None:
+        for col in ("churn_probability", "value_prediction"):
+            out[col] = np.bincount(labels, weights=np.nan_to_num(scores[col].to_numpy(np.float64)),
+                                   minlength=k)
+    return out
