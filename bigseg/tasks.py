@@ -43,7 +43,12 @@ def n_rows(res: dict, name: str) -> int:
 
 def write_parquet(df: pd.DataFrame, path: str) -> int:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), path, compression="zstd")
+    t = pa.Table.from_pandas(df, preserve_index=False)
+    # pandas 3 strings come back as large_string: keep the store's plain string type
+    t = t.cast(pa.schema([
+        pa.field(f.name, pa.string()) if pa.types.is_large_string(f.type) else f for f in t.schema
+    ]))
+    pq.write_table(t, path, compression="zstd")
     return len(df)
 
 
