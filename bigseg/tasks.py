@@ -7,8 +7,6 @@ Module-level functions only: they are pickled by reference.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -42,7 +40,8 @@ def n_rows(res: dict, name: str) -> int:
 
 
 def write_parquet(df: pd.DataFrame, path: str) -> int:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    # the staging dir exists (no mkdir: a task cancelled after a failure must not
+    # re-create a staging dir that was cleaned up)
     t = pa.Table.from_pandas(df, preserve_index=False)
     # pandas 3 strings come back as large_string: keep the store's plain string type
     t = t.cast(pa.schema([

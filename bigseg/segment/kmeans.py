@@ -136,12 +136,11 @@ class KMeans:
         mean_var = max(s2 / cnt - (s1 / cnt) ** 2, 1e-12)
         C = self._init_centers(blocks, n)
         tol = self.tol * mean_var
-        inertia, it = np.inf, 0
+        it = 0
         for it in range(1, self.max_iter + 1):  # noqa: B007 - n_iter_ below
             stats = blocks.map(_block_stats, C, be.name)
             sums = np.sum([s[0] for s in stats], axis=0)
             counts = np.sum([s[1] for s in stats], axis=0)
-            inertia = float(sum(s[2] for s in stats))
             new = C.astype(np.float64).copy()
             nz = counts > 0
             new[nz] = sums[nz] / counts[nz, None]  # empty clusters keep their centre

@@ -30,7 +30,13 @@ from bigseg.errors import DataError
 from bigseg.progress import gather
 from bigseg.schema import ID, SCHEMAS
 from bigseg.store.buckets import auto_buckets, bucket_of
-from bigseg.store.publish import check_paths, new_staging, publish_dir, write_json_atomic
+from bigseg.store.publish import (
+    check_paths,
+    new_staging,
+    publish_dir,
+    remove_tree,
+    write_json_atomic,
+)
 from bigseg.store.reader import InputFile, list_inputs, read_file
 from bigseg.store.store import MANIFEST, Store, bucket_dirname, open_store
 
@@ -58,7 +64,9 @@ def _split_file(f: InputFile, tc: TableConfig, n_buckets: int, parts: str, idx: 
                 w = writers.get(k)
                 if w is None:
                     d = Path(parts) / f.table / f"b{k:05d}"
-                    d.mkdir(parents=True, exist_ok=True)
+                    # no parents=True: if the run failed and its staging dir is gone,
+                    # this task stops here instead of re-creating it
+                    d.mkdir(exist_ok=True)
                     w = writers[k] = pq.ParquetWriter(d / f"f{idx:06d}.parquet", schema)
                 w.write_table(t.slice(s, e - s))
                 counts[k] += e - s
@@ -90,7 +98,7 @@ def _merge_bucket(table: str, k: int, parts: str, out: str, schema_bytes: bytes)
         keys.append((SCHEMAS[table].time_column, "ascending"))
     t = t.sort_by(keys)
     dest = Path(out) / table / bucket_dirname(k)
-    dest.mkdir(parents=True, exist_ok=True)
+    dest.mkdir()  # the table dir exists unless the run failed and staging was removed
     pq.write_table(t, dest / "part-00000.parquet", compression="zstd", row_group_size=1 << 20)
     shutil.rmtree(d, ignore_errors=True)
     return t.num_rows
@@ -125,6 +133,8 @@ def ingest(cfg: RunConfig, client) -> Store:
         parts = staging / "_parts"
         tables = cfg.data.tables()
         files = [(f, tables[t], i) for t, fs in inputs.items() for i, f in enumerate(fs)]
+        for t in inputs:
+            (parts / t).mkdir(parents=True)
         futs = [
             client.submit(_split_file, f, tc, n_buckets, str(parts), i, pure=False)
             for f, tc, i in files
@@ -144,6 +154,8 @@ def ingest(cfg: RunConfig, client) -> Store:
         if not schemas.get("transactions"):
             raise DataError("data.transactions: the input files hold no rows")
         unified = {t: _unify(t, s) for t, s in schemas.items()}
+        for t in unified:
+            (staging / t).mkdir()
         futs = [
             client.submit(_merge_bucket, t, k, str(parts), str(staging),
                           unified[t].serialize().to_pybytes(), pure=False)
@@ -172,7 +184,7 @@ def ingest(cfg: RunConfig, client) -> Store:
         write_json_atomic(staging / MANIFEST, manifest)
         publish_dir(staging, out / "store")
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        remove_tree(staging)
         raise
     store = open_store(out)
     log.info("store published: %s rows in %d buckets", dict(counts), n_buckets)

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -58,6 +59,18 @@ def new_staging(output: str | Path, name: str) -> Path:
     return d
 
 
+def remove_tree(path: str | Path, attempts: int = 20) -> None:
+    """Delete a staging tree, retrying while cancelled tasks may still be finishing a
+    write into it."""
+    path = Path(path)
+    for _ in range(attempts):
+        shutil.rmtree(path, ignore_errors=True)
+        if not path.exists():
+            return
+        time.sleep(0.1)
+    log.warning("could not fully remove %s", path)
+
+
 def publish_dir(staging: str | Path, final: str | Path) -> Path:
     """Move a complete ``staging`` directory to ``final``, replacing any previous version."""
     staging, final = Path(staging), Path(final)
@@ -82,7 +95,7 @@ def staged_dir(output: str | Path, final: str | Path) -> Iterator[Path]:
     try:
         yield staging
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        remove_tree(staging)
         raise
     publish_dir(staging, final)
 

@@ -17,7 +17,6 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from bigseg.config import TableConfig
@@ -54,19 +53,13 @@ def list_inputs(table: str, tc: TableConfig, base: Path) -> list[InputFile]:
     elif path.is_file():
         paths, parts = [str(path)], [{}]
     elif path.is_dir():
-        if fmt == "parquet":
-            dset = pads.dataset(str(path), format="parquet", partitioning="hive",
-                                exclude_invalid_files=False)
-            frags = sorted(dset.get_fragments(), key=lambda f: f.path)
-            paths = [f.path for f in frags]
-            parts = [pads.get_partition_keys(f.partition_expression) for f in frags]
-        else:
-            paths = sorted(
-                str(p) for p in path.rglob("*")
-                if p.is_file() and p.suffix.lower() in (".csv", ".tsv", ".gz", ".txt")
-                and not p.name.startswith((".", "_"))
-            )
-            parts = [{} for _ in paths]
+        suffixes = (".parquet", ".parq", ".pq", "") if fmt == "parquet" else (".csv", ".tsv", ".txt", ".gz")
+        paths = sorted(
+            str(p) for p in path.rglob("*")
+            if p.is_file() and p.suffix.lower() in suffixes
+            and not any(part.startswith((".", "_")) for part in p.relative_to(path).parts)
+        )
+        parts = [_hive_keys(Path(p).relative_to(path)) for p in paths]
     else:
         raise DataError(f"data.{table}.path: {path} does not exist")
     if not paths:
@@ -78,20 +71,35 @@ def list_inputs(table: str, tc: TableConfig, base: Path) -> list[InputFile]:
     return out
 
 
+def _hive_keys(rel: Path) -> dict:
+    """``year=2024/month=01/part.parquet`` -> ``{"year": 2024, "month": 1}``."""
+    out = {}
+    for seg in rel.parts[:-1]:
+        if "=" in seg:
+            k, v = seg.split("=", 1)
+            try:
+                out[k] = int(v)
+            except ValueError:
+                out[k] = v
+    return out
+
+
 def _source_names(table: str, tc: TableConfig) -> dict[str, str]:
     """canonical -> source column name, for every canonical column of the table."""
     return {canon: tc.columns.get(canon, canon) for canon in SCHEMAS[table].columns}
 
 
-def _open_batches(f: InputFile, tc: TableConfig, wanted: list[str]) -> Iterator[pa.RecordBatch]:
+def _open_batches(f: InputFile, tc: TableConfig, wanted: list[str]) -> Iterator[tuple[pa.RecordBatch, list[str]]]:
     if f.format == "parquet":
         try:
             pf = pq.ParquetFile(f.path)
         except Exception as e:  # noqa: BLE001 - any read failure: name the file
             raise DataError(f"{f.path}: cannot read as Parquet ({type(e).__name__}: {e})") from None
-        present = [c for c in wanted if c in pf.schema_arrow.names]
+        names = pf.schema_arrow.names
+        present = [c for c in wanted if c in names]
         try:
-            yield from pf.iter_batches(batch_size=BATCH_ROWS, columns=present)
+            for b in pf.iter_batches(batch_size=BATCH_ROWS, columns=present):
+                yield b, names
         except Exception as e:  # noqa: BLE001
             raise DataError(f"{f.path}: corrupt Parquet data ({type(e).__name__}: {e})") from None
         return
@@ -109,7 +117,8 @@ def _open_batches(f: InputFile, tc: TableConfig, wanted: list[str]) -> Iterator[
         )
         with pacsv.open_csv(f.path, read_options=read_opts, parse_options=parse_opts,
                             convert_options=conv) as r:
-            yield from r
+            for b in r:
+                yield b, names
     except pa.ArrowInvalid as e:
         raise DataError(f"{f.path}: cannot parse as CSV ({e})") from None
 
@@ -146,7 +155,8 @@ def _coerce_id(arr: pa.Array, where: str) -> pa.Array:
     raise DataError(f"{where}: customer ids must be integers or strings, got type {t}")
 
 
-def coerce_batch(table: str, batch: pa.RecordBatch, f: InputFile, tc: TableConfig) -> pa.Table:
+def coerce_batch(table: str, batch: pa.RecordBatch, f: InputFile, tc: TableConfig,
+                 file_columns: list[str] | None = None) -> pa.Table:
     """Rename to canonical names, add hive partition columns, coerce types, check keys."""
     schema = SCHEMAS[table]
     src = _source_names(table, tc)
@@ -158,7 +168,7 @@ def coerce_batch(table: str, batch: pa.RecordBatch, f: InputFile, tc: TableConfi
         elif s in f.partition:
             arr = pa.array([f.partition[s]] * batch.num_rows)
         elif canon in schema.required:
-            present = ", ".join(batch.schema.names) or "(none)"
+            present = ", ".join(file_columns or batch.schema.names) or "(none)"
             raise DataError(
                 f"{f.path}: required column '{canon}' (source column '{s}') is missing; "
                 f"columns present: {present}. Map it with data.{table}.columns.{canon}: <name>"
@@ -189,6 +199,6 @@ def coerce_batch(table: str, batch: pa.RecordBatch, f: InputFile, tc: TableConfi
 def read_file(f: InputFile, tc: TableConfig) -> Iterator[pa.Table]:
     """Stream one input file as canonical tables of at most ``BATCH_ROWS`` rows."""
     wanted = list(dict.fromkeys(_source_names(f.table, tc).values()))
-    for b in _open_batches(f, tc, wanted):
+    for b, names in _open_batches(f, tc, wanted):
         if b.num_rows:
-            yield coerce_batch(f.table, b, f, tc)
+            yield coerce_batch(f.table, b, f, tc, names)
