@@ -48,7 +48,9 @@ def gather(client, futures: list, desc: str) -> list:
                 try:
                     fut.result()  # raises the task's own exception, with its traceback
                 finally:
-                    _cancel_and_settle(client, [f for f in futures if f is not fut])
+                    # pending tasks never start; running ones finish on their own (callers
+                    # clean staging with retries, see store.publish.remove_tree)
+                    client.cancel([f for f in futures if f is not fut])
             if bar is not None:
                 bar.advance(task)
         results = client.gather(futures)
@@ -58,19 +60,3 @@ def gather(client, futures: list, desc: str) -> list:
     log.info("%s: %d tasks in %.2fs", desc, len(futures), time.perf_counter() - t0)
     return results
 
-
-def _cancel_and_settle(client, futures: list, timeout: float = 60.0) -> None:
-    """Cancel ``futures`` and wait (bounded) until none of them is still running on a
-    worker, so the caller can delete their staging files without a running task writing
-    new ones behind it."""
-    keys = {f.key for f in futures}
-    client.cancel(futures)
-    deadline = time.monotonic() + timeout
-    while keys and time.monotonic() < deadline:
-        try:
-            busy = {k for ks in client.processing().values() for k in ks}
-        except Exception:  # noqa: BLE001 - scheduler gone: nothing left to wait for
-            return
-        if not keys & busy:
-            return
-        time.sleep(0.05)

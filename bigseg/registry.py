@@ -102,10 +102,13 @@ def load_version(output: str | Path, version: str | None = None,
     if not mpath.is_file():
         raise ModelError(f"{d}: model version not found (no manifest.json)")
     manifest = json.loads(mpath.read_text())
-    for name, digest in manifest.get("files", {}).items():
-        p = d / name
+    files = manifest.get("files", {})
+    for name in files:
         if not name.endswith(SAFE_SUFFIXES):
-            raise ModelError(f"{p}: refusing to load: only {', '.join(SAFE_SUFFIXES)} files are allowed")
+            raise ModelError(
+                f"{d / name}: refusing to load: only {', '.join(SAFE_SUFFIXES)} files are allowed")
+    for name, digest in files.items():
+        p = d / name
         if not p.is_file():
             raise ModelError(f"{p}: listed in the manifest but missing")
         with open(p, "rb") as f:
