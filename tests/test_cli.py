@@ -64,3 +64,21 @@ def _two_worker_cfg(tmp_path):
     p = tmp_path / "local2.yaml"
     p.write_text("type: local\nn_workers: 2\nthreads_per_worker: 1\nmemory_limit: 2GiB\n")
     return p
+
+
+def test_demo_end_to_end_through_the_cli(tmp_path):
+    out = tmp_path / "demo"
+    cluster = _two_worker_cfg(tmp_path)
+    r = subprocess.run([*BIGSEG, "demo", "--customers", "2000", "--out", str(out),
+                        "--cluster", str(cluster)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"report:  {out / 'report.html'}" in r.stdout
+    assert (out / "bigseg.yaml").is_file() and (out / "raw" / "transactions").is_dir()
+    assert (out / "ground_truth").is_dir()
+    assert list((out / "scores").glob("as_of=*/part-*.parquet"))
+    # a second demo reuses the generated data and republishes the outputs
+    r2 = subprocess.run([*BIGSEG, "demo", "--customers", "2000", "--out", str(out), "--quiet",
+                         "--cluster", str(cluster)], capture_output=True, text=True, timeout=600)
+    assert r2.returncode == 0, r2.stderr[-3000:]
+    assert r2.stdout == ""
+    assert len(list((out / "models").glob("v*"))) == 2

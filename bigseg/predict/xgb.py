@@ -59,10 +59,13 @@ def train_dask(client, parts: list, n_features: int, params: dict, num_boost_rou
     if n_train == 0:
         raise ValueError("no training rows")
     params = dict(params)
-    mode = "distributed"
+    mode, pin = "distributed", {}
     if n_train <= single_worker_rows:
         mode = "single-worker"
         one = client.submit(_concat_parts, *parts, pure=False)
+        client.gather(client.map(_sizes, [one], pure=False))  # wait: `one` now has a home
+        (holder,) = client.who_has([one])[one.key][:1]
+        pin = {"workers": [holder], "allow_other_workers": False}
         parts, sizes = [one], [(n_train, int(sum(s[1] for s in sizes)))]
         params.setdefault("nthread", _host_threads(client))
     arrays = {}
@@ -72,7 +75,7 @@ def train_dask(client, parts: list, n_features: int, params: dict, num_boost_rou
             n = sz[j // 2]
             if n == 0:
                 continue
-            item = client.submit(_item, f, j, pure=False)
+            item = client.submit(_item, f, j, pure=False, **pin)
             shape = (n, n_features) if name.startswith("X") else (n,)
             blocks.append(da.from_delayed(item, shape=shape, dtype=np.float32))
         arrays[name] = da.concatenate(blocks) if blocks else None

@@ -1,0 +1,103 @@
+"""Stage timings of the demo pipeline on this machine.
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_demo.py --customers 200000 --repeats 3
+
+Generates the synthetic data once (timed), then runs the whole pipeline (ingest,
+features, segment, train, score, report) ``--repeats`` times on the default local
+cluster, each run into a fresh output directory. Writes
+``benchmarks/results/demo-<N>.json`` (hardware, library versions, every run's stage
+timings) and prints a Markdown table of the median per stage, for BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+
+def hardware() -> dict:
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    from bigseg.backend import gpu_count
+
+    return {"cpu": cpu, "cores": len(os.sched_getaffinity(0)), "memory_gib": round(mem / 2**30, 1),
+            "gpus": gpu_count(), "os": platform.platform()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--customers", type=int, default=200_000)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--workers", type=int, default=None, help="default: one per core")
+    ap.add_argument("--out", default=None, help="results JSON (default benchmarks/results/)")
+    args = ap.parse_args()
+
+    from bigseg.backend import resolve
+    from bigseg.config import load_run_config
+    from bigseg.engine import connect
+    from bigseg.pipeline import run_stages
+    from bigseg.registry import library_versions
+    from bigseg.synth import generate
+
+    work = Path(tempfile.mkdtemp(prefix="bigseg-bench-"))
+    runs = []
+    overrides = {"n_workers": args.workers} if args.workers else {}
+    try:
+        with connect(reuse_current=False, **overrides) as client:
+            n_workers = len(client.scheduler_info()["workers"])
+            t0 = time.perf_counter()
+            generate(args.customers, work / "data", seed=0, client=client)
+            gen_s = time.perf_counter() - t0
+            for i in range(args.repeats):
+                out = work / f"out{i}"
+                doc = {"data": {t: {"path": str(work / "data" / "raw" / t)} for t in
+                                ("transactions", "customers", "events", "campaigns", "reviews")},
+                       "output": str(out)}
+                (work / "job.yaml").write_text(yaml.safe_dump(doc))
+                m = run_stages(load_run_config(work / "job.yaml"), client, resolve("cpu"))
+                runs.append(m["timings"])
+                print(f"run {i + 1}/{args.repeats}: {m['timings']}")
+                shutil.rmtree(out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    stages = list(runs[0])
+    median = {s: round(statistics.median(r[s] for r in runs), 2) for s in stages}
+    result = {
+        "benchmark": "demo pipeline", "customers": args.customers, "workers": n_workers,
+        "generate_s": round(gen_s, 2), "median_s": median, "runs": runs,
+        "hardware": hardware(), "libraries": library_versions(),
+        "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": f"python benchmarks/bench_demo.py --customers {args.customers} --repeats {args.repeats}",
+    }
+    path = Path(args.out or f"benchmarks/results/demo-{args.customers}.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nwrote {path}\n")
+    print("| stage | median seconds |\n|---|---|")
+    print(f"| generate (once) | {gen_s:.2f} |")
+    for s in stages:
+        print(f"| {s} | {median[s]:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
