@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from bigseg import tasks
 from bigseg.backend import Backend
@@ -162,8 +163,6 @@ class Run:
         frac = min(1.0, 20_000 / max(n, 1))
         pop = [self.client.submit(tasks.sample_rows, f, "score", k, frac, seed, pure=False)
                for k, f in enumerate(frames)]
-        import pandas as pd
-
         pop = pd.concat(gather(self.client, pop, "sample"), ignore_index=True)
         blocks = Blocks(self.submit_each(tasks.x_block, "score", pre.to_dict()), self.client)
         ks = [cfg.k] if cfg.k != "auto" else list(range(cfg.k_min, cfg.k_max + 1))
@@ -298,7 +297,7 @@ class Run:
         seg = self._load_segmenter()
         k = len(seg["names"])
         parts = gather(self.client, [
-            self.client.submit(_profile_bucket, f, s, seg["pre"], seg["centers"], k, pure=False)
+            self.client.submit(tasks.profile, f, "score", s, k, pure=False)
             for f, s in zip(self.frames(), self._scores, strict=True)], "profiles")
         counts = np.sum([p["counts"] for p in parts], axis=0)
         sums = np.sum([p["sums"] for p in parts], axis=0)
@@ -312,8 +311,8 @@ class Run:
                 "id": i, "name": name, "size": c, "share": c / total,
                 "profile": {f: (float(sums[i, j] / c) if c else None)
                             for j, f in enumerate(FEATURE_NAMES)},
-                "churn_probability": float(churn[i] / c) if c else None,
-                "value_prediction": float(value[i] / c) if c else None,
+                "churn_probability": _mean(churn[i], c),
+                "value_prediction": _mean(value[i], c),
             })
         self.metrics["segments"] = segs
 
@@ -325,9 +324,8 @@ class Run:
         self.metrics["report"] = str(path)
 
 
-def _profile_bucket(res, scores, pre, centers, k):
-    labels = scores["segment"].to_numpy()
-    return tasks.profile(res, "score", labels, k, scores)
+def _mean(total: float, count: int) -> float | None:
+    return float(total / count) if count and np.isfinite(total) else None
 
 
 def _cluster_scores(X: np.ndarray, labels: np.ndarray) -> dict:

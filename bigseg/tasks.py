@@ -134,15 +134,15 @@ def write_segments(scores: pd.DataFrame, path: str) -> int:
     return write_parquet(scores[["customer_id", "segment", "segment_name"]], path)
 
 
-def profile(res: dict, name: str, labels: np.ndarray, k: int, scores: pd.DataFrame | None) -> dict:
-    """Per-segment sums for profiles: counts, feature sums, churn probability sums."""
+def profile(res: dict, name: str, scores: pd.DataFrame, k: int) -> dict:
+    """Per-segment sums for profiles: counts, feature sums, prediction sums."""
     df = res["frames"][name]
+    labels = scores["segment"].to_numpy()
     counts = np.bincount(labels, minlength=k)
     sums = np.stack([np.bincount(labels, weights=df[f].to_numpy(np.float64), minlength=k)
                      for f in FEATURE_NAMES], axis=1)
     out = {"counts": counts, "sums": sums}
-    if scores is not None:
-        for col in ("churn_probability", "value_prediction"):
-            out[col] = np.bincount(labels, weights=np.nan_to_num(scores[col].to_numpy(np.float64)),
-                                   minlength=k)
+    for col in ("churn_probability", "value_prediction"):
+        v = scores[col].to_numpy(np.float64)
+        out[col] = np.bincount(labels, weights=v, minlength=k)  # NaN when the model is absent
     return out

@@ -47,7 +47,9 @@ def write_config(path, data_dir, out, **extra):
 
 
 def read_scores(out) -> pd.DataFrame:
-    files = sorted(glob.glob(f"{out}/scores/as_of=*/part-*.parquet"))
+    dirs = glob.glob(f"{out}/scores/as_of=*")
+    assert len(dirs) == 1, dirs
+    files = sorted(glob.glob(f"{dirs[0]}/part-*.parquet"))
     assert files, f"no scores under {out}"
     df = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
     return df.sort_values("customer_id").reset_index(drop=True)
@@ -170,7 +172,17 @@ def test_user_csv_with_other_column_names_keeps_string_ids(local_client, tmp_pat
 
 def test_stage_commands_reuse_published_outputs(run_2w, local_client):
     """`bigseg score` alone reloads the published model and reproduces the scores."""
-    cfg, _ = run_2w
+    import datetime as dt
+
+    cfg, metrics = run_2w
     before = read_scores(cfg.output_dir)
     run_stages(cfg, local_client, resolve("cpu"), stages=("score",))
     assert checksum(read_scores(cfg.output_dir)) == checksum(before)
+    # scoring at another date publishes beside, leaving the first untouched
+    earlier = dt.date.fromisoformat(metrics["as_of"]) - dt.timedelta(days=30)
+    run_stages(cfg.model_copy(update={"as_of": earlier}), local_client, resolve("cpu"),
+               stages=("score",))
+    dirs = sorted(p.name for p in (cfg.output_dir / "scores").iterdir())
+    assert dirs == [f"as_of={earlier}", f"as_of={metrics['as_of']}"]
+    first = pd.read_parquet(cfg.output_dir / "scores" / f"as_of={metrics['as_of']}")
+    assert checksum(first.sort_values("customer_id").reset_index(drop=True)) == checksum(before)

@@ -7,6 +7,7 @@ and never branch on the device themselves.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import logging
 from dataclasses import dataclass
@@ -53,8 +54,10 @@ class Backend:
 CPU = Backend("cpu", np, "")
 
 
+@functools.lru_cache(maxsize=1)
 def _gpu_probe() -> tuple[ModuleType | None, str]:
-    """Return (cupy, "") when a usable GPU is present, else (None, why not)."""
+    """Return (cupy, "") when a usable GPU is present, else (None, why not). Probed once
+    per process: worker tasks resolve their device on every call."""
     if importlib.util.find_spec("cupy") is None:
         return None, "CuPy is not installed (pip install 'bigseg[gpu]')"
     try:
