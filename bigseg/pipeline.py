@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bigseg import tasks
+from bigseg import progress, tasks
 from bigseg.backend import Backend
 from bigseg.config import RunConfig
 from bigseg.errors import DataError
@@ -63,8 +63,10 @@ class Run:
     @contextlib.contextmanager
     def timed(self, stage: str):
         t0 = time.perf_counter()
+        progress.stage(stage)
         yield
         self.timings[stage] = round(time.perf_counter() - t0, 3)
+        progress.stage(stage, self.timings[stage])
         log.info("stage %s: %.2fs", stage, self.timings[stage])
 
     def submit_each(self, fn, *args, over=None) -> list:
@@ -102,7 +104,7 @@ class Run:
                                    self.cfg.privacy.require_consent, pure=False)
                 for k in range(self.store.n_buckets)
             ]
-            gather(self.client, futs, "features")
+            gather(self.client, futs, "features", bar=True)
             self._frames = futs
         return self._frames
 
@@ -131,7 +133,7 @@ class Run:
                 futs = [self.client.submit(tasks.write_features, f, "score",
                                            str(d / f"part-{k:05d}.parquet"), pure=False)
                         for k, f in enumerate(frames)]
-                n = sum(gather(self.client, futs, "write features"))
+                n = sum(gather(self.client, futs, "write features", bar=True))
         self.metrics.update(as_of=str(self.as_of), horizon_days=self.cfg.horizon_days,
                             n_customers=n, excluded_no_consent=excluded,
                             features=FEATURES)
@@ -149,7 +151,7 @@ class Run:
             with staged_dir(self.out, self.out / "segments") as d:
                 futs = [self.client.submit(tasks.write_segments, s, str(d / f"part-{k:05d}.parquet"),
                                            pure=False) for k, s in enumerate(self._segment_frames())]
-                gather(self.client, futs, "write segments")
+                gather(self.client, futs, "write segments", bar=True)
 
     def _fit_segments(self):
         cfg, seed = self.cfg.segmentation, self.cfg.seed
@@ -288,7 +290,7 @@ class Run:
                 futs = [self.client.submit(tasks.write_scores, s, thr,
                                            str(d / f"part-{k:05d}.parquet"), pure=False)
                         for k, s in enumerate(scores)]
-                gather(self.client, futs, "write scores")
+                gather(self.client, futs, "write scores", bar=True)
             self._scores = scores
             self.metrics["high_value_threshold"] = thr
             self._profiles()

@@ -26,14 +26,23 @@ def _show() -> bool:
     return _ENABLED and (sys.stderr.isatty() or os.environ.get("BIGSEG_PROGRESS") == "1")
 
 
-def gather(client, futures: list, desc: str) -> list:
-    """Wait for ``futures`` (in order), showing progress; on the first failure cancel the
-    rest and re-raise the task's own exception (e.g. a DataError naming the file)."""
+def stage(name: str, seconds: float | None = None) -> None:
+    """Announce a stage starting (``seconds`` None) or finished, on stderr when shown."""
+    if _show():
+        msg = f"[{name}] started" if seconds is None else f"[{name}] done in {seconds:.1f}s"
+        sys.stderr.write(msg + "\n")
+        sys.stderr.flush()
+
+
+def gather(client, futures: list, desc: str, bar: bool = False) -> list:
+    """Wait for ``futures`` (in order); on the first failure cancel the rest and re-raise
+    the task's own exception (e.g. a DataError naming the file). ``bar=True`` shows a
+    progress bar (for the long, bucket-by-bucket steps)."""
     if not futures:
         return []
     t0 = time.perf_counter()
-    bar = None
-    if _show():
+    show, bar = bar, None
+    if show and _show():
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
         bar = Progress(

@@ -139,7 +139,7 @@ def ingest(cfg: RunConfig, client) -> Store:
             client.submit(_split_file, f, tc, n_buckets, str(parts), i, pure=False)
             for f, tc, i in files
         ]
-        split = gather(client, futs, "ingest: split inputs into buckets")
+        split = gather(client, futs, "ingest: split inputs into buckets", bar=True)
         schemas, id_types = defaultdict(list), defaultdict(set)
         for r in split:
             if r["schema"] is not None:
@@ -161,7 +161,7 @@ def ingest(cfg: RunConfig, client) -> Store:
                           unified[t].serialize().to_pybytes(), pure=False)
             for t in unified for k in range(n_buckets)
         ]
-        rows = gather(client, futs, "ingest: sort and write buckets")
+        rows = gather(client, futs, "ingest: sort and write buckets", bar=True)
         shutil.rmtree(parts, ignore_errors=True)
         counts = defaultdict(int)
         for (t, _k), n in zip(((t, k) for t in unified for k in range(n_buckets)), rows, strict=True):

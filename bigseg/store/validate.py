@@ -40,7 +40,7 @@ def validate_inputs(cfg: RunConfig, client) -> dict:
     tables = cfg.data.tables()
     futs = [client.submit(_check_file, f, tables[t], pure=False)
             for t, fs in inputs.items() for f in fs]
-    files = gather(client, futs, "validate")
+    files = gather(client, futs, "validate", bar=True)
     id_types = defaultdict(list)
     for r in files:
         problems.extend(r["problems"])
