@@ -185,7 +185,7 @@ def coerce_batch(table: str, batch: pa.RecordBatch, f: InputFile, tc: TableConfi
                 arr = pc.is_in(pc.utf8_lower(arr), value_set=pa.array(["true", "1", "yes", "y", "t"]))
             else:
                 arr = arr.cast(target)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as e:
+        except pa.ArrowException as e:
             raise DataError(f"{where}: cannot convert to {target}: {e}") from None
         if canon in schema.required and arr.null_count:
             raise DataError(
