@@ -1,0 +1,453 @@
+"""Behaviour features from transactions, events and campaigns, per bucket, no Dask inside.
+
+Every function takes one bucket of one table as a :class:`pyarrow.Table` (rows sorted by
+``customer_id`` then time, although nothing here relies on the order) and a cutoff in
+microseconds since the epoch, and returns a :class:`pandas.DataFrame` with
+``customer_id`` plus float32 feature columns: one row per customer with at least one
+row at or before the cutoff in that table, in order of first appearance. Only rows at or
+before the cutoff are read, so adding or changing later rows never changes the output.
+
+Grouping is vectorised: customer ids become integer codes (Arrow dictionary encoding,
+first-appearance order, like ``pd.factorize``) and per-customer aggregates are
+``np.bincount`` / ``np.maximum.at`` reductions over those codes; per (customer, value)
+distinct counts use ``np.unique`` on a combined int64 key. No per-customer Python loop.
+
+Conventions:
+
+* a transaction with ``amount > 0`` is a purchase (as in :mod:`bigseg.features.rfm`);
+* "the last 90 days" is the window ``(cutoff - 90 days, cutoff]``;
+* a feature that needs a column the table lacks is absent from the output (not filled
+  with zeros); a customer for whom a ratio has no denominator gets NaN (the models
+  handle NaN);
+* rows with a null customer id or a null time are ignored;
+* value names become column-name suffixes through :func:`column_suffixes` (lower case,
+  runs of other characters than ``a-z0-9`` become ``_``), so ``"Home & Garden"`` gives
+  ``category_share_home_garden``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+__all__ = [
+    "FEATURES",
+    "campaign_features",
+    "category_features",
+    "channel_features",
+    "column_suffixes",
+    "engagement_features",
+    "vocabulary",
+]
+
+#: feature name (``<x>`` marks a name pattern) -> description, for the report and docs
+FEATURES: dict[str, str] = {
+    # channel_features (transactions)
+    "channel_share_<channel>": "share of the customer's purchases made in that channel "
+    "(purchases with a known channel; one column per channel of the vocabulary)",
+    "channel_dominant": "index into the channel vocabulary of the channel with the most "
+    "purchases (ties: the earlier channel of the vocabulary); NaN with no purchase in a "
+    "vocabulary channel",
+    "channel_count": "number of distinct channels the customer bought in",
+    # category_features (transactions)
+    "category_share_<category>": "share of the customer's spend in that category "
+    "(purchases with a known category; one column per top category)",
+    "category_other_share": "share of spend in categories outside the top categories",
+    "category_entropy": "Shannon entropy (natural log) of the customer's spend over all "
+    "categories: 0 = one category only",
+    "category_count": "number of distinct categories the customer bought in",
+    # engagement_features (events)
+    "active_days_90d": "distinct calendar days (UTC) with any event in the last 90 days",
+    "sessions_90d": "sessions (event_type 'session') in the last 90 days",
+    "sessions_90d_<channel>": "sessions in the last 90 days in that channel",
+    "page_views_90d": "page views (sum of page_views) in the last 90 days",
+    "app_opens_90d": "app opens (event_type 'app_open') in the last 90 days",
+    "days_since_last_activity": "days since the last event of any kind",
+    "events_total": "events of any kind up to the cutoff",
+    # campaign_features (campaigns)
+    "campaign_sends": "campaign messages sent to the customer up to the cutoff",
+    "campaign_sends_90d": "campaign messages sent in the last 90 days",
+    "campaign_response_rate": "responses per message sent (a response counts only once "
+    "its responded_at is at or before the cutoff)",
+    "campaign_conversion_rate": "conversions per message sent (a conversion counts only "
+    "with a response at or before the cutoff)",
+    "days_since_last_response": "days since the last campaign response; NaN if none",
+}
+
+DAY_US = 86_400 * 1_000_000
+_NEVER = np.iinfo(np.int64).max  # a null time: never at or before any cutoff
+
+
+# --------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------
+
+
+def _times(table: pa.Table, name: str) -> np.ndarray:
+    """Column ``name`` as int64 microseconds since the epoch; null -> never."""
+    col = table.column(name)
+    if pa.types.is_timestamp(col.type) and col.type.unit != "us":
+        col = pc.cast(col, pa.timestamp("us", col.type.tz), safe=False)
+    col = pc.fill_null(col.cast(pa.int64()), _NEVER)
+    return col.to_numpy()
+
+
+def _plain(col: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """One contiguous array, dictionary-decoded."""
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+    if pa.types.is_dictionary(col.type):
+        col = col.dictionary_decode()
+    return col
+
+
+def _factorize(col: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Integer codes (-1 for null) and the distinct values, in first-appearance order."""
+    enc = pc.dictionary_encode(_plain(col))
+    codes = pc.fill_null(enc.indices, -1).to_numpy().astype(np.int64, copy=False)
+    return codes, enc.dictionary.to_numpy(zero_copy_only=False)
+
+
+def _select(
+    table: pa.Table, cutoff_us: int, time_col: str
+) -> tuple[pa.Table, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Rows at or before the cutoff (non-null id and time): the rows, their customer
+    codes, the distinct customer ids, the times and the row mask over ``table``."""
+    ts = _times(table, time_col)
+    keep = ts <= cutoff_us
+    ids = table.column("customer_id")
+    if ids.null_count:
+        keep &= pc.is_valid(ids).to_numpy(zero_copy_only=False)
+    if not keep.all():
+        table = table.filter(pa.array(keep))
+        ts = ts[keep]
+    codes, uniq = _factorize(table.column("customer_id"))
+    return table, codes, uniq, ts, keep
+
+
+def _bool(table: pa.Table, name: str) -> np.ndarray:
+    """Boolean column as a NumPy bool array; null -> False."""
+    return pc.fill_null(table.column(name), False).to_numpy(zero_copy_only=False).astype(bool)
+
+
+def _equals(table: pa.Table, name: str, value: str) -> np.ndarray:
+    """``column == value`` as a NumPy bool array; null -> False."""
+    return _bool_of(pc.equal(_plain(table.column(name)), value))
+
+
+def _bool_of(arr) -> np.ndarray:
+    return pc.fill_null(arr, False).to_numpy(zero_copy_only=False).astype(bool)
+
+
+def _count(codes: np.ndarray, n: int, mask: np.ndarray | None = None) -> np.ndarray:
+    c = codes if mask is None else codes[mask]
+    return np.bincount(c, minlength=n).astype(np.float64)
+
+
+def _group_max(codes: np.ndarray, values: np.ndarray, n: int, fill) -> np.ndarray:
+    out = np.full(n, fill, dtype=values.dtype)
+    np.maximum.at(out, codes, values)
+    return out
+
+
+def _distinct_pairs(a: np.ndarray, b: np.ndarray, n_b: int) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct (a, b) pairs of non-negative codes, ``b < n_b``; plus the inverse map."""
+    key = a.astype(np.int64) * max(n_b, 1) + b
+    uk, inv = np.unique(key, return_inverse=True)
+    return uk, inv
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
+
+
+def _frame(uniq: np.ndarray, cols: dict[str, np.ndarray]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {"customer_id": uniq, **{k: np.asarray(v, dtype=np.float32) for k, v in cols.items()}}
+    )
+
+
+def column_suffixes(names: Sequence[str]) -> list[str]:
+    """Column-name suffixes for vocabulary values: lower case, runs of characters other
+    than ``a-z0-9`` replaced by ``_``; empty -> ``"_"``; a repeat gets ``_2``, ``_3``...
+
+    >>> column_suffixes(["Web", "Home & Garden", "home-garden", ""])
+    ['web', 'home_garden', 'home_garden_2', '_']
+    """
+    out: list[str] = []
+    seen: set[str] = set()
+    for name in names:
+        s = re.sub(r"[^a-z0-9]+", "_", str(name).lower()).strip("_") or "_"
+        base, k = s, 2
+        while s in seen:
+            s, k = f"{base}_{k}", k + 1
+        seen.add(s)
+        out.append(s)
+    return out
+
+
+def _vocab(given: Iterable[str] | None, values: np.ndarray, what: str) -> list[str]:
+    if given is None:
+        return sorted(str(v) for v in values if v is not None)
+    vocab = [str(v) for v in given]
+    if len(set(vocab)) != len(vocab):
+        raise ValueError(f"{what} vocabulary has repeated values: {vocab}")
+    return vocab
+
+
+def _vocab_index(vocab: list[str], values: np.ndarray) -> np.ndarray:
+    """Position in ``vocab`` of each value (-1 when absent), plus a trailing -1 so that
+    indexing with code -1 (null) gives -1."""
+    idx = pd.Index(vocab, dtype=object).get_indexer(pd.Index(values, dtype=object))
+    return np.append(idx, -1).astype(np.int64)
+
+
+def vocabulary(values, top: int = 8) -> list[str]:
+    """The ``top`` most frequent values of a column (a sample is enough), most frequent
+    first, ties by name; nulls ignored. Pass the result as ``channels`` / ``categories``
+    so that every bucket yields the same feature columns.
+
+    >>> vocabulary(["app", "web", "store", "web", None, "app", "web"], top=2)
+    ['web', 'app']
+    """
+    if isinstance(values, pa.ChunkedArray | pa.Array):
+        vc = pc.value_counts(_plain(values))
+        vals = vc.field("values").to_pylist()
+        counts = vc.field("counts").to_pylist()
+    else:
+        s = pd.Series(values, dtype=object).dropna().astype(str)
+        vc = s.value_counts(sort=False)
+        vals, counts = vc.index.tolist(), vc.to_numpy().tolist()
+    pairs = sorted(
+        ((c, str(v)) for v, c in zip(vals, counts, strict=True) if v is not None),
+        key=lambda p: (-p[0], p[1]),
+    )
+    return [v for _, v in pairs[: max(int(top), 0)]]
+
+
+# --------------------------------------------------------------------------------------
+# transactions
+# --------------------------------------------------------------------------------------
+
+
+def channel_features(
+    tx: pa.Table, cutoff_us: int, channels: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """Purchase channel mix at ``cutoff_us``.
+
+    Parameters
+    ----------
+    tx : pyarrow.Table
+        One bucket of transactions: ``customer_id``, ``timestamp``, ``amount`` and,
+        for any feature, ``channel``.
+    cutoff_us : int
+        Only rows with ``timestamp <= cutoff_us`` are used.
+    channels : sequence of str, optional
+        The channel vocabulary: one ``channel_share_<name>`` column per entry, in this
+        order, whatever the bucket holds (use :func:`vocabulary` on a sample so every
+        bucket yields the same columns). If None: the sorted distinct channels of the
+        rows at or before the cutoff.
+
+    Returns
+    -------
+    DataFrame with ``customer_id`` and, when ``tx`` has a ``channel`` column:
+
+    * ``channel_share_<name>``: purchases in that channel / purchases with a known
+      (non-null) channel. Purchases in channels outside the vocabulary count in the
+      denominator only, so the shares sum to 1 when the vocabulary covers every channel.
+      NaN for a customer with no purchase with a known channel (e.g. returns only);
+    * ``channel_dominant``: the index in ``channels`` of the vocabulary channel with the
+      most purchases, ties to the lower index; NaN when none;
+    * ``channel_count``: distinct channels (any, not only the vocabulary) with a
+      purchase.
+
+    Without a ``channel`` column only ``customer_id`` is returned.
+    """
+    t, codes, uniq, _, _ = _select(tx, cutoff_us, "timestamp")
+    n = len(uniq)
+    if "channel" not in t.column_names:
+        return _frame(uniq, {})
+    ch, ch_uniq = _factorize(t.column("channel"))
+    vocab = _vocab(channels, ch_uniq, "channel")
+    k = len(vocab)
+    vidx = _vocab_index(vocab, ch_uniq)[ch]
+    amt = pc.fill_null(t.column("amount").cast(pa.float64()), 0.0).to_numpy()
+    known = (amt > 0) & (ch >= 0)
+    in_v = known & (vidx >= 0)
+    mat = np.bincount(codes[in_v] * k + vidx[in_v], minlength=n * k).reshape(n, k)
+    den = _count(codes, n, known)
+    shares = _ratio(mat, den[:, None]) if k else np.zeros((n, 0))
+    dominant = (
+        np.where(mat.sum(axis=1) > 0, mat.argmax(axis=1), np.nan) if k else np.full(n, np.nan)
+    )
+    pairs, _ = _distinct_pairs(codes[known], ch[known], len(ch_uniq))
+    count = np.bincount(pairs // max(len(ch_uniq), 1), minlength=n)
+    cols = {f"channel_share_{s}": shares[:, j] for j, s in enumerate(column_suffixes(vocab))}
+    cols["channel_dominant"] = dominant
+    cols["channel_count"] = count
+    return _frame(uniq, cols)
+
+
+def category_features(tx: pa.Table, cutoff_us: int, categories: Sequence[str]) -> pd.DataFrame:
+    """Spend mix over product categories at ``cutoff_us`` (purchases only, weighted by
+    amount; purchases with a null category are ignored).
+
+    Parameters
+    ----------
+    tx : pyarrow.Table
+        One bucket of transactions: ``customer_id``, ``timestamp``, ``amount`` and,
+        for any feature, ``category``.
+    cutoff_us : int
+        Only rows with ``timestamp <= cutoff_us`` are used.
+    categories : sequence of str
+        The top categories (e.g. :func:`vocabulary` of a sample): one
+        ``category_share_<name>`` column each, in this order.
+
+    Returns
+    -------
+    DataFrame with ``customer_id`` and, when ``tx`` has a ``category`` column,
+    ``category_share_<name>`` per top category, ``category_other_share`` (spend outside
+    them), ``category_entropy`` (Shannon entropy, natural log, of the spend distribution
+    over all categories: within ``[0, log(category_count)]``) and ``category_count``
+    (distinct categories bought). Shares and entropy are NaN for a customer with no
+    purchase with a known category; ``category_count`` is then 0.
+    """
+    t, codes, uniq, _, _ = _select(tx, cutoff_us, "timestamp")
+    n = len(uniq)
+    if "category" not in t.column_names:
+        return _frame(uniq, {})
+    cat, cat_uniq = _factorize(t.column("category"))
+    vocab = _vocab(categories, cat_uniq, "category")
+    k = len(vocab)
+    amt = pc.fill_null(t.column("amount").cast(pa.float64()), 0.0).to_numpy()
+    known = (amt > 0) & (cat >= 0)
+    m = max(len(cat_uniq), 1)
+    pairs, inv = _distinct_pairs(codes[known], cat[known], m)
+    p_cust, p_cat = pairs // m, pairs % m
+    p_spend = np.bincount(inv, weights=amt[known], minlength=len(pairs))
+    total = np.bincount(p_cust, weights=p_spend, minlength=n)
+    has = total > 0
+    p = p_spend / total[p_cust] if len(pairs) else np.zeros(0)
+    entropy = np.bincount(p_cust, weights=-p * np.log(p), minlength=n) if len(pairs) else None
+    p_v = _vocab_index(vocab, cat_uniq)[p_cat]
+    top = p_v >= 0
+    mat = np.bincount(p_cust[top] * k + p_v[top], weights=p[top], minlength=n * k).reshape(n, k)
+    other = np.bincount(p_cust[~top], weights=p[~top], minlength=n)
+    nan = np.float64(np.nan)
+    cols = {
+        f"category_share_{s}": np.where(has, mat[:, j], nan)
+        for j, s in enumerate(column_suffixes(vocab))
+    }
+    cols["category_other_share"] = np.where(has, other, nan)
+    cols["category_entropy"] = (
+        np.where(has, np.maximum(entropy, 0.0), nan) if entropy is not None else np.full(n, nan)
+    )
+    cols["category_count"] = np.bincount(p_cust, minlength=n)
+    return _frame(uniq, cols)
+
+
+# --------------------------------------------------------------------------------------
+# events
+# --------------------------------------------------------------------------------------
+
+
+def engagement_features(
+    events: pa.Table, cutoff_us: int, channels: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """Engagement from events (sessions, page views, app opens) at ``cutoff_us``.
+
+    Parameters
+    ----------
+    events : pyarrow.Table
+        One bucket of events: ``customer_id``, ``timestamp``, ``event_type``
+        (``session`` / ``page_view`` / ``app_open``), optional ``channel``, optional
+        ``page_views``.
+    cutoff_us : int
+        Only rows with ``timestamp <= cutoff_us`` are used.
+    channels : sequence of str, optional
+        Channel vocabulary for ``sessions_90d_<channel>``; if None the sorted distinct
+        channels of the rows at or before the cutoff.
+
+    Returns
+    -------
+    DataFrame with ``customer_id``, ``active_days_90d`` (distinct UTC calendar days with
+    any event in ``(cutoff - 90 d, cutoff]``), ``sessions_90d``, ``sessions_90d_<channel>``
+    (only with a ``channel`` column), ``page_views_90d`` (only with a ``page_views``
+    column; nulls count 0), ``app_opens_90d``, ``days_since_last_activity`` and
+    ``events_total``.
+    """
+    t, codes, uniq, ts, _ = _select(events, cutoff_us, "timestamp")
+    n = len(uniq)
+    in90 = ts > cutoff_us - 90 * DAY_US
+    day = ts[in90] // DAY_US
+    d0 = int(day.min()) if len(day) else 0
+    span = int(day.max()) - d0 + 1 if len(day) else 1
+    pairs, _ = _distinct_pairs(codes[in90], day - d0, span)
+    cols: dict[str, np.ndarray] = {"active_days_90d": np.bincount(pairs // span, minlength=n)}
+    session = _equals(t, "event_type", "session") & in90
+    cols["sessions_90d"] = _count(codes, n, session)
+    if "channel" in t.column_names:
+        ch, ch_uniq = _factorize(t.column("channel"))
+        vocab = _vocab(channels, ch_uniq, "channel")
+        vidx = _vocab_index(vocab, ch_uniq)[ch]
+        for j, s in enumerate(column_suffixes(vocab)):
+            cols[f"sessions_90d_{s}"] = _count(codes, n, session & (vidx == j))
+    if "page_views" in t.column_names:
+        pv = pc.fill_null(t.column("page_views").cast(pa.float64()), 0.0).to_numpy()
+        cols["page_views_90d"] = np.bincount(codes[in90], weights=pv[in90], minlength=n)
+    cols["app_opens_90d"] = _count(codes, n, _equals(t, "event_type", "app_open") & in90)
+    last = _group_max(codes, ts, n, np.iinfo(np.int64).min)
+    cols["days_since_last_activity"] = (cutoff_us - last) / DAY_US
+    cols["events_total"] = _count(codes, n)
+    return _frame(uniq, cols)
+
+
+# --------------------------------------------------------------------------------------
+# campaigns
+# --------------------------------------------------------------------------------------
+
+
+def campaign_features(campaigns: pa.Table, cutoff_us: int) -> pd.DataFrame:
+    """Campaign exposure and response at ``cutoff_us``.
+
+    Sends count when ``sent_at <= cutoff_us``. A response counts only when its
+    ``responded_at`` is at or before the cutoff (and ``responded`` is true, when that
+    column exists): a response that came later is no response at the cutoff. Without a
+    ``responded_at`` column the response features are absent, since it cannot be told
+    whether a response was known at the cutoff. A conversion counts only together with
+    a counted response (the table has no conversion time).
+
+    Returns
+    -------
+    DataFrame with ``customer_id``, ``campaign_sends``, ``campaign_sends_90d`` and, with
+    ``responded_at``: ``campaign_response_rate`` (responses / sends),
+    ``days_since_last_response`` (NaN when the customer never responded) and, with a
+    ``converted`` column too, ``campaign_conversion_rate`` (conversions / sends).
+    """
+    t, codes, uniq, ts, _ = _select(campaigns, cutoff_us, "sent_at")
+    n = len(uniq)
+    sends = _count(codes, n)
+    cols: dict[str, np.ndarray] = {
+        "campaign_sends": sends,
+        "campaign_sends_90d": _count(codes, n, ts > cutoff_us - 90 * DAY_US),
+    }
+    if "responded_at" in t.column_names:
+        rat = _times(t, "responded_at")
+        resp = rat <= cutoff_us
+        if "responded" in t.column_names:
+            resp &= _bool(t, "responded")
+        cols["campaign_response_rate"] = _ratio(_count(codes, n, resp), sends)
+        if "converted" in t.column_names:
+            conv = resp & _bool(t, "converted")
+            cols["campaign_conversion_rate"] = _ratio(_count(codes, n, conv), sends)
+        last = _group_max(codes[resp], rat[resp], n, np.iinfo(np.int64).min)
+        cols["days_since_last_response"] = np.where(
+            last > np.iinfo(np.int64).min, (cutoff_us - last.astype(np.float64)) / DAY_US, np.nan
+        )
+    return _frame(uniq, cols)
