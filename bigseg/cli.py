@@ -177,6 +177,8 @@ def _validate(args) -> int:
         res = validate_inputs(cfg, client)
     for f in res["files"]:
         _out(args, f"{f['table']:<13} {f['rows']:>12,} rows  {f['path']}")
+    for w in res.get("warnings", []):
+        print(f"warning: {w}", file=sys.stderr)
     if res["problems"]:
         print(f"{len(res['problems'])} problem(s):", file=sys.stderr)
         for p in res["problems"]:

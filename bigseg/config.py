@@ -97,6 +97,26 @@ class PredictionConfig(_Strict):
     single_worker_max_rows: int = Field(5_000_000, ge=0)
 
 
+class ValidationConfig(_Strict):
+    #: stop before publishing when more than this share of a table's rows is bad
+    max_bad_share: float = Field(0.01, ge=0, le=1)
+    #: amounts whose absolute value is larger are quarantined as absurd
+    max_amount: float = Field(1_000_000.0, gt=0)
+    #: allowed values per table and column, e.g. ``{transactions: {channel: [web, app]}}``
+    categories: dict[str, dict[str, list[str]]] = Field(default_factory=dict)
+
+    @field_validator("categories")
+    @classmethod
+    def _known_tables(cls, v):
+        for t, cols in v.items():
+            if t not in SCHEMAS:
+                raise ValueError(f"unknown table {t!r} (known: {', '.join(SCHEMAS)})")
+            for c in cols:
+                if c not in SCHEMAS[t].columns:
+                    raise ValueError(f"unknown column {t}.{c}")
+        return v
+
+
 class PrivacyConfig(_Strict):
     pseudonymize: bool = False
     require_consent: bool = True
@@ -115,6 +135,7 @@ class RunConfig(_Strict):
     store: StoreConfig = StoreConfig()
     segmentation: SegmentationConfig = SegmentationConfig()
     prediction: PredictionConfig = PredictionConfig()
+    validation: ValidationConfig = ValidationConfig()
     privacy: PrivacyConfig = PrivacyConfig()
     fairness: FairnessConfig = FairnessConfig()
     output: str = "out/"

@@ -122,8 +122,11 @@ class Run:
     def ingest(self):
         with self.timed("ingest"):
             self._store = ingest(self.cfg, self.client)
-        self.metrics["store"] = {t: v["rows"] for t, v in self.store.manifest["tables"].items()}
+        m = self.store.manifest
+        self.metrics["store"] = {t: v["rows"] for t, v in m["tables"].items()}
         self.metrics["n_buckets"] = self.store.n_buckets
+        self.metrics["quarantine"] = m.get("quarantine", {})
+        self.metrics["last_ingest"] = m.get("last_ingest", {})
 
     def features(self):
         with self.timed("features"):

@@ -121,12 +121,20 @@ def test_bad_values_and_null_ids_are_named(local_client, tmp_path):
     df2["customer_id"] = df2["customer_id"].astype("Int64")
     df2.loc[5, "customer_id"] = pd.NA
     df2.to_parquet(tmp_path / "b.parquet")
+    # 1 bad row of 50 is more than the default 1%: refused, naming file, row, column, rule
     cfg = _job(tmp_path, {"transactions": {"path": "a.csv"}})
-    with pytest.raises(DataError, match=r"a\.csv: column 'amount'.*twelve"):
+    with pytest.raises(DataError, match=r"amount: not a number: 1 \(e\.g\. .*a\.csv row 3\)"):
         ingest(cfg, local_client)
     cfg = _job(tmp_path, {"transactions": {"path": "b.parquet"}})
-    with pytest.raises(DataError, match=r"b\.parquet: column 'customer_id'.*not null.*1 of 50"):
+    with pytest.raises(DataError, match=r"customer_id: null: 1 \(e\.g\. .*b\.parquet row 5\)"):
         ingest(cfg, local_client)
+    # with a tolerance of 5% the rows are quarantined, the rest ingested
+    cfg = _job(tmp_path, {"transactions": {"path": "a.csv"}}, validation={"max_bad_share": 0.05})
+    store = ingest(cfg, local_client)
+    assert store.manifest["tables"]["transactions"]["rows"] == 49
+    q = pd.read_parquet(tmp_path / "out" / "quarantine" / "transactions")
+    assert q[["amount", "_reason", "_row"]].values.tolist() == [["twelve", "amount: not a number", 3]]
+    assert q["_file"].iloc[0].endswith("a.csv")
 
 
 def test_validate_reports_every_problem_at_once(local_client, tmp_path):

@@ -3,21 +3,34 @@
 Two shuffle-free passes scheduled on the cluster, each with bounded memory:
 
 1. **split** (one task per input file): stream the file in batches, map columns to
-   canonical names, coerce types, and append each row to the part file of its bucket
-   (``hash(customer_id) % B``).
-2. **merge** (one task per table and bucket): read that bucket's parts, sort by customer
-   id (then time), write one Parquet file.
+   canonical names, coerce types, apply the row rules (:mod:`bigseg.store.rules`; bad
+   rows go to quarantine), drop PII columns, pseudonymise ids when asked, and append each
+   row to the part file of its bucket (``hash(customer_id) % B``).
+2. **merge** (one task per table and touched bucket): read that bucket's new parts,
+   quarantine exact duplicate rows, sort by customer id (then time), write one Parquet
+   file into the bucket.
 
-Everything is written under ``output/.staging/`` and published by a rename: a failed
-ingest leaves the previous store untouched.
+**Incremental**: input files already in the store's manifest (same path, size and
+modification time) are not read again. New files are split and merged into *new* part
+files of the buckets they touch; untouched buckets are carried over as hard links (no
+copy, no rewrite). If an ingested file changed or disappeared, or the column mapping or
+pseudonymisation changed, the store is rebuilt from scratch.
+
+Everything is written under ``output/.staging/`` and published by a rename: a failed or
+refused ingest (e.g. more than ``validation.max_bad_share`` bad rows) leaves the previous
+store and quarantine untouched.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import logging
+import os
 import shutil
-from collections import defaultdict
+import uuid
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -25,10 +38,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import bigseg
+from bigseg import privacy
 from bigseg.config import RunConfig, TableConfig
 from bigseg.errors import DataError
 from bigseg.progress import gather
-from bigseg.schema import ID, SCHEMAS
+from bigseg.schema import SCHEMAS
+from bigseg.store import rules
 from bigseg.store.buckets import auto_buckets, bucket_of
 from bigseg.store.publish import (
     check_paths,
@@ -42,13 +57,45 @@ from bigseg.store.store import MANIFEST, Store, bucket_dirname, open_store
 
 log = logging.getLogger(__name__)
 
+QUARANTINE = "quarantine"
+SRC_FILE, SRC_ROW = "__src_file", "__src_row"
 
-def _split_file(f: InputFile, tc: TableConfig, n_buckets: int, parts: str, idx: int) -> dict:
+
+def _split_file(f: InputFile, tc: TableConfig, validation, n_buckets: int, parts: str,
+                idx: int, key_fp: str | None) -> dict:
+    key = privacy.check_key(key_fp) if key_fp else None
+    pii = set(SCHEMAS[f.table].pii)
     writers: dict[int, pq.ParquetWriter] = {}
+    qwriter = None
     counts = np.zeros(n_buckets, dtype=np.int64)
+    reasons: Counter = Counter()
+    examples: dict[str, str] = {}
     schema = None
     try:
-        for t in read_file(f, tc):
+        for c in read_file(f, tc, validation):
+            if c.bad is not None:
+                bad = c.bad
+                if key is not None and "customer_id" in bad.column_names:
+                    bad = bad.set_column(bad.column_names.index("customer_id"), "customer_id",
+                                         privacy.pseudonymize(bad.column("customer_id"), key))
+                for reason, row in zip(bad.column("_reason").to_pylist(),
+                                       bad.column("_row").to_pylist(), strict=True):
+                    reasons[reason] += 1
+                    examples.setdefault(reason, f"{f.path} row {row}")
+                if qwriter is None:
+                    qdir = Path(parts).parent / QUARANTINE / f.table
+                    qdir.mkdir(exist_ok=True)
+                    qwriter = pq.ParquetWriter(qdir / f"{uuid.uuid4().hex[:8]}-f{idx:06d}.parquet",
+                                               bad.schema)
+                qwriter.write_table(bad.cast(qwriter.schema))
+            t = c.good.drop_columns([n for n in c.good.column_names if n in pii])
+            if key is not None:
+                t = t.set_column(0, "customer_id", privacy.pseudonymize(t.column(0), key))
+            if t.num_rows == 0:
+                continue
+            # provenance, so merge can name the file and row of a duplicate; dropped there
+            t = t.append_column(SRC_FILE, pa.array(np.full(t.num_rows, idx, np.int32)))
+            t = t.append_column(SRC_ROW, pa.array(c.rows, pa.int64()))
             schema = schema or t.schema
             if t.schema != schema:
                 t = t.select(schema.names).cast(schema)
@@ -73,17 +120,28 @@ def _split_file(f: InputFile, tc: TableConfig, n_buckets: int, parts: str, idx: 
     finally:
         for w in writers.values():
             w.close()
+        if qwriter is not None:
+            qwriter.close()
     return {
         "table": f.table,
         "path": f.path,
         "rows": int(counts.sum()),
+        "buckets": np.flatnonzero(counts).tolist(),
+        "bad": dict(reasons),
+        "examples": examples,
         "id_type": None if schema is None else str(schema.field("customer_id").type),
-        "schema": None if schema is None else schema.serialize().to_pybytes(),
+        "schema": None if schema is None else _drop_src(schema).serialize().to_pybytes(),
     }
 
 
-def _merge_bucket(table: str, k: int, parts: str, out: str, schema_bytes: bytes) -> int:
+def _drop_src(schema: pa.Schema) -> pa.Schema:
+    return pa.schema([f for f in schema if f.name not in (SRC_FILE, SRC_ROW)])
+
+
+def _merge_bucket(table: str, k: int, parts: str, out: str, schema_bytes: bytes,
+                  part_name: str, qroot: str, paths: dict[int, str]) -> tuple[int, dict]:
     schema = pa.ipc.read_schema(pa.py_buffer(schema_bytes))
+    schema = schema.append(pa.field(SRC_FILE, pa.int32())).append(pa.field(SRC_ROW, pa.int64()))
     d = Path(parts) / table / f"b{k:05d}"
     pieces = []
     for p in sorted(d.glob("*.parquet")) if d.exists() else []:
@@ -97,11 +155,28 @@ def _merge_bucket(table: str, k: int, parts: str, out: str, schema_bytes: bytes)
     if SCHEMAS[table].time_column in t.column_names:
         keys.append((SCHEMAS[table].time_column, "ascending"))
     t = t.sort_by(keys)
+    r = rules.Reasons(t.num_rows)
+    rules.mark_duplicates(t.drop_columns([SRC_FILE, SRC_ROW]), r)
+    bad = {}
+    if r.bad.any():
+        dup = t.filter(pa.array(r.bad))
+        q = {c: dup.column(c).cast(pa.string()) for c in dup.column_names
+             if c not in (SRC_FILE, SRC_ROW)}
+        q["_reason"] = pa.array(["duplicate row"] * dup.num_rows, pa.string())
+        q["_file"] = pa.array([paths[i] for i in dup.column(SRC_FILE).to_pylist()], pa.string())
+        q["_row"] = dup.column(SRC_ROW)
+        pq.write_table(pa.table(q), Path(qroot) / table / f"dup-{part_name}-b{k:05d}.parquet")
+        t = t.filter(pa.array(~r.bad))
+        example = f"{q['_file'][0]} row {q['_row'][0]}"
+        bad = {"duplicate row": (dup.num_rows, example)}
+    t = t.drop_columns([SRC_FILE, SRC_ROW])
     dest = Path(out) / table / bucket_dirname(k)
-    dest.mkdir()  # the table dir exists unless the run failed and staging was removed
-    pq.write_table(t, dest / "part-00000.parquet", compression="zstd", row_group_size=1 << 20)
+    dest.mkdir(exist_ok=True)  # the table dir exists unless the run failed and was cleaned
+    if t.num_rows or not any(dest.iterdir()):
+        pq.write_table(t, dest / f"{part_name}.parquet", compression="zstd",
+                       row_group_size=1 << 20)
     shutil.rmtree(d, ignore_errors=True)
-    return t.num_rows
+    return t.num_rows, bad
 
 
 def _unify(table: str, schemas: list[pa.Schema]) -> pa.Schema:
@@ -119,32 +194,84 @@ def plan_inputs(cfg: RunConfig) -> dict[str, list[InputFile]]:
     return {t: list_inputs(t, tc, base) for t, tc in cfg.data.tables().items()}
 
 
-def ingest(cfg: RunConfig, client) -> Store:
-    """Build the bucketed store from the configured inputs and publish it atomically.
+def _mapping_hash(cfg: RunConfig) -> str:
+    doc = {t: tc.model_dump(mode="json") for t, tc in cfg.data.tables().items()}
+    doc["_pseudonymize"] = cfg.privacy.pseudonymize
+    doc["_validation"] = cfg.validation.model_dump(mode="json")
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
-    Returns the published :class:`Store`.
+
+def _previous(cfg: RunConfig, inputs: dict, key_fp: str | None) -> tuple[Store | None, str]:
+    """The store to extend incrementally, or (None, why it is rebuilt)."""
+    try:
+        old = open_store(cfg.output_dir)
+    except DataError:
+        return None, "no store yet"
+    m = old.manifest
+    if m.get("format") != 2 or m.get("mapping_hash") != _mapping_hash(cfg):
+        return None, "the column mapping, validation or pseudonymisation settings changed"
+    if m.get("key_fingerprint") != key_fp:
+        return None, "the pseudonymisation key changed"
+    if cfg.store.buckets != "auto" and int(cfg.store.buckets) != old.n_buckets:
+        return None, f"store.buckets changed ({old.n_buckets} -> {cfg.store.buckets})"
+    now = {f.path: f.fingerprint() for fs in inputs.values() for f in fs}
+    for fp in m.get("inputs", []):
+        if now.get(fp["path"]) != fp:
+            return None, f"input {fp['path']} changed or disappeared since it was ingested"
+    return old, ""
+
+
+def ingest(cfg: RunConfig, client) -> Store:
+    """Ingest the configured inputs into the bucketed store and publish it atomically.
+
+    Only files not yet in the store are read (see the module docstring). Returns the
+    published :class:`Store`; its manifest's ``last_ingest`` says what this run did.
     """
     out = cfg.output_dir
     inputs = plan_inputs(cfg)
     check_paths(out, [cfg.path(tc.path) for tc in cfg.data.tables().values()])
-    n_buckets = _choose_buckets(cfg, inputs, client)
+    key_fp = privacy.key_fingerprint(privacy.key_from_env()) if cfg.privacy.pseudonymize else None
+    old, why = _previous(cfg, inputs, key_fp)
+    known = {fp["path"] for fp in old.manifest["inputs"]} if old else set()
+    new = {t: [f for f in fs if f.path not in known] for t, fs in inputs.items()}
+    n_files = sum(len(fs) for fs in new.values())
+    if old is not None and n_files == 0:
+        log.info("store is up to date: no new input files")
+        return old
+    log.info("ingest: %d new file(s); %s", n_files,
+             "incremental" if old else f"full rebuild ({why})")
+    n_buckets = old.n_buckets if old else _choose_buckets(cfg, inputs, client)
+    batch = f"part-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
     staging = new_staging(out, "store")
     try:
+        store_dir, qdir = staging / "store", staging / QUARANTINE
+        if old is not None:
+            _link_tree(Path(old.root), store_dir)
+            if (out / QUARANTINE).is_dir():
+                _link_tree(out / QUARANTINE, qdir)
         parts = staging / "_parts"
+        for t in new:
+            (parts / t).mkdir(parents=True, exist_ok=True)
+        for t in SCHEMAS:
+            (qdir / t).mkdir(parents=True, exist_ok=True)
         tables = cfg.data.tables()
-        files = [(f, tables[t], i) for t, fs in inputs.items() for i, f in enumerate(fs)]
-        for t in inputs:
-            (parts / t).mkdir(parents=True)
-        futs = [
-            client.submit(_split_file, f, tc, n_buckets, str(parts), i, pure=False)
-            for f, tc, i in files
-        ]
+        start = len(old.manifest["inputs"]) if old else 0
+        files = [f for fs in new.values() for f in fs]
+        futs = [client.submit(_split_file, f, tables[f.table], cfg.validation, n_buckets,
+                              str(parts), start + i, key_fp, pure=False)
+                for i, f in enumerate(files)]
         split = gather(client, futs, "ingest: split inputs into buckets", bar=True)
-        schemas, id_types = defaultdict(list), defaultdict(set)
+        paths = {start + i: f.path for i, f in enumerate(files)}
+        schemas, id_types, touched = defaultdict(list), defaultdict(set), defaultdict(set)
+        if old is not None:
+            id_types[old.manifest["id_type"]].add(old.root)
+            for t, info in old.manifest["tables"].items():
+                schemas[t].append(_schema_of(info["schema"]))
         for r in split:
             if r["schema"] is not None:
                 schemas[r["table"]].append(pa.ipc.read_schema(pa.py_buffer(r["schema"])))
                 id_types[r["id_type"]].add(r["path"])
+                touched[r["table"]].update(r["buckets"])
         if len(id_types) > 1:
             detail = "; ".join(f"{t}: e.g. {sorted(ps)[0]}" for t, ps in id_types.items())
             raise DataError(
@@ -152,43 +279,121 @@ def ingest(cfg: RunConfig, client) -> Store:
                 f"ids must have one type in every table"
             )
         if not schemas.get("transactions"):
-            raise DataError("data.transactions: the input files hold no rows")
+            raise DataError("data.transactions: the input files hold no valid rows")
         unified = {t: _unify(t, s) for t, s in schemas.items()}
+        jobs = [(t, k) for t in unified for k in range(n_buckets)
+                if old is None or k in touched[t] or not old.has(t)]
         for t in unified:
-            (staging / t).mkdir()
-        futs = [
-            client.submit(_merge_bucket, t, k, str(parts), str(staging),
-                          unified[t].serialize().to_pybytes(), pure=False)
-            for t in unified for k in range(n_buckets)
-        ]
-        rows = gather(client, futs, "ingest: sort and write buckets", bar=True)
+            (store_dir / t).mkdir(parents=True, exist_ok=True)
+        futs = [client.submit(_merge_bucket, t, k, str(parts), str(store_dir),
+                              unified[t].serialize().to_pybytes(), batch, str(qdir), paths,
+                              pure=False)
+                for t, k in jobs]
+        merged = gather(client, futs, "ingest: sort and write buckets", bar=True)
         shutil.rmtree(parts, ignore_errors=True)
-        counts = defaultdict(int)
-        for (t, _k), n in zip(((t, k) for t in unified for k in range(n_buckets)), rows, strict=True):
-            counts[t] += n
-        manifest = {
-            "format": 1,
-            "bigseg_version": bigseg.__version__,
-            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "n_buckets": n_buckets,
-            "id_type": next(iter(id_types)),
-            "tables": {
-                t: {
-                    "rows": counts[t],
-                    "schema": {f.name: str(f.type) for f in unified[t]},
-                }
-                for t in unified
-            },
-            "inputs": [f.fingerprint() for fs in inputs.values() for f in fs],
-        }
-        write_json_atomic(staging / MANIFEST, manifest)
-        publish_dir(staging, out / "store")
-    except BaseException:
+        report = _quarantine_report(split, merged, jobs, old)
+        _enforce_bad_share(report, cfg.validation.max_bad_share)
+        manifest = _manifest(cfg, old, unified, inputs, new, id_types, key_fp, n_buckets,
+                             jobs, merged, report)
+        write_json_atomic(store_dir / MANIFEST, manifest)
+        publish_dir(qdir, out / QUARANTINE)
+        publish_dir(store_dir, out / "store")
+    finally:
         remove_tree(staging)
-        raise
     store = open_store(out)
-    log.info("store published: %s rows in %d buckets", dict(counts), n_buckets)
+    log.info("store published: %s", {t: v["rows"] for t, v in store.manifest["tables"].items()})
     return store
+
+
+def _schema_of(d: dict) -> pa.Schema:
+    return pa.schema([pa.field(n, _parse_type(t)) for n, t in d.items()])
+
+
+def _parse_type(s: str) -> pa.DataType:
+    return {"string": pa.string(), "int64": pa.int64(), "int32": pa.int32(),
+            "int16": pa.int16(), "int8": pa.int8(), "double": pa.float64(),
+            "bool": pa.bool_(), "timestamp[us]": pa.timestamp("us")}[s]
+
+
+def _link_tree(src: Path, dst: Path) -> None:
+    """Recreate ``src`` under ``dst`` with hard links (no data copied)."""
+    for root, _dirs, names in os.walk(src):
+        rel = Path(root).relative_to(src)
+        (dst / rel).mkdir(parents=True, exist_ok=True)
+        for n in names:
+            if n != MANIFEST:
+                os.link(Path(root) / n, dst / rel / n)
+
+
+def _quarantine_report(split, merged, jobs, old) -> dict:
+    """Per table: good rows this ingest, bad rows by reason, and one example per reason."""
+    rep = defaultdict(lambda: {"rows": 0, "bad": Counter(), "examples": {}})
+    for r in split:
+        e = rep[r["table"]]
+        e["rows"] += r["rows"]
+        e["bad"].update(r["bad"])
+        for reason, ex in r["examples"].items():
+            e["examples"].setdefault(reason, ex)
+    for (t, _k), (_n, bad) in zip(jobs, merged, strict=True):
+        for reason, (n, example) in bad.items():
+            rep[t]["bad"][reason] += n
+            rep[t]["rows"] -= n  # counted as good by split
+            rep[t]["examples"].setdefault(reason, example)
+    return {t: {"rows": v["rows"], "bad": dict(v["bad"]), "examples": v["examples"]}
+            for t, v in rep.items()}
+
+
+def _enforce_bad_share(report: dict, max_share: float) -> None:
+    problems = []
+    for t, v in report.items():
+        n_bad = sum(v["bad"].values())
+        total = v["rows"] + n_bad
+        if total and n_bad / total > max_share:
+            top = ", ".join(f"{r}: {c} (e.g. {v['examples'].get(r, '?')})"
+                            for r, c in sorted(v["bad"].items(), key=lambda x: -x[1])[:5])
+            problems.append(f"{t}: {n_bad} of {total} rows ({n_bad / total:.1%}) break rules, "
+                            f"more than validation.max_bad_share = {max_share:g}: {top}")
+    if problems:
+        raise DataError("nothing was published:\n  " + "\n  ".join(problems))
+
+
+def _manifest(cfg, old, unified, inputs, new, id_types, key_fp, n_buckets, jobs, merged,
+              report) -> dict:
+    counts = defaultdict(int)
+    if old is not None:
+        for t, v in old.manifest["tables"].items():
+            counts[t] = v["rows"]
+    for (t, _k), (n, _bad) in zip(jobs, merged, strict=True):
+        counts[t] += n
+    changed = sorted({k for _t, k in jobs})
+    quarantined = defaultdict(Counter)
+    if old is not None:
+        for t, c in old.manifest.get("quarantine", {}).items():
+            quarantined[t].update(c)
+    for t, v in report.items():
+        quarantined[t].update(v["bad"])
+    return {
+        "format": 2,
+        "bigseg_version": bigseg.__version__,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "n_buckets": n_buckets,
+        "id_type": next(iter(id_types)),
+        "pseudonymized": key_fp is not None,
+        "key_fingerprint": key_fp,
+        "mapping_hash": _mapping_hash(cfg),
+        "tables": {t: {"rows": counts[t], "schema": {f.name: str(f.type) for f in unified[t]}}
+                   for t in unified},
+        "quarantine": {t: dict(c) for t, c in quarantined.items() if c},
+        "inputs": (old.manifest["inputs"] if old else [])
+        + [f.fingerprint() for fs in new.values() for f in fs],
+        "last_ingest": {
+            "mode": "incremental" if old else "full",
+            "new_files": sum(len(fs) for fs in new.values()),
+            "changed_buckets": changed,
+            "rows": {t: v["rows"] for t, v in report.items()},
+            "quarantined": {t: v["bad"] for t, v in report.items() if v["bad"]},
+        },
+    }
 
 
 def _choose_buckets(cfg: RunConfig, inputs: dict[str, list[InputFile]], client) -> int:
@@ -203,4 +408,4 @@ def _choose_buckets(cfg: RunConfig, inputs: dict[str, list[InputFile]], client) 
     return auto_buckets(total, n_workers)
 
 
-__all__ = ["ingest", "plan_inputs", "ID"]
+__all__ = ["ingest", "plan_inputs", "QUARANTINE"]

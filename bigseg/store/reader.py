@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -22,6 +23,7 @@ import pyarrow.parquet as pq
 from bigseg.config import TableConfig
 from bigseg.errors import DataError
 from bigseg.schema import ID, SCHEMAS
+from bigseg.store import rules
 
 BATCH_ROWS = 256 * 1024
 
@@ -113,7 +115,7 @@ def _open_batches(f: InputFile, tc: TableConfig, wanted: list[str]) -> Iterator[
             names = r.schema.names
         present = [c for c in wanted if c in names]
         conv = pacsv.ConvertOptions(
-            column_types={c: pa.string() for c in present}, include_columns=present
+            column_types={c: pa.binary() for c in present}, include_columns=present
         )
         with pacsv.open_csv(f.path, read_options=read_opts, parse_options=parse_opts,
                             convert_options=conv) as r:
@@ -155,50 +157,116 @@ def _coerce_id(arr: pa.Array, where: str) -> pa.Array:
     raise DataError(f"{where}: customer ids must be integers or strings, got type {t}")
 
 
+@dataclass
+class Coerced:
+    """One batch after mapping and coercion: the good rows, and the bad rows (raw values
+    as text, PII dropped) with ``_reason``, ``_file`` and ``_row``."""
+
+    good: pa.Table
+    bad: pa.Table | None
+    #: row number in the file of each good row
+    rows: np.ndarray | None = None
+
+
+def _missing(table: str, canon: str, s: str, f: InputFile, names: list[str]) -> DataError:
+    present = ", ".join(names) or "(none)"
+    hint = ""
+    if f.format == "csv" and any(d in n for n in names for d in ",;|\t"):
+        hint = f" The header looks split on the wrong character: check data.{table}.csv.delimiter."
+    return DataError(
+        f"{f.path}: required column '{canon}' (source column '{s}') is missing; "
+        f"columns present: {present}. Map it with data.{table}.columns.{canon}: <name>.{hint}"
+    )
+
+
 def coerce_batch(table: str, batch: pa.RecordBatch, f: InputFile, tc: TableConfig,
-                 file_columns: list[str] | None = None) -> pa.Table:
-    """Rename to canonical names, add hive partition columns, coerce types, check keys."""
+                 file_columns: list[str] | None = None, validation=None,
+                 row0: int = 0) -> Coerced:
+    """Rename to canonical names, add hive partition columns, coerce types and apply the
+    row rules of :mod:`bigseg.store.rules`. A missing required column or an id column of
+    an impossible type is an error for the whole file; bad values only for their rows."""
+    from bigseg.config import ValidationConfig
+
+    v = validation or ValidationConfig()
     schema = SCHEMAS[table]
     src = _source_names(table, tc)
-    cols, names = [], []
+    n = batch.num_rows
+    r = rules.Reasons(n)
+    raw, cols = {}, {}
     for canon, target in schema.columns.items():
         s = src[canon]
         if s in batch.schema.names:
             arr = batch.column(s)
         elif s in f.partition:
-            arr = pa.array([f.partition[s]] * batch.num_rows)
+            arr = pa.array([f.partition[s]] * n)
         elif canon in schema.required:
-            present = ", ".join(file_columns or batch.schema.names) or "(none)"
-            raise DataError(
-                f"{f.path}: required column '{canon}' (source column '{s}') is missing; "
-                f"columns present: {present}. Map it with data.{table}.columns.{canon}: <name>"
-            )
+            raise _missing(table, canon, s, f, file_columns or batch.schema.names)
         else:
             continue
+        if pa.types.is_binary(arr.type):  # CSV text arrives as bytes: check the encoding
+            bad_utf8 = rules.invalid_utf8(arr)
+            r.mark(bad_utf8, f"{canon}: invalid UTF-8")
+            if bad_utf8.any():
+                arr = pc.if_else(pa.array(bad_utf8), pa.scalar(None, arr.type), arr)
+            arr = arr.cast(pa.string())
+        raw[canon] = arr
         where = f"{f.path}: column '{s}'" + (f" (canonical '{canon}')" if s != canon else "")
         try:
             if target == ID:
                 arr = _coerce_id(arr, where)
             elif target == pa.timestamp("us"):
-                arr = _to_timestamp(arr, tc.csv.timestamp_format if f.format == "csv" else None)
-            elif pa.types.is_boolean(target) and (pa.types.is_string(arr.type)):
-                arr = pc.is_in(pc.utf8_lower(arr), value_set=pa.array(["true", "1", "yes", "y", "t"]))
+                fmt = tc.csv.timestamp_format if f.format == "csv" else None
+                arr = _timestamps(arr, fmt, canon, r)
+            elif pa.types.is_string(arr.type) and not pa.types.is_string(target):
+                arr = rules.parse_strings(arr, target, canon, r)
             else:
                 arr = arr.cast(target)
         except pa.ArrowException as e:
             raise DataError(f"{where}: cannot convert to {target}: {e}") from None
-        if canon in schema.required and arr.null_count:
-            raise DataError(
-                f"{where}: rule 'not null' broken: {arr.null_count} of {len(arr)} values are null"
-            )
-        cols.append(arr)
-        names.append(canon)
-    return pa.Table.from_arrays(cols, names=names)
+        if canon in schema.required:
+            r.mark(_isnull(arr), f"{canon}: null")
+        cols[canon] = arr
+    rules.check_values(table, cols, r, max_amount=v.max_amount,
+                       categories=v.categories.get(table, {}))
+    good = pa.Table.from_arrays(list(cols.values()), names=list(cols))
+    bad_mask = r.bad
+    if not bad_mask.any():
+        return Coerced(good, None, np.arange(row0, row0 + n))
+    keep = pa.array(~bad_mask)
+    idx = pa.array(np.flatnonzero(bad_mask))
+    q = {c: pc.take(a, idx).cast(pa.string()) for c, a in raw.items() if c not in schema.pii}
+    q["_reason"] = pa.array(r.reason[bad_mask], pa.string())
+    q["_file"] = pa.array([f.path] * len(idx), pa.string())
+    q["_row"] = pa.array(np.flatnonzero(bad_mask) + row0, pa.int64())
+    return Coerced(good.filter(keep), pa.table(q), np.flatnonzero(~bad_mask) + row0)
 
 
-def read_file(f: InputFile, tc: TableConfig) -> Iterator[pa.Table]:
-    """Stream one input file as canonical tables of at most ``BATCH_ROWS`` rows."""
+def _isnull(arr) -> np.ndarray:
+    return np.asarray(pc.is_null(arr).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _timestamps(arr: pa.Array, fmt: str | None, canon: str, r: rules.Reasons) -> pa.Array:
+    """Like :func:`_to_timestamp`, but unreadable strings are marked and become null."""
+    try:
+        return _to_timestamp(arr, fmt)
+    except pa.ArrowException:
+        if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+            raise
+    out = None
+    for f in ([fmt] if fmt else ["%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d"]):
+        got = pc.strptime(pc.utf8_trim_whitespace(arr), format=f, unit="us", error_is_null=True)
+        out = got if out is None else pc.coalesce(out, got)
+    unreadable = _isnull(out) & ~_isnull(arr)
+    r.mark(unreadable, f"{canon}: not a timestamp" + (f" in format {fmt}" if fmt else ""))
+    return out
+
+
+def read_file(f: InputFile, tc: TableConfig, validation=None) -> Iterator[Coerced]:
+    """Stream one input file as canonical batches of at most ``BATCH_ROWS`` rows, each
+    split into good rows and quarantined ones."""
     wanted = list(dict.fromkeys(_source_names(f.table, tc).values()))
+    row0 = 0
     for b, names in _open_batches(f, tc, wanted):
         if b.num_rows:
-            yield coerce_batch(f.table, b, f, tc, names)
+            yield coerce_batch(f.table, b, f, tc, names, validation, row0)
+        row0 += b.num_rows

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bigseg.errors import DataError
+from bigseg.schema import SCHEMAS
 from bigseg.store.publish import recover
 
 MANIFEST = "_manifest.json"
@@ -58,7 +59,13 @@ class Store:
             raise DataError(f"{d}: bucket has no data files; the store is damaged, re-run ingest")
         cols = None if columns is None else [c for c in columns if c in self.schema(table)]
         parts = [pq.read_table(f, columns=cols) for f in files]
-        return parts[0] if len(parts) == 1 else pa.concat_tables(parts)
+        if len(parts) == 1:
+            return parts[0]
+        # incremental ingests add part files: restore the (customer id, time) order
+        t = pa.concat_tables(parts, promote_options="default")
+        keys = [(c, "ascending") for c in ("customer_id", SCHEMAS[table].time_column)
+                if c and c in t.column_names]
+        return t.sort_by(keys) if keys else t
 
 
 def open_store(output: str | Path) -> Store:

@@ -1,0 +1,135 @@
+"""Row rules applied at ingest. A row that breaks one is not dropped silently: it goes to
+``output/quarantine/<table>/`` with a ``_reason`` naming the column and the rule, and
+``_file``/``_row`` saying where it came from. If more than ``validation.max_bad_share``
+of a table's rows are bad, the run stops before publishing anything.
+
+Rules (first broken rule per row is the reason):
+
+=====================  =============================================================
+``<col>: null``        a required column is empty (customer ids, timestamps, amounts)
+``<col>: not a ...``   a value that cannot be read as the column's type
+``<col>: invalid       text that is not valid UTF-8 (CSV input)
+UTF-8``
+``amount: not finite`` NaN or infinity
+``amount: absurd``     ``abs(amount) > validation.max_amount`` (default 1,000,000)
+``<ts>: before 1970``  a timestamp before 1970-01-01
+``<ts>: in the         a timestamp more than a day after the time of the run
+future``
+``age: out of range``  not within 0..120
+``rating: out of       not within 1..5
+range``
+``<col>: unknown       a value outside ``validation.categories.<col>`` (or, for
+category``             ``events.event_type``, outside session/page_view/app_open)
+``duplicate row``      the same row twice in one table (within one ingest)
+=====================  =============================================================
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+#: default vocabularies for categorical columns (users extend or override in config)
+DEFAULT_CATEGORIES = {("events", "event_type"): ("session", "page_view", "app_open")}
+
+_FLOAT_RE = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$|^\s*[-+]?(inf|infinity|nan)\s*$"
+_INT_RE = r"^\s*[-+]?\d+\s*$"
+_TRUE = ("true", "1", "yes", "y", "t")
+_FALSE = ("false", "0", "no", "n", "f", "")
+
+
+class Reasons:
+    """First reason per row, filled rule by rule."""
+
+    def __init__(self, n: int):
+        self.reason = np.full(n, None, dtype=object)
+
+    def mark(self, mask, reason: str) -> None:
+        m = np.asarray(mask, dtype=bool) & (self.reason == None)  # noqa: E711 - elementwise
+        self.reason[m] = reason
+
+    @property
+    def bad(self) -> np.ndarray:
+        return self.reason != None  # noqa: E711
+
+
+def _np(mask: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    return np.asarray(pc.fill_null(mask, False).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def parse_strings(arr: pa.Array, target: pa.DataType, canon: str, r: Reasons) -> pa.Array:
+    """Strings -> ``target`` for numbers and booleans; unreadable values are marked and
+    become null (so the rest of the batch still converts)."""
+    if pa.types.is_boolean(target):
+        low = pc.utf8_trim_whitespace(pc.utf8_lower(arr))
+        known = pc.is_in(low, value_set=pa.array(_TRUE + _FALSE))
+        r.mark(~_np(known) & ~_np(pc.is_null(arr)), f"{canon}: not a boolean")
+        return pc.is_in(low, value_set=pa.array(_TRUE))
+    pattern = _INT_RE if pa.types.is_integer(target) else _FLOAT_RE
+    ok = pc.match_substring_regex(arr, pattern, ignore_case=True)
+    bad = ~_np(ok) & ~_np(pc.is_null(arr))
+    what = "an integer" if pa.types.is_integer(target) else "a number"
+    r.mark(bad, f"{canon}: not {what}")
+    clean = pc.if_else(pa.array(bad), pa.scalar(None, arr.type), arr)
+    return pc.utf8_trim_whitespace(clean).cast(target)
+
+
+def check_values(table: str, cols: dict[str, pa.Array], r: Reasons, *, max_amount: float,
+                 categories: dict, now: dt.datetime | None = None) -> None:
+    """Apply the range and category rules to coerced columns."""
+    now = now or dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    future = pa.scalar(now + dt.timedelta(days=1), pa.timestamp("us"))
+    epoch = pa.scalar(dt.datetime(1970, 1, 1), pa.timestamp("us"))
+    for name, arr in cols.items():
+        t = arr.type
+        if pa.types.is_timestamp(t) and name != "signup_date":
+            r.mark(_np(pc.less(arr, epoch)), f"{name}: before 1970")
+            r.mark(_np(pc.greater(arr, future)), f"{name}: in the future")
+        elif pa.types.is_timestamp(t):
+            r.mark(_np(pc.greater(arr, future)), f"{name}: in the future")
+    if "amount" in cols:
+        a = cols["amount"]
+        r.mark(~_np(pc.is_finite(a)) & ~_np(pc.is_null(a)), "amount: not finite")
+        r.mark(_np(pc.greater(pc.abs(a), max_amount)), "amount: absurd")
+    if "age" in cols:
+        a = cols["age"]
+        r.mark(_np(pc.or_(pc.less(a, 0), pc.greater(a, 120))), "age: out of range")
+    if "rating" in cols:
+        a = cols["rating"]
+        r.mark(_np(pc.or_(pc.less(a, 1), pc.greater(a, 5))), "rating: out of range")
+    vocab = {c: v for (tb, c), v in DEFAULT_CATEGORIES.items() if tb == table}
+    vocab.update(categories or {})
+    for name, values in vocab.items():
+        if name in cols:
+            arr = cols[name]
+            known = pc.is_in(arr, value_set=pa.array(list(values), arr.type))
+            r.mark(~_np(known) & ~_np(pc.is_null(arr)), f"{name}: unknown category")
+
+
+def mark_duplicates(t: pa.Table, r: Reasons) -> None:
+    """Mark every repeat of an identical row (the first occurrence stays good)."""
+    if t.num_rows < 2:
+        return
+
+    df = t.to_pandas(types_mapper=None)
+    dup = df.duplicated(keep="first").to_numpy()
+    r.mark(dup, "duplicate row")
+
+
+def invalid_utf8(arr: pa.Array) -> np.ndarray:
+    """Rows of a binary column that are not valid UTF-8 (slow path only when some are)."""
+    try:
+        arr.cast(pa.string())
+        return np.zeros(len(arr), dtype=bool)
+    except pa.ArrowInvalid:
+        out = np.zeros(len(arr), dtype=bool)
+        for i, v in enumerate(arr.to_pylist()):
+            if v is not None:
+                try:
+                    v.decode("utf-8")
+                except UnicodeDecodeError:
+                    out[i] = True
+        return out
