@@ -19,11 +19,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bigseg import features as feats_mod
 from bigseg import progress, tasks
 from bigseg.backend import Backend
 from bigseg.config import RunConfig
 from bigseg.errors import DataError
-from bigseg.features import FEATURE_NAMES, FEATURES, SKEWED, bucket_frames, to_us
+from bigseg.features import SKEWED, bucket_frames, to_us
 from bigseg.predict.xgb import evaluate_binary, evaluate_value, params_for, train_dask
 from bigseg.progress import gather
 from bigseg.registry import VersionWriter, load_version, schema_hash
@@ -58,6 +59,8 @@ class Run:
         self._seg: dict | None = None
         self._models: dict[str, bytes] = {}
         self._scores = None
+        self.clv: dict = {}
+        self.feature_names: list[str] = []
 
     # -- plumbing -------------------------------------------------------------------
     @contextlib.contextmanager
@@ -96,15 +99,30 @@ class Run:
                 "backtest": to_us(self.as_of - 2 * h)}
 
     def frames(self) -> list:
-        """Per-bucket futures of features at every cutoff (computed once per run)."""
+        """Per-bucket futures of features at every cutoff (computed once per run):
+        vocabularies of the categorical columns first (so every bucket has the same
+        columns), then the per-bucket features, then CLV (fitted on a sample of all
+        buckets, applied per bucket)."""
         if self._frames is None:
-            futs = [
-                self.client.submit(bucket_frames, self.store, k, self.cutoffs(),
-                                   ("train", "backtest"), self.cfg.horizon_days,
-                                   self.cfg.privacy.require_consent, pure=False)
-                for k in range(self.store.n_buckets)
-            ]
-            gather(self.client, futs, "features", bar=True)
+            c, store, n = self.client, self.store, self.store.n_buckets
+            vocab = feats_mod.merge_vocab(gather(c, [
+                c.submit(feats_mod.vocab_counts, store, k, pure=False) for k in range(n)],
+                "vocabularies"))
+            futs = [c.submit(bucket_frames, store, k, self.cutoffs(), ("train", "backtest"),
+                             self.cfg.horizon_days, self.cfg.privacy.require_consent, vocab,
+                             pure=False) for k in range(n)]
+            sizes = gather(c, [c.submit(tasks.n_rows, f, "score", pure=False) for f in futs],
+                           "features", bar=True)
+            frac = min(1.0, feats_mod.CLV_SAMPLE / max(sum(sizes), 1))
+            samples = gather(c, [c.submit(feats_mod.clv_sample, f, k, frac, self.cfg.seed,
+                                          pure=False) for k, f in enumerate(futs)], "clv sample")
+            self.clv = feats_mod.fit_clv(samples)
+            futs = [c.submit(feats_mod.add_clv, f, self.clv, self.cfg.horizon_days, pure=False)
+                    for f in futs]
+            cols = gather(c, [c.submit(tasks.columns, f, "score", pure=False) for f in futs],
+                          "feature columns")
+            self.feature_names = list(dict.fromkeys(x for cs in cols for x in cs))
+            self.metrics["clv"] = self.clv
             self._frames = futs
         return self._frames
 
@@ -134,12 +152,13 @@ class Run:
             excluded = sum(gather(self.client, self.submit_each(tasks.excluded), "consent"))
             with staged_dir(self.out, self.out / "features") as d:
                 futs = [self.client.submit(tasks.write_features, f, "score",
-                                           str(d / f"part-{k:05d}.parquet"), pure=False)
+                                           str(d / f"part-{k:05d}.parquet"),
+                                           self.feature_names, pure=False)
                         for k, f in enumerate(frames)]
                 n = sum(gather(self.client, futs, "write features", bar=True))
         self.metrics.update(as_of=str(self.as_of), horizon_days=self.cfg.horizon_days,
                             n_customers=n, excluded_no_consent=excluded,
-                            features=FEATURES)
+                            features=feats_mod.describe(self.feature_names))
         if n == 0:
             raise DataError(f"no customer has a purchase on or before as_of={self.as_of}")
 
@@ -211,8 +230,9 @@ class Run:
     def _segment_frames(self) -> list:
         """Per-bucket futures of scores (segments, and predictions when models exist)."""
         seg = self._load_segmenter()
+        self.frames()
         return self.submit_each(tasks.score_bucket, "score", seg["pre"], seg["centers"],
-                                seg["names"], self._models)
+                                seg["names"], self._models, self.feature_names)
 
     def train(self):
         pcfg, seed = self.cfg.prediction, self.cfg.seed
@@ -227,8 +247,8 @@ class Run:
             if self.count("backtest") > 0:  # backtest: fit one window earlier, test on 'train'
                 models = {t: self._fit(t, "backtest") for t in targets}
                 res = gather(self.client, self.submit_each(
-                    tasks.labels_and_predictions, "train", {t: m[0] for t, m in models.items()}),
-                    "backtest")
+                    tasks.labels_and_predictions, "train", {t: m[0] for t, m in models.items()},
+                    self.feature_names), "backtest")
                 cat = {key: np.concatenate([r[key] for r in res]) for key in res[0]}
                 if "churn" in models:
                     evaluation["churn"] = evaluate_binary(cat["churn"], cat["pred_churn"])
@@ -248,7 +268,8 @@ class Run:
             "backtest_features_at": str(self.as_of - dt.timedelta(days=2 * h)),
         }
         self._model_writer().publish({
-            "features": FEATURE_NAMES, "schema_hash": schema_hash(FEATURE_NAMES),
+            "features": self.feature_names, "schema_hash": schema_hash(self.feature_names),
+            "clv": self.clv,
             "segment_features": SEGMENT_FEATURES, "as_of": str(self.as_of),
             "horizon_days": h, "training_window": self.metrics["training_window"],
             "metrics": {t: evaluation.get(t) for t in targets}, "seed": seed,
@@ -258,9 +279,10 @@ class Run:
 
     def _fit(self, target: str, name: str) -> tuple[bytes, dict]:
         pcfg = self.cfg.prediction
-        parts = self.submit_each(tasks.xy_parts, name, target, VALID_FRACTION, self.cfg.seed)
+        parts = self.submit_each(tasks.xy_parts, name, target, VALID_FRACTION, self.cfg.seed,
+                                 self.feature_names)
         params = params_for(target, pcfg, self.cfg.seed, self.backend.xgboost_device)
-        return train_dask(self.client, parts, len(FEATURE_NAMES), params, pcfg.n_estimators,
+        return train_dask(self.client, parts, len(self.feature_names), params, pcfg.n_estimators,
                           pcfg.early_stopping_rounds, pcfg.single_worker_max_rows)
 
     def _recency_baseline(self) -> float | None:
@@ -277,7 +299,8 @@ class Run:
     def score(self):
         with self.timed("score"):
             if not self._models:
-                d, manifest = load_version(self.out, features=FEATURE_NAMES)
+                self.frames()
+                d, manifest = load_version(self.out, features=self.feature_names)
                 self._load_segmenter()
                 self._models = {p.stem: p.read_bytes() for p in sorted(d.glob("*.ubj"))}
             scores = self._segment_frames()
@@ -302,10 +325,11 @@ class Run:
         seg = self._load_segmenter()
         k = len(seg["names"])
         parts = gather(self.client, [
-            self.client.submit(tasks.profile, f, "score", s, k, pure=False)
+            self.client.submit(tasks.profile, f, "score", s, k, self.feature_names, pure=False)
             for f, s in zip(self.frames(), self._scores, strict=True)], "profiles")
         counts = np.sum([p["counts"] for p in parts], axis=0)
         sums = np.sum([p["sums"] for p in parts], axis=0)
+        present = np.sum([p["present"] for p in parts], axis=0)
         churn = np.sum([p["churn_probability"] for p in parts], axis=0)
         value = np.sum([p["value_prediction"] for p in parts], axis=0)
         total = max(int(counts.sum()), 1)
@@ -314,8 +338,8 @@ class Run:
             c = int(counts[i])
             segs.append({
                 "id": i, "name": name, "size": c, "share": c / total,
-                "profile": {f: (float(sums[i, j] / c) if c else None)
-                            for j, f in enumerate(FEATURE_NAMES)},
+                "profile": {f: (float(sums[i, j] / present[i, j]) if present[i, j] else None)
+                            for j, f in enumerate(self.feature_names)},
                 "churn_probability": _mean(churn[i], c),
                 "value_prediction": _mean(value[i], c),
             })

@@ -12,7 +12,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bigseg.features import FEATURE_NAMES
+from bigseg.features import FEATURE_NAMES, feature_columns
 from bigseg.predict.xgb import predict_block
 from bigseg.segment.kmeans import assign_accumulate
 from bigseg.segment.preprocess import Preprocessor
@@ -51,8 +51,17 @@ def write_parquet(df: pd.DataFrame, path: str) -> int:
     return len(df)
 
 
-def write_features(res: dict, name: str, path: str) -> int:
-    df = res["frames"][name][["customer_id", *FEATURE_NAMES]]
+def columns(res: dict, name: str) -> list[str]:
+    return feature_columns(res["frames"][name])
+
+
+def matrix(df: pd.DataFrame, features: list[str]) -> np.ndarray:
+    """The model matrix: ``features`` in order (a column a bucket lacks is NaN)."""
+    return df.reindex(columns=features).to_numpy(np.float32)
+
+
+def write_features(res: dict, name: str, path: str, features: list[str]) -> int:
+    df = res["frames"][name].reindex(columns=["customer_id", *features])
     return write_parquet(df, path)
 
 
@@ -77,11 +86,12 @@ def assign(res: dict, name: str, pre: dict, centers: np.ndarray) -> np.ndarray:
     return assign_accumulate(X, centers, np, with_labels=True)[3]
 
 
-def xy_parts(res: dict, name: str, target: str, valid_fraction: float, seed: int) -> tuple:
+def xy_parts(res: dict, name: str, target: str, valid_fraction: float, seed: int,
+             features: list[str]) -> tuple:
     """(X_train, y_train, X_valid, y_valid); the validation split is a stable function
     of the customer id and the seed, independent of bucket placement."""
     df = res["frames"][name]
-    X = df[FEATURE_NAMES].to_numpy(np.float32)
+    X = matrix(df, features)
     y = df[target].to_numpy(np.float32)
     if target == "value":  # net spend can dip below zero after returns; Tweedie needs y >= 0
         y = np.maximum(y, 0)
@@ -91,20 +101,20 @@ def xy_parts(res: dict, name: str, target: str, valid_fraction: float, seed: int
     return X[~v], y[~v], X[v], y[v]
 
 
-def labels_and_predictions(res: dict, name: str, models: dict) -> dict:
+def labels_and_predictions(res: dict, name: str, models: dict, features: list[str]) -> dict:
     df = res["frames"][name]
-    X = df[FEATURE_NAMES].to_numpy(np.float32)
+    X = matrix(df, features)
     out = {t: df[t].to_numpy() for t in ("churn", "value")}
     out.update({f"pred_{t}": predict_block(X, m) for t, m in models.items()})
     return out
 
 
 def score_bucket(res: dict, name: str, pre: dict, centers: np.ndarray, names: list[str],
-                 models: dict) -> pd.DataFrame:
+                 models: dict, features: list[str]) -> pd.DataFrame:
     """Scores of one bucket: segment, churn probability and value prediction."""
     df = res["frames"][name]
     seg = assign(res, name, pre, centers)
-    X = df[FEATURE_NAMES].to_numpy(np.float32)
+    X = matrix(df, features)
     out = pd.DataFrame({"customer_id": df["customer_id"].to_numpy(), "segment": seg})
     out["segment_name"] = np.asarray(names, dtype=object)[seg]
     n = len(df)
@@ -134,14 +144,19 @@ def write_segments(scores: pd.DataFrame, path: str) -> int:
     return write_parquet(scores[["customer_id", "segment", "segment_name"]], path)
 
 
-def profile(res: dict, name: str, scores: pd.DataFrame, k: int) -> dict:
-    """Per-segment sums for profiles: counts, feature sums, prediction sums."""
-    df = res["frames"][name]
+def profile(res: dict, name: str, scores: pd.DataFrame, k: int, features: list[str]) -> dict:
+    """Per-segment sums for profiles: counts, feature sums and non-missing counts (a
+    feature can be NaN, e.g. days since the last response of someone who never
+    responded), prediction sums."""
+    X = matrix(res["frames"][name], features).astype(np.float64)
     labels = scores["segment"].to_numpy()
     counts = np.bincount(labels, minlength=k)
-    sums = np.stack([np.bincount(labels, weights=df[f].to_numpy(np.float64), minlength=k)
-                     for f in FEATURE_NAMES], axis=1)
-    out = {"counts": counts, "sums": sums}
+    ok = np.isfinite(X)
+    sums = np.stack([np.bincount(labels, weights=np.where(ok[:, j], X[:, j], 0), minlength=k)
+                     for j in range(X.shape[1])], axis=1)
+    present = np.stack([np.bincount(labels, weights=ok[:, j], minlength=k)
+                        for j in range(X.shape[1])], axis=1)
+    out = {"counts": counts, "sums": sums, "present": present}
     for col in ("churn_probability", "value_prediction"):
         v = scores[col].to_numpy(np.float64)
         out[col] = np.bincount(labels, weights=v, minlength=k)  # NaN when the model is absent

@@ -1,21 +1,98 @@
-"""Per-customer features over the bucketed store (one task per bucket, no shuffle)."""
+"""Per-customer features over the bucketed store (one task per bucket, no shuffle).
+
+Families (each only when its table and columns exist; never zero-filled fakes):
+
+* RFM (:mod:`.rfm`) from transactions: recency, frequency, monetary, tenure, trend, returns;
+* channel preference and category mix (:mod:`.behaviour`) from transactions;
+* engagement (:mod:`.behaviour`) from events; campaign response from campaigns;
+* review sentiment (:mod:`.text`, VADER) from reviews;
+* CLV (:mod:`.clv`): BG/NBD probability alive and expected purchases, Gamma-Gamma expected
+  order value and expected value over the horizon (fitted once per cutoff on a sample,
+  applied per bucket).
+
+Everything at a cutoff uses only rows at or before it.
+"""
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.compute as pc
 
+from bigseg.features import behaviour, text
+from bigseg.features.clv import BGNBD, GammaGamma, clv_features, rfm_to_bgnbd_inputs
 from bigseg.features.rfm import FEATURE_NAMES, FEATURES, SKEWED, horizon_labels, rfm_features
 from bigseg.store import Store
 
-__all__ = ["FEATURES", "FEATURE_NAMES", "SKEWED", "bucket_frames", "to_us"]
+__all__ = ["FEATURES", "FEATURE_NAMES", "SKEWED", "bucket_frames", "describe", "to_us"]
+
+LABELS = ("churn", "value")
+#: count-like features: a customer with no rows in that table truly has zero
+_ZERO_WHEN_ABSENT = ("active_days_90d", "sessions_90d", "page_views_90d", "app_opens_90d",
+                     "events_total", "campaign_sends", "campaign_sends_90d", "review_count")
+TOP_CATEGORIES = 8
+CLV_SAMPLE = 50_000
 
 
 def to_us(day) -> int:
     """End of ``day`` (23:59:59.999999) in microseconds since the epoch."""
     d = np.datetime64(str(day), "D") + np.timedelta64(1, "D")
     return int(d.astype("datetime64[us]").astype(np.int64)) - 1
+
+
+def describe(names: list[str]) -> dict[str, str]:
+    """Plain-words description of each feature name (for metrics and the report)."""
+    out = {}
+    patterns = {**behaviour.FEATURES, **text.FEATURES, **FEATURES, **CLV_FEATURES}
+    for n in names:
+        if n in patterns:
+            out[n] = patterns[n]
+            continue
+        for pat, d in patterns.items():
+            if "<" in pat and n.startswith(pat.split("<")[0]):
+                out[n] = d
+                break
+    return out
+
+
+CLV_FEATURES = {
+    "clv_prob_alive": "BG/NBD probability that the customer is still active",
+    "clv_expected_purchases": "BG/NBD expected purchases in the horizon",
+    "clv_expected_aov": "Gamma-Gamma expected average order value",
+    "clv_expected_value": "expected spend in the horizon (purchases x order value)",
+}
+
+
+def vocab_counts(store: Store, k: int) -> dict[str, Counter]:
+    """Value counts of the categorical columns that become per-value features."""
+    out = {}
+    for table, col in (("transactions", "channel"), ("transactions", "category"),
+                       ("events", "channel")):
+        if store.has(table) and col in store.schema(table):
+            v = store.read_bucket(table, k, [col]).column(col)
+            vc = pc.value_counts(v.drop_null() if hasattr(v, "drop_null") else v)
+            out[f"{table}.{col}"] = Counter(
+                {d["values"]: d["counts"] for d in vc.to_pylist()} if len(vc) else {})
+    return out
+
+
+def merge_vocab(parts: list[dict]) -> dict[str, list[str]]:
+    total: dict[str, Counter] = {}
+    for p in parts:
+        for key, c in p.items():
+            total.setdefault(key, Counter()).update(c)
+    top = {"transactions.category": TOP_CATEGORIES}
+    return {key: [v for v, _ in sorted(c.items(), key=lambda kv: (-kv[1], str(kv[0])))][
+        : top.get(key, 16)] for key, c in total.items()}
+
+
+def _join(base: pd.DataFrame, extra: pd.DataFrame | None) -> pd.DataFrame:
+    if extra is None or extra.empty and len(extra.columns) <= 1:
+        return base
+    return base.merge(extra, on="customer_id", how="left", sort=False)
 
 
 def _non_consenting(store: Store, k: int) -> np.ndarray | None:
@@ -27,24 +104,48 @@ def _non_consenting(store: Store, k: int) -> np.ndarray | None:
     return t.column("customer_id").filter(pc.invert(ok)).to_numpy(zero_copy_only=False)
 
 
+def _read(store: Store, table: str, k: int) -> pa.Table | None:
+    return store.read_bucket(table, k) if store.has(table) else None
+
+
 def bucket_frames(store: Store, k: int, cutoffs: dict[str, int], labelled: tuple[str, ...],
-                  horizon_days: int, require_consent: bool) -> dict:
+                  horizon_days: int, require_consent: bool,
+                  vocab: dict[str, list[str]] | None = None) -> dict:
     """Features of bucket ``k`` at each named cutoff, with labels for ``labelled`` ones.
 
     Returns ``{"frames": {name: DataFrame}, "excluded": n}``: each DataFrame holds
     ``customer_id``, the features and, for labelled cutoffs, ``churn`` (no purchase in the
     horizon) and ``value`` (net spend in the horizon). Customers without profiling
-    consent are dropped and counted in ``excluded`` (at the latest cutoff).
+    consent are dropped and counted in ``excluded`` (at the latest cutoff). CLV columns
+    are added later by :func:`add_clv` (they need a model fitted over all buckets).
     """
-    t = store.read_bucket("transactions", k, ["customer_id", "timestamp", "amount"])
-    ids = t.column("customer_id").to_numpy(zero_copy_only=False)
-    ts = t.column("timestamp").cast("int64").to_numpy()
-    amt = t.column("amount").to_numpy(zero_copy_only=False).astype(np.float64)
+    vocab = vocab or {}
+    tx = store.read_bucket("transactions", k)
+    ids = tx.column("customer_id").to_numpy(zero_copy_only=False)
+    ts = tx.column("timestamp").cast("int64").to_numpy()
+    amt = tx.column("amount").to_numpy(zero_copy_only=False).astype(np.float64)
+    events, campaigns, reviews = (_read(store, t, k) for t in ("events", "campaigns", "reviews"))
+    scores = (text.sentiment_scores(reviews.column("text").to_pandas())
+              if reviews is not None and reviews.num_rows else None)
     refuse = _non_consenting(store, k) if require_consent else None
     frames, excluded = {}, 0
     last = max(cutoffs, key=cutoffs.get) if cutoffs else None
     for name, cut in cutoffs.items():
         f = rfm_features(ids, ts, amt, cut)
+        if "channel" in tx.column_names:
+            f = _join(f, behaviour.channel_features(tx, cut, vocab.get("transactions.channel")))
+        if "category" in tx.column_names:
+            f = _join(f, behaviour.category_features(
+                tx, cut, vocab.get("transactions.category", [])))
+        if events is not None:
+            f = _join(f, behaviour.engagement_features(events, cut, vocab.get("events.channel")))
+        if campaigns is not None:
+            f = _join(f, behaviour.campaign_features(campaigns, cut))
+        if reviews is not None:
+            f = _join(f, text.review_features(reviews, cut, scores=scores))
+        for c in _ZERO_WHEN_ABSENT:
+            if c in f.columns:
+                f[c] = f[c].fillna(0)
         if refuse is not None and len(refuse):
             drop = f["customer_id"].isin(refuse)
             if name == last:
@@ -55,10 +156,56 @@ def bucket_frames(store: Store, k: int, cutoffs: dict[str, int], labelled: tuple
             f = f.merge(lab, on="customer_id", how="left", sort=False)
             f["churn"] = ~f.pop("bought").fillna(False).astype(bool)
             f["value"] = f.pop("spend").fillna(0.0).astype(np.float64)
-        f[FEATURE_NAMES] = f[FEATURE_NAMES].astype(np.float32)
+        feats = [c for c in f.columns if c not in ("customer_id", *LABELS)]
+        f[feats] = f[feats].astype(np.float32)
         frames[name] = f
     return {"frames": frames, "excluded": excluded}
 
 
-def frame_of(result: dict, name: str) -> pd.DataFrame:
-    return result["frames"][name]
+def clv_sample(res: dict, k: int, fraction: float, seed: int) -> dict[str, pd.DataFrame]:
+    """A reproducible sample of the RFM columns BG/NBD and Gamma-Gamma are fitted on."""
+    rng = np.random.default_rng([seed, k])
+    out = {}
+    for name, f in res["frames"].items():
+        cols = f[["frequency", "recency_days", "tenure_days", "monetary_mean"]]
+        out[name] = cols[rng.random(len(cols)) < fraction] if fraction < 1 else cols
+    return out
+
+
+def fit_clv(samples: list[dict[str, pd.DataFrame]]) -> dict[str, dict]:
+    """BG/NBD + Gamma-Gamma per cutoff, fitted on the pooled samples (in weeks)."""
+    from bigseg.features.clv import fit_bgnbd, fit_gamma_gamma
+
+    out = {}
+    for name in samples[0]:
+        s = pd.concat([p[name] for p in samples], ignore_index=True)
+        x, t_x, T = rfm_to_bgnbd_inputs(s["frequency"].to_numpy(np.float64),
+                                        s["recency_days"].to_numpy(np.float64),
+                                        s["tenure_days"].to_numpy(np.float64))
+        bg = fit_bgnbd(x, t_x, T)
+        rep = x > 0
+        gg = fit_gamma_gamma(x[rep], s["monetary_mean"].to_numpy(np.float64)[rep])
+        out[name] = {"bgnbd": bg.to_dict(), "gamma_gamma": gg.to_dict(), "n": int(len(s))}
+    return out
+
+
+def add_clv(res: dict, models: dict[str, dict], horizon_days: int) -> dict:
+    """``res`` with the CLV columns added to every frame (returns a new dict)."""
+    frames = {}
+    for name, f in res["frames"].items():
+        m = models[name]
+        x, t_x, T = rfm_to_bgnbd_inputs(f["frequency"].to_numpy(np.float64),
+                                        f["recency_days"].to_numpy(np.float64),
+                                        f["tenure_days"].to_numpy(np.float64))
+        c = clv_features(x, t_x, T, f["monetary_mean"].to_numpy(np.float64),
+                         BGNBD.from_dict(m["bgnbd"]), GammaGamma.from_dict(m["gamma_gamma"]),
+                         horizon_days / 7.0)
+        f = f.copy()
+        for col, v in c.items():
+            f[col] = np.asarray(v, dtype=np.float32)
+        frames[name] = f
+    return {"frames": frames, "excluded": res["excluded"]}
+
+
+def feature_columns(frame: pd.DataFrame) -> list[str]:
+    return [c for c in frame.columns if c not in ("customer_id", *LABELS)]
