@@ -188,7 +188,8 @@ class Run:
         pop = [self.client.submit(tasks.sample_rows, f, "score", k, frac, seed, pure=False)
                for k, f in enumerate(frames)]
         pop = pd.concat(gather(self.client, pop, "sample"), ignore_index=True)
-        blocks = Blocks(self.submit_each(tasks.x_block, "score", pre.to_dict()), self.client)
+        blocks = Blocks(self.submit_each(tasks.x_block, "score", pre.to_dict(), self.backend.name),
+                        self.client)
         ks = [cfg.k] if cfg.k != "auto" else list(range(cfg.k_min, cfg.k_max + 1))
         Xs = pre.transform(pop)
         best, scores = None, []

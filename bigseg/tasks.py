@@ -77,8 +77,12 @@ def sample_rows(res: dict, name: str, k: int, fraction: float, seed: int) -> pd.
     return df[FEATURE_NAMES][rng.random(len(df)) < fraction]
 
 
-def x_block(res: dict, name: str, pre: dict) -> np.ndarray:
-    return Preprocessor.from_dict(pre).transform(res["frames"][name])
+def x_block(res: dict, name: str, pre: dict, device: str = "cpu"):
+    """The scaled segmentation matrix of one bucket, on the device that will cluster it
+    (a CuPy array on GPU workers: it stays resident there for every Lloyd iteration)."""
+    from bigseg.backend import resolve
+
+    return Preprocessor.from_dict(pre).transform(res["frames"][name], resolve(device).xp)
 
 
 def assign(res: dict, name: str, pre: dict, centers: np.ndarray) -> np.ndarray:

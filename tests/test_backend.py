@@ -64,3 +64,32 @@ def test_no_gpu_imports_outside_backend_and_engine():
         if re.search(r"^\s*(import|from)\s+(cupy|cuml|cudf|dask_cuda)\b", p.read_text(), re.M):
             bad.append(rel)
     assert not bad
+
+
+def test_preprocessing_on_the_cpu_matches_by_hand():
+    import pandas as pd
+
+    from bigseg.segment.preprocess import Preprocessor
+
+    df = pd.DataFrame({"a": [0.0, 9.0, 99.0], "b": [1.0, np.nan, 3.0]})
+    p = Preprocessor.fit_moments(["a", "b"], {"a"}, [Preprocessor.moments(df, ["a", "b"], {"a"})])
+    z = p.transform(df)
+    a = np.log1p(df["a"].to_numpy())
+    np.testing.assert_allclose(z[:, 0], (a - a.mean()) / a.std(), rtol=1e-6)
+    assert z.dtype == np.float32 and np.isfinite(z).all()  # a missing value scales from 0
+    np.testing.assert_allclose(p.inverse_transform(z[[0, 2]])[:, 0], [0.0, 99.0], atol=1e-4)
+
+
+@pytest.mark.gpu
+def test_preprocessing_on_the_gpu_matches_the_cpu():
+    cupy = pytest.importorskip("cupy")
+    if backend.gpu_count() == 0:
+        pytest.skip("no CUDA device")
+    import pandas as pd
+
+    from bigseg.segment.preprocess import Preprocessor
+
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"a": rng.gamma(2, 10, 10_000), "b": rng.normal(size=10_000)})
+    p = Preprocessor.fit_moments(["a", "b"], {"a"}, [Preprocessor.moments(df, ["a", "b"], {"a"})])
+    np.testing.assert_allclose(cupy.asnumpy(p.transform(df, cupy)), p.transform(df), rtol=1e-6)

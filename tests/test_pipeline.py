@@ -168,6 +168,10 @@ def test_user_csv_with_other_column_names_keeps_string_ids(local_client, tmp_pat
     assert set(scores["customer_id"]) <= set(df["CustID"])
     assert all(len(i) == 6 for i in scores["customer_id"])
     assert "000000" in set(scores["customer_id"]) or "000001" in set(scores["customer_id"])
+    # features needing tables the user did not give are absent, not zero-filled
+    feats = pd.read_parquet(tmp_path / "out" / "features")
+    assert "recency_days" in feats and "clv_expected_value" in feats
+    assert not [c for c in feats if c.startswith(("events_", "campaign_", "review_", "channel_"))]
 
 
 def test_stage_commands_reuse_published_outputs(run_2w, local_client):

@@ -21,6 +21,7 @@ th{background:#f6f6f6}td:first-child,th:first-child{text-align:left}
 .card{border:1px solid #e3e3e3;border-radius:8px;padding:.8rem 1.2rem;min-width:150px}
 .card b{display:block;font-size:1.5rem}
 """
+MAX_PROFILE_FEATURES = 12
 _PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1",
             "#ff9da7", "#9c755f", "#bab0ac"]
 
@@ -113,10 +114,14 @@ def render(metrics: dict, min_segment_size: int = 50) -> str:
         mu = np.nansum(raw * w[:, None], axis=0) / w.sum()
         sd = np.sqrt(np.nansum((raw - mu) ** 2 * w[:, None], axis=0) / w.sum())
         z = (raw - mu) / np.where(sd > 0, sd, 1)
+        # the features that tell segments apart most, in their original order
+        spread = np.nan_to_num(np.nanmax(np.abs(z), axis=0), nan=0.0)
+        keep = sorted(np.argsort(-spread, kind="stable")[:MAX_PROFILE_FEATURES])
         body.append("<h2>Profiles</h2><p class='muted'>Mean of each feature per segment, "
                     "in original units; colour shows how far above (red) or below (blue) the "
-                    "other segments it sits.</p>")
-        body.append(heatmap(names, feats, z, raw))
+                    f"other segments it sits. The {len(keep)} features that differ most "
+                    "between segments are shown; metrics.json has them all.</p>")
+        body.append(heatmap(names, [feats[j] for j in keep], z[:, keep], raw[:, keep]))
         desc = metrics.get("features", {})
         if desc:
             body.append("<table><tr><th>feature</th><th>meaning</th></tr>" + "".join(

@@ -72,7 +72,7 @@ def _block_distances(block, centers: np.ndarray, device: str) -> np.ndarray:
 
 
 def _block_moments(block) -> tuple[float, float, int]:
-    b = np.asarray(block, dtype=np.float64)
+    b = block.astype("float64")  # NumPy or CuPy alike; only three scalars come back
     return float(b.sum()), float((b * b).sum()), int(b.size)
 
 

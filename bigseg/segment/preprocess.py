@@ -52,10 +52,18 @@ class Preprocessor:
         std = np.where(std > 1e-12, std, 1.0)
         return cls(list(features), sorted(set(log) & set(features)), mean.tolist(), std.tolist())
 
-    def transform(self, df: pd.DataFrame) -> np.ndarray:
-        x = self._raw(df, self.features, set(self.log))
-        x = np.where(np.isfinite(x), x, 0.0)
-        return ((x - np.asarray(self.mean)) / np.asarray(self.std)).astype(np.float32)
+    def transform(self, df: pd.DataFrame, xp=np):
+        """Scaled float32 matrix; with ``xp`` = cupy the arithmetic runs on the GPU and
+        the result stays there (one host-to-device copy of the raw columns)."""
+        raw = np.column_stack([df[f].to_numpy(dtype=np.float64) for f in self.features]) \
+            if self.features else np.zeros((len(df), 0))
+        x = xp.asarray(raw)
+        if self.log:
+            idx = [i for i, f in enumerate(self.features) if f in set(self.log)]
+            x[:, idx] = xp.log1p(xp.maximum(x[:, idx], 0))
+        x = xp.where(xp.isfinite(x), x, 0.0)
+        mean, std = xp.asarray(self.mean), xp.asarray(self.std)
+        return ((x - mean) / std).astype(xp.float32)
 
     def inverse_transform(self, z: np.ndarray) -> np.ndarray:
         x = np.asarray(z, dtype=np.float64) * np.asarray(self.std) + np.asarray(self.mean)
