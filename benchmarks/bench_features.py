@@ -232,7 +232,6 @@ def run_ingest(raw: Path, out: Path, client, buckets):
     from bigseg.config import parse_run_config
     from bigseg.store import ingest
 
-    shutil.rmtree(out, ignore_errors=True)
     cfg = parse_run_config({"data": {"transactions": {"path": str(raw)}}, "output": str(out),
                             "store": {"buckets": buckets}}, source="bench", base_dir=".")
     return ingest(cfg, client)
@@ -300,7 +299,7 @@ def run_polars(glob: str, cutoff_us: int):
 
 
 def _pandas_prepare(df, cutoff_us: int):
-    df = df[df["timestamp"].to_numpy().view("int64") <= cutoff_us] if len(df) else df
+    df = df[df["timestamp"].astype("int64") <= cutoff_us]
     buy = df["amount"] > 0
     return df.assign(ts_buy=df["timestamp"].astype("int64").where(buy),
                      amt_buy=df["amount"].where(buy))
@@ -396,6 +395,7 @@ def main(argv=None) -> dict:
             info["workers"] = len(client.scheduler_info()["workers"])
             store = None
             for i in range(args.ingest_repeats):
+                shutil.rmtree(data / f"out{i % 2}", ignore_errors=True)
                 mem.reset()
                 s, store = timed(run_ingest, raw, data / f"out{i % 2}", client, args.buckets)
                 record("bigseg_ingest", s, mem.peak)
