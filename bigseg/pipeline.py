@@ -23,7 +23,7 @@ from bigseg import features as feats_mod
 from bigseg import progress, tasks
 from bigseg.backend import Backend
 from bigseg.config import RunConfig
-from bigseg.errors import DataError
+from bigseg.errors import DataError, ModelError
 from bigseg.features import SKEWED, bucket_frames, to_us
 from bigseg.predict.xgb import evaluate_binary, evaluate_value, params_for, train_dask
 from bigseg.progress import gather
@@ -32,6 +32,7 @@ from bigseg.segment import KMeans
 from bigseg.segment.blocks import Blocks
 from bigseg.segment.naming import name_segments, rfm_position
 from bigseg.segment.preprocess import Preprocessor
+from bigseg.segment.stability import match_segments, migration_matrix
 from bigseg.store import ingest, open_store
 from bigseg.store.publish import staged_dir, write_json_atomic
 
@@ -170,9 +171,11 @@ class Run:
     def segment(self):
         with self.timed("segment"):
             self._fit_segments()
+            new = self._segment_frames()
+            self.metrics["segment_migration"] = self._migration(new)
             with staged_dir(self.out, self.out / "segments") as d:
                 futs = [self.client.submit(tasks.write_segments, s, str(d / f"part-{k:05d}.parquet"),
-                                           pure=False) for k, s in enumerate(self._segment_frames())]
+                                           pure=False) for k, s in enumerate(new)]
                 gather(self.client, futs, "write segments", bar=True)
 
     def _fit_segments(self):
@@ -201,30 +204,78 @@ class Run:
             if best is None or s.get("silhouette", 0) > best[1]:
                 best = (km, s.get("silhouette", 0))
         km = best[0]
+        previous = self._previous_segmenter()
+        if previous is not None and len(previous[1]) == km.n_clusters:
+            # warm start from the previous centres: the same data give the same segments,
+            # a little more data moves them a little (stable segments, few migrations)
+            old_pre, old_centres = previous[0], previous[1]
+            old_z = pre.transform(pd.DataFrame(old_pre.inverse_transform(old_centres),
+                                               columns=feats))
+            warm = KMeans(km.n_clusters, init=old_z, max_iter=cfg.max_iter, tol=cfg.tol,
+                          random_state=seed, device=self.backend).fit(blocks)
+            if warm.inertia_ <= km.inertia_ * 1.01:
+                km = warm
         centres = pre.inverse_transform(km.cluster_centers_)
         positions = rfm_position({f: centres[:, i] for i, f in enumerate(feats)},
                                  {f: pop[f].to_numpy() for f in pop.columns})
         names = name_segments(positions)
-        self._seg = {"pre": pre.to_dict(), "centers": km.cluster_centers_, "names": names}
+        ids, continues = list(range(km.n_clusters)), [None] * km.n_clusters
+        if previous is not None:
+            old_pre, old_centres, old_ids, old_names = previous
+            old_orig = pd.DataFrame(old_pre.inverse_transform(old_centres), columns=feats)
+            ids, continues = match_segments(pre.transform(old_orig), km.cluster_centers_,
+                                            old_ids)
+            by_id = dict(zip(old_ids, old_names, strict=True))
+            kept = {by_id[c] for c in continues if c is not None}
+            names = [by_id[c] if c is not None else
+                     (n if n not in kept else f"{n} (new)")
+                     for c, n in zip(continues, names, strict=True)]
+        self._seg = {"pre": pre.to_dict(), "centers": km.cluster_centers_, "names": names,
+                     "ids": ids}
         self.metrics["segmentation"] = {
             "method": "kmeans", "k": km.n_clusters, "k_rule": "highest silhouette on a sample",
             "candidates": scores, "inertia": km.inertia_, "n_iter": km.n_iter_,
+            "continues_previous": dict(zip(ids, continues, strict=True)),
         }
         w = self._model_writer()
         w.write_json("preprocess.json", pre.to_dict())
         w.write_json("segmenter.json", {
             "method": "kmeans", "features": feats,
             "cluster_centers": km.cluster_centers_.tolist(), "names": names,
-            "rfm_positions": positions,
+            "segment_ids": ids, "rfm_positions": positions,
         })
+
+    def _previous_segmenter(self):
+        """(preprocessor, centres, ids, names) of the latest published model, if any."""
+        try:
+            d, _ = load_version(self.out)
+        except ModelError:
+            return None
+        seg = json.loads((d / "segmenter.json").read_text())
+        if seg.get("features") != SEGMENT_FEATURES:
+            return None
+        centres = np.asarray(seg["cluster_centers"], np.float32)
+        pre = Preprocessor.from_dict(json.loads((d / "preprocess.json").read_text()))
+        return pre, centres, seg.get("segment_ids", list(range(len(centres)))), seg["names"]
+
+    def _migration(self, new_scores: list) -> dict | None:
+        """Customers per (previous segment -> new segment), from the published
+        ``segments/`` of the last run (same bucketing), before it is replaced."""
+        old = self.out / "segments"
+        if not old.is_dir() or not any(old.glob("part-*.parquet")):
+            return None
+        futs = [self.client.submit(tasks.migration, s, str(old / f"part-{k:05d}.parquet"),
+                                   pure=False) for k, s in enumerate(new_scores)]
+        return migration_matrix(gather(self.client, futs, "migration"))
 
     def _load_segmenter(self):
         if self._seg is None:
             d, _ = load_version(self.out)
             seg = json.loads((d / "segmenter.json").read_text())
+            centers = np.asarray(seg["cluster_centers"], np.float32)
             self._seg = {"pre": json.loads((d / "preprocess.json").read_text()),
-                         "centers": np.asarray(seg["cluster_centers"], np.float32),
-                         "names": seg["names"]}
+                         "centers": centers, "names": seg["names"],
+                         "ids": seg.get("segment_ids", list(range(len(centers))))}
             self._model_writer().copy_from(d, ["preprocess.json", "segmenter.json"])
         return self._seg
 
@@ -233,7 +284,7 @@ class Run:
         seg = self._load_segmenter()
         self.frames()
         return self.submit_each(tasks.score_bucket, "score", seg["pre"], seg["centers"],
-                                seg["names"], self._models, self.feature_names)
+                                seg["names"], self._models, self.feature_names, seg["ids"])
 
     def train(self):
         pcfg, seed = self.cfg.prediction, self.cfg.seed
@@ -324,7 +375,7 @@ class Run:
 
     def _profiles(self):
         seg = self._load_segmenter()
-        k = len(seg["names"])
+        k = max(seg["ids"]) + 1  # bins by segment id (ids persist across runs, with gaps)
         parts = gather(self.client, [
             self.client.submit(tasks.profile, f, "score", s, k, self.feature_names, pure=False)
             for f, s in zip(self.frames(), self._scores, strict=True)], "profiles")
@@ -335,10 +386,10 @@ class Run:
         value = np.sum([p["value_prediction"] for p in parts], axis=0)
         total = max(int(counts.sum()), 1)
         segs = []
-        for i, name in enumerate(seg["names"]):
+        for i, name in sorted(zip(seg["ids"], seg["names"], strict=True)):
             c = int(counts[i])
             segs.append({
-                "id": i, "name": name, "size": c, "share": c / total,
+                "id": int(i), "name": name, "size": c, "share": c / total,
                 "profile": {f: (float(sums[i, j] / present[i, j]) if present[i, j] else None)
                             for j, f in enumerate(self.feature_names)},
                 "churn_probability": _mean(churn[i], c),

@@ -114,12 +114,13 @@ def labels_and_predictions(res: dict, name: str, models: dict, features: list[st
 
 
 def score_bucket(res: dict, name: str, pre: dict, centers: np.ndarray, names: list[str],
-                 models: dict, features: list[str]) -> pd.DataFrame:
+                 models: dict, features: list[str], ids: list[int] | None = None) -> pd.DataFrame:
     """Scores of one bucket: segment, churn probability and value prediction."""
     df = res["frames"][name]
     seg = assign(res, name, pre, centers)
     X = matrix(df, features)
-    out = pd.DataFrame({"customer_id": df["customer_id"].to_numpy(), "segment": seg})
+    seg_ids = np.asarray(ids if ids is not None else range(len(names)), dtype=np.int32)
+    out = pd.DataFrame({"customer_id": df["customer_id"].to_numpy(), "segment": seg_ids[seg]})
     out["segment_name"] = np.asarray(names, dtype=object)[seg]
     n = len(df)
     out["churn_probability"] = predict_block(X, models["churn"]) if "churn" in models else np.full(n, np.nan, np.float32)
@@ -128,6 +129,23 @@ def score_bucket(res: dict, name: str, pre: dict, centers: np.ndarray, names: li
         else np.full(n, np.nan, np.float32)
     )
     return out
+
+
+def migration(scores: pd.DataFrame, old_path: str) -> dict:
+    """Counts of (previous segment, new segment) for one bucket; customers not in the
+    previous segments count as coming from "new customer"."""
+    import os
+
+    new = scores[["customer_id", "segment"]]
+    if os.path.exists(old_path):
+        old = pq.read_table(old_path, columns=["customer_id", "segment"]).to_pandas()
+        m = new.merge(old, on="customer_id", how="left", suffixes=("", "_old"))
+        prev = m["segment_old"].astype("Int64").astype(object).where(m["segment_old"].notna(),
+                                                                     "new customer")
+    else:
+        m, prev = new, pd.Series(["new customer"] * len(new))
+    return pd.Series(1, index=pd.MultiIndex.from_arrays(
+        [prev.to_numpy(), m["segment"].to_numpy()])).groupby(level=[0, 1]).sum().to_dict()
 
 
 def value_sample(scores: pd.DataFrame, k: int, fraction: float, seed: int) -> np.ndarray:

@@ -82,6 +82,8 @@ class KMeans:
     Parameters
     ----------
     n_clusters : int, default 8
+    init : "k-means++" or array (n_clusters, n_features), default "k-means++"
+        Given centres (e.g. the previous run's, for stable segments) start Lloyd directly.
     n_init : int, default 3
         Initialisations tried on the sample; the best (lowest sample inertia) seeds Lloyd
         on the full data.
@@ -111,10 +113,11 @@ class KMeans:
     [50, 50]
     """
 
-    def __init__(self, n_clusters: int = 8, *, n_init: int = 3, max_iter: int = 100,
-                 tol: float = 1e-4, random_state: int = 0, sample_size: int = 100_000,
-                 device: str = "auto"):
+    def __init__(self, n_clusters: int = 8, *, init="k-means++", n_init: int = 3,
+                 max_iter: int = 100, tol: float = 1e-4, random_state: int = 0,
+                 sample_size: int = 100_000, device: str = "auto"):
         self.n_clusters = n_clusters
+        self.init = init
         self.n_init = n_init
         self.max_iter = max_iter
         self.tol = tol
@@ -134,7 +137,12 @@ class KMeans:
         self.n_features_in_ = d
         s1, s2, cnt = (sum(v) for v in zip(*blocks.map(_block_moments), strict=True))
         mean_var = max(s2 / cnt - (s1 / cnt) ** 2, 1e-12)
-        C = self._init_centers(blocks, n)
+        if isinstance(self.init, str):
+            C = self._init_centers(blocks, n)
+        else:
+            C = np.asarray(self.init, dtype=np.float32)
+            if C.shape != (self.n_clusters, d):
+                raise ValueError(f"init has shape {C.shape}; expected ({self.n_clusters}, {d})")
         tol = self.tol * mean_var
         it = 0
         for it in range(1, self.max_iter + 1):  # noqa: B007 - n_iter_ below
