@@ -23,12 +23,40 @@ class Blocks:
     client: object | None = None
 
     def map(self, fn: Callable, *args, **kwargs) -> list:
-        """``[fn(block, *args, **kwargs) for block]``, results gathered in block order."""
+        """``[fn(block, *args, **kwargs) for block]``, results gathered in block order.
+
+        On a cluster, one task per *worker* runs ``fn`` over all the blocks that worker
+        holds (an iteration costs one scheduler round trip per worker, not per block);
+        results still come back per block, so the caller reduces them in block order and
+        the answer does not depend on how blocks are spread over workers."""
         if self.client is None:
             return [fn(b, *args, **kwargs) for b in self.parts]
-        futs = self.client.map(fn, self.parts, *[[a] * len(self.parts) for a in args],
-                               pure=False, **kwargs)
-        return self.client.gather(futs)
+        groups = self._by_worker()
+        futs = {w: self.client.submit(_apply_many, fn, [self.parts[i] for i in idx], args,
+                                      kwargs, workers=[w], allow_other_workers=False,
+                                      pure=False)
+                for w, idx in groups.items()}
+        out: list = [None] * len(self.parts)
+        for w, res in zip(futs, self.client.gather(list(futs.values())), strict=True):
+            for i, r in zip(groups[w], res, strict=True):
+                out[i] = r
+        return out
+
+    def _by_worker(self) -> dict[str, list[int]]:
+        """Block indices per worker holding them (looked up once; blocks do not move)."""
+        if getattr(self, "_groups", None) is None:
+            from distributed import wait
+
+            wait(self.parts)
+            who = self.client.who_has(self.parts)
+            groups: dict[str, list[int]] = {}
+            for i, f in enumerate(self.parts):
+                holders = sorted(who.get(f.key) or [])
+                if not holders:
+                    raise RuntimeError(f"block {i} is held by no worker")
+                groups.setdefault(holders[0], []).append(i)
+            self._groups = groups
+        return self._groups
 
     def map_blocks(self, fn: Callable, *args, **kwargs) -> Blocks:
         """Like :meth:`map` but the results stay where the blocks are."""
@@ -49,6 +77,10 @@ class Blocks:
 
     def __len__(self) -> int:
         return len(self.parts)
+
+
+def _apply_many(fn: Callable, blocks: list, args: tuple, kwargs: dict) -> list:
+    return [fn(b, *args, **kwargs) for b in blocks]
 
 
 def as_blocks(X, block_rows: int = 1 << 18) -> tuple[Blocks, str]:
