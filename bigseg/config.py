@@ -67,7 +67,7 @@ class StoreConfig(_Strict):
 
 
 class SegmentationConfig(_Strict):
-    method: Literal["kmeans"] = "kmeans"
+    method: Literal["kmeans", "gmm", "hierarchical", "hdbscan", "som"] = "kmeans"
     k: int | Literal["auto"] = "auto"
     #: candidate k range for ``k: auto``
     k_min: int = Field(4, ge=2, le=64)

@@ -28,7 +28,7 @@ from bigseg.features import SKEWED, bucket_frames, to_us
 from bigseg.predict.xgb import evaluate_binary, evaluate_value, params_for, train_dask
 from bigseg.progress import gather
 from bigseg.registry import VersionWriter, load_version, schema_hash
-from bigseg.segment import KMeans
+from bigseg.segment import KMeans, serialize
 from bigseg.segment.blocks import Blocks
 from bigseg.segment.naming import name_segments, rfm_position
 from bigseg.segment.preprocess import Preprocessor
@@ -193,70 +193,96 @@ class Run:
         pop = pd.concat(gather(self.client, pop, "sample"), ignore_index=True)
         blocks = Blocks(self.submit_each(tasks.x_block, "score", pre.to_dict(), self.backend.name),
                         self.client)
-        ks = [cfg.k] if cfg.k != "auto" else list(range(cfg.k_min, cfg.k_max + 1))
         Xs = pre.transform(pop)
-        best, scores = None, []
-        for k in ks:
-            km = KMeans(k, n_init=cfg.n_init, max_iter=cfg.max_iter, tol=cfg.tol,
-                        random_state=seed, device=self.backend).fit(blocks)
-            s = _cluster_scores(Xs, km.predict(Xs)) if len(ks) > 1 else {}
-            scores.append({"k": k, "inertia": km.inertia_, "n_iter": km.n_iter_, **s})
-            if best is None or s.get("silhouette", 0) > best[1]:
-                best = (km, s.get("silhouette", 0))
-        km = best[0]
+        method = cfg.method
         previous = self._previous_segmenter()
-        if previous is not None and len(previous[1]) == km.n_clusters:
+        if method == "hdbscan":
+            est, scores, rule = _make(method, 0, cfg, seed, self.backend).fit(blocks), [], \
+                "density clusters of a sample (no k)"
+        else:
+            est, scores, rule = self._choose_k(method, blocks, Xs)
+        if method == "kmeans" and previous is not None and \
+                previous["meta"]["method"] == "kmeans" and \
+                len(previous["centres"]) == est.n_clusters:
             # warm start from the previous centres: the same data give the same segments,
             # a little more data moves them a little (stable segments, few migrations)
-            old_pre, old_centres = previous[0], previous[1]
-            old_z = pre.transform(pd.DataFrame(old_pre.inverse_transform(old_centres),
-                                               columns=feats))
-            warm = KMeans(km.n_clusters, init=old_z, max_iter=cfg.max_iter, tol=cfg.tol,
+            old_z = pre.transform(pd.DataFrame(
+                previous["pre"].inverse_transform(previous["centres"]), columns=feats))
+            warm = KMeans(est.n_clusters, init=old_z, max_iter=cfg.max_iter, tol=cfg.tol,
                           random_state=seed, device=self.backend).fit(blocks)
-            if warm.inertia_ <= km.inertia_ * 1.01:
-                km = warm
-        centres = pre.inverse_transform(km.cluster_centers_)
+            if warm.inertia_ <= est.inertia_ * 1.01:
+                est = warm
+        meta, arrays = serialize.export(method, est)
+        centres_z = arrays["centres"]
+        centres = pre.inverse_transform(centres_z)
         positions = rfm_position({f: centres[:, i] for i, f in enumerate(feats)},
                                  {f: pop[f].to_numpy() for f in pop.columns})
         names = name_segments(positions)
-        ids, continues = list(range(km.n_clusters)), [None] * km.n_clusters
+        if "noise_segment" in meta:
+            names[meta["noise_segment"]] = serialize.UNUSUAL
+        k = len(names)
+        ids, continues = list(range(k)), [None] * k
         if previous is not None:
-            old_pre, old_centres, old_ids, old_names = previous
-            old_orig = pd.DataFrame(old_pre.inverse_transform(old_centres), columns=feats)
-            ids, continues = match_segments(pre.transform(old_orig), km.cluster_centers_,
-                                            old_ids)
-            by_id = dict(zip(old_ids, old_names, strict=True))
+            old_z = pre.transform(pd.DataFrame(
+                previous["pre"].inverse_transform(previous["centres"]), columns=feats))
+            ids, continues = match_segments(old_z, centres_z, previous["ids"])
+            by_id = dict(zip(previous["ids"], previous["names"], strict=True))
             kept = {by_id[c] for c in continues if c is not None}
-            names = [by_id[c] if c is not None else
-                     (n if n not in kept else f"{n} (new)")
-                     for c, n in zip(continues, names, strict=True)]
-        self._seg = {"pre": pre.to_dict(), "centers": km.cluster_centers_, "names": names,
+            names = [by_id[c] if c is not None else (nm if nm not in kept else f"{nm} (new)")
+                     for c, nm in zip(continues, names, strict=True)]
+        self._seg = {"pre": pre.to_dict(), "meta": meta, "arrays": arrays, "names": names,
                      "ids": ids}
-        self.metrics["segmentation"] = {
-            "method": "kmeans", "k": km.n_clusters, "k_rule": "highest silhouette on a sample",
-            "candidates": scores, "inertia": km.inertia_, "n_iter": km.n_iter_,
+        seg_metrics = {
+            "method": method, "k": k, "k_rule": rule, "candidates": scores,
             "continues_previous": dict(zip(ids, continues, strict=True)),
         }
+        for attr in ("inertia_", "n_iter_", "noise_share_", "lower_bound_",
+                     "quantization_error_", "topographic_error_"):
+            if hasattr(est, attr):
+                seg_metrics[attr.rstrip("_")] = float(getattr(est, attr))
+        if method == "hierarchical":
+            seg_metrics["dendrogram"] = est.dendrogram_data()
+            seg_metrics["dendrogram_svg"] = est.dendrogram_svg()
+        self.metrics["segmentation"] = seg_metrics
         w = self._model_writer()
         w.write_json("preprocess.json", pre.to_dict())
-        w.write_json("segmenter.json", {
-            "method": "kmeans", "features": feats,
-            "cluster_centers": km.cluster_centers_.tolist(), "names": names,
-            "segment_ids": ids, "rfm_positions": positions,
-        })
+        w.write_json("segmenter.json", {**meta, "features": feats, "names": names,
+                                        "segment_ids": ids, "rfm_positions": positions})
+        serialize.save(w.dir / "segmenter.npz", arrays)
 
-    def _previous_segmenter(self):
-        """(preprocessor, centres, ids, names) of the latest published model, if any."""
+    def _choose_k(self, method: str, blocks: Blocks, Xs: np.ndarray):
+        """Fit every candidate k; the documented rule picks one: highest silhouette on a
+        sample (K-Means, hierarchical, SOM) or lowest BIC (Gaussian mixture)."""
+        cfg, seed = self.cfg.segmentation, self.cfg.seed
+        ks = [cfg.k] if cfg.k != "auto" else list(range(cfg.k_min, cfg.k_max + 1))
+        rule = "lowest BIC" if method == "gmm" else "highest silhouette on a sample"
+        best, best_score, scores = None, None, []
+        for k in ks:
+            est = _make(method, k, cfg, seed, self.backend).fit(blocks)
+            meta, arrays = serialize.export(method, est)
+            s = _cluster_scores(Xs, serialize.assign(meta, arrays, Xs)) if len(ks) > 1 else {}
+            if method == "gmm" and len(ks) > 1:
+                s["bic"] = float(est.bic(blocks))
+            scores.append({"k": k, **s})
+            key = -s.get("bic", 0.0) if method == "gmm" else s.get("silhouette", 0.0)
+            if best is None or key > best_score:
+                best, best_score = est, key
+        return best, scores, rule
+
+    def _previous_segmenter(self) -> dict | None:
+        """The latest published segmenter (preprocessing, centres, ids, names), if any."""
         try:
             d, _ = load_version(self.out)
         except ModelError:
             return None
         seg = json.loads((d / "segmenter.json").read_text())
-        if seg.get("features") != SEGMENT_FEATURES:
+        if seg.get("features") != SEGMENT_FEATURES or not (d / "segmenter.npz").is_file():
             return None
-        centres = np.asarray(seg["cluster_centers"], np.float32)
-        pre = Preprocessor.from_dict(json.loads((d / "preprocess.json").read_text()))
-        return pre, centres, seg.get("segment_ids", list(range(len(centres)))), seg["names"]
+        arrays = serialize.load_arrays(d / "segmenter.npz")
+        return {"pre": Preprocessor.from_dict(json.loads((d / "preprocess.json").read_text())),
+                "meta": {k: v for k, v in seg.items() if k not in ("names", "segment_ids")},
+                "arrays": arrays, "centres": arrays["centres"], "ids": seg["segment_ids"],
+                "names": seg["names"]}
 
     def _migration(self, new_scores: list) -> dict | None:
         """Customers per (previous segment -> new segment), from the published
@@ -270,21 +296,23 @@ class Run:
 
     def _load_segmenter(self):
         if self._seg is None:
+            prev = self._previous_segmenter()
+            if prev is None:
+                raise ModelError(f"{self.out / 'models'}: no segmenter yet; run `bigseg segment`")
+            self._seg = {"pre": prev["pre"].to_dict(), "meta": prev["meta"],
+                         "arrays": prev["arrays"], "names": prev["names"], "ids": prev["ids"]}
             d, _ = load_version(self.out)
-            seg = json.loads((d / "segmenter.json").read_text())
-            centers = np.asarray(seg["cluster_centers"], np.float32)
-            self._seg = {"pre": json.loads((d / "preprocess.json").read_text()),
-                         "centers": centers, "names": seg["names"],
-                         "ids": seg.get("segment_ids", list(range(len(centers))))}
-            self._model_writer().copy_from(d, ["preprocess.json", "segmenter.json"])
+            self._model_writer().copy_from(
+                d, ["preprocess.json", "segmenter.json", "segmenter.npz"])
         return self._seg
 
     def _segment_frames(self) -> list:
         """Per-bucket futures of scores (segments, and predictions when models exist)."""
         seg = self._load_segmenter()
         self.frames()
-        return self.submit_each(tasks.score_bucket, "score", seg["pre"], seg["centers"],
-                                seg["names"], self._models, self.feature_names, seg["ids"])
+        return self.submit_each(tasks.score_bucket, "score", seg["pre"], seg["meta"],
+                                seg["arrays"], seg["names"], self._models, self.feature_names,
+                                seg["ids"])
 
     def train(self):
         pcfg, seed = self.cfg.prediction, self.cfg.seed
@@ -403,6 +431,25 @@ class Run:
         with self.timed("report"):
             path = write_report(self.out, self.metrics, self.cfg.privacy.min_segment_size)
         self.metrics["report"] = str(path)
+
+
+def _make(method: str, k: int, cfg, seed: int, backend):
+    """A fresh estimator for ``segmentation.method`` with ``k`` segments."""
+    from bigseg.segment.density import HDBSCAN
+    from bigseg.segment.gmm import GaussianMixture
+    from bigseg.segment.hierarchical import Hierarchical
+    from bigseg.segment.som import SOM
+
+    if method == "kmeans":
+        return KMeans(k, n_init=cfg.n_init, max_iter=cfg.max_iter, tol=cfg.tol,
+                      random_state=seed, device=backend)
+    if method == "gmm":
+        return GaussianMixture(k, covariance_type="full", random_state=seed, device=backend)
+    if method == "hierarchical":
+        return Hierarchical(k, random_state=seed, device=backend)
+    if method == "som":
+        return SOM(6, 6, n_segments=k, random_state=seed, device=backend)
+    return HDBSCAN(random_state=seed, device=backend)
 
 
 def _mean(total: float, count: int) -> float | None:

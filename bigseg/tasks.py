@@ -14,7 +14,6 @@ import pyarrow.parquet as pq
 
 from bigseg.features import FEATURE_NAMES, feature_columns
 from bigseg.predict.xgb import predict_block
-from bigseg.segment.kmeans import assign_accumulate
 from bigseg.segment.preprocess import Preprocessor
 from bigseg.store import Store
 from bigseg.store.buckets import hash_ids
@@ -85,9 +84,12 @@ def x_block(res: dict, name: str, pre: dict, device: str = "cpu"):
     return Preprocessor.from_dict(pre).transform(res["frames"][name], resolve(device).xp)
 
 
-def assign(res: dict, name: str, pre: dict, centers: np.ndarray) -> np.ndarray:
+def assign(res: dict, name: str, pre: dict, meta: dict, arrays: dict) -> np.ndarray:
+    """Segment index of each customer of the bucket, by the stored segmenter."""
+    from bigseg.segment import serialize
+
     X = Preprocessor.from_dict(pre).transform(res["frames"][name])
-    return assign_accumulate(X, centers, np, with_labels=True)[3]
+    return serialize.assign(meta, arrays, X)
 
 
 def xy_parts(res: dict, name: str, target: str, valid_fraction: float, seed: int,
@@ -113,11 +115,11 @@ def labels_and_predictions(res: dict, name: str, models: dict, features: list[st
     return out
 
 
-def score_bucket(res: dict, name: str, pre: dict, centers: np.ndarray, names: list[str],
+def score_bucket(res: dict, name: str, pre: dict, meta: dict, arrays: dict, names: list[str],
                  models: dict, features: list[str], ids: list[int] | None = None) -> pd.DataFrame:
     """Scores of one bucket: segment, churn probability and value prediction."""
     df = res["frames"][name]
-    seg = assign(res, name, pre, centers)
+    seg = assign(res, name, pre, meta, arrays)
     X = matrix(df, features)
     seg_ids = np.asarray(ids if ids is not None else range(len(names)), dtype=np.int32)
     out = pd.DataFrame({"customer_id": df["customer_id"].to_numpy(), "segment": seg_ids[seg]})

@@ -128,6 +128,11 @@ def render(metrics: dict, min_segment_size: int = 50) -> str:
                 f"<tr><td>{_e(f)}</td><td style='text-align:left'>{_e(d)}</td></tr>"
                 for f, d in desc.items()) + "</table>")
 
+    seg_m = metrics.get("segmentation") or {}
+    if seg_m.get("dendrogram_svg"):
+        body.append("<h2>Dendrogram</h2><p class='muted'>Ward linkage of the micro-segments "
+                    "(hierarchical segmentation); the cut gives the segments above.</p>")
+        body.append(seg_m["dendrogram_svg"])
     if shown and shown[0].get("churn_probability") is not None:
         body.append("<h2>Churn and value by segment</h2>")
         body.append(bar_chart(names, [s["churn_probability"] for s in shown],
