@@ -190,3 +190,26 @@ def test_stage_commands_reuse_published_outputs(run_2w, local_client):
     assert dirs == [f"as_of={earlier}", f"as_of={metrics['as_of']}"]
     first = pd.read_parquet(cfg.output_dir / "scores" / f"as_of={metrics['as_of']}")
     assert checksum(first.sort_values("customer_id").reset_index(drop=True)) == checksum(before)
+
+
+@pytest.mark.parametrize("method", ["gmm", "hierarchical", "hdbscan", "som"])
+def test_every_segmentation_method_runs_and_reloads(method, synth_data, tmp_path, local_client):
+    cfg = write_config(tmp_path / "job.yaml", synth_data, tmp_path / "out",
+                       segmentation={"method": method, "k": 4},
+                       prediction={"targets": ["churn"], "n_estimators": 20})
+    metrics = run_stages(cfg, local_client, resolve("cpu"))
+    scores = read_scores(cfg.output_dir)
+    assert metrics["segmentation"]["method"] == method
+    names = {s["id"]: s["name"] for s in metrics["segments"]}
+    assert set(scores["segment"]) <= set(names)
+    assert len(set(names.values())) == len(names)
+    if method == "hdbscan":
+        assert "Unusual customers" in names.values()
+    else:
+        assert scores["segment"].nunique() >= 3
+    if method == "hierarchical":
+        assert "<svg" in (cfg.output_dir / "report.html").read_text().split("Dendrogram")[1]
+    # the stored segmenter (JSON + npz, no pickle) reproduces the assignment on its own
+    before = checksum(scores)
+    run_stages(cfg, local_client, resolve("cpu"), stages=("score",))
+    assert checksum(read_scores(cfg.output_dir)) == before
