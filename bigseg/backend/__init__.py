@@ -103,3 +103,13 @@ def gpu_count() -> int:
     """Number of CUDA devices visible here (0 when CuPy or CUDA is missing)."""
     cupy, _ = _gpu_probe()
     return 0 if cupy is None else int(cupy.cuda.runtime.getDeviceCount())
+
+
+def cuml_cluster(name: str):
+    """cuML's ``cuml.cluster.<name>`` class when cuML is installed, else None (imported
+    here, never elsewhere)."""
+    if importlib.util.find_spec("cuml") is None:
+        return None
+    import cuml.cluster
+
+    return getattr(cuml.cluster, name, None)

@@ -28,13 +28,12 @@ Known limitation: scikit-learn's HDBSCAN (1.9, NumPy 2) crashes with
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import time
 
 import numpy as np
 
-from bigseg.backend import resolve
+from bigseg.backend import cuml_cluster, resolve
 from bigseg.segment.blocks import as_blocks, block_shape, sample_block
 
 log = logging.getLogger(__name__)
@@ -79,15 +78,12 @@ def _assign_block(block, assigner: _Assigner, device: str, n_labels: int, with_l
 def _cluster_sample(S: np.ndarray, params: dict, algorithm: str, gpu: bool) -> np.ndarray:
     """Labels of the sample: cuML when on a GPU and installed, else scikit-learn."""
     eps = params["cluster_selection_epsilon"]
-    if gpu and importlib.util.find_spec("cuml") is not None:
+    cu = cuml_cluster("DBSCAN" if algorithm == "dbscan" else "HDBSCAN") if gpu else None
+    if cu is not None:
         if algorithm == "dbscan":
-            from cuml.cluster import DBSCAN as CuDBSCAN  # noqa: N811
-
-            model = CuDBSCAN(eps=eps, min_samples=params["min_samples"])
+            model = cu(eps=eps, min_samples=params["min_samples"])
         else:
-            from cuml.cluster import HDBSCAN as CuHDBSCAN  # noqa: N811
-
-            model = CuHDBSCAN(**params)
+            model = cu(**params)
         labels = model.fit(S.astype(np.float32)).labels_
         get = getattr(labels, "get", None) or getattr(labels, "to_numpy", None)
         return np.asarray(get() if callable(get) else labels)
