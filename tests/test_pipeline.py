@@ -213,3 +213,21 @@ def test_every_segmentation_method_runs_and_reloads(method, synth_data, tmp_path
     before = checksum(scores)
     run_stages(cfg, local_client, resolve("cpu"), stages=("score",))
     assert checksum(read_scores(cfg.output_dir)) == before
+
+
+def test_short_history_skips_the_backtest_but_still_scores(local_client, tmp_path):
+    rng = np.random.default_rng(3)
+    n = 3000
+    pd.DataFrame({
+        "customer_id": rng.integers(0, 300, n),
+        "timestamp": pd.Timestamp("2025-01-01") + pd.to_timedelta(rng.uniform(0, 150, n), unit="D"),
+        "amount": rng.gamma(2, 20, n).round(2),
+    }).to_parquet(tmp_path / "tx.parquet")
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump({
+        "data": {"transactions": {"path": "tx.parquet"}}, "segmentation": {"k": 3},
+        "prediction": {"n_estimators": 20}, "output": "out"}))
+    metrics = run_stages(load_run_config(tmp_path / "job.yaml"), local_client, resolve("cpu"))
+    assert metrics["clv"]["backtest"] is None  # nobody had bought 180 days before as_of
+    assert "auc" not in metrics.get("churn", {})  # no backtest, so no evaluation claimed
+    scores = read_scores(tmp_path / "out")
+    assert scores["churn_probability"].between(0, 1).all() and len(scores) > 250

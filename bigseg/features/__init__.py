@@ -15,6 +15,7 @@ Everything at a cutoff uses only rows at or before it.
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 
 import numpy as np
@@ -35,6 +36,9 @@ _ZERO_WHEN_ABSENT = ("active_days_90d", "sessions_90d", "page_views_90d", "app_o
                      "events_total", "campaign_sends", "campaign_sends_90d", "review_count")
 TOP_CATEGORIES = 8
 CLV_SAMPLE = 50_000
+MIN_CLV_FIT = 50
+
+log = logging.getLogger(__name__)
 
 
 def to_us(day) -> int:
@@ -182,9 +186,20 @@ def fit_clv(samples: list[dict[str, pd.DataFrame]]) -> dict[str, dict]:
         x, t_x, T = rfm_to_bgnbd_inputs(s["frequency"].to_numpy(np.float64),
                                         s["recency_days"].to_numpy(np.float64),
                                         s["tenure_days"].to_numpy(np.float64))
-        bg = fit_bgnbd(x, t_x, T)
         rep = x > 0
-        gg = fit_gamma_gamma(x[rep], s["monetary_mean"].to_numpy(np.float64)[rep])
+        if len(s) < MIN_CLV_FIT or rep.sum() < MIN_CLV_FIT // 2:
+            log.warning("CLV at cutoff %r: only %d customers (%d repeat buyers); CLV features "
+                        "are left empty there", name, len(s), int(rep.sum()))
+            out[name] = None
+            continue
+        try:
+            bg = fit_bgnbd(x, t_x, T)
+            gg = fit_gamma_gamma(x[rep], s["monetary_mean"].to_numpy(np.float64)[rep])
+        except ValueError as e:
+            log.warning("CLV at cutoff %r could not be fitted (%s); CLV features left empty",
+                        name, e)
+            out[name] = None
+            continue
         out[name] = {"bgnbd": bg.to_dict(), "gamma_gamma": gg.to_dict(), "n": int(len(s))}
     return out
 
@@ -193,7 +208,13 @@ def add_clv(res: dict, models: dict[str, dict], horizon_days: int) -> dict:
     """``res`` with the CLV columns added to every frame (returns a new dict)."""
     frames = {}
     for name, f in res["frames"].items():
-        m = models[name]
+        m = models.get(name)
+        if m is None:  # too few customers at this cutoff to fit: the columns exist, empty
+            f = f.copy()
+            for col in CLV_FEATURES:
+                f[col] = np.float32(np.nan)
+            frames[name] = f
+            continue
         x, t_x, T = rfm_to_bgnbd_inputs(f["frequency"].to_numpy(np.float64),
                                         f["recency_days"].to_numpy(np.float64),
                                         f["tenure_days"].to_numpy(np.float64))

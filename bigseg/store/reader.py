@@ -130,7 +130,9 @@ def _to_timestamp(arr: pa.Array, fmt: str | None) -> pa.Array:
         if arr.type.tz is not None:
             arr = pc.cast(arr, pa.timestamp(arr.type.unit, tz="UTC"))
             arr = arr.cast(pa.timestamp(arr.type.unit))
-        return arr.cast(pa.timestamp("us"))
+        # nanosecond inputs (pandas' default) are truncated to microseconds: no loss that
+        # matters for customer behaviour, and no error on data that carry them
+        return arr.cast(pa.timestamp("us"), safe=False)
     if pa.types.is_date(arr.type):
         return arr.cast(pa.timestamp("us"))
     if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
