@@ -132,6 +132,24 @@ def tree_rss(root: int | None = None) -> int:
     return sum(_rss_bytes(p) for p in _tree_pids(root or os.getpid()))
 
 
+_HZ = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds() -> tuple[float, float]:
+    """(CPU seconds used by the whole machine, by this process tree) so far: the
+    difference over a run says how much CPU *other* processes took while it ran."""
+    f = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    busy = sum(int(x) for i, x in enumerate(f) if i not in (3, 4))  # all but idle, iowait
+    mine = 0
+    for p in _tree_pids(os.getpid()):
+        try:
+            st = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        mine += int(st[11]) + int(st[12]) + int(st[13]) + int(st[14])  # u, s, cu, cs
+    return busy / _HZ, mine / _HZ
+
+
 class PeakSampler:
     """Samples :func:`tree_rss` every ``interval`` s in a thread; ``peak`` since
     :meth:`reset`, ``overall`` since start."""
@@ -340,10 +358,19 @@ def run_dask_df(client, raw: Path, cutoff_us: int):
 
 
 # --------------------------------------------------------------------------- main
+_LAST_FOREIGN = [0.0]
+
+
 def timed(fn, *a):
+    """Wall seconds of ``fn(*a)``; the CPU seconds other processes used meanwhile go to
+    ``_LAST_FOREIGN`` (a run with much of it was disturbed by something else)."""
+    b0, m0 = cpu_seconds()
     t0 = time.perf_counter()
     out = fn(*a)
-    return time.perf_counter() - t0, out
+    s = time.perf_counter() - t0
+    b1, m1 = cpu_seconds()
+    _LAST_FOREIGN[0] = max(0.0, (b1 - b0) - (m1 - m0))
+    return s, out
 
 
 def check(summaries: dict[str, dict]) -> None:
@@ -382,13 +409,16 @@ def main(argv=None) -> dict:
     print(f"data: {meta}", flush=True)
     runs: dict[str, list[float]] = {}
     peaks: dict[str, list[float]] = {}
+    foreign: dict[str, list[float]] = {}
     sums: dict[str, dict] = {}
     info: dict = {}
 
     def record(name, secs, peak):
         runs.setdefault(name, []).append(round(secs, 3))
         peaks.setdefault(name, []).append(round(peak / 2**30, 2))
-        print(f"  {name}: {secs:.3f} s (peak tree RSS {peak / 2**30:.2f} GiB)", flush=True)
+        foreign.setdefault(name, []).append(round(_LAST_FOREIGN[0], 2))
+        print(f"  {name}: {secs:.3f} s (peak tree RSS {peak / 2**30:.2f} GiB, "
+              f"other processes' CPU meanwhile {_LAST_FOREIGN[0]:.2f} s)", flush=True)
 
     with PeakSampler() as mem, bench_flag():
         with connect(n_workers=2, reuse_current=False) as client:
@@ -464,6 +494,7 @@ def main(argv=None) -> dict:
                     "polars": int(os.environ["POLARS_MAX_THREADS"]),
                     "pandas": "1 (pyarrow's reader uses its own pool)"},
         "median_s": median, "runs_s": runs, "peak_tree_rss_gib": peaks,
+        "other_processes_cpu_s": foreign,
         "ratio_to_duckdb": {k: round(v / base, 2) for k, v in median.items()} if base else None,
         "check": sums, "hardware": hardware(), "libraries": versions(),
         "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
