@@ -53,8 +53,14 @@ RETURN_SHARE = 0.04
 FLAG = Path("/tmp/BENCH_RUNNING")
 COLS = ["customer_id", "timestamp", "amount"]
 #: columns every tool must produce (bigseg's names)
-FEATURES = ["recency_days", "frequency", "monetary_total", "monetary_mean", "monetary_max",
-            "tenure_days"]
+FEATURES = [
+    "recency_days",
+    "frequency",
+    "monetary_total",
+    "monetary_mean",
+    "monetary_max",
+    "tenure_days",
+]
 
 
 # --------------------------------------------------------------------------- environment
@@ -68,8 +74,12 @@ def hardware() -> dict:
     except OSError:
         pass
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    return {"cpu": cpu, "cores": len(os.sched_getaffinity(0)),
-            "memory_gib": round(mem / 2**30, 1), "os": platform.platform()}
+    return {
+        "cpu": cpu,
+        "cores": len(os.sched_getaffinity(0)),
+        "memory_gib": round(mem / 2**30, 1),
+        "os": platform.platform(),
+    }
 
 
 def versions() -> dict:
@@ -180,8 +190,9 @@ class PeakSampler:
 
 
 # --------------------------------------------------------------------------- data
-def generate(data: Path, n_customers: int, n_rows: int, n_files: int, seed: int = 0,
-             chunk: int = 2_000_000) -> dict:
+def generate(
+    data: Path, n_customers: int, n_rows: int, n_files: int, seed: int = 0, chunk: int = 2_000_000
+) -> dict:
     """Raw transactions as ``n_files`` Parquet files; cached (``_meta.json`` says what)."""
     meta_path = data / "_meta.json"
     want = {"customers": n_customers, "transactions": n_rows, "files": n_files, "seed": seed}
@@ -196,8 +207,9 @@ def generate(data: Path, n_customers: int, n_rows: int, n_files: int, seed: int 
     # skewed activity: per-customer weights from a Gamma(0.7); sparse, shuffled int64 ids
     cdf = np.cumsum(rng.gamma(0.7, 1.0, n_customers))
     ids_of = 1_000_000_007 + rng.permutation(n_customers).astype(np.int64) * 7_919
-    schema = pa.schema([("customer_id", pa.int64()), ("timestamp", pa.timestamp("us")),
-                        ("amount", pa.float64())])
+    schema = pa.schema(
+        [("customer_id", pa.int64()), ("timestamp", pa.timestamp("us")), ("amount", pa.float64())]
+    )
     t0 = time.perf_counter()
     per_file = np.full(n_files, n_rows // n_files)
     per_file[: n_rows % n_files] += 1
@@ -212,13 +224,23 @@ def generate(data: Path, n_customers: int, n_rows: int, n_files: int, seed: int 
                 ts = start_us + rng.integers(0, DAYS * DAY_US, n)
                 amt = np.round(rng.lognormal(3.5, 0.9, n), 2) + 0.01
                 amt[rng.random(n) < RETURN_SHARE] *= -1
-                w.write_table(pa.table({
-                    "customer_id": ids_of[np.minimum(idx, n_customers - 1)],
-                    "timestamp": pa.array(ts, pa.timestamp("us")),
-                    "amount": amt}, schema=schema))
+                w.write_table(
+                    pa.table(
+                        {
+                            "customer_id": ids_of[np.minimum(idx, n_customers - 1)],
+                            "timestamp": pa.array(ts, pa.timestamp("us")),
+                            "amount": amt,
+                        },
+                        schema=schema,
+                    )
+                )
     last_day = str(START + np.timedelta64(DAYS - 1, "D"))
-    meta = {**want, "cutoff_day": last_day, "generate_s": round(time.perf_counter() - t0, 2),
-            "bytes": sum(f.stat().st_size for f in raw.glob("*.parquet"))}
+    meta = {
+        **want,
+        "cutoff_day": last_day,
+        "generate_s": round(time.perf_counter() - t0, 2),
+        "bytes": sum(f.stat().st_size for f in raw.glob("*.parquet")),
+    }
     meta_path.write_text(json.dumps(meta, indent=2))
     return meta
 
@@ -229,9 +251,12 @@ def bucket_rfm(store, k: int, cutoff_us: int):
     from bigseg.features.rfm import rfm_features
 
     t = store.read_bucket("transactions", k, COLS)
-    return rfm_features(t.column("customer_id").to_numpy(zero_copy_only=False),
-                        t.column("timestamp").cast("int64").to_numpy(),
-                        t.column("amount").to_numpy(), cutoff_us)
+    return rfm_features(
+        t.column("customer_id").to_numpy(zero_copy_only=False),
+        t.column("timestamp").cast("int64").to_numpy(),
+        t.column("amount").to_numpy(),
+        cutoff_us,
+    )
 
 
 def bucket_full(store, k: int, cutoff_us: int):
@@ -250,8 +275,15 @@ def run_ingest(raw: Path, out: Path, client, buckets):
     from bigseg.config import parse_run_config
     from bigseg.store import ingest
 
-    cfg = parse_run_config({"data": {"transactions": {"path": str(raw)}}, "output": str(out),
-                            "store": {"buckets": buckets}}, source="bench", base_dir=".")
+    cfg = parse_run_config(
+        {
+            "data": {"transactions": {"path": str(raw)}},
+            "output": str(out),
+            "store": {"buckets": buckets},
+        },
+        source="bench",
+        base_dir=".",
+    )
     return ingest(cfg, client)
 
 
@@ -319,15 +351,17 @@ def run_polars(glob: str, cutoff_us: int):
 def _pandas_prepare(df, cutoff_us: int):
     df = df[df["timestamp"].astype("int64") <= cutoff_us]
     buy = df["amount"] > 0
-    return df.assign(ts_buy=df["timestamp"].astype("int64").where(buy),
-                     amt_buy=df["amount"].where(buy))
+    return df.assign(
+        ts_buy=df["timestamp"].astype("int64").where(buy), amt_buy=df["amount"].where(buy)
+    )
 
 
 def _pandas_finish(g, cutoff_us: int):
     g = g[g["frequency"] > 0]
-    return g.assign(recency_days=(cutoff_us - g["last_us"]) / DAY_US,
-                    tenure_days=(cutoff_us - g["first_us"]) / DAY_US
-                    ).drop(columns=["last_us", "first_us"])
+    return g.assign(
+        recency_days=(cutoff_us - g["last_us"]) / DAY_US,
+        tenure_days=(cutoff_us - g["first_us"]) / DAY_US,
+    ).drop(columns=["last_us", "first_us"])
 
 
 def run_pandas(raw: Path, cutoff_us: int):
@@ -335,9 +369,13 @@ def run_pandas(raw: Path, cutoff_us: int):
 
     df = _pandas_prepare(pd.read_parquet(raw, columns=COLS), cutoff_us)
     g = df.groupby("customer_id", sort=False).agg(
-        last_us=("ts_buy", "max"), first_us=("ts_buy", "min"), frequency=("amt_buy", "count"),
-        monetary_total=("amount", "sum"), monetary_mean=("amt_buy", "mean"),
-        monetary_max=("amt_buy", "max"))
+        last_us=("ts_buy", "max"),
+        first_us=("ts_buy", "min"),
+        frequency=("amt_buy", "count"),
+        monetary_total=("amount", "sum"),
+        monetary_mean=("amt_buy", "mean"),
+        monetary_max=("amt_buy", "max"),
+    )
     return _pandas_finish(g, cutoff_us).reset_index()
 
 
@@ -349,9 +387,16 @@ def run_dask_df(client, raw: Path, cutoff_us: int):
     ddf = ddf.map_partitions(_pandas_prepare, cutoff_us)
     g = ddf.groupby("customer_id").agg(
         {"ts_buy": ["max", "min"], "amt_buy": ["count", "mean", "max"], "amount": "sum"},
-        split_out=8)
-    g.columns = ["last_us", "first_us", "frequency", "monetary_mean", "monetary_max",
-                 "monetary_total"]
+        split_out=8,
+    )
+    g.columns = [
+        "last_us",
+        "first_us",
+        "frequency",
+        "monetary_mean",
+        "monetary_max",
+        "monetary_total",
+    ]
     g = g.map_partitions(_pandas_finish, cutoff_us).persist()
     wait(g)
     return g, int(g.map_partitions(len).compute().sum())
@@ -376,7 +421,9 @@ def timed(fn, *a):
 def check(summaries: dict[str, dict]) -> None:
     ref_name, ref = next(iter(summaries.items()))
     for name, s in summaries.items():
-        assert s["rows"] == ref["rows"], f"row count: {name} {s['rows']} != {ref_name} {ref['rows']}"
+        assert s["rows"] == ref["rows"], (
+            f"row count: {name} {s['rows']} != {ref_name} {ref['rows']}"
+        )
         for c in FEATURES:
             a, b = s[c], ref[c]
             assert abs(a - b) <= 1e-6 * max(1.0, abs(b)), f"sum({c}): {name} {a} != {ref_name} {b}"
@@ -391,8 +438,11 @@ def main(argv=None) -> dict:
     ap.add_argument("--buckets", type=int, default=16)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--ingest-repeats", type=int, default=3)
-    ap.add_argument("--tools", default="bigseg,bigseg_full,dask,duckdb,duckdb_store,polars,pandas",
-                    help="comma-separated subset")
+    ap.add_argument(
+        "--tools",
+        default="bigseg,bigseg_full,dask,duckdb,duckdb_store,polars,pandas",
+        help="comma-separated subset",
+    )
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     tools = set(args.tools.split(","))
@@ -417,8 +467,11 @@ def main(argv=None) -> dict:
         runs.setdefault(name, []).append(round(secs, 3))
         peaks.setdefault(name, []).append(round(peak / 2**30, 2))
         foreign.setdefault(name, []).append(round(_LAST_FOREIGN[0], 2))
-        print(f"  {name}: {secs:.3f} s (peak tree RSS {peak / 2**30:.2f} GiB, "
-              f"other processes' CPU meanwhile {_LAST_FOREIGN[0]:.2f} s)", flush=True)
+        print(
+            f"  {name}: {secs:.3f} s (peak tree RSS {peak / 2**30:.2f} GiB, "
+            f"other processes' CPU meanwhile {_LAST_FOREIGN[0]:.2f} s)",
+            flush=True,
+        )
 
     with PeakSampler() as mem, bench_flag():
         with connect(n_workers=2, reuse_current=False) as client:
@@ -445,7 +498,8 @@ def main(argv=None) -> dict:
                         assert sums[name]["rows"] == n
                     else:
                         info["bigseg_full_columns"] = client.submit(
-                            lambda f: list(f.columns), futs[0]).result()
+                            lambda f: list(f.columns), futs[0]
+                        ).result()
                     del futs
             if "dask" in tools:
                 for _ in range(args.repeats):
@@ -457,10 +511,12 @@ def main(argv=None) -> dict:
                     del g
         con = duckdb.connect()
         con.execute("SET threads = 2")
-        for name, fn, a in (("duckdb", run_duckdb, (con, glob, cutoff_us)),
-                            ("duckdb_store", run_duckdb, (con, store_glob, cutoff_us)),
-                            ("polars", run_polars, (glob, cutoff_us)),
-                            ("pandas", run_pandas, (raw, cutoff_us))):
+        for name, fn, a in (
+            ("duckdb", run_duckdb, (con, glob, cutoff_us)),
+            ("duckdb_store", run_duckdb, (con, store_glob, cutoff_us)),
+            ("polars", run_polars, (glob, cutoff_us)),
+            ("pandas", run_pandas, (raw, cutoff_us)),
+        ):
             if name not in tools:
                 continue
             for _ in range(args.repeats):
@@ -485,22 +541,38 @@ def main(argv=None) -> dict:
         "polars": "Polars scan_parquet + group_by + collect",
         "pandas": "pandas read_parquet + groupby.agg",
     }
-    cmd = "python benchmarks/bench_features.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    cmd = "python benchmarks/bench_features.py " + " ".join(
+        argv if argv is not None else sys.argv[1:]
+    )
     result = {
-        "benchmark": "RFM features: bigseg vs peers", "customers": args.customers,
-        "transactions": args.transactions, "files": args.files, "data": meta,
-        "cutoff_day": meta["cutoff_day"], "buckets": args.buckets, **info,
-        "threads": {"dask_workers": "2 processes x 1 thread", "duckdb": 2,
-                    "polars": int(os.environ["POLARS_MAX_THREADS"]),
-                    "pandas": "1 (pyarrow's reader uses its own pool)"},
-        "median_s": median, "runs_s": runs, "peak_tree_rss_gib": peaks,
+        "benchmark": "RFM features: bigseg vs peers",
+        "customers": args.customers,
+        "transactions": args.transactions,
+        "files": args.files,
+        "data": meta,
+        "cutoff_day": meta["cutoff_day"],
+        "buckets": args.buckets,
+        **info,
+        "threads": {
+            "dask_workers": "2 processes x 1 thread",
+            "duckdb": 2,
+            "polars": int(os.environ["POLARS_MAX_THREADS"]),
+            "pandas": "1 (pyarrow's reader uses its own pool)",
+        },
+        "median_s": median,
+        "runs_s": runs,
+        "peak_tree_rss_gib": peaks,
         "other_processes_cpu_s": foreign,
         "ratio_to_duckdb": {k: round(v / base, 2) for k, v in median.items()} if base else None,
-        "check": sums, "hardware": hardware(), "libraries": versions(),
+        "check": sums,
+        "hardware": hardware(),
+        "libraries": versions(),
         "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "command": cmd.strip(),
     }
-    path = Path(args.out or f"benchmarks/results/features-{args.customers}-{args.transactions}.json")
+    path = Path(
+        args.out or f"benchmarks/results/features-{args.customers}-{args.transactions}.json"
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(f"\nwrote {path}\n")
@@ -508,8 +580,10 @@ def main(argv=None) -> dict:
     print("|---|---|---|---|---|")
     for k, v in median.items():
         ratio = f"{v / base:.2f}" if base else "-"
-        print(f"| {labels.get(k, k)} | {v:.2f} | {ratio} | "
-              f"{', '.join(f'{x:.2f}' for x in runs[k])} | {max(peaks[k]):.2f} |")
+        print(
+            f"| {labels.get(k, k)} | {v:.2f} | {ratio} | "
+            f"{', '.join(f'{x:.2f}' for x in runs[k])} | {max(peaks[k]):.2f} |"
+        )
     return result
 
 
