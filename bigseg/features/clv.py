@@ -77,6 +77,13 @@ def _optimise(fun, theta0: np.ndarray) -> tuple[np.ndarray, bool]:
         )
         res = minimize(fun, nm.x, jac=True, method="L-BFGS-B", bounds=bounds, options=opts)
     at_bound = np.any(np.abs(res.x) >= _LOG_BOUND - 1e-6)
+    if not res.success:
+        # L-BFGS-B stops "ABNORMAL" when the line search cannot improve at machine
+        # precision, i.e. at the optimum: accept that when the gradient is ~0
+        f, g = fun(res.x)
+        if np.max(np.abs(g)) <= 1e-6 * max(1.0, abs(f)):
+            log.info("CLV fit: %s at a stationary point; accepted", res.message)
+            res.success = True
     if at_bound or not res.success:
         log.warning(
             "CLV fit: converged=%s, parameter at bound=%s (%s)", res.success, at_bound, res.message
