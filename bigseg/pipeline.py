@@ -410,13 +410,28 @@ class Run:
         counts = np.sum([p["counts"] for p in parts], axis=0)
         sums = np.sum([p["sums"] for p in parts], axis=0)
         present = np.sum([p["present"] for p in parts], axis=0)
+        sumsq = np.sum([p["sumsq"] for p in parts], axis=0)
+        n_pop = np.maximum(present.sum(0), 1)
+        pop_mean = sums.sum(0) / n_pop
+        pop_sd = np.sqrt(np.maximum(sumsq.sum(0) / n_pop - pop_mean**2, 0))
         churn = np.sum([p["churn_probability"] for p in parts], axis=0)
         value = np.sum([p["value_prediction"] for p in parts], axis=0)
         total = max(int(counts.sum()), 1)
         segs = []
         for i, name in sorted(zip(seg["ids"], seg["names"], strict=True)):
             c = int(counts[i])
+            mean = np.where(present[i] > 0, sums[i] / np.maximum(present[i], 1), np.nan)
+            z = np.where(pop_sd > 0, (mean - pop_mean) / np.where(pop_sd > 0, pop_sd, 1), 0)
+            top = [j for j in np.argsort(-np.nan_to_num(np.abs(z)), kind="stable")[:3]]
             segs.append({
+                "top_features": [
+                    {"feature": self.feature_names[j], "segment_mean": float(mean[j]),
+                     "population_mean": float(pop_mean[j]), "z": float(z[j]),
+                     "lift": float(mean[j] / pop_mean[j]) if pop_mean[j] > 0 else None}
+                    for j in top if np.isfinite(mean[j])],
+                "lift": {f: (float(mean[j] / pop_mean[j]) if pop_mean[j] > 0
+                             and np.isfinite(mean[j]) else None)
+                         for j, f in enumerate(self.feature_names)},
                 "id": int(i), "name": name, "size": c, "share": c / total,
                 "profile": {f: (float(sums[i, j] / present[i, j]) if present[i, j] else None)
                             for j, f in enumerate(self.feature_names)},

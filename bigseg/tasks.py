@@ -92,6 +92,30 @@ def assign(res: dict, name: str, pre: dict, meta: dict, arrays: dict) -> np.ndar
     return serialize.assign(meta, arrays, X)
 
 
+def segment_reasons(Z: np.ndarray, seg: np.ndarray, centres: np.ndarray,
+                    features: list[str], top: int = 3) -> list[np.ndarray]:
+    """Why each customer is in its segment: the features that pull it closest to its own
+    segment's centre rather than to the next-closest one (largest
+    ``(z - c_next)^2 - (z - c_own)^2``), as text like ``"recency_days: low"``."""
+    n, k = len(Z), len(centres)
+    if n == 0 or k < 2:
+        return [np.full(n, None, dtype=object) for _ in range(top)]
+    d2 = (Z * Z).sum(1)[:, None] - 2.0 * Z @ centres.T + (centres * centres).sum(1)[None, :]
+    d2[np.arange(n), seg] = np.inf
+    nxt = np.argmin(d2, axis=1)
+    own_c, nxt_c = centres[seg], centres[nxt]
+    pull = (Z - nxt_c) ** 2 - (Z - own_c) ** 2
+    order = np.argsort(-pull, axis=1, kind="stable")[:, :top]
+    names = np.asarray(features, dtype=object)
+    out = []
+    for r in range(min(top, Z.shape[1])):
+        j = order[:, r]
+        rows = np.arange(n)
+        level = np.where(own_c[rows, j] < nxt_c[rows, j], ": low", ": high")
+        out.append(names[j] + level)
+    return out
+
+
 def xy_parts(res: dict, name: str, target: str, valid_fraction: float, seed: int,
              features: list[str]) -> tuple:
     """(X_train, y_train, X_valid, y_valid); the validation split is a stable function
@@ -118,12 +142,18 @@ def labels_and_predictions(res: dict, name: str, models: dict, features: list[st
 def score_bucket(res: dict, name: str, pre: dict, meta: dict, arrays: dict, names: list[str],
                  models: dict, features: list[str], ids: list[int] | None = None) -> pd.DataFrame:
     """Scores of one bucket: segment, churn probability and value prediction."""
+    from bigseg.segment import serialize
+
     df = res["frames"][name]
-    seg = assign(res, name, pre, meta, arrays)
+    p = Preprocessor.from_dict(pre)
+    Z = p.transform(df)
+    seg = serialize.assign(meta, arrays, Z)
     X = matrix(df, features)
     seg_ids = np.asarray(ids if ids is not None else range(len(names)), dtype=np.int32)
     out = pd.DataFrame({"customer_id": df["customer_id"].to_numpy(), "segment": seg_ids[seg]})
     out["segment_name"] = np.asarray(names, dtype=object)[seg]
+    for r, col in enumerate(segment_reasons(Z, seg, arrays["centres"], p.features), start=1):
+        out[f"segment_reason_{r}"] = col
     n = len(df)
     out["churn_probability"] = predict_block(X, models["churn"]) if "churn" in models else np.full(n, np.nan, np.float32)
     out["value_prediction"] = (
@@ -165,7 +195,9 @@ def write_scores(scores: pd.DataFrame, threshold: float, path: str) -> int:
 
 
 def write_segments(scores: pd.DataFrame, path: str) -> int:
-    return write_parquet(scores[["customer_id", "segment", "segment_name"]], path)
+    cols = ["customer_id", "segment", "segment_name",
+            *[c for c in scores.columns if c.startswith("segment_reason_")]]
+    return write_parquet(scores[cols], path)
 
 
 def profile(res: dict, name: str, scores: pd.DataFrame, k: int, features: list[str]) -> dict:
@@ -180,7 +212,9 @@ def profile(res: dict, name: str, scores: pd.DataFrame, k: int, features: list[s
                      for j in range(X.shape[1])], axis=1)
     present = np.stack([np.bincount(labels, weights=ok[:, j], minlength=k)
                         for j in range(X.shape[1])], axis=1)
-    out = {"counts": counts, "sums": sums, "present": present}
+    sumsq = np.stack([np.bincount(labels, weights=np.where(ok[:, j], X[:, j], 0) ** 2,
+                                  minlength=k) for j in range(X.shape[1])], axis=1)
+    out = {"counts": counts, "sums": sums, "sumsq": sumsq, "present": present}
     for col in ("churn_probability", "value_prediction"):
         v = scores[col].to_numpy(np.float64)
         out[col] = np.bincount(labels, weights=v, minlength=k)  # NaN when the model is absent

@@ -71,7 +71,10 @@ def test_outputs_follow_the_contract(run_2w, synth_data):
     cfg, metrics = run_2w
     out = cfg.output_dir
     scores = read_scores(out)
-    assert list(scores.columns) == SCORE_COLUMNS
+    assert set(SCORE_COLUMNS) <= set(scores.columns)
+    reasons = [c for c in scores.columns if c.startswith("segment_reason_")]
+    assert reasons == ["segment_reason_1", "segment_reason_2", "segment_reason_3"]
+    assert scores["segment_reason_1"].str.fullmatch(r"[a-z0-9_]+: (low|high)").all()
     assert scores["customer_id"].is_unique
     assert scores["churn_probability"].between(0, 1).all()
     assert (scores["value_prediction"] >= 0).all()
@@ -93,6 +96,9 @@ def test_outputs_follow_the_contract(run_2w, synth_data):
     # metrics.json
     m = json.loads((out / "metrics.json").read_text())
     assert m["n_customers"] == len(scores)
+    top = m["segments"][0]["top_features"]
+    assert len(top) == 3 and all(abs(t["z"]) >= 0 for t in top)
+    assert m["segments"][0]["lift"]["recency_days"] > 0
     assert sum(s["size"] for s in m["segments"]) == len(scores)
     assert {"auc", "pr_auc", "brier"} <= set(m["churn"])
     assert set(m["timings"]) >= {"ingest", "features", "segment", "train", "score", "report"}

@@ -63,3 +63,15 @@ def test_rerun_with_more_data_keeps_ids_and_names(tmp_path, local_client):
     assert stayed / len(seg2) > 0.8
     both = seg1.merge(seg2, on="customer_id", suffixes=("_1", "_2"))
     assert (both["segment_1"] == both["segment_2"]).mean() > 0.8
+
+
+def test_segment_reasons_name_the_feature_that_separates_the_nearest_segments():
+    from bigseg.tasks import segment_reasons
+
+    centres = np.array([[0.0, 0.0], [3.0, 0.0], [0.0, 10.0]], dtype=np.float32)
+    Z = np.array([[0.2, 0.1], [2.9, -0.2]], dtype=np.float32)
+    seg = np.array([0, 1])
+    r1, r2 = segment_reasons(Z, seg, centres, ["recency", "spend"], top=2)
+    # both are closest to each other's segment along 'recency'
+    assert r1.tolist() == ["recency: low", "recency: high"]
+    assert set(r2.tolist()) <= {"spend: low", "spend: high"}
