@@ -47,6 +47,27 @@ def library_versions() -> dict[str, str]:
     return out
 
 
+def hardware_info() -> dict:
+    """CPU model, usable cores, memory, OS and visible GPUs of this machine (for run
+    records and benchmark results)."""
+    import os
+
+    from bigseg.backend import gpu_count
+
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return {"cpu": cpu, "cores": len(os.sched_getaffinity(0)),
+            "memory_gib": round(mem / 2**30, 1), "gpus": gpu_count(), "os": platform.platform()}
+
+
 class VersionWriter:
     """Collects the files of a new model version in a staging dir; :meth:`publish`
     writes the manifest and moves the version into place atomically."""
