@@ -279,7 +279,8 @@ class Run:
         if seg.get("features") != SEGMENT_FEATURES or not (d / "segmenter.npz").is_file():
             return None
         arrays = serialize.load_arrays(d / "segmenter.npz")
-        return {"pre": Preprocessor.from_dict(json.loads((d / "preprocess.json").read_text())),
+        return {"dir": d,
+                "pre": Preprocessor.from_dict(json.loads((d / "preprocess.json").read_text())),
                 "meta": {k: v for k, v in seg.items() if k not in ("names", "segment_ids")},
                 "arrays": arrays, "centres": arrays["centres"], "ids": seg["segment_ids"],
                 "names": seg["names"]}
@@ -301,9 +302,8 @@ class Run:
                 raise ModelError(f"{self.out / 'models'}: no segmenter yet; run `bigseg segment`")
             self._seg = {"pre": prev["pre"].to_dict(), "meta": prev["meta"],
                          "arrays": prev["arrays"], "names": prev["names"], "ids": prev["ids"]}
-            d, _ = load_version(self.out)
             self._model_writer().copy_from(
-                d, ["preprocess.json", "segmenter.json", "segmenter.npz"])
+                prev["dir"], ["preprocess.json", "segmenter.json", "segmenter.npz"])
         return self._seg
 
     def _segment_frames(self) -> list:
