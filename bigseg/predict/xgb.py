@@ -65,7 +65,7 @@ def train_dask(client, parts: list, n_features: int, params: dict, num_boost_rou
         one = client.submit(_concat_parts, *parts, pure=False)
         client.gather(client.map(_sizes, [one], pure=False))  # wait: `one` now has a home
         (holder,) = client.who_has([one])[one.key][:1]
-        pin = {"workers": [holder], "allow_other_workers": False}
+        pin = {"workers": [holder], "allow_other_workers": True}
         parts, sizes = [one], [(n_train, int(sum(s[1] for s in sizes)))]
         params.setdefault("nthread", _host_threads(client))
     arrays = {}

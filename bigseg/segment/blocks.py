@@ -28,12 +28,14 @@ class Blocks:
         On a cluster, one task per *worker* runs ``fn`` over all the blocks that worker
         holds (an iteration costs one scheduler round trip per worker, not per block);
         results still come back per block, so the caller reduces them in block order and
-        the answer does not depend on how blocks are spread over workers."""
+        the answer does not depend on how blocks are spread over workers. The placement is
+        a preference, not a restriction: if a worker is lost, its blocks are recomputed
+        elsewhere and the task follows them instead of waiting for a dead worker."""
         if self.client is None:
             return [fn(b, *args, **kwargs) for b in self.parts]
         groups = self._by_worker()
         futs = {w: self.client.submit(_apply_many, fn, [self.parts[i] for i in idx], args,
-                                      kwargs, workers=[w], allow_other_workers=False,
+                                      kwargs, workers=[w], allow_other_workers=True,
                                       pure=False)
                 for w, idx in groups.items()}
         out: list = [None] * len(self.parts)
