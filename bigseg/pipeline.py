@@ -332,7 +332,8 @@ class Run:
                 cat = {key: np.concatenate([r[key] for r in res]) for key in res[0]}
                 if "churn" in models:
                     evaluation["churn"] = evaluate_binary(cat["churn"], cat["pred_churn"])
-                    evaluation["churn"]["baseline_recency_auc"] = self._recency_baseline()
+                    evaluation["churn"]["baseline_recency_auc"] = _recency_auc(
+                        cat["churn"], cat["recency_days"])
                 if "value" in models:
                     evaluation["value"] = evaluate_value(cat["value"], cat["pred_value"])
             final = {t: self._fit(t, "train") for t in targets}
@@ -364,17 +365,6 @@ class Run:
         params = params_for(target, pcfg, self.cfg.seed, self.backend.xgboost_device)
         return train_dask(self.client, parts, len(self.feature_names), params, pcfg.n_estimators,
                           pcfg.early_stopping_rounds, pcfg.single_worker_max_rows)
-
-    def _recency_baseline(self) -> float | None:
-        """AUC of 'days since last purchase' alone on the same backtest rows."""
-        res = gather(self.client, self.submit_each(tasks.frame, "train"), "baseline")
-        y = np.concatenate([r["churn"].to_numpy() for r in res])
-        r = np.concatenate([r["recency_days"].to_numpy() for r in res])
-        if y.all() or not y.any():
-            return None
-        from sklearn.metrics import roc_auc_score
-
-        return float(roc_auc_score(y, r))
 
     def score(self):
         with self.timed("score"):
@@ -446,6 +436,16 @@ class Run:
         with self.timed("report"):
             path = write_report(self.out, self.metrics, self.cfg.privacy.min_segment_size)
         self.metrics["report"] = str(path)
+
+
+def _recency_auc(churn: np.ndarray, recency: np.ndarray) -> float | None:
+    """AUC of 'days since last purchase' alone, on the same backtest rows as the model."""
+    churn = churn.astype(bool)
+    if churn.all() or not churn.any():
+        return None
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(churn, recency))
 
 
 def _make(method: str, k: int, cfg, seed: int, backend):

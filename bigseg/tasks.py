@@ -26,10 +26,6 @@ def max_timestamp(store: Store, k: int) -> int | None:
     return int(t.column("timestamp").cast("int64").to_numpy().max())
 
 
-def frame(res: dict, name: str) -> pd.DataFrame:
-    return res["frames"][name]
-
-
 def excluded(res: dict) -> int:
     return int(res["excluded"])
 
@@ -84,14 +80,6 @@ def x_block(res: dict, name: str, pre: dict, device: str = "cpu"):
     return Preprocessor.from_dict(pre).transform(res["frames"][name], resolve(device).xp)
 
 
-def assign(res: dict, name: str, pre: dict, meta: dict, arrays: dict) -> np.ndarray:
-    """Segment index of each customer of the bucket, by the stored segmenter."""
-    from bigseg.segment import serialize
-
-    X = Preprocessor.from_dict(pre).transform(res["frames"][name])
-    return serialize.assign(meta, arrays, X)
-
-
 def segment_reasons(Z: np.ndarray, seg: np.ndarray, centres: np.ndarray,
                     features: list[str], top: int = 3) -> list[np.ndarray]:
     """Why each customer is in its segment: the features that pull it closest to its own
@@ -134,7 +122,7 @@ def xy_parts(res: dict, name: str, target: str, valid_fraction: float, seed: int
 def labels_and_predictions(res: dict, name: str, models: dict, features: list[str]) -> dict:
     df = res["frames"][name]
     X = matrix(df, features)
-    out = {t: df[t].to_numpy() for t in ("churn", "value")}
+    out = {t: df[t].to_numpy() for t in ("churn", "value", "recency_days")}
     out.update({f"pred_{t}": predict_block(X, m) for t, m in models.items()})
     return out
 
