@@ -70,8 +70,8 @@ class SegmentationConfig(_Strict):
     method: Literal["kmeans", "gmm", "hierarchical", "hdbscan", "som"] = "kmeans"
     k: int | Literal["auto"] = "auto"
     #: candidate k range for ``k: auto``
-    k_min: int = Field(4, ge=2, le=64)
-    k_max: int = Field(8, ge=2, le=64)
+    k_min: int = Field(3, ge=2, le=64)
+    k_max: int = Field(10, ge=2, le=64)
     max_iter: int = Field(100, ge=1, le=10000)
     tol: float = Field(1e-4, ge=0)
     n_init: int = Field(3, ge=1, le=100)

@@ -84,11 +84,11 @@ class Persona:
 PERSONAS: dict[str, Persona] = {
     "champions": Persona(
         share=0.09,
-        purchases_per_year=16.0,
-        rate_shape=5.0,
-        order_value=85.0,
-        order_sigma=0.55,
-        lifetime_days=9000.0,
+        purchases_per_year=30.0,
+        rate_shape=40.0,
+        order_value=110.0,
+        order_sigma=0.25,
+        lifetime_days=40000.0,
         signup_days_before_end=(200, 1800),
         channel_weights=(0.40, 0.45, 0.15),
         browse_per_year=5.0,
@@ -101,11 +101,11 @@ PERSONAS: dict[str, Persona] = {
     ),
     "loyal": Persona(
         share=0.18,
-        purchases_per_year=6.5,
-        rate_shape=8.0,
-        order_value=52.0,
-        order_sigma=0.45,
-        lifetime_days=4500.0,
+        purchases_per_year=10.0,
+        rate_shape=40.0,
+        order_value=40.0,
+        order_sigma=0.25,
+        lifetime_days=30000.0,
         signup_days_before_end=(200, 1800),
         channel_weights=(0.35, 0.25, 0.40),
         browse_per_year=2.5,
@@ -118,11 +118,11 @@ PERSONAS: dict[str, Persona] = {
     ),
     "big_spenders": Persona(
         share=0.07,
-        purchases_per_year=2.2,
-        rate_shape=3.0,
-        order_value=420.0,
-        order_sigma=0.5,
-        lifetime_days=3500.0,
+        purchases_per_year=2.0,
+        rate_shape=40.0,
+        order_value=600.0,
+        order_sigma=0.25,
+        lifetime_days=30000.0,
         signup_days_before_end=(200, 1800),
         channel_weights=(0.45, 0.10, 0.45),
         browse_per_year=2.5,
@@ -135,10 +135,10 @@ PERSONAS: dict[str, Persona] = {
     ),
     "new": Persona(
         share=0.11,
-        purchases_per_year=5.0,
-        rate_shape=2.0,
+        purchases_per_year=8.0,
+        rate_shape=6.0,
         order_value=48.0,
-        order_sigma=0.55,
+        order_sigma=0.25,
         lifetime_days=450.0,
         signup_days_before_end=(1, 120),
         channel_weights=(0.60, 0.28, 0.12),
@@ -152,10 +152,10 @@ PERSONAS: dict[str, Persona] = {
     ),
     "at_risk": Persona(
         share=0.15,
-        purchases_per_year=9.0,
-        rate_shape=4.0,
-        order_value=60.0,
-        order_sigma=0.5,
+        purchases_per_year=12.0,
+        rate_shape=40.0,
+        order_value=150.0,
+        order_sigma=0.25,
         lifetime_days=1e9,
         signup_days_before_end=(500, 1800),
         channel_weights=(0.40, 0.20, 0.40),
@@ -166,17 +166,17 @@ PERSONAS: dict[str, Persona] = {
         review_prob=0.025,
         satisfaction=-0.2,
         age_mean=42.0,
-        decay_days_before_end=(180, 270),
-        decay_scale_days=120.0,
-        post_decay_lifetime_days=200.0,
+        decay_days_before_end=(180, 330),
+        decay_scale_days=30.0,
+        post_decay_lifetime_days=90.0,
     ),
     "hibernating": Persona(
         share=0.25,
-        purchases_per_year=2.6,
-        rate_shape=2.0,
-        order_value=38.0,
-        order_sigma=0.55,
-        lifetime_days=380.0,
+        purchases_per_year=1.5,
+        rate_shape=8.0,
+        order_value=25.0,
+        order_sigma=0.25,
+        lifetime_days=300.0,
         signup_days_before_end=(500, 1800),
         channel_weights=(0.35, 0.10, 0.55),
         browse_per_year=1.0,
@@ -189,15 +189,15 @@ PERSONAS: dict[str, Persona] = {
     ),
     "bargain_hunters": Persona(
         share=0.15,
-        purchases_per_year=9.5,
-        rate_shape=3.0,
-        order_value=19.0,
-        order_sigma=0.5,
-        lifetime_days=3000.0,
+        purchases_per_year=20.0,
+        rate_shape=40.0,
+        order_value=10.0,
+        order_sigma=0.25,
+        lifetime_days=30000.0,
         signup_days_before_end=(200, 1800),
         channel_weights=(0.45, 0.45, 0.10),
         browse_per_year=5.0,
-        campaign_response=0.40,
+        campaign_response=0.5,
         campaign_conversion=0.55,
         return_rate=0.04,
         review_prob=0.02,
@@ -233,6 +233,8 @@ HOUR_WEIGHTS = np.array(
      5.2, 5.0, 4.6, 4.4, 4.6, 5.0, 5.6, 6.4, 6.8, 5.8, 3.8, 1.8]
 )  # fmt: skip
 HOUR_CDF = np.cumsum(HOUR_WEIGHTS) / HOUR_WEIGHTS.sum()
+#: lognormal sigma of a customer's typical order value around the persona's
+AOV_CUSTOMER_SIGMA = 0.1
 #: dead customers still browse occasionally, at this fraction of their rate
 POST_DEATH_BROWSE = 0.05
 #: engagement decays linearly over this many days before dropout
@@ -517,7 +519,7 @@ def _generate_chunk(
     mult = np.minimum(rng.gamma(shape, 1.0 / shape), RATE_MULTIPLIER_CAP)
     lam = p("purchases_per_year") / 365.25 * mult
     sigma = p("order_sigma")
-    mu = np.log(p("order_value")) - 0.5 * sigma**2 + rng.normal(0.0, 0.3, n)
+    mu = np.log(p("order_value")) - 0.5 * sigma**2 + rng.normal(0.0, AOV_CUSTOMER_SIGMA, n)
     chan_alpha = np.stack([_P[f"channel_weights_{k}"][code] for k in range(3)], axis=1)
     chan_pref = _dirichlet_rows(rng, chan_alpha * CHANNEL_CONCENTRATION)
     chan_cum = np.cumsum(chan_pref, axis=1)

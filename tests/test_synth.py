@@ -108,10 +108,10 @@ def test_schemas_match_bigseg_schema(dataset):
 
 def test_volumes_are_moderate(tables):
     per = {t: len(df) / N for t, df in tables.items()}
-    assert 8 <= per["transactions"] <= 18, per
-    assert 5 <= per["events"] <= 12, per
+    assert 12 <= per["transactions"] <= 28, per
+    assert 5 <= per["events"] <= 16, per
     assert 2.5 <= per["campaigns"] <= 5.5, per
-    assert 0.15 <= per["reviews"] <= 0.5, per
+    assert 0.15 <= per["reviews"] <= 0.8, per
 
 
 # ---------------------------------------------------------------------------------------

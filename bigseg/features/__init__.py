@@ -36,6 +36,8 @@ _ZERO_WHEN_ABSENT = ("active_days_90d", "sessions_90d", "page_views_90d", "app_o
                      "events_total", "campaign_sends", "campaign_sends_90d", "review_count")
 TOP_CATEGORIES = 8
 CLV_SAMPLE = 50_000
+#: repeat buyers the Gamma-Gamma spend model is fitted on (a prefix of the random sample)
+GG_SAMPLE = 10_000
 MIN_CLV_FIT = 50
 
 log = logging.getLogger(__name__)
@@ -194,7 +196,10 @@ def fit_clv(samples: list[dict[str, pd.DataFrame]]) -> dict[str, dict]:
             continue
         try:
             bg = fit_bgnbd(x, t_x, T)
-            gg = fit_gamma_gamma(x[rep], s["monetary_mean"].to_numpy(np.float64)[rep])
+            # Gamma-Gamma has 3 parameters: 10k repeat buyers pin them down, and its
+            # likelihood (gammaln over every row) is the slow part of the fit
+            idx = np.flatnonzero(rep)[:GG_SAMPLE]
+            gg = fit_gamma_gamma(x[idx], s["monetary_mean"].to_numpy(np.float64)[idx])
         except ValueError as e:
             log.warning("CLV at cutoff %r could not be fitted (%s); CLV features left empty",
                         name, e)

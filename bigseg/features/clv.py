@@ -73,7 +73,9 @@ def _optimise(fun, theta0: np.ndarray) -> tuple[np.ndarray, bool]:
             lambda t: fun(t)[0],
             res.x,
             method="Nelder-Mead",
-            options={"maxiter": 4000, "xatol": 1e-8, "fatol": 1e-12},
+            # bounded: on data far from the model's assumptions it never converges, and
+            # 4,000 steps over a 50k sample cost 40 s per cutoff (measured)
+            options={"maxfev": 300, "xatol": 1e-8, "fatol": 1e-12},
         )
         res = minimize(fun, nm.x, jac=True, method="L-BFGS-B", bounds=bounds, options=opts)
     at_bound = np.any(np.abs(res.x) >= _LOG_BOUND - 1e-6)

@@ -21,6 +21,7 @@ FEATURES: dict[str, str] = {
     "monetary_mean": "mean purchase value",
     "monetary_max": "largest purchase",
     "tenure_days": "days since the first purchase",
+    "purchase_rate": "purchases per year since the first purchase (tenure + 30 days)",
     "interpurchase_days": "mean days between purchases",
     "returns_rate": "returns per purchase",
     "count_90d": "purchases in the last 90 days",
@@ -33,8 +34,10 @@ FEATURE_NAMES = list(FEATURES)
 #: non-negative, right-skewed features that get a log1p before scaling
 SKEWED = {
     "recency_days", "frequency", "monetary_total", "monetary_mean", "monetary_max",
-    "tenure_days", "interpurchase_days", "count_90d", "spend_90d",
+    "tenure_days", "purchase_rate", "interpurchase_days", "count_90d", "spend_90d",
 }
+#: days added to the tenure in ``purchase_rate`` so one recent purchase is not a huge rate
+RATE_PRIOR_DAYS = 30.0
 
 _DAY_US = 86_400 * 1_000_000
 
@@ -130,6 +133,7 @@ def rfm_features(ids, ts_us: np.ndarray, amount: np.ndarray, cutoff_us: int) -> 
                 "monetary_mean": gross / np.maximum(cnt, 1),
                 "monetary_max": amax,
                 "tenure_days": tenure,
+                "purchase_rate": cnt / (tenure + RATE_PRIOR_DAYS) * 365.25,
                 "interpurchase_days": np.where(
                     cnt > 1, (last - first) / _DAY_US / np.maximum(cnt - 1, 1), tenure
                 ),

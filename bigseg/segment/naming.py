@@ -1,16 +1,18 @@
 """Names a marketer understands, from where each segment's centre sits in RFM terms.
 
-Each centre is mapped back to original units; its recency, frequency, monetary value and
-tenure are placed as percentiles of the customer population (0 = lowest, 1 = highest;
-for recency, 1 = most recent). Rules, first match wins:
+Each centre is mapped back to original units; its recency, frequency (purchases per
+year), monetary value (spend per year: rate times mean order value) and tenure are placed
+as percentiles of the customer population (0 = lowest, 1 = highest; for recency, 1 = most
+recent). Rules, first match wins:
 
 ==================  ===============================================
 Champions           recent, frequent and high spending
 New customers       recent, short tenure
-Loyal customers     recent and frequent
+At risk             used to buy often and spend well, not recently
 Big spenders        high spend from few purchases
-At risk             used to buy often, not recently
-Hibernating         neither recent nor frequent
+Hibernating         neither recent nor frequent (nor valuable)
+Bargain hunters     recent and frequent, low spend
+Loyal customers     recent and frequent
 Promising           recent but infrequent
 Needs attention     everything else
 ==================  ===============================================
@@ -28,14 +30,19 @@ def _pct(sample: np.ndarray, v: float) -> float:
 
 
 def rfm_position(centres: dict[str, np.ndarray], population: dict[str, np.ndarray]) -> list[dict]:
-    """Percentile of each centre's recency (inverted), frequency, monetary and tenure."""
+    """Percentile of each centre's recency (inverted), frequency, monetary and tenure.
+
+    Both dicts hold ``recency_days``, ``purchase_rate``, ``monetary_mean`` and
+    ``tenure_days``."""
     k = len(next(iter(centres.values())))
+    pop_value = np.asarray(population["purchase_rate"]) * np.asarray(population["monetary_mean"])
     out = []
     for i in range(k):
+        value = centres["purchase_rate"][i] * centres["monetary_mean"][i]
         out.append({
             "r": 1.0 - _pct(population["recency_days"], centres["recency_days"][i]),
-            "f": _pct(population["frequency"], centres["frequency"][i]),
-            "m": _pct(population["monetary_total"], centres["monetary_total"][i]),
+            "f": _pct(population["purchase_rate"], centres["purchase_rate"][i]),
+            "m": _pct(pop_value, value),
             "t": _pct(population["tenure_days"], centres["tenure_days"][i]),
         })
     return out
@@ -47,14 +54,16 @@ def _base_name(p: dict) -> str:
         return "Champions"
     if r >= 0.5 and t <= 0.25:
         return "New customers"
-    if r >= 0.5 and f >= 0.5:
-        return "Loyal customers"
-    if m >= 0.7 and f < 0.7:
-        return "Big spenders"
-    if r < 0.45 and f >= 0.5:
+    if r < 0.45 and f >= 0.4 and m >= 0.4:
         return "At risk"
+    if m >= 0.7 and f < 0.4:
+        return "Big spenders"
     if r < 0.4:
         return "Hibernating"
+    if r >= 0.5 and f >= 0.6 and m < 0.35:
+        return "Bargain hunters"
+    if r >= 0.5 and f >= 0.45:
+        return "Loyal customers"
     if r >= 0.5:
         return "Promising"
     return "Needs attention"
