@@ -38,6 +38,39 @@ def make_data(rows: int, d: int, k: int, seed: int = 0) -> np.ndarray:
     return X
 
 
+class PeakRSS:
+    """Peak resident memory of this process and its children (the workers), sampled
+    every 0.2 s in a background thread."""
+
+    def __init__(self):
+        import threading
+
+        import psutil
+
+        self.peak = 0
+        self._stop = threading.Event()
+        self._me = psutil.Process()
+
+        def run():
+            while not self._stop.wait(0.2):
+                procs = [self._me, *self._me.children(recursive=True)]
+                total = 0
+                for p in procs:
+                    try:
+                        total += p.memory_info().rss
+                    except Exception:  # noqa: BLE001 - a process that just exited
+                        pass
+                self.peak = max(self.peak, total)
+
+        self._t = threading.Thread(target=run, daemon=True)
+        self._t.start()
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._t.join()
+        return self.peak
+
+
 def inertia(X: np.ndarray, C: np.ndarray) -> float:
     from bigseg.segment.kmeans import assign_accumulate
 
@@ -64,6 +97,7 @@ def main() -> None:
     from bigseg.segment import KMeans
     from bigseg.segment.blocks import Blocks
 
+    rss = PeakRSS()
     X = make_data(args.rows, args.features, args.k)
     rng = np.random.default_rng(1)
     sample = X[rng.choice(len(X), min(100_000, len(X)), replace=False)]
@@ -106,6 +140,8 @@ def main() -> None:
             el = time.perf_counter() - t0
             record("sklearn", el / sk.n_iter_, float(sk.inertia_), int(sk.n_iter_))
 
+    res["peak_rss_bytes_process_tree"] = rss.stop()
+    res["data_bytes"] = int(X.nbytes)
     med = {t: float(np.median([r["s_per_iter"] for r in rs])) for t, rs in res["runs"].items()}
     res.update({
         "benchmark": "kmeans per Lloyd iteration", "rows": args.rows, "features": args.features,

@@ -75,6 +75,8 @@ class SegmentationConfig(_Strict):
     max_iter: int = Field(100, ge=1, le=10000)
     tol: float = Field(1e-4, ge=0)
     n_init: int = Field(3, ge=1, le=100)
+    #: refit with fewer segments while one has fewer than privacy.min_segment_size customers
+    merge_small_segments: bool = True
 
     @field_validator("k")
     @classmethod

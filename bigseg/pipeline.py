@@ -215,6 +215,7 @@ class Run:
                           random_state=seed, device=self.backend).fit(blocks)
             if warm.inertia_ <= est.inertia_ * 1.01:
                 est = warm
+        est, merged = self._merge_small(method, est, blocks)
         meta, arrays = serialize.export(method, est)
         centres_z = arrays["centres"]
         centres = pre.inverse_transform(centres_z)
@@ -238,6 +239,7 @@ class Run:
         seg_metrics = {
             "method": method, "k": k, "k_rule": rule, "candidates": scores,
             "continues_previous": dict(zip(ids, continues, strict=True)),
+            "merged_small_segments": merged,
         }
         for attr in ("inertia_", "n_iter_", "noise_share_", "lower_bound_",
                      "quantization_error_", "topographic_error_"):
@@ -252,6 +254,37 @@ class Run:
         w.write_json("segmenter.json", {**meta, "features": feats, "names": names,
                                         "segment_ids": ids, "rfm_positions": positions})
         serialize.save(w.dir / "segmenter.npz", arrays)
+
+    def _merge_small(self, method: str, est, blocks: Blocks):
+        """Refit with fewer segments while any segment has fewer customers than
+        ``privacy.min_segment_size`` (``segmentation.merge_small_segments``).
+
+        K-Means drops the small centres and restarts Lloyd from the rest (their customers
+        join the nearest remaining segment); the other methods refit with k lowered by the
+        number of small segments. Density clustering is left alone (its noise segment is
+        suppressed in reports instead). Returns the estimator and one record per round."""
+        cfg, seed = self.cfg.segmentation, self.cfg.seed
+        min_size = self.cfg.privacy.min_segment_size
+        merged: list[dict] = []
+        if method == "hdbscan" or min_size <= 0 or not cfg.merge_small_segments:
+            return est, merged
+        while True:
+            meta, arrays = serialize.export(method, est)
+            k = len(arrays["centres"])
+            counts = np.sum(blocks.map(serialize.segment_counts, meta, arrays, k), axis=0)
+            small = np.flatnonzero(counts < min_size)
+            if len(small) == 0 or k - len(small) < 2:
+                return est, merged
+            merged.append({"k": int(k), "sizes_below_minimum": counts[small].tolist(),
+                           "k_after": int(k - len(small))})
+            log.info("segments %s have fewer than %d customers; refitting with k=%d",
+                     small.tolist(), min_size, k - len(small))
+            if method == "kmeans":
+                keep = np.delete(est.cluster_centers_, small, axis=0)
+                est = KMeans(len(keep), init=keep, max_iter=cfg.max_iter, tol=cfg.tol,
+                             random_state=seed, device=self.backend).fit(blocks)
+            else:
+                est = _make(method, k - len(small), cfg, seed, self.backend).fit(blocks)
 
     def _choose_k(self, method: str, blocks: Blocks, Xs: np.ndarray):
         """Fit every candidate k on all customers and score it on the sample ``Xs``;

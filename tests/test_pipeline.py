@@ -237,3 +237,23 @@ def test_short_history_skips_the_backtest_but_still_scores(local_client, tmp_pat
     assert "auc" not in metrics.get("churn", {})  # no backtest, so no evaluation claimed
     scores = read_scores(tmp_path / "out")
     assert scores["churn_probability"].between(0, 1).all() and len(scores) > 250
+
+
+@pytest.mark.parametrize("method", ["kmeans", "gmm"])
+def test_small_segments_are_merged(method, synth_data, tmp_path, local_client):
+    def sizes(merge: bool):
+        out = tmp_path / f"out-{merge}"
+        cfg = write_config(tmp_path / f"job-{merge}.yaml", synth_data, out,
+                           segmentation={"method": method, "k": 12,
+                                         "merge_small_segments": merge},
+                           privacy={"min_segment_size": 150})
+        m = run_stages(cfg, local_client, resolve("cpu"), stages=("ingest", "segment"))
+        seg = pd.concat(pd.read_parquet(f) for f in glob.glob(f"{out}/segments/*.parquet"))
+        return m["segmentation"], seg["segment"].value_counts()
+
+    kept, counts = sizes(False)
+    assert counts.min() < 150 and kept["merged_small_segments"] == []  # there is work to do
+    merged, counts = sizes(True)
+    assert counts.min() >= 150, counts
+    assert merged["k"] == len(counts) < 12
+    assert merged["merged_small_segments"][0]["k"] == 12

@@ -97,3 +97,10 @@ def save(path_npz, arrays: dict[str, np.ndarray]) -> None:
 def load_arrays(path_npz) -> dict[str, np.ndarray]:
     with np.load(path_npz, allow_pickle=False) as z:
         return {k: z[k] for k in z.files}
+
+
+def segment_counts(block, meta: dict, a: dict[str, np.ndarray], k: int) -> np.ndarray:
+    """Customers per segment in one block of the scaled matrix (NumPy or CuPy)."""
+    get = getattr(block, "get", None)
+    Z = np.asarray(get() if callable(get) else block)
+    return np.bincount(assign(meta, a, Z), minlength=k)[:k]
