@@ -239,3 +239,11 @@ def test_init_must_be_a_known_name():
         MiniBatchKMeans(2, init="k-means||", device="cpu").fit(X)
     with pytest.raises(ValueError, match=r"init has shape \(1, 2\); expected \(2, 2\)"):
         MiniBatchKMeans(2, init=np.zeros((1, 2)), device="cpu").fit(X)
+
+
+def test_given_centres_start_lloyd_directly(blobs):
+    X, y = blobs
+    first = KMeans(5, random_state=0, device="cpu").fit(X)
+    again = KMeans(5, init=first.cluster_centers_, device="cpu").fit(X)
+    np.testing.assert_allclose(again.cluster_centers_, first.cluster_centers_, atol=1e-4)
+    assert again.n_iter_ <= 2

@@ -318,7 +318,7 @@ class KMeans(_CentresModel):
         self.n_features_in_ = d
         s1, s2, cnt = (sum(v) for v in zip(*blocks.map(_block_moments), strict=True))
         mean_var = max(s2 / cnt - (s1 / cnt) ** 2, 1e-12)
-        if self.init == "k-means||":
+        if isinstance(self.init, str) and self.init == "k-means||":
             C = self._init_parallel(blocks, [s[0] for s in shapes], be.name)
         elif isinstance(self.init, str):
             C = self._init_centers(blocks, n)
