@@ -53,3 +53,19 @@ def test_segments_agree_with_the_personas(recovered):
 
 def test_default_features_are_the_documented_ones():
     assert SEGMENT_FEATURES == ["recency_days", "purchase_rate", "monetary_mean", "tenure_days"]
+
+
+def test_a_failing_bootstrap_fit_counts_as_disagreement():
+    import numpy as np
+
+    from bigseg.segment.choose_k import bootstrap_stability
+
+    X = np.random.default_rng(0).normal(size=(200, 2))
+
+    def fit_predict(train, X, i):
+        if i == 1:
+            raise ValueError("collapsed")
+        return (X[:, 0] > 0).astype(int)
+
+    # pairs (0,1) and (1,2) fail, (0,2) agree perfectly: mean 1/3
+    assert bootstrap_stability(fit_predict, X, n_boot=3) == pytest.approx(1 / 3)

@@ -22,9 +22,12 @@ silhouette alone picks 4 (BENCHMARKS.md, "segment recovery").
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 #: score -> True when higher is better (the scores that vote)
 VOTERS = {"silhouette": True, "calinski_harabasz": True, "davies_bouldin": False,
@@ -55,12 +58,19 @@ def bootstrap_stability(fit_predict: Callable[[np.ndarray, np.ndarray, int], np.
     bootstrap resamples of ``X`` give to ``X`` itself.
 
     ``fit_predict(train, X, i)`` fits a fresh estimator on ``train`` (with seed ``i``)
-    and returns its labels for ``X``."""
+    and returns its labels for ``X``. A fit that fails (``ValueError``, e.g. a Gaussian
+    component collapsing on repeated rows) agrees with nothing: its pairs score 0."""
     from sklearn.metrics import adjusted_rand_score
 
     rng = np.random.default_rng([seed, 7919])
-    labs = [fit_predict(X[rng.integers(0, len(X), len(X))], X, i) for i in range(n_boot)]
-    pairs = [adjusted_rand_score(labs[i], labs[j])
+    labs = []
+    for i in range(n_boot):
+        try:
+            labs.append(fit_predict(X[rng.integers(0, len(X), len(X))], X, i))
+        except ValueError as e:  # e.g. a mixture component collapsed on repeated rows
+            log.info("bootstrap fit %d failed (%s); counted as disagreement", i, e)
+            labs.append(None)
+    pairs = [0.0 if labs[i] is None or labs[j] is None else adjusted_rand_score(labs[i], labs[j])
              for i in range(n_boot) for j in range(i + 1, n_boot)]
     return float(np.mean(pairs)) if pairs else 1.0
 
