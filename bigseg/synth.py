@@ -24,6 +24,16 @@ Mechanics, per customer (all vectorised per chunk with NumPy):
 Each chunk of ``chunk_size`` customers is generated and written by one task with the
 RNG ``np.random.default_rng([seed, chunk_index])``, so the output is byte-identical
 whatever the number of workers.
+
+Demographic attributes (gender, region) are drawn independently of the persona, so
+they carry no churn or value signal; age does, through the persona's ``age_mean``. For
+fairness tests, ``generate(..., bias=...)`` plants a real behavioural disparity: a share
+``dropout`` of the customers in one gender or region group get an extra dropout time,
+uniform in the last ``window_days`` (default 180) before ``end_date`` (not before their
+signup), if that is earlier than their own. They truly stop buying, so they churn more
+in the ground truth and their recency shows it. The extra draws come from a separate
+RNG, ``np.random.default_rng([seed, chunk_index, 1])``; with ``bias=None`` (the default)
+nothing changes and the output is byte-identical to a generator without the option.
 """
 
 from __future__ import annotations
@@ -249,6 +259,10 @@ RETURN_DAYS = (2, 30)
 REVIEW_DELAY_DAYS = (1, 21)
 MAX_TX_PER_CUSTOMER = 100_000  # transaction_id = customer_id * this + sequence
 RATE_MULTIPLIER_CAP = 6.0
+GENDERS = ("F", "M", "X")
+GENDER_P = np.array([0.49, 0.48, 0.03])
+#: default window (days before end_date) of the extra dropouts planted by ``bias``
+BIAS_WINDOW_DAYS = 180
 
 REGIONS = (
     "North", "South", "East", "West", "Central",
@@ -472,9 +486,11 @@ def _generate_chunk(
     end_date: str,
     horizon_days: int,
     history_days: int,
+    bias: dict | None = None,
 ) -> dict:
     """Generate and write customers ``first_id .. first_id + n - 1``.
 
+    ``bias`` is the validated ``bias`` argument of :func:`generate` (or None).
     Returns a small summary: row counts per table and a few ground-truth counts.
     """
     rng = np.random.default_rng([seed, chunk_index])
@@ -531,7 +547,7 @@ def _generate_chunk(
     satisfaction = p("satisfaction") + rng.normal(0.0, 0.5, n)
 
     # ---- customers table --------------------------------------------------------------
-    gender_code = rng.choice(3, size=n, p=[0.49, 0.48, 0.03])
+    gender_code = rng.choice(len(GENDERS), size=n, p=GENDER_P)
     first_f = rng.integers(0, len(FIRST_NAMES_F), n)
     first_m = rng.integers(0, len(FIRST_NAMES_M), n)
     first_x = rng.integers(0, len(FIRST_NAMES_X), n)
@@ -579,7 +595,7 @@ def _generate_chunk(
         [
             pa.array(ids),
             pa.array(age),
-            _take(("F", "M", "X"), gender_code),
+            _take(GENDERS, gender_code),
             _take(REGIONS, region_code),
             _ts(start_us, signup_sec),
             pa.array(consent_profiling),
@@ -591,6 +607,16 @@ def _generate_chunk(
         ],
         schema=RAW_SCHEMAS["customers"],
     )
+
+    # ---- planted bias: extra dropouts in one group (separate RNG; none by default) --------
+    if bias is not None:
+        codes = gender_code if bias["attribute"] == "gender" else region_code
+        values = GENDERS if bias["attribute"] == "gender" else REGIONS
+        brng = np.random.default_rng([seed, chunk_index, 1])
+        hit = (codes == values.index(bias["group"])) & (brng.random(n) < bias["dropout"])
+        extra = H - brng.random(n) * bias["window_days"]
+        death = np.where(hit, np.minimum(death, np.maximum(extra, birth)), death)
+        alive_at_end = death > H
 
     # ---- base purchases: thinned Poisson process -------------------------------------------
     stop = np.minimum(death, E)
@@ -846,6 +872,34 @@ def _non_empty_dir(path: Path) -> bool:
     return path.exists() and (not path.is_dir() or any(path.iterdir()))
 
 
+def _check_bias(bias: dict | None, history_days: int) -> dict | None:
+    """Validate :func:`generate`'s ``bias`` and fill in ``window_days``."""
+    if bias is None:
+        return None
+    known = {"attribute", "group", "dropout", "window_days"}
+    if not isinstance(bias, dict) or not {"attribute", "group", "dropout"} <= set(bias):
+        raise ValueError("bias needs the keys 'attribute', 'group' and 'dropout'")
+    if set(bias) - known:
+        raise ValueError(f"unknown bias keys: {sorted(set(bias) - known)}")
+    values = {"gender": GENDERS, "region": REGIONS}.get(bias["attribute"])
+    if values is None:
+        raise ValueError(f"bias attribute must be 'gender' or 'region', got {bias['attribute']!r}")
+    if bias["group"] not in values:
+        raise ValueError(f"bias group {bias['group']!r} is not one of {values}")
+    dropout = float(bias["dropout"])
+    if not 0.0 <= dropout <= 1.0:
+        raise ValueError(f"bias dropout must be in [0, 1], got {dropout}")
+    window = int(bias.get("window_days", BIAS_WINDOW_DAYS))
+    if not 1 <= window <= history_days:
+        raise ValueError(f"bias window_days must be in [1, history_days], got {window}")
+    return {
+        "attribute": bias["attribute"],
+        "group": bias["group"],
+        "dropout": dropout,
+        "window_days": window,
+    }
+
+
 def generate(
     n_customers: int,
     out: str | Path,
@@ -856,6 +910,7 @@ def generate(
     end_date: str = "2026-09-30",
     horizon_days: int = 90,
     history_days: int = 1095,
+    bias: dict | None = None,
 ) -> dict:
     """Generate a synthetic customer data set with planted ground truth.
 
@@ -890,13 +945,25 @@ def generate(
     history_days : int, default 1095
         History window: purchases, events, campaigns and reviews fall in
         ``[end_date - history_days, end_date]``. Signup dates may be older.
+    bias : dict, optional
+        Plant a churn disparity for fairness tests, e.g.
+        ``{"attribute": "gender", "group": "F", "dropout": 0.4}``: each customer of
+        that group (``attribute`` is ``"gender"`` or ``"region"``) drops out, with
+        probability ``dropout`` (0 .. 1), at a time uniform in the last ``window_days``
+        (optional key, default 180, at most ``history_days``) before ``end_date`` and
+        not before signup, unless already gone by then. Such customers buy nothing
+        after that time, so they churn in the ground truth and look recent-inactive in
+        the raw data. Other customers keep their attributes and the distribution of
+        their behaviour, not their exact random draws (the shared stream shifts). None
+        (the default) leaves the output unchanged, byte for byte.
 
     Returns
     -------
     dict
         ``n_customers``, ``n_chunks``, ``rows`` (rows per table, ``ground_truth``
         included), ``persona_counts``, ``buys_in_horizon`` (count), ``alive_at_end``
-        (count), ``end_date``, ``out`` and ``seconds``.
+        (count), ``end_date``, ``out``, ``seconds`` and ``bias`` (the normalised
+        ``bias`` argument, or None).
 
     Raises
     ------
@@ -912,6 +979,7 @@ def generate(
     if horizon_days < 1 or history_days < 1:
         raise ValueError("horizon_days and history_days must be >= 1")
     np.datetime64(end_date, "D")  # validates the date string
+    bias = _check_bias(bias, history_days)
     out = Path(out)
     for sub in ("raw", "ground_truth"):
         if _non_empty_dir(out / sub):
@@ -928,7 +996,7 @@ def generate(
     n_chunks = -(-n_customers // chunk_size)
     starts = [1 + i * chunk_size for i in range(n_chunks)]
     sizes = [min(chunk_size, n_customers - (s - 1)) for s in starts]
-    args = (seed, str(staging), end_date, horizon_days, history_days)
+    args = (seed, str(staging), end_date, horizon_days, history_days, bias)
 
     if client is None:
         try:
@@ -997,6 +1065,7 @@ def generate(
         "end_date": str(np.datetime64(end_date, "D")),
         "out": str(out),
         "seconds": round(seconds, 3),
+        "bias": bias,
     }
     log.info("generated %s in %.1f s", rows, seconds)
     return summary
