@@ -90,6 +90,8 @@ class PredictionConfig(_Strict):
     targets: list[Literal["churn", "value", "response"]] = ["churn", "value"]
     #: share of customers flagged ``high_value`` (top share by predicted value)
     high_value_share: float = Field(0.2, gt=0, lt=1)
+    #: churn probability from which a customer is flagged "high churn risk"
+    high_churn_threshold: float = Field(0.5, gt=0, lt=1)
     n_estimators: int = Field(300, ge=1, le=20000)
     learning_rate: float = Field(0.1, gt=0, le=1)
     max_depth: int = Field(6, ge=1, le=16)
@@ -97,6 +99,9 @@ class PredictionConfig(_Strict):
     #: up to this many training rows, XGBoost trains on one worker (bit-identical models
     #: whatever the number of workers); above it, on every worker holding data
     single_worker_max_rows: int = Field(5_000_000, ge=0)
+    #: per-customer drivers of each prediction: XGBoost's approximate contributions
+    #: ("approx", Saabas: ~6 us a row), exact TreeSHAP ("exact": ~500 us a row), or "off"
+    drivers: Literal["approx", "exact", "off"] = "approx"
 
 
 class ValidationConfig(_Strict):
@@ -126,7 +131,12 @@ class PrivacyConfig(_Strict):
 
 
 class FairnessConfig(_Strict):
+    #: customer attributes audited for disparate impact; never model inputs unless
+    #: ``allow_protected_features``
     protected: list[str] = []
+    allow_protected_features: bool = False
+    #: demographic-parity ratios below this are flagged (the four-fifths rule)
+    threshold: float = Field(0.8, gt=0, le=1)
 
 
 class RunConfig(_Strict):

@@ -13,6 +13,7 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import operator
 import time
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from bigseg.backend import Backend, resolve
 from bigseg.config import RunConfig
 from bigseg.errors import DataError, ModelError
 from bigseg.features import SKEWED, bucket_frames, to_us
+from bigseg.predict import fairness, offers, segmented
 from bigseg.predict.xgb import evaluate_binary, evaluate_value, params_for, train_dask
 from bigseg.progress import gather
 from bigseg.registry import VersionWriter, load_version, schema_hash
@@ -61,7 +63,11 @@ class Run:
         self._frames = None
         self._model: VersionWriter | None = None
         self._seg: dict | None = None
-        self._models: dict[str, bytes] = {}
+        #: target -> {"global": UBJSON bytes, segment id: bytes}
+        self._models: dict[str, dict] = {}
+        #: target -> {segment id: "segment" | "global"}
+        self._choice: dict[str, dict[int, str]] = {}
+        self._model_features: list[str] | None = None
         self._scores = None
         self.clv: dict = {}
         self.feature_names: list[str] = []
@@ -125,7 +131,11 @@ class Run:
                     for f in futs]
             cols = gather(c, [c.submit(tasks.columns, f, "score", pure=False) for f in futs],
                           "feature columns")
-            self.feature_names = list(dict.fromkeys(x for cs in cols for x in cs))
+            fc = self.cfg.fairness
+            self.feature_names = fairness.model_features(
+                list(dict.fromkeys(x for cs in cols for x in cs)), fc.protected,
+                allow=fc.allow_protected_features)
+            self._vocab = vocab
             self.metrics["clv"] = self.clv
             self._frames = futs
         return self._frames
@@ -356,37 +366,55 @@ class Run:
         """Per-bucket futures of scores (segments, and predictions when models exist)."""
         seg = self._load_segmenter()
         self.frames()
-        return self.submit_each(tasks.score_bucket, "score", seg["pre"], seg["meta"],
-                                seg["arrays"], seg["names"], self._models, self.feature_names,
-                                seg["ids"])
+        out = self.submit_each(tasks.score_bucket, "score", seg["pre"], seg["meta"],
+                               seg["arrays"], seg["names"], self._models, seg["ids"],
+                               self._choice, self._model_features,
+                               self.cfg.prediction.drivers)
+        self._importance_parts = [self.client.submit(operator.itemgetter("importance"), o,
+                                                     pure=False) for o in out]
+        return [self.client.submit(operator.itemgetter("scores"), o, pure=False) for o in out]
 
     def train(self):
+        """Global and per-segment models per target, trained one horizon back and chosen
+        per segment on a backtest one horizon further back (see
+        :mod:`bigseg.predict.segmented`)."""
         pcfg, seed = self.cfg.prediction, self.cfg.seed
         targets = [t for t in pcfg.targets if t in ("churn", "value")]
-        self._load_segmenter()
+        seg = self._load_segmenter()
+        ids = [int(i) for i in seg["ids"]]
+        feats = self.feature_names + segmented.segment_features(ids)
         with self.timed("train"):
             if self.count("train") == 0:
                 raise DataError(
                     f"not enough history to train: no customer bought on or before "
                     f"as_of - horizon = {self.as_of - dt.timedelta(days=self.cfg.horizon_days)}")
-            evaluation = {}
+            evaluation: dict = {}
+            choice = {t: {s: {"model": "global", "note": "no backtest window"} for s in ids}
+                      for t in targets}
             if self.count("backtest") > 0:  # backtest: fit one window earlier, test on 'train'
-                models = {t: self._fit(t, "backtest") for t in targets}
+                bt = {t: self._fit(t, "backtest", feats)[0] for t in targets}
                 res = gather(self.client, self.submit_each(
-                    tasks.labels_and_predictions, "train", {t: m[0] for t, m in models.items()},
-                    self.feature_names), "backtest")
+                    segmented.backtest_rows, "train", feats, self._seg_small(), bt), "backtest")
                 cat = {key: np.concatenate([r[key] for r in res]) for key in res[0]}
-                if "churn" in models:
-                    evaluation["churn"] = evaluate_binary(cat["churn"], cat["pred_churn"])
-                    evaluation["churn"]["baseline_recency_auc"] = _recency_auc(
-                        cat["churn"], cat["recency_days"])
-                if "value" in models:
-                    evaluation["value"] = evaluate_value(cat["value"], cat["pred_value"])
-            final = {t: self._fit(t, "train") for t in targets}
-            self._models = {t: m[0] for t, m in final.items()}
-            for t, (model, info) in final.items():
-                self._model_writer().write_bytes(f"{t}.ubj", model)
+                for t in targets:
+                    choice[t] = segmented.choose(t, cat[t], cat["segment"],
+                                                 cat[f"pred_{t}_global"],
+                                                 cat[f"pred_{t}_segment"], ids)
+                    evaluation[t] = self._evaluate(t, cat, choice[t])
+                if self.cfg.fairness.protected:
+                    evaluation["fairness"] = self._fairness(cat, choice)
+            final = {t: self._fit(t, "train", feats) for t in targets}
+            self._models = {t: m for t, (m, _) in final.items()}
+            for t, (models, info) in final.items():
+                for s, rec in choice[t].items():  # a segment model chosen in the backtest
+                    if rec["model"] == "segment" and s not in models:  # ... may be too small now
+                        rec["model"], rec["note"] = "global", "no segment model at the final cutoff"
+                for key, model in models.items():
+                    self._model_writer().write_bytes(_model_file(t, key), model)
                 evaluation.setdefault(t, {})["training"] = info
+                evaluation[t]["per_segment"] = {str(s): r for s, r in choice[t].items()}
+            self._choice = {t: {s: r["model"] for s, r in c.items()} for t, c in choice.items()}
+            self._model_features = feats
         h = self.cfg.horizon_days
         self.metrics.update(evaluation)
         self.metrics["training_window"] = {
@@ -396,6 +424,8 @@ class Run:
         }
         self._model_writer().publish({
             "features": self.feature_names, "schema_hash": schema_hash(self.feature_names),
+            "model_features": feats, "model_choice": self._choice,
+            "models": {t: sorted(_model_file(t, k) for k in m) for t, m in self._models.items()},
             "clv": self.clv,
             "segment_features": SEGMENT_FEATURES, "as_of": str(self.as_of),
             "horizon_days": h, "training_window": self.metrics["training_window"],
@@ -404,13 +434,104 @@ class Run:
         })
         self._model = None
 
-    def _fit(self, target: str, name: str) -> tuple[bytes, dict]:
-        pcfg = self.cfg.prediction
-        parts = self.submit_each(tasks.xy_parts, name, target, VALID_FRACTION, self.cfg.seed,
-                                 self.feature_names)
-        params = params_for(target, pcfg, self.cfg.seed, self.backend.xgboost_device)
-        return train_dask(self.client, parts, len(self.feature_names), params, pcfg.n_estimators,
-                          pcfg.early_stopping_rounds, pcfg.single_worker_max_rows)
+    def _seg_small(self) -> dict:
+        seg = self._load_segmenter()
+        return {k: seg[k] for k in ("pre", "meta", "arrays", "ids")}
+
+    def _fairness(self, cat: dict, choice: dict) -> dict:
+        """Fairness audit on the backtest (the only window whose outcomes are known):
+        per group of every protected attribute, flag rates, AUC, true-positive rates,
+        demographic-parity ratios and equal-opportunity differences
+        (:func:`bigseg.predict.fairness.audit`)."""
+        pcfg, fc = self.cfg.prediction, self.cfg.fairness
+        parts = gather(self.client, [
+            self.client.submit(tasks.protected_attributes, self.store, k, f, "train",
+                               fc.protected, pure=False)
+            for k, f in enumerate(self.frames())], "protected attributes")
+        groups = {a: np.concatenate([p[a] for p in parts]) for a in fc.protected}
+        kw: dict = {}
+        if "churn" in choice:
+            p = _chosen(cat, "churn", choice["churn"])
+            kw.update(churn_flag=p >= pcfg.high_churn_threshold,
+                      y_churn=cat["churn"].astype(bool), p_churn=p)
+        if "value" in choice:
+            v = _chosen(cat, "value", choice["value"])
+            share = pcfg.high_value_share
+            kw.update(high_value_flag=v >= np.quantile(v, 1 - share),
+                      y_high_value=cat["value"] >= np.quantile(cat["value"], 1 - share),
+                      p_value=v)
+        return fairness.audit(groups, threshold=fc.threshold,
+                              min_group_size=self.cfg.privacy.min_segment_size, **kw)
+
+    def _evaluate(self, target: str, cat: dict, choice: dict) -> dict:
+        """Backtest metrics of the models as chosen per segment, beside the global model
+        alone and the baselines (recency only; BG/NBD expected purchases or spend), overall
+        and per segment."""
+        segs = cat["segment"]
+        p = _chosen(cat, target, choice)
+        y = cat[target]
+        if target == "churn":
+            out = evaluate_binary(y, p)
+            out["global_model_only"] = evaluate_binary(y, cat["pred_churn_global"])
+            out["baseline_recency_auc"] = _auc(y, cat["recency_days"])
+            out["baseline_bgnbd_auc"] = _auc(y, -cat["clv_expected_purchases"])
+            out["calibration"] = segmented.calibration_curve(y, p)
+            out["by_segment"] = {str(s): evaluate_binary(y[segs == s], p[segs == s])
+                                 for s in sorted(set(segs.tolist()))}
+        else:
+            out = evaluate_value(y, p)
+            out["global_model_only"] = evaluate_value(y, cat["pred_value_global"])
+            ev = cat["clv_expected_value"]
+            ok = np.isfinite(ev)
+            out["baseline_bgnbd"] = evaluate_value(y[ok], ev[ok]) if ok.any() else None
+            out["by_segment"] = {str(s): evaluate_value(y[segs == s], p[segs == s])
+                                 for s in sorted(set(segs.tolist()))}
+        return out
+
+    def _fit(self, target: str, name: str, feats: list[str]) -> tuple[dict, dict]:
+        """The global model (``xgboost.dask`` over all buckets) and one model per segment
+        with enough rows (one ``xgboost.train`` task per segment, side by side)."""
+        pcfg, seed, c = self.cfg.prediction, self.cfg.seed, self.client
+        seg = self._seg_small()
+        params = params_for(target, pcfg, seed, self.backend.xgboost_device)
+        parts = self.submit_each(segmented.xy_parts, name, target, VALID_FRACTION, seed, feats,
+                                 seg)
+        model, info = train_dask(c, parts, len(feats), params, pcfg.n_estimators,
+                                 pcfg.early_stopping_rounds, pcfg.single_worker_max_rows)
+        models, infos = {"global": model}, {"global": info}
+        by_seg = {s: self.submit_each(segmented.xy_parts, name, target, VALID_FRACTION, seed,
+                                      feats, seg, int(s)) for s in seg["ids"]}
+        flat = gather(c, [c.submit(segmented.class_counts, p, pure=False)
+                          for ps in by_seg.values() for p in ps], "segment sizes")
+        nb = len(self.frames())
+        counts = [flat[i * nb:(i + 1) * nb] for i in range(len(by_seg))]
+        futs = {}
+        for (s, ps), cnt in zip(by_seg.items(), counts, strict=True):
+            rows, pos, _ = (sum(x[i] for x in cnt) for i in range(3))
+            enough = rows >= segmented.MIN_SEGMENT_ROWS and (
+                target != "churn" or min(pos, rows - pos) >= segmented.MIN_SEGMENT_CLASS)
+            if enough:
+                futs[int(s)] = c.submit(segmented.train_local, params, pcfg.n_estimators,
+                                        pcfg.early_stopping_rounds, *ps, pure=False)
+        for s, (m, inf) in zip(futs, gather(c, list(futs.values()), "segment models"),
+                               strict=True):
+            models[s], infos[str(s)] = m, inf
+        return models, infos
+
+    def _load_models(self, d, manifest: dict) -> None:
+        """Models, per-segment choice and model features of a published version."""
+        if "model_features" not in manifest:
+            raise ModelError(f"{d}: model version predates per-segment models; retrain with "
+                             f"`bigseg run` or `bigseg train`")
+        self._model_features = list(manifest["model_features"])
+        self._choice = {t: {int(k): v for k, v in c.items()}
+                        for t, c in manifest["model_choice"].items()}
+        self._models = {}
+        for t, files in manifest["models"].items():
+            for f in files:
+                stem = f.removesuffix(".ubj")
+                key = "global" if stem == t else int(stem.split("segment_")[1])
+                self._models.setdefault(t, {})[key] = (d / f).read_bytes()
 
     def score(self):
         with self.timed("score"):
@@ -418,7 +539,7 @@ class Run:
                 self.frames()
                 d, manifest = load_version(self.out, features=self.feature_names)
                 self._load_segmenter()
-                self._models = {p.stem: p.read_bytes() for p in sorted(d.glob("*.ubj"))}
+                self._load_models(d, manifest)
             scores = self._segment_frames()
             n = sum(gather(self.client, [self.client.submit(len, s) for s in scores], "score"))
             frac = min(1.0, 200_000 / max(n, 1))
@@ -427,6 +548,7 @@ class Run:
                 for k, s in enumerate(scores)], "value threshold"))
             share = self.cfg.prediction.high_value_share
             thr = float(np.quantile(vals, 1 - share)) if len(vals) and np.isfinite(vals).all() else np.inf
+            scores = self._with_offers(scores)
             final = self.out / "scores" / f"as_of={self.as_of}"
             with staged_dir(self.out, final) as d:
                 futs = [self.client.submit(tasks.write_scores, s, thr,
@@ -435,7 +557,41 @@ class Run:
                 gather(self.client, futs, "write scores", bar=True)
             self._scores = scores
             self.metrics["high_value_threshold"] = thr
+            self._audiences(scores, offers.value_cut_points(vals))
             self._profiles()
+
+    def _with_offers(self, scores: list) -> list:
+        """Scores with next-best offers: category lift per segment reduced over all
+        buckets, then per customer the top categories their segment favours that they
+        have not bought (:mod:`bigseg.predict.offers`)."""
+        cats = list(getattr(self, "_vocab", {}).get("transactions.category", []))
+        if not cats:
+            return scores
+        seg = self._load_segmenter()
+        k = max(seg["ids"]) + 1
+        parts = gather(self.client, [
+            self.client.submit(tasks.category_sums, f, "score", s, k, cats, pure=False)
+            for f, s in zip(self.frames(), scores, strict=True)], "category affinity")
+        aff = offers.category_affinity(parts, seg["ids"], seg["names"])
+        self.metrics["offers"] = aff
+        return [self.client.submit(tasks.add_offers, f, "score", s, aff, pure=False)
+                for f, s in zip(self.frames(), scores, strict=True)]
+
+    def _audiences(self, scores: list, value_cuts: tuple[float, float]) -> None:
+        """``audiences/segment=<id>.parquet`` for campaign tools: consenting customers
+        only, with churn-risk tier, value tier and first offer; buckets streamed to the
+        writer one at a time."""
+        futs = [self.client.submit(tasks.audience, self.store, k, s, value_cuts, pure=False)
+                for k, s in enumerate(scores)]
+
+        def one_by_one():
+            for f in futs:
+                yield f.result()
+                f.release()
+
+        rows = offers.write_audiences(one_by_one(), self.out,
+                                      segment_ids=self._load_segmenter()["ids"])
+        self.metrics["audiences"] = {str(k): int(v) for k, v in rows.items()}
 
     def _profiles(self):
         seg = self._load_segmenter()
@@ -475,6 +631,25 @@ class Run:
                 "value_prediction": _mean(value[i], c),
             })
         self.metrics["segments"] = segs
+        self.metrics["drivers"] = self._driver_importance()
+
+    def _driver_importance(self, top: int = 10) -> dict:
+        """Per target and segment, the features with the largest mean |SHAP|
+        contribution to the predictions (global importances per segment)."""
+        parts = gather(self.client, getattr(self, "_importance_parts", []), "drivers")
+        feats = self._model_features or []
+        out: dict = {}
+        for t in self._models:
+            for s in self._load_segmenter()["ids"]:
+                got = [p[t][int(s)] for p in parts if t in p and int(s) in p[t]]
+                n = sum(g[1] for g in got)
+                if not n:
+                    continue
+                mean = np.sum([g[0] for g in got], axis=0) / n
+                order = np.argsort(-mean, kind="stable")[:top]
+                out.setdefault(t, {})[str(s)] = [
+                    {"feature": feats[j], "mean_abs_shap": float(mean[j])} for j in order]
+        return out
 
     def report(self):
         from bigseg.report import write_report
@@ -484,14 +659,30 @@ class Run:
         self.metrics["report"] = str(path)
 
 
-def _recency_auc(churn: np.ndarray, recency: np.ndarray) -> float | None:
-    """AUC of 'days since last purchase' alone, on the same backtest rows as the model."""
-    churn = churn.astype(bool)
-    if churn.all() or not churn.any():
+def _auc(churn: np.ndarray, score: np.ndarray) -> float | None:
+    """AUC of a baseline score (higher = more likely to churn), on the same backtest rows
+    as the model; None when a class is missing or the score is unavailable."""
+    churn = np.asarray(churn).astype(bool)
+    score = np.asarray(score, dtype=np.float64)
+    ok = np.isfinite(score)
+    if not ok.any() or churn[ok].all() or not churn[ok].any():
         return None
     from sklearn.metrics import roc_auc_score
 
-    return float(roc_auc_score(churn, recency))
+    return float(roc_auc_score(churn[ok], score[ok]))
+
+
+def _chosen(cat: dict, target: str, choice: dict) -> np.ndarray:
+    """Backtest predictions of ``target`` as served: each row by its segment's model
+    where the backtest chose it, else by the global model."""
+    own = [int(s) for s, rec in choice.items() if rec["model"] == "segment"]
+    mask = np.isin(cat["segment"], own)
+    return np.where(mask, cat[f"pred_{target}_segment"], cat[f"pred_{target}_global"])
+
+
+def _model_file(target: str, key) -> str:
+    """``churn.ubj`` (global) or ``churn.segment_3.ubj``."""
+    return f"{target}.ubj" if key == "global" else f"{target}.segment_{int(key)}.ubj"
 
 
 def _make(method: str, k: int, cfg, seed: int, backend):

@@ -13,10 +13,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bigseg.features import FEATURE_NAMES, feature_columns
-from bigseg.predict.xgb import predict_block
 from bigseg.segment.preprocess import Preprocessor
 from bigseg.store import Store
-from bigseg.store.buckets import hash_ids
 
 
 def max_timestamp(store: Store, k: int) -> int | None:
@@ -104,51 +102,44 @@ def segment_reasons(Z: np.ndarray, seg: np.ndarray, centres: np.ndarray,
     return out
 
 
-def xy_parts(res: dict, name: str, target: str, valid_fraction: float, seed: int,
-             features: list[str]) -> tuple:
-    """(X_train, y_train, X_valid, y_valid); the validation split is a stable function
-    of the customer id and the seed, independent of bucket placement."""
-    df = res["frames"][name]
-    X = matrix(df, features)
-    y = df[target].to_numpy(np.float32)
-    if target == "value":  # net spend can dip below zero after returns; Tweedie needs y >= 0
-        y = np.maximum(y, 0)
-    h = hash_ids(pa.array(df["customer_id"].to_numpy()))
-    u = ((h ^ np.uint64(seed * 0x9E3779B97F4A7C15 % 2**64)) % np.uint64(10_000)) / 10_000
-    v = u < valid_fraction
-    return X[~v], y[~v], X[v], y[v]
-
-
-def labels_and_predictions(res: dict, name: str, models: dict, features: list[str]) -> dict:
-    df = res["frames"][name]
-    X = matrix(df, features)
-    out = {t: df[t].to_numpy() for t in ("churn", "value", "recency_days")}
-    out.update({f"pred_{t}": predict_block(X, m) for t, m in models.items()})
-    return out
-
-
 def score_bucket(res: dict, name: str, pre: dict, meta: dict, arrays: dict, names: list[str],
-                 models: dict, features: list[str], ids: list[int] | None = None) -> pd.DataFrame:
-    """Scores of one bucket: segment, churn probability and value prediction."""
+                 models: dict, ids: list[int], choice: dict, model_features: list[str] | None,
+                 drivers: str = "approx", n_drivers: int = 3) -> dict:
+    """Scores of one bucket: segment (and why), churn probability and value prediction
+    from the model chosen for each segment, and each prediction's top drivers (SHAP).
+
+    Returns ``{"scores": DataFrame, "importance": {target: {segment id: (sum |SHAP| per
+    feature, rows)}}}``."""
+    from bigseg.predict import segmented
     from bigseg.segment import serialize
 
     df = res["frames"][name]
     p = Preprocessor.from_dict(pre)
     Z = p.transform(df)
     seg = serialize.assign(meta, arrays, Z)
-    X = matrix(df, features)
-    seg_ids = np.asarray(ids if ids is not None else range(len(names)), dtype=np.int32)
-    out = pd.DataFrame({"customer_id": df["customer_id"].to_numpy(), "segment": seg_ids[seg]})
+    seg_ids = np.asarray(ids, dtype=np.int32)
+    segs = seg_ids[seg]
+    out = pd.DataFrame({"customer_id": df["customer_id"].to_numpy(), "segment": segs})
     out["segment_name"] = np.asarray(names, dtype=object)[seg]
     for r, col in enumerate(segment_reasons(Z, seg, arrays["centres"], p.features), start=1):
         out[f"segment_reason_{r}"] = col
     n = len(df)
-    out["churn_probability"] = predict_block(X, models["churn"]) if "churn" in models else np.full(n, np.nan, np.float32)
-    out["value_prediction"] = (
-        np.maximum(predict_block(X, models["value"]), 0) if "value" in models
-        else np.full(n, np.nan, np.float32)
-    )
-    return out
+    importance = {}
+    X = segmented.model_matrix(df, model_features, segs) if models else None
+    for t, col in (("churn", "churn_probability"), ("value", "value_prediction")):
+        if t not in models:
+            out[col] = np.full(n, np.nan, np.float32)
+            continue
+        pred = segmented.predict(X, segs, models[t], choice.get(t, {}))
+        out[col] = np.maximum(pred, 0) if t == "value" else pred
+        if drivers == "off":
+            continue
+        contrib = segmented.contributions(X, segs, models[t], choice.get(t, {}),
+                                          exact=drivers == "exact")
+        for r, drv in enumerate(segmented.top_drivers(contrib, model_features, n_drivers), 1):
+            out[f"{t}_driver_{r}"] = drv
+        importance[t] = segmented.importance_sums(contrib, segs, list(ids))
+    return {"scores": out, "importance": importance}
 
 
 def migration(scores: pd.DataFrame, old_path: str) -> dict:
@@ -207,3 +198,53 @@ def profile(res: dict, name: str, scores: pd.DataFrame, k: int, features: list[s
         v = scores[col].to_numpy(np.float64)
         out[col] = np.bincount(labels, weights=v, minlength=k)  # NaN when the model is absent
     return out
+
+
+def category_sums(res: dict, name: str, scores: pd.DataFrame, k: int,
+                  categories: list[str]) -> dict:
+    from bigseg.predict import offers
+
+    return offers.segment_category_sums(res["frames"][name], scores["segment"].to_numpy(), k,
+                                        categories)
+
+
+def add_offers(res: dict, name: str, scores: pd.DataFrame, affinity: dict) -> pd.DataFrame:
+    """Scores with each customer's next-best offers (``offer_1..3`` and their scores)."""
+    from bigseg.predict import offers
+
+    nbo = offers.next_best_offers(res["frames"][name], scores["segment"].to_numpy(), affinity)
+    return pd.concat([scores.reset_index(drop=True),
+                      nbo.drop(columns=["customer_id"]).reset_index(drop=True)], axis=1)
+
+
+def audience(store: Store, k: int, scores: pd.DataFrame, value_cuts: tuple[float, float]
+             ) -> pd.DataFrame:
+    """The bucket's audience rows: consenting customers with tiers and first offer."""
+    from bigseg.predict import offers
+
+    consent = None  # no consent column: nobody has opted in to marketing, audiences are empty
+    if store.has("customers") and "consent_marketing" in store.schema("customers"):
+        consent = offers.marketing_consent(
+            store.read_bucket("customers", k, ["customer_id", "consent_marketing"]))
+    nbo = scores[["customer_id", "offer_1"]] if "offer_1" in scores else None
+    return offers.audience_frame(scores, nbo, consent, value_cuts)
+
+
+def protected_attributes(store: Store, k: int, res: dict, name: str,
+                         protected: list[str]) -> dict[str, np.ndarray]:
+    """The protected attributes of the customers of frame ``name``, row-aligned with it
+    (for the fairness audit only; never model inputs)."""
+    ids = res["frames"][name]["customer_id"].to_numpy()
+    out = {a: np.full(len(ids), None, dtype=object) for a in protected}
+    cols = [a for a in protected if store.has("customers") and a in store.schema("customers")]
+    if not cols:
+        return out
+    cust = store.read_bucket("customers", k, ["customer_id", *cols]).to_pandas()
+    cust = cust.drop_duplicates("customer_id", keep="last").set_index("customer_id")
+    pos = cust.index.get_indexer(ids)
+    for a in protected:
+        if a in cust.columns:
+            v = cust[a].to_numpy(dtype=object)
+            out[a] = np.where(pos >= 0, v[np.maximum(pos, 0)], None)
+    return out
+

@@ -230,3 +230,15 @@ def test_rfm_to_bgnbd_inputs():
     np.testing.assert_allclose(x, [0, 2])
     np.testing.assert_allclose(T, [2, 10])
     np.testing.assert_allclose(t_x, [0, 9])
+
+
+def test_expected_purchases_stay_finite_when_dropout_vanishes():
+    from bigseg.features.clv import BGNBD
+
+    m = BGNBD(r=1.08, alpha=4.4, a=41630.0, b=3269017.0)
+    x, t_x, T = np.array([0.0, 3, 40]), np.array([0.0, 20, 100]), np.array([50.0, 60, 110])
+    e = m.expected_purchases(13.0, x, t_x, T)
+    assert np.isfinite(e).all() and (e > 0).all()
+    # the no-dropout (NBD) limit: posterior mean rate times the horizon, if alive
+    np.testing.assert_allclose(e / m.prob_alive(x, t_x, T), (1.08 + x) / (4.4 + T) * 13.0,
+                               rtol=0.05)

@@ -17,7 +17,7 @@ from types import ModuleType
 from typing import Any
 
 from dask.utils import format_bytes, parse_bytes
-from distributed import Client, LocalCluster
+from distributed import Client, LocalCluster, WorkerPlugin
 from distributed.security import Security
 from distributed.system import MEMORY_LIMIT
 
@@ -52,6 +52,25 @@ def require(module: str, extra: str, kind: str) -> ModuleType:
         ) from None
 
 
+class StdoutToStderr(WorkerPlugin):
+    """Worker plugin for clusters bigseg starts itself: the worker's stdout (file
+    descriptor 1) becomes its stderr, so console lines printed by native libraries in
+    the workers (XGBoost's collective prints "got rank" per training) never mix with the
+    results a CLI run prints on stdout. Applied to restarted workers too."""
+
+    idempotent = True
+
+    def setup(self, worker) -> None:
+        import os
+        import sys
+
+        sys.stdout.flush()
+        os.dup2(2, 1)
+
+    def teardown(self, worker) -> None:
+        pass
+
+
 @contextmanager
 def _own_cluster(make: Callable[[], Any], what: str) -> Iterator[Client]:
     """Start a cluster with ``make()``, yield a client on it, close both on exit."""
@@ -68,6 +87,7 @@ def _own_cluster(make: Callable[[], Any], what: str) -> Iterator[Client]:
             raise ClusterError(f"could not connect to {what}: {type(e).__name__}: {e}") from e
         try:
             log.info("connected to %s at %s", what, client.scheduler.address)
+            client.register_plugin(StdoutToStderr(), name="bigseg-stdout-to-stderr")
             yield client
         finally:
             client.close()

@@ -160,8 +160,14 @@ class BGNBD:
         a = self.a if abs(self.a - 1.0) > 1e-7 else 1.0 + 1e-7
         one_m_z = (alpha + T) / (alpha + T + t)
         z = t / (alpha + T + t)
-        h = one_m_z ** (a - 1.0) * hyp2f1(a + b - 1.0 - r, a - 1.0, a + b + x - 1.0, z)
-        return (a + b + x - 1.0) / (a - 1.0) * (1.0 - h) * self.prob_alive(x, t_x, T)
+        with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+            h = one_m_z ** (a - 1.0) * hyp2f1(a + b - 1.0 - r, a - 1.0, a + b + x - 1.0, z)
+            e = (a + b + x - 1.0) / (a - 1.0) * (1.0 - h)
+        # with a and b huge (data showing almost no dropout) the power underflows while
+        # 2F1 overflows; there the model is the gamma-Poisson (NBD) one without dropout,
+        # whose posterior mean rate is (r + x) / (alpha + T)
+        e = np.where(np.isfinite(e), e, (r + x) / (alpha + T) * t)
+        return e * self.prob_alive(x, t_x, T)
 
     def to_dict(self) -> dict:
         """JSON-safe dict (floats, a bool; None for a NaN log-likelihood)."""

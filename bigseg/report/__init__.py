@@ -141,20 +141,41 @@ def render(metrics: dict, min_segment_size: int = 50) -> str:
                               "mean predicted spend in the horizon", lambda v: f"{v:,.2f}"))
 
     body.append("<h2>Models</h2>")
-    rows = []
-    if churn:
-        for k in ("auc", "pr_auc", "brier", "lift_top10", "capture_top10", "positive_rate",
-                  "baseline_recency_auc", "n"):
-            if churn.get(k) is not None:
-                rows.append(("churn", k, churn[k]))
-    for k, v in (metrics.get("value") or {}).items():
-        if k != "training" and v is not None:
-            rows.append(("value", k, v))
     body.append("<p class='muted'>Backtest: models fitted one horizon earlier, evaluated on "
-                "the following window (forward in time).</p>")
-    body.append("<table><tr><th>model</th><th>metric</th><th>value</th></tr>" + "".join(
-        f"<tr><td>{_e(a)}</td><td>{_e(b)}</td><td>{_fmt(c, 4)}</td></tr>" for a, b, c in rows)
-        + "</table>")
+                "the following window (forward in time), beside two baselines on the same "
+                "customers.</p>")
+    body.extend(_model_tables(churn, metrics.get("value") or {}))
+    if churn.get("calibration"):
+        body.append("<h3>Reliability of the churn probabilities</h3>")
+        body.append(calibration_chart(churn["calibration"]))
+    per = {t: (metrics.get(t) or {}).get("per_segment") for t in ("churn", "value")}
+    if any(per.values()):
+        body.append("<h3>Which model serves each segment</h3><p class='muted'>Per segment "
+                    "the backtest keeps the better of the segment's own model and the global "
+                    "model (churn: ROC-AUC, value: RMSE).</p>")
+        body.append(_choice_table(per, {s["id"]: s["name"] for s in shown}))
+    drivers = metrics.get("drivers") or {}
+    if drivers:
+        body.append("<h2>Drivers per segment</h2><p class='muted'>Mean absolute contribution "
+                    "of each feature to the predictions of the segment's customers (XGBoost "
+                    "contributions); every scored customer also has their own top three in "
+                    "<code>scores/</code>.</p>")
+        for t, by_seg in drivers.items():
+            for s in shown:
+                top = by_seg.get(str(s["id"]), [])[:5]
+                if top:
+                    body.append(bar_chart([d["feature"] for d in top],
+                                          [d["mean_abs_shap"] for d in top],
+                                          f"{t}: {s['id']}: {s['name']}"))
+    fair = (metrics.get("fairness") or {})
+    if fair.get("attributes"):
+        body.append(_fairness_section(fair))
+    offers = metrics.get("offers") or {}
+    if offers.get("segments"):
+        body.append("<h2>Next-best offers</h2><p class='muted'>Categories each segment buys "
+                    "markedly more than the population (lift of the mean category share); "
+                    "customers are offered those they have not bought yet.</p>")
+        body.append(_offers_table(offers, min_segment_size))
     timings = metrics.get("timings", {})
     if timings:
         body.append("<h2>Timings</h2><table><tr><th>stage</th><th>seconds</th></tr>" + "".join(
@@ -162,6 +183,133 @@ def render(metrics: dict, min_segment_size: int = 50) -> str:
     return ("<!doctype html><html lang='en'><head><meta charset='utf-8'>"
             "<title>bigseg report</title><style>" + _CSS + "</style></head><body>"
             + "".join(body) + "</body></html>")
+
+
+def calibration_chart(curve: list[dict]) -> str:
+    """Reliability diagram: observed churn rate against mean predicted probability per
+    bin (circle area ~ customers), with the diagonal of perfect calibration."""
+    w = h = 320
+    pad = 40
+    n_max = max([b["n"] for b in curve] or [1])
+
+    def xy(px: float, py: float) -> tuple[float, float]:
+        return pad + px * (w - 2 * pad), h - pad - py * (h - 2 * pad)
+
+    parts = [f'<svg role="img" aria-label="reliability curve" width="{w}" height="{h}" '
+             f'xmlns="http://www.w3.org/2000/svg" font-size="11">',
+             f'<rect x="{pad}" y="{pad}" width="{w - 2 * pad}" height="{h - 2 * pad}" '
+             f'fill="none" stroke="#ccc"/>']
+    (x0, y0), (x1, y1) = xy(0, 0), xy(1, 1)
+    parts.append(f'<line x1="{x0}" y1="{y0}" x2="{x1}" y2="{y1}" stroke="#aaa" '
+                 f'stroke-dasharray="4 3"/>')
+    pts = [xy(b["mean_predicted"], b["observed_rate"]) for b in curve]
+    parts.append('<polyline fill="none" stroke="#4e79a7" stroke-width="2" points="'
+                 + " ".join(f"{x:.1f},{y:.1f}" for x, y in pts) + '"/>')
+    for (x, y), b in zip(pts, curve, strict=True):
+        r = 2 + 6 * (b["n"] / n_max) ** 0.5
+        parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{r:.1f}" fill="#4e79a7" '
+                     f'fill-opacity="0.6"><title>{b["n"]} customers</title></circle>')
+    for t in (0, 0.5, 1):
+        x, _ = xy(t, 0)
+        _, y = xy(0, t)
+        parts.append(f'<text x="{x:.0f}" y="{h - pad + 14}" text-anchor="middle">{t:g}</text>')
+        parts.append(f'<text x="{pad - 6}" y="{y + 4:.0f}" text-anchor="end">{t:g}</text>')
+    parts.append(f'<text x="{w / 2}" y="{h - 6}" text-anchor="middle">mean predicted '
+                 f'probability</text>')
+    parts.append(f'<text x="12" y="{h / 2}" transform="rotate(-90 12 {h / 2})" '
+                 f'text-anchor="middle">observed churn rate</text></svg>')
+    return "".join(parts)
+
+
+def _model_tables(churn: dict, value: dict) -> list[str]:
+    out = []
+    if churn.get("auc") is not None:
+        g = (churn.get("global_model_only") or {}).get("auc")
+        rows = [("bigseg (model chosen per segment)", churn.get("auc")),
+                ("bigseg global model only", g),
+                ("baseline: days since the last purchase", churn.get("baseline_recency_auc")),
+                ("baseline: BG/NBD expected purchases", churn.get("baseline_bgnbd_auc"))]
+        out.append("<table><tr><th>churn</th><th>ROC-AUC</th></tr>" + "".join(
+            f"<tr><td>{_e(a)}</td><td>{_fmt(b, 4)}</td></tr>" for a, b in rows) + "</table>")
+        extra = [(k, churn.get(k)) for k in ("pr_auc", "brier", "lift_top10",
+                                             "capture_top10", "positive_rate", "n")]
+        out.append("<table><tr><th>churn metric</th><th>value</th></tr>" + "".join(
+            f"<tr><td>{_e(a)}</td><td>{_fmt(b, 4)}</td></tr>" for a, b in extra
+            if b is not None) + "</table>")
+    if value.get("n") is not None:
+        base = value.get("baseline_bgnbd") or {}
+        keys = ("mae", "rmse", "spearman", "capture_top10")
+        out.append("<table><tr><th>value</th>" + "".join(f"<th>{k}</th>" for k in keys)
+                   + "</tr>" + "".join(
+                       f"<tr><td>{_e(name)}</td>" + "".join(
+                           f"<td>{_fmt(d.get(k), 4)}</td>" for k in keys) + "</tr>"
+                       for name, d in (("bigseg", value),
+                                       ("bigseg global model only",
+                                        value.get("global_model_only") or {}),
+                                       ("baseline: BG/NBD + Gamma-Gamma expected spend", base)))
+                   + "</table>")
+    return out
+
+
+def _choice_table(per: dict, names: dict) -> str:
+    rows = ["<table><tr><th>segment</th><th>churn model</th><th>AUC own / global</th>"
+            "<th>value model</th><th>RMSE own / global</th></tr>"]
+    for sid, name in names.items():
+        c = (per.get("churn") or {}).get(str(sid), {})
+        v = (per.get("value") or {}).get(str(sid), {})
+        rows.append(f"<tr><td>{_e(sid)}: {_e(name)}</td><td>{_e(c.get('model', '–'))}</td>"
+                    f"<td>{_fmt(c.get('auc_segment'), 3)} / {_fmt(c.get('auc_global'), 3)}</td>"
+                    f"<td>{_e(v.get('model', '–'))}</td>"
+                    f"<td>{_fmt(v.get('rmse_segment'))} / {_fmt(v.get('rmse_global'))}</td></tr>")
+    rows.append("</table>")
+    return "".join(rows)
+
+
+def _fairness_section(fair: dict) -> str:
+    out = ["<h2>Fairness audit</h2><p class='muted'>On the backtest: per group of each "
+           "protected attribute, how often customers are flagged high churn risk or high "
+           f"value, and the demographic-parity ratio (lowest / highest flag rate; below "
+           f"{_fmt(fair.get('threshold'))} is flagged). Groups smaller than "
+           f"{_fmt(fair.get('min_group_size'))} are not shown.</p>"]
+    flags = fair.get("flags") or []
+    out.append("<p><b>Findings:</b></p><ul>" + "".join(f"<li>{_e(f)}</li>" for f in flags)
+               + "</ul>" if flags else "<p>No finding below the threshold.</p>")
+    for attr, a in fair["attributes"].items():
+        out.append(f"<h3>{_e(attr)}</h3><table><tr><th>group</th><th>customers</th>"
+                   "<th>high-churn flag rate</th><th>churn AUC</th><th>churn TPR</th>"
+                   "<th>high-value flag rate</th><th>high-value TPR</th></tr>")
+        for g, r in (a.get("groups") or {}).items():
+            if not r.get("reported"):
+                continue
+            out.append(f"<tr><td>{_e(g)}</td><td>{_fmt(r.get('n'))}</td>"
+                       f"<td>{_fmt(r.get('churn_flag_rate'), 3)}</td>"
+                       f"<td>{_fmt(r.get('churn_auc'), 3)}</td>"
+                       f"<td>{_fmt(r.get('churn_flag_tpr'), 3)}</td>"
+                       f"<td>{_fmt(r.get('high_value_flag_rate'), 3)}</td>"
+                       f"<td>{_fmt(r.get('high_value_flag_tpr'), 3)}</td></tr>")
+        out.append("</table>")
+        dp = a.get("demographic_parity") or {}
+        eo = a.get("equal_opportunity") or {}
+        out.append("<p class='muted'>" + "; ".join(
+            f"{_e(k)}: parity ratio {_fmt((dp.get(k) or {}).get('ratio'), 3)}, "
+            f"equal-opportunity difference {_fmt((eo.get(k) or {}).get('difference'), 3)}"
+            for k in sorted(set(dp) | set(eo))) + "</p>")
+    return "".join(out)
+
+
+def _offers_table(offers: dict, min_segment_size: int) -> str:
+    rows = ["<table><tr><th>segment</th><th>categories it favours (lift)</th></tr>"]
+    for s in offers["segments"]:
+        if (s.get("customers") or 0) < min_segment_size:
+            continue
+        lift = {c: v for c, v in (s.get("lift") or {}).items() if v is not None and v >= 1.2}
+        top = sorted(lift.items(), key=lambda kv: -kv[1])[:3]
+        rows.append(f"<tr><td>{_e(s.get('id'))}: {_e(s.get('name'))}</td>"
+                    f"<td style='text-align:left'>"
+                    + (", ".join(f"{_e(c)} ({v:.2f})" for c, v in top) or "none above 1.2")
+                    + "</td></tr>")
+    rows.append("</table>")
+    return "".join(rows)
 
 
 def write_report(output: str | Path, metrics: dict, min_segment_size: int = 50) -> Path:

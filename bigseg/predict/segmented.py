@@ -1,0 +1,254 @@
+"""Models per segment, a global model beside them, and the choice between the two.
+
+Every prediction target (churn, value) gets a **global** XGBoost model trained with
+``xgboost.dask`` on all customers, with the customer's segment as one-hot features
+(``in_segment_<id>``), and, for every segment with enough rows (and, for churn, enough
+churners and non-churners), a **segment model** trained on that segment's customers
+only: one plain ``xgboost.train`` task per segment on the cluster (segments are trained
+in parallel; each fits in one worker). The backtest then scores both on the same held-out
+window and keeps, per segment, whichever serves that segment better (churn: ROC-AUC;
+value: RMSE); ``metrics.json`` records the choice and both scores.
+
+Segments at a training cutoff are the published segmenter applied to the features at
+that cutoff: the segmenter is a population-level map (centres), so no customer's future
+labels reach the features.
+
+Per customer, the three strongest drivers of each prediction come from XGBoost's own
+contributions (``pred_contribs``; approximate by default, exact TreeSHAP on request) of
+the model that scored the customer.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import xgboost as xgb
+
+from bigseg.predict.xgb import _booster
+
+SEGMENT_PREFIX = "in_segment_"
+#: a segment gets its own model from this many training rows ...
+MIN_SEGMENT_ROWS = 1_000
+#: ... and, for a binary target, this many of each class
+MIN_SEGMENT_CLASS = 50
+
+
+def segment_features(ids: list[int]) -> list[str]:
+    return [f"{SEGMENT_PREFIX}{i}" for i in ids]
+
+
+def segment_ids(df: pd.DataFrame, seg: dict) -> np.ndarray:
+    """Segment id of every row of a feature frame under the stored segmenter ``seg``
+    (``pre``, ``meta``, ``arrays``, ``ids``)."""
+    from bigseg.segment import serialize
+    from bigseg.segment.preprocess import Preprocessor
+
+    if len(df) == 0:
+        return np.zeros(0, np.int32)
+    Z = Preprocessor.from_dict(seg["pre"]).transform(df)
+    idx = serialize.assign(seg["meta"], seg["arrays"], Z)
+    return np.asarray(seg["ids"], dtype=np.int32)[idx]
+
+
+def model_matrix(df: pd.DataFrame, features: list[str], segs: np.ndarray) -> np.ndarray:
+    """Float32 matrix of ``features`` in order; ``in_segment_<id>`` columns are the
+    one-hot segment, every other column comes from ``df`` (NaN when absent)."""
+    X = df.reindex(columns=features).to_numpy(np.float32)
+    for j, f in enumerate(features):
+        if f.startswith(SEGMENT_PREFIX):
+            X[:, j] = segs == int(f[len(SEGMENT_PREFIX):])
+    return X
+
+
+def target_values(df: pd.DataFrame, target: str) -> np.ndarray:
+    y = df[target].to_numpy(np.float32)
+    if target == "value":  # net spend can dip below zero after returns; Tweedie needs y >= 0
+        y = np.maximum(y, 0)
+    return y
+
+
+def xy_parts(res: dict, name: str, target: str, valid_fraction: float, seed: int,
+             features: list[str], seg: dict, only: int | None = None) -> tuple:
+    """(X_train, y_train, X_valid, y_valid) of one bucket at cutoff ``name``; with
+    ``only``, the rows of that segment. The validation split is a stable function of the
+    customer id and the seed, independent of bucket placement."""
+    import pyarrow as pa
+
+    from bigseg.store.buckets import hash_ids
+
+    df = res["frames"][name]
+    segs = segment_ids(df, seg)
+    if only is not None:
+        keep = segs == only
+        df, segs = df[keep], segs[keep]
+    X = model_matrix(df, features, segs)
+    y = target_values(df, target)
+    h = hash_ids(pa.array(df["customer_id"].to_numpy()))
+    u = ((h ^ np.uint64(seed * 0x9E3779B97F4A7C15 % 2**64)) % np.uint64(10_000)) / 10_000
+    v = u < valid_fraction
+    return X[~v], y[~v], X[v], y[v]
+
+
+def class_counts(part: tuple) -> tuple[int, int, int]:
+    """(rows, positives, rows with value > 0) of a part's training rows."""
+    y = part[1]
+    return int(len(y)), int((y > 0.5).sum()), int((y > 0).sum())
+
+
+def train_local(params: dict, rounds: int, early_stopping_rounds: int, *parts) -> tuple:
+    """One XGBoost model on the concatenated parts, in this worker (one thread: segments
+    train side by side). Returns (UBJSON bytes, info)."""
+    Xt, yt, Xv, yv = (np.concatenate([p[j] for p in parts]) for j in range(4))
+    params = {**params, "nthread": 1}
+    dtrain = xgb.DMatrix(Xt, label=yt)
+    evals = [(xgb.DMatrix(Xv, label=yv), "valid")] if len(yv) else []
+    with xgb.config_context(verbosity=0):
+        b = xgb.train(params, dtrain, num_boost_round=rounds, evals=evals,
+                      early_stopping_rounds=early_stopping_rounds if evals else None,
+                      verbose_eval=False)
+    best = getattr(b, "best_iteration", None)
+    if best is None or best < 0:
+        best = b.num_boosted_rounds() - 1
+    b = b[: best + 1]
+    return bytes(b.save_raw("ubj")), {"best_iteration": int(best), "n_train": int(len(yt)),
+                                      "n_valid": int(len(yv)), "mode": "segment task"}
+
+
+def predict(X: np.ndarray, segs: np.ndarray, models: dict, choice: dict) -> np.ndarray:
+    """Predictions of one target: each row by its segment's model where the backtest
+    chose it (``choice[seg] == "segment"``), else by the global model."""
+    out = _booster(models["global"]).inplace_predict(X).astype(np.float32) if len(X) \
+        else np.zeros(0, np.float32)
+    for s, how in choice.items():
+        if how != "segment":
+            continue
+        rows = np.flatnonzero(segs == int(s))
+        if len(rows):
+            out[rows] = _booster(models[int(s)]).inplace_predict(X[rows]).astype(np.float32)
+    return out
+
+
+def contributions(X: np.ndarray, segs: np.ndarray, models: dict, choice: dict,
+                  exact: bool = False) -> np.ndarray:
+    """Feature contributions (rows x features, bias column dropped) from the model that
+    scores each row: XGBoost's exact TreeSHAP with ``exact``, else its approximate
+    (Saabas) contributions, about 80x faster (measured 6 us vs 500 us a row on a
+    74-tree model with 58 features) and with the same ranking of strong drivers in
+    practice."""
+    out = np.zeros(X.shape, dtype=np.float32)
+    if len(X) == 0:
+        return out
+    use_global = np.ones(len(X), dtype=bool)
+    for s, how in choice.items():
+        rows = np.flatnonzero(segs == int(s))
+        if how == "segment" and len(rows):
+            out[rows] = _contribs(models[int(s)], X[rows], exact)
+            use_global[rows] = False
+    rows = np.flatnonzero(use_global)
+    if len(rows):
+        out[rows] = _contribs(models["global"], X[rows], exact)
+    return out
+
+
+def _contribs(model: bytes, X: np.ndarray, exact: bool) -> np.ndarray:
+    c = _booster(model).predict(xgb.DMatrix(X), pred_contribs=True, approx_contribs=not exact)
+    return np.asarray(c[:, :-1], dtype=np.float32)
+
+
+def top_drivers(contrib: np.ndarray, features: list[str], n: int = 3) -> list[np.ndarray]:
+    """Per row, the ``n`` features with the largest absolute contribution, as readable
+    strings ``"<feature> +0.42"`` (raises the prediction) or ``"<feature> -0.42"``."""
+    if contrib.shape[0] == 0:
+        return [np.zeros(0, dtype=object) for _ in range(n)]
+    order = np.argsort(-np.abs(contrib), axis=1, kind="stable")[:, :n]
+    names = np.asarray(features, dtype=object)
+    cols = []
+    for r in range(min(n, contrib.shape[1])):
+        j = order[:, r]
+        v = contrib[np.arange(len(j)), j]
+        cols.append(np.array([f"{f} {x:+.2f}" for f, x in zip(names[j], v, strict=True)],
+                             dtype=object))
+    return cols
+
+
+def importance_sums(contrib: np.ndarray, segs: np.ndarray, ids: list[int]) -> dict:
+    """Per segment id: the sum of |contribution| per feature and the row count (reduced
+    over buckets into mean |SHAP| importances per segment)."""
+    out = {}
+    for s in ids:
+        rows = segs == s
+        out[int(s)] = (np.abs(contrib[rows]).sum(axis=0, dtype=np.float64), int(rows.sum()))
+    return out
+
+
+def backtest_rows(res: dict, name: str, features: list[str], seg: dict,
+                  models: dict[str, dict]) -> dict:
+    """Labels, baselines and every model's predictions on the rows of cutoff ``name``:
+    ``pred_<target>_global`` and ``pred_<target>_segment`` (NaN where the segment has
+    no model of its own)."""
+    df = res["frames"][name]
+    segs = segment_ids(df, seg)
+    X = model_matrix(df, features, segs)
+    out = {"segment": segs}
+    for col in ("churn", "value", "recency_days", "clv_expected_purchases",
+                "clv_expected_value", "frequency"):
+        out[col] = df[col].to_numpy(np.float64) if col in df else np.full(len(df), np.nan)
+    for t, ms in models.items():
+        out[f"pred_{t}_global"] = _booster(ms["global"]).inplace_predict(X).astype(np.float32) \
+            if len(X) else np.zeros(0, np.float32)
+        own = np.full(len(X), np.nan, np.float32)
+        for s, m in ms.items():
+            if s == "global":
+                continue
+            rows = np.flatnonzero(segs == int(s))
+            if len(rows):
+                own[rows] = _booster(m).inplace_predict(X[rows])
+        out[f"pred_{t}_segment"] = own
+    return out
+
+
+def choose(target: str, y: np.ndarray, segs: np.ndarray, p_global: np.ndarray,
+           p_segment: np.ndarray, ids: list[int]) -> dict:
+    """Per segment: which model serves it better on the backtest, with both scores.
+
+    Churn compares ROC-AUC (higher wins), value RMSE (lower wins); ties and segments
+    without a model of their own (or without both classes in the backtest) go global."""
+    from sklearn.metrics import roc_auc_score
+
+    out = {}
+    for s in ids:
+        rows = segs == s
+        rec = {"n_backtest": int(rows.sum()), "model": "global"}
+        own = p_segment[rows]
+        if rows.sum() == 0 or not np.isfinite(own).all():
+            out[int(s)] = rec
+            continue
+        yy, pg = y[rows], p_global[rows]
+        if target == "churn":
+            yb = yy.astype(bool)
+            if yb.all() or not yb.any():
+                out[int(s)] = rec
+                continue
+            g, o = float(roc_auc_score(yb, pg)), float(roc_auc_score(yb, own))
+            rec.update(auc_global=g, auc_segment=o, model="segment" if o > g else "global")
+        else:
+            g = float(np.sqrt(np.mean((yy - pg) ** 2)))
+            o = float(np.sqrt(np.mean((yy - own) ** 2)))
+            rec.update(rmse_global=g, rmse_segment=o, model="segment" if o < g else "global")
+        out[int(s)] = rec
+    return out
+
+
+def calibration_curve(y: np.ndarray, p: np.ndarray, bins: int = 10) -> list[dict]:
+    """Reliability curve: per equal-width bin of predicted probability, the mean
+    prediction, the observed rate and the count (empty bins left out)."""
+    y = np.asarray(y, dtype=np.float64)
+    p = np.asarray(p, dtype=np.float64)
+    b = np.minimum((p * bins).astype(int), bins - 1)
+    out = []
+    for i in range(bins):
+        m = b == i
+        if m.any():
+            out.append({"bin": [i / bins, (i + 1) / bins], "mean_predicted": float(p[m].mean()),
+                        "observed_rate": float(y[m].mean()), "n": int(m.sum())})
+    return out
