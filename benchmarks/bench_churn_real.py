@@ -36,6 +36,8 @@ def cdnow_path() -> Path:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--horizon", type=int, default=90)
+    ap.add_argument("--prediction", default="{}",
+                    help='extra prediction config as YAML, e.g. "{max_depth: 3}"')
     args = ap.parse_args()
 
     import pandas as pd
@@ -47,7 +49,7 @@ def main() -> None:
     from bigseg.pipeline import run_stages
     from bigseg.registry import hardware_info, library_versions
 
-    raw = pd.read_csv(cdnow_path(), sep=r"\s+", header=None,
+    raw = pd.read_csv(cdnow_path(), sep=r"\s+", header=None, skiprows=1,
                       names=["customer_id", "date", "cds", "amount"], dtype={"customer_id": str})
     raw = raw[raw["amount"] > 0]
     tx = pd.DataFrame({"customer_id": raw["customer_id"],
@@ -59,7 +61,8 @@ def main() -> None:
         tx.to_csv(d / "cdnow.csv", index=False)
         doc = {"data": {"transactions": {"path": str(d / "cdnow.csv")}},
                "horizon_days": args.horizon, "seed": 0, "output": str(d / "out"),
-               "segmentation": {"k": "auto"}, "prediction": {"targets": ["churn", "value"]}}
+               "segmentation": {"k": "auto"}, "prediction": {"targets": ["churn", "value"],
+                                               **yaml.safe_load(args.prediction)}}
         (d / "job.yaml").write_text(yaml.safe_dump(doc))
         m = run_stages(load_run_config(d / "job.yaml"), c, resolve("cpu"))
     ch, v = m["churn"], m["value"]
@@ -81,7 +84,8 @@ def main() -> None:
         "timings": m["timings"],
         "hardware": hardware_info(), "libraries": library_versions(),
         "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": "python benchmarks/bench_churn_real.py",
+        "prediction_config": yaml.safe_load(args.prediction),
+        "command": f"python benchmarks/bench_churn_real.py --prediction '{args.prediction}'",
     }
     out = Path("benchmarks/results/churn-real-cdnow.json")
     out.write_text(json.dumps(res, indent=2) + "\n")

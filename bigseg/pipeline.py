@@ -496,8 +496,18 @@ class Run:
         params = params_for(target, pcfg, seed, self.backend.xgboost_device)
         parts = self.submit_each(segmented.xy_parts, name, target, VALID_FRACTION, seed, feats,
                                  seg)
-        model, info = train_dask(c, parts, len(feats), params, pcfg.n_estimators,
-                                 pcfg.early_stopping_rounds, pcfg.single_worker_max_rows)
+        tried = []
+        for depth in pcfg.search_max_depth or [pcfg.max_depth]:
+            p = {**params, "max_depth": depth}
+            model, info = train_dask(c, parts, len(feats), p, pcfg.n_estimators,
+                                     pcfg.early_stopping_rounds, pcfg.single_worker_max_rows)
+            loss = next((v for k, v in info.items() if k.startswith("valid_")), np.inf)
+            tried.append((loss, depth, model, info))
+        loss, depth, model, info = min(tried, key=lambda t: (t[0], t[1]))
+        params = {**params, "max_depth": depth}
+        info = {**info, "max_depth": depth}
+        if len(tried) > 1:
+            info["search"] = [{"max_depth": d, "valid_loss": float(lo)} for lo, d, _, _ in tried]
         models, infos = {"global": model}, {"global": info}
         by_seg = {s: self.submit_each(segmented.xy_parts, name, target, VALID_FRACTION, seed,
                                       feats, seg, int(s)) for s in seg["ids"]}

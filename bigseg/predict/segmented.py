@@ -83,9 +83,12 @@ def xy_parts(res: dict, name: str, target: str, valid_fraction: float, seed: int
         df, segs = df[keep], segs[keep]
     X = model_matrix(df, features, segs)
     y = target_values(df, target)
-    h = hash_ids(pa.array(df["customer_id"].to_numpy()))
-    u = ((h ^ np.uint64(seed * 0x9E3779B97F4A7C15 % 2**64)) % np.uint64(10_000)) / 10_000
-    v = u < valid_fraction
+    if len(df) == 0:  # e.g. a segment absent from this bucket (string ids: untyped)
+        v = np.zeros(0, dtype=bool)
+    else:
+        h = hash_ids(pa.array(df["customer_id"].to_numpy()))
+        u = ((h ^ np.uint64(seed * 0x9E3779B97F4A7C15 % 2**64)) % np.uint64(10_000)) / 10_000
+        v = u < valid_fraction
     return X[~v], y[~v], X[v], y[v]
 
 

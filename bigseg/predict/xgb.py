@@ -95,6 +95,10 @@ def train_dask(client, parts: list, n_features: int, params: dict, num_boost_rou
     booster = booster[: best + 1]
     info = {"best_iteration": int(best), "n_train": n_train, "mode": mode,
             "n_valid": int(sum(s[1] for s in sizes))}
+    hist = (out.get("history") or {}).get("valid") or {}
+    if hist:  # validation loss at the kept iteration (for the optional depth search)
+        name, values = next(iter(hist.items()))
+        info["valid_" + name] = float(values[min(best, len(values) - 1)])
     return bytes(booster.save_raw("ubj")), info
 
 
