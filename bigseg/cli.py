@@ -66,6 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--as-of", default=None, help="scoring date (YYYY-MM-DD)")
         _common(p)
 
+    p = sub.add_parser("erase", help="right to erasure: remove customers from every output")
+    p.add_argument("config", help="run config (YAML)")
+    p.add_argument("--ids", required=True, metavar="FILE",
+                   help="text file, one raw customer id per line")
+    _common(p)
+
     p = sub.add_parser("cluster-check", help="connect to a cluster; print workers, threads, memory, GPUs")
     p.add_argument("cluster_file", metavar="CLUSTER.yaml")
     p.add_argument("--min-workers", type=int, default=0)
@@ -188,6 +194,28 @@ def _validate(args) -> int:
     return 0
 
 
+def _erase(args) -> int:
+    from bigseg.config import load_run_config
+    from bigseg.engine import connect
+    from bigseg.erase import check_ready, erase, read_ids
+
+    cfg = load_run_config(args.config)
+    ids = read_ids(args.ids)  # bad ids file, no store, no key: fail before a cluster starts
+    check_ready(cfg)
+    with connect(args.cluster) as client:
+        res = erase(cfg, ids, client)
+    _out(args, f"erased {res['customers_found']:,} of {res['requested']:,} requested customers "
+               f"found in the store; {res['newly_logged']:,} id hash(es) added to {res['log']}")
+    for where, n in res["rows_removed"].items():
+        _out(args, f"  {where:<40} {n:>12,} rows removed")
+    if not res["rows_removed"]:
+        _out(args, "  no rows of these customers left under the output: nothing rewritten")
+    for p in res["cleaned"]:
+        _out(args, f"  deleted leftover {p}")
+    _out(args, "input files are not modified; later ingests skip these customers")
+    return 0
+
+
 def _cluster_check(args) -> int:
     from bigseg.engine import cluster_check, format_cluster_info
 
@@ -246,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
 
     progress.set_enabled(not args.quiet)
     handlers = {"demo": _demo, "generate": _generate, "validate": _validate,
-                "cluster-check": _cluster_check}
+                "erase": _erase, "cluster-check": _cluster_check}
     try:
         return handlers.get(args.command, _stage)(args)
     except BigsegError as e:

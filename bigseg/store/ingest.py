@@ -10,6 +10,13 @@ Two shuffle-free passes scheduled on the cluster, each with bounded memory:
    quarantine exact duplicate rows, sort by customer id (then time), write one Parquet
    file into the bucket.
 
+**Erased customers stay erased**: when ``output/erasure_log.jsonl`` exists (written by
+``bigseg erase``, :mod:`bigseg.erase`), split drops every row, good or bad, whose
+customer id's keyed hash is in the log, before anything is written, and counts them
+(``last_ingest.erased_rows_skipped`` in the manifest). The hashes are keyed with
+``BIGSEG_PSEUDONYM_KEY``, so the key must then be set on the client and every worker;
+ingest refuses to run without it rather than let erased customers back in.
+
 **Incremental**: input files already in the store's manifest (same path, size and
 modification time) are not read again. New files are split and merged into *new* part
 files of the buckets they touch; untouched buckets are carried over as hard links (no
@@ -38,6 +45,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import bigseg
+from bigseg import erase as erasure
 from bigseg import privacy
 from bigseg.config import RunConfig, TableConfig
 from bigseg.errors import DataError
@@ -62,8 +70,13 @@ SRC_FILE, SRC_ROW = "__src_file", "__src_row"
 
 
 def _split_file(f: InputFile, tc: TableConfig, validation, n_buckets: int, parts: str,
-                idx: int, key_fp: str | None) -> dict:
+                idx: int, key_fp: str | None, erased: tuple[str, np.ndarray] | None = None
+                ) -> dict:
     key = privacy.check_key(key_fp) if key_fp else None
+    # (key fingerprint, sorted keyed hashes) of erased customers: their rows are skipped
+    ekey = privacy.check_key(erased[0]) if erased is not None else None
+    skipped = 0
+    raw_id_type = None
     pii = set(SCHEMAS[f.table].pii)
     writers: dict[int, pq.ParquetWriter] = {}
     qwriter = None
@@ -73,8 +86,13 @@ def _split_file(f: InputFile, tc: TableConfig, validation, n_buckets: int, parts
     schema = None
     try:
         for c in read_file(f, tc, validation):
-            if c.bad is not None:
-                bad = c.bad
+            bad = c.bad
+            if bad is not None and erased is not None and "customer_id" in bad.column_names:
+                gone = erasure.is_erased(bad.column("customer_id"), ekey, erased[1])
+                if gone.any():
+                    skipped += int(gone.sum())
+                    bad = bad.filter(pa.array(~gone)) if not gone.all() else None
+            if bad is not None:
                 if key is not None and "customer_id" in bad.column_names:
                     bad = bad.set_column(bad.column_names.index("customer_id"), "customer_id",
                                          privacy.pseudonymize(bad.column("customer_id"), key))
@@ -89,13 +107,21 @@ def _split_file(f: InputFile, tc: TableConfig, validation, n_buckets: int, parts
                                                bad.schema)
                 qwriter.write_table(bad.cast(qwriter.schema))
             t = c.good.drop_columns([n for n in c.good.column_names if n in pii])
+            rows = c.rows
+            if erased is not None and t.num_rows:
+                gone = erasure.is_erased(t.column(0), ekey, erased[1])
+                if gone.any():
+                    skipped += int(gone.sum())
+                    t, rows = t.filter(pa.array(~gone)), rows[~gone]
+            if t.num_rows:
+                raw_id_type = raw_id_type or str(t.column(0).type)
             if key is not None:
                 t = t.set_column(0, "customer_id", privacy.pseudonymize(t.column(0), key))
             if t.num_rows == 0:
                 continue
             # provenance, so merge can name the file and row of a duplicate; dropped there
             t = t.append_column(SRC_FILE, pa.array(np.full(t.num_rows, idx, np.int32)))
-            t = t.append_column(SRC_ROW, pa.array(c.rows, pa.int64()))
+            t = t.append_column(SRC_ROW, pa.array(rows, pa.int64()))
             schema = schema or t.schema
             if t.schema != schema:
                 t = t.select(schema.names).cast(schema)
@@ -130,6 +156,8 @@ def _split_file(f: InputFile, tc: TableConfig, validation, n_buckets: int, parts
         "bad": dict(reasons),
         "examples": examples,
         "id_type": None if schema is None else str(schema.field("customer_id").type),
+        "raw_id_type": raw_id_type,
+        "erased_skipped": skipped,
         "schema": None if schema is None else _drop_src(schema).serialize().to_pybytes(),
     }
 
@@ -238,6 +266,7 @@ def ingest(cfg: RunConfig, client) -> Store:
     if old is not None and n_files == 0:
         log.info("store is up to date: no new input files")
         return old
+    erased = erasure.ingest_filter(out)  # None unless customers were erased here
     log.info("ingest: %d new file(s); %s", n_files,
              "incremental" if old else f"full rebuild ({why})")
     n_buckets = old.n_buckets if old else _choose_buckets(cfg, inputs, client)
@@ -257,8 +286,10 @@ def ingest(cfg: RunConfig, client) -> Store:
         tables = cfg.data.tables()
         start = len(old.manifest["inputs"]) if old else 0
         files = [f for fs in new.values() for f in fs]
+        if erased is not None:  # one copy per worker, not one per task
+            erased = client.scatter(erased, broadcast=True)
         futs = [client.submit(_split_file, f, tables[f.table], cfg.validation, n_buckets,
-                              str(parts), start + i, key_fp, pure=False)
+                              str(parts), start + i, key_fp, erased, pure=False)
                 for i, f in enumerate(files)]
         split = gather(client, futs, "ingest: split inputs into buckets", bar=True)
         paths = {start + i: f.path for i, f in enumerate(files)}
@@ -295,6 +326,8 @@ def ingest(cfg: RunConfig, client) -> Store:
         _enforce_bad_share(report, cfg.validation.max_bad_share)
         manifest = _manifest(cfg, old, unified, inputs, new, id_types, key_fp, n_buckets,
                              jobs, merged, report)
+        manifest["raw_id_type"] = _raw_id_type(old, split)
+        manifest["last_ingest"]["erased_rows_skipped"] = _erased_skipped(split)
         write_json_atomic(store_dir / MANIFEST, manifest)
         publish_dir(qdir, out / QUARANTINE)
         publish_dir(store_dir, out / "store")
@@ -303,6 +336,28 @@ def ingest(cfg: RunConfig, client) -> Store:
     store = open_store(out)
     log.info("store published: %s", {t: v["rows"] for t, v in store.manifest["tables"].items()})
     return store
+
+
+def _raw_id_type(old: Store | None, split: list[dict]) -> str | None:
+    """Type of the customer ids as read, before pseudonymisation (``int64`` or
+    ``string``; ``mixed`` when files disagree, None when unknown): ``bigseg erase``
+    needs it to turn ids given as text into the values that were pseudonymised."""
+    types = {r["raw_id_type"] for r in split if r["raw_id_type"]}
+    if old is not None:
+        m = old.manifest
+        prev = m.get("raw_id_type") or (None if m.get("pseudonymized") else m.get("id_type"))
+        if prev is None:  # a store from before this was recorded
+            return None
+        types.add(prev)
+    return types.pop() if len(types) == 1 else ("mixed" if types else None)
+
+
+def _erased_skipped(split: list[dict]) -> dict[str, int]:
+    """Rows per table not ingested because their customer was erased."""
+    out: Counter = Counter()
+    for r in split:
+        out[r["table"]] += r["erased_skipped"]
+    return {t: n for t, n in out.items() if n}
 
 
 def _schema_of(d: dict) -> pa.Schema:

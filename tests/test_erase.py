@@ -1,0 +1,359 @@
+"""Right to erasure: ``bigseg erase`` removes customers from every output (store, features,
+segments, scores, audiences, quarantine, leftovers), keeps them out of later ingests,
+is idempotent, and a failure in the middle leaves readable outputs that a re-run fixes."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+import bigseg.erase as erase_mod
+from bigseg.backend import resolve
+from bigseg.cli import build_parser, main
+from bigseg.config import load_run_config
+from bigseg.erase import LOG_NAME, erase
+from bigseg.errors import ConfigError, DataError
+from bigseg.pipeline import run_stages
+from bigseg.privacy import ENV, pseudonymize
+from bigseg.store import ingest, open_store
+
+KEY = "erase-test-key-0123456789"
+TABLES = ("transactions", "customers", "events", "campaigns", "reviews")
+N_ERASED = 100  # of 3,000 customers (the acceptance run erases 1,000 of a larger base)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _key_on_every_worker():
+    """The key is set before the module's cluster starts, so its workers inherit it."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(ENV, KEY)
+        yield
+
+
+@pytest.fixture(scope="module")
+def raw_data(tmp_path_factory):
+    """3,000 synthetic customers twice: int ids (``ints/``) and string ids 'CUST-000123'
+    (``strs/``), each with an extra transactions file of rejected rows (infinite amounts,
+    exact duplicates) for erased and kept customers alike."""
+    from bigseg.synth import generate
+
+    d = tmp_path_factory.mktemp("erase_data")
+    generate(3000, d / "gen", seed=7, chunk_size=1000)
+    ids = pd.read_parquet(d / "gen" / "raw" / "customers")["customer_id"].sort_values()
+    erased = ids.to_numpy()[::30][:N_ERASED]
+    kept = ids.to_numpy()[1::30][:20]
+    for kind, conv in (("ints", None), ("strs", lambda a: pa.array(
+            [f"CUST-{i:06d}" for i in a.to_pylist()]))):
+        for t in TABLES:
+            (d / kind / t).mkdir(parents=True)
+            for f in sorted(glob.glob(str(d / "gen" / "raw" / t / "*.parquet"))):
+                tab = pq.read_table(f)
+                if conv is not None:
+                    i = tab.column_names.index("customer_id")
+                    tab = tab.set_column(i, "customer_id", conv(tab.column(i)))
+                pq.write_table(tab, d / kind / t / Path(f).name)
+        tx = pq.read_table(d / kind / "transactions")
+        raw_ids = pd.Series(tx.column("customer_id").to_pylist())
+        want = set(erased[:15].tolist()) | set(kept[:10].tolist())
+        if conv is not None:
+            want = {f"CUST-{i:06d}" for i in want}
+        pick = np.flatnonzero(raw_ids.isin(want).to_numpy())
+        first = pd.Series(pick).groupby(raw_ids.iloc[pick].to_numpy()).first().to_numpy()
+        dup = tx.take(pa.array(first))
+        inf = dup.set_column(dup.column_names.index("amount"), "amount",
+                             pa.array(np.full(dup.num_rows, np.inf)))
+        pq.write_table(pa.concat_tables([dup, inf]), d / kind / "transactions" / "part-bad.parquet")
+    return {"dir": d, "erased": erased, "kept": kept}
+
+
+def _config(path: Path, raw: Path, out: Path, **extra):
+    doc = {
+        "data": {t: {"path": str(raw / t)} for t in TABLES},
+        "horizon_days": 90, "seed": 3, "segmentation": {"k": 5},
+        "prediction": {"n_estimators": 30}, "output": str(out), **extra,
+    }
+    path.write_text(yaml.safe_dump(doc))
+    return load_run_config(path)
+
+
+def _group(rel: Path) -> str:
+    """store/<table>, quarantine/<table>, scores/as_of=..., or the top directory."""
+    parts = rel.parts
+    return "/".join(parts[:2]) if parts[0] in ("store", "quarantine", "scores") else parts[0]
+
+
+def _counts(out: Path, needles: set[str]) -> dict[str, tuple[int, int]]:
+    """Per output directory: (rows, rows whose customer_id, as text, is a needle)."""
+    res: dict[str, list[int]] = {}
+    for p in sorted(out.rglob("*.parquet")):
+        rel = p.relative_to(out)
+        if rel.parts[0] in (".staging", "raw"):
+            continue
+        t = pq.read_table(p)
+        g = res.setdefault(_group(rel), [0, 0])
+        g[0] += t.num_rows
+        if "customer_id" in t.column_names:
+            ids = pc.utf8_trim_whitespace(t.column("customer_id").cast(pa.string()))
+            g[1] += pc.sum(pc.is_in(ids, value_set=pa.array(sorted(needles)))).as_py() or 0
+    return {k: tuple(v) for k, v in res.items()}
+
+
+def _leaks(out: Path, needles: list[str]) -> list[str]:
+    """(file: needle) for every needle found in any file under ``out``: Parquet with
+    every column as text, every other file as raw bytes."""
+    rx = re.compile("|".join(map(re.escape, needles)))
+    hits = []
+    for p in sorted(out.rglob("*")):
+        if not p.is_file():
+            continue
+        if p.suffix == ".parquet":
+            text = pq.read_table(p).to_pandas().astype(str).to_csv()
+        else:
+            text = p.read_bytes().decode("latin-1")
+        hits += [f"{p.relative_to(out)}: {m}" for m in sorted(set(rx.findall(text)))]
+    return hits
+
+
+def _id_cells(out: Path, values: set[str]) -> list[str]:
+    """Files whose customer_id column holds one of ``values`` (ids as text)."""
+    hits = []
+    for p in sorted(out.rglob("*.parquet")):
+        t = pq.read_table(p)
+        if "customer_id" in t.column_names:
+            ids = set(t.column("customer_id").cast(pa.string()).to_pylist())
+            if ids & values:
+                hits.append(str(p.relative_to(out)))
+    return hits
+
+
+def _present(out: Path, needles: set[str]) -> set[str]:
+    """The needles that are a customer id in some table of the store."""
+    found = set()
+    for t in TABLES:
+        found |= needles & set(pq.read_table(out / "store" / t, columns=["customer_id"])
+                               .column(0).cast(pa.string()).to_pylist())
+    return found
+
+
+def _raw_rows(raw: Path, ids: set) -> dict[str, int]:
+    """Rows per table of the raw inputs that belong to ``ids``."""
+    out = {}
+    for t in TABLES:
+        col = pq.read_table(raw / t, columns=["customer_id"]).column(0).to_pylist()
+        out[t] = sum(1 for v in col if v in ids)
+    return {t: n for t, n in out.items() if n}
+
+
+def _files(out: Path) -> dict[str, tuple]:
+    return {str(p.relative_to(out)): (p.stat().st_ino, p.stat().st_mtime_ns)
+            for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def _check_erased(out: Path, before: dict, after: dict) -> None:
+    """Every directory lost exactly the erased customers' rows; the manifest agrees."""
+    for g, (rows, hit) in before.items():
+        assert after[g] == (rows - hit, 0), g
+    m = open_store(out).manifest
+    for t, (rows, _hit) in ((k.split("/")[1], v) for k, v in after.items()
+                            if k.startswith("store/")):
+        assert m["tables"][t]["rows"] == rows, t
+
+
+def test_erase_plain_string_ids_everywhere_and_for_good(raw_data, tmp_path, local_client, capsys):
+    raw = raw_data["dir"] / "strs"
+    erased = [f"CUST-{i:06d}" for i in raw_data["erased"]]
+    kept = [f"CUST-{i:06d}" for i in raw_data["kept"]]
+    cfg_path = tmp_path / "job.yaml"
+    cfg = _config(cfg_path, raw, tmp_path / "out")
+    run_stages(cfg, local_client, resolve("cpu"))
+    out = cfg.output_dir
+    before = _counts(out, set(erased))
+    present = _present(out, set(erased))
+    for g in ("store/transactions", "store/customers", "features", "segments", "audiences",
+              "quarantine/transactions"):
+        assert before[g][1] > 0, g  # the erased customers are really there
+    assert any(k.startswith("scores/") and v[1] for k, v in before.items())
+    assert _leaks(out, erased)  # the scan finds them before
+    models = {p: v for p, v in _files(out).items() if p.startswith("models/")}
+    # leftovers of interrupted runs that hold copies of the rows
+    stale = out / ".staging" / "features-0123456789ab"
+    stale.mkdir(parents=True)
+    shutil.copy(next((out / "features").glob("*.parquet")), stale / "part-00000.parquet")
+    shutil.copytree(out / "segments", out / "segments.~old")
+    (out / ".metrics.json.0badc0de.tmp").write_text(json.dumps({"x": erased[:5]}))
+
+    ids_file = tmp_path / "erase.txt"
+    ids_file.write_text("\n".join(f"  {i} " for i in erased) + "\n\nCUST-999999\n")
+    assert main(["erase", str(cfg_path), "--ids", str(ids_file)]) == 0
+    printed = capsys.readouterr().out
+    assert f"erased {len(present)} of {N_ERASED + 1} requested" in printed
+    for g, (_rows, hit) in before.items():
+        if hit:
+            assert re.search(rf"{re.escape(g)}\s+{hit:,} rows removed", printed), g
+
+    after = _counts(out, set(erased))
+    _check_erased(out, before, after)
+    assert after["quarantine/transactions"][0] > 0  # the kept customers' rejected rows stay
+    assert _counts(out, set(kept))["quarantine/transactions"][1] > 0
+    assert not _leaks(out, erased)  # every file, the log and report included
+    assert not (out / "segments.~old").exists() and not list((out / ".staging").iterdir())
+    assert not (out / ".metrics.json.0badc0de.tmp").exists()
+    # models hold no customer rows (the scan above covers them): not rewritten
+    assert {p: v for p, v in _files(out).items() if p.startswith("models/")} == models
+    m = open_store(out).manifest
+    assert m["last_erasure"]["ids_requested"] == N_ERASED + 1
+
+    # a second erasure of the same ids changes nothing, not even the log
+    files = _files(out)
+    again = erase(cfg, ids_file, local_client)
+    assert again["rows_removed"] == {} and again["newly_logged"] == 0
+    assert again["customers_found"] == 0 and _files(out) == files
+
+    # re-ingesting: the same files are up to date; touched files force a full rebuild,
+    # and the whole pipeline on it brings nobody back
+    assert ingest(cfg, local_client).manifest["created"] == m["created"]
+    for p in raw.rglob("*.parquet"):
+        os.utime(p, (p.stat().st_atime, p.stat().st_mtime + 60))
+    run_stages(cfg, local_client, resolve("cpu"))
+    last = open_store(out).manifest["last_ingest"]
+    assert last["mode"] == "full"
+    assert last["erased_rows_skipped"] == _raw_rows(raw, set(erased))
+    assert not _leaks(out, erased)
+    assert _counts(out, set(kept))["quarantine/transactions"][1] > 0
+
+
+def test_erase_pseudonymised_int_ids_survives_failures(raw_data, tmp_path, local_client,
+                                                       monkeypatch):
+    raw = raw_data["dir"] / "ints"
+    erased = [int(i) for i in raw_data["erased"]]
+    cfg = _config(tmp_path / "job.yaml", raw, tmp_path / "out",
+                  privacy={"pseudonymize": True})
+    run_stages(cfg, local_client, resolve("cpu"))
+    out = cfg.output_dir
+    pseudo = pseudonymize(pa.array(erased), KEY.encode()).to_pylist()
+    before = _counts(out, set(pseudo))
+    present = _present(out, set(pseudo))
+    assert before["store/transactions"][1] > 0 and before["quarantine/transactions"][1] > 0
+    assert _leaks(out, pseudo)
+    m0 = open_store(out).manifest
+    assert m0["raw_id_type"] == "int64" and m0["id_type"] == "string"
+    ids_file = tmp_path / "erase.txt"  # zero-padded text is still customer 42 in an int store
+    ids_file.write_text("\n".join(f"{i:07d}" if n % 2 else str(i) for n, i in enumerate(erased)))
+
+    def readable(expect_store_rows: bool):
+        for p in out.rglob("*.parquet"):
+            pq.read_table(p)
+        s = open_store(out)
+        for t in s.tables:
+            n = sum(s.read_bucket(t, k).num_rows for k in range(s.n_buckets))
+            assert n == s.manifest["tables"][t]["rows"]
+            if expect_store_rows:
+                assert n == before[f"store/{t}"][0]
+
+    # 1. a write fails half-way through a directory: nothing changes, nothing is left over
+    real, calls = erase_mod._filter_file, Counter()
+
+    def failing(src, dst, match, trim):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError("disk full")
+        return real(src, dst, match, trim)
+
+    monkeypatch.setattr(erase_mod, "_filter_file", failing)
+    with pytest.raises(OSError, match="disk full"):
+        erase(cfg, ids_file, None)
+    monkeypatch.setattr(erase_mod, "_filter_file", real)
+    assert _counts(out, set(pseudo)) == before
+    assert not list((out / ".staging").iterdir())
+    readable(True)
+    assert (out / LOG_NAME).is_file()  # logged first: ingest already keeps them out
+
+    # 2. the process dies before the store is swapped: the others are erased, the store
+    # is the previous one, complete
+    real_publish = erase_mod.publish_dir
+
+    def no_store(stage, final):
+        if Path(final).name == "store":
+            raise RuntimeError("killed")
+        return real_publish(stage, final)
+
+    monkeypatch.setattr(erase_mod, "publish_dir", no_store)
+    with pytest.raises(RuntimeError, match="killed"):
+        erase(cfg, ids_file, local_client)
+    monkeypatch.setattr(erase_mod, "publish_dir", real_publish)
+    mid = _counts(out, set(pseudo))
+    assert mid["features"][1] == 0 and mid["store/transactions"] == before["store/transactions"]
+    readable(True)
+
+    # 3. a re-run completes it
+    res = erase(cfg, ids_file, local_client)
+    assert res["rows_removed"] == {g: v[1] for g, v in before.items()
+                                   if g.startswith("store/") and v[1]}
+    assert res["customers_found"] == len(present) and res["newly_logged"] == 0
+    after = _counts(out, set(pseudo))
+    _check_erased(out, before, after)
+    readable(False)
+    assert not _leaks(out, pseudo)  # pseudonyms, in any file
+    assert not _id_cells(out, {str(i) for i in erased})  # raw ids, in any id column
+    log_text = (out / LOG_NAME).read_text()
+    assert KEY not in log_text and len(json.loads(log_text.splitlines()[0])["hashes"]) == N_ERASED
+
+    # 4. idempotent
+    files = _files(out)
+    assert erase(cfg, ids_file, local_client)["rows_removed"] == {} and _files(out) == files
+
+    # 5. a full re-ingest of the raw files (rejected rows included) keeps them out
+    for p in raw.rglob("*.parquet"):
+        os.utime(p, (p.stat().st_atime, p.stat().st_mtime + 60))
+    store = ingest(cfg, local_client)
+    assert store.manifest["last_ingest"]["erased_rows_skipped"] == _raw_rows(raw, set(erased))
+    assert not _leaks(out / "store", pseudo) and not _leaks(out / "quarantine", pseudo)
+
+
+def test_erase_errors(raw_data, tmp_path, local_client, monkeypatch, capsys):
+    raw = raw_data["dir"] / "ints"
+    cfg_path = tmp_path / "job.yaml"
+    cfg = _config(cfg_path, raw, tmp_path / "out")
+    ids_file = tmp_path / "ids.txt"
+    ids_file.write_text("5\n")
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n  \n")
+    assert "erase" in build_parser().format_help()
+    # exit 3: no ids file, an empty one, no store under output
+    assert main(["erase", str(cfg_path), "--ids", str(tmp_path / "nope.txt")]) == 3
+    assert "nope.txt: ids file not found" in capsys.readouterr().err
+    assert main(["erase", str(cfg_path), "--ids", str(empty)]) == 3
+    assert "lists no customer id" in capsys.readouterr().err
+    assert main(["erase", str(cfg_path), "--ids", str(ids_file)]) == 3
+    assert "no bucketed store" in capsys.readouterr().err
+
+    ingest(cfg, local_client)
+    with pytest.raises(DataError, match="'CUST-1' is not an integer"):
+        erase(cfg, ["CUST-1"])
+    monkeypatch.delenv(ENV)
+    assert main(["erase", str(cfg_path), "--ids", str(ids_file)]) == 2
+    assert ENV in capsys.readouterr().err
+    monkeypatch.setenv(ENV, "another-key-0123456789")
+    erase(cfg, ids_file)  # in this process
+    # the log needs its key: ingest refuses to run without it or with another one
+    for p in raw.rglob("*.parquet"):
+        os.utime(p, (p.stat().st_atime, p.stat().st_mtime + 120))
+    monkeypatch.setenv(ENV, KEY)
+    with pytest.raises(ConfigError, match="another"):
+        ingest(cfg, local_client)
+    monkeypatch.delenv(ENV)
+    with pytest.raises(ConfigError, match=ENV):
+        ingest(cfg, local_client)
