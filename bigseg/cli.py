@@ -148,7 +148,7 @@ def _demo(args) -> int:
             "horizon_days": 90,
             "seed": args.seed,
             "segmentation": {"method": "kmeans", "k": "auto"},
-            "prediction": {"targets": ["churn", "value"]},
+            "prediction": {"targets": ["churn", "value", "response"]},
             "privacy": {"pseudonymize": False, "require_consent": True, "min_segment_size": 50},
             "output": str(out),
         }

@@ -87,7 +87,8 @@ class SegmentationConfig(_Strict):
 
 
 class PredictionConfig(_Strict):
-    targets: list[Literal["churn", "value", "response"]] = ["churn", "value"]
+    #: "response" (campaign response) is learnt when campaign data with responded_at exist
+    targets: list[Literal["churn", "value", "response"]] = ["churn", "value", "response"]
     #: share of customers flagged ``high_value`` (top share by predicted value)
     high_value_share: float = Field(0.2, gt=0, lt=1)
     #: churn probability from which a customer is flagged "high churn risk"
@@ -100,6 +101,10 @@ class PredictionConfig(_Strict):
     #: optional small search: try these depths for the global model, keep the one with the
     #: best validation loss (used for the segment models too); empty = no search
     search_max_depth: list[int] = []
+    #: class imbalance: binary targets are trained on log loss, so probabilities stay
+    #: calibrated and ranking metrics (AUC, lift) are unaffected by the class ratio; set
+    #: true to weight positives by negatives/positives instead (probabilities then overstate)
+    balance_classes: bool = False
     early_stopping_rounds: int = Field(20, ge=1)
     #: up to this many training rows, XGBoost trains on one worker (bit-identical models
     #: whatever the number of workers); above it, on every worker holding data

@@ -380,6 +380,13 @@ class Run:
         :mod:`bigseg.predict.segmented`)."""
         pcfg, seed = self.cfg.prediction, self.cfg.seed
         targets = [t for t in pcfg.targets if t in ("churn", "value")]
+        if "response" in pcfg.targets:
+            if self._has_response_labels():
+                targets.append("response")
+            else:
+                log.warning("target 'response' skipped: no campaign sent in the label window "
+                            "(or no campaigns table with responded_at)")
+                self.metrics["response"] = {"skipped": "no campaign responses to learn from"}
         seg = self._load_segmenter()
         ids = [int(i) for i in seg["ids"]]
         feats = self.feature_names + segmented.segment_features(ids)
@@ -470,7 +477,16 @@ class Run:
         segs = cat["segment"]
         p = _chosen(cat, target, choice)
         y = cat[target]
-        if target == "churn":
+        if target == "response":  # defined only for customers sent a campaign in the window
+            ok = np.isfinite(y)
+            y, p, segs = y[ok], p[ok], segs[ok]
+            out = evaluate_binary(y, p)
+            out["global_model_only"] = evaluate_binary(y, cat["pred_response_global"][ok])
+            out["baseline_past_response_rate_auc"] = _auc(y, cat["campaign_response_rate"][ok])
+            out["calibration"] = segmented.calibration_curve(y, p)
+            out["by_segment"] = {str(s): evaluate_binary(y[segs == s], p[segs == s])
+                                 for s in sorted(set(segs.tolist()))}
+        elif target == "churn":
             out = evaluate_binary(y, p)
             out["global_model_only"] = evaluate_binary(y, cat["pred_churn_global"])
             out["baseline_recency_auc"] = _auc(y, cat["recency_days"])
@@ -488,6 +504,11 @@ class Run:
                                  for s in sorted(set(segs.tolist()))}
         return out
 
+    def _has_response_labels(self) -> bool:
+        """Whether the training cutoff has customers with a campaign-response label."""
+        return sum(gather(self.client, self.submit_each(tasks.n_labelled, "train", "response"),
+                          "response labels")) > 0
+
     def _fit(self, target: str, name: str, feats: list[str]) -> tuple[dict, dict]:
         """The global model (``xgboost.dask`` over all buckets) and one model per segment
         with enough rows (one ``xgboost.train`` task per segment, side by side)."""
@@ -496,6 +517,12 @@ class Run:
         params = params_for(target, pcfg, seed, self.backend.xgboost_device)
         parts = self.submit_each(segmented.xy_parts, name, target, VALID_FRACTION, seed, feats,
                                  seg)
+        if pcfg.balance_classes and target in segmented.BINARY:
+            cnt = gather(c, [c.submit(segmented.class_counts, p, pure=False) for p in parts],
+                         "class balance")
+            rows, pos = sum(x[0] for x in cnt), sum(x[1] for x in cnt)
+            if 0 < pos < rows:  # weight positives by negatives / positives
+                params["scale_pos_weight"] = (rows - pos) / pos
         tried = []
         for depth in pcfg.search_max_depth or [pcfg.max_depth]:
             p = {**params, "max_depth": depth}
@@ -519,7 +546,8 @@ class Run:
         for (s, ps), cnt in zip(by_seg.items(), counts, strict=True):
             rows, pos, _ = (sum(x[i] for x in cnt) for i in range(3))
             enough = rows >= segmented.MIN_SEGMENT_ROWS and (
-                target != "churn" or min(pos, rows - pos) >= segmented.MIN_SEGMENT_CLASS)
+                target not in segmented.BINARY
+                or min(pos, rows - pos) >= segmented.MIN_SEGMENT_CLASS)
             if enough:
                 futs[int(s)] = c.submit(segmented.train_local, params, pcfg.n_estimators,
                                         pcfg.early_stopping_rounds, *ps, pure=False)

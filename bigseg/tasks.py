@@ -126,7 +126,10 @@ def score_bucket(res: dict, name: str, pre: dict, meta: dict, arrays: dict, name
     n = len(df)
     importance = {}
     X = segmented.model_matrix(df, model_features, segs) if models else None
-    for t, col in (("churn", "churn_probability"), ("value", "value_prediction")):
+    targets = [("churn", "churn_probability"), ("value", "value_prediction")]
+    if "response" in models:
+        targets.append(("response", "response_probability"))
+    for t, col in targets:
         if t not in models:
             out[col] = np.full(n, np.nan, np.float32)
             continue
@@ -247,4 +250,10 @@ def protected_attributes(store: Store, k: int, res: dict, name: str,
             v = cust[a].to_numpy(dtype=object)
             out[a] = np.where(pos >= 0, v[np.maximum(pos, 0)], None)
     return out
+
+
+def n_labelled(res: dict, name: str, target: str) -> int:
+    """Rows of frame ``name`` with a finite ``target`` label."""
+    df = res["frames"][name]
+    return int(np.isfinite(df[target].to_numpy(np.float64)).sum()) if target in df else 0
 

@@ -27,7 +27,8 @@ def run(tmp_path_factory, local_client):
     generate(8000, d, seed=5, client=local_client,
              bias={"attribute": "gender", "group": "F", "dropout": 0.8, "window_days": 360})
     doc = {"data": {t: {"path": str(d / "raw" / t)} for t in TABLES}, "horizon_days": 90,
-           "seed": 0, "segmentation": {"k": 4}, "prediction": {"n_estimators": 80},
+           "seed": 0, "segmentation": {"k": 4},
+           "prediction": {"n_estimators": 80, "targets": ["churn", "value", "response"]},
            "fairness": {"protected": ["gender", "age"]},
            "privacy": {"pseudonymize": False}, "output": str(d / "out")}
     (d / "job.yaml").write_text(yaml.safe_dump(doc))
@@ -121,3 +122,36 @@ def test_audiences_honour_marketing_consent(run):
     assert feats is None or len(feats) == len(scores)
     assert np.isfinite(scores["offer_1_score"].dropna()).all()
 
+
+def test_campaign_response_is_predicted_for_every_customer(run):
+    _, cfg, m, scores = run
+    r = m["response"]
+    assert r["auc"] > 0.6 and r["n"] > 500  # only customers sent a campaign are labelled
+    assert r["baseline_past_response_rate_auc"] is not None
+    assert scores["response_probability"].between(0, 1).all()
+    assert scores["response_driver_1"].notna().all()
+    _, manifest = load_version(cfg.output_dir)
+    assert "response.ubj" in manifest["files"]
+
+
+
+def test_balanced_classes_weight_the_rare_class(tmp_path, local_client, monkeypatch):
+    import bigseg.pipeline as P
+
+    d = tmp_path
+    generate(3000, d, seed=2, chunk_size=1000)
+    doc = {"data": {t: {"path": str(d / "raw" / t)} for t in TABLES}, "horizon_days": 90,
+           "seed": 0, "segmentation": {"k": 3}, "output": str(d / "out"),
+           "prediction": {"n_estimators": 20, "targets": ["churn"], "balance_classes": True}}
+    (d / "job.yaml").write_text(yaml.safe_dump(doc))
+    cfg = load_run_config(d / "job.yaml")
+    seen: dict = {}
+    real = P.train_dask
+
+    def spy(client, parts, n, params, *a, **k):  # the real training, params recorded
+        seen.update(params)
+        return real(client, parts, n, params, *a, **k)
+
+    monkeypatch.setattr(P, "train_dask", spy)
+    run_stages(cfg, local_client, resolve("cpu"), stages=("ingest", "segment", "train"))
+    assert seen["scale_pos_weight"] > 0 and seen["scale_pos_weight"] != 1.0

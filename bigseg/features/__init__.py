@@ -30,7 +30,7 @@ from bigseg.store import Store
 
 __all__ = ["FEATURES", "FEATURE_NAMES", "SKEWED", "bucket_frames", "describe", "to_us"]
 
-LABELS = ("churn", "value")
+LABELS = ("churn", "value", "response")
 #: count-like features: a customer with no rows in that table truly has zero
 _ZERO_WHEN_ABSENT = ("active_days_90d", "sessions_90d", "page_views_90d", "app_opens_90d",
                      "events_total", "campaign_sends", "campaign_sends_90d", "review_count")
@@ -121,7 +121,8 @@ def bucket_frames(store: Store, k: int, cutoffs: dict[str, int], labelled: tuple
 
     Returns ``{"frames": {name: DataFrame}, "excluded": n}``: each DataFrame holds
     ``customer_id``, the features and, for labelled cutoffs, ``churn`` (no purchase in the
-    horizon) and ``value`` (net spend in the horizon). Customers without profiling
+    horizon), ``value`` (net spend in the horizon) and, with campaign data, ``response``
+    (a campaign sent in the horizon was responded to; NaN when none was sent). Customers without profiling
     consent are dropped and counted in ``excluded`` (at the latest cutoff). CLV columns
     are added later by :func:`add_clv` (they need a model fitted over all buckets).
     """
@@ -162,6 +163,9 @@ def bucket_frames(store: Store, k: int, cutoffs: dict[str, int], labelled: tuple
             f = f.merge(lab, on="customer_id", how="left", sort=False)
             f["churn"] = ~f.pop("bought").fillna(False).astype(bool)
             f["value"] = f.pop("spend").fillna(0.0).astype(np.float64)
+            if campaigns is not None and "responded_at" in campaigns.column_names:
+                f = f.merge(behaviour.response_labels(campaigns, cut, horizon_days),
+                            on="customer_id", how="left", sort=False)
         feats = [c for c in f.columns if c not in ("customer_id", *LABELS)]
         f[feats] = f[feats].astype(np.float32)
         frames[name] = f

@@ -451,3 +451,31 @@ def campaign_features(campaigns: pa.Table, cutoff_us: int) -> pd.DataFrame:
             last > np.iinfo(np.int64).min, (cutoff_us - last.astype(np.float64)) / DAY_US, np.nan
         )
     return _frame(uniq, cols)
+
+
+def response_labels(campaigns: pa.Table, cutoff_us: int, horizon_days: int) -> pd.DataFrame:
+    """Campaign-response label in ``(cutoff, cutoff + horizon]``: per customer sent a
+    campaign in that window, ``response`` = 1.0 when any of those sends got a response
+    within the window (``responded`` true, when that column exists, and ``responded_at``
+    inside the window), else 0.0. Customers sent nothing in the window are absent (the
+    label is undefined for them). Needs ``responded_at``: without it, an empty frame."""
+    end = cutoff_us + horizon_days * DAY_US
+    if "responded_at" not in campaigns.column_names or campaigns.num_rows == 0:
+        return pd.DataFrame({"customer_id": [], "response": []})
+    sent = _times(campaigns, "sent_at")
+    win = (sent > cutoff_us) & (sent <= end)
+    t = campaigns.filter(pa.array(win))
+    ids = t.column("customer_id")
+    if ids.null_count:
+        t = t.filter(pc.is_valid(ids))
+    if t.num_rows == 0:
+        return pd.DataFrame({"customer_id": [], "response": []})
+    codes, uniq = _factorize(t.column("customer_id"))
+    rat = _times(t, "responded_at")
+    resp = (rat > cutoff_us) & (rat <= end)
+    if "responded" in t.column_names:
+        resp &= _bool(t, "responded")
+    n = len(uniq)
+    hit = _count(codes, n, resp) > 0
+    return pd.DataFrame({"customer_id": uniq, "response": hit.astype(np.float64)})
+

@@ -27,6 +27,8 @@ import xgboost as xgb
 from bigseg.predict.xgb import _booster
 
 SEGMENT_PREFIX = "in_segment_"
+#: binary targets (classification, judged by ROC-AUC); the rest are regressions
+BINARY = ("churn", "response")
 #: a segment gets its own model from this many training rows ...
 MIN_SEGMENT_ROWS = 1_000
 #: ... and, for a binary target, this many of each class
@@ -61,6 +63,8 @@ def model_matrix(df: pd.DataFrame, features: list[str], segs: np.ndarray) -> np.
 
 
 def target_values(df: pd.DataFrame, target: str) -> np.ndarray:
+    if target not in df:
+        return np.zeros(0, np.float32)
     y = df[target].to_numpy(np.float32)
     if target == "value":  # net spend can dip below zero after returns; Tweedie needs y >= 0
         y = np.maximum(y, 0)
@@ -81,6 +85,11 @@ def xy_parts(res: dict, name: str, target: str, valid_fraction: float, seed: int
     if only is not None:
         keep = segs == only
         df, segs = df[keep], segs[keep]
+    if target not in df:  # e.g. no campaign sent in this bucket's label window
+        df, segs = df.iloc[:0], segs[:0]
+    labelled = np.isfinite(df[target].to_numpy(np.float64)) if len(df) else np.zeros(0, bool)
+    if not labelled.all():  # response: defined only for customers sent a campaign
+        df, segs = df[labelled], segs[labelled]
     X = model_matrix(df, features, segs)
     y = target_values(df, target)
     if len(df) == 0:  # e.g. a segment absent from this bucket (string ids: untyped)
@@ -193,8 +202,8 @@ def backtest_rows(res: dict, name: str, features: list[str], seg: dict,
     segs = segment_ids(df, seg)
     X = model_matrix(df, features, segs)
     out = {"segment": segs}
-    for col in ("churn", "value", "recency_days", "clv_expected_purchases",
-                "clv_expected_value", "frequency"):
+    for col in ("churn", "value", "response", "recency_days", "clv_expected_purchases",
+                "clv_expected_value", "frequency", "campaign_response_rate"):
         out[col] = df[col].to_numpy(np.float64) if col in df else np.full(len(df), np.nan)
     for t, ms in models.items():
         out[f"pred_{t}_global"] = _booster(ms["global"]).inplace_predict(X).astype(np.float32) \
@@ -214,20 +223,21 @@ def choose(target: str, y: np.ndarray, segs: np.ndarray, p_global: np.ndarray,
            p_segment: np.ndarray, ids: list[int]) -> dict:
     """Per segment: which model serves it better on the backtest, with both scores.
 
-    Churn compares ROC-AUC (higher wins), value RMSE (lower wins); ties and segments
-    without a model of their own (or without both classes in the backtest) go global."""
+    Binary targets (churn, response) compare ROC-AUC (higher wins), value RMSE (lower
+    wins); ties and segments without a model of their own (or without both classes in
+    the backtest) go global. Rows without a label (NaN) are left out."""
     from sklearn.metrics import roc_auc_score
 
     out = {}
     for s in ids:
-        rows = segs == s
+        rows = (segs == s) & np.isfinite(y)
         rec = {"n_backtest": int(rows.sum()), "model": "global"}
         own = p_segment[rows]
         if rows.sum() == 0 or not np.isfinite(own).all():
             out[int(s)] = rec
             continue
         yy, pg = y[rows], p_global[rows]
-        if target == "churn":
+        if target in BINARY:
             yb = yy.astype(bool)
             if yb.all() or not yb.any():
                 out[int(s)] = rec

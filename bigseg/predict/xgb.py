@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 
 OBJECTIVES = {
     "churn": {"objective": "binary:logistic", "eval_metric": "logloss"},
+    "response": {"objective": "binary:logistic", "eval_metric": "logloss"},
     "value": {"objective": "reg:tweedie", "tweedie_variance_power": 1.5, "eval_metric": "rmse"},
 }
 

@@ -144,7 +144,7 @@ def render(metrics: dict, min_segment_size: int = 50) -> str:
     body.append("<p class='muted'>Backtest: models fitted one horizon earlier, evaluated on "
                 "the following window (forward in time), beside two baselines on the same "
                 "customers.</p>")
-    body.extend(_model_tables(churn, metrics.get("value") or {}))
+    body.extend(_model_tables(churn, metrics.get("value") or {}, metrics.get("response")))
     if churn.get("calibration"):
         body.append("<h3>Reliability of the churn probabilities</h3>")
         body.append(calibration_chart(churn["calibration"]))
@@ -221,7 +221,7 @@ def calibration_chart(curve: list[dict]) -> str:
     return "".join(parts)
 
 
-def _model_tables(churn: dict, value: dict) -> list[str]:
+def _model_tables(churn: dict, value: dict, response: dict | None = None) -> list[str]:
     out = []
     if churn.get("auc") is not None:
         g = (churn.get("global_model_only") or {}).get("auc")
@@ -236,6 +236,14 @@ def _model_tables(churn: dict, value: dict) -> list[str]:
         out.append("<table><tr><th>churn metric</th><th>value</th></tr>" + "".join(
             f"<tr><td>{_e(a)}</td><td>{_fmt(b, 4)}</td></tr>" for a, b in extra
             if b is not None) + "</table>")
+    response = response or {}
+    if response.get("auc") is not None:
+        rows = [("bigseg (model chosen per segment)", response.get("auc")),
+                ("bigseg global model only", (response.get("global_model_only") or {}).get("auc")),
+                ("baseline: past campaign response rate",
+                 response.get("baseline_past_response_rate_auc"))]
+        out.append("<table><tr><th>campaign response</th><th>ROC-AUC</th></tr>" + "".join(
+            f"<tr><td>{_e(a)}</td><td>{_fmt(b, 4)}</td></tr>" for a, b in rows) + "</table>")
     if value.get("n") is not None:
         base = value.get("baseline_bgnbd") or {}
         keys = ("mae", "rmse", "spearman", "capture_top10")
