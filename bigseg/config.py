@@ -149,6 +149,21 @@ class FairnessConfig(_Strict):
     threshold: float = Field(0.8, gt=0, le=1)
 
 
+class DriftConfig(_Strict):
+    """When scoring recommends retraining (``metrics.json`` ``retrain``): a feature, score
+    or segment-share population stability index at or above its threshold, or a model
+    older than ``max_model_age_days`` (days between its training as_of and this as_of).
+    ``null`` turns a rule off. See :mod:`bigseg.monitor.drift`."""
+
+    max_feature_psi: float | None = Field(0.25, gt=0)
+    max_score_psi: float | None = Field(0.25, gt=0)
+    max_segment_psi: float | None = Field(0.25, gt=0)
+    max_model_age_days: float | None = Field(30, gt=0)
+
+    def policy(self) -> dict:
+        return self.model_dump()
+
+
 class RunConfig(_Strict):
     data: DataConfig
     as_of: dt.date | None = None
@@ -160,6 +175,7 @@ class RunConfig(_Strict):
     validation: ValidationConfig = ValidationConfig()
     privacy: PrivacyConfig = PrivacyConfig()
     fairness: FairnessConfig = FairnessConfig()
+    drift: DriftConfig = DriftConfig()
     output: str = "out/"
     #: directory of the config file; relative paths resolve against it
     base_dir: str = "."

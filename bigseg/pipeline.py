@@ -26,16 +26,24 @@ from bigseg.backend import Backend, resolve
 from bigseg.config import RunConfig
 from bigseg.errors import DataError, ModelError
 from bigseg.features import SKEWED, bucket_frames, to_us
+from bigseg.monitor import drift
 from bigseg.predict import fairness, offers, segmented
 from bigseg.predict.xgb import evaluate_binary, evaluate_value, params_for, train_dask
 from bigseg.progress import gather
-from bigseg.registry import VersionWriter, load_version, schema_hash
+from bigseg.registry import (
+    VersionWriter,
+    hardware_info,
+    library_versions,
+    load_version,
+    schema_hash,
+)
 from bigseg.segment import KMeans, choose_k, serialize
 from bigseg.segment.blocks import Blocks
 from bigseg.segment.naming import name_segments, rfm_position
 from bigseg.segment.preprocess import Preprocessor
 from bigseg.segment.stability import match_segments, migration_matrix
 from bigseg.store import ingest, open_store
+from bigseg.store.lock import output_lock
 from bigseg.store.publish import staged_dir, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -47,6 +55,8 @@ log = logging.getLogger(__name__)
 #: shares added within-persona noise and lowered the agreement with the personas.
 SEGMENT_FEATURES = ["recency_days", "purchase_rate", "monetary_mean", "tenure_days"]
 VALID_FRACTION = 0.15
+#: features not monitored for drift (they move with calendar time for every customer)
+DRIFT_EXEMPT = ("tenure_days",)
 
 
 class Run:
@@ -142,6 +152,37 @@ class Run:
 
     def count(self, name: str) -> int:
         return sum(gather(self.client, self.submit_each(tasks.n_rows, name), f"count {name}"))
+
+    def write_run_record(self, stages) -> Path:
+        """``output/runs/<UTC time>.json``: enough to reproduce or audit what this run
+        published: stages, as_of, the whole config, seed, a fingerprint of the ingested
+        inputs (path, size, mtime of every file and the store's mapping hash), the model
+        version, library versions, hardware, timings and a summary (customers, segments,
+        drift verdict)."""
+        import hashlib
+
+        man = self.store.manifest if (self.out / "store").is_dir() else {}
+        fp = hashlib.sha256(json.dumps({k: man.get(k) for k in ("inputs", "mapping_hash",
+                                                                 "key_fingerprint")},
+                                       sort_keys=True, default=str).encode()).hexdigest()
+        latest = self.out / "models" / "LATEST"
+        now = dt.datetime.now(dt.timezone.utc)
+        rec = {
+            "finished": now.isoformat(timespec="seconds"), "stages": list(stages),
+            "as_of": self.metrics.get("as_of"), "config": self.cfg.model_dump(mode="json"),
+            "seed": self.cfg.seed, "input_fingerprint": fp,
+            "model_version": latest.read_text().strip() if latest.is_file() else None,
+            "libraries": library_versions(), "hardware": hardware_info(),
+            "device": self.backend.name, "timings": self.timings,
+            "summary": {"n_customers": self.metrics.get("n_customers"),
+                        "segments": [{k: s.get(k) for k in ("id", "name", "size")}
+                                     for s in self.metrics.get("segments", [])],
+                        "retrain": self.metrics.get("retrain")},
+        }
+        path = self.out / "runs" / f"{now.strftime('%Y%m%dT%H%M%S%fZ')}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(path, rec)
+        return path
 
     def write_metrics(self) -> None:
         path = self.out / "metrics.json"
@@ -422,6 +463,7 @@ class Run:
                 evaluation[t]["per_segment"] = {str(s): r for s, r in choice[t].items()}
             self._choice = {t: {s: r["model"] for s, r in c.items()} for t, c in choice.items()}
             self._model_features = feats
+            self._model_writer().write_json("drift_reference.json", self._drift_reference())
         h = self.cfg.horizon_days
         self.metrics.update(evaluation)
         self.metrics["training_window"] = {
@@ -440,6 +482,35 @@ class Run:
             "device": self.backend.name,
         })
         self._model = None
+
+    def _drift_reference(self) -> dict:
+        """What scoring compares against, on a sample of the training cutoff's customers:
+        bins of every model feature, bins of the final models' predictions (as served),
+        and the segment shares. ``tenure_days`` is left out: it grows with calendar time
+        for every customer, so it shifts between any two cutoffs by construction."""
+        n = self.count("train")
+        frac = min(1.0, 50_000 / max(n, 1))
+        cols = [f for f in self.feature_names if f not in DRIFT_EXEMPT]
+        sample = pd.concat(gather(self.client, [
+            self.client.submit(tasks.sample_frame, f, "train", k, frac, self.cfg.seed, cols,
+                               pure=False)
+            for k, f in enumerate(self.frames())], "drift reference"), ignore_index=True)
+        seg = self._seg_small()
+        preds = pd.concat(gather(self.client, [
+            self.client.submit(tasks.predict_sample, f, "train", k, frac, self.cfg.seed, seg,
+                               self._models, self._choice, self._model_features, pure=False)
+            for k, f in enumerate(self.frames())], "score reference"), ignore_index=True)
+        segs = np.concatenate(gather(self.client, self.submit_each(
+            tasks.segments_of, "train", seg), "segment shares"))
+        ids, counts = np.unique(segs, return_counts=True)
+        return {
+            "features": drift.reference_bins({c: sample[c].to_numpy() for c in cols}),
+            "scores": drift.reference_bins({c: preds[c].to_numpy() for c in preds.columns})
+            if len(preds.columns) else None,
+            "segment_shares": {str(int(i)): float(c / max(counts.sum(), 1))
+                               for i, c in zip(ids, counts, strict=True)},
+            "as_of": str(self.as_of), "sample_rows": int(len(sample)),
+        }
 
     def _seg_small(self) -> dict:
         seg = self._load_segmenter()
@@ -597,6 +668,44 @@ class Run:
             self.metrics["high_value_threshold"] = thr
             self._audiences(scores, offers.value_cut_points(vals))
             self._profiles()
+            self._drift(scores)
+
+    def _drift(self, scores: list) -> None:
+        """Population stability of the features, scores and segment shares against the
+        training reference, and the retrain policy's verdict (``metrics.json``:
+        ``drift``, ``retrain``; policy in :mod:`bigseg.monitor.drift`)."""
+        d = self._model_dir()
+        path = d / "drift_reference.json" if d is not None else None
+        if path is None or not path.is_file():
+            self.metrics.pop("drift", None)
+            self.metrics["retrain"] = {"recommended": None,
+                                       "reasons": ["no drift reference in the model version"]}
+            return
+        ref = json.loads(path.read_text())
+        parts = gather(self.client, [
+            self.client.submit(tasks.drift_counts, f, "score", s, ref, pure=False)
+            for f, s in zip(self.frames(), scores, strict=True)], "drift")
+        tot = {k: {} for k in ("features", "scores", "segments")}
+        for p in parts:
+            for k in tot:
+                tot[k] = drift.merge_counts(tot[k], p[k])
+        report = {"features": drift.drift_report(ref["features"], tot["features"])}
+        if ref.get("scores"):
+            report["scores"] = drift.drift_report(ref["scores"], tot["scores"])
+        if ref.get("segment_shares"):
+            report["segments"] = drift.segment_shift(ref["segment_shares"], tot["segments"])
+        trained = dt.date.fromisoformat(ref["as_of"])
+        age = (self.as_of - trained).days
+        retrain, reasons = drift.should_retrain(report, age, self.cfg.drift.policy())
+        self.metrics["drift"] = {**report, "reference_as_of": ref["as_of"], "model_age_days": age}
+        self.metrics["retrain"] = {"recommended": retrain, "reasons": reasons}
+        if retrain:
+            log.warning("retraining recommended: %s", "; ".join(reasons))
+
+    def _model_dir(self):
+        """The published model version whose models score this run (None before any)."""
+        latest = self.out / "models" / "LATEST"
+        return self.out / "models" / latest.read_text().strip() if latest.is_file() else None
 
     def _with_offers(self, scores: list) -> list:
         """Scores with next-best offers: category lift per segment reduced over all
@@ -751,17 +860,19 @@ STAGES = ("ingest", "features", "segment", "train", "score", "report")
 
 def run_stages(cfg: RunConfig, client, backend: Backend, stages=STAGES) -> dict:
     """Run the named stages in order on ``client``; returns the metrics written."""
-    r = Run(cfg, client, backend)
-    t0 = time.perf_counter()
-    for s in stages:
-        if s == "report":
+    with output_lock(cfg.output_dir, " ".join(stages)):
+        r = Run(cfg, client, backend)
+        t0 = time.perf_counter()
+        for s in stages:
+            if s == "report":
+                r.timings["total"] = round(time.perf_counter() - t0, 3)
+                r.write_metrics()
+            getattr(r, s)()
+        if "report" not in stages:
             r.timings["total"] = round(time.perf_counter() - t0, 3)
-            r.write_metrics()
-        getattr(r, s)()
-    if "report" not in stages:
-        r.timings["total"] = round(time.perf_counter() - t0, 3)
-    r.write_metrics()
-    return r.metrics
+        r.write_metrics()
+        r.write_run_record(stages)
+        return r.metrics
 
 
 def run_pipeline(config, *, cluster=None, device="auto", quiet=True, stages=STAGES) -> dict:

@@ -257,3 +257,59 @@ def n_labelled(res: dict, name: str, target: str) -> int:
     df = res["frames"][name]
     return int(np.isfinite(df[target].to_numpy(np.float64)).sum()) if target in df else 0
 
+
+def sample_frame(res: dict, name: str, k: int, fraction: float, seed: int,
+                 columns: list[str]) -> pd.DataFrame:
+    """About ``fraction`` of the rows of frame ``name`` (reproducible per bucket), only
+    ``columns`` (missing ones NaN)."""
+    df = res["frames"][name].reindex(columns=columns)
+    if fraction >= 1:
+        return df
+    rng = np.random.default_rng([seed, k, 17])
+    return df[rng.random(len(df)) < fraction]
+
+
+def drift_counts(res: dict, name: str, scores: pd.DataFrame, reference: dict) -> dict:
+    """Bin counts of one bucket against the drift reference: features of frame ``name``,
+    the scores, and customers per segment."""
+    from bigseg.monitor import drift
+
+    feats = reference.get("features")
+    out = {"features": drift.bucket_counts(
+        res["frames"][name].reindex(columns=list(feats["features"])), feats) if feats else {}}
+    sref = reference.get("scores")
+    out["scores"] = drift.bucket_counts(scores.reindex(columns=list(sref["features"])), sref) \
+        if sref else {}
+    seg = scores["segment"].to_numpy()
+    ids, counts = np.unique(seg, return_counts=True)
+    out["segments"] = {str(int(i)): int(c) for i, c in zip(ids, counts, strict=True)}
+    return out
+
+
+def predict_sample(res: dict, name: str, k: int, fraction: float, seed: int, seg: dict,
+                   models: dict, choice: dict, features: list[str]) -> pd.DataFrame:
+    """The served predictions (each row by its segment's chosen model) for a
+    reproducible sample of frame ``name``: the score columns of ``scores/``."""
+    from bigseg.predict import segmented
+
+    df = res["frames"][name]
+    if fraction < 1:
+        rng = np.random.default_rng([seed, k, 23])
+        df = df[rng.random(len(df)) < fraction]
+    segs = segmented.segment_ids(df, seg)
+    X = segmented.model_matrix(df, features, segs)
+    cols = {"churn": "churn_probability", "value": "value_prediction",
+            "response": "response_probability"}
+    out = {}
+    for t, m in models.items():
+        p = segmented.predict(X, segs, m, choice.get(t, {}))
+        out[cols[t]] = np.maximum(p, 0) if t == "value" else p
+    return pd.DataFrame(out)
+
+
+def segments_of(res: dict, name: str, seg: dict) -> np.ndarray:
+    """Segment id of every row of frame ``name`` under the stored segmenter."""
+    from bigseg.predict import segmented
+
+    return segmented.segment_ids(res["frames"][name], seg)
+
