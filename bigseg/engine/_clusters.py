@@ -144,6 +144,12 @@ def _security(tls: TLSConfig) -> Security:
         p = getattr(tls, key)
         if p is not None and not Path(p).is_file():
             raise ConfigError(f"tls.{key}: file not found: {p}")
+    for key in ("ca_file", "cert"):  # Dask's TLS is mutual: the client needs both
+        if getattr(tls, key) is None:
+            raise ConfigError(
+                f"tls.{key}: required (Dask TLS authenticates both sides: give ca_file, "
+                "cert and key, or a cert file that also holds the key)"
+            )
     return Security(
         tls_ca_file=tls.ca_file,
         tls_client_cert=tls.cert,
@@ -160,6 +166,11 @@ def _open_scheduler(cfg: SchedulerClusterConfig) -> Iterator[Client]:
     try:
         client = Client(cfg.address, security=security, timeout=cfg.timeout, set_as_default=True)
     except (OSError, TimeoutError) as e:
+        if cfg.tls is not None and "SSL" in str(e):
+            raise ClusterError(
+                f"the Dask scheduler at {cfg.address} refused the TLS connection (is tls.cert "
+                f"signed by a CA the scheduler trusts, and tls.ca_file the scheduler's CA?): {e}"
+            ) from None
         raise ClusterError(
             f"could not reach the Dask scheduler at {cfg.address} within {cfg.timeout:g} s: {e}"
         ) from None
