@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -202,7 +203,9 @@ def _erase(args) -> int:
     cfg = load_run_config(args.config)
     ids = read_ids(args.ids)  # bad ids file, no store, no key: fail before a cluster starts
     check_ready(cfg)
-    with connect(args.cluster) as client:
+    from bigseg.store.lock import output_lock
+
+    with output_lock(cfg.output_dir, "erase"), connect(args.cluster) as client:
         res = erase(cfg, ids, client)
     _out(args, f"erased {res['customers_found']:,} of {res['requested']:,} requested customers "
                f"found in the store; {res['newly_logged']:,} id hash(es) added to {res['log']}")
@@ -264,6 +267,10 @@ def _stage(args) -> int:
     return 0
 
 
+def _terminated(signum, frame):
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
@@ -273,6 +280,9 @@ def main(argv: list[str] | None = None) -> int:
     from bigseg import progress
 
     progress.set_enabled(not args.quiet)
+    # SIGTERM (a scheduler's timeout, `kubectl delete`) unwinds like Ctrl-C: the output
+    # lock is released and staging is left for the next run to clear; exit code 143
+    signal.signal(signal.SIGTERM, _terminated)
     handlers = {"demo": _demo, "generate": _generate, "validate": _validate,
                 "erase": _erase, "cluster-check": _cluster_check}
     try:
