@@ -78,6 +78,8 @@ class Run:
         #: target -> {segment id: "segment" | "global"}
         self._choice: dict[str, dict[int, str]] = {}
         self._model_features: list[str] | None = None
+        #: only the score cutoff is needed (set by :func:`run_stages` for score/report)
+        self.score_only = False
         self._scores = None
         self.clv: dict = {}
         self.feature_names: list[str] = []
@@ -128,7 +130,10 @@ class Run:
             vocab = feats_mod.merge_vocab(gather(c, [
                 c.submit(feats_mod.vocab_counts, store, k, pure=False) for k in range(n)],
                 "vocabularies"))
-            futs = [c.submit(bucket_frames, store, k, self.cutoffs(), ("train", "backtest"),
+            cuts = self.cutoffs()
+            if self.score_only:  # a scheduled `bigseg score`: features at as_of only
+                cuts = {"score": cuts["score"]}
+            futs = [c.submit(bucket_frames, store, k, cuts, ("train", "backtest"),
                              self.cfg.horizon_days, self.cfg.privacy.require_consent, vocab,
                              pure=False) for k in range(n)]
             sizes = gather(c, [c.submit(tasks.n_rows, f, "score", pure=False) for f in futs],
@@ -695,7 +700,7 @@ class Run:
         if ref.get("segment_shares"):
             report["segments"] = drift.segment_shift(ref["segment_shares"], tot["segments"])
         trained = dt.date.fromisoformat(ref["as_of"])
-        age = (self.as_of - trained).days
+        age = max((self.as_of - trained).days, 0)  # scoring a date before training: 0
         retrain, reasons = drift.should_retrain(report, age, self.cfg.drift.policy())
         self.metrics["drift"] = {**report, "reference_as_of": ref["as_of"], "model_age_days": age}
         self.metrics["retrain"] = {"recommended": retrain, "reasons": reasons}
@@ -862,6 +867,7 @@ def run_stages(cfg: RunConfig, client, backend: Backend, stages=STAGES) -> dict:
     """Run the named stages in order on ``client``; returns the metrics written."""
     with output_lock(cfg.output_dir, " ".join(stages)):
         r = Run(cfg, client, backend)
+        r.score_only = set(stages) <= {"score", "report"}
         t0 = time.perf_counter()
         for s in stages:
             if s == "report":
