@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 
 import numpy as np
 import xgboost as xgb
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+
+from bigseg.errors import BigsegError, ClusterError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +23,19 @@ OBJECTIVES = {
     "response": {"objective": "binary:logistic", "eval_metric": "logloss"},
     "value": {"objective": "reg:tweedie", "tweedie_variance_power": 1.5, "eval_metric": "rmse"},
 }
+
+#: times training starts again after a worker left in the middle of it. xgboost.dask
+#: cannot go on without it ("Resilience is not yet supported"): the training task
+#: rescheduled elsewhere fails at once (ValueError), and a peer training beside the lost
+#: worker fails in its communicator (XGBoostError) or blocks in it until
+#: COLLECTIVE_TIMEOUT_S (tests/test_faults.py)
+WORKER_LOSS_RETRIES = 1
+#: after training failed, how long to wait for the scheduler to notice a dead worker
+WORKER_LOSS_GRACE_S = 5.0
+#: a collective operation (allreduce between the workers training together) waiting
+#: longer than this fails instead of blocking its worker: a peer that died mid-operation
+#: otherwise holds the survivors (and their Dask threads) for XGBoost's default 30 min
+COLLECTIVE_TIMEOUT_S = 600
 
 
 def params_for(target: str, pcfg, seed: int, device: str) -> dict:
@@ -40,6 +56,54 @@ def params_for(target: str, pcfg, seed: int, device: str) -> dict:
 
 def train_dask(client, parts: list, n_features: int, params: dict, num_boost_round: int,
                early_stopping_rounds: int, single_worker_rows: int = 5_000_000) -> tuple[bytes, dict]:
+    """Train with ``xgboost.dask`` (see :func:`_train_dask_once`); when a worker leaves
+    during training, train again on the workers left (up to ``WORKER_LOSS_RETRIES``
+    times; lost data blocks are recomputed by Dask), then fail with a ClusterError.
+    ``info["worker_loss_retries"]`` counts the restarts."""
+    for attempt in range(WORKER_LOSS_RETRIES + 1):
+        before = _worker_addresses(client)
+        try:
+            model, info = _train_dask_once(client, parts, n_features, params, num_boost_round,
+                                           early_stopping_rounds, single_worker_rows)
+        except BigsegError:
+            raise
+        except Exception as e:
+            lost = _lost_workers(client, before)
+            if not lost:
+                raise
+            why = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+            if attempt == WORKER_LOSS_RETRIES:
+                raise ClusterError(
+                    f"XGBoost training: worker(s) {', '.join(sorted(lost))} left the cluster "
+                    f"during training, {attempt + 1} time(s) in a row; xgboost.dask cannot "
+                    f"continue without a worker ({why}). Check the workers' memory and logs."
+                ) from e
+            log.warning("XGBoost training: worker(s) %s left during training (%s); training "
+                        "again on the workers left", ", ".join(sorted(lost)), why)
+            continue
+        info["worker_loss_retries"] = attempt
+        return model, info
+    raise AssertionError("unreachable")
+
+
+def _worker_addresses(client) -> set[str]:
+    return set(client.scheduler_info(n_workers=-1).get("workers", {}))
+
+
+def _lost_workers(client, before: set[str]) -> set[str]:
+    """Workers of ``before`` that left the cluster (waiting up to WORKER_LOSS_GRACE_S for
+    the scheduler to notice a dead one)."""
+    deadline = time.monotonic() + WORKER_LOSS_GRACE_S
+    while True:
+        lost = before - _worker_addresses(client)
+        if lost or time.monotonic() >= deadline:
+            return lost
+        time.sleep(0.1)
+
+
+def _train_dask_once(client, parts: list, n_features: int, params: dict,
+                     num_boost_round: int, early_stopping_rounds: int,
+                     single_worker_rows: int) -> tuple[bytes, dict]:
     """Train with ``xgboost.dask`` on per-bucket futures of ``(X_train, y_train, X_valid,
     y_valid)``.
 
@@ -54,11 +118,12 @@ def train_dask(client, parts: list, n_features: int, params: dict, num_boost_rou
     """
     import dask.array as da
     from xgboost import dask as dxgb
+    from xgboost.collective import Config as CollConfig
 
     sizes = client.gather(client.map(_sizes, parts, pure=False))
     n_train = int(sum(s[0] for s in sizes))
     if n_train == 0:
-        raise ValueError("no training rows")
+        raise DataError("no training rows")
     params = dict(params)
     mode, pin = "distributed", {}
     if n_train <= single_worker_rows:
@@ -87,7 +152,8 @@ def train_dask(client, parts: list, n_features: int, params: dict, num_boost_rou
     with xgb.config_context(verbosity=0):
         out = dxgb.train(client, params, dtrain, num_boost_round=num_boost_round, evals=evals,
                          early_stopping_rounds=early_stopping_rounds if evals else None,
-                         verbose_eval=False)
+                         verbose_eval=False,
+                         coll_cfg=CollConfig(timeout=COLLECTIVE_TIMEOUT_S))
     booster = out["booster"]
     best = getattr(booster, "best_iteration", None)
     if best is None or best < 0:
