@@ -18,7 +18,6 @@ move with a per-centre learning rate (Sculley 2010, in batch form).
 from __future__ import annotations
 
 import logging
-import threading
 import time
 
 import numba
@@ -30,112 +29,118 @@ from bigseg.segment.blocks import Blocks, as_blocks, block_shape, sample_block
 log = logging.getLogger(__name__)
 
 _CHUNK = 1 << 16
+#: rows per chunk of the CPU pass: the chunk (128 KiB at d = 16) and its products stay in L2
+_STEP = 2048
 #: ``init`` strings accepted by :class:`KMeans` and :class:`MiniBatchKMeans`
 KMEANS_INITS = ("k-means++", "k-means||")
 MINIBATCH_INITS = ("k-means++",)
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
-def _argmin_accumulate(X, D, c2, sums32, counts, labels, offset, with_labels):  # pragma: no cover
-    """Nearest centre from the GEMM products ``D = X @ C.T``, then per-cluster sums and
-    counts, in one pass over the chunk (compiled). ``sums32`` is ``(4, k, d)``: rows go
-    to four interleaved accumulators so consecutive rows of one cluster do not wait on
-    each other's stores (about 8% faster than one)."""
+def _lloyd_pass(X, CT, c2, step, labels, with_labels, with_x2):  # pragma: no cover
+    """One Lloyd pass over ``X`` in one compiled call: chunk by chunk (``step`` rows, so
+    the chunk and its products stay in cache), the products ``X @ C.T`` by BLAS GEMM,
+    then the nearest centre and the per-cluster sums and counts in one loop over the
+    chunk. Sums go to four interleaved float32 accumulators per chunk (consecutive rows
+    of one cluster do not wait on each other's stores), added into float64 per chunk.
+    Returns ``sum(min_j |c_j|^2 - 2 x.c_j)``, plus ``sum |x|^2`` when ``with_x2`` (their
+    sum is the inertia; the Lloyd loop needs neither)."""
     n, d = X.shape
-    k = D.shape[1]
-    inertia = 0.0
-    for i in range(n):
-        bj = 0
-        best = c2[0] - 2.0 * D[i, 0]
-        for j in range(1, k):
-            v = c2[j] - 2.0 * D[i, j]
-            if v < best:
-                best = v
-                bj = j
-        x2 = np.float32(0.0)
-        r = i & 3
-        for t in range(d):
-            x2 += X[i, t] * X[i, t]
-            sums32[r, bj, t] += X[i, t]
-        inertia += max(best + x2, 0.0)
-        counts[bj] += 1
-        if with_labels:
-            labels[offset + i] = bj
-    return inertia
+    k = CT.shape[1]
+    sums = np.zeros((k, d), np.float64)
+    counts = np.zeros(k, np.int64)
+    s32 = np.empty((4, k, d), np.float32)
+    D = np.empty((step, k), np.float32)
+    part = 0.0
+    x2 = 0.0
+    for s in range(0, n, step):
+        e = min(s + step, n)
+        x = X[s:e]
+        m = e - s
+        if m == step:
+            np.dot(x, CT, D)
+            Dm = D
+        else:
+            Dm = np.dot(x, CT)
+        s32[:] = 0
+        for i in range(m):
+            bj = 0
+            best = c2[0] - 2.0 * Dm[i, 0]
+            for j in range(1, k):
+                v = c2[j] - 2.0 * Dm[i, j]
+                if v < best:
+                    best = v
+                    bj = j
+            r = i & 3
+            for t in range(d):
+                s32[r, bj, t] += x[i, t]
+            part += best
+            counts[bj] += 1
+            if with_labels:
+                labels[s + i] = bj
+        if with_x2:
+            for i in range(m):
+                q = np.float32(0.0)
+                for t in range(d):
+                    q += x[i, t] * x[i, t]
+                x2 += q
+        for r in range(4):
+            for j in range(k):
+                for t in range(d):
+                    sums[j, t] += s32[r, j, t]
+    return sums, counts, part, x2
 
 
-_BUFFERS = threading.local()
-
-
-def _buffer(name: str, shape: tuple) -> np.ndarray:
-    """A float32 scratch array reused by this thread across calls (same shape)."""
-    cache = getattr(_BUFFERS, "arrays", None)
-    if cache is None:
-        cache = _BUFFERS.arrays = {}
-    a = cache.get(name)
-    if a is None or a.shape != tuple(shape):
-        a = cache[name] = np.empty(shape, dtype=np.float32)
-    return a
-
-
-def assign_accumulate(X, C, xp, with_labels: bool = False):
+def assign_accumulate(X, C, xp, with_labels: bool = False, inertia: bool = True):
     """One Lloyd pass over a block: per-cluster sums and counts, inertia (and labels).
 
     The same algorithm on both devices: distances as ``|c|^2 - 2 x.c`` (+ ``|x|^2`` for
     the inertia), nearest centre, per-cluster sums, chunk by chunk so the product matrix
     stays small. On the CPU the products are a BLAS GEMM and a compiled numba loop does
-    the nearest centre and the sums in one pass (2x faster than a fused pure-numba loop,
-    4x faster than NumPy); with CuPy (``xp``) it is GEMM + argmin + a one-hot GEMM.
+    the nearest centre and the sums, the whole pass in one compiled call
+    (:func:`_lloyd_pass`); with CuPy (``xp``) it is GEMM + argmin + a one-hot GEMM.
+    ``inertia=False`` skips the ``|x|^2`` terms (the Lloyd loop does not need them) and
+    returns None for the inertia.
     """
-    if xp is np:  # BLAS for the products, a compiled loop for the rest (one chunk at a time)
+    if xp is np:  # BLAS for the products, a compiled loop for the rest, in one call
         X = np.ascontiguousarray(X, dtype=np.float32)
         C32 = np.ascontiguousarray(C, dtype=np.float32)
         c2 = (C32 * C32).sum(axis=1)
-        sums = np.zeros(C32.shape, dtype=np.float64)
-        counts = np.zeros(C32.shape[0], dtype=np.int64)
         labels = np.empty(X.shape[0] if with_labels else 0, dtype=np.int32)
-        inertia = 0.0
-        CT = np.ascontiguousarray(C32.T)
-        step = _CHUNK // 2
-        # buffers reused across chunks: Dask workers return freed memory to the OS eagerly
-        # (MALLOC_TRIM_THRESHOLD_), so a fresh 1 MB array per chunk costs page faults
-        D = _buffer("D", (step, C32.shape[0]))
-        s32 = _buffer("s32", (4, *C32.shape))
-        for s in range(0, X.shape[0], step):
-            x = X[s : s + step]
-            d = D[: x.shape[0]]
-            np.matmul(x, CT, out=d)
-            s32.fill(0)
-            inertia += _argmin_accumulate(x, d, c2, s32, counts, labels, s, with_labels)
-            sums += s32.sum(axis=0)
-        return sums, counts, float(inertia), (labels if with_labels else None)
+        if X.shape[0] == 0:
+            return (np.zeros(C32.shape), np.zeros(C32.shape[0], dtype=np.int64),
+                    0.0 if inertia else None, labels if with_labels else None)
+        sums, counts, part, x2 = _lloyd_pass(X, np.ascontiguousarray(C32.T), c2, _STEP,
+                                             labels, with_labels, inertia)
+        total = max(float(part + x2), 0.0) if inertia else None
+        return sums, counts, total, (labels if with_labels else None)
     k, d = C.shape
     C = xp.asarray(C, dtype=X.dtype)
     c2 = (C * C).sum(axis=1)
     sums = xp.zeros((k, d), dtype=xp.float64)
     counts = xp.zeros(k, dtype=xp.int64)
-    inertia = 0.0
+    total = xp.zeros((), dtype=xp.float64)  # stays on the device: one sync at the end
     labels = xp.empty(X.shape[0], dtype=xp.int32) if with_labels else None
     eye = xp.eye(k, dtype=X.dtype)
     for s in range(0, X.shape[0], _CHUNK):
         x = X[s : s + _CHUNK]
         dist = c2[None, :] - 2.0 * (x @ C.T)
         lab = xp.argmin(dist, axis=1)
-        x2 = (x * x).sum(axis=1)
-        best = xp.take_along_axis(dist, lab[:, None], axis=1)[:, 0] + x2
-        inertia += float(xp.maximum(best, 0).sum(dtype=xp.float64))
+        if inertia:
+            best = xp.take_along_axis(dist, lab[:, None], axis=1)[:, 0] + (x * x).sum(axis=1)
+            total += xp.maximum(best, 0).sum(dtype=xp.float64)
         sums += (eye[lab].T @ x).astype(xp.float64)
         counts += xp.bincount(lab, minlength=k)
         if with_labels:
             labels[s : s + _CHUNK] = lab
-    return sums, counts, inertia, labels
+    return sums, counts, (float(total) if inertia else None), labels
 
 
-def _block_stats(block, centers: np.ndarray, device: str):
+def _block_stats(block, centers: np.ndarray, device: str, inertia: bool = True):
     be = resolve(device)
     X = be.asarray(block)
-    sums, counts, inertia, _ = assign_accumulate(X, centers, be.xp)
-    return be.to_numpy(sums), be.to_numpy(counts), inertia
+    sums, counts, total, _ = assign_accumulate(X, centers, be.xp, inertia=inertia)
+    return be.to_numpy(sums), be.to_numpy(counts), total
 
 
 def _block_labels(block, centers: np.ndarray, device: str) -> np.ndarray:
@@ -329,7 +334,7 @@ class KMeans(_CentresModel):
         self.iter_seconds_ = []
         for it in range(1, self.max_iter + 1):  # noqa: B007 - n_iter_ below
             t0 = time.perf_counter()
-            stats = blocks.map(_block_stats, C, be.name)
+            stats = blocks.map(_block_stats, C, be.name, False)  # inertia: once, at the end
             sums = np.sum([s[0] for s in stats], axis=0)
             counts = np.sum([s[1] for s in stats], axis=0)
             new = C.astype(np.float64).copy()
