@@ -37,6 +37,8 @@ from bigseg.registry import (
     load_version,
     schema_hash,
 )
+from bigseg.report import projection
+from bigseg.report.gains import gains_curve
 from bigseg.segment import KMeans, choose_k, serialize
 from bigseg.segment.blocks import Blocks
 from bigseg.segment.naming import name_segments, rfm_position
@@ -232,6 +234,9 @@ class Run:
             self._fit_segments()
             new = self._segment_frames()
             self.metrics["segment_migration"] = self._migration(new)
+            self.metrics["projection"] = projection.compute(
+                self.client, self.frames(), new, self._load_segmenter()["pre"], self.cfg.seed
+            )
             with staged_dir(self.out, self.out / "segments") as d:
                 futs = [self.client.submit(tasks.write_segments, s, str(d / f"part-{k:05d}.parquet"),
                                            pure=False) for k, s in enumerate(new)]
@@ -560,6 +565,7 @@ class Run:
             out["global_model_only"] = evaluate_binary(y, cat["pred_response_global"][ok])
             out["baseline_past_response_rate_auc"] = _auc(y, cat["campaign_response_rate"][ok])
             out["calibration"] = segmented.calibration_curve(y, p)
+            out["gains"] = gains_curve(y, p)
             out["by_segment"] = {str(s): evaluate_binary(y[segs == s], p[segs == s])
                                  for s in sorted(set(segs.tolist()))}
         elif target == "churn":
@@ -568,6 +574,7 @@ class Run:
             out["baseline_recency_auc"] = _auc(y, cat["recency_days"])
             out["baseline_bgnbd_auc"] = _auc(y, -cat["clv_expected_purchases"])
             out["calibration"] = segmented.calibration_curve(y, p)
+            out["gains"] = gains_curve(y, p)
             out["by_segment"] = {str(s): evaluate_binary(y[segs == s], p[segs == s])
                                  for s in sorted(set(segs.tolist()))}
         else:
