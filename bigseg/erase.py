@@ -11,7 +11,9 @@ Removes the listed customers from everything bigseg keeps under ``output:``:
   missing or unreadable names no customer and stays;
 * leftovers that may hold copies of the rows: ``.staging/`` (partial outputs of failed
   runs), ``*.~old`` copies of an interrupted publish (put back or deleted first, see
-  :func:`bigseg.store.publish.recover`) and temporary ``.*.tmp`` files.
+  :func:`bigseg.store.publish.recover`) and temporary ``.*.tmp`` files;
+* the per-bucket feature cache ``cache/features/`` (deleted whole; the next run
+  recomputes it, see :mod:`bigseg.features.cache`).
 
 Not rewritten, because they hold no per-customer rows and no ids (``tests/test_erase.py``
 scans them): ``models/`` (XGBoost trees, preprocessing moments, segment centres or
@@ -400,6 +402,12 @@ def _clean_leftovers(out: Path) -> list[str]:
         else:
             p.unlink(missing_ok=True)
         cleaned.append(str(p.relative_to(out)))
+    from bigseg.features import cache as feature_cache  # (store -> erase -> features cycle)
+
+    cache = feature_cache.cache_root(out)
+    if cache.is_dir():  # per-bucket features of past runs (ids included): recomputed on demand
+        feature_cache.clear(out)
+        cleaned.append(str(cache.relative_to(out)))
     for d in [out, out / "store"]:
         for p in sorted(d.glob(".*.tmp")) if d.is_dir() else []:
             if p.is_file() and _TMP.match(p.name):

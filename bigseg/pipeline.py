@@ -25,7 +25,7 @@ from bigseg import progress, tasks
 from bigseg.backend import Backend, resolve
 from bigseg.config import RunConfig
 from bigseg.errors import DataError, ModelError
-from bigseg.features import SKEWED, bucket_frames, to_us
+from bigseg.features import SKEWED, to_us
 from bigseg.monitor import drift
 from bigseg.predict import fairness, offers, segmented
 from bigseg.predict.xgb import evaluate_binary, evaluate_value, params_for, train_dask
@@ -135,11 +135,16 @@ class Run:
             cuts = self.cutoffs()
             if self.score_only:  # a scheduled `bigseg score`: features at as_of only
                 cuts = {"score": cuts["score"]}
-            futs = [c.submit(bucket_frames, store, k, cuts, ("train", "backtest"),
-                             self.cfg.horizon_days, self.cfg.privacy.require_consent, vocab,
-                             pure=False) for k in range(n)]
+            futs = [c.submit(feats_mod.cached_bucket_frames, str(self.out), store, k, cuts,
+                             ("train", "backtest"), self.cfg.horizon_days,
+                             self.cfg.privacy.require_consent, vocab, pure=False)
+                    for k in range(n)]
             sizes = gather(c, [c.submit(tasks.n_rows, f, "score", pure=False) for f in futs],
                            "features", bar=True)
+            hits = gather(c, [c.submit(operator.itemgetter("cached"), f, pure=False)
+                              for f in futs], "feature cache")
+            self.metrics["features_cache"] = {"buckets": n, "reused": int(sum(hits)),
+                                              "recomputed": n - int(sum(hits))}
             frac = min(1.0, feats_mod.CLV_SAMPLE / max(sum(sizes), 1))
             samples = gather(c, [c.submit(feats_mod.clv_sample, f, k, frac, self.cfg.seed,
                                           pure=False) for k, f in enumerate(futs)], "clv sample")

@@ -172,6 +172,22 @@ def bucket_frames(store: Store, k: int, cutoffs: dict[str, int], labelled: tuple
     return {"frames": frames, "excluded": excluded}
 
 
+def cached_bucket_frames(output: str, store: Store, k: int, cutoffs: dict[str, int],
+                         labelled: tuple[str, ...], horizon_days: int, require_consent: bool,
+                         vocab: dict[str, list[str]] | None = None) -> dict:
+    """:func:`bucket_frames` through the per-bucket cache under ``output/cache/features``
+    (:mod:`bigseg.features.cache`): recomputed only when the bucket's store files or what
+    is asked changed. The result also says ``"cached"``: True when it came from the
+    cache."""
+    from bigseg.features import cache
+
+    what = {"cutoffs": cutoffs, "labelled": sorted(set(labelled) & set(cutoffs)),
+            "horizon_days": horizon_days, "require_consent": require_consent,
+            "vocab": vocab or {}}
+    return cache.cached(output, store, k, what, lambda: bucket_frames(
+        store, k, cutoffs, labelled, horizon_days, require_consent, vocab))
+
+
 def clv_sample(res: dict, k: int, fraction: float, seed: int) -> dict[str, pd.DataFrame]:
     """A reproducible sample of the RFM columns BG/NBD and Gamma-Gamma are fitted on."""
     rng = np.random.default_rng([seed, k])
