@@ -36,8 +36,9 @@ def cdnow_path() -> Path:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--horizon", type=int, default=90)
-    ap.add_argument("--prediction", default="{}",
-                    help='extra prediction config as YAML, e.g. "{max_depth: 3}"')
+    ap.add_argument(
+        "--prediction", default="{}", help='extra prediction config as YAML, e.g. "{max_depth: 3}"'
+    )
     args = ap.parse_args()
 
     import pandas as pd
@@ -49,40 +50,63 @@ def main() -> None:
     from bigseg.pipeline import run_stages
     from bigseg.registry import hardware_info, library_versions
 
-    raw = pd.read_csv(cdnow_path(), sep=r"\s+", header=None, skiprows=1,
-                      names=["customer_id", "date", "cds", "amount"], dtype={"customer_id": str})
+    raw = pd.read_csv(
+        cdnow_path(),
+        sep=r"\s+",
+        header=None,
+        skiprows=1,
+        names=["customer_id", "date", "cds", "amount"],
+        dtype={"customer_id": str},
+    )
     raw = raw[raw["amount"] > 0]
-    tx = pd.DataFrame({"customer_id": raw["customer_id"],
-                       "timestamp": pd.to_datetime(raw["date"].astype(str), format="%Y%m%d")
-                       + pd.Timedelta(hours=12),
-                       "amount": raw["amount"]})
+    tx = pd.DataFrame(
+        {
+            "customer_id": raw["customer_id"],
+            "timestamp": pd.to_datetime(raw["date"].astype(str), format="%Y%m%d")
+            + pd.Timedelta(hours=12),
+            "amount": raw["amount"],
+        }
+    )
     with tempfile.TemporaryDirectory() as tmp, connect(n_workers=2, reuse_current=False) as c:
         d = Path(tmp)
         tx.to_csv(d / "cdnow.csv", index=False)
-        doc = {"data": {"transactions": {"path": str(d / "cdnow.csv")}},
-               "horizon_days": args.horizon, "seed": 0, "output": str(d / "out"),
-               "segmentation": {"k": "auto"}, "prediction": {"targets": ["churn", "value"],
-                                               **yaml.safe_load(args.prediction)}}
+        doc = {
+            "data": {"transactions": {"path": str(d / "cdnow.csv")}},
+            "horizon_days": args.horizon,
+            "seed": 0,
+            "output": str(d / "out"),
+            "segmentation": {"k": "auto"},
+            "prediction": {"targets": ["churn", "value"], **yaml.safe_load(args.prediction)},
+        }
         (d / "job.yaml").write_text(yaml.safe_dump(doc))
         m = run_stages(load_run_config(d / "job.yaml"), c, resolve("cpu"))
     ch, v = m["churn"], m["value"]
     res = {
         "benchmark": "churn on a real transaction log (CDNOW master)",
-        "customers": int(tx["customer_id"].nunique()), "transactions": len(tx),
-        "as_of": m["as_of"], "horizon_days": args.horizon,
+        "customers": int(tx["customer_id"].nunique()),
+        "transactions": len(tx),
+        "as_of": m["as_of"],
+        "horizon_days": args.horizon,
         "backtest": m["training_window"],
-        "churn": {"bigseg_auc": ch.get("auc"), "global_model_auc":
-                  ch.get("global_model_only", {}).get("auc"),
-                  "baseline_recency_auc": ch.get("baseline_recency_auc"),
-                  "baseline_bgnbd_auc": ch.get("baseline_bgnbd_auc"),
-                  "pr_auc": ch.get("pr_auc"), "brier": ch.get("brier"),
-                  "positive_rate": ch.get("positive_rate"), "n": ch.get("n"),
-                  "per_segment": ch.get("per_segment")},
-        "value": {"bigseg": {k: v.get(k) for k in ("mae", "rmse", "spearman", "capture_top10")},
-                  "baseline_bgnbd": v.get("baseline_bgnbd")},
+        "churn": {
+            "bigseg_auc": ch.get("auc"),
+            "global_model_auc": ch.get("global_model_only", {}).get("auc"),
+            "baseline_recency_auc": ch.get("baseline_recency_auc"),
+            "baseline_bgnbd_auc": ch.get("baseline_bgnbd_auc"),
+            "pr_auc": ch.get("pr_auc"),
+            "brier": ch.get("brier"),
+            "positive_rate": ch.get("positive_rate"),
+            "n": ch.get("n"),
+            "per_segment": ch.get("per_segment"),
+        },
+        "value": {
+            "bigseg": {k: v.get(k) for k in ("mae", "rmse", "spearman", "capture_top10")},
+            "baseline_bgnbd": v.get("baseline_bgnbd"),
+        },
         "segments": m["segmentation"]["k"],
         "timings": m["timings"],
-        "hardware": hardware_info(), "libraries": library_versions(),
+        "hardware": hardware_info(),
+        "libraries": library_versions(),
         "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "prediction_config": yaml.safe_load(args.prediction),
         "command": f"python benchmarks/bench_churn_real.py --prediction '{args.prediction}'",

@@ -25,12 +25,6 @@ from pathlib import Path
 import yaml
 
 
-def hardware() -> dict:
-    from bigseg.registry import hardware_info
-
-    return hardware_info()
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--customers", type=int, default=200_000)
@@ -40,11 +34,11 @@ def main() -> None:
     args = ap.parse_args()
 
     from bigseg.backend import resolve
+    from bigseg.benchmark.data import prepare_data
+    from bigseg.benchmark.env import hardware, versions
     from bigseg.config import load_run_config
     from bigseg.engine import connect
     from bigseg.pipeline import run_stages
-    from bigseg.registry import library_versions
-    from bigseg.synth import generate
 
     work = Path(tempfile.mkdtemp(prefix="bigseg-bench-"))
     runs = []
@@ -53,13 +47,17 @@ def main() -> None:
         with connect(reuse_current=False, **overrides) as client:
             n_workers = len(client.scheduler_info()["workers"])
             t0 = time.perf_counter()
-            generate(args.customers, work / "data", seed=0, client=client)
+            prepare_data(args.customers, work / "data", 0, client)
             gen_s = time.perf_counter() - t0
             for i in range(args.repeats):
                 out = work / f"out{i}"
-                doc = {"data": {t: {"path": str(work / "data" / "raw" / t)} for t in
-                                ("transactions", "customers", "events", "campaigns", "reviews")},
-                       "output": str(out)}
+                doc = {
+                    "data": {
+                        t: {"path": str(work / "data" / "raw" / t)}
+                        for t in ("transactions", "customers", "events", "campaigns", "reviews")
+                    },
+                    "output": str(out),
+                }
                 (work / "job.yaml").write_text(yaml.safe_dump(doc))
                 m = run_stages(load_run_config(work / "job.yaml"), client, resolve("cpu"))
                 runs.append(m["timings"])
@@ -71,9 +69,14 @@ def main() -> None:
     stages = list(runs[0])
     median = {s: round(statistics.median(r[s] for r in runs), 2) for s in stages}
     result = {
-        "benchmark": "demo pipeline", "customers": args.customers, "workers": n_workers,
-        "generate_s": round(gen_s, 2), "median_s": median, "runs": runs,
-        "hardware": hardware(), "libraries": library_versions(),
+        "benchmark": "demo pipeline",
+        "customers": args.customers,
+        "workers": n_workers,
+        "generate_s": round(gen_s, 2),
+        "median_s": median,
+        "runs": runs,
+        "hardware": hardware(),
+        "libraries": versions(),
         "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "command": f"python benchmarks/bench_demo.py --customers {args.customers} --repeats {args.repeats}",
     }

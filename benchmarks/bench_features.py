@@ -64,23 +64,15 @@ FEATURES = [
 
 # --------------------------------------------------------------------------- environment
 def hardware() -> dict:
-    from bigseg.registry import hardware_info
+    from bigseg.benchmark.env import hardware as hw
 
-    return hardware_info()
+    return hw()
 
 
 def versions() -> dict:
-    from importlib import metadata
+    from bigseg.benchmark.env import versions as v
 
-    from bigseg.registry import library_versions
-
-    out = library_versions()
-    for pkg in ("duckdb", "polars"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
+    return v()
 
 
 @contextmanager

@@ -19,11 +19,14 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import time
 from pathlib import Path
 
 import numpy as np
+
+from bigseg.benchmark.env import PeakRSS, hardware, versions
+
+__all__ = ["PeakRSS", "make_data"]  # PeakRSS: moved to bigseg.benchmark.env
 
 
 def make_data(rows: int, d: int, k: int, seed: int = 0) -> np.ndarray:
@@ -36,39 +39,6 @@ def make_data(rows: int, d: int, k: int, seed: int = 0) -> np.ndarray:
         lab = rng.integers(0, k, n)
         X[s : s + n] = centres[lab] + rng.normal(scale=1.5, size=(n, d))
     return X
-
-
-class PeakRSS:
-    """Peak resident memory of this process and its children (the workers), sampled
-    every 0.2 s in a background thread."""
-
-    def __init__(self):
-        import threading
-
-        import psutil
-
-        self.peak = 0
-        self._stop = threading.Event()
-        self._me = psutil.Process()
-
-        def run():
-            while not self._stop.wait(0.2):
-                procs = [self._me, *self._me.children(recursive=True)]
-                total = 0
-                for p in procs:
-                    try:
-                        total += p.memory_info().rss
-                    except Exception:  # noqa: BLE001 - a process that just exited
-                        pass
-                self.peak = max(self.peak, total)
-
-        self._t = threading.Thread(target=run, daemon=True)
-        self._t.start()
-
-    def stop(self) -> int:
-        self._stop.set()
-        self._t.join()
-        return self.peak
 
 
 def inertia(X: np.ndarray, C: np.ndarray) -> float:
@@ -93,7 +63,6 @@ def main() -> None:
     from sklearn.cluster import kmeans_plusplus
 
     from bigseg.engine import connect
-    from bigseg.registry import library_versions
     from bigseg.segment import KMeans
     from bigseg.segment.blocks import Blocks
 
@@ -107,18 +76,27 @@ def main() -> None:
 
     def record(tool, per_iter, final_inertia, n_iter):
         res["runs"].setdefault(tool, []).append(
-            {"s_per_iter": per_iter, "inertia": final_inertia, "n_iter": n_iter})
-        print(f"{tool:>8}: {per_iter * 1e3:8.1f} ms/iter  inertia {final_inertia:.6g}  "
-              f"({n_iter} iterations)", flush=True)
+            {"s_per_iter": per_iter, "inertia": final_inertia, "n_iter": n_iter}
+        )
+        print(
+            f"{tool:>8}: {per_iter * 1e3:8.1f} ms/iter  inertia {final_inertia:.6g}  "
+            f"({n_iter} iterations)",
+            flush=True,
+        )
 
     with connect(n_workers=2, reuse_current=False) as client:
         n_blocks = 16
         rows = -(-args.rows // n_blocks)
         futs = client.scatter([X[s : s + rows] for s in range(0, args.rows, rows)])
         blocks = Blocks(futs, client)
-        dX = da.concatenate([da.from_delayed(f, shape=(min(rows, args.rows - i * rows),
-                                                       args.features), dtype=np.float32)
-                             for i, f in enumerate(futs)]).persist()
+        dX = da.concatenate(
+            [
+                da.from_delayed(
+                    f, shape=(min(rows, args.rows - i * rows), args.features), dtype=np.float32
+                )
+                for i, f in enumerate(futs)
+            ]
+        ).persist()
         for _ in range(args.repeats):
             km = KMeans(args.k, init=C0, max_iter=args.iters, tol=0.0, device="cpu").fit(blocks)
             record("bigseg", float(np.median(km.iter_seconds_)), km.inertia_, km.n_iter_)
@@ -127,38 +105,46 @@ def main() -> None:
 
             for _ in range(max(1, args.repeats - 1)):
                 t0 = time.perf_counter()
-                dk = DaskKMeans(n_clusters=args.k, init=C0, max_iter=args.iters, tol=0.0,
-                                random_state=0).fit(dX)
+                dk = DaskKMeans(
+                    n_clusters=args.k, init=C0, max_iter=args.iters, tol=0.0, random_state=0
+                ).fit(dX)
                 el = time.perf_counter() - t0
-                record("dask-ml", el / max(dk.n_iter_, 1),
-                       inertia(X, np.asarray(dk.cluster_centers_)), int(dk.n_iter_))
+                record(
+                    "dask-ml",
+                    el / max(dk.n_iter_, 1),
+                    inertia(X, np.asarray(dk.cluster_centers_)),
+                    int(dk.n_iter_),
+                )
     if "sklearn" not in skip:
         for _ in range(args.repeats):
             t0 = time.perf_counter()
-            sk = SkKMeans(args.k, init=C0, n_init=1, max_iter=args.iters, tol=0.0,
-                          algorithm="lloyd").fit(X)
+            sk = SkKMeans(
+                args.k, init=C0, n_init=1, max_iter=args.iters, tol=0.0, algorithm="lloyd"
+            ).fit(X)
             el = time.perf_counter() - t0
             record("sklearn", el / sk.n_iter_, float(sk.inertia_), int(sk.n_iter_))
 
     res["peak_rss_bytes_process_tree"] = rss.stop()
     res["data_bytes"] = int(X.nbytes)
     med = {t: float(np.median([r["s_per_iter"] for r in rs])) for t, rs in res["runs"].items()}
-    res.update({
-        "benchmark": "kmeans per Lloyd iteration", "rows": args.rows, "features": args.features,
-        "k": args.k, "iters": args.iters, "median_s_per_iter": med,
-        "ratio_to_sklearn": {t: v / med["sklearn"] for t, v in med.items()} if "sklearn" in med else {},
-        "hardware": {"cores": len(os.sched_getaffinity(0))},
-        "libraries": library_versions(),
-        "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": f"python benchmarks/bench_kmeans.py --rows {args.rows} --features "
-                   f"{args.features} --k {args.k}",
-    })
-    try:
-        from importlib.metadata import version
-
-        res["libraries"]["dask-ml"] = version("dask-ml")
-    except Exception:  # noqa: BLE001
-        pass
+    res.update(
+        {
+            "benchmark": "kmeans per Lloyd iteration",
+            "rows": args.rows,
+            "features": args.features,
+            "k": args.k,
+            "iters": args.iters,
+            "median_s_per_iter": med,
+            "ratio_to_sklearn": {t: v / med["sklearn"] for t, v in med.items()}
+            if "sklearn" in med
+            else {},
+            "hardware": hardware(),
+            "libraries": versions(),
+            "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "command": f"python benchmarks/bench_kmeans.py --rows {args.rows} --features "
+            f"{args.features} --k {args.k}",
+        }
+    )
     out = Path(f"benchmarks/results/kmeans-{args.rows}x{args.features}.json")
     out.write_text(json.dumps(res, indent=2) + "\n")
     print(f"\nwrote {out}\n\n| tool | ms per iteration | ratio to scikit-learn |\n|---|---|---|")

@@ -18,12 +18,20 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-TABLES = ("transactions", "customers", "events", "campaigns", "reviews")
+
+def setup(customers: int, d: Path, client):
+    """Generated data under ``d`` and the run config over them (k = 7, every target,
+    output ``d/out``): the setup bench_score.py and bench_train.py share."""
+    from bigseg.benchmark.data import job_config, prepare_data
+
+    summary = prepare_data(customers, d, 0, client)
+    return job_config(
+        d, d / "out", str(summary["end_date"]), seed=0, k=7, targets=("churn", "value", "response")
+    )
 
 
 def main() -> None:
@@ -32,26 +40,15 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     args = ap.parse_args()
 
-    import yaml
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    from bench_kmeans import PeakRSS
-
     from bigseg.backend import resolve
-    from bigseg.config import load_run_config
+    from bigseg.benchmark.env import PeakRSS, hardware, versions
     from bigseg.engine import connect
     from bigseg.pipeline import run_stages
-    from bigseg.registry import hardware_info, library_versions
-    from bigseg.synth import generate
 
     res: dict = {"benchmark": "bigseg score", "customers": args.customers, "runs": []}
     with tempfile.TemporaryDirectory() as tmp, connect(n_workers=2, reuse_current=False) as c:
         d = Path(tmp)
-        generate(args.customers, d, seed=0, client=c)
-        doc = {"data": {t: {"path": str(d / "raw" / t)} for t in TABLES}, "horizon_days": 90,
-               "seed": 0, "output": str(d / "out"), "segmentation": {"k": 7}}
-        (d / "job.yaml").write_text(yaml.safe_dump(doc))
-        cfg = load_run_config(d / "job.yaml")
+        cfg = setup(args.customers, d, c)
         t0 = time.perf_counter()
         m = run_stages(cfg, c, resolve("cpu"), stages=("ingest", "segment", "train"))
         res["prepare_s"] = time.perf_counter() - t0
@@ -60,13 +57,21 @@ def main() -> None:
             t0 = time.perf_counter()
             m = run_stages(cfg, c, resolve("cpu"), stages=("score",))
             wall = time.perf_counter() - t0
-            res["runs"].append({"wall_s": wall, "score_stage_s": m["timings"].get("score"),
-                                "peak_rss_bytes_process_tree": rss.stop(),
-                                "customers_scored": m.get("n_customers")})
+            res["runs"].append(
+                {
+                    "wall_s": wall,
+                    "score_stage_s": m["timings"].get("score"),
+                    "peak_rss_bytes_process_tree": rss.stop(),
+                    "customers_scored": m.get("n_customers"),
+                }
+            )
             print(res["runs"][-1], flush=True)
-    res.update(hardware=hardware_info(), libraries=library_versions(),
-               timestamp=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-               command=f"python benchmarks/bench_score.py --customers {args.customers}")
+    res.update(
+        hardware=hardware(),
+        libraries=versions(),
+        timestamp=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        command=f"python benchmarks/bench_score.py --customers {args.customers}",
+    )
     out = Path(f"benchmarks/results/score-{args.customers}.json")
     out.write_text(json.dumps(res, indent=2) + "\n")
     print(f"wrote {out}")

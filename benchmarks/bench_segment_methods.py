@@ -53,19 +53,31 @@ def main() -> None:
             t0 = time.perf_counter()
             est = make[m]().fit(dX)
             fit_s = time.perf_counter() - t0
-            sample = np.random.default_rng(0).choice(args.rows, min(args.rows, 100_000), replace=False)
+            sample = np.random.default_rng(0).choice(
+                args.rows, min(args.rows, 100_000), replace=False
+            )
             ari = adjusted_rand_score(y[sample], est.predict(X[sample]))
             res[m] = {"fit_s": round(fit_s, 2), "ari_vs_planted": round(float(ari), 4)}
             print(f"{m:>12}: fit {fit_s:7.2f} s   ARI {ari:.3f}", flush=True)
     out = Path(f"benchmarks/results/segment-methods-{args.rows}x{args.features}.json")
-    out.write_text(json.dumps({
-        "benchmark": "segmentation fit time per method", "rows": args.rows,
-        "features": args.features, "k": args.k, "workers": 2, "results": res,
-        "libraries": library_versions(),
-        "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": f"python benchmarks/bench_segment_methods.py --rows {args.rows} "
-                   f"--features {args.features} --k {args.k}",
-    }, indent=2) + "\n")
+    out.write_text(
+        json.dumps(
+            {
+                "benchmark": "segmentation fit time per method",
+                "rows": args.rows,
+                "features": args.features,
+                "k": args.k,
+                "workers": 2,
+                "results": res,
+                "libraries": library_versions(),
+                "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                "command": f"python benchmarks/bench_segment_methods.py --rows {args.rows} "
+                f"--features {args.features} --k {args.k}",
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"wrote {out}")
 
 

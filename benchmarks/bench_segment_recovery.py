@@ -43,18 +43,27 @@ def main() -> None:
     from bigseg.registry import hardware_info, library_versions
     from bigseg.synth import PERSONAS, generate
 
-    res: dict = {"benchmark": "segment recovery", "customers": args.customers,
-                 "seed": args.seed, "planted_personas": len(PERSONAS),
-                 "features": SEGMENT_FEATURES, "methods": {}}
+    res: dict = {
+        "benchmark": "segment recovery",
+        "customers": args.customers,
+        "seed": args.seed,
+        "planted_personas": len(PERSONAS),
+        "features": SEGMENT_FEATURES,
+        "methods": {},
+    }
     with tempfile.TemporaryDirectory() as tmp, connect(n_workers=2, reuse_current=False) as c:
         d = Path(tmp)
         generate(args.customers, d, seed=args.seed, client=c)
         truth = pd.read_parquet(d / "ground_truth")[["customer_id", "persona"]]
         for method in args.methods.split(","):
             out = d / f"out-{method}"
-            doc = {"data": {t: {"path": str(d / "raw" / t)} for t in TABLES},
-                   "horizon_days": 90, "seed": 0, "output": str(out),
-                   "segmentation": {"method": method, "k": "auto"}}
+            doc = {
+                "data": {t: {"path": str(d / "raw" / t)} for t in TABLES},
+                "horizon_days": 90,
+                "seed": 0,
+                "output": str(out),
+                "segmentation": {"method": method, "k": "auto"},
+            }
             (d / f"{method}.yaml").write_text(yaml.safe_dump(doc))
             cfg = load_run_config(d / f"{method}.yaml")
             t0 = time.perf_counter()
@@ -64,16 +73,25 @@ def main() -> None:
             seg = seg.merge(truth, on="customer_id")
             ari = float(adjusted_rand_score(seg["persona"], seg["segment"]))
             s = m["segmentation"]
-            res["methods"][method] = {"k": s["k"], "ari": ari, "candidates": s["candidates"],
-                                      "segment_s": m["timings"]["segment"],
-                                      "ingest_plus_segment_s": wall,
-                                      "customers_segmented": len(seg)}
-            print(f"{method:>13}: k={s['k']}  ARI {ari:.3f}  segment {m['timings']['segment']:.1f}s",
-                  flush=True)
-    res.update(hardware=hardware_info(), libraries=library_versions(),
-               timestamp=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-               command=f"python benchmarks/bench_segment_recovery.py --customers "
-                       f"{args.customers} --seed {args.seed}")
+            res["methods"][method] = {
+                "k": s["k"],
+                "ari": ari,
+                "candidates": s["candidates"],
+                "segment_s": m["timings"]["segment"],
+                "ingest_plus_segment_s": wall,
+                "customers_segmented": len(seg),
+            }
+            print(
+                f"{method:>13}: k={s['k']}  ARI {ari:.3f}  segment {m['timings']['segment']:.1f}s",
+                flush=True,
+            )
+    res.update(
+        hardware=hardware_info(),
+        libraries=library_versions(),
+        timestamp=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        command=f"python benchmarks/bench_segment_recovery.py --customers "
+        f"{args.customers} --seed {args.seed}",
+    )
     path = Path(f"benchmarks/results/segment-recovery-{args.customers}.json")
     path.write_text(json.dumps(res, indent=2) + "\n")
     print(f"wrote {path}")

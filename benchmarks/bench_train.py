@@ -21,11 +21,12 @@ import argparse
 import datetime as dt
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-TABLES = ("transactions", "customers", "events", "campaigns", "reviews")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def main() -> None:
@@ -35,25 +36,19 @@ def main() -> None:
 
     import numpy as np
     import xgboost as xgb
-    import yaml
+    from bench_score import setup
 
     from bigseg.backend import resolve
-    from bigseg.config import load_run_config
+    from bigseg.benchmark.env import hardware, versions
     from bigseg.engine import connect
     from bigseg.pipeline import VALID_FRACTION, Run
     from bigseg.predict import segmented
     from bigseg.predict.xgb import params_for, train_dask
-    from bigseg.registry import hardware_info, library_versions
-    from bigseg.synth import generate
 
     res: dict = {"benchmark": "churn model training", "customers": args.customers}
     with tempfile.TemporaryDirectory() as tmp, connect(n_workers=2, reuse_current=False) as c:
         d = Path(tmp)
-        generate(args.customers, d, seed=0, client=c)
-        doc = {"data": {t: {"path": str(d / "raw" / t)} for t in TABLES}, "horizon_days": 90,
-               "seed": 0, "output": str(d / "out"), "segmentation": {"k": 7}}
-        (d / "job.yaml").write_text(yaml.safe_dump(doc))
-        cfg = load_run_config(d / "job.yaml")
+        cfg = setup(args.customers, d, c)
         r = Run(cfg, c, resolve("cpu"))
         r.ingest()
         r.segment()
@@ -61,11 +56,19 @@ def main() -> None:
         feats = r.feature_names + segmented.segment_features([int(i) for i in seg["ids"]])
         pc = cfg.prediction
         params = params_for("churn", pc, cfg.seed, "cpu")
-        parts = r.submit_each(segmented.xy_parts, "train", "churn", VALID_FRACTION, cfg.seed,
-                              feats, seg)
+        parts = r.submit_each(
+            segmented.xy_parts, "train", "churn", VALID_FRACTION, cfg.seed, feats, seg
+        )
         t0 = time.perf_counter()
-        _, info = train_dask(c, parts, len(feats), params, pc.n_estimators,
-                             pc.early_stopping_rounds, pc.single_worker_max_rows)
+        _, info = train_dask(
+            c,
+            parts,
+            len(feats),
+            params,
+            pc.n_estimators,
+            pc.early_stopping_rounds,
+            pc.single_worker_max_rows,
+        )
         res["xgboost_dask_s"] = time.perf_counter() - t0
         res["xgboost_dask_info"] = info
         got = c.gather(parts)
@@ -74,9 +77,14 @@ def main() -> None:
         cores = len(os.sched_getaffinity(0))
         t0 = time.perf_counter()
         dtrain, dvalid = xgb.DMatrix(Xt, label=yt), xgb.DMatrix(Xv, label=yv)
-        b = xgb.train({**params, "nthread": cores}, dtrain, num_boost_round=pc.n_estimators,
-                      evals=[(dvalid, "valid")], early_stopping_rounds=pc.early_stopping_rounds,
-                      verbose_eval=False)
+        b = xgb.train(
+            {**params, "nthread": cores},
+            dtrain,
+            num_boost_round=pc.n_estimators,
+            evals=[(dvalid, "valid")],
+            early_stopping_rounds=pc.early_stopping_rounds,
+            verbose_eval=False,
+        )
         res["single_process_s"] = time.perf_counter() - t0
         res["single_process_best_iteration"] = int(b.best_iteration)
         del got, Xt, Xv, dtrain, dvalid
@@ -84,9 +92,12 @@ def main() -> None:
         r.train()
         res["train_stage_s"] = time.perf_counter() - t0
         res["train_stage_auc"] = r.metrics.get("churn", {}).get("auc")
-    res.update(hardware=hardware_info(), libraries=library_versions(),
-               timestamp=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-               command=f"python benchmarks/bench_train.py --customers {args.customers}")
+    res.update(
+        hardware=hardware(),
+        libraries=versions(),
+        timestamp=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        command=f"python benchmarks/bench_train.py --customers {args.customers}",
+    )
     out = Path(f"benchmarks/results/train-{args.customers}.json")
     out.write_text(json.dumps(res, indent=2) + "\n")
     print({k: v for k, v in res.items() if k.endswith("_s") or k.endswith("rows")})

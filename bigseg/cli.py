@@ -73,6 +73,31 @@ def build_parser() -> argparse.ArgumentParser:
                    help="text file, one raw customer id per line")
     _common(p)
 
+    p = sub.add_parser("benchmark", help="time bigseg beside pandas, DuckDB and Spark on the "
+                       "same generated data; charts and tables from the results")
+    p.add_argument("--suite", action="append", default=None, metavar="SUITE",
+                   help="features, segment, predict, score, end-to-end, scaling (repeatable "
+                        "or a comma list; default end-to-end)")
+    p.add_argument("--customers", type=int, default=100_000)
+    p.add_argument("--workers", default="1,2", metavar="N,M",
+                   help="worker counts of the scaling suite (default 1,2)")
+    p.add_argument("--n-workers", type=int, default=None, metavar="N",
+                   help="bigseg's local workers in the other suites (default one per core)")
+    p.add_argument("--out", default="benchmarks/results", metavar="DIR",
+                   help="directory of the results JSON (default benchmarks/results)")
+    p.add_argument("--data", default=None, metavar="DIR",
+                   help="keep (and reuse) the generated data and the peers' outputs here")
+    p.add_argument("--peers", default="pandas,duckdb,spark", metavar="A,B",
+                   help="peers to run (default pandas,duckdb,spark; '' for none)")
+    p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--peer-timeout", type=float, default=7200, metavar="SECONDS")
+    p.add_argument("--charts", default=None, metavar="DIR",
+                   help="where the PNG charts and the Markdown table go (default: --out)")
+    p.add_argument("--render", default=None, metavar="RESULTS.json",
+                   help="only draw the charts and the table of an existing results file")
+    _common(p)
+
     p = sub.add_parser("cluster-check", help="connect to a cluster; print workers, threads, memory, GPUs")
     p.add_argument("cluster_file", metavar="CLUSTER.yaml")
     p.add_argument("--min-workers", type=int, default=0)
@@ -219,6 +244,43 @@ def _erase(args) -> int:
     return 0
 
 
+def _benchmark_command(args, suites: list[str], peers: list[str]) -> str:
+    """The command line that reproduces this benchmark (options spelled out)."""
+    cmd = f"bigseg benchmark --suite {','.join(suites)} --customers {args.customers}"
+    cmd += f" --peers {','.join(peers) or repr('')} --repeats {args.repeats} --seed {args.seed}"
+    if "scaling" in suites:
+        cmd += f" --workers {args.workers}"
+    for opt in ("n_workers", "data", "cluster"):
+        if getattr(args, opt, None):
+            cmd += f" --{opt.replace('_', '-')} {getattr(args, opt)}"
+    return cmd + (f" --device {args.device}" if args.device != "auto" else "")
+
+
+def _benchmark(args) -> int:
+    from bigseg.benchmark import render, run_benchmark
+
+    charts = args.charts or args.out
+    if args.render:
+        if not Path(args.render).is_file():
+            raise BigsegError(f"{args.render}: no such results file")
+        out = render(args.render, charts)
+    else:
+        suites = [s.strip() for v in (args.suite or ["end-to-end"]) for s in v.split(",")
+                  if s.strip()]
+        peers = [p.strip() for p in args.peers.split(",") if p.strip()]
+        workers = [int(w) for w in args.workers.split(",") if w.strip()]
+        _, path = run_benchmark(
+            suites, customers=args.customers, workers=workers, out=args.out, data=args.data,
+            peers=peers, repeats=args.repeats, seed=args.seed, device=args.device,
+            n_workers=args.n_workers, peer_timeout=args.peer_timeout,
+            command=_benchmark_command(args, suites, peers), say=lambda line: _out(args, line))
+        _out(args, f"results: {path}")
+        out = render(path, charts)
+    _out(args, "", out["markdown"], f"table:  {out['table']}",
+         *[f"chart:  {p}" for p in out["charts"]])
+    return 0
+
+
 def _cluster_check(args) -> int:
     from bigseg.engine import cluster_check, format_cluster_info
 
@@ -284,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     # lock is released and staging is left for the next run to clear; exit code 143
     signal.signal(signal.SIGTERM, _terminated)
     handlers = {"demo": _demo, "generate": _generate, "validate": _validate,
-                "erase": _erase, "cluster-check": _cluster_check}
+                "erase": _erase, "cluster-check": _cluster_check, "benchmark": _benchmark}
     try:
         return handlers.get(args.command, _stage)(args)
     except BigsegError as e:

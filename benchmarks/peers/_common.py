@@ -1,0 +1,248 @@
+"""Shared by the end-to-end peer scripts: arguments, the stage clock, the result file and
+the modelling half (segment, train, score, write) that the pandas and DuckDB scripts share.
+
+Model choices mirror bigseg's defaults so that every tool fits the same models:
+
+* segmentation: log1p of the skewed features, ``StandardScaler``, ``KMeans(k=7,
+  n_init=3, max_iter=100)`` on recency, purchase rate, mean order value and tenure
+  (bigseg's ``SEGMENT_FEATURES``), fitted at ``as_of``;
+* churn (no purchase in ``(cutoff, cutoff + horizon]``): XGBoost ``binary:logistic``;
+  value (net spend in the horizon, clipped at 0): XGBoost ``reg:tweedie`` (power 1.5);
+  both hist trees, depth 4, eta 0.1, min_child_weight 5, up to 300 rounds with early
+  stopping (20) on a random 15 % validation split, every feature plus the segment
+  one-hot, trained on features at ``as_of - horizon`` with labels from the horizon after it;
+* scoring at ``as_of``: ``customer_id``, ``segment``, ``churn_probability``,
+  ``value_prediction`` written to Parquet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+STAGES = ("load", "features", "segment", "train", "score", "write")
+SEGMENT_FEATURES = ["recency_days", "purchase_rate", "monetary_mean", "tenure_days"]
+SKEWED = {
+    "recency_days",
+    "frequency",
+    "monetary_total",
+    "monetary_mean",
+    "monetary_max",
+    "tenure_days",
+    "purchase_rate",
+    "count_90d",
+    "spend_90d",
+}
+#: count-like features: a customer with no rows in that table truly has zero
+ZERO_WHEN_ABSENT = (
+    "active_days_90d",
+    "sessions_90d",
+    "page_views_90d",
+    "app_opens_90d",
+    "events_total",
+    "campaign_sends",
+    "campaign_sends_90d",
+)
+K = 7
+VALID_FRACTION = 0.15
+DAY_US = 86_400 * 1_000_000
+RATE_PRIOR_DAYS = 30.0
+XGB_PARAMS = {
+    "tree_method": "hist",
+    "max_depth": 4,
+    "eta": 0.1,
+    "min_child_weight": 5.0,
+    "max_bin": 256,
+    "seed": 0,
+    "verbosity": 0,
+}
+OBJECTIVES = {
+    "churn": {"objective": "binary:logistic", "eval_metric": "logloss"},
+    "value": {"objective": "reg:tweedie", "tweedie_variance_power": 1.5, "eval_metric": "rmse"},
+}
+N_ROUNDS, EARLY_STOP = 300, 20
+
+
+def cores() -> int:
+    return len(os.sched_getaffinity(0))
+
+
+def parse_args(tool: str, argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=f"end-to-end peer: {tool}")
+    ap.add_argument("--data", required=True, help="directory with raw/<table>/ Parquet")
+    ap.add_argument("--as-of", required=True, help="scoring date YYYY-MM-DD")
+    ap.add_argument("--horizon", type=int, default=90)
+    ap.add_argument("--out", required=True, help="timings JSON to write")
+    ap.add_argument(
+        "--scores",
+        default=None,
+        help="scores Parquet (default: next to --out, <stem>-scores.parquet)",
+    )
+    ap.add_argument(
+        "--until",
+        choices=STAGES,
+        default="write",
+        help="stop after this stage (the per-stage suites)",
+    )
+    a = ap.parse_args(argv)
+    a.raw = Path(a.data) / "raw"
+    out = Path(a.out)
+    a.scores = Path(a.scores) if a.scores else out.with_name(out.stem + "-scores.parquet")
+    day = np.datetime64(a.as_of, "D")
+    a.score_cut = int((day + 1).astype("datetime64[us]").astype(np.int64)) - 1
+    a.train_cut = a.score_cut - a.horizon * DAY_US
+    return a
+
+
+class Clock:
+    """Wall seconds per stage; :meth:`done` says whether ``--until`` was reached."""
+
+    def __init__(self, tool: str, args: argparse.Namespace):
+        self.tool, self.args = tool, args
+        self.stages: dict[str, float] = {}
+        self.info: dict = {}
+        self.t0 = time.perf_counter()
+
+    @contextmanager
+    def stage(self, name: str):
+        t = time.perf_counter()
+        yield
+        self.stages[name] = round(time.perf_counter() - t, 3)
+        print(f"{self.tool}: {name} {self.stages[name]:.2f}s", file=sys.stderr, flush=True)
+
+    def done(self) -> bool:
+        return self.args.until in self.stages
+
+    def write(self, versions: tuple[str, ...]) -> None:
+        libs = {"python": platform.python_version()}
+        for p in versions:
+            try:
+                libs[p] = metadata.version(p)
+            except metadata.PackageNotFoundError:
+                pass
+        res = {
+            "tool": self.tool,
+            "status": "ok",
+            "stages": self.stages,
+            "total": round(sum(self.stages.values()), 3),
+            "wall_s": round(time.perf_counter() - self.t0, 3),
+            "as_of": self.args.as_of,
+            "horizon_days": self.args.horizon,
+            "until": self.args.until,
+            "libraries": libs,
+            **self.info,
+        }
+        if "write" in self.stages:
+            res["scores"] = str(self.args.scores)
+        out = Path(self.args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(res, indent=2) + "\n")
+
+
+# ---------------------------------------------------------------- modelling (pandas frames)
+def segment_matrix(f):
+    """log1p of the skewed segmentation features (the input of the scaler)."""
+    X = f[SEGMENT_FEATURES].to_numpy(np.float64, na_value=np.nan)
+    for j, c in enumerate(SEGMENT_FEATURES):
+        if c in SKEWED:
+            X[:, j] = np.log1p(np.maximum(X[:, j], 0))
+    return np.nan_to_num(X)
+
+
+def segment(train, score):
+    """Fit scaler + K-Means at ``as_of``; add ``segment`` to both frames."""
+    from sklearn.cluster import KMeans
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(segment_matrix(score))
+    km = KMeans(n_clusters=K, n_init=3, max_iter=100, tol=1e-4, random_state=0)
+    score["segment"] = km.fit_predict(scaler.transform(segment_matrix(score)))
+    train["segment"] = km.predict(scaler.transform(segment_matrix(train)))
+    return float(km.inertia_)
+
+
+def model_matrix(f, feats: list[str]) -> np.ndarray:
+    X = f.reindex(columns=feats).to_numpy(np.float32, na_value=np.nan)
+    onehot = np.zeros((len(f), K), np.float32)
+    onehot[np.arange(len(f)), f["segment"].to_numpy()] = 1.0
+    return np.hstack([X, onehot])
+
+
+def train(train_f, feats: list[str]) -> dict:
+    """Churn and value boosters on the training cutoff's rows (early stopping on 15 %)."""
+    import xgboost as xgb
+
+    X = model_matrix(train_f, feats)
+    rng = np.random.default_rng(0)
+    val = rng.random(len(X)) < VALID_FRACTION
+    labels = {
+        "churn": train_f["churn"].to_numpy(np.float32),
+        "value": np.maximum(train_f["value"].to_numpy(np.float64), 0).astype(np.float32),
+    }
+    models = {}
+    for target, y in labels.items():
+        dtr = xgb.QuantileDMatrix(X[~val], label=y[~val], max_bin=256)
+        dva = xgb.QuantileDMatrix(X[val], label=y[val], ref=dtr)
+        models[target] = xgb.train(
+            {**XGB_PARAMS, **OBJECTIVES[target], "nthread": cores()},
+            dtr,
+            num_boost_round=N_ROUNDS,
+            evals=[(dva, "valid")],
+            early_stopping_rounds=EARLY_STOP,
+            verbose_eval=False,
+        )
+    return models
+
+
+def score(score_f, feats: list[str], models: dict):
+    import pandas as pd
+    import xgboost as xgb
+
+    d = xgb.DMatrix(model_matrix(score_f, feats), nthread=cores())
+    it = {t: (0, m.best_iteration + 1) for t, m in models.items()}
+    return pd.DataFrame(
+        {
+            "customer_id": score_f["customer_id"].to_numpy(),
+            "segment": score_f["segment"].to_numpy(np.int32),
+            "churn_probability": models["churn"].predict(d, iteration_range=it["churn"]),
+            "value_prediction": models["value"].predict(d, iteration_range=it["value"]),
+        }
+    )
+
+
+def write_scores(scores, path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pandas(scores, preserve_index=False), path)
+
+
+def model_stages(clock: Clock, train_f, score_f, feats: list[str]) -> None:
+    """segment, train, score, write (stopping after ``--until``)."""
+    with clock.stage("segment"):
+        clock.info["kmeans_inertia"] = segment(train_f, score_f)
+    if clock.done():
+        return
+    with clock.stage("train"):
+        models = train(train_f, feats)
+    clock.info["best_iterations"] = {t: int(m.best_iteration) for t, m in models.items()}
+    clock.info["train_rows"] = len(train_f)
+    if clock.done():
+        return
+    with clock.stage("score"):
+        s = score(score_f, feats, models)
+    clock.info["customers_scored"] = len(s)
+    if clock.done():
+        return
+    with clock.stage("write"):
+        write_scores(s, clock.args.scores)

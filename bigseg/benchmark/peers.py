@@ -1,0 +1,122 @@
+"""Peers run as separate processes (``benchmarks/peers/peer_<name>.py``), each on the same
+generated data, each writing its per-stage timings as JSON and its scores as Parquet."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+#: peer name -> (script, modules it needs, what it is)
+PEERS: dict[str, tuple[str, tuple[str, ...], str]] = {
+    "pandas": (
+        "peer_pandas.py",
+        ("pandas", "sklearn", "xgboost"),
+        "pandas + scikit-learn + XGBoost",
+    ),
+    "duckdb": (
+        "peer_duckdb.py",
+        ("duckdb", "sklearn", "xgboost"),
+        "DuckDB + scikit-learn + XGBoost",
+    ),
+    "spark": (
+        "peer_spark.py",
+        ("pyspark", "xgboost"),
+        "Spark MLlib (local mode) + XGBoost's Spark estimators",
+    ),
+}
+DEFAULT_PEERS = ("pandas", "duckdb", "spark")
+#: peer stage(s) that correspond to each bigseg stage; "start" is the engine start-up
+STAGE_MAP: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "start": (("cluster_start",), ("spark_start",)),
+    "ingest / load": (("ingest",), ("load",)),
+    "features": (("features",), ("features",)),
+    "segment": (("segment",), ("segment",)),
+    "train": (("train",), ("train",)),
+    "score + write": (("score",), ("score", "write")),
+}
+
+
+def peers_dir() -> Path:
+    """Where the peer scripts are: ``$BIGSEG_PEERS_DIR`` or ``benchmarks/peers`` of the
+    source checkout bigseg runs from."""
+    env = os.environ.get("BIGSEG_PEERS_DIR")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2] / "benchmarks" / "peers"
+
+
+def missing(name: str) -> str | None:
+    """Why peer ``name`` cannot run here (None when it can)."""
+    if name not in PEERS:
+        return f"unknown peer (known: {', '.join(PEERS)})"
+    script, modules, _ = PEERS[name]
+    if not (peers_dir() / script).is_file():
+        return f"peer script {peers_dir() / script} not found"
+    for m in modules:
+        if importlib.util.find_spec(m) is None:
+            return "not installed"
+    if name == "spark" and shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+        return "not installed"
+    return None
+
+
+def run_peer(
+    name: str,
+    data: Path,
+    as_of: str,
+    horizon: int,
+    work: Path,
+    tag: str,
+    until: str = "write",
+    timeout: float | None = None,
+) -> dict:
+    """Run one peer to ``until``; returns its result JSON (``status`` "ok"), or
+    ``{"status": "not installed" | "failed" | "timeout", ...}``."""
+    why = missing(name)
+    if why is not None:
+        return (
+            {"status": why} if why == "not installed" else {"status": "unavailable", "reason": why}
+        )
+    script = peers_dir() / PEERS[name][0]
+    work.mkdir(parents=True, exist_ok=True)
+    out = work / f"{tag}-{name}.json"
+    scores = work / f"{tag}-{name}-scores.parquet"
+    log = work / f"{tag}-{name}.log"
+    out.unlink(missing_ok=True)
+    cmd = [
+        sys.executable,
+        str(script),
+        "--data",
+        str(data),
+        "--as-of",
+        as_of,
+        "--horizon",
+        str(horizon),
+        "--out",
+        str(out),
+        "--scores",
+        str(scores),
+        "--until",
+        until,
+    ]
+    t0 = time.perf_counter()
+    try:
+        with open(log, "w") as f:
+            rc = subprocess.run(
+                cmd, stdout=f, stderr=subprocess.STDOUT, timeout=timeout, cwd=str(work)
+            ).returncode
+    except subprocess.TimeoutExpired:
+        return {"status": "timeout", "timeout_s": timeout, "log": str(log)}
+    wall = round(time.perf_counter() - t0, 3)
+    if rc != 0 or not out.is_file():
+        tail = log.read_text(errors="replace").splitlines()[-15:]
+        return {"status": "failed", "returncode": rc, "log": str(log), "log_tail": tail}
+    res = json.loads(out.read_text())
+    res.update(process_wall_s=wall, log=str(log), description=PEERS[name][2])
+    return res
