@@ -91,14 +91,19 @@ def segment_reasons(Z: np.ndarray, seg: np.ndarray, centres: np.ndarray,
     nxt = np.argmin(d2, axis=1)
     own_c, nxt_c = centres[seg], centres[nxt]
     pull = (Z - nxt_c) ** 2 - (Z - own_c) ** 2
-    order = np.argsort(-pull, axis=1, kind="stable")[:, :top]
-    names = np.asarray(features, dtype=object)
+    from bigseg.predict import segmented
+
+    n_top = min(top, Z.shape[1])
+    order = segmented.top_order(pull, n_top)
+    # every (feature, low/high) text made once, then picked per row
+    texts = np.array([f"{f}{lv}" for f in features for lv in (": high", ": low")],
+                     dtype=object)
+    rows = np.arange(n)
     out = []
-    for r in range(min(top, Z.shape[1])):
+    for r in range(n_top):
         j = order[:, r]
-        rows = np.arange(n)
-        level = np.where(own_c[rows, j] < nxt_c[rows, j], ": low", ": high")
-        out.append(names[j] + level)
+        low = own_c[rows, j] < nxt_c[rows, j]
+        out.append(texts[2 * j + low])
     return out
 
 
@@ -133,12 +138,11 @@ def score_bucket(res: dict, name: str, pre: dict, meta: dict, arrays: dict, name
         if t not in models:
             out[col] = np.full(n, np.nan, np.float32)
             continue
-        pred = segmented.predict(X, segs, models[t], choice.get(t, {}))
+        pred, contrib = segmented.predict_explain(X, segs, models[t], choice.get(t, {}),
+                                                  drivers)
         out[col] = np.maximum(pred, 0) if t == "value" else pred
-        if drivers == "off":
+        if contrib is None:  # drivers: off
             continue
-        contrib = segmented.contributions(X, segs, models[t], choice.get(t, {}),
-                                          exact=drivers == "exact")
         for r, drv in enumerate(segmented.top_drivers(contrib, model_features, n_drivers), 1):
             out[f"{t}_driver_{r}"] = drv
         importance[t] = segmented.importance_sums(contrib, segs, list(ids))
