@@ -131,9 +131,9 @@ def score_bucket(res: dict, name: str, pre: dict, meta: dict, arrays: dict, name
     n = len(df)
     importance = {}
     X = segmented.model_matrix(df, model_features, segs) if models else None
-    targets = [("churn", "churn_probability"), ("value", "value_prediction")]
-    if "response" in models:
-        targets.append(("response", "response_probability"))
+    # churn and value columns always exist (NaN without a model); response only with one
+    targets = [(t, col) for t, col in segmented.TARGET_COLUMNS.items()
+               if t != "response" or t in models]
     for t, col in targets:
         if t not in models:
             out[col] = np.full(n, np.nan, np.float32)
@@ -302,12 +302,10 @@ def predict_sample(res: dict, name: str, k: int, fraction: float, seed: int, seg
         df = df[rng.random(len(df)) < fraction]
     segs = segmented.segment_ids(df, seg)
     X = segmented.model_matrix(df, features, segs)
-    cols = {"churn": "churn_probability", "value": "value_prediction",
-            "response": "response_probability"}
     out = {}
     for t, m in models.items():
         p = segmented.predict(X, segs, m, choice.get(t, {}))
-        out[cols[t]] = np.maximum(p, 0) if t == "value" else p
+        out[segmented.TARGET_COLUMNS[t]] = np.maximum(p, 0) if t == "value" else p
     return pd.DataFrame(out)
 
 

@@ -109,3 +109,40 @@ class PeakRSS:
         self._stop.set()
         self._t.join()
         return self.peak
+
+
+def cpu_seconds() -> tuple[float, float]:
+    """(CPU seconds used so far by the whole machine, by this process tree: this process,
+    its live descendants and the children it has waited for). Over a run, the first
+    difference minus the second is the CPU other processes took while it ran: on a
+    shared machine, a run that competed for the cores says so in its results."""
+    import psutil
+
+    t = psutil.cpu_times()
+    busy = sum(t) - t.idle - getattr(t, "iowait", 0.0)
+    me = psutil.Process()
+    mine = 0.0
+    try:
+        procs = [me, *me.children(recursive=True)]
+    except Exception:  # noqa: BLE001 - the tree changed while listed
+        procs = [me]
+    for p in procs:
+        try:
+            c = p.cpu_times()
+            mine += c.user + c.system + c.children_user + c.children_system
+        except Exception:  # noqa: BLE001 - a process that just exited
+            pass
+    return busy, mine
+
+
+class OtherCPU:
+    """Context manager: ``seconds`` = CPU seconds other processes used meanwhile."""
+
+    def __enter__(self):
+        self._m0, self._t0 = cpu_seconds()
+        self.seconds = 0.0
+        return self
+
+    def __exit__(self, *exc):
+        m1, t1 = cpu_seconds()
+        self.seconds = round(max(0.0, (m1 - self._m0) - (t1 - self._t0)), 1)

@@ -53,6 +53,13 @@ def suite_table(name: str, suite: dict) -> str:
             ratio = suite["ratios"].get(p, {}).get(row)
             cells += [_fmt(_row_seconds(r, row, False)), _ratio_text(ratio)]
         lines.append("| " + " | ".join(cells) + " |")
+    busy = {"bigseg": suite["bigseg"], **peers}
+    busy = {t: r.get("other_processes_cpu_s") for t, r in busy.items()}
+    if any(v for v in busy.values()):
+        lines.append(
+            "\nCPU seconds other processes on the machine used during each run: "
+            + ", ".join(f"{t} {v:.0f}" for t, v in busy.items() if v is not None)
+        )
     if name == "score" and suite["bigseg"].get("scheduled_score_s") is not None:
         lines.append(
             f"\nbigseg scheduled `bigseg score` (fresh run: features at as_of from "

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bigseg.benchmark.data import job_config
-from bigseg.benchmark.env import PeakRSS
+from bigseg.benchmark.env import OtherCPU, PeakRSS
 from bigseg.benchmark.peers import STAGE_MAP, run_peer
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ def run_bigseg(
     overrides = {"n_workers": n_workers} if n_workers else {}
     rss = PeakRSS()
     t0 = time.perf_counter()
-    with connect(cluster, reuse_current=False, **overrides) as client:
+    with OtherCPU() as other, connect(cluster, reuse_current=False, **overrides) as client:
         start = time.perf_counter() - t0
         workers = client.scheduler_info()["workers"]
         m = run_stages(cfg, client, backend, stages=stages)
@@ -81,6 +81,7 @@ def run_bigseg(
         "device": backend.name,
         "customers_scored": m.get("n_customers"),
         "peak_rss_bytes": rss.stop(),
+        "other_processes_cpu_s": other.seconds,
         **extra,
     }
 
@@ -106,11 +107,12 @@ def _compare(big: dict, peer: dict, rows: tuple[str, ...], total: bool) -> dict:
 
 
 def _ratio(b: float, p: float) -> dict:
+    """Seconds of both, ratio = bigseg / peer and speedup = peer / bigseg (4 digits)."""
     return {
         "bigseg_s": round(b, 3),
         "peer_s": round(p, 3),
-        "ratio": round(b / p, 3) if p > 0 else None,
-        "speedup": round(p / b, 3) if b > 0 else None,
+        "ratio": float(f"{b / p:.4g}") if p > 0 else None,
+        "speedup": float(f"{p / b:.4g}") if b > 0 else None,
     }
 
 
@@ -152,8 +154,10 @@ def stage_suite(
                 continue
             say(f"[{name}] {p} run {i + 1}/{repeats} ...")
             rss = PeakRSS()
-            res = run_peer(p, data, as_of, horizon, work, f"{tag}-r{i}", until, peer_timeout)
+            with OtherCPU() as other:
+                res = run_peer(p, data, as_of, horizon, work, f"{tag}-r{i}", until, peer_timeout)
             res["peak_rss_bytes"] = rss.stop()
+            res["other_processes_cpu_s"] = other.seconds
             if res["status"] != "ok":
                 say(f"[{name}] {p}: {res['status']}")
                 peer_status[p] = res
@@ -189,7 +193,7 @@ def stage_suite(
             **keep,
             **_median_runs(runs),
             "runs": [
-                {"stages": r["stages"], "total": r["total"], "peak_rss_bytes": r["peak_rss_bytes"]}
+                {k: r[k] for k in ("stages", "total", "peak_rss_bytes", "other_processes_cpu_s")}
                 for r in runs
             ],
         }
