@@ -230,8 +230,14 @@ class Run:
             raise DataError(f"no customer has a purchase on or before as_of={self.as_of}")
 
     def _model_writer(self) -> VersionWriter:
+        """The model version this run publishes (created on first use, when a stage
+        writes a model: a score-only run never creates one). A segmenter loaded from
+        the previous version (:meth:`_load_segmenter`) is copied into it."""
         if self._model is None:
             self._model = VersionWriter(self.out)
+            if getattr(self, "_seg_from", None) is not None:
+                self._model.copy_from(
+                    self._seg_from, ["preprocess.json", "segmenter.json", "segmenter.npz"])
         return self._model
 
     def segment(self):
@@ -414,8 +420,12 @@ class Run:
                 raise ModelError(f"{self.out / 'models'}: no segmenter yet; run `bigseg segment`")
             self._seg = {"pre": prev["pre"].to_dict(), "meta": prev["meta"],
                          "arrays": prev["arrays"], "names": prev["names"], "ids": prev["ids"]}
-            self._model_writer().copy_from(
-                prev["dir"], ["preprocess.json", "segmenter.json", "segmenter.npz"])
+            # copied into a new model version only if this run publishes one
+            # (:meth:`_model_writer`): loading alone stages nothing
+            self._seg_from = prev["dir"]
+            if self._model is not None:
+                self._model.copy_from(
+                    prev["dir"], ["preprocess.json", "segmenter.json", "segmenter.npz"])
         return self._seg
 
     def _segment_frames(self) -> list:
