@@ -7,6 +7,11 @@ who took it. A second run on the same output fails at once with
 process that no longer exists on this host (killed with SIGKILL, machine rebooted) is
 stale and taken over, with a warning; a lock from another host is never taken over
 automatically (delete it by hand once that run is known to be gone).
+
+Once the lock is held, staging directories left under ``output/.staging/`` by runs that
+died are deleted (:func:`~bigseg.store.publish.remove_stale_staging`): with the lock
+held nobody else can be writing there. The score stage's resumable staging is kept for
+the score stage to reuse or discard.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from bigseg.errors import PublishError
+from bigseg.store.publish import remove_stale_staging
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +78,7 @@ def output_lock(output: str | Path, what: str) -> Iterator[Path]:
             json.dump(me, f)
         break
     try:
+        remove_stale_staging(out)
         yield path
     finally:
         if _holder(path).get("pid") == me["pid"]:

@@ -59,6 +59,34 @@ def new_staging(output: str | Path, name: str) -> Path:
     return d
 
 
+#: prefix of the resumable staging directories of the score stage (see
+#: :class:`ResumableStage`): kept across runs, the stage reuses or discards them
+RESUMABLE = "score-"
+
+
+def remove_stale_staging(output: str | Path) -> list[str]:
+    """Delete what dead runs left under ``output/.staging/`` (called by the run that
+    holds the output lock, so no other run can be writing there): every entry but the
+    resumable score staging (:data:`RESUMABLE`), which the score stage reuses when its
+    fingerprint matches and discards otherwise. Returns the names removed."""
+    root = staging_root(output)
+    if not root.is_dir():
+        return []
+    gone = []
+    for p in sorted(root.iterdir()):
+        if p.name.startswith(RESUMABLE) and p.is_dir():
+            continue
+        if p.is_dir() and not p.is_symlink():
+            remove_tree(p)
+        else:
+            p.unlink(missing_ok=True)
+        gone.append(p.name)
+    if gone:
+        log.warning("%s: removed %d staging entr%s left by interrupted runs: %s", root,
+                    len(gone), "y" if len(gone) == 1 else "ies", ", ".join(gone))
+    return gone
+
+
 def remove_tree(path: str | Path, attempts: int = 20) -> None:
     """Delete a staging tree, retrying while cancelled tasks may still be finishing a
     write into it."""
