@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import json
 import logging
 import operator
@@ -33,6 +34,7 @@ from bigseg.progress import gather
 from bigseg.registry import (
     VersionWriter,
     hardware_info,
+    latest_version,
     library_versions,
     load_version,
     schema_hash,
@@ -46,7 +48,7 @@ from bigseg.segment.preprocess import Preprocessor
 from bigseg.segment.stability import match_segments, migration_matrix
 from bigseg.store import ingest, open_store
 from bigseg.store.lock import output_lock
-from bigseg.store.publish import staged_dir, write_json_atomic
+from bigseg.store.publish import ResumableStage, loads_stats, staged_dir, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +191,8 @@ class Run:
             "summary": {"n_customers": self.metrics.get("n_customers"),
                         "segments": [{k: s.get(k) for k in ("id", "name", "size")}
                                      for s in self.metrics.get("segments", [])],
-                        "retrain": self.metrics.get("retrain")},
+                        "retrain": self.metrics.get("retrain"),
+                        "score_resume": self.metrics.get("score_resume")},
         }
         path = self.out / "runs" / f"{now.strftime('%Y%m%dT%H%M%S%fZ')}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -670,37 +673,114 @@ class Run:
                 self._models.setdefault(t, {})[key] = (d / f).read_bytes()
 
     def score(self):
-        with self.timed("score"):
-            if not self._models:
-                self.frames()
-                d, manifest = load_version(self.out, features=self.feature_names)
-                self._load_segmenter()
-                self._load_models(d, manifest)
-            scores = self._segment_frames()
-            n = sum(gather(self.client, [self.client.submit(len, s) for s in scores], "score"))
-            frac = min(1.0, 200_000 / max(n, 1))
-            vals = np.concatenate(gather(self.client, [
-                self.client.submit(tasks.value_sample, s, k, frac, self.cfg.seed, pure=False)
-                for k, s in enumerate(scores)], "value threshold"))
-            share = self.cfg.prediction.high_value_share
-            thr = float(np.quantile(vals, 1 - share)) if len(vals) and np.isfinite(vals).all() else np.inf
-            scores = self._with_offers(scores)
-            final = self.out / "scores" / f"as_of={self.as_of}"
-            with staged_dir(self.out, final) as d:
-                futs = [self.client.submit(tasks.write_scores, s, thr,
-                                           str(d / f"part-{k:05d}.parquet"), pure=False)
-                        for k, s in enumerate(scores)]
-                gather(self.client, futs, "write scores", bar=True)
-            self._scores = scores
-            self.metrics["high_value_threshold"] = thr
-            self._audiences(scores, offers.value_cut_points(vals))
-            self._profiles()
-            self._drift(scores)
+        """Scheduled batch scoring, in two phases, resumable after a kill.
 
-    def _drift(self, scores: list) -> None:
+        Phase 1 scores every bucket that an earlier, killed run with the same
+        fingerprint (:meth:`_score_fingerprint`) has not finished, and saves each
+        bucket's scores and small statistics in the stage's resumable staging
+        (:class:`bigseg.store.publish.ResumableStage`). Phase 2 adds the columns that depend on all buckets
+        (``high_value``, next-best offers) to every saved part and publishes
+        ``scores/as_of=DATE/`` atomically; audiences, profiles and drift come from the
+        saved statistics. ``metrics.json`` ``score_resume`` says how many buckets were
+        taken from a killed run."""
+        with self.timed("score"):
+            stage, frames = self._score_stage()
+            n = self.store.n_buckets
+            stats = self._stage_scores(stage, frames)
+            resumed = [k for k in range(n) if k not in stats]
+            for k in resumed:
+                stats[k] = stage.load_stats(k)
+            stats = [stats[k] for k in range(n)]
+            self.metrics["score_resume"] = {"buckets": n, "resumed": len(resumed),
+                                            "fingerprint": stage.fingerprint[:16]}
+            if resumed:
+                log.info("score: %d of %d buckets resumed from %s", len(resumed), n, stage.dir)
+            self._publish_scores(stage, stats)
+            self._profiles(stats)
+            self._drift(stats)
+            stage.remove()
+
+    def _score_fingerprint(self, version: str, manifest: dict) -> str:
+        """SHA-256 of everything that determines the score stage's output: as_of, the
+        model version and its file hashes, the store manifest (inputs, mapping, row
+        counts, erasures), the whole config, the device, which cutoffs the features
+        are computed at, the bigseg source code and the library versions. A model
+        fitted in this run and not yet published makes it unique (never resumed)."""
+        import hashlib
+        import uuid
+
+        doc = {"as_of": str(self.as_of), "model_version": version,
+               "model_files": manifest.get("files"), "store": self.store.manifest,
+               "config": self.cfg.model_dump(mode="json"), "device": self.backend.name,
+               "score_only": self.score_only, "code": _code_hash(),
+               "libraries": library_versions(),
+               "unpublished_model": uuid.uuid4().hex if self._model is not None else None}
+        return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
+
+    def _score_stage(self) -> tuple[ResumableStage, dict]:
+        """The stage's resumable staging (resumed or new), the models and segmenter
+        loaded, and ``{bucket: features future}`` of the buckets still to score."""
+        version = latest_version(self.out)
+        mpath = self.out / "models" / version / "manifest.json"
+        manifest = json.loads(mpath.read_text()) if mpath.is_file() else {}
+        stage = ResumableStage(self.out, f"as_of={self.as_of}",
+                               self._score_fingerprint(version, manifest))
+        self.frames()  # all buckets (with the feature cache, a finished one is a cache hit)
+        if not self._models:
+            d, manifest = load_version(self.out, version, features=self.feature_names)
+            self._load_segmenter()
+            self._load_models(d, manifest)
+        if stage.record is None:
+            stage.write_record({"as_of": str(self.as_of), "model_version": version,
+                                "features": self.feature_names}, {})
+        done = set(stage.done(self.store.n_buckets))
+        return stage, {k: f for k, f in enumerate(self._frames) if k not in done}
+
+    def _stage_scores(self, stage: ResumableStage, frames: dict) -> dict:
+        """Phase 1: score the buckets of ``frames`` and save their parts and statistics;
+        returns ``{bucket: statistics}``."""
+        seg = self._load_segmenter()
+        d = self._model_dir()
+        path = d / "drift_reference.json" if d is not None else None
+        ref = json.loads(path.read_text()) if path is not None and path.is_file() else None
+        cats = list(getattr(self, "_vocab", {}).get("transactions.category", []))
+        futs = [self.client.submit(
+            tasks.stage_scores, f, "score", seg["pre"], seg["meta"], seg["arrays"],
+            seg["names"], self._models, seg["ids"], self._choice, self._model_features,
+            self.cfg.prediction.drivers, self.feature_names, cats, ref, str(stage.part(k)),
+            str(stage.stats(k)), pure=False) for k, f in frames.items()]
+        texts = gather(self.client, futs, "score", bar=True)
+        return {k: loads_stats(t) for k, t in zip(frames, texts, strict=True)}
+
+    def _publish_scores(self, stage: ResumableStage, stats: list) -> None:
+        """Phase 2: the global value threshold and category lifts from the saved parts
+        and statistics, every part finished with ``high_value`` and offers into one
+        staging dir published as ``scores/as_of=DATE/``, then the audiences."""
+        c, n = self.client, len(stats)
+        total = sum(s["rows"] for s in stats)
+        frac = min(1.0, 200_000 / max(total, 1))
+        vals = np.concatenate(gather(c, [
+            c.submit(tasks.part_value_sample, str(stage.part(k)), k, frac, self.cfg.seed,
+                     pure=False) for k in range(n)], "value threshold"))
+        share = self.cfg.prediction.high_value_share
+        thr = float(np.quantile(vals, 1 - share)) if len(vals) and np.isfinite(vals).all() \
+            else np.inf
+        aff = self._offers(stats)
+        cuts = offers.value_cut_points(vals)
+        final = self.out / "scores" / f"as_of={self.as_of}"
+        aud = [stage.dir / f"audience-{k:05d}.arrow" for k in range(n)]
+        with staged_dir(self.out, final) as d:
+            gather(c, [c.submit(tasks.write_scores, str(stage.part(k)), thr, aff, cuts,
+                                self.store, k, str(d / f"part-{k:05d}.parquet"), str(aud[k]),
+                                pure=False) for k in range(n)], "write scores", bar=True)
+        self.metrics["high_value_threshold"] = thr
+        self._audiences(aud)
+
+    def _drift(self, stats: list) -> None:
         """Population stability of the features, scores and segment shares against the
         training reference, and the retrain policy's verdict (``metrics.json``:
-        ``drift``, ``retrain``; policy in :mod:`bigseg.monitor.drift`)."""
+        ``drift``, ``retrain``; policy in :mod:`bigseg.monitor.drift`), from the
+        per-bucket bin counts of the score stage."""
         d = self._model_dir()
         path = d / "drift_reference.json" if d is not None else None
         if path is None or not path.is_file():
@@ -709,13 +789,10 @@ class Run:
                                        "reasons": ["no drift reference in the model version"]}
             return
         ref = json.loads(path.read_text())
-        parts = gather(self.client, [
-            self.client.submit(tasks.drift_counts, f, "score", s, ref, pure=False)
-            for f, s in zip(self.frames(), scores, strict=True)], "drift")
         tot = {k: {} for k in ("features", "scores", "segments")}
-        for p in parts:
+        for s in stats:
             for k in tot:
-                tot[k] = drift.merge_counts(tot[k], p[k])
+                tot[k] = drift.merge_counts(tot[k], s["drift"][k])
         report = {"features": drift.drift_report(ref["features"], tot["features"])}
         if ref.get("scores"):
             report["scores"] = drift.drift_report(ref["scores"], tot["scores"])
@@ -734,45 +811,28 @@ class Run:
         latest = self.out / "models" / "LATEST"
         return self.out / "models" / latest.read_text().strip() if latest.is_file() else None
 
-    def _with_offers(self, scores: list) -> list:
-        """Scores with next-best offers: category lift per segment reduced over all
-        buckets, then per customer the top categories their segment favours that they
-        have not bought (:mod:`bigseg.predict.offers`)."""
-        cats = list(getattr(self, "_vocab", {}).get("transactions.category", []))
-        if not cats:
-            return scores
+    def _offers(self, stats: list) -> dict | None:
+        """Category lift per segment reduced over all buckets, for the next-best offers
+        (:mod:`bigseg.predict.offers`); None without a category vocabulary."""
+        if not stats or any(s["categories"] is None for s in stats):
+            return None
         seg = self._load_segmenter()
-        k = max(seg["ids"]) + 1
-        parts = gather(self.client, [
-            self.client.submit(tasks.category_sums, f, "score", s, k, cats, pure=False)
-            for f, s in zip(self.frames(), scores, strict=True)], "category affinity")
-        aff = offers.category_affinity(parts, seg["ids"], seg["names"])
+        aff = offers.category_affinity([s["categories"] for s in stats], seg["ids"],
+                                       seg["names"])
         self.metrics["offers"] = aff
-        return [self.client.submit(tasks.add_offers, f, "score", s, aff, pure=False)
-                for f, s in zip(self.frames(), scores, strict=True)]
+        return aff
 
-    def _audiences(self, scores: list, value_cuts: tuple[float, float]) -> None:
+    def _audiences(self, paths: list) -> None:
         """``audiences/segment=<id>.parquet`` for campaign tools: consenting customers
-        only, with churn-risk tier, value tier and first offer; buckets streamed to the
-        writer one at a time."""
-        futs = [self.client.submit(tasks.audience, self.store, k, s, value_cuts, pure=False)
-                for k, s in enumerate(scores)]
-
-        def one_by_one():
-            for f in futs:
-                yield f.result()
-                f.release()
-
-        rows = offers.write_audiences(one_by_one(), self.out,
+        only, with churn-risk tier, value tier and first offer; the buckets' audience
+        rows (saved by the score writes) streamed to the writer one at a time."""
+        rows = offers.write_audiences((tasks.read_audience(str(p)) for p in paths), self.out,
                                       segment_ids=self._load_segmenter()["ids"])
         self.metrics["audiences"] = {str(k): int(v) for k, v in rows.items()}
 
-    def _profiles(self):
+    def _profiles(self, stats: list):
         seg = self._load_segmenter()
-        k = max(seg["ids"]) + 1  # bins by segment id (ids persist across runs, with gaps)
-        parts = gather(self.client, [
-            self.client.submit(tasks.profile, f, "score", s, k, self.feature_names, pure=False)
-            for f, s in zip(self.frames(), self._scores, strict=True)], "profiles")
+        parts = [s["profile"] for s in stats]
         counts = np.sum([p["counts"] for p in parts], axis=0)
         sums = np.sum([p["sums"] for p in parts], axis=0)
         present = np.sum([p["present"] for p in parts], axis=0)
@@ -805,12 +865,12 @@ class Run:
                 "value_prediction": _mean(value[i], c),
             })
         self.metrics["segments"] = segs
-        self.metrics["drivers"] = self._driver_importance()
+        self.metrics["drivers"] = self._driver_importance([s["importance"] for s in stats])
 
-    def _driver_importance(self, top: int = 10) -> dict:
+    def _driver_importance(self, parts: list, top: int = 10) -> dict:
         """Per target and segment, the features with the largest mean |SHAP|
-        contribution to the predictions (global importances per segment)."""
-        parts = gather(self.client, getattr(self, "_importance_parts", []), "drivers")
+        contribution to the predictions (global importances per segment), from the
+        per-bucket sums of the score stage."""
         feats = self._model_features or []
         out: dict = {}
         for t in self._models:
@@ -876,6 +936,19 @@ def _make(method: str, k: int, cfg, seed: int, backend):
     if method == "som":
         return SOM(6, 6, n_segments=k, random_state=seed, device=backend)
     return HDBSCAN(random_state=seed, device=backend)
+
+
+@functools.lru_cache(maxsize=1)
+def _code_hash() -> str:
+    """SHA-256 of bigseg's Python sources (the code version in score fingerprints)."""
+    import hashlib
+
+    root = Path(__file__).parent
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*.py")):
+        h.update(str(p.relative_to(root)).encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()
 
 
 def _mean(total: float, count: int) -> float | None:

@@ -7,6 +7,8 @@ Module-level functions only: they are pickled by reference.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -167,17 +169,132 @@ def migration(scores: pd.DataFrame, old_path: str) -> dict:
 
 
 def value_sample(scores: pd.DataFrame, k: int, fraction: float, seed: int) -> np.ndarray:
-    v = scores["value_prediction"].to_numpy()
+    return _sample(scores["value_prediction"].to_numpy(), k, fraction, seed)
+
+
+def _sample(v: np.ndarray, k: int, fraction: float, seed: int) -> np.ndarray:
     if fraction >= 1:
         return v
     rng = np.random.default_rng([seed, k])
     return v[rng.random(len(v)) < fraction]
 
 
-def write_scores(scores: pd.DataFrame, threshold: float, path: str) -> int:
-    out = scores.copy()
-    out["high_value"] = out["value_prediction"].to_numpy() >= threshold
-    return write_parquet(out, path)
+# -- the score stage, in two phases ----------------------------------------------------
+# Phase 1 (stage_scores, one task per bucket, resumable): the bucket's scores and the
+# small statistics the global steps need, saved in the stage's resumable staging dir.
+# Phase 2 (part_value_sample, then write_scores): the global columns (high_value,
+# offers) added to every saved part and the Parquet written for publication. Both runs of
+# a bucket, fresh or resumed, go through the same saved files, so a resumed run is
+# identical to an undisturbed one by construction.
+
+#: feature columns saved beside the scores in phase 1 for the offers of phase 2
+OFFER_INPUT_PREFIX = "category_share_"
+
+
+def _arrow(df: pd.DataFrame) -> pa.Table:
+    """``df`` as an Arrow table with plain ``string`` columns (as :func:`write_parquet`)."""
+    t = pa.Table.from_pandas(df, preserve_index=False)
+    return t.cast(pa.schema([
+        pa.field(f.name, pa.string()) if pa.types.is_large_string(f.type) else f for f in t.schema
+    ]))
+
+
+def _write_arrow(t: pa.Table, path: str) -> None:
+    """Arrow IPC file (LZ4), written to a unique temp name and renamed into place."""
+    import uuid
+
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{uuid.uuid4().hex[:8]}.tmp")
+    with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_file(
+            sink, t.schema, options=pa.ipc.IpcWriteOptions(compression="lz4")) as w:
+        w.write_table(t)
+    os.replace(tmp, path)
+
+
+def _read_arrow(path: str, columns: list[str] | None = None) -> pa.Table:
+    with pa.memory_map(path) as src:
+        t = pa.ipc.open_file(src).read_all()
+    return t.select(columns) if columns is not None else t
+
+
+def _floats(t: pa.Table, name: str) -> np.ndarray:
+    """A float column as numpy, nulls as NaN."""
+    return t.column(name).to_numpy()
+
+
+def stage_scores(res: dict, name: str, pre: dict, meta: dict, arrays: dict, names: list[str],
+                 models: dict, ids: list[int], choice: dict, model_features: list[str] | None,
+                 drivers: str, features: list[str], categories: list[str],
+                 drift_reference: dict | None, part_path: str, stats_path: str) -> str:
+    """Phase 1 of scoring one bucket: :func:`score_bucket`, then the bucket's part of
+    every global step (row count, SHAP importance sums, segment profile sums, category
+    sums for the offers, drift bin counts), computed from the features while they are
+    in memory. Writes the scores (plus the ``category_share_*`` features the offers
+    need) to ``part_path`` and then the statistics to ``stats_path``, each atomically;
+    returns the statistics as the JSON text written
+    (:func:`bigseg.store.publish.dumps_stats`)."""
+    from bigseg.store.publish import dumps_stats, write_text_atomic
+
+    sc = score_bucket(res, name, pre, meta, arrays, names, models, ids, choice,
+                      model_features, drivers)
+    scores, frame = sc["scores"], res["frames"][name]
+    k = max(ids) + 1  # bins by segment id (ids persist across runs, with gaps)
+    stats = {
+        "rows": len(scores), "importance": sc["importance"],
+        "profile": profile(res, name, scores, k, features),
+        "categories": category_sums(res, name, scores, k, categories) if categories else None,
+        "drift": drift_counts(res, name, scores, drift_reference) if drift_reference else None,
+    }
+    t = _arrow(scores)
+    if categories:
+        for c in frame.columns:
+            if c.startswith(OFFER_INPUT_PREFIX):
+                t = t.append_column(c, pa.array(frame[c].to_numpy(), from_pandas=False))
+    _write_arrow(t, part_path)
+    text = dumps_stats(stats)
+    write_text_atomic(stats_path, text)
+    return text
+
+
+def part_value_sample(part_path: str, k: int, fraction: float, seed: int) -> np.ndarray:
+    """Phase 2: the bucket's sample of value predictions for the global thresholds."""
+    return _sample(_floats(_read_arrow(part_path, ["value_prediction"]), "value_prediction"),
+                   k, fraction, seed)
+
+
+def write_scores(part_path: str, threshold: float, affinity: dict | None,
+                 value_cuts: tuple[float, float], store: Store, k: int, path: str,
+                 audience_path: str) -> int:
+    """Phase 2 of one bucket: the saved scores with next-best offers (when ``affinity``
+    is given) and ``high_value`` (value prediction >= ``threshold``), written as Parquet
+    to ``path`` (in the publication's staging dir), and the bucket's audience rows
+    (:func:`audience`) saved to ``audience_path`` (read back by :func:`read_audience`);
+    returns the row count."""
+    from bigseg.predict import offers
+
+    t = _read_arrow(part_path)
+    share = [c for c in t.column_names if c.startswith(OFFER_INPUT_PREFIX)]
+    scores = t.drop_columns(share)
+    seg = scores.column("segment").to_numpy()
+    aud = scores.select(["customer_id", "segment", "segment_name", "churn_probability",
+                         "value_prediction"]).to_pandas()
+    if affinity is not None:
+        frame = pd.DataFrame({"customer_id": aud["customer_id"].to_numpy(),
+                              **{c: _floats(t, c) for c in share}})
+        nbo = offers.next_best_offers(frame, seg, affinity)
+        extra = _arrow(nbo.drop(columns=["customer_id"]))
+        for f, col in zip(extra.schema, extra.columns, strict=True):
+            scores = scores.append_column(f, col)
+        aud["offer_1"] = nbo["offer_1"].to_numpy()
+    high = _floats(scores, "value_prediction") >= threshold
+    scores = scores.append_column("high_value", pa.array(high, pa.bool_()))
+    _write_arrow(_arrow(audience(store, k, aud, value_cuts)), audience_path)
+    pq.write_table(scores, path, compression="zstd")
+    return scores.num_rows
+
+
+def read_audience(path: str) -> pd.DataFrame:
+    """The audience rows saved by :func:`write_scores`."""
+    return _read_arrow(path).to_pandas()
 
 
 def write_segments(scores: pd.DataFrame, path: str) -> int:

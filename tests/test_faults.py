@@ -78,7 +78,7 @@ def hash_tree(root: Path) -> dict[str, str]:
 
 
 class Killer(threading.Thread):
-    """Waits until a task whose key starts with ``prefix`` runs, lets it run ``delay``
+    """Waits until a task whose key contains ``prefix`` runs, lets it run ``delay``
     seconds, then SIGKILLs the worker process running it (a PID of our own cluster)."""
 
     def __init__(self, client, prefix: str, delay: float, limit: float = HANG_LIMIT_S):
@@ -90,7 +90,7 @@ class Killer(threading.Thread):
         t0 = time.perf_counter()
         while time.perf_counter() - t0 < self.limit:
             busy = [a for a, keys in self.client.processing().items()
-                    if any(str(k).startswith(self.prefix) for k in keys)]
+                    if any(self.prefix in str(k) for k in keys)]
             if busy:
                 time.sleep(self.delay)
                 self.pid = self.client.run(os.getpid, workers=busy[:1])[busy[0]]
@@ -105,8 +105,9 @@ def wait_for_workers(client, n: int = 2, timeout: float = 60) -> None:
 
 
 # -- 1. a worker killed at a random moment during scoring ------------------------------
-#: one trial per phase of the score stage: features, predictions, the write of the scores
-PHASES = ["bucket_frames", "score_bucket", "write_scores"]
+#: one trial per phase of the score stage: features, predictions saved per bucket
+#: (phase 1, resumable), the final write of the scores (phase 2)
+PHASES = ["bucket_frames", "stage_scores", "write_scores"]
 
 
 @pytest.mark.parametrize("phase", PHASES)
@@ -165,12 +166,16 @@ def test_job_killed_during_the_write_leaves_the_published_scores_intact(trained,
     for d, hashes in published.items():
         assert hash_tree(out / d) == hashes, f"{d}/ changed by a killed job"
     assert not list((out / "scores").glob("*.~old"))
-    # a re-run completes and reproduces the same scores
+    n_staged = len(list(caught.parent.iterdir()))
+    # a re-run completes and reproduces the same scores, resuming every bucket (the kill
+    # came in phase 2) and removing the dead run's staging
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=HANG_LIMIT_S)
     assert r.returncode == 0, r.stderr[-3000:]
     assert checksum(read_scores(out)) == undisturbed
-    print(f"killed with {len(list(caught.parent.iterdir()))} part file(s) staged; "
-          f"left in .staging after the re-run: {sorted(p.name for p in staging.iterdir())}")
+    assert not caught.parent.exists()
+    assert sorted(p.name for p in staging.iterdir()) == []
+    resume = json.loads((out / "metrics.json").read_text())["score_resume"]
+    print(f"killed with {n_staged} part file(s) staged; the re-run resumed {resume}")
 
 
 # -- 3. a worker killed while XGBoost trains -------------------------------------------
