@@ -43,8 +43,13 @@ def trained(tmp_path_factory, client):
 
     d = tmp_path_factory.mktemp("resume")
     generate(2000, d, seed=11, chunk_size=1000)
-    cfg = write_config(d / "job.yaml", d, d / "out", store={"buckets": BUCKETS},
-                       prediction={"targets": ["churn", "value"], "n_estimators": 20})
+    cfg = write_config(
+        d / "job.yaml",
+        d,
+        d / "out",
+        store={"buckets": BUCKETS},
+        prediction={"targets": ["churn", "value"], "n_estimators": 20},
+    )
     run_stages(cfg, client, CPU, stages=("ingest", "features", "segment", "train"))
     metrics = run_stages(cfg, client, CPU, stages=("score",))
     return cfg, checksum(read_scores(cfg.output_dir)), metrics
@@ -63,16 +68,22 @@ def test_score_only_run_stages_no_model_version(trained, client):
     assert _staging(out) == []  # no model-v* copy of the segmenter, no score staging
     assert sorted(p.name for p in (out / "models").iterdir()) == versions
     assert checksum(read_scores(out)) == undisturbed
-    assert metrics["score_resume"] == {"buckets": BUCKETS, "resumed": 0,
-                                       "fingerprint": metrics["score_resume"]["fingerprint"]}
+    assert metrics["score_resume"] == {
+        "buckets": BUCKETS,
+        "resumed": 0,
+        "fingerprint": metrics["score_resume"]["fingerprint"],
+    }
 
 
 def test_stale_staging_of_dead_runs_is_removed_under_the_lock(trained, client):
     cfg, undisturbed, _ = trained
     out = cfg.output_dir
     root = out / ".staging"
-    for name in ("features-0123456789ab", "model-v20990101T000000000000Z-0123456789ab",
-                 "as_of=1997-09-30-0123456789ab"):
+    for name in (
+        "features-0123456789ab",
+        "model-v20990101T000000000000Z-0123456789ab",
+        "as_of=1997-09-30-0123456789ab",
+    ):
         (root / name).mkdir(parents=True)
         (root / name / "part-00000.parquet").write_bytes(b"half written")
     (root / ".x.json.0badc0de.tmp").write_text("{}")
@@ -82,8 +93,9 @@ def test_stale_staging_of_dead_runs_is_removed_under_the_lock(trained, client):
     # a dead run's lock: a pid that no longer exists on this host
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    (out / ".lock").write_text(json.dumps({"pid": dead.pid, "host": os.uname().nodename,
-                                           "command": "score"}))
+    (out / ".lock").write_text(
+        json.dumps({"pid": dead.pid, "host": os.uname().nodename, "command": "score"})
+    )
     with output_lock(out, "test"):
         # the lock holder removed the dead runs' staging, keeping the resumable one
         assert _staging(out) == [resumable.name]
@@ -110,8 +122,9 @@ def _kill_after_first_bucket(cmd: list[str], out: Path, log: Path) -> tuple[int,
     """Run ``cmd`` and SIGKILL its process group once a bucket is finished in the score
     stage's resumable staging; returns (buckets finished, parts staged) at the kill."""
     with open(log, "wb") as f:
-        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT,
-                                start_new_session=True)  # its own group: CLI + cluster
+        proc = subprocess.Popen(
+            cmd, stdout=f, stderr=subprocess.STDOUT, start_new_session=True
+        )  # its own group: CLI + cluster
     try:
         deadline = time.monotonic() + LIMIT_S
         while True:
@@ -119,8 +132,9 @@ def _kill_after_first_bucket(cmd: list[str], out: Path, log: Path) -> tuple[int,
             if stats:
                 os.killpg(proc.pid, signal.SIGKILL)
                 break
-            assert proc.poll() is None, \
+            assert proc.poll() is None, (
                 f"exited {proc.returncode} before a bucket was staged:\n{log.read_text()[-3000:]}"
+            )
             assert time.monotonic() < deadline, "no bucket finished within the limit"
             time.sleep(0.005)
     finally:
@@ -139,8 +153,16 @@ def test_killed_score_run_resumes_from_finished_buckets(trained, tmp_path):
     mtimes = {p: p.stat().st_mtime_ns for p in published}
     cluster = tmp_path / "two.yaml"
     cluster.write_text("type: local\nn_workers: 2\n")
-    cmd = [*BIGSEG, "score", str(out.parent / "job.yaml"), "--cluster", str(cluster),
-           "--device", "cpu", "--quiet"]
+    cmd = [
+        *BIGSEG,
+        "score",
+        str(out.parent / "job.yaml"),
+        "--cluster",
+        str(cluster),
+        "--device",
+        "cpu",
+        "--quiet",
+    ]
     finished, parts = _kill_after_first_bucket(cmd, out, tmp_path / "killed.log")
     assert finished >= 1 and parts >= finished
     # nothing published changed: phase 2 never started or its staging was not moved
