@@ -33,6 +33,13 @@ class TableSchema:
 
 TS = pa.timestamp("us")
 
+#: derived at ingest, stored beside the input columns of ``reviews``: the review text's
+#: VADER compound sentiment (float64, NaN for a blank text), scored once per review
+#: instead of by every feature run (:func:`bigseg.features.text.sentiment_scores`)
+SENTIMENT = "sentiment"
+#: per table, the columns ingest derives and stores after the input columns
+DERIVED: dict[str, tuple[str, ...]] = {"reviews": (SENTIMENT,)}
+
 SCHEMAS: dict[str, TableSchema] = {
     "transactions": TableSchema(
         "transactions",

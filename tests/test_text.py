@@ -172,3 +172,33 @@ def test_synthetic_sentiment_by_persona(synthetic):
     by = f.groupby("persona")["review_sentiment_mean"].mean()
     assert by["at_risk"] < by["champions"] and by["hibernating"] < by["champions"]
     assert f["review_count"].sum() == reviews.num_rows
+
+
+def test_sentiment_scored_at_ingest(tmp_path, local_client):
+    """Ingest stores each review's sentiment; features read it (no re-scoring) and are
+    the same as scoring the texts in the feature run (a store built before the column
+    existed)."""
+    import yaml
+
+    from bigseg.config import load_run_config
+    from bigseg.features import bucket_frames
+    from bigseg.schema import SENTIMENT
+    from bigseg.store import ingest
+
+    synth.generate(600, tmp_path, seed=4)
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump({"data": {
+        "transactions": {"path": "raw/transactions"}, "reviews": {"path": "raw/reviews"}},
+        "output": "out"}))
+    store = ingest(load_run_config(tmp_path / "job.yaml"), local_client)
+    cut = {"score": to_us("2030-01-01")}
+    for k in range(store.n_buckets):
+        rv = store.read_bucket("reviews", k)
+        stored = rv.column(SENTIMENT).to_numpy()
+        np.testing.assert_array_equal(stored, sentiment_scores(rv.column("text").to_pandas()))
+        with_col = bucket_frames(store, k, cut, (), 90, False)["frames"]["score"]
+        # the same bucket without the stored column: scored from the texts
+        d = store.bucket_dir("reviews", k)
+        for f in d.glob("*.parquet"):
+            pq.write_table(pq.read_table(f).drop_columns([SENTIMENT]), f)
+        without = bucket_frames(store, k, cut, (), 90, False)["frames"]["score"]
+        pd.testing.assert_frame_equal(with_col, without)

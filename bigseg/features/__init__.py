@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 from bigseg.features import behaviour, text
 from bigseg.features.clv import BGNBD, GammaGamma, clv_features, rfm_to_bgnbd_inputs
 from bigseg.features.rfm import FEATURE_NAMES, FEATURES, SKEWED, horizon_labels, rfm_features
+from bigseg.schema import SENTIMENT
 from bigseg.store import Store
 
 __all__ = ["FEATURES", "FEATURE_NAMES", "SKEWED", "bucket_frames", "describe", "to_us"]
@@ -110,6 +111,21 @@ def _non_consenting(store: Store, k: int) -> np.ndarray | None:
     return t.column("customer_id").filter(pc.invert(ok)).to_numpy(zero_copy_only=False)
 
 
+def _sentiment(reviews: pa.Table) -> np.ndarray:
+    """Sentiment of every review: scored at ingest (the store's ``sentiment`` column);
+    reviews stored before that column existed (NaN there, or no column) are scored
+    here."""
+    if SENTIMENT not in reviews.column_names:
+        return text.sentiment_scores(reviews.column("text").to_pandas())
+    scores = np.array(reviews.column(SENTIMENT).to_numpy(zero_copy_only=False),
+                      dtype=np.float64)
+    todo = np.flatnonzero(np.isnan(scores))  # blank texts too: NaN again, cheaply
+    if len(todo):
+        scores[todo] = text.sentiment_scores(
+            reviews.column("text").take(pa.array(todo)).to_pandas())
+    return scores
+
+
 def _read(store: Store, table: str, k: int) -> pa.Table | None:
     return store.read_bucket(table, k) if store.has(table) else None
 
@@ -132,8 +148,9 @@ def bucket_frames(store: Store, k: int, cutoffs: dict[str, int], labelled: tuple
     ts = tx.column("timestamp").cast("int64").to_numpy()
     amt = tx.column("amount").to_numpy(zero_copy_only=False).astype(np.float64)
     events, campaigns, reviews = (_read(store, t, k) for t in ("events", "campaigns", "reviews"))
-    scores = (text.sentiment_scores(reviews.column("text").to_pandas())
-              if reviews is not None and reviews.num_rows else None)
+    scores = None
+    if reviews is not None and reviews.num_rows:
+        scores = _sentiment(reviews)
     refuse = _non_consenting(store, k) if require_consent else None
     frames, excluded = {}, 0
     last = max(cutoffs, key=cutoffs.get) if cutoffs else None

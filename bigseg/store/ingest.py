@@ -50,7 +50,7 @@ from bigseg import privacy
 from bigseg.config import RunConfig, TableConfig
 from bigseg.errors import DataError
 from bigseg.progress import gather
-from bigseg.schema import SCHEMAS
+from bigseg.schema import DERIVED, SCHEMAS, SENTIMENT
 from bigseg.store import rules
 from bigseg.store.buckets import auto_buckets, bucket_of
 from bigseg.store.publish import (
@@ -119,6 +119,12 @@ def _split_file(f: InputFile, tc: TableConfig, validation, n_buckets: int, parts
                 t = t.set_column(0, "customer_id", privacy.pseudonymize(t.column(0), key))
             if t.num_rows == 0:
                 continue
+            if f.table == "reviews" and "text" in t.column_names:
+                # a review's sentiment never changes: scored once here, not by every run
+                from bigseg.features import text as text_features  # (features -> store)
+
+                t = t.append_column(SENTIMENT, pa.array(
+                    text_features.sentiment_scores(t.column("text").to_pandas()), pa.float64()))
             # provenance, so merge can name the file and row of a duplicate; dropped there
             t = t.append_column(SRC_FILE, pa.array(np.full(t.num_rows, idx, np.int32)))
             t = t.append_column(SRC_ROW, pa.array(rows, pa.int64()))
@@ -208,12 +214,14 @@ def _merge_bucket(table: str, k: int, parts: str, out: str, schema_bytes: bytes,
 
 
 def _unify(table: str, schemas: list[pa.Schema]) -> pa.Schema:
-    """Canonical column order, union of the columns seen in any file of the table."""
+    """Canonical column order, union of the columns seen in any file of the table (then
+    the columns ingest derives, :data:`bigseg.schema.DERIVED`)."""
     seen = {}
     for s in schemas:
         for f in s:
             seen.setdefault(f.name, f)
-    return pa.schema([seen[c] for c in SCHEMAS[table].columns if c in seen])
+    return pa.schema([seen[c] for c in (*SCHEMAS[table].columns, *DERIVED.get(table, ()))
+                      if c in seen])
 
 
 def plan_inputs(cfg: RunConfig) -> dict[str, list[InputFile]]:
