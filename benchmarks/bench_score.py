@@ -8,16 +8,24 @@ Generates ``--customers`` synthetic customers and runs the whole pipeline once (
 features, segment, train) on a local cluster of 2 workers; then times ``score`` alone, as
 a scheduled run does it on a fresh ``Run`` (features at ``as_of`` from the store,
 segments from the stored segmenter, churn/value/response from the stored models, drivers,
-offers, audiences, drift, write), twice, with the peak resident memory of the whole
-process tree (client + scheduler + workers) sampled every 0.2 s. Writes
-``benchmarks/results/score-<customers>.json``.
+offers, audiences, drift, write), with the peak resident memory of the whole process tree
+(client + scheduler + workers) sampled every 0.2 s. Each repeat is a *cold* run (the
+per-bucket feature cache deleted first: every bucket's features computed) and then a
+*warm* one (the same date again: features from the cache, as after an incremental ingest
+that touched no bucket). Writes ``benchmarks/results/score-<customers>.json``.
+
+``--models-from OUT`` copies the model versions of an earlier run's output instead of
+training (the 10M run scores with the 1M run's models: training at 10M on 2 cores is not
+what is measured here). ``--dir D`` keeps the data in ``D`` (reused when present).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -38,39 +46,62 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--customers", type=int, default=1_000_000)
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--models-from", default=None, help="copy models/ from this output dir")
+    ap.add_argument("--dir", default=None, help="keep (and reuse) the data in this dir")
     args = ap.parse_args()
+
+    import shutil
+
+    import pyarrow.parquet as pq
 
     from bigseg.backend import resolve
     from bigseg.benchmark.env import PeakRSS, hardware, versions
     from bigseg.engine import connect
+    from bigseg.features.cache import cache_root
     from bigseg.pipeline import run_stages
 
     res: dict = {"benchmark": "bigseg score", "customers": args.customers, "runs": []}
-    with tempfile.TemporaryDirectory() as tmp, connect(n_workers=2, reuse_current=False) as c:
-        d = Path(tmp)
-        cfg = setup(args.customers, d, c)
+    with contextlib.ExitStack() as stack:
+        d = Path(args.dir) if args.dir else Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        c = stack.enter_context(connect(n_workers=2, reuse_current=False))
+        if (d / "out.yaml").is_file():  # data and config of an earlier --dir run
+            from bigseg.config import load_run_config
+
+            cfg = load_run_config(d / "out.yaml")
+        else:
+            cfg = setup(args.customers, d, c)
         t0 = time.perf_counter()
-        m = run_stages(cfg, c, resolve("cpu"), stages=("ingest", "segment", "train"))
+        if args.models_from:
+            stages = ("ingest",)
+            shutil.rmtree(d / "out" / "models", ignore_errors=True)
+            shutil.copytree(Path(args.models_from) / "models", d / "out" / "models")
+            res["models_from"] = str(args.models_from)
+        else:
+            stages = ("ingest", "segment", "train")
+        run_stages(cfg, c, resolve("cpu"), stages=stages)
         res["prepare_s"] = time.perf_counter() - t0
         for _ in range(args.repeats):
-            rss = PeakRSS()
-            t0 = time.perf_counter()
-            m = run_stages(cfg, c, resolve("cpu"), stages=("score",))
-            wall = time.perf_counter() - t0
-            res["runs"].append(
-                {
-                    "wall_s": wall,
-                    "score_stage_s": m["timings"].get("score"),
-                    "peak_rss_bytes_process_tree": rss.stop(),
-                    "customers_scored": m.get("n_customers"),
-                }
-            )
-            print(res["runs"][-1], flush=True)
+            for mode in ("cold", "warm"):
+                if mode == "cold":
+                    shutil.rmtree(cache_root(cfg.output_dir), ignore_errors=True)
+                rss = PeakRSS()
+                t0 = time.perf_counter()
+                m = run_stages(cfg, c, resolve("cpu"), stages=("score",))
+                wall = time.perf_counter() - t0
+                scored = sum(pq.ParquetFile(f).metadata.num_rows for f in
+                             (Path(cfg.output_dir) / "scores" / f"as_of={m['as_of']}").glob(
+                                 "*.parquet"))
+                res["runs"].append({
+                    "mode": mode, "wall_s": wall, "score_stage_s": m["timings"].get("score"),
+                    "peak_rss_bytes_process_tree": rss.stop(), "customers_scored": scored,
+                    "features_cache": m.get("features_cache"),
+                })
+                print(res["runs"][-1], flush=True)
     res.update(
         hardware=hardware(),
         libraries=versions(),
         timestamp=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        command=f"python benchmarks/bench_score.py --customers {args.customers}",
+        command="python benchmarks/bench_score.py " + " ".join(sys.argv[1:]),
     )
     out = Path(f"benchmarks/results/score-{args.customers}.json")
     out.write_text(json.dumps(res, indent=2) + "\n")
