@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("config", help="run config (YAML)")
         if name == "score":
             p.add_argument("--as-of", default=None, help="scoring date (YYYY-MM-DD)")
+            p.add_argument("--model", default=None, metavar="VERSION",
+                           help="published model version to score with (a name under "
+                                "output/models/; default: LATEST)")
         _common(p)
 
     p = sub.add_parser("erase", help="right to erasure: remove customers from every output")
@@ -138,7 +141,8 @@ def _summary(args, metrics: dict) -> None:
 def _run_stages(args, stages) -> dict:
     from bigseg.pipeline import run_pipeline
 
-    return run_pipeline(args.config, cluster=args.cluster, device=args.device, stages=stages)
+    return run_pipeline(args.config, cluster=args.cluster, device=args.device, stages=stages,
+                        model_version=getattr(args, "model", None))
 
 
 def _demo(args) -> int:

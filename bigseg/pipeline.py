@@ -25,7 +25,7 @@ from bigseg import features as feats_mod
 from bigseg import progress, tasks
 from bigseg.backend import Backend, resolve
 from bigseg.config import RunConfig
-from bigseg.errors import DataError, ModelError
+from bigseg.errors import ConfigError, DataError, ModelError
 from bigseg.features import SKEWED, to_us
 from bigseg.monitor import drift
 from bigseg.predict import fairness, offers, segmented
@@ -66,8 +66,11 @@ DRIFT_EXEMPT = ("tenure_days",)
 class Run:
     """One pipeline run over one config, on one cluster."""
 
-    def __init__(self, cfg: RunConfig, client, backend: Backend):
+    def __init__(self, cfg: RunConfig, client, backend: Backend,
+                 model_version: str | None = None):
         self.cfg = cfg
+        #: the published model version a score-only run scores with (None: ``LATEST``)
+        self.model_version = model_version
         self.client = client
         self.backend = backend
         self.out = cfg.output_dir
@@ -180,12 +183,13 @@ class Run:
                                                                  "key_fingerprint")},
                                        sort_keys=True, default=str).encode()).hexdigest()
         latest = self.out / "models" / "LATEST"
+        version = self.model_version or (latest.read_text().strip() if latest.is_file() else None)
         now = dt.datetime.now(dt.timezone.utc)
         rec = {
             "finished": now.isoformat(timespec="seconds"), "stages": list(stages),
             "as_of": self.metrics.get("as_of"), "config": self.cfg.model_dump(mode="json"),
             "seed": self.cfg.seed, "input_fingerprint": fp,
-            "model_version": latest.read_text().strip() if latest.is_file() else None,
+            "model_version": version,
             "libraries": library_versions(), "hardware": hardware_info(),
             "device": self.backend.name, "timings": self.timings,
             "summary": {"n_customers": self.metrics.get("n_customers"),
@@ -391,9 +395,10 @@ class Run:
         return fitted[best], scores, rule
 
     def _previous_segmenter(self) -> dict | None:
-        """The latest published segmenter (preprocessing, centres, ids, names), if any."""
+        """The published segmenter (preprocessing, centres, ids, names) of the run's model
+        version (``LATEST`` unless one was chosen), if any."""
         try:
-            d, _ = load_version(self.out)
+            d, _ = load_version(self.out, self.model_version)
         except ModelError:
             return None
         seg = json.loads((d / "segmenter.json").read_text())
@@ -720,7 +725,8 @@ class Run:
     def _score_stage(self) -> tuple[ResumableStage, dict]:
         """The stage's resumable staging (resumed or new), the models and segmenter
         loaded, and ``{bucket: features future}`` of the buckets still to score."""
-        version = latest_version(self.out)
+        version = self.model_version or latest_version(self.out)
+        self.metrics["model_version"] = version
         mpath = self.out / "models" / version / "manifest.json"
         manifest = json.loads(mpath.read_text()) if mpath.is_file() else {}
         stage = ResumableStage(self.out, f"as_of={self.as_of}",
@@ -807,7 +813,10 @@ class Run:
             log.warning("retraining recommended: %s", "; ".join(reasons))
 
     def _model_dir(self):
-        """The published model version whose models score this run (None before any)."""
+        """The published model version whose models score this run: the chosen one,
+        else ``LATEST`` (None before any)."""
+        if self.model_version:
+            return self.out / "models" / self.model_version
         latest = self.out / "models" / "LATEST"
         return self.out / "models" / latest.read_text().strip() if latest.is_file() else None
 
@@ -958,10 +967,36 @@ def _mean(total: float, count: int) -> float | None:
 STAGES = ("ingest", "features", "segment", "train", "score", "report")
 
 
-def run_stages(cfg: RunConfig, client, backend: Backend, stages=STAGES) -> dict:
-    """Run the named stages in order on ``client``; returns the metrics written."""
+def model_versions(output: str | Path) -> list[str]:
+    """Names of the published model versions under ``output/models/``, oldest first."""
+    d = Path(output) / "models"
+    return sorted(p.name for p in d.iterdir() if (p / "manifest.json").is_file()) \
+        if d.is_dir() else []
+
+
+def check_model_version(output: str | Path, version: str, stages=("score",)) -> None:
+    """Refuse, before anything is written, a model version that is not published under
+    ``output/models/`` (:class:`ModelError`, naming the available ones) or one given to
+    stages that fit a segmenter or models themselves (:class:`ConfigError`)."""
+    fitting = [s for s in stages if s in ("segment", "train")]
+    if fitting:
+        raise ConfigError(f"model version {version!r}: a chosen model version only applies "
+                          f"to scoring, not to the {'/'.join(fitting)} stage(s)")
+    available = model_versions(output)
+    if version not in available:
+        raise ModelError(f"{Path(output) / 'models'}: no model version {version!r}; available: "
+                         f"{', '.join(available) if available else 'none (train one first)'}")
+
+
+def run_stages(cfg: RunConfig, client, backend: Backend, stages=STAGES,
+               model_version: str | None = None) -> dict:
+    """Run the named stages in order on ``client``; returns the metrics written.
+    ``model_version`` (score and report only) scores with that published version
+    instead of ``output/models/LATEST``."""
+    if model_version is not None:
+        check_model_version(cfg.output_dir, model_version, stages)
     with output_lock(cfg.output_dir, " ".join(stages)):
-        r = Run(cfg, client, backend)
+        r = Run(cfg, client, backend, model_version=model_version)
         r.score_only = set(stages) <= {"score", "report"}
         t0 = time.perf_counter()
         for s in stages:
@@ -976,14 +1011,18 @@ def run_stages(cfg: RunConfig, client, backend: Backend, stages=STAGES) -> dict:
         return r.metrics
 
 
-def run_pipeline(config, *, cluster=None, device="auto", quiet=True, stages=STAGES) -> dict:
-    """Load the config, connect to the cluster and run the pipeline (``bigseg run``)."""
+def run_pipeline(config, *, cluster=None, device="auto", quiet=True, stages=STAGES,
+                 model_version: str | None = None) -> dict:
+    """Load the config, connect to the cluster and run the pipeline (``bigseg run``).
+    ``model_version`` scores with that published version (``bigseg score --model``)."""
     from bigseg.backend import resolve
     from bigseg.config import load_run_config
     from bigseg.engine import connect
 
     cfg = config if isinstance(config, RunConfig) else load_run_config(config)
+    if model_version is not None:  # before a cluster starts or anything is written
+        check_model_version(cfg.output_dir, model_version, stages)
     backend = resolve(device)
     Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
     with connect(cluster) as client:
-        return run_stages(cfg, client, backend, stages)
+        return run_stages(cfg, client, backend, stages, model_version=model_version)

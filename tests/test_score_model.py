@@ -1,0 +1,103 @@
+"""``bigseg score CONFIG --model VERSION``: scoring with an earlier published model
+version instead of ``output/models/LATEST``, and a clean refusal of an unknown one.
+
+Two versions are trained on the same store (the second with other XGBoost settings, so
+their predictions differ); scores made with ``--model <first>`` while the second is
+LATEST must equal the scores made when the first was LATEST."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from test_pipeline import checksum, read_scores, write_config
+
+from bigseg.backend import resolve
+from bigseg.cli import main
+from bigseg.engine import connect
+from bigseg.errors import ConfigError, ModelError
+from bigseg.pipeline import model_versions, run_pipeline, run_stages
+
+CPU = resolve("cpu")
+
+
+@pytest.fixture(scope="module")
+def client():
+    with connect(n_workers=2, reuse_current=False) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def two_versions(tmp_path_factory, client):
+    """(config, first version, second version, scores of the first while it was LATEST,
+    scores of the second)."""
+    from bigseg.synth import generate
+
+    d = tmp_path_factory.mktemp("score_model")
+    generate(1500, d, seed=5, chunk_size=1000)
+    out = d / "out"
+    cfg = write_config(d / "job.yaml", d, out, store={"buckets": 4},
+                       prediction={"targets": ["churn", "value"], "n_estimators": 20})
+    run_stages(cfg, client, CPU, stages=("ingest", "features", "segment", "train"))
+    (first,) = model_versions(out)
+    run_stages(cfg, client, CPU, stages=("score",))
+    scores_first = read_scores(out)
+    # a second version, other boosting settings: other predictions, same segmenter
+    cfg2 = write_config(d / "job2.yaml", d, out, store={"buckets": 4},
+                        prediction={"targets": ["churn", "value"], "n_estimators": 5,
+                                    "max_depth": 2})
+    run_stages(cfg2, client, CPU, stages=("features", "train"))
+    second = (out / "models" / "LATEST").read_text().strip()
+    assert model_versions(out) == [first, second]
+    run_stages(cfg, client, CPU, stages=("score",))
+    scores_second = read_scores(out)
+    return cfg, d / "job.yaml", first, second, scores_first, scores_second
+
+
+def _snapshot(out) -> dict:
+    return {str(p.relative_to(out)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(out.rglob("*"))}
+
+
+def test_score_with_an_earlier_version_equals_scoring_when_it_was_latest(two_versions, capsys):
+    cfg, path, first, second, scores_first, scores_second = two_versions
+    out = cfg.output_dir
+    # the two versions really score differently, or the test below proves nothing
+    assert checksum(scores_first) != checksum(scores_second)
+    runs_before = set((out / "runs").iterdir())
+    assert main(["score", str(path), "--model", first, "--quiet"]) == 0
+    assert (out / "models" / "LATEST").read_text().strip() == second  # LATEST untouched
+    got = read_scores(out)
+    assert checksum(got) == checksum(scores_first)
+    assert json.loads((out / "metrics.json").read_text())["model_version"] == first
+    (rec,) = set((out / "runs").iterdir()) - runs_before
+    assert json.loads(rec.read_text())["model_version"] == first
+    # without --model, LATEST (the second version) scores again
+    assert main(["score", str(path), "--quiet"]) == 0
+    assert checksum(read_scores(out)) == checksum(scores_second)
+    assert json.loads((out / "metrics.json").read_text())["model_version"] == second
+
+
+def test_unknown_version_fails_cleanly_naming_the_available_ones(two_versions, capsys):
+    cfg, path, first, second, *_ = two_versions
+    out = cfg.output_dir
+    before = _snapshot(out)
+    capsys.readouterr()
+    assert main(["score", str(path), "--model", "v-nope", "--quiet"]) == ModelError.exit_code
+    err = capsys.readouterr().err
+    assert "'v-nope'" in err and first in err and second in err
+    assert _snapshot(out) == before  # nothing written, not even the lock
+    # a path outside models/ is not a version either
+    assert main(["score", str(path), "--model", "../store"]) == ModelError.exit_code
+    assert _snapshot(out) == before
+    with pytest.raises(ModelError, match="v-nope"):
+        run_pipeline(cfg, stages=("score",), model_version="v-nope")
+    assert _snapshot(out) == before
+
+
+def test_a_chosen_version_is_refused_by_stages_that_fit_models(two_versions, client):
+    cfg, _, first, *_ = two_versions
+    before = _snapshot(cfg.output_dir)
+    with pytest.raises(ConfigError, match="train"):
+        run_stages(cfg, client, CPU, stages=("features", "train", "score"), model_version=first)
+    assert _snapshot(cfg.output_dir) == before
