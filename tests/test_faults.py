@@ -364,8 +364,12 @@ def test_task_that_always_kills_its_worker_fails_cleanly_naming_it(trained, tmp_
     last = json.loads((out / "metrics.json").read_text())["as_of"]
     as_of = dt.date.fromisoformat(last) - dt.timedelta(days=30)  # nothing published there
     before = hash_tree(out / "scores")
-    # Dask gives up on a task after it killed allowed-failures + 1 workers (default 3)
-    with dask.config.set({"distributed.scheduler.allowed-failures": 1}), \
+    # Dask gives up on a task after it killed allowed-failures + 1 workers (default 3).
+    # One task at a time per worker (saturation 1.0; the default lets a 1-thread worker
+    # hold 2): a task queued on the worker when the culprit kills it would count that
+    # death too, fail as well, and could be reported first.
+    with dask.config.set({"distributed.scheduler.allowed-failures": 1,
+                          "distributed.scheduler.worker-saturation": 1.0}), \
             connect(n_workers=2, reuse_current=False) as c:
         c.register_plugin(CrashOnBucket(3), name="crash-on-bucket-3")
         t0 = time.perf_counter()
