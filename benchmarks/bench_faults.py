@@ -85,11 +85,15 @@ def main() -> None:
         m = run_stages(cfg, c, cpu, stages=("score",))
         base_t = time.perf_counter() - t0
         base_sum, rows = scores_checksum(out)
-        res.update(customers=rows, undisturbed_s=base_t, as_of=m["as_of"])
+        res.update(customers=rows, undisturbed_s=base_t, as_of=str(cfg.as_of or m["as_of"]))
         print(f"undisturbed: {base_t:.1f} s, {rows} rows", flush=True)
         trials = []
         for _ in range(args.trials):
-            c.wait_for_workers(2, timeout=120)
+            try:  # a nanny restarts its killed worker; record it when one did not
+                c.wait_for_workers(2, timeout=60)
+            except Exception:  # noqa: BLE001 - distributed's timeout error
+                pass
+            workers = len(c.scheduler_info()["workers"])
             at = float(rng.uniform(0.05, 0.9) * base_t)
             pids = c.run(os.getpid)
             victim = sorted(pids)[int(rng.integers(len(pids)))]
@@ -104,7 +108,7 @@ def main() -> None:
             took = time.perf_counter() - t0
             timer.cancel()
             same = ok and scores_checksum(out)[0] == base_sum
-            trials.append({"kill_at_s": at, "completed": ok, "error": err, "wall_s": took,
+            trials.append({"workers_at_start": workers, "kill_at_s": at, "completed": ok, "error": err, "wall_s": took,
                            "overhead_s": took - base_t, "checksum_equal": same})
             print(trials[-1], flush=True)
         res["worker_kill"] = trials
