@@ -159,9 +159,13 @@ class DriftConfig(_Strict):
     max_score_psi: float | None = Field(0.25, gt=0)
     max_segment_psi: float | None = Field(0.25, gt=0)
     max_model_age_days: float | None = Field(30, gt=0)
+    #: what ``bigseg run`` does when a model is already published: ``always`` retrain;
+    #: ``policy`` score with the published model first and retrain (segment, train,
+    #: score again) only when the rules above recommend it
+    retrain: Literal["always", "policy"] = "always"
 
     def policy(self) -> dict:
-        return self.model_dump()
+        return self.model_dump(exclude={"retrain"})
 
 
 class RunConfig(_Strict):

@@ -992,23 +992,52 @@ def run_stages(cfg: RunConfig, client, backend: Backend, stages=STAGES,
                model_version: str | None = None) -> dict:
     """Run the named stages in order on ``client``; returns the metrics written.
     ``model_version`` (score and report only) scores with that published version
-    instead of ``output/models/LATEST``."""
+    instead of ``output/models/LATEST``.
+
+    With ``drift.retrain: policy``, a whole run (``bigseg run``) over an output that
+    already has a published model first ingests and scores with that model; only when
+    the drift and model-age rules recommend retraining (``metrics.json`` ``retrain``) does
+    it go on to segment, train and score again with the new model. ``metrics.json``
+    ``run_policy`` says what it did and why."""
     if model_version is not None:
         check_model_version(cfg.output_dir, model_version, stages)
     with output_lock(cfg.output_dir, " ".join(stages)):
-        r = Run(cfg, client, backend, model_version=model_version)
-        r.score_only = set(stages) <= {"score", "report"}
-        t0 = time.perf_counter()
-        for s in stages:
-            if s == "report":
-                r.timings["total"] = round(time.perf_counter() - t0, 3)
-                r.write_metrics()
-            getattr(r, s)()
-        if "report" not in stages:
+        gated = (tuple(stages) == STAGES and model_version is None
+                 and cfg.drift.retrain == "policy"
+                 and (Path(cfg.output_dir) / "models" / "LATEST").is_file())
+        if not gated:
+            return _run_stages(cfg, client, backend, stages, model_version)
+        m = _run_stages(cfg, client, backend, ("ingest", "score"), None)
+        verdict = dict(m.get("retrain") or {})
+        retrain = bool(verdict.get("recommended"))
+        policy = {"mode": "policy", "retrained": retrain, "model_before": m.get("model_version"),
+                  "reasons": verdict.get("reasons", [])}
+        if retrain:
+            log.warning("bigseg run: retraining (%s)", "; ".join(policy["reasons"]))
+            rest = ("features", "segment", "train", "score", "report")
+        else:
+            log.info("bigseg run: model %s kept (no retrain rule met)", policy["model_before"])
+            rest = ("report",)
+        return _run_stages(cfg, client, backend, rest, None, run_policy=policy)
+
+
+def _run_stages(cfg: RunConfig, client, backend: Backend, stages, model_version,
+                run_policy: dict | None = None) -> dict:
+    r = Run(cfg, client, backend, model_version=model_version)
+    r.score_only = set(stages) <= {"score", "report"} or tuple(stages) == ("ingest", "score")
+    if run_policy is not None:
+        r.metrics["run_policy"] = run_policy
+    t0 = time.perf_counter()
+    for s in stages:
+        if s == "report":
             r.timings["total"] = round(time.perf_counter() - t0, 3)
-        r.write_metrics()
-        r.write_run_record(stages)
-        return r.metrics
+            r.write_metrics()
+        getattr(r, s)()
+    if "report" not in stages:
+        r.timings["total"] = round(time.perf_counter() - t0, 3)
+    r.write_metrics()
+    r.write_run_record(stages)
+    return r.metrics
 
 
 def run_pipeline(config, *, cluster=None, device="auto", quiet=True, stages=STAGES,
