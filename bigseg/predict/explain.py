@@ -31,9 +31,9 @@ def _flatten(model: bytes) -> tuple | None:
     """Arrays of every tree of ``model`` (UBJSON bytes), concatenated (left child, split
     feature, threshold, default-left, node mean), each tree's node offset, and the
     objective's name; None when the model is not a plain numeric ``gbtree``."""
-    b = xgb.Booster()
-    b.load_model(bytearray(model))
-    doc = json.loads(b.save_raw("json"))
+    from bigseg.predict.xgb import _booster  # the process's cache of loaded boosters
+
+    doc = json.loads(_booster(model).save_raw("json"))
     gb = doc["learner"]["gradient_booster"]
     if gb.get("name") != "gbtree":
         return None
