@@ -29,7 +29,14 @@ from bigseg.errors import ConfigError, DataError, ModelError
 from bigseg.features import SKEWED, to_us
 from bigseg.monitor import drift
 from bigseg.predict import fairness, offers, segmented
-from bigseg.predict.xgb import evaluate_binary, evaluate_value, params_for, train_dask
+from bigseg.predict.xgb import (
+    _host_threads,
+    evaluate_binary,
+    evaluate_value,
+    params_for,
+    train_dask,
+    train_task,
+)
 from bigseg.progress import gather
 from bigseg.registry import (
     VersionWriter,
@@ -463,6 +470,7 @@ class Run:
                 self.metrics["response"] = {"skipped": "no campaign responses to learn from"}
         seg = self._load_segmenter()
         ids = [int(i) for i in seg["ids"]]
+        self.frames()  # sets feature_names (also when the run has no features stage)
         feats = self.feature_names + segmented.segment_features(ids)
         with self.timed("train"):
             if self.count("train") == 0:
@@ -472,8 +480,17 @@ class Run:
             evaluation: dict = {}
             choice = {t: {s: {"model": "global", "note": "no backtest window"} for s in ids}
                       for t in targets}
-            if self.count("backtest") > 0:  # backtest: fit one window earlier, test on 'train'
-                bt = {t: self._fit(t, "backtest", feats)[0] for t in targets}
+            windows = (["backtest"] if self.count("backtest") > 0 else []) + ["train"]
+            # every model of every target and cutoff is submitted before any is awaited:
+            # they train side by side, one per Dask thread (segment models as soon as
+            # their global model is done)
+            depths = pcfg.search_max_depth or [pcfg.max_depth]
+            nthread = max(1, _host_threads(self.client) // (len(targets) * len(windows)))
+            submitted = {w: self._submit_window(w, targets, feats, depths, nthread)
+                         for w in windows}
+            if "backtest" in windows:  # backtest: fit one window earlier, test on 'train'
+                bt = {t: self._collect(f, "backtest models")[0]
+                      for t, f in submitted["backtest"].items()}
                 res = gather(self.client, self.submit_each(
                     segmented.backtest_rows, "train", feats, self._seg_small(), bt), "backtest")
                 cat = {key: np.concatenate([r[key] for r in res]) for key in res[0]}
@@ -484,7 +501,7 @@ class Run:
                     evaluation[t] = self._evaluate(t, cat, choice[t])
                 if self.cfg.fairness.protected:
                     evaluation["fairness"] = self._fairness(cat, choice)
-            final = {t: self._fit(t, "train", feats) for t in targets}
+            final = {t: self._collect(f, "models") for t, f in submitted["train"].items()}
             self._models = {t: m for t, (m, _) in final.items()}
             for t, (models, info) in final.items():
                 for s, rec in choice[t].items():  # a segment model chosen in the backtest
@@ -615,51 +632,100 @@ class Run:
         return sum(gather(self.client, self.submit_each(tasks.n_labelled, "train", "response"),
                           "response labels")) > 0
 
-    def _fit(self, target: str, name: str, feats: list[str]) -> tuple[dict, dict]:
-        """The global model (``xgboost.dask`` over all buckets) and one model per segment
-        with enough rows (one ``xgboost.train`` task per segment, side by side)."""
-        pcfg, seed, c = self.cfg.prediction, self.cfg.seed, self.client
+    def _submit_window(self, name: str, targets: list[str], feats: list[str],
+                       depths: list[int], nthread: int) -> dict:
+        """Submit the models of every target at cutoff ``name`` (:meth:`_submit_fit`),
+        from one matrix per bucket built once for all of them."""
         seg = self._seg_small()
+        ids = [int(i) for i in seg["ids"]]
+        c = self.client
+        rows = self.submit_each(segmented.model_rows, name, targets, VALID_FRACTION,
+                                self.cfg.seed, feats, seg)
+        cnt = gather(c, [c.submit(segmented.row_counts, r, ids, pure=False) for r in rows],
+                     f"training rows at {name}")
+        return {t: self._submit_fit(t, name, rows, cnt, ids, len(feats), depths, nthread)
+                for t in targets}
+
+    def _submit_fit(self, target: str, name: str, rows: list, cnt: list, ids: list[int],
+                    n_features: int, depths: list[int], nthread: int) -> dict:
+        """Submit the models of one target at cutoff ``name`` from the per-bucket
+        :func:`~bigseg.predict.segmented.model_rows` futures ``rows`` (and their
+        :func:`~bigseg.predict.segmented.row_counts` ``cnt``): the global model, and a
+        model per segment with enough rows (:mod:`bigseg.predict.segmented`). Returns
+        ``{"global": ..., segment id: ...}``, each a future of (or, for a global model
+        trained with ``xgboost.dask`` or chosen by a depth search, the value)
+        ``(UBJSON bytes, info)``."""
+        pcfg, seed, c = self.cfg.prediction, self.cfg.seed, self.client
         params = params_for(target, pcfg, seed, self.backend.xgboost_device)
-        parts = self.submit_each(segmented.xy_parts, name, target, VALID_FRACTION, seed, feats,
-                                 seg)
-        if pcfg.balance_classes and target in segmented.BINARY:
-            cnt = gather(c, [c.submit(segmented.class_counts, p, pure=False) for p in parts],
-                         "class balance")
-            rows, pos = sum(x[0] for x in cnt), sum(x[1] for x in cnt)
-            if 0 < pos < rows:  # weight positives by negatives / positives
-                params["scale_pos_weight"] = (rows - pos) / pos
-        tried = []
-        for depth in pcfg.search_max_depth or [pcfg.max_depth]:
-            p = {**params, "max_depth": depth}
-            model, info = train_dask(c, parts, len(feats), p, pcfg.n_estimators,
-                                     pcfg.early_stopping_rounds, pcfg.single_worker_max_rows)
-            loss = next((v for k, v in info.items() if k.startswith("valid_")), np.inf)
-            tried.append((loss, depth, model, info))
-        loss, depth, model, info = min(tried, key=lambda t: (t[0], t[1]))
-        params = {**params, "max_depth": depth}
-        info = {**info, "max_depth": depth}
-        if len(tried) > 1:
-            info["search"] = [{"max_depth": d, "valid_loss": float(lo)} for lo, d, _, _ in tried]
-        models, infos = {"global": model}, {"global": info}
-        by_seg = {s: self.submit_each(segmented.xy_parts, name, target, VALID_FRACTION, seed,
-                                      feats, seg, int(s)) for s in seg["ids"]}
-        flat = gather(c, [c.submit(segmented.class_counts, p, pure=False)
-                          for ps in by_seg.values() for p in ps], "segment sizes")
-        nb = len(self.frames())
-        counts = [flat[i * nb:(i + 1) * nb] for i in range(len(by_seg))]
-        futs = {}
-        for (s, ps), cnt in zip(by_seg.items(), counts, strict=True):
-            rows, pos, _ = (sum(x[i] for x in cnt) for i in range(3))
-            enough = rows >= segmented.MIN_SEGMENT_ROWS and (
+
+        def total(key) -> tuple[int, int]:
+            return (sum(x[target][key][0] for x in cnt), sum(x[target][key][1] for x in cnt))
+
+        n, pos = total(None)
+        if n == 0:
+            raise DataError(f"no training rows for {target!r} at the {name} cutoff")
+        if pcfg.balance_classes and target in segmented.BINARY and 0 < pos < n:
+            params["scale_pos_weight"] = (n - pos) / pos  # negatives per positive
+
+        def fraction(rows_: int, cap: int) -> float:
+            return 1.0 if cap == 0 or rows_ <= cap else cap / rows_
+
+        def parts(only, frac) -> list:
+            return [c.submit(segmented.select, r, target, only, frac, pure=False)
+                    for r in rows]
+
+        frac = fraction(n, pcfg.max_train_rows)
+        sample = parts(None, frac)
+        sampled = n if frac == 1.0 else pcfg.max_train_rows
+        out: dict = {}
+        if sampled > pcfg.single_worker_max_rows or len(depths) > 1:
+            tried = []
+            for depth in depths:
+                p = {**params, "max_depth": depth}
+                if sampled > pcfg.single_worker_max_rows:
+                    model, info = train_dask(c, sample, n_features, p, pcfg.n_estimators,
+                                             pcfg.early_stopping_rounds,
+                                             pcfg.single_worker_max_rows)
+                else:
+                    model, info = c.submit(train_task, {**p, "nthread": nthread},
+                                           pcfg.n_estimators, pcfg.early_stopping_rounds,
+                                           *sample, pure=False).result()
+                loss = next((v for k, v in info.items() if k.startswith("valid_")), np.inf)
+                tried.append((loss, depth, model, info))
+            loss, depth, model, info = min(tried, key=lambda t: (t[0], t[1]))
+            params["max_depth"] = depth
+            info = {**info, "max_depth": depth}
+            if len(tried) > 1:
+                info["search"] = [{"max_depth": d, "valid_loss": float(lo)}
+                                  for lo, d, _, _ in tried]
+            out["global"] = (model, info)
+        else:
+            out["global"] = c.submit(train_task, {**params, "nthread": nthread},
+                                     pcfg.n_estimators, pcfg.early_stopping_rounds, *sample,
+                                     pure=False)
+        for s in ids:
+            rows_s, pos_s = total(s)
+            enough = rows_s >= segmented.MIN_SEGMENT_ROWS and (
                 target not in segmented.BINARY
-                or min(pos, rows - pos) >= segmented.MIN_SEGMENT_CLASS)
+                or min(pos_s, rows_s - pos_s) >= segmented.MIN_SEGMENT_CLASS)
             if enough:
-                futs[int(s)] = c.submit(segmented.train_local, params, pcfg.n_estimators,
-                                        pcfg.early_stopping_rounds, *ps, pure=False)
-        for s, (m, inf) in zip(futs, gather(c, list(futs.values()), "segment models"),
-                               strict=True):
-            models[s], infos[str(s)] = m, inf
+                out[s] = c.submit(train_task, params, pcfg.segment_rounds,
+                                  pcfg.early_stopping_rounds, *parts(s, fraction(rows_s, pcfg.segment_max_train_rows)),
+                                  init=out["global"][0] if isinstance(out["global"], tuple)
+                                  else out["global"], pure=False)
+        return out
+
+    def _collect(self, submitted: dict, what: str) -> tuple[dict, dict]:
+        """``({key: UBJSON bytes}, {key: info})`` of :meth:`_submit_fit`'s models (global
+        under ``"global"``, segment models under their id; infos keyed by ``str(id)``)."""
+        keys = list(submitted)
+        futs = [k for k in keys if not isinstance(submitted[k], tuple)]
+        done = dict(zip(futs, gather(self.client, [submitted[k] for k in futs], what),
+                        strict=True))
+        models, infos = {}, {}
+        for k in keys:
+            model, info = submitted[k] if k not in done else done[k]
+            models[k], infos["global" if k == "global" else str(k)] = model, info
         return models, infos
 
     def _load_models(self, d, manifest: dict) -> None:

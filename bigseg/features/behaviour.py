@@ -108,6 +108,16 @@ def _plain(col: pa.ChunkedArray | pa.Array) -> pa.Array:
 
 def _factorize(col: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """Integer codes (-1 for null) and the distinct values, in first-appearance order."""
+    if pa.types.is_integer(col.type) and col.null_count == 0 and len(col) > 1:
+        # the store keeps each bucket file sorted by customer id: then the codes are the
+        # run numbers, found in one pass instead of a hash table
+        v = col.to_numpy() if isinstance(col, pa.Array) else _plain(col).to_numpy()
+        step = v[1:] != v[:-1]
+        if (v[1:] >= v[:-1]).all():
+            codes = np.empty(len(v), dtype=np.int64)
+            codes[0] = 0
+            np.cumsum(step, out=codes[1:])
+            return codes, v[np.concatenate([[0], np.flatnonzero(step) + 1])]
     enc = pc.dictionary_encode(_plain(col))
     codes = pc.fill_null(enc.indices, -1).to_numpy().astype(np.int64, copy=False)
     return codes, enc.dictionary.to_numpy(zero_copy_only=False)
@@ -158,6 +168,11 @@ def _group_max(codes: np.ndarray, values: np.ndarray, n: int, fill) -> np.ndarra
 def _distinct_pairs(a: np.ndarray, b: np.ndarray, n_b: int) -> tuple[np.ndarray, np.ndarray]:
     """Distinct (a, b) pairs of non-negative codes, ``b < n_b``; plus the inverse map."""
     key = a.astype(np.int64) * max(n_b, 1) + b
+    space = (int(a.max()) + 1) * max(n_b, 1) if len(a) else 0
+    if space <= max(4 * len(key), 1 << 20):  # dense keys: count instead of sorting
+        seen = np.bincount(key, minlength=space) > 0
+        rank = np.cumsum(seen) - 1
+        return np.flatnonzero(seen), rank[key]
     uk, inv = np.unique(key, return_inverse=True)
     return uk, inv
 

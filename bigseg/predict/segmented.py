@@ -1,13 +1,15 @@
 """Models per segment, a global model beside them, and the choice between the two.
 
-Every prediction target (churn, value) gets a **global** XGBoost model trained with
-``xgboost.dask`` on all customers, with the customer's segment as one-hot features
-(``in_segment_<id>``), and, for every segment with enough rows (and, for churn, enough
-churners and non-churners), a **segment model** trained on that segment's customers
-only: one plain ``xgboost.train`` task per segment on the cluster (segments are trained
-in parallel; each fits in one worker). The backtest then scores both on the same held-out
-window and keeps, per segment, whichever serves that segment better (churn: ROC-AUC;
-value: RMSE); ``metrics.json`` records the choice and both scores.
+Every prediction target (churn, value, response) gets a **global** XGBoost model trained
+on all customers (up to ``prediction.max_train_rows`` of them, a stable sample by
+customer id), with the customer's segment as one-hot features (``in_segment_<id>``), and,
+for every segment with enough rows (and, for a binary target, enough of each class), a
+**segment model**: the global model boosted further (up to
+``prediction.segment_rounds`` more trees) on that segment's customers only. Every model is
+one Dask task (:func:`bigseg.predict.xgb.train_task`), so the models of every target and
+cutoff train side by side on the cluster's threads; the backtest then scores both on the
+same held-out window and keeps, per segment, whichever serves that segment better
+(binary: ROC-AUC; value: RMSE); ``metrics.json`` records the choice and both scores.
 
 Segments at a training cutoff are the published segmenter applied to the features at
 that cutoff: the segmenter is a population-level map (centres), so no customer's future
@@ -59,74 +61,95 @@ def model_matrix(df: pd.DataFrame, features: list[str], segs: np.ndarray) -> np.
     """Float32 matrix of ``features`` in order; ``in_segment_<id>`` columns are the
     one-hot segment, every other column comes from ``df`` (NaN when absent)."""
     X = df.reindex(columns=features).to_numpy(np.float32)
+    if not X.flags.writeable:  # a view of a frame under copy-on-write: fill a copy
+        X = X.copy()
     for j, f in enumerate(features):
         if f.startswith(SEGMENT_PREFIX):
             X[:, j] = segs == int(f[len(SEGMENT_PREFIX):])
     return X
 
 
-def target_values(df: pd.DataFrame, target: str) -> np.ndarray:
-    if target not in df:
-        return np.zeros(0, np.float32)
-    y = df[target].to_numpy(np.float32)
-    if target == "value":  # net spend can dip below zero after returns; Tweedie needs y >= 0
-        y = np.maximum(y, 0)
-    return y
-
-
-def xy_parts(res: dict, name: str, target: str, valid_fraction: float, seed: int,
-             features: list[str], seg: dict, only: int | None = None) -> tuple:
-    """(X_train, y_train, X_valid, y_valid) of one bucket at cutoff ``name``; with
-    ``only``, the rows of that segment. The validation split is a stable function of the
-    customer id and the seed, independent of bucket placement."""
+def model_rows(res: dict, name: str, targets: list[str], valid_fraction: float, seed: int,
+               features: list[str], seg: dict) -> dict:
+    """Everything the models of cutoff ``name`` learn from in one bucket, built once for
+    every target and segment: the float32 matrix ``X`` (``features``, segment one-hot
+    included), ``segs``, ``y`` per target (NaN where unlabelled: response is defined only
+    for customers sent a campaign), ``valid`` (the validation split) and ``u`` (a
+    sampling number in [0, 1), independent of the split, by which :func:`select` keeps a
+    training sample). Split and ``u`` are stable functions of the customer id and the
+    seed, so a sample holds the same customers whatever the bucket placement or worker
+    count, and a larger sample holds every customer of a smaller one."""
     import pyarrow as pa
 
     from bigseg.store.buckets import hash_ids
 
     df = res["frames"][name]
     segs = segment_ids(df, seg)
-    if only is not None:
-        keep = segs == only
-        df, segs = df[keep], segs[keep]
-    if target not in df:  # e.g. no campaign sent in this bucket's label window
-        df, segs = df.iloc[:0], segs[:0]
-    labelled = np.isfinite(df[target].to_numpy(np.float64)) if len(df) else np.zeros(0, bool)
-    if not labelled.all():  # response: defined only for customers sent a campaign
-        df, segs = df[labelled], segs[labelled]
     X = model_matrix(df, features, segs)
-    y = target_values(df, target)
-    if len(df) == 0:  # e.g. a segment absent from this bucket (string ids: untyped)
-        v = np.zeros(0, dtype=bool)
+    y = {}
+    for t in targets:
+        if t not in df:  # e.g. no campaign sent in this bucket's label window
+            y[t] = np.full(len(df), np.nan, np.float32)
+            continue
+        y[t] = df[t].to_numpy(np.float32)
+        if t == "value":  # net spend can dip below zero after returns; Tweedie needs y >= 0
+            y[t] = np.maximum(y[t], 0)
+    if len(df) == 0:  # e.g. an empty bucket (string ids: untyped)
+        v, u = np.zeros(0, dtype=bool), np.zeros(0, dtype=np.float64)
     else:
         h = hash_ids(pa.array(df["customer_id"].to_numpy()))
-        u = ((h ^ np.uint64(seed * 0x9E3779B97F4A7C15 % 2**64)) % np.uint64(10_000)) / 10_000
-        v = u < valid_fraction
-    return X[~v], y[~v], X[v], y[v]
+        w = ((h ^ np.uint64(seed * 0x9E3779B97F4A7C15 % 2**64)) % np.uint64(10_000)) / 10_000
+        v = w < valid_fraction
+        with np.errstate(over="ignore"):  # uint64 arithmetic wraps on purpose
+            mixed = (h ^ np.uint64(seed + 0x632BE59BD9B4E019)) * np.uint64(0xD6E8FEB86659FD93)
+        u = (mixed >> np.uint64(11)).astype(np.float64) / float(2**53)
+    return {"X": X, "segs": segs, "y": y, "valid": v, "u": u}
+
+
+def row_counts(rows: dict, ids: list[int]) -> dict:
+    """Per target, for all rows (key ``None``) and per segment id: (training rows,
+    positives, rows with value > 0) of the labelled training rows of one bucket."""
+    out = {}
+    train = ~rows["valid"]
+    for t, y in rows["y"].items():
+        ok = train & np.isfinite(y)
+        segs, yt = rows["segs"][ok], y[ok]
+        by = {None: (int(ok.sum()), int((yt > 0.5).sum()), int((yt > 0).sum()))}
+        for s in ids:
+            m = segs == s
+            by[int(s)] = (int(m.sum()), int((yt[m] > 0.5).sum()), int((yt[m] > 0).sum()))
+        out[t] = by
+    return out
+
+
+def select(rows: dict, target: str, only: int | None = None, fraction: float = 1.0) -> tuple:
+    """(X_train, y_train, X_valid, y_valid) of one bucket for one model: the rows
+    labelled for ``target``, of segment ``only`` (None: all), whose sampling number is
+    below ``fraction`` (1: all)."""
+    y = rows["y"][target]
+    keep = np.isfinite(y)
+    if only is not None:
+        keep &= rows["segs"] == only
+    if fraction < 1.0:
+        keep &= rows["u"] < fraction
+    v = rows["valid"]
+    t, w = np.flatnonzero(keep & ~v), np.flatnonzero(keep & v)
+    return rows["X"][t], y[t], rows["X"][w], y[w]
+
+
+def xy_parts(res: dict, name: str, target: str, valid_fraction: float, seed: int,
+             features: list[str], seg: dict, only: int | None = None) -> tuple:
+    """(X_train, y_train, X_valid, y_valid) of one bucket at cutoff ``name`` for one
+    target (with ``only``, the rows of that segment): :func:`select` of
+    :func:`model_rows`."""
+    return select(model_rows(res, name, [target], valid_fraction, seed, features, seg),
+                  target, only)
 
 
 def class_counts(part: tuple) -> tuple[int, int, int]:
     """(rows, positives, rows with value > 0) of a part's training rows."""
     y = part[1]
     return int(len(y)), int((y > 0.5).sum()), int((y > 0).sum())
-
-
-def train_local(params: dict, rounds: int, early_stopping_rounds: int, *parts) -> tuple:
-    """One XGBoost model on the concatenated parts, in this worker (one thread: segments
-    train side by side). Returns (UBJSON bytes, info)."""
-    Xt, yt, Xv, yv = (np.concatenate([p[j] for p in parts]) for j in range(4))
-    params = {**params, "nthread": 1}
-    dtrain = xgb.DMatrix(Xt, label=yt)
-    evals = [(xgb.DMatrix(Xv, label=yv), "valid")] if len(yv) else []
-    with xgb.config_context(verbosity=0):
-        b = xgb.train(params, dtrain, num_boost_round=rounds, evals=evals,
-                      early_stopping_rounds=early_stopping_rounds if evals else None,
-                      verbose_eval=False)
-    best = getattr(b, "best_iteration", None)
-    if best is None or best < 0:
-        best = b.num_boosted_rounds() - 1
-    b = b[: best + 1]
-    return bytes(b.save_raw("ubj")), {"best_iteration": int(best), "n_train": int(len(yt)),
-                                      "n_valid": int(len(yv)), "mode": "segment task"}
 
 
 def predict(X: np.ndarray, segs: np.ndarray, models: dict, choice: dict) -> np.ndarray:

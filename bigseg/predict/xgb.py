@@ -203,6 +203,56 @@ def _train_dask_once(client, parts: list, n_features: int, params: dict,
     return bytes(booster.save_raw("ubj")), info
 
 
+def train_task(params: dict, rounds: int, early_stopping_rounds: int, *parts,
+               init=None) -> tuple[bytes, dict]:
+    """One XGBoost model on the concatenated parts (in bucket order), in the worker that
+    runs this task, with ``params["nthread"]`` threads (default 1: models train side by
+    side, one per Dask thread). XGBoost's hist is deterministic, so the model depends on
+    the rows alone, not on the worker or the thread count.
+
+    ``init``: a model (UBJSON bytes, or the ``(bytes, info)`` result of another
+    ``train_task``) to continue boosting from, with up to ``rounds`` more trees: a
+    segment's model is the global model refined on that segment's customers.
+
+    Returns the booster (only the trees up to the best validation iteration) as UBJSON
+    bytes and an info dict (best iteration, rows, validation loss at the best
+    iteration)."""
+    t0 = time.perf_counter()
+    Xt, yt, Xv, yv = (np.concatenate([p[j] for p in parts]) for j in range(4))
+    if len(yt) == 0:
+        raise DataError("no training rows")
+    params = {"nthread": 1, **params}
+    base = None
+    if init is not None:
+        base = xgb.Booster(model_file=bytearray(init[0] if isinstance(init, tuple) else init))
+    dtrain = xgb.QuantileDMatrix(Xt, label=yt, max_bin=params.get("max_bin", 256),
+                                 nthread=params["nthread"])
+    evals = []
+    if len(yv):
+        evals = [(xgb.QuantileDMatrix(Xv, label=yv, ref=dtrain, nthread=params["nthread"]),
+                  "valid")]
+    history: dict = {}
+    with xgb.config_context(verbosity=0):
+        b = xgb.train(params, dtrain, num_boost_round=rounds, evals=evals,
+                      early_stopping_rounds=early_stopping_rounds if evals else None,
+                      evals_result=history, verbose_eval=False, xgb_model=base)
+    best = getattr(b, "best_iteration", None) if evals else None
+    if best is None or best < 0:
+        best = b.num_boosted_rounds() - 1
+    start = base.num_boosted_rounds() if base is not None else 0
+    b = b[: best + 1]  # keep only the trees we use, so the stored model predicts as evaluated
+    info = {"best_iteration": int(best), "n_train": int(len(yt)), "n_valid": int(len(yv)),
+            "mode": "task" if base is None else "refined global",
+            "nthread": int(params["nthread"]), "seconds": round(time.perf_counter() - t0, 3)}
+    if base is not None:
+        info["trees_added"] = int(best + 1 - start)
+    hist = history.get("valid") or {}
+    if hist:  # validation loss at the kept iteration (for the optional depth search)
+        name, values = next(iter(hist.items()))
+        info["valid_" + name] = float(values[min(best - start, len(values) - 1)])
+    return bytes(b.save_raw("ubj")), info
+
+
 def _concat_parts(*parts) -> tuple:
     return tuple(np.concatenate([p[j] for p in parts]) for j in range(4))
 

@@ -66,6 +66,8 @@ from bigseg.store.store import MANIFEST, Store, bucket_dirname, open_store
 log = logging.getLogger(__name__)
 
 QUARANTINE = "quarantine"
+#: suffix of split's per-bucket part files (Arrow IPC), merged into the store's Parquet
+PART_SUFFIX = ".arrow"
 SRC_FILE, SRC_ROW = "__src_file", "__src_row"
 
 
@@ -146,7 +148,9 @@ def _split_file(f: InputFile, tc: TableConfig, validation, n_buckets: int, parts
                     # no parents=True: if the run failed and its staging dir is gone,
                     # this task stops here instead of re-creating it
                     d.mkdir(exist_ok=True)
-                    w = writers[k] = pq.ParquetWriter(d / f"f{idx:06d}.parquet", schema)
+                    # intermediate part: Arrow IPC (no encoding or compression to pay
+                    # for, read back memory-mapped by merge), removed by merge
+                    w = writers[k] = pa.ipc.new_file(d / f"f{idx:06d}{PART_SUFFIX}", schema)
                 w.write_table(t.slice(s, e - s))
                 counts[k] += e - s
     finally:
@@ -178,8 +182,9 @@ def _merge_bucket(table: str, k: int, parts: str, out: str, schema_bytes: bytes,
     schema = schema.append(pa.field(SRC_FILE, pa.int32())).append(pa.field(SRC_ROW, pa.int64()))
     d = Path(parts) / table / f"b{k:05d}"
     pieces = []
-    for p in sorted(d.glob("*.parquet")) if d.exists() else []:
-        t = pq.read_table(p)
+    for p in sorted(d.glob(f"*{PART_SUFFIX}")) if d.exists() else []:
+        with pa.memory_map(str(p)) as src:
+            t = pa.ipc.open_file(src).read_all()
         for field in schema:
             if field.name not in t.column_names:
                 t = t.append_column(field, pa.nulls(t.num_rows, field.type))
@@ -190,7 +195,8 @@ def _merge_bucket(table: str, k: int, parts: str, out: str, schema_bytes: bytes,
         keys.append((SCHEMAS[table].time_column, "ascending"))
     t = t.sort_by(keys)
     r = rules.Reasons(t.num_rows)
-    rules.mark_duplicates(t.drop_columns([SRC_FILE, SRC_ROW]), r)
+    rules.mark_duplicates(t.drop_columns([SRC_FILE, SRC_ROW]), r,
+                          sorted_by=[name for name, _ in keys])
     bad = {}
     if r.bad.any():
         dup = t.filter(pa.array(r.bad))

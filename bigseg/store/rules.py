@@ -109,13 +109,35 @@ def check_values(table: str, cols: dict[str, pa.Array], r: Reasons, *, max_amoun
             r.mark(~_np(known) & ~_np(pc.is_null(arr)), f"{name}: unknown category")
 
 
-def mark_duplicates(t: pa.Table, r: Reasons) -> None:
-    """Mark every repeat of an identical row (the first occurrence stays good)."""
+def mark_duplicates(t: pa.Table, r: Reasons, sorted_by: list[str] | None = None) -> None:
+    """Mark every repeat of an identical row (the first occurrence stays good).
+
+    ``sorted_by``: columns ``t`` is sorted by. Identical rows then sit in one run of
+    equal keys, so only the rows of runs longer than one (usually few: one customer,
+    one timestamp) are compared in full; the result is the same as comparing all rows.
+    """
     if t.num_rows < 2:
         return
-
+    rows = None
+    if sorted_by:
+        same = np.ones(t.num_rows - 1, dtype=bool)  # row i+1 has row i's key
+        for name in sorted_by:
+            col = t.column(name)
+            eq = pc.fill_null(pc.equal(col.slice(1), col.slice(0, t.num_rows - 1)), True)
+            same &= _np(eq)
+        in_run = np.zeros(t.num_rows, dtype=bool)
+        in_run[1:] |= same
+        in_run[:-1] |= same
+        rows = np.flatnonzero(in_run)
+        if len(rows) == 0:
+            return
+        t = t.take(pa.array(rows))
     df = t.to_pandas(types_mapper=None)
     dup = df.duplicated(keep="first").to_numpy()
+    if rows is not None:
+        full = np.zeros(len(r.bad), dtype=bool)
+        full[rows[dup]] = True
+        dup = full
     r.mark(dup, "duplicate row")
 
 
