@@ -148,6 +148,9 @@ def bucket_frames(store: Store, k: int, cutoffs: dict[str, int], labelled: tuple
     ts = tx.column("timestamp").cast("int64").to_numpy()
     amt = tx.column("amount").to_numpy(zero_copy_only=False).astype(np.float64)
     events, campaigns, reviews = (_read(store, t, k) for t in ("events", "campaigns", "reviews"))
+    # categorical strings encoded once for all cutoffs (features compare small codes)
+    tx = behaviour.encode_strings(tx, ("channel", "category"))
+    events = behaviour.encode_strings(events, ("channel", "event_type"))
     scores = None
     if reviews is not None and reviews.num_rows:
         scores = _sentiment(reviews)

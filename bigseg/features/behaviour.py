@@ -106,8 +106,41 @@ def _plain(col: pa.ChunkedArray | pa.Array) -> pa.Array:
     return col
 
 
+def encode_strings(table: pa.Table | None, names: Iterable[str]) -> pa.Table | None:
+    """``table`` with its string columns among ``names`` dictionary-encoded once, so that
+    the features of every cutoff factorise and compare them through small integer codes
+    (:func:`_factorize`, :func:`_equals`) instead of hashing strings again."""
+    if table is None:
+        return None
+    for name in names:
+        if name in table.column_names and (pa.types.is_string(table.schema.field(name).type)
+                                           or pa.types.is_large_string(
+                                               table.schema.field(name).type)):
+            i = table.column_names.index(name)
+            table = table.set_column(i, name, pc.dictionary_encode(_plain(table.column(i))))
+    return table
+
+
+def _dict_codes(col) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (-1 for null) and dictionary of a dictionary-encoded column (chunks
+    unified to one dictionary)."""
+    if isinstance(col, pa.ChunkedArray):
+        col = col.unify_dictionaries()
+        col = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+    idx = pc.fill_null(col.indices, -1).to_numpy().astype(np.int64, copy=False)
+    return idx, col.dictionary.to_numpy(zero_copy_only=False)
+
+
 def _factorize(col: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """Integer codes (-1 for null) and the distinct values, in first-appearance order."""
+    """Integer codes (-1 for null) and the distinct values. The values are in order of
+    first appearance, except for a dictionary-encoded column, whose present values keep
+    the dictionary's order (callers need only codes and values to agree)."""
+    if pa.types.is_dictionary(col.type):
+        idx, values = _dict_codes(col)
+        present = np.bincount(idx[idx >= 0], minlength=len(values)) > 0
+        new = np.full(len(values) + 1, -1, dtype=np.int64)  # last slot: null stays -1
+        new[:-1][present] = np.arange(int(present.sum()))
+        return new[idx], values[present]
     if pa.types.is_integer(col.type) and col.null_count == 0 and len(col) > 1:
         # the store keeps each bucket file sorted by customer id: then the codes are the
         # run numbers, found in one pass instead of a hash table
@@ -147,7 +180,12 @@ def _bool(table: pa.Table, name: str) -> np.ndarray:
 
 def _equals(table: pa.Table, name: str, value: str) -> np.ndarray:
     """``column == value`` as a NumPy bool array; null -> False."""
-    return _bool_of(pc.equal(_plain(table.column(name)), value))
+    col = table.column(name)
+    if pa.types.is_dictionary(col.type):
+        idx, values = _dict_codes(col)
+        hit = np.append(values == value, False)  # index -1 (null) -> False
+        return hit[idx]
+    return _bool_of(pc.equal(_plain(col), value))
 
 
 def _bool_of(arr) -> np.ndarray:

@@ -87,8 +87,27 @@ def sentiment_scores(texts, dedup: bool = True) -> np.ndarray:
     if not dedup:
         return np.fromiter((one(t) for t in s), dtype=np.float64, count=len(s))
     codes, uniq = pd.factorize(s, use_na_sentinel=True)
-    u = np.fromiter((one(t) for t in uniq), dtype=np.float64, count=len(uniq))
+    u = np.fromiter((_remembered(t, one) for t in uniq), dtype=np.float64, count=len(uniq))
     return np.where(codes >= 0, np.append(u, np.nan)[codes], np.nan)
+
+
+#: texts already scored in this process -> compound score, kept across calls (ingest
+#: scores one file per task; short and templated reviews repeat across files). VADER is
+#: deterministic, so a remembered score is the score; bounded, emptied when full.
+_SCORED: dict[str, float] = {}
+SCORED_MAX = 200_000
+
+
+def _remembered(text, one) -> float:
+    if not isinstance(text, str):
+        return one(text)
+    v = _SCORED.get(text)
+    if v is None:
+        v = one(text)
+        if len(_SCORED) >= SCORED_MAX:
+            _SCORED.clear()
+        _SCORED[text] = v
+    return v
 
 
 def review_features(

@@ -42,18 +42,29 @@ _FALSE = ("false", "0", "no", "n", "f", "")
 
 
 class Reasons:
-    """First reason per row, filled rule by rule."""
+    """First reason per row, filled rule by rule (a small code per row; 0 = good)."""
 
     def __init__(self, n: int):
-        self.reason = np.full(n, None, dtype=object)
+        self._code = np.zeros(n, dtype=np.int16)
+        self._names: list[str | None] = [None]
 
     def mark(self, mask, reason: str) -> None:
-        m = np.asarray(mask, dtype=bool) & (self.reason == None)  # noqa: E711 - elementwise
-        self.reason[m] = reason
+        m = np.asarray(mask, dtype=bool)
+        if not m.any():
+            return
+        m = m & (self._code == 0)
+        if reason not in self._names:
+            self._names.append(reason)
+        self._code[m] = self._names.index(reason)
 
     @property
     def bad(self) -> np.ndarray:
-        return self.reason != None  # noqa: E711
+        return self._code != 0
+
+    @property
+    def reason(self) -> np.ndarray:
+        """The first reason of every row (None for a good row), as an object array."""
+        return np.array(self._names, dtype=object)[self._code]
 
 
 def _np(mask: pa.Array | pa.ChunkedArray) -> np.ndarray:
