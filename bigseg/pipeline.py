@@ -708,11 +708,13 @@ class Run:
             enough = rows_s >= segmented.MIN_SEGMENT_ROWS and (
                 target not in segmented.BINARY
                 or min(pos_s, rows_s - pos_s) >= segmented.MIN_SEGMENT_CLASS)
-            if enough:
+            if enough:  # the global model (a future, or its value) boosted further
+                base = out["global"]
+                seg_parts = parts(s, fraction(rows_s, pcfg.segment_max_train_rows))
                 out[s] = c.submit(train_task, params, pcfg.segment_rounds,
-                                  pcfg.early_stopping_rounds, *parts(s, fraction(rows_s, pcfg.segment_max_train_rows)),
-                                  init=out["global"][0] if isinstance(out["global"], tuple)
-                                  else out["global"], pure=False)
+                                  pcfg.early_stopping_rounds, *seg_parts,
+                                  init=base[0] if isinstance(base, tuple) else base,
+                                  pure=False)
         return out
 
     def _collect(self, submitted: dict, what: str) -> tuple[dict, dict]:

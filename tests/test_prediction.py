@@ -158,3 +158,40 @@ def test_balanced_classes_weight_the_rare_class(tmp_path, local_client):
     weight = float(json.loads(b.save_config())["learner"]["objective"]["reg_loss_param"]
                    ["scale_pos_weight"])
     assert weight > 0 and weight != 1.0
+
+
+def test_training_samples_refines_and_falls_back(tmp_path, local_client):
+    """``max_train_rows`` trains the global model on a stable sample of that size (the
+    same model on a second run), segment models are the global model boosted further on
+    at most ``segment_max_train_rows`` customers, a depth search keeps the best of its
+    depths, and above ``single_worker_max_rows`` the global model trains with
+    xgboost.dask."""
+    d = tmp_path
+    generate(4000, d, seed=3, chunk_size=2000)
+
+    def train(name: str, **prediction) -> tuple[dict, bytes]:
+        doc = {"data": {t: {"path": str(d / "raw" / t)} for t in TABLES},
+               "horizon_days": 90, "seed": 0, "segmentation": {"k": 3},
+               "output": str(d / name),
+               "prediction": {"n_estimators": 30, "targets": ["churn"], **prediction}}
+        (d / f"{name}.yaml").write_text(yaml.safe_dump(doc))
+        cfg = load_run_config(d / f"{name}.yaml")
+        m = run_stages(cfg, local_client, resolve("cpu"), stages=("ingest", "segment", "train"))
+        model_dir, _ = load_version(cfg.output_dir)
+        return m["churn"]["training"], (model_dir / "churn.ubj").read_bytes()
+
+    full, _ = train("full", max_train_rows=0, segment_max_train_rows=0)
+    capped, model = train("capped", max_train_rows=1200, segment_max_train_rows=400)
+    n_all = full["global"]["n_train"]
+    assert n_all > 2000 and full["global"]["mode"] == "task"
+    assert 0.8 * 1200 < capped["global"]["n_train"] < 1.2 * 1200, capped["global"]
+    segs = [v for k, v in capped.items() if k != "global"]
+    assert segs and all(v["mode"] == "refined global" and v["trees_added"] >= 1 for v in segs)
+    assert all(v["n_train"] < 1.3 * 400 for v in segs), segs
+    again, model2 = train("again", max_train_rows=1200, segment_max_train_rows=400)
+    assert model2 == model and again["global"]["n_train"] == capped["global"]["n_train"]
+    searched, _ = train("search", search_max_depth=[2, 3])
+    assert [s["max_depth"] for s in searched["global"]["search"]] == [2, 3]
+    assert searched["global"]["max_depth"] in (2, 3)
+    dist, _ = train("dist", single_worker_max_rows=0)
+    assert dist["global"]["mode"] == "distributed", dist["global"]

@@ -1,7 +1,9 @@
-"""XGBoost on the cluster: ``xgboost.dask`` for training over bucket blocks resident on
-the workers; prediction per bucket with the booster loaded from its UBJSON bytes
-(``xgboost.dask.predict`` over many small partitions is slow, dmlc/xgboost #5729, and
-in-place prediction drops the index, #6939: ids travel beside the features instead).
+"""XGBoost on the cluster: each model trained in one Dask task (:func:`train_task`, so
+many models train side by side), ``xgboost.dask`` (:func:`train_dask`) for a model whose
+training rows are too many for one worker; prediction per bucket with the booster
+loaded from its UBJSON bytes (``xgboost.dask.predict`` over many small partitions is
+slow, dmlc/xgboost #5729, and in-place prediction drops the index, #6939: ids travel
+beside the features instead).
 """
 
 from __future__ import annotations
