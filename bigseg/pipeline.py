@@ -491,9 +491,13 @@ class Run:
             if "backtest" in windows:  # backtest: fit one window earlier, test on 'train'
                 bt = {t: self._collect(f, "backtest models")[0]
                       for t, f in submitted["backtest"].items()}
+                n_eval, cap = self.count("train"), pcfg.max_backtest_rows
+                frac = 1.0 if cap == 0 or n_eval <= cap else cap / n_eval
                 res = gather(self.client, self.submit_each(
-                    segmented.backtest_rows, "train", feats, self._seg_small(), bt), "backtest")
+                    segmented.backtest_rows, "train", feats, self._seg_small(), bt, frac,
+                    seed), "backtest")
                 cat = {key: np.concatenate([r[key] for r in res]) for key in res[0]}
+                self._backtest_ids = [r["customer_id"] for r in res]  # per bucket
                 for t in targets:
                     choice[t] = segmented.choose(t, cat[t], cat["segment"],
                                                  cat[f"pred_{t}_global"],
@@ -573,9 +577,9 @@ class Run:
         (:func:`bigseg.predict.fairness.audit`)."""
         pcfg, fc = self.cfg.prediction, self.cfg.fairness
         parts = gather(self.client, [
-            self.client.submit(tasks.protected_attributes, self.store, k, f, "train",
-                               fc.protected, pure=False)
-            for k, f in enumerate(self.frames())], "protected attributes")
+            self.client.submit(tasks.protected_attributes, self.store, k, ids, fc.protected,
+                               pure=False)
+            for k, ids in enumerate(self._backtest_ids)], "protected attributes")
         groups = {a: np.concatenate([p[a] for p in parts]) for a in fc.protected}
         kw: dict = {}
         if "churn" in choice:

@@ -354,11 +354,10 @@ def audience(store: Store, k: int, scores: pd.DataFrame, value_cuts: tuple[float
     return offers.audience_frame(scores, nbo, consent, value_cuts)
 
 
-def protected_attributes(store: Store, k: int, res: dict, name: str,
+def protected_attributes(store: Store, k: int, ids: np.ndarray,
                          protected: list[str]) -> dict[str, np.ndarray]:
-    """The protected attributes of the customers of frame ``name``, row-aligned with it
-    (for the fairness audit only; never model inputs)."""
-    ids = res["frames"][name]["customer_id"].to_numpy()
+    """The protected attributes of the customers ``ids`` of bucket ``k``, row-aligned
+    with them (for the fairness audit only; never model inputs)."""
     out = {a: np.full(len(ids), None, dtype=object) for a in protected}
     cols = [a for a in protected if store.has("customers") and a in store.schema("customers")]
     if not cols:

@@ -178,17 +178,26 @@ def test_training_samples_refines_and_falls_back(tmp_path, local_client):
         cfg = load_run_config(d / f"{name}.yaml")
         m = run_stages(cfg, local_client, resolve("cpu"), stages=("ingest", "segment", "train"))
         model_dir, _ = load_version(cfg.output_dir)
+        seen[name] = m
         return m["churn"]["training"], (model_dir / "churn.ubj").read_bytes()
 
+    seen: dict = {}
+
     full, _ = train("full", max_train_rows=0, segment_max_train_rows=0)
-    capped, model = train("capped", max_train_rows=1200, segment_max_train_rows=400)
+    capped, model = train("capped", max_train_rows=1200, segment_max_train_rows=400,
+                          max_backtest_rows=1000)
     n_all = full["global"]["n_train"]
     assert n_all > 2000 and full["global"]["mode"] == "task"
     assert 0.8 * 1200 < capped["global"]["n_train"] < 1.2 * 1200, capped["global"]
     segs = [v for k, v in capped.items() if k != "global"]
     assert segs and all(v["mode"] == "refined global" and v["trees_added"] >= 1 for v in segs)
     assert all(v["n_train"] < 1.3 * 400 for v in segs), segs
-    again, model2 = train("again", max_train_rows=1200, segment_max_train_rows=400)
+    # the backtest judged a stable sample of ~1,000 of the next window's customers
+    n_eval = seen["full"]["churn"]["n"]
+    assert n_eval > 2000 and 0.8 * 1000 < seen["capped"]["churn"]["n"] < 1.2 * 1000
+    again, model2 = train("again", max_train_rows=1200, segment_max_train_rows=400,
+                          max_backtest_rows=1000)
+    assert seen["again"]["churn"]["auc"] == seen["capped"]["churn"]["auc"]
     assert model2 == model and again["global"]["n_train"] == capped["global"]["n_train"]
     searched, _ = train("search", search_max_depth=[2, 3])
     assert [s["max_depth"] for s in searched["global"]["search"]] == [2, 3]

@@ -100,10 +100,17 @@ def model_rows(res: dict, name: str, targets: list[str], valid_fraction: float, 
         h = hash_ids(pa.array(df["customer_id"].to_numpy()))
         w = ((h ^ np.uint64(seed * 0x9E3779B97F4A7C15 % 2**64)) % np.uint64(10_000)) / 10_000
         v = w < valid_fraction
-        with np.errstate(over="ignore"):  # uint64 arithmetic wraps on purpose
-            mixed = (h ^ np.uint64(seed + 0x632BE59BD9B4E019)) * np.uint64(0xD6E8FEB86659FD93)
-        u = (mixed >> np.uint64(11)).astype(np.float64) / float(2**53)
+        u = sample_numbers(h, seed)
     return {"X": X, "segs": segs, "y": y, "valid": v, "u": u}
+
+
+def sample_numbers(hashes: np.ndarray, seed: int) -> np.ndarray:
+    """A number in [0, 1) per customer (from :func:`bigseg.store.buckets.hash_ids` of its
+    id and the seed), independent of the validation split: keeping the rows below ``f``
+    samples a share ``f`` of the customers, the same ones on every run and cluster."""
+    with np.errstate(over="ignore"):  # uint64 arithmetic wraps on purpose
+        mixed = (hashes ^ np.uint64(seed + 0x632BE59BD9B4E019)) * np.uint64(0xD6E8FEB86659FD93)
+    return (mixed >> np.uint64(11)).astype(np.float64) / float(2**53)
 
 
 def row_counts(rows: dict, ids: list[int]) -> dict:
@@ -270,14 +277,22 @@ def importance_sums(contrib: np.ndarray, segs: np.ndarray, ids: list[int]) -> di
 
 
 def backtest_rows(res: dict, name: str, features: list[str], seg: dict,
-                  models: dict[str, dict]) -> dict:
+                  models: dict[str, dict], fraction: float = 1.0, seed: int = 0) -> dict:
     """Labels, baselines and every model's predictions on the rows of cutoff ``name``:
     ``pred_<target>_global`` and ``pred_<target>_segment`` (NaN where the segment has
-    no model of its own)."""
+    no model of its own). ``fraction`` < 1: on that share of the customers only (a
+    stable sample, :func:`sample_numbers`)."""
     df = res["frames"][name]
+    if fraction < 1.0 and len(df):
+        import pyarrow as pa
+
+        from bigseg.store.buckets import hash_ids
+
+        u = sample_numbers(hash_ids(pa.array(df["customer_id"].to_numpy())), seed)
+        df = df[u < fraction]
     segs = segment_ids(df, seg)
     X = model_matrix(df, features, segs)
-    out = {"segment": segs}
+    out = {"segment": segs, "customer_id": df["customer_id"].to_numpy()}
     for col in ("churn", "value", "response", "recency_days", "clv_expected_purchases",
                 "clv_expected_value", "frequency", "campaign_response_rate"):
         out[col] = df[col].to_numpy(np.float64) if col in df else np.full(len(df), np.nan)
