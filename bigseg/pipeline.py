@@ -158,9 +158,12 @@ class Run:
             self.metrics["features_cache"] = {"buckets": n, "reused": int(sum(hits)),
                                               "recomputed": n - int(sum(hits))}
             frac = min(1.0, feats_mod.CLV_SAMPLE / max(sum(sizes), 1))
-            samples = gather(c, [c.submit(feats_mod.clv_sample, f, k, frac, self.cfg.seed,
-                                          pure=False) for k, f in enumerate(futs)], "clv sample")
-            self.clv = feats_mod.fit_clv(samples)
+            samples = [c.submit(feats_mod.clv_sample, f, k, frac, self.cfg.seed, pure=False)
+                       for k, f in enumerate(futs)]
+            names = list(cuts)
+            self.clv = dict(zip(names, gather(c, [  # the cutoffs fit side by side
+                c.submit(feats_mod.fit_clv_cutoff, name, *samples, pure=False)
+                for name in names], "clv fit"), strict=True))
             futs = [c.submit(feats_mod.add_clv, f, self.clv, self.cfg.horizon_days, pure=False)
                     for f in futs]
             cols = gather(c, [c.submit(tasks.columns, f, "score", pure=False) for f in futs],

@@ -220,33 +220,35 @@ def clv_sample(res: dict, k: int, fraction: float, seed: int) -> dict[str, pd.Da
 
 def fit_clv(samples: list[dict[str, pd.DataFrame]]) -> dict[str, dict]:
     """BG/NBD + Gamma-Gamma per cutoff, fitted on the pooled samples (in weeks)."""
+    return {name: fit_clv_cutoff(name, *samples) for name in samples[0]}
+
+
+def fit_clv_cutoff(name: str, *samples: dict[str, pd.DataFrame]) -> dict | None:
+    """BG/NBD + Gamma-Gamma of one cutoff on the pooled per-bucket samples (a task of its
+    own, so the cutoffs fit side by side); None (logged) when too few customers or the
+    fit fails."""
     from bigseg.features.clv import fit_bgnbd, fit_gamma_gamma
 
-    out = {}
-    for name in samples[0]:
-        s = pd.concat([p[name] for p in samples], ignore_index=True)
-        x, t_x, T = rfm_to_bgnbd_inputs(s["frequency"].to_numpy(np.float64),
-                                        s["recency_days"].to_numpy(np.float64),
-                                        s["tenure_days"].to_numpy(np.float64))
-        rep = x > 0
-        if len(s) < MIN_CLV_FIT or rep.sum() < MIN_CLV_FIT // 2:
-            log.warning("CLV at cutoff %r: only %d customers (%d repeat buyers); CLV features "
-                        "are left empty there", name, len(s), int(rep.sum()))
-            out[name] = None
-            continue
-        try:
-            bg = fit_bgnbd(x, t_x, T)
-            # Gamma-Gamma has 3 parameters: 10k repeat buyers pin them down, and its
-            # likelihood (gammaln over every row) is the slow part of the fit
-            idx = np.flatnonzero(rep)[:GG_SAMPLE]
-            gg = fit_gamma_gamma(x[idx], s["monetary_mean"].to_numpy(np.float64)[idx])
-        except ValueError as e:
-            log.warning("CLV at cutoff %r could not be fitted (%s); CLV features left empty",
-                        name, e)
-            out[name] = None
-            continue
-        out[name] = {"bgnbd": bg.to_dict(), "gamma_gamma": gg.to_dict(), "n": int(len(s))}
-    return out
+    s = pd.concat([p[name] for p in samples], ignore_index=True)
+    x, t_x, T = rfm_to_bgnbd_inputs(s["frequency"].to_numpy(np.float64),
+                                    s["recency_days"].to_numpy(np.float64),
+                                    s["tenure_days"].to_numpy(np.float64))
+    rep = x > 0
+    if len(s) < MIN_CLV_FIT or rep.sum() < MIN_CLV_FIT // 2:
+        log.warning("CLV at cutoff %r: only %d customers (%d repeat buyers); CLV features "
+                    "are left empty there", name, len(s), int(rep.sum()))
+        return None
+    try:
+        bg = fit_bgnbd(x, t_x, T)
+        # Gamma-Gamma has 3 parameters: 10k repeat buyers pin them down, and its
+        # likelihood (gammaln over every row) is the slow part of the fit
+        idx = np.flatnonzero(rep)[:GG_SAMPLE]
+        gg = fit_gamma_gamma(x[idx], s["monetary_mean"].to_numpy(np.float64)[idx])
+    except ValueError as e:
+        log.warning("CLV at cutoff %r could not be fitted (%s); CLV features left empty",
+                    name, e)
+        return None
+    return {"bgnbd": bg.to_dict(), "gamma_gamma": gg.to_dict(), "n": int(len(s))}
 
 
 def add_clv(res: dict, models: dict[str, dict], horizon_days: int) -> dict:
