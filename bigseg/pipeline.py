@@ -97,6 +97,8 @@ class Run:
         self._scores = None
         self.clv: dict = {}
         self.feature_names: list[str] = []
+        #: cutoff -> per-bucket model_rows futures, held while train needs them
+        self._window_rows: dict[str, list] = {}
 
     # -- plumbing -------------------------------------------------------------------
     @contextlib.contextmanager
@@ -496,9 +498,11 @@ class Run:
                       for t, f in submitted["backtest"].items()}
                 n_eval, cap = self.count("train"), pcfg.max_backtest_rows
                 frac = 1.0 if cap == 0 or n_eval <= cap else cap / n_eval
-                res = gather(self.client, self.submit_each(
-                    segmented.backtest_rows, "train", feats, self._seg_small(), bt, frac,
-                    seed), "backtest")
+                res = gather(self.client, [  # on the matrices the final models train on
+                    self.client.submit(segmented.backtest_rows, f, r, "train", bt, frac,
+                                       pure=False)
+                    for f, r in zip(self.frames(), self._window_rows["train"], strict=True)],
+                    "backtest")
                 cat = {key: np.concatenate([r[key] for r in res]) for key in res[0]}
                 self._backtest_ids = [r["customer_id"] for r in res]  # per bucket
                 for t in targets:
@@ -508,6 +512,7 @@ class Run:
                     evaluation[t] = self._evaluate(t, cat, choice[t])
                 if self.cfg.fairness.protected:
                     evaluation["fairness"] = self._fairness(cat, choice)
+            self._window_rows = {}  # the matrices are released once their models are done
             final = {t: self._collect(f, "models") for t, f in submitted["train"].items()}
             self._models = {t: m for t, (m, _) in final.items()}
             for t, (models, info) in final.items():
@@ -650,6 +655,7 @@ class Run:
                                 self.cfg.seed, feats, seg)
         cnt = gather(c, [c.submit(segmented.row_counts, r, ids, pure=False) for r in rows],
                      f"training rows at {name}")
+        self._window_rows[name] = rows
         return {t: self._submit_fit(t, name, rows, cnt, ids, len(feats), depths, nthread)
                 for t in targets}
 

@@ -18,7 +18,6 @@ import pytest
 from test_pipeline import checksum, read_scores, write_config
 
 from bigseg.backend import resolve
-from bigseg.engine import connect
 from bigseg.pipeline import run_stages
 from bigseg.store.lock import output_lock
 from bigseg.store.publish import ResumableStage
@@ -30,13 +29,7 @@ LIMIT_S = 120.0
 
 
 @pytest.fixture(scope="module")
-def client():
-    with connect(n_workers=2, reuse_current=False) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, client):
+def trained(tmp_path_factory, local_client):
     """ingest..train once on 2,000 generated customers in 16 buckets, then one
     undisturbed score run: (config, scores checksum, metrics of that run)."""
     from bigseg.synth import generate
@@ -50,8 +43,8 @@ def trained(tmp_path_factory, client):
         store={"buckets": BUCKETS},
         prediction={"targets": ["churn", "value"], "n_estimators": 20},
     )
-    run_stages(cfg, client, CPU, stages=("ingest", "features", "segment", "train"))
-    metrics = run_stages(cfg, client, CPU, stages=("score",))
+    run_stages(cfg, local_client, CPU, stages=("ingest", "features", "segment", "train"))
+    metrics = run_stages(cfg, local_client, CPU, stages=("score",))
     return cfg, checksum(read_scores(cfg.output_dir)), metrics
 
 
@@ -60,11 +53,11 @@ def _staging(out: Path) -> list[str]:
     return sorted(p.name for p in root.iterdir()) if root.is_dir() else []
 
 
-def test_score_only_run_stages_no_model_version(trained, client):
+def test_score_only_run_stages_no_model_version(trained, local_client):
     cfg, undisturbed, metrics = trained
     out = cfg.output_dir
     versions = sorted(p.name for p in (out / "models").iterdir())
-    run_stages(cfg, client, CPU, stages=("score",))
+    run_stages(cfg, local_client, CPU, stages=("score",))
     assert _staging(out) == []  # no model-v* copy of the segmenter, no score staging
     assert sorted(p.name for p in (out / "models").iterdir()) == versions
     assert checksum(read_scores(out)) == undisturbed
@@ -75,7 +68,7 @@ def test_score_only_run_stages_no_model_version(trained, client):
     }
 
 
-def test_stale_staging_of_dead_runs_is_removed_under_the_lock(trained, client):
+def test_stale_staging_of_dead_runs_is_removed_under_the_lock(trained, local_client):
     cfg, undisturbed, _ = trained
     out = cfg.output_dir
     root = out / ".staging"
@@ -100,7 +93,7 @@ def test_stale_staging_of_dead_runs_is_removed_under_the_lock(trained, client):
         # the lock holder removed the dead runs' staging, keeping the resumable one
         assert _staging(out) == [resumable.name]
     # the score stage discards a resumable staging of another fingerprint
-    run_stages(cfg, client, CPU, stages=("score",))
+    run_stages(cfg, local_client, CPU, stages=("score",))
     assert _staging(out) == []
     assert checksum(read_scores(out)) == undisturbed
 

@@ -14,7 +14,6 @@ from test_pipeline import checksum, read_scores, write_config
 
 from bigseg.backend import resolve
 from bigseg.cli import main
-from bigseg.engine import connect
 from bigseg.errors import ConfigError, ModelError
 from bigseg.pipeline import model_versions, run_pipeline, run_stages
 
@@ -22,13 +21,7 @@ CPU = resolve("cpu")
 
 
 @pytest.fixture(scope="module")
-def client():
-    with connect(n_workers=2, reuse_current=False) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def two_versions(tmp_path_factory, client):
+def two_versions(tmp_path_factory, local_client):
     """(config, first version, second version, scores of the first while it was LATEST,
     scores of the second)."""
     from bigseg.synth import generate
@@ -38,18 +31,18 @@ def two_versions(tmp_path_factory, client):
     out = d / "out"
     cfg = write_config(d / "job.yaml", d, out, store={"buckets": 4},
                        prediction={"targets": ["churn", "value"], "n_estimators": 20})
-    run_stages(cfg, client, CPU, stages=("ingest", "features", "segment", "train"))
+    run_stages(cfg, local_client, CPU, stages=("ingest", "features", "segment", "train"))
     (first,) = model_versions(out)
-    run_stages(cfg, client, CPU, stages=("score",))
+    run_stages(cfg, local_client, CPU, stages=("score",))
     scores_first = read_scores(out)
     # a second version, other boosting settings: other predictions, same segmenter
     cfg2 = write_config(d / "job2.yaml", d, out, store={"buckets": 4},
                         prediction={"targets": ["churn", "value"], "n_estimators": 5,
                                     "max_depth": 2})
-    run_stages(cfg2, client, CPU, stages=("features", "train"))
+    run_stages(cfg2, local_client, CPU, stages=("features", "train"))
     second = (out / "models" / "LATEST").read_text().strip()
     assert model_versions(out) == [first, second]
-    run_stages(cfg, client, CPU, stages=("score",))
+    run_stages(cfg, local_client, CPU, stages=("score",))
     scores_second = read_scores(out)
     return cfg, d / "job.yaml", first, second, scores_first, scores_second
 
@@ -95,9 +88,9 @@ def test_unknown_version_fails_cleanly_naming_the_available_ones(two_versions, c
     assert _snapshot(out) == before
 
 
-def test_a_chosen_version_is_refused_by_stages_that_fit_models(two_versions, client):
+def test_a_chosen_version_is_refused_by_stages_that_fit_models(two_versions, local_client):
     cfg, _, first, *_ = two_versions
     before = _snapshot(cfg.output_dir)
     with pytest.raises(ConfigError, match="train"):
-        run_stages(cfg, client, CPU, stages=("features", "train", "score"), model_version=first)
+        run_stages(cfg, local_client, CPU, stages=("features", "train", "score"), model_version=first)
     assert _snapshot(cfg.output_dir) == before

@@ -153,12 +153,6 @@ def xy_parts(res: dict, name: str, target: str, valid_fraction: float, seed: int
                   target, only)
 
 
-def class_counts(part: tuple) -> tuple[int, int, int]:
-    """(rows, positives, rows with value > 0) of a part's training rows."""
-    y = part[1]
-    return int(len(y)), int((y > 0.5).sum()), int((y > 0).sum())
-
-
 def predict(X: np.ndarray, segs: np.ndarray, models: dict, choice: dict) -> np.ndarray:
     """Predictions of one target: each row by its segment's model where the backtest
     chose it (``choice[seg] == "segment"``), else by the global model."""
@@ -276,22 +270,17 @@ def importance_sums(contrib: np.ndarray, segs: np.ndarray, ids: list[int]) -> di
     return out
 
 
-def backtest_rows(res: dict, name: str, features: list[str], seg: dict,
-                  models: dict[str, dict], fraction: float = 1.0, seed: int = 0) -> dict:
-    """Labels, baselines and every model's predictions on the rows of cutoff ``name``:
-    ``pred_<target>_global`` and ``pred_<target>_segment`` (NaN where the segment has
-    no model of its own). ``fraction`` < 1: on that share of the customers only (a
-    stable sample, :func:`sample_numbers`)."""
-    df = res["frames"][name]
-    if fraction < 1.0 and len(df):
-        import pyarrow as pa
-
-        from bigseg.store.buckets import hash_ids
-
-        u = sample_numbers(hash_ids(pa.array(df["customer_id"].to_numpy())), seed)
-        df = df[u < fraction]
-    segs = segment_ids(df, seg)
-    X = model_matrix(df, features, segs)
+def backtest_rows(res: dict, rows: dict, name: str, models: dict[str, dict],
+                  fraction: float = 1.0) -> dict:
+    """Labels, baselines and every model's predictions on the rows of cutoff ``name``
+    (whose :func:`model_rows` are ``rows``, built for training at that cutoff and reused
+    here): ``pred_<target>_global`` and ``pred_<target>_segment`` (NaN where the segment
+    has no model of its own). ``fraction`` < 1: on that share of the customers only (the
+    stable sample of ``rows["u"]``)."""
+    df, X, segs = res["frames"][name], rows["X"], rows["segs"]
+    if fraction < 1.0:
+        keep = rows["u"] < fraction
+        df, X, segs = df[keep], X[keep], segs[keep]
     out = {"segment": segs, "customer_id": df["customer_id"].to_numpy()}
     for col in ("churn", "value", "response", "recency_days", "clv_expected_purchases",
                 "clv_expected_value", "frequency", "campaign_response_rate"):
@@ -303,9 +292,9 @@ def backtest_rows(res: dict, name: str, features: list[str], seg: dict,
         for s, m in ms.items():
             if s == "global":
                 continue
-            rows = np.flatnonzero(segs == int(s))
-            if len(rows):
-                own[rows] = _booster(m).inplace_predict(X[rows])
+            idx = np.flatnonzero(segs == int(s))
+            if len(idx):
+                own[idx] = _booster(m).inplace_predict(X[idx])
         out[f"pred_{t}_segment"] = own
     return out
 
