@@ -93,6 +93,12 @@ def parse_args(tool: str, argv=None) -> argparse.Namespace:
         default="write",
         help="stop after this stage (the per-stage suites)",
     )
+    ap.add_argument(
+        "--features-out",
+        default=None,
+        help="also write the scoring cutoff's features here (Parquet; to check that the "
+        "peers compute the same features)",
+    )
     a = ap.parse_args(argv)
     a.raw = Path(a.data) / "raw"
     out = Path(a.out)
@@ -146,6 +152,17 @@ class Clock:
         out = Path(self.args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(res, indent=2) + "\n")
+
+
+def dump_features(args: argparse.Namespace, score_f) -> None:
+    """With ``--features-out``: the scoring cutoff's features (a pandas frame with
+    ``customer_id``), columns sorted and rows by customer, as Parquet (not timed)."""
+    if not args.features_out:
+        return
+    cols = ["customer_id"] + sorted(c for c in score_f.columns if c != "customer_id")
+    write_scores(
+        score_f[cols].sort_values("customer_id").reset_index(drop=True), Path(args.features_out)
+    )
 
 
 # ---------------------------------------------------------------- modelling (pandas frames)
