@@ -90,8 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="directory of the results JSON (default benchmarks/results)")
     p.add_argument("--data", default=None, metavar="DIR",
                    help="keep (and reuse) the generated data and the peers' outputs here")
-    p.add_argument("--peers", default="pandas,duckdb,spark", metavar="A,B",
-                   help="peers to run (default pandas,duckdb,spark; '' for none)")
+    p.add_argument("--peers", default="auto", metavar="A,B",
+                   help="peers to run in every suite (default 'auto': each suite's own set, "
+                        "e.g. features: pandas,duckdb,polars,daskdf,spark; segment: "
+                        "pandas,daskml,cuml,spark; predict: pandas,xgbdask,spark; "
+                        "end-to-end: pandas,duckdb,spark; '' for none)")
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--peer-timeout", type=float, default=7200, metavar="SECONDS")
@@ -248,10 +251,11 @@ def _erase(args) -> int:
     return 0
 
 
-def _benchmark_command(args, suites: list[str], peers: list[str]) -> str:
+def _benchmark_command(args, suites: list[str], peers: list[str] | None) -> str:
     """The command line that reproduces this benchmark (options spelled out)."""
     cmd = f"bigseg benchmark --suite {','.join(suites)} --customers {args.customers}"
-    cmd += f" --peers {','.join(peers) or repr('')} --repeats {args.repeats} --seed {args.seed}"
+    named = "auto" if peers is None else ",".join(peers) or repr("")
+    cmd += f" --peers {named} --repeats {args.repeats} --seed {args.seed}"
     if "scaling" in suites:
         cmd += f" --workers {args.workers}"
     for opt in ("n_workers", "data", "cluster"):
@@ -271,7 +275,8 @@ def _benchmark(args) -> int:
     else:
         suites = [s.strip() for v in (args.suite or ["end-to-end"]) for s in v.split(",")
                   if s.strip()]
-        peers = [p.strip() for p in args.peers.split(",") if p.strip()]
+        peers = (None if args.peers.strip() == "auto"
+                 else [p.strip() for p in args.peers.split(",") if p.strip()])
         workers = [int(w) for w in args.workers.split(",") if w.strip()]
         _, path = run_benchmark(
             suites, customers=args.customers, workers=workers, out=args.out, data=args.data,

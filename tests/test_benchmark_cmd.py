@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pyarrow.parquet as pq
+import pytest
 
 from bigseg.cli import main
 
@@ -97,6 +98,66 @@ def test_benchmark_end_to_end_small(tmp_path):
 def test_benchmark_reports_missing_peer(tmp_path, monkeypatch):
     from bigseg.benchmark import peers
 
-    monkeypatch.setitem(peers.PEERS, "spark", ("peer_spark.py", ("no_such_module_xyz",), "x"))
+    monkeypatch.setitem(
+        peers.PEERS, "spark", peers.Peer("peer_spark.py", ("no_such_module_xyz",), "x")
+    )
     res = peers.run_peer("spark", tmp_path, "2026-09-30", 90, tmp_path, "t")
     assert res == {"status": "not installed"}
+
+
+def test_every_suite_has_its_own_known_peers():
+    from bigseg.benchmark import PEERS, SUITE_PEERS, SUITES
+
+    assert set(SUITE_PEERS) == set(SUITES) - {"scaling"}
+    for suite, names in SUITE_PEERS.items():
+        assert names and set(names) <= set(PEERS), suite
+    # what each suite is compared against (issue 7)
+    assert {"duckdb", "polars", "pandas", "daskdf"} <= set(SUITE_PEERS["features"])
+    assert {"pandas", "daskml", "spark", "cuml"} <= set(SUITE_PEERS["segment"])
+    assert {"pandas", "xgbdask"} <= set(SUITE_PEERS["predict"])
+
+
+@pytest.fixture(scope="module")
+def small_data(tmp_path_factory):
+    from bigseg.benchmark.data import prepare_data
+    from bigseg.engine import connect
+
+    d = tmp_path_factory.mktemp("bench-data")
+    with connect(reuse_current=False, n_workers=1) as client:
+        summary = prepare_data(3000, d, 0, client)
+    return d, str(summary["end_date"])
+
+
+def test_dask_variants_of_the_pandas_peer(small_data, tmp_path):
+    """dask-ml's KMeans and xgboost.dask, each on a local cluster, against the same
+    pandas features as the single-process peer; same customers, comparable models."""
+    from bigseg.benchmark.peers import run_peer
+
+    data, as_of = small_data
+    base = run_peer("pandas", data, as_of, 90, tmp_path, "base", until="train")
+    km = run_peer("daskml", data, as_of, 90, tmp_path, "km", until="segment")
+    xd = run_peer("xgbdask", data, as_of, 90, tmp_path, "xd", until="train")
+    for r in (base, km, xd):
+        assert r["status"] == "ok", r
+    assert km["kmeans"] == "dask-ml" and "dask-ml" in km["libraries"]
+    assert km["stages"]["cluster_start"] > 0 and km["stages"]["segment"] > 0
+    assert "train" not in km["stages"]  # stopped after --until
+    assert xd["trainer"] == "xgboost.dask" and xd["stages"]["train"] > 0
+    assert xd["train_rows"] == base["train_rows"] > 0
+    # dask-ml's k-means|| start and scikit-learn's k-means++ (best of 3) land close
+    assert km["kmeans_inertia"] <= 1.1 * base["kmeans_inertia"]
+    for t in ("churn", "value"):
+        assert xd["best_iterations"][t] > 0
+
+
+def test_cuml_peer_is_recorded_when_absent(small_data, tmp_path):
+    import importlib.util
+
+    from bigseg.benchmark.peers import run_peer
+
+    data, as_of = small_data
+    res = run_peer("cuml", data, as_of, 90, tmp_path, "cu", until="segment")
+    if importlib.util.find_spec("cuml") is None:
+        assert res == {"status": "not installed"}
+    else:
+        assert res["status"] == "ok" and res["kmeans"] == "cuml"

@@ -13,6 +13,12 @@ Model choices mirror bigseg's defaults so that every tool fits the same models:
   one-hot, trained on features at ``as_of - horizon`` with labels from the horizon after it;
 * scoring at ``as_of``: ``customer_id``, ``segment``, ``churn_probability``,
   ``value_prediction`` written to Parquet.
+
+Two switches swap one library of the modelling half, for the per-stage suites:
+``--kmeans dask-ml`` (or ``cuml``) fits the K-Means with dask-ml on a local Dask cluster
+(cuML on the GPU), ``--trainer xgboost.dask`` trains the boosters with ``xgboost.dask`` on a
+local Dask cluster instead of single-process XGBoost; the cluster's start-up is timed as
+``cluster_start``.
 """
 
 from __future__ import annotations
@@ -70,6 +76,8 @@ OBJECTIVES = {
     "value": {"objective": "reg:tweedie", "tweedie_variance_power": 1.5, "eval_metric": "rmse"},
 }
 N_ROUNDS, EARLY_STOP = 300, 20
+KMEANS_IMPLS = ("sklearn", "dask-ml", "cuml")
+TRAINERS = ("xgboost", "xgboost.dask")
 
 
 def cores() -> int:
@@ -98,6 +106,19 @@ def parse_args(tool: str, argv=None) -> argparse.Namespace:
         default=None,
         help="also write the scoring cutoff's features here (Parquet; to check that the "
         "peers compute the same features)",
+    )
+    ap.add_argument(
+        "--kmeans",
+        choices=KMEANS_IMPLS,
+        default="sklearn",
+        help="K-Means of the segment stage: scikit-learn in this process, dask-ml's KMeans "
+        "on a local Dask cluster, or cuML's on the GPU",
+    )
+    ap.add_argument(
+        "--trainer",
+        choices=TRAINERS,
+        default="xgboost",
+        help="train stage: single-process XGBoost, or xgboost.dask on a local Dask cluster",
     )
     a = ap.parse_args(argv)
     a.raw = Path(a.data) / "raw"
@@ -130,6 +151,14 @@ class Clock:
 
     def write(self, versions: tuple[str, ...]) -> None:
         libs = {"python": platform.python_version()}
+        a = self.args
+        if (
+            getattr(a, "kmeans", "sklearn") == "dask-ml"
+            or getattr(a, "trainer", "") == "xgboost.dask"
+        ):
+            versions = (*versions, "dask", "distributed")
+        if getattr(a, "kmeans", "sklearn") in ("dask-ml", "cuml"):
+            versions = (*versions, a.kmeans)
         for p in versions:
             try:
                 libs[p] = metadata.version(p)
@@ -175,15 +204,42 @@ def segment_matrix(f):
     return np.nan_to_num(X)
 
 
-def segment(train, score):
-    """Fit scaler + K-Means at ``as_of``; add ``segment`` to both frames."""
+def _kmeans(impl: str, client):
+    """An unfitted K-Means of the chosen implementation (same k, iterations, tolerance)."""
+    if impl == "dask-ml":
+        from dask_ml.cluster import KMeans
+
+        # dask-ml runs one k-means|| initialisation (no n_init)
+        return KMeans(n_clusters=K, max_iter=100, tol=1e-4, random_state=0)
+    if impl == "cuml":
+        from cuml.cluster import KMeans
+
+        return KMeans(n_clusters=K, n_init=3, max_iter=100, tol=1e-4, random_state=0)
     from sklearn.cluster import KMeans
+
+    return KMeans(n_clusters=K, n_init=3, max_iter=100, tol=1e-4, random_state=0)
+
+
+def segment(train, score, impl: str = "sklearn", client=None):
+    """Fit scaler + K-Means at ``as_of``; add ``segment`` to both frames."""
     from sklearn.preprocessing import StandardScaler
 
     scaler = StandardScaler().fit(segment_matrix(score))
-    km = KMeans(n_clusters=K, n_init=3, max_iter=100, tol=1e-4, random_state=0)
-    score["segment"] = km.fit_predict(scaler.transform(segment_matrix(score)))
-    train["segment"] = km.predict(scaler.transform(segment_matrix(train)))
+    Xs = scaler.transform(segment_matrix(score))
+    Xt = scaler.transform(segment_matrix(train))
+    km = _kmeans(impl, client)
+    if impl == "dask-ml":
+        import dask.array as da
+
+        chunk = -(-len(Xs) // (2 * cores()))
+        dXs = da.from_array(Xs, chunks=(chunk, Xs.shape[1])).persist()
+        km.fit(dXs)
+        score["segment"] = np.asarray(km.predict(dXs).compute())
+        centers = np.asarray(km.cluster_centers_)
+        train["segment"] = ((Xt[:, None, :] - centers[None]) ** 2).sum(-1).argmin(1)
+        return float(km.inertia_)
+    score["segment"] = np.asarray(km.fit_predict(Xs))
+    train["segment"] = np.asarray(km.predict(Xt))
     return float(km.inertia_)
 
 
@@ -194,7 +250,7 @@ def model_matrix(f, feats: list[str]) -> np.ndarray:
     return np.hstack([X, onehot])
 
 
-def train(train_f, feats: list[str]) -> dict:
+def train(train_f, feats: list[str], trainer: str = "xgboost", client=None) -> dict:
     """Churn and value boosters on the training cutoff's rows (early stopping on 15 %)."""
     import xgboost as xgb
 
@@ -205,6 +261,8 @@ def train(train_f, feats: list[str]) -> dict:
         "churn": train_f["churn"].to_numpy(np.float32),
         "value": np.maximum(train_f["value"].to_numpy(np.float64), 0).astype(np.float32),
     }
+    if trainer == "xgboost.dask":
+        return _train_dask(client, X, val, labels)
     models = {}
     for target, y in labels.items():
         dtr = xgb.QuantileDMatrix(X[~val], label=y[~val], max_bin=256)
@@ -218,6 +276,46 @@ def train(train_f, feats: list[str]) -> dict:
             verbose_eval=False,
         )
     return models
+
+
+def _train_dask(client, X, val, labels: dict) -> dict:
+    """The same boosters with ``xgboost.dask``: the rows scattered over the local
+    cluster's workers as dask arrays, one booster after the other."""
+    import dask.array as da
+    from xgboost import dask as dxgb
+
+    def split(a, rows):
+        part = a[rows]
+        chunk = max(1, -(-len(part) // (2 * cores())))
+        return da.from_array(part, chunks=(chunk,) + part.shape[1:]).persist()
+
+    Xtr, Xva = split(X, ~val), split(X, val)
+    models = {}
+    for target, y in labels.items():
+        dtr = dxgb.DaskQuantileDMatrix(client, Xtr, split(y, ~val), max_bin=256)
+        dva = dxgb.DaskQuantileDMatrix(client, Xva, split(y, val), ref=dtr, max_bin=256)
+        out = dxgb.train(
+            client,
+            {**XGB_PARAMS, **OBJECTIVES[target]},
+            dtr,
+            num_boost_round=N_ROUNDS,
+            evals=[(dva, "valid")],
+            early_stopping_rounds=EARLY_STOP,
+            verbose_eval=False,
+        )
+        models[target] = out["booster"]
+    return models
+
+
+def start_cluster():
+    """A local Dask cluster, one single-threaded worker process per core (as a user of
+    dask-ml or xgboost.dask on one machine would start it)."""
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(
+        n_workers=cores(), threads_per_worker=1, processes=True, dashboard_address=None
+    )
+    return Client(cluster)
 
 
 def score(score_f, feats: list[str], models: dict):
@@ -245,13 +343,32 @@ def write_scores(scores, path: Path) -> None:
 
 
 def model_stages(clock: Clock, train_f, score_f, feats: list[str]) -> None:
-    """segment, train, score, write (stopping after ``--until``)."""
+    """segment, train, score, write (stopping after ``--until``); with ``--kmeans dask-ml``
+    or ``--trainer xgboost.dask`` a local Dask cluster is started first (``cluster_start``)."""
+    a = clock.args
+    client = None
+    if a.kmeans == "dask-ml" or a.trainer == "xgboost.dask":
+        with clock.stage("cluster_start"):
+            client = start_cluster()
+    try:
+        _model_stages(clock, train_f, score_f, feats, client)
+    finally:
+        if client is not None:
+            cluster = client.cluster
+            client.close()
+            cluster.close()
+
+
+def _model_stages(clock: Clock, train_f, score_f, feats: list[str], client) -> None:
+    a = clock.args
     with clock.stage("segment"):
-        clock.info["kmeans_inertia"] = segment(train_f, score_f)
+        clock.info["kmeans_inertia"] = segment(train_f, score_f, a.kmeans, client)
+    clock.info["kmeans"] = a.kmeans
     if clock.done():
         return
     with clock.stage("train"):
-        models = train(train_f, feats)
+        models = train(train_f, feats, a.trainer, client)
+    clock.info["trainer"] = a.trainer
     clock.info["best_iterations"] = {t: int(m.best_iteration) for t, m in models.items()}
     clock.info["train_rows"] = len(train_f)
     if clock.done():

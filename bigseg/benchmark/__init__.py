@@ -3,8 +3,9 @@ generated data, in the same run, with the hardware and versions recorded.
 
 Suites (:data:`SUITES`): ``features``, ``segment``, ``predict``, ``score`` and
 ``end-to-end`` run bigseg's pipeline stages on a local cluster and each peer script
-(``benchmarks/peers/``: pandas, DuckDB, Spark) as a separate process up to the same
-stage; ``scaling`` runs bigseg's pipeline with each worker count. Results are one JSON
+(``benchmarks/peers/``: pandas, DuckDB, Polars, dask.dataframe, dask-ml, cuML,
+xgboost.dask, Spark; each suite has its own default set, :data:`SUITE_PEERS`) as a separate
+process up to the same stage; ``scaling`` runs bigseg's pipeline with each worker count. Results are one JSON
 file; :func:`render` turns it into PNG charts and a Markdown table.
 
 Example
@@ -26,7 +27,7 @@ from pathlib import Path
 
 from bigseg.benchmark.data import prepare_data
 from bigseg.benchmark.env import PeakRSS, hardware, versions
-from bigseg.benchmark.peers import DEFAULT_PEERS, PEERS
+from bigseg.benchmark.peers import DEFAULT_PEERS, PEERS, SUITE_PEERS
 from bigseg.benchmark.render import render
 from bigseg.benchmark.suites import SUITES, scaling_suite, stage_suite
 from bigseg.errors import ConfigError
@@ -35,6 +36,7 @@ __all__ = [
     "DEFAULT_PEERS",
     "PEERS",
     "SUITES",
+    "SUITE_PEERS",
     "PeakRSS",
     "hardware",
     "render",
@@ -56,7 +58,7 @@ def run_benchmark(
     workers=(1, 2),
     out="benchmarks/results",
     data=None,
-    peers=DEFAULT_PEERS,
+    peers=None,
     repeats: int = 1,
     seed: int = 0,
     horizon: int = 90,
@@ -83,9 +85,10 @@ def run_benchmark(
         Where the generated data live; reused when they have this size and seed. The
         peers' score files and logs go to ``data/_bench_work/``. Default: a temporary
         directory, deleted at the end.
-    peers : list of str
-        Peers to run (:data:`PEERS`); one that cannot run is recorded with its status
-        (e.g. ``{"status": "not installed"}``), never dropped.
+    peers : list of str, optional
+        Peers to run in every suite (:data:`PEERS`); default: each suite's own
+        (:data:`SUITE_PEERS`). One that cannot run is recorded with its status (e.g.
+        ``{"status": "not installed"}``), never dropped.
     repeats : int
         Runs of every tool; the results keep each run and report medians.
     n_workers : int, optional
@@ -105,7 +108,7 @@ def run_benchmark(
     bad = [s for s in suites if s not in SUITES]
     if bad or not suites:
         raise ConfigError(f"unknown suite(s) {bad}; choose from {', '.join(SUITES)}")
-    bad = [p for p in peers if p not in PEERS]
+    bad = [p for p in (peers or ()) if p not in PEERS]
     if bad:
         raise ConfigError(f"unknown peer(s) {bad}; choose from {', '.join(PEERS)}")
     if repeats < 1 or customers < 1:
@@ -170,7 +173,7 @@ def run_benchmark(
                     data,
                     work,
                     as_of,
-                    list(peers),
+                    list(SUITE_PEERS[s] if peers is None else peers),
                     repeats=repeats,
                     device=device,
                     n_workers=n_workers,

@@ -11,29 +11,71 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
-#: peer name -> (script, modules it needs, what it is)
-PEERS: dict[str, tuple[str, tuple[str, ...], str]] = {
-    "pandas": (
+
+class Peer(NamedTuple):
+    """One peer: its script in :func:`peers_dir`, the modules it needs, what it is, and
+    extra arguments of the script (a variant of a shared script)."""
+
+    script: str
+    modules: tuple[str, ...]
+    description: str
+    args: tuple[str, ...] = ()
+
+
+PEERS: dict[str, Peer] = {
+    "pandas": Peer(
+        "peer_pandas.py", ("pandas", "sklearn", "xgboost"), "pandas + scikit-learn + XGBoost"
+    ),
+    "duckdb": Peer(
+        "peer_duckdb.py", ("duckdb", "sklearn", "xgboost"), "DuckDB + scikit-learn + XGBoost"
+    ),
+    "polars": Peer(
+        "peer_polars.py", ("polars", "sklearn", "xgboost"), "Polars + scikit-learn + XGBoost"
+    ),
+    "daskdf": Peer(
+        "peer_daskdf.py",
+        ("dask", "distributed", "sklearn", "xgboost"),
+        "dask.dataframe (local cluster) + scikit-learn + XGBoost",
+    ),
+    "daskml": Peer(
         "peer_pandas.py",
-        ("pandas", "sklearn", "xgboost"),
-        "pandas + scikit-learn + XGBoost",
+        ("pandas", "dask_ml", "xgboost"),
+        "pandas + dask-ml KMeans (local cluster) + XGBoost",
+        ("--kmeans", "dask-ml"),
     ),
-    "duckdb": (
-        "peer_duckdb.py",
-        ("duckdb", "sklearn", "xgboost"),
-        "DuckDB + scikit-learn + XGBoost",
+    "cuml": Peer(
+        "peer_pandas.py",
+        ("pandas", "cuml", "xgboost"),
+        "pandas + cuML KMeans (GPU) + XGBoost",
+        ("--kmeans", "cuml"),
     ),
-    "spark": (
+    "xgbdask": Peer(
+        "peer_pandas.py",
+        ("pandas", "sklearn", "xgboost", "distributed"),
+        "pandas + scikit-learn + xgboost.dask (local cluster)",
+        ("--trainer", "xgboost.dask"),
+    ),
+    "spark": Peer(
         "peer_spark.py",
         ("pyspark", "xgboost"),
         "Spark MLlib (local mode) + XGBoost's Spark estimators",
     ),
 }
-DEFAULT_PEERS = ("pandas", "duckdb", "spark")
+#: the peers each suite runs unless told otherwise (what the stage is compared against:
+#: feature engines; clustering libraries; single-process XGBoost vs xgboost.dask)
+SUITE_PEERS: dict[str, tuple[str, ...]] = {
+    "features": ("pandas", "duckdb", "polars", "daskdf", "spark"),
+    "segment": ("pandas", "daskml", "cuml", "spark"),
+    "predict": ("pandas", "xgbdask", "spark"),
+    "score": ("pandas", "duckdb", "spark"),
+    "end-to-end": ("pandas", "duckdb", "spark"),
+}
+DEFAULT_PEERS = SUITE_PEERS["end-to-end"]
 #: peer stage(s) that correspond to each bigseg stage; "start" is the engine start-up
 STAGE_MAP: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "start": (("cluster_start",), ("spark_start",)),
+    "start": (("cluster_start",), ("spark_start", "cluster_start")),
     "ingest / load": (("ingest",), ("load",)),
     "features": (("features",), ("features",)),
     "segment": (("segment",), ("segment",)),
@@ -55,10 +97,10 @@ def missing(name: str) -> str | None:
     """Why peer ``name`` cannot run here (None when it can)."""
     if name not in PEERS:
         return f"unknown peer (known: {', '.join(PEERS)})"
-    script, modules, _ = PEERS[name]
-    if not (peers_dir() / script).is_file():
-        return f"peer script {peers_dir() / script} not found"
-    for m in modules:
+    peer = PEERS[name]
+    if not (peers_dir() / peer.script).is_file():
+        return f"peer script {peers_dir() / peer.script} not found"
+    for m in peer.modules:
         if importlib.util.find_spec(m) is None:
             return "not installed"
     if name == "spark" and shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
@@ -83,7 +125,7 @@ def run_peer(
         return (
             {"status": why} if why == "not installed" else {"status": "unavailable", "reason": why}
         )
-    script = peers_dir() / PEERS[name][0]
+    script = peers_dir() / PEERS[name].script
     work.mkdir(parents=True, exist_ok=True)
     out = work / f"{tag}-{name}.json"
     scores = work / f"{tag}-{name}-scores.parquet"
@@ -104,6 +146,7 @@ def run_peer(
         str(scores),
         "--until",
         until,
+        *PEERS[name].args,
     ]
     t0 = time.perf_counter()
     try:
@@ -118,5 +161,5 @@ def run_peer(
         tail = log.read_text(errors="replace").splitlines()[-15:]
         return {"status": "failed", "returncode": rc, "log": str(log), "log_tail": tail}
     res = json.loads(out.read_text())
-    res.update(process_wall_s=wall, log=str(log), description=PEERS[name][2])
+    res.update(process_wall_s=wall, log=str(log), description=PEERS[name].description)
     return res
