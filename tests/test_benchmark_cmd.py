@@ -76,6 +76,7 @@ def test_benchmark_end_to_end_small(tmp_path):
     table = (charts / "end-to-end-3000.md").read_text()
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| total |" in table and "bigseg / pandas" in table and "bigseg / duckdb" in table
+    assert "Peers: pandas = pandas + scikit-learn + XGBoost; duckdb = DuckDB" in table
 
     # --render alone redraws from the JSON
     png.unlink()

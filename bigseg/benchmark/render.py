@@ -53,6 +53,9 @@ def suite_table(name: str, suite: dict) -> str:
             ratio = suite["ratios"].get(p, {}).get(row)
             cells += [_fmt(_row_seconds(r, row, False)), _ratio_text(ratio)]
         lines.append("| " + " | ".join(cells) + " |")
+    described = {p: r["description"] for p, r in peers.items() if r.get("description")}
+    if described:
+        lines.append("\nPeers: " + "; ".join(f"{p} = {d}" for p, d in described.items()) + ".")
     busy = {"bigseg": suite["bigseg"], **peers}
     busy = {t: r.get("other_processes_cpu_s") for t, r in busy.items()}
     if any(v for v in busy.values()):
