@@ -486,16 +486,23 @@ class Run:
             choice = {t: {s: {"model": "global", "note": "no backtest window"} for s in ids}
                       for t in targets}
             windows = (["backtest"] if self.count("backtest") > 0 else []) + ["train"]
-            # every model of every target and cutoff is submitted before any is awaited:
-            # they train side by side, one per Dask thread (segment models as soon as
-            # their global model is done)
+            # the models of every target and both cutoffs are submitted before any is
+            # awaited: they train side by side, one per Dask thread (a segment model as
+            # soon as its global model is done); at the final cutoff, the segment models
+            # wait for the backtest's choice
             depths = pcfg.search_max_depth or [pcfg.max_depth]
             nthread = max(1, _host_threads(self.client) // (len(targets) * len(windows)))
-            submitted = {w: self._submit_window(w, targets, feats, depths, nthread)
-                         for w in windows}
+            submitted = {}
+            for w in windows:
+                submitted[w] = self._submit_window(w, targets, feats, depths, nthread)
+                if w == "backtest":  # every segment's model, to judge against the global
+                    for fits, refine in submitted[w].values():
+                        fits.update(refine(ids))
+            backtest_info = {}
             if "backtest" in windows:  # backtest: fit one window earlier, test on 'train'
-                bt = {t: self._collect(f, "backtest models")[0]
-                      for t, f in submitted["backtest"].items()}
+                bt = {}
+                for t, (fits, _) in submitted["backtest"].items():
+                    bt[t], backtest_info[t] = self._collect(fits, "backtest models")
                 n_eval, cap = self.count("train"), pcfg.max_backtest_rows
                 frac = 1.0 if cap == 0 or n_eval <= cap else cap / n_eval
                 res = gather(self.client, [  # on the matrices the final models train on
@@ -509,11 +516,18 @@ class Run:
                     choice[t] = segmented.choose(t, cat[t], cat["segment"],
                                                  cat[f"pred_{t}_global"],
                                                  cat[f"pred_{t}_segment"], ids)
+                for t, (fits, refine) in submitted["train"].items():
+                    # at the final cutoff only the segment models the backtest chose (none
+                    # without a backtest window): the others would never serve a customer;
+                    # they train while the backtest is evaluated below
+                    fits.update(refine([s for s, r in choice[t].items()
+                                        if r["model"] == "segment"]))
+                for t in targets:
                     evaluation[t] = self._evaluate(t, cat, choice[t])
                 if self.cfg.fairness.protected:
                     evaluation["fairness"] = self._fairness(cat, choice)
+            final = {t: self._collect(fits, "models") for t, (fits, _) in submitted["train"].items()}
             self._window_rows = {}  # the matrices are released once their models are done
-            final = {t: self._collect(f, "models") for t, f in submitted["train"].items()}
             self._models = {t: m for t, (m, _) in final.items()}
             for t, (models, info) in final.items():
                 for s, rec in choice[t].items():  # a segment model chosen in the backtest
@@ -522,6 +536,8 @@ class Run:
                 for key, model in models.items():
                     self._model_writer().write_bytes(_model_file(t, key), model)
                 evaluation.setdefault(t, {})["training"] = info
+                if t in backtest_info:
+                    evaluation[t]["backtest_training"] = backtest_info[t]
                 evaluation[t]["per_segment"] = {str(s): r for s, r in choice[t].items()}
             self._choice = {t: {s: r["model"] for s, r in c.items()} for t, c in choice.items()}
             self._model_features = feats
@@ -665,9 +681,10 @@ class Run:
         :func:`~bigseg.predict.segmented.model_rows` futures ``rows`` (and their
         :func:`~bigseg.predict.segmented.row_counts` ``cnt``): the global model, and a
         model per segment with enough rows (:mod:`bigseg.predict.segmented`). Returns
-        ``{"global": ..., segment id: ...}``, each a future of (or, for a global model
-        trained with ``xgboost.dask`` or chosen by a depth search, the value)
-        ``(UBJSON bytes, info)``."""
+        ``({"global": ...}, refine)``: the global model, a future of (or, for a global
+        model trained with ``xgboost.dask`` or chosen by a depth search, the value)
+        ``(UBJSON bytes, info)``, and ``refine(segment ids)``, which submits those
+        segments' models and returns ``{segment id: future}``."""
         pcfg, seed, c = self.cfg.prediction, self.cfg.seed, self.client
         params = params_for(target, pcfg, seed, self.backend.xgboost_device)
 
@@ -716,19 +733,26 @@ class Run:
             out["global"] = c.submit(train_task, {**params, "nthread": nthread},
                                      pcfg.n_estimators, pcfg.early_stopping_rounds, *sample,
                                      pure=False)
-        for s in ids:
-            rows_s, pos_s = total(s)
-            enough = rows_s >= segmented.MIN_SEGMENT_ROWS and (
-                target not in segmented.BINARY
-                or min(pos_s, rows_s - pos_s) >= segmented.MIN_SEGMENT_CLASS)
-            if enough:  # the global model (a future, or its value) boosted further
-                base = out["global"]
-                seg_parts = parts(s, fraction(rows_s, pcfg.segment_max_train_rows))
-                out[s] = c.submit(train_task, params, pcfg.segment_rounds,
-                                  pcfg.early_stopping_rounds, *seg_parts,
-                                  init=base[0] if isinstance(base, tuple) else base,
-                                  pure=False)
-        return out
+
+        def refine(segs) -> dict:
+            """Submit the models of segments ``segs`` that have enough rows: the global
+            model (a future, or its value) boosted further on the segment's rows."""
+            more = {}
+            base = out["global"]
+            for s in segs:
+                rows_s, pos_s = total(s)
+                enough = rows_s >= segmented.MIN_SEGMENT_ROWS and (
+                    target not in segmented.BINARY
+                    or min(pos_s, rows_s - pos_s) >= segmented.MIN_SEGMENT_CLASS)
+                if enough:
+                    seg_parts = parts(s, fraction(rows_s, pcfg.segment_max_train_rows))
+                    more[s] = c.submit(train_task, params, pcfg.segment_rounds,
+                                       pcfg.early_stopping_rounds, *seg_parts,
+                                       init=base[0] if isinstance(base, tuple) else base,
+                                       pure=False)
+            return more
+
+        return out, refine
 
     def _collect(self, submitted: dict, what: str) -> tuple[dict, dict]:
         """``({key: UBJSON bytes}, {key: info})`` of :meth:`_submit_fit`'s models (global

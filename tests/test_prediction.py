@@ -53,8 +53,19 @@ def test_each_segment_is_served_by_the_model_its_backtest_chose(run):
                     else (rec[f"{key}_segment"] < rec[f"{key}_global"])
                 assert better
         assert manifest["model_choice"][t] == {s: r["model"] for s, r in per.items()}
-    # segment models were trained where segments are big enough
-    assert list(vdir.glob("churn.segment_*.ubj"))
+        # at the final cutoff only the chosen segments' models are trained and published
+        chosen = {f"{t}.segment_{s}.ubj" for s, r in per.items() if r["model"] == "segment"}
+        assert {f.name for f in vdir.glob(f"{t}.segment_*.ubj")} == chosen
+        assert set(m[t]["training"]) == {"global"} | {
+            s for s, r in per.items() if r["model"] == "segment"
+        }
+        # the backtest trained a model for every segment big enough, to judge it
+        judged = m[t]["backtest_training"]
+        assert judged["global"]["n_train"] > 0
+        assert {s for s, r in per.items() if "auc_segment" in r or "rmse_segment" in r} <= {
+            k for k in judged if k != "global"
+        }
+    assert any(k != "global" for k in m["churn"]["backtest_training"])
     assert all(f.startswith("in_segment_") for f in manifest["model_features"]
                if f not in manifest["features"])
 
@@ -189,7 +200,7 @@ def test_training_samples_refines_and_falls_back(tmp_path, local_client):
     n_all = full["global"]["n_train"]
     assert n_all > 2000 and full["global"]["mode"] == "task"
     assert 0.8 * 1200 < capped["global"]["n_train"] < 1.2 * 1200, capped["global"]
-    segs = [v for k, v in capped.items() if k != "global"]
+    segs = [v for k, v in seen["capped"]["churn"]["backtest_training"].items() if k != "global"]
     assert segs and all(v["mode"] == "refined global" and v["trees_added"] >= 1 for v in segs)
     assert all(v["n_train"] < 1.3 * 400 for v in segs), segs
     # the backtest judged a stable sample of ~1,000 of the next window's customers
