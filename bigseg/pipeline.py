@@ -29,6 +29,7 @@ from bigseg.errors import ConfigError, DataError, ModelError
 from bigseg.features import SKEWED, to_us
 from bigseg.monitor import drift
 from bigseg.predict import fairness, offers, segmented
+from bigseg.predict.ranking import roc_auc
 from bigseg.predict.xgb import (
     _host_threads,
     evaluate_binary,
@@ -1015,9 +1016,7 @@ def _auc(churn: np.ndarray, score: np.ndarray) -> float | None:
     ok = np.isfinite(score)
     if not ok.any() or churn[ok].all() or not churn[ok].any():
         return None
-    from sklearn.metrics import roc_auc_score
-
-    return float(roc_auc_score(churn[ok], score[ok]))
+    return roc_auc(churn[ok], score[ok])
 
 
 def _chosen(cat: dict, target: str, choice: dict) -> np.ndarray:

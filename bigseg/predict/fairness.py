@@ -45,6 +45,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bigseg.predict.ranking import roc_auc
+
 __all__ = ["AGE_BANDS", "UNKNOWN", "FLAGS", "audit", "band_age", "group_labels",
            "model_features"]
 
@@ -191,8 +193,7 @@ def _auc(y: np.ndarray, score: np.ndarray) -> float | None:
     n0 = y.size - n1
     if n1 == 0 or n0 == 0:
         return None
-    ranks = pd.Series(score).rank(method="average").to_numpy()
-    return (ranks[y].sum() - n1 * (n1 + 1) / 2) / (n1 * n0)
+    return roc_auc(y, score)
 
 
 def _two_proportion_p(k1: int, n1: int, k2: int, n2: int) -> float | None:

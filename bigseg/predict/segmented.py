@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
+from bigseg.predict.ranking import roc_auc
 from bigseg.predict.xgb import _booster
 
 SEGMENT_PREFIX = "in_segment_"
@@ -306,8 +307,6 @@ def choose(target: str, y: np.ndarray, segs: np.ndarray, p_global: np.ndarray,
     Binary targets (churn, response) compare ROC-AUC (higher wins), value RMSE (lower
     wins); ties and segments without a model of their own (or without both classes in
     the backtest) go global. Rows without a label (NaN) are left out."""
-    from sklearn.metrics import roc_auc_score
-
     out = {}
     for s in ids:
         rows = (segs == s) & np.isfinite(y)
@@ -322,7 +321,7 @@ def choose(target: str, y: np.ndarray, segs: np.ndarray, p_global: np.ndarray,
             if yb.all() or not yb.any():
                 out[int(s)] = rec
                 continue
-            g, o = float(roc_auc_score(yb, pg)), float(roc_auc_score(yb, own))
+            g, o = roc_auc(yb, pg), roc_auc(yb, own)
             rec.update(auc_global=g, auc_segment=o, model="segment" if o > g else "global")
         else:
             g = float(np.sqrt(np.mean((yy - pg) ** 2)))

@@ -19,9 +19,10 @@ import time
 
 import numpy as np
 import xgboost as xgb
-from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+from sklearn.metrics import brier_score_loss
 
 from bigseg.errors import BigsegError, ClusterError, DataError
+from bigseg.predict.ranking import average_precision, roc_auc, spearman, top_share
 
 log = logging.getLogger(__name__)
 
@@ -307,10 +308,10 @@ def evaluate_binary(y: np.ndarray, p: np.ndarray) -> dict:
     out = {"n": int(len(y)), "positive_rate": float(y.mean()) if len(y) else None}
     if len(y) == 0 or y.all() or not y.any():
         return out
-    top = np.argsort(-p, kind="stable")[: max(1, int(np.ceil(0.1 * len(y))))]
+    top = top_share(p, 0.1)
     out.update(
-        auc=float(roc_auc_score(y, p)),
-        pr_auc=float(average_precision_score(y, p)),
+        auc=roc_auc(y, p),
+        pr_auc=average_precision(y, p),
         brier=float(brier_score_loss(y, p)),
         lift_top10=float(y[top].mean() / y.mean()),
         capture_top10=float(y[top].sum() / y.sum()),
@@ -320,19 +321,17 @@ def evaluate_binary(y: np.ndarray, p: np.ndarray) -> dict:
 
 def evaluate_value(y: np.ndarray, p: np.ndarray) -> dict:
     """MAE, RMSE, Spearman correlation and top-decile capture for spend predictions."""
-    from scipy.stats import spearmanr
-
     y = np.asarray(y, dtype=np.float64)
     p = np.asarray(p, dtype=np.float64)
     if len(y) < 2:
         return {"n": int(len(y))}
-    top = np.argsort(-p, kind="stable")[: max(1, int(np.ceil(0.1 * len(y))))]
+    top = top_share(p, 0.1)
     pos = np.clip(y, 0, None)
     return {
         "n": int(len(y)),
         "mae": float(np.abs(y - p).mean()),
         "rmse": float(np.sqrt(((y - p) ** 2).mean())),
-        "spearman": float(spearmanr(y, p).statistic),
+        "spearman": spearman(y, p),
         "capture_top10": float(pos[top].sum() / pos.sum()) if pos.sum() > 0 else None,
     }
 
