@@ -57,3 +57,37 @@ def test_duplicates_found_within_key_runs_equal_a_full_comparison():
     rules.mark_duplicates(t, full)
     assert full.bad.sum() >= 400  # the planted repeats (and any chance ones)
     np.testing.assert_array_equal(fast.bad, full.bad)
+
+
+def test_dictionary_read_columns_give_the_same_codes_as_encoding_strings():
+    """Columns read as Parquet dictionaries (several chunks, each its own dictionary)
+    are unified into one and factorise to the same values as encoded strings."""
+    words = np.array(["web", "app", None, "store", "app", "web"] * 50, dtype=object)
+    plain = pa.table({"channel": pa.array(words, pa.string())})
+    chunks = [pa.array(words[i : i + 70], pa.string()).dictionary_encode() for i in (0, 70, 140)]
+    chunks.append(pa.array(words[210:], pa.string()).dictionary_encode())
+    as_dict = pa.table({"channel": pa.chunked_array(chunks)})
+    a = B.encode_strings(plain, ("channel",)).column("channel")
+    b = B.encode_strings(as_dict, ("channel",)).column("channel")
+    assert b.num_chunks == 1 and pa.types.is_dictionary(b.type)
+    assert a.to_pylist() == b.to_pylist() == words.tolist()
+    ca, va = B._factorize(a)
+    cb, vb = B._factorize(b)
+    assert [va[c] if c >= 0 else None for c in ca] == [vb[c] if c >= 0 else None for c in cb]
+
+
+def test_store_reads_named_columns_as_dictionaries(tmp_path):
+    import pyarrow.parquet as pq
+
+    from bigseg.store.store import Store, bucket_dirname
+
+    schema = {"customer_id": "int64", "channel": "string"}
+    store = Store(str(tmp_path), {"n_buckets": 1, "tables": {"transactions": {"schema": schema}}})
+    d = tmp_path / "transactions" / bucket_dirname(0)
+    d.mkdir(parents=True)
+    t = pa.table({"customer_id": [1, 1, 2], "channel": ["web", "app", "web"]})
+    pq.write_table(t, d / "part-0.parquet")
+    got = store.read_bucket("transactions", 0, dictionary=("channel", "nope"))
+    assert pa.types.is_dictionary(got.schema.field("channel").type)
+    assert got.column("channel").to_pylist() == ["web", "app", "web"]
+    assert store.read_bucket("transactions", 0).column("channel").type == pa.string()

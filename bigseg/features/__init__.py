@@ -79,7 +79,15 @@ def vocab_counts(store: Store, k: int) -> dict[str, Counter]:
     for table, col in (("transactions", "channel"), ("transactions", "category"),
                        ("events", "channel")):
         if store.has(table) and col in store.schema(table):
-            v = store.read_bucket(table, k, [col]).column(col)
+            v = store.read_bucket(table, k, [col], dictionary=(col,)).column(col)
+            if pa.types.is_dictionary(v.type):  # count the codes, not the strings
+                v = v.unify_dictionaries().combine_chunks()
+                idx = v.indices.drop_null().to_numpy()
+                n = np.bincount(idx, minlength=len(v.dictionary))
+                words = v.dictionary.to_pylist()
+                out[f"{table}.{col}"] = Counter(
+                    {words[i]: int(n[i]) for i in np.flatnonzero(n)})
+                continue
             vc = pc.value_counts(v.drop_null() if hasattr(v, "drop_null") else v)
             out[f"{table}.{col}"] = Counter(
                 {d["values"]: d["counts"] for d in vc.to_pylist()} if len(vc) else {})
@@ -126,8 +134,14 @@ def _sentiment(reviews: pa.Table) -> np.ndarray:
     return scores
 
 
+#: categorical string columns the features factorise, read dictionary-encoded
+_CATEGORICAL = {"transactions": ("channel", "category"), "events": ("channel", "event_type")}
+
+
 def _read(store: Store, table: str, k: int) -> pa.Table | None:
-    return store.read_bucket(table, k) if store.has(table) else None
+    if not store.has(table):
+        return None
+    return store.read_bucket(table, k, dictionary=_CATEGORICAL.get(table, ()))
 
 
 def bucket_frames(store: Store, k: int, cutoffs: dict[str, int], labelled: tuple[str, ...],
@@ -143,14 +157,14 @@ def bucket_frames(store: Store, k: int, cutoffs: dict[str, int], labelled: tuple
     are added later by :func:`add_clv` (they need a model fitted over all buckets).
     """
     vocab = vocab or {}
-    tx = store.read_bucket("transactions", k)
+    tx = _read(store, "transactions", k)
     ids = tx.column("customer_id").to_numpy(zero_copy_only=False)
     ts = tx.column("timestamp").cast("int64").to_numpy()
     amt = tx.column("amount").to_numpy(zero_copy_only=False).astype(np.float64)
     events, campaigns, reviews = (_read(store, t, k) for t in ("events", "campaigns", "reviews"))
     # categorical strings encoded once for all cutoffs (features compare small codes)
-    tx = behaviour.encode_strings(tx, ("channel", "category"))
-    events = behaviour.encode_strings(events, ("channel", "event_type"))
+    tx = behaviour.encode_strings(tx, _CATEGORICAL["transactions"])
+    events = behaviour.encode_strings(events, _CATEGORICAL["events"])
     scores = None
     if reviews is not None and reviews.num_rows:
         scores = _sentiment(reviews)

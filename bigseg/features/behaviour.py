@@ -113,11 +113,15 @@ def encode_strings(table: pa.Table | None, names: Iterable[str]) -> pa.Table | N
     if table is None:
         return None
     for name in names:
-        if name in table.column_names and (pa.types.is_string(table.schema.field(name).type)
-                                           or pa.types.is_large_string(
-                                               table.schema.field(name).type)):
-            i = table.column_names.index(name)
-            table = table.set_column(i, name, pc.dictionary_encode(_plain(table.column(i))))
+        if name not in table.column_names:
+            continue
+        i = table.column_names.index(name)
+        col, typ = table.column(i), table.schema.field(name).type
+        if pa.types.is_string(typ) or pa.types.is_large_string(typ):
+            table = table.set_column(i, name, pc.dictionary_encode(_plain(col)))
+        elif pa.types.is_dictionary(typ) and col.num_chunks > 1:  # read as dictionary:
+            # one dictionary for the whole column, so later codes need no unifying
+            table = table.set_column(i, name, col.unify_dictionaries().combine_chunks())
     return table
 
 

@@ -50,15 +50,19 @@ class Store:
     def bucket_dir(self, table: str, k: int) -> Path:
         return Path(self.root) / table / bucket_dirname(k)
 
-    def read_bucket(self, table: str, k: int, columns: list[str] | None = None) -> pa.Table:
+    def read_bucket(self, table: str, k: int, columns: list[str] | None = None,
+                    dictionary: tuple[str, ...] = ()) -> pa.Table:
         """All rows of bucket ``k`` of ``table`` (optionally only ``columns``), sorted by
-        customer id."""
+        customer id; the string columns named in ``dictionary`` come dictionary-encoded
+        straight from the Parquet dictionary pages (no per-row string decoding)."""
         d = self.bucket_dir(table, k)
         files = sorted(d.glob("*.parquet"))
         if not files:
             raise DataError(f"{d}: bucket has no data files; the store is damaged, re-run ingest")
-        cols = None if columns is None else [c for c in columns if c in self.schema(table)]
-        parts = [pq.read_table(f, columns=cols) for f in files]
+        schema = self.schema(table)
+        cols = None if columns is None else [c for c in columns if c in schema]
+        as_dict = [c for c in dictionary if c in schema and (cols is None or c in cols)]
+        parts = [pq.read_table(f, columns=cols, read_dictionary=as_dict or None) for f in files]
         if len(parts) == 1:
             return parts[0]
         # incremental ingests add part files: restore the (customer id, time) order
