@@ -85,7 +85,10 @@ def load(raw: Path) -> dict:
         if cu is not None
         else None
     )
-    keep = {k: v for k, v in t.items() if v is not None}
+    # optimize() before persisting: small Parquet files are fused into fewer partitions by
+    # the optimizer, and a collection persisted without it can reference partitions that
+    # were never computed ("lost dependencies" on the next compute; dask/dask#12488)
+    keep = {k: v.optimize() for k, v in t.items() if v is not None}
     persisted = dict(zip(keep, dask.persist(*keep.values()), strict=True))
     wait(list(persisted.values()))
     t.update(persisted)
