@@ -7,8 +7,9 @@ Usage::
 
 Stages (wall seconds each in ``--out``): load (the raw Parquet tables into eager Polars
 DataFrames, only the columns used, low-cardinality strings as categoricals, timestamps as
-int64 microseconds), features (Polars expressions, one ``group_by().agg`` per table and
-cutoff: ``as_of - horizon`` with labels, and ``as_of``; converted to pandas at the end),
+int64 microseconds), features (lazy Polars queries, one ``group_by().agg`` per table and
+cutoff: ``as_of - horizon`` with labels, and ``as_of``, collected together on the
+streaming engine and converted to pandas at the end),
 segment, train, score, write (``--scores`` Parquet). Polars uses every core by itself.
 
 Features (bigseg's names and definitions, the same as ``peer_pandas.py``), per customer
@@ -17,7 +18,7 @@ with a purchase at or before the cutoff, customers without profiling consent dro
 * RFM: recency_days, frequency, monetary_total, monetary_mean, monetary_max,
   tenure_days, purchase_rate, returns_rate, count_90d, spend_90d;
 * channel_share_<channel> (share of purchases), category_share_<category> (share of
-  spend), as conditional sums in the same aggregation;
+  spend), as per-channel/category columns summed in the same aggregation;
 * engagement from events: events_total, days_since_last_activity, sessions_90d,
   app_opens_90d, page_views_90d, active_days_90d;
 * campaigns: campaign_sends, campaign_sends_90d, campaign_response_rate.
@@ -77,58 +78,63 @@ def load(raw: Path) -> dict:
     return t
 
 
-def tx_features(tx: pl.DataFrame, cut: int) -> pl.DataFrame:
-    t = tx.filter(pl.col("timestamp") <= cut)
-    buy = (pl.col("amount") > 0).fill_null(False)
-    p = t.filter(buy)
+def tx_features(tx: pl.DataFrame, cut: int) -> pl.LazyFrame:
+    ts, amt, buy = pl.col("timestamp"), pl.col("amount"), pl.col("buy")
+    # the channels and categories bought at this cutoff name the share columns
+    p = tx.filter((ts <= cut) & (amt > 0))
     channels = p["channel"].drop_nulls().unique().cast(pl.String).sort().to_list()
     cats = p["category"].drop_nulls().unique().cast(pl.String).sort().to_list()
-    ts, amt = pl.col("timestamp"), pl.col("amount")
-    recent = ts > cut - D90
-    n_ch = (buy & pl.col("channel").is_not_null()).sum()
-    spend_cat = amt.filter(buy & pl.col("category").is_not_null()).sum()
+    buy90 = buy & (ts > cut - D90)
+    ch, cat = pl.col("channel"), pl.col("category")
+    t = tx.lazy().filter(ts <= cut).with_columns(buy=(amt > 0).fill_null(False))
+    # the purchase-only inputs as columns (null or false elsewhere), then one group_by with
+    # plain aggregations; the shares from per-channel/category columns summed alongside
     f = (
-        t.group_by("customer_id")
+        t.with_columns(
+            pl.when(buy).then(ts).alias("buy_ts"),
+            pl.when(buy).then(amt).alias("buy_amt"),
+            buy90.alias("buy90"),
+            pl.when(buy90).then(amt).alias("buy90_amt"),
+            (buy & ch.is_not_null()).alias("n_ch"),
+            pl.when(buy & cat.is_not_null()).then(amt).alias("amt_cat"),
+            *[(buy & (ch == c)).alias(f"channel_share_{c}") for c in channels],
+            *[pl.when(buy & (cat == c)).then(amt).alias(f"category_share_{c}") for c in cats],
+        )
+        .group_by("customer_id")
         .agg(
-            ts.filter(buy).max().alias("last"),
-            ts.filter(buy).min().alias("first"),
+            pl.col("buy_ts").max().alias("last"),
+            pl.col("buy_ts").min().alias("first"),
             buy.sum().alias("frequency"),
-            amt.filter(buy).sum().alias("gross"),
-            amt.filter(buy).max().alias("monetary_max"),
+            pl.col("buy_amt").sum().alias("gross"),
+            pl.col("buy_amt").max().alias("monetary_max"),
             amt.sum().alias("monetary_total"),
             (~buy).sum().alias("n_returns"),
-            (buy & recent).sum().alias("count_90d"),
-            amt.filter(buy & recent).sum().alias("spend_90d"),
-            *[
-                ((pl.col("channel") == ch) & buy).sum().truediv(n_ch).alias(f"channel_share_{ch}")
-                for ch in channels
-            ],
-            *[
-                amt.filter(buy & (pl.col("category") == c))
-                .sum()
-                .truediv(spend_cat)
-                .alias(f"category_share_{c}")
-                for c in cats
-            ],
+            pl.col("buy90").sum().alias("count_90d"),
+            pl.col("buy90_amt").sum().alias("spend_90d"),
+            pl.col("n_ch", "amt_cat", "^channel_share_.*$", "^category_share_.*$").sum(),
         )
         .filter(pl.col("frequency") > 0)
+        .with_columns(
+            pl.col("^channel_share_.*$") / pl.col("n_ch"),
+            pl.col("^category_share_.*$") / pl.col("amt_cat"),
+            recency_days=(cut - pl.col("last")) / C.DAY_US,
+            tenure_days=(cut - pl.col("first")) / C.DAY_US,
+            monetary_mean=pl.col("gross") / pl.col("frequency"),
+            returns_rate=pl.col("n_returns") / pl.col("frequency"),
+        )
+        .with_columns(
+            purchase_rate=pl.col("frequency") / (pl.col("tenure_days") + C.RATE_PRIOR_DAYS) * 365.25
+        )
     )
-    return f.with_columns(
-        recency_days=(cut - pl.col("last")) / C.DAY_US,
-        tenure_days=(cut - pl.col("first")) / C.DAY_US,
-        monetary_mean=pl.col("gross") / pl.col("frequency"),
-        purchase_rate=pl.col("frequency")
-        / ((cut - pl.col("first")) / C.DAY_US + C.RATE_PRIOR_DAYS)
-        * 365.25,
-        returns_rate=pl.col("n_returns") / pl.col("frequency"),
-    ).drop("last", "first", "gross", "n_returns")
+    return f.drop("last", "first", "gross", "n_returns", "n_ch", "amt_cat")
 
 
-def event_features(ev: pl.DataFrame, cut: int) -> pl.DataFrame:
+def event_features(ev: pl.DataFrame, cut: int) -> pl.LazyFrame:
     ts = pl.col("timestamp")
     recent = ts > cut - D90
     return (
-        ev.filter(ts <= cut)
+        ev.lazy()
+        .filter(ts <= cut)
         .group_by("customer_id")
         .agg(
             pl.len().alias("events_total"),
@@ -143,11 +149,12 @@ def event_features(ev: pl.DataFrame, cut: int) -> pl.DataFrame:
     )
 
 
-def campaign_features(cp: pl.DataFrame, cut: int) -> pl.DataFrame:
+def campaign_features(cp: pl.DataFrame, cut: int) -> pl.LazyFrame:
     sent = pl.col("sent_at")
     resp = pl.col("responded").fill_null(False) & (pl.col("responded_at") <= cut).fill_null(False)
     return (
-        cp.filter(sent <= cut)
+        cp.lazy()
+        .filter(sent <= cut)
         .group_by("customer_id")
         .agg(
             pl.len().alias("campaign_sends"),
@@ -157,14 +164,14 @@ def campaign_features(cp: pl.DataFrame, cut: int) -> pl.DataFrame:
     )
 
 
-def features_at(t: dict, cut: int) -> pl.DataFrame:
+def features_at(t: dict, cut: int) -> pl.LazyFrame:
     f = tx_features(t["tx"], cut)
     if t["ev"] is not None:
         f = f.join(event_features(t["ev"], cut), on="customer_id", how="left")
     if t["cp"] is not None:
         f = f.join(campaign_features(t["cp"], cut), on="customer_id", how="left")
     f = f.filter(~pl.col("customer_id").is_in(t["refuse"].implode()))
-    zero = [c for c in C.ZERO_WHEN_ABSENT if c in f.columns]
+    zero = [c for c in C.ZERO_WHEN_ABSENT if c in f.collect_schema()]
     return (
         f.with_columns(pl.col(zero).fill_null(0))
         .with_columns(pl.exclude("customer_id").cast(pl.Float32))
@@ -172,10 +179,11 @@ def features_at(t: dict, cut: int) -> pl.DataFrame:
     )
 
 
-def labels(tx: pl.DataFrame, cut: int, horizon: int) -> pl.DataFrame:
+def labels(tx: pl.DataFrame, cut: int, horizon: int) -> pl.LazyFrame:
     ts = pl.col("timestamp")
     return (
-        tx.filter((ts > cut) & (ts <= cut + horizon * C.DAY_US))
+        tx.lazy()
+        .filter((ts > cut) & (ts <= cut + horizon * C.DAY_US))
         .group_by("customer_id")
         .agg((pl.col("amount") > 0).any().alias("bought"), pl.col("amount").sum().alias("spend"))
     )
@@ -189,20 +197,28 @@ def main(argv=None) -> None:
     if clock.done():
         return clock.write(("polars", "pyarrow"))
     with clock.stage("features"):
-        # to_pandas(split_blocks=True): one pandas block per column, without the
+        # both cutoffs and the labels as lazy queries, run together on Polars' streaming
+        # engine; to_pandas(split_blocks=True): one pandas block per column, without the
         # consolidating copy (and _common's to_numpy of a column subset then returns a
         # writable array; from one consolidated float32 block pandas 3 gives a read-only one)
-        train_f = (
+        train_q = (
             features_at(t, a.train_cut)
-            .join(labels(t["tx"], a.train_cut, a.horizon), on="customer_id", how="left")
+            .join(
+                labels(t["tx"], a.train_cut, a.horizon),
+                on="customer_id",
+                how="left",
+                maintain_order="left",
+            )
             .with_columns(
                 churn=~pl.col("bought").fill_null(False),
                 value=pl.col("spend").fill_null(0.0).cast(pl.Float64),
             )
             .drop("bought", "spend")
-            .to_pandas(split_blocks=True)
         )
-        score_f = features_at(t, a.score_cut).to_pandas(split_blocks=True)
+        train_f, score_f = (
+            f.to_pandas(split_blocks=True)
+            for f in pl.collect_all([train_q, features_at(t, a.score_cut)], engine="streaming")
+        )
     del t
     C.dump_features(a, score_f)
     feats = sorted(set(score_f.columns) - {"customer_id"})
