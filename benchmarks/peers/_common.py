@@ -143,7 +143,8 @@ class Clock:
     def stage(self, name: str):
         t = time.perf_counter()
         yield
-        self.stages[name] = round(time.perf_counter() - t, 3)
+        # a stage run twice (e.g. a second cluster_start) counts both times
+        self.stages[name] = round(self.stages.get(name, 0.0) + time.perf_counter() - t, 3)
         print(f"{self.tool}: {name} {self.stages[name]:.2f}s", file=sys.stderr, flush=True)
 
     def done(self) -> bool:
@@ -197,7 +198,7 @@ def dump_features(args: argparse.Namespace, score_f) -> None:
 # ---------------------------------------------------------------- modelling (pandas frames)
 def segment_matrix(f):
     """log1p of the skewed segmentation features (the input of the scaler)."""
-    X = f[SEGMENT_FEATURES].to_numpy(np.float64, na_value=np.nan)
+    X = f[SEGMENT_FEATURES].to_numpy(np.float64, na_value=np.nan, copy=True)
     for j, c in enumerate(SEGMENT_FEATURES):
         if c in SKEWED:
             X[:, j] = np.log1p(np.maximum(X[:, j], 0))
