@@ -91,3 +91,37 @@ def test_store_reads_named_columns_as_dictionaries(tmp_path):
     assert pa.types.is_dictionary(got.schema.field("channel").type)
     assert got.column("channel").to_pylist() == ["web", "app", "web"]
     assert store.read_bucket("transactions", 0).column("channel").type == pa.string()
+
+
+def test_refined_models_predict_on_the_global_margin_as_a_whole_model():
+    """The backtest evaluates a segment's model (the global model boosted further) as
+    the global margin plus its own trees: the same predictions as the whole model."""
+    from bigseg.predict.segmented import _LINKS, _objective, _refined_predict
+    from bigseg.predict.xgb import _booster, train_task
+
+    rng = np.random.default_rng(0)
+    n = 3000
+    X = rng.normal(size=(n, 6)).astype(np.float32)
+    targets = {
+        "binary:logistic": (X[:, 0] + rng.normal(size=n) > 0).astype(np.float32),
+        "reg:tweedie": np.exp(X[:, 1]).astype(np.float32),
+    }
+    v, sel = rng.random(n) < 0.2, X[:, 2] > 0
+    for obj, y in targets.items():
+        params = {"objective": obj, "max_depth": 3, "eta": 0.1, "seed": 0}
+        gm, _ = train_task(params, 60, 10, (X[~v], y[~v], X[v], y[v]))
+        rm, info = train_task(
+            params, 30, 10, (X[~v & sel], y[~v & sel], X[v & sel], y[v & sel]), init=gm
+        )
+        g, r = _booster(gm), _booster(rm)
+        margin = g.inplace_predict(X, predict_type="margin")
+        idx = np.flatnonzero(sel)
+        fast = _refined_predict(g, margin, r, X, idx)
+        np.testing.assert_allclose(fast, r.inplace_predict(X[idx]), rtol=1e-6)
+        np.testing.assert_allclose(
+            _LINKS[_objective(g)](margin), g.inplace_predict(X), rtol=1e-5, atol=1e-6
+        )
+        # without the margin (an objective with no known link): the whole model
+        np.testing.assert_array_equal(
+            _refined_predict(g, None, r, X, idx), r.inplace_predict(X[idx])
+        )

@@ -287,17 +287,49 @@ def backtest_rows(res: dict, rows: dict, name: str, models: dict[str, dict],
                 "clv_expected_value", "frequency", "campaign_response_rate"):
         out[col] = df[col].to_numpy(np.float64) if col in df else np.full(len(df), np.nan)
     for t, ms in models.items():
-        out[f"pred_{t}_global"] = _booster(ms["global"]).inplace_predict(X).astype(np.float32) \
-            if len(X) else np.zeros(0, np.float32)
+        g = _booster(ms["global"])
+        link = _LINKS.get(_objective(g)) if len(X) else None
+        if link is None:
+            margin = None
+            out[f"pred_{t}_global"] = g.inplace_predict(X).astype(np.float32) \
+                if len(X) else np.zeros(0, np.float32)
+        else:  # the global trees once: a segment model adds its own trees to this margin
+            margin = g.inplace_predict(X, predict_type="margin")
+            out[f"pred_{t}_global"] = link(margin).astype(np.float32)
         own = np.full(len(X), np.nan, np.float32)
         for s, m in ms.items():
             if s == "global":
                 continue
             idx = np.flatnonzero(segs == int(s))
             if len(idx):
-                own[idx] = _booster(m).inplace_predict(X[idx])
+                own[idx] = _refined_predict(g, margin, _booster(m), X, idx)
         out[f"pred_{t}_segment"] = own
     return out
+
+
+#: output transform of the margin, per objective (the targets' objectives)
+_LINKS = {
+    "binary:logistic": lambda m: 1.0 / (1.0 + np.exp(-m.astype(np.float64))),
+    "reg:tweedie": lambda m: np.exp(m.astype(np.float64)),
+    "reg:squarederror": lambda m: m,
+}
+
+
+def _objective(b: xgb.Booster) -> str:
+    import json
+
+    return json.loads(b.save_config())["learner"]["objective"]["name"]
+
+
+def _refined_predict(g: xgb.Booster, margin: np.ndarray | None, r: xgb.Booster,
+                     X: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Predictions of the refined model ``r`` (the global ``g``'s trees, then its own) for
+    rows ``idx``: with the global margin known, only ``r``'s own trees are evaluated, on
+    top of it; otherwise (or when ``r`` does not extend ``g``) the whole model."""
+    start, end = g.num_boosted_rounds(), r.num_boosted_rounds()
+    if margin is None or end <= start:
+        return r.inplace_predict(X[idx])
+    return r.inplace_predict(X[idx], iteration_range=(start, end), base_margin=margin[idx])
 
 
 def choose(target: str, y: np.ndarray, segs: np.ndarray, p_global: np.ndarray,
