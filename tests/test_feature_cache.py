@@ -98,7 +98,7 @@ def test_erase_clears_the_cache(tmp_path, local_client, monkeypatch):
     cfg = _job(tmp_path)
     run_stages(cfg, local_client, resolve("cpu"), STAGES)
     root = cache.cache_root(tmp_path / "out")
-    assert any(root.rglob("*.parquet"))
+    assert any(root.rglob("*.arrow"))
     ids = tmp_path / "ids.txt"
     ids.write_text("7\n8\n")
     summary = erase(cfg, ids, local_client)

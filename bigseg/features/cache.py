@@ -13,7 +13,7 @@ Features of a bucket are a pure function of
 * the feature code itself (a hash of the ``bigseg.features`` sources).
 
 The hash of all of that names the entry, ``output/cache/features/bucket=NNNNN/<key>/``
-(one Parquet file per cutoff + ``meta.json``), written to a temporary directory and
+(one Arrow IPC file per cutoff + ``meta.json``), written to a temporary directory and
 renamed, so a killed run never leaves a half entry that a later run would read. Writing
 an entry removes the bucket's older ones. A moved ``as_of`` changes every customer's
 features (recency, tenure, windows), so a run at a new date recomputes everything; what
@@ -35,7 +35,7 @@ import shutil
 import uuid
 from pathlib import Path
 
-import pandas as pd
+import pyarrow.feather as feather
 
 from bigseg.store import Store
 from bigseg.store.store import bucket_dirname
@@ -84,7 +84,7 @@ def entry_key(store: Store, k: int, what: dict) -> str:
 def _read_entry(d: Path) -> dict | None:
     try:
         meta = json.loads((d / "meta.json").read_text())
-        frames = {name: pd.read_parquet(d / f"{i}.parquet")
+        frames = {name: feather.read_feather(d / f"{i}.arrow")
                   for i, name in enumerate(meta["frames"])}
     except (OSError, ValueError, KeyError) as e:  # unreadable entry: recompute
         log.warning("feature cache entry %s unreadable (%s); recomputing", d, e)
@@ -98,9 +98,10 @@ def _write_entry(bucket_dir: Path, key: str, res: dict) -> None:
     tmp.mkdir()
     try:
         names = list(res["frames"])
-        for i, name in enumerate(names):
-            res["frames"][name].to_parquet(tmp / f"{i}.parquet", index=False,
-                                           compression="lz4")
+        for i, name in enumerate(names):  # Arrow IPC (Feather): 3-4x cheaper to write
+            # than Parquet for these all-numeric frames, as small with lz4, read back whole
+            feather.write_feather(res["frames"][name].reset_index(drop=True),
+                                  tmp / f"{i}.arrow", compression="lz4")
         meta = {k: v for k, v in res.items() if k != "frames"}
         meta["frames"] = names
         (tmp / "meta.json").write_text(json.dumps(meta, default=_plain))
