@@ -76,8 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="text file, one raw customer id per line")
     _common(p)
 
-    p = sub.add_parser("benchmark", help="time bigseg beside pandas, DuckDB and Spark on the "
-                       "same generated data; charts and tables from the results")
+    p = sub.add_parser("benchmark", help="time bigseg beside pandas, DuckDB, Polars, Dask, "
+                       "XGBoost and Spark on the same generated data; charts and tables "
+                       "from the results")
     p.add_argument("--suite", action="append", default=None, metavar="SUITE",
                    help="features, segment, predict, score, end-to-end, scaling (repeatable "
                         "or a comma list; default end-to-end)")
