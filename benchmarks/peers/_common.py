@@ -360,6 +360,17 @@ def model_stages(clock: Clock, train_f, score_f, feats: list[str]) -> None:
             cluster.close()
 
 
+def finish(clock: Clock, train_f, score_f, versions: tuple[str, ...]) -> None:
+    """After a peer's features (pandas frames at the training and scoring cutoffs): the
+    ``--features-out`` dump, the modelling stages up to ``--until``, the result file."""
+    dump_features(clock.args, score_f)
+    feats = sorted(set(score_f.columns) - {"customer_id"})
+    clock.info["features"] = feats
+    if not clock.done():
+        model_stages(clock, train_f, score_f, feats)
+    clock.write((*versions, "scikit-learn", "xgboost"))
+
+
 def _model_stages(clock: Clock, train_f, score_f, feats: list[str], client) -> None:
     a = clock.args
     with clock.stage("segment"):

@@ -244,12 +244,7 @@ def main(argv=None) -> None:
     finally:
         client.close()
         cluster.close()
-    C.dump_features(a, score_f)
-    feats = sorted(set(score_f.columns) - {"customer_id"})
-    clock.info["features"] = feats
-    if not clock.done():
-        C.model_stages(clock, train_f, score_f, feats)
-    clock.write((*versions, "scikit-learn", "xgboost"))
+    C.finish(clock, train_f, score_f, versions)
 
 
 if __name__ == "__main__":

@@ -82,12 +82,7 @@ def main(argv=None) -> None:
             num = [c for c in f.columns if c != "customer_id"]
             f[num] = f[num].astype(np.float32)
     con.close()
-    C.dump_features(a, score_f)
-    feats = sorted(set(score_f.columns) - {"customer_id"})
-    clock.info["features"] = feats
-    if not clock.done():
-        C.model_stages(clock, train_f, score_f, feats)
-    clock.write(("duckdb", "pandas", "scikit-learn", "xgboost"))
+    C.finish(clock, train_f, score_f, ("duckdb", "pandas"))
 
 
 if __name__ == "__main__":

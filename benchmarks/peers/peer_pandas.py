@@ -176,12 +176,7 @@ def main(argv=None) -> None:
         train_f["value"] = train_f.pop("spend").fillna(0.0)
         score_f = features_at(t, a.score_cut)
     del t
-    C.dump_features(a, score_f)
-    feats = sorted(set(score_f.columns) - {"customer_id"})
-    clock.info["features"] = feats
-    if not clock.done():
-        C.model_stages(clock, train_f, score_f, feats)
-    clock.write(("pandas", "pyarrow", "scikit-learn", "xgboost"))
+    C.finish(clock, train_f, score_f, ("pandas", "pyarrow"))
 
 
 if __name__ == "__main__":

@@ -199,8 +199,7 @@ def main(argv=None) -> None:
     with clock.stage("features"):
         # both cutoffs and the labels as lazy queries, run together on Polars' streaming
         # engine; to_pandas(split_blocks=True): one pandas block per column, without the
-        # consolidating copy (and _common's to_numpy of a column subset then returns a
-        # writable array; from one consolidated float32 block pandas 3 gives a read-only one)
+        # consolidating copy
         train_q = (
             features_at(t, a.train_cut)
             .join(
@@ -220,12 +219,7 @@ def main(argv=None) -> None:
             for f in pl.collect_all([train_q, features_at(t, a.score_cut)], engine="streaming")
         )
     del t
-    C.dump_features(a, score_f)
-    feats = sorted(set(score_f.columns) - {"customer_id"})
-    clock.info["features"] = feats
-    if not clock.done():
-        C.model_stages(clock, train_f, score_f, feats)
-    clock.write(("polars", "pyarrow", "pandas", "scikit-learn", "xgboost"))
+    C.finish(clock, train_f, score_f, ("polars", "pyarrow", "pandas"))
 
 
 if __name__ == "__main__":
