@@ -4,9 +4,10 @@ generated data, in the same run, with the hardware and versions recorded.
 Suites (:data:`SUITES`): ``features``, ``segment``, ``predict``, ``score`` and
 ``end-to-end`` run bigseg's pipeline stages on a local cluster and each peer script
 (``benchmarks/peers/``: pandas, DuckDB, Polars, dask.dataframe, dask-ml, cuML,
-xgboost.dask, Spark; each suite has its own default set, :data:`SUITE_PEERS`) as a separate
-process up to the same stage; ``scaling`` runs bigseg's pipeline with each worker count. Results are one JSON
-file; :func:`render` turns it into PNG charts and a Markdown table.
+xgboost.dask, Spark; each suite has its own default set, :data:`SUITE_PEERS`) as a
+separate process up to the same stage; ``scaling`` runs bigseg's pipeline with each
+worker count. Results are one JSON file; :func:`render` turns it into PNG charts and a
+Markdown table.
 
 Example
 -------

@@ -288,7 +288,7 @@ def _booster(model: bytes) -> xgb.Booster:
         b = xgb.Booster()
         b.load_model(bytearray(model))
         b.set_param({"nthread": 1})
-        if len(_BOOSTERS) >= 64:  # a backtest holds 2 x 8 models per target
+        if len(_BOOSTERS) >= 64:  # a backtest loads 8 models (global + 7) per target
             _BOOSTERS.clear()
         _BOOSTERS[key] = b
     return b
