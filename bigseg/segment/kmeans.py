@@ -23,7 +23,7 @@ import time
 import numba
 import numpy as np
 
-from bigseg.backend import resolve
+from bigseg.backend import kernels, resolve
 from bigseg.segment.blocks import Blocks, as_blocks, block_shape, sample_block
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,8 @@ def _lloyd_pass(X, CT, c2, step, labels, with_labels, with_x2):  # pragma: no co
     return sums, counts, part, x2
 
 
-def assign_accumulate(X, C, xp, with_labels: bool = False, inertia: bool = True):
+def assign_accumulate(X, C, xp, with_labels: bool = False, inertia: bool = True,
+                      fused: bool = True):
     """One Lloyd pass over a block: per-cluster sums and counts, inertia (and labels).
 
     The same algorithm on both devices: distances as ``|c|^2 - 2 x.c`` (+ ``|x|^2`` for
@@ -100,7 +101,9 @@ def assign_accumulate(X, C, xp, with_labels: bool = False, inertia: bool = True)
     the nearest centre and the sums, the whole pass in one compiled call
     (:func:`_lloyd_pass`); with CuPy (``xp``) it is GEMM + argmin + a one-hot GEMM.
     ``inertia=False`` skips the ``|x|^2`` terms (the Lloyd loop does not need them) and
-    returns None for the inertia.
+    returns None for the inertia. On the GPU, the pass is one fused kernel launch
+    (:func:`bigseg.backend.kernels.lloyd_pass`) where it can run, else (or with
+    ``fused=False``) the CuPy array form.
     """
     if xp is np:  # BLAS for the products, a compiled loop for the rest, in one call
         X = np.ascontiguousarray(X, dtype=np.float32)
@@ -114,6 +117,10 @@ def assign_accumulate(X, C, xp, with_labels: bool = False, inertia: bool = True)
                                              labels, with_labels, inertia)
         total = max(float(part + x2), 0.0) if inertia else None
         return sums, counts, total, (labels if with_labels else None)
+    if fused:
+        out = kernels.lloyd_pass(X, C, xp, with_labels=with_labels, inertia=inertia)
+        if out is not None:
+            return out
     k, d = C.shape
     C = xp.asarray(C, dtype=X.dtype)
     c2 = (C * C).sum(axis=1)
