@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import types
 from pathlib import Path
 
 import numpy as np
@@ -85,6 +86,27 @@ def test_lloyd_pass_declines_what_does_not_fit_and_remembers_a_failure(monkeypat
     assert kernels.lloyd_pass(X, np.zeros((2, 3)), np) is None
     assert "no NVVM" in caplog.text and kernels._broken
     assert kernels.lloyd_pass(X, np.zeros((2, 3)), np) is None  # not tried again
+
+
+def test_the_cupy_array_form_matches_the_cpu_pass():
+    """The GPU's fallback (GEMM, argmin, one-hot GEMM, chunk by chunk), run here with
+    NumPy standing in for CuPy: any module other than ``numpy`` itself takes that form."""
+    from bigseg.segment import kmeans
+
+    xp = types.ModuleType("numpy_as_cupy")
+    xp.__dict__.update(np.__dict__)
+    rng = np.random.default_rng(2)
+    n = 2 * kmeans._CHUNK + 123  # three chunks, the last partial
+    X = (rng.normal(size=(n, 5)) + rng.integers(0, 6, n)[:, None] * 3).astype(np.float32)
+    C = X[:6].copy()
+    s, c, tot, lab = kmeans.assign_accumulate(X, C, xp, with_labels=True, fused=False)
+    s2, c2, tot2, lab2 = kmeans.assign_accumulate(X, C, np, with_labels=True)
+    assert (lab != lab2).mean() < 1e-4  # GEMM rounding may flip a near-tie
+    np.testing.assert_allclose(c, c2, atol=5)
+    np.testing.assert_allclose(s, s2, rtol=1e-4, atol=5.0)
+    assert tot == pytest.approx(tot2, rel=1e-5)
+    s3, c3, tot3, lab3 = kmeans.assign_accumulate(X, C, xp, inertia=False, fused=False)
+    assert tot3 is None and lab3 is None and (c3 == c).all()
 
 
 @pytest.mark.gpu
