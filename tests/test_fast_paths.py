@@ -125,3 +125,83 @@ def test_refined_models_predict_on_the_global_margin_as_a_whole_model():
         np.testing.assert_array_equal(
             _refined_predict(g, None, r, X, idx), r.inplace_predict(X[idx])
         )
+
+
+def _tx_table(seed: int = 0) -> pa.Table:
+    """Transactions sorted by customer id then time, with every edge case of the
+    transaction features: long runs (the pairwise sums' halving), returns, zero amounts,
+    null and out-of-vocabulary channels and categories, customers with returns only and
+    customers whose rows all come after some cutoff."""
+    rng = np.random.default_rng(seed)
+    day = 86_400 * 10**6
+    sizes = np.concatenate([[1000, 300, 129, 128, 7, 1], rng.integers(1, 40, 300)])
+    ids = np.repeat(np.arange(len(sizes)) * 3 + 5, sizes)
+    n = len(ids)
+    ts = rng.integers(0, 720, n) * day + rng.integers(0, day, n)
+    ts[ids == 3 * 4 + 5] = 700 * day  # a customer seen only after the earlier cutoffs
+    order = np.lexsort((ts, ids))
+    ids, ts = ids[order], ts[order]
+    amt = np.round(rng.lognormal(3, 1, n), 2) * rng.choice([1, 1, 1, 1, -1], n)
+    amt[rng.random(n) < 0.02] = 0.0
+    amt[ids == 3 * 5 + 5] = -abs(amt[ids == 3 * 5 + 5])  # returns only
+    channel = rng.choice(np.array(["web", "app", "store", "phone", None], dtype=object), n)
+    category = rng.choice(np.array(["home", "toys", "books", "garden", "food", None],
+                                   dtype=object), n)
+    t = pa.table({"customer_id": ids, "timestamp": pa.array(ts, pa.timestamp("us")),
+                  "amount": amt, "channel": channel, "category": category})
+    return B.encode_strings(t, ("channel", "category"))
+
+
+def _reference_tx_features(tx, cutoffs, channels, categories):
+    from bigseg.features import _join
+    from bigseg.features.rfm import rfm_features
+
+    ids = tx.column("customer_id").to_numpy()
+    ts = tx.column("timestamp").cast("int64").to_numpy()
+    amt = tx.column("amount").to_numpy().astype(np.float64)
+    out = {}
+    for name, cut in cutoffs.items():
+        f = rfm_features(ids, ts, amt, cut)
+        f = _join(f, B.channel_features(tx, cut, channels))
+        out[name] = _join(f, B.category_features(tx, cut, categories))
+    return out
+
+
+def test_transaction_features_equal_the_three_functions_to_the_bit():
+    from bigseg.features.transactions import transaction_features
+
+    day = 86_400 * 10**6
+    cutoffs = {"backtest": 300 * day, "train": 450 * day, "score": 720 * day}
+    for seed, channels, categories in [(0, ["web", "app", "store"], ["home", "toys"]),
+                                       (1, ["app"], []), (2, [], ["books", "food", "home"])]:
+        tx = _tx_table(seed)
+        fast = transaction_features(tx, cutoffs, channels, categories)
+        ref = _reference_tx_features(tx, cutoffs, channels, categories)
+        for name in cutoffs:
+            pd.testing.assert_frame_equal(fast[name], ref[name], check_exact=True)
+        assert len(fast["score"]) > len(fast["backtest"]) > 100
+        assert (fast["score"]["frequency"] > 128).any()  # a halved pairwise sum ran
+
+
+def test_transaction_features_decline_what_they_do_not_cover():
+    from bigseg.features.transactions import transaction_features
+
+    tx = _tx_table()
+    cut = {"score": 720 * 86_400 * 10**6}
+    assert transaction_features(tx, cut, None, []) is None  # no channel vocabulary
+    plain = tx.set_column(3, "channel", tx.column("channel").cast(pa.string()))
+    assert transaction_features(plain, cut, ["web"], []) is None
+    unsorted = tx.take(pa.array(np.arange(tx.num_rows)[::-1]))
+    assert transaction_features(unsorted, cut, ["web"], []) is None
+    amt = tx.column("amount").to_pylist()
+    amt[3] = None
+    assert transaction_features(tx.set_column(2, "amount", pa.array(amt)), cut, ["web"],
+                                []) is None
+    # without channel and category columns: RFM alone, as rfm_features gives it
+    from bigseg.features.rfm import rfm_features
+
+    rfm = tx.select(["customer_id", "timestamp", "amount"])
+    f = transaction_features(rfm, cut, None, [])["score"]
+    ref = rfm_features(rfm.column(0).to_numpy(), rfm.column(1).cast("int64").to_numpy(),
+                       rfm.column(2).to_numpy(), cut["score"])
+    pd.testing.assert_frame_equal(f, ref, check_exact=True)
