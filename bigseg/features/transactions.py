@@ -329,7 +329,4 @@ def _frame(uniq, r, cutoff_us, has_ch, ch_vocab, has_cat, cat_vocab, cat_v) -> p
         f32["category_entropy"] = (np.where(hasc, np.maximum(entropy, 0.0), nan)[keep]
                                    if entropy is not None else np.full(len(keep), nan))
         f32["category_count"] = np.bincount(p_cust, minlength=n)[keep]
-    out = pd.DataFrame(cols)
-    for name, v in f32.items():
-        out[name] = np.asarray(v, dtype=np.float32)
-    return out
+    return pd.DataFrame({**cols, **{k: np.asarray(v, dtype=np.float32) for k, v in f32.items()}})
