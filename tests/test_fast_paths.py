@@ -168,7 +168,7 @@ def _reference_tx_features(tx, cutoffs, channels, categories):
 
 
 def test_transaction_features_equal_the_three_functions_to_the_bit():
-    from bigseg.features.transactions import transaction_features
+    from bigseg.features.fused import transaction_features
 
     day = 86_400 * 10**6
     cutoffs = {"backtest": 300 * day, "train": 450 * day, "score": 720 * day}
@@ -184,7 +184,7 @@ def test_transaction_features_equal_the_three_functions_to_the_bit():
 
 
 def test_transaction_features_decline_what_they_do_not_cover():
-    from bigseg.features.transactions import transaction_features
+    from bigseg.features.fused import transaction_features
 
     tx = _tx_table()
     cut = {"score": 720 * 86_400 * 10**6}
@@ -205,3 +205,44 @@ def test_transaction_features_decline_what_they_do_not_cover():
     ref = rfm_features(rfm.column(0).to_numpy(), rfm.column(1).cast("int64").to_numpy(),
                        rfm.column(2).to_numpy(), cut["score"])
     pd.testing.assert_frame_equal(f, ref, check_exact=True)
+
+
+def _events_table(seed: int = 0, page_views: bool = True) -> pa.Table:
+    rng = np.random.default_rng(seed)
+    day = 86_400 * 10**6
+    sizes = np.concatenate([[400, 60, 1], rng.integers(1, 30, 200)])
+    ids = np.repeat(np.arange(len(sizes)) * 7 + 1, sizes)
+    n = len(ids)
+    ts = rng.integers(-30, 720, n) * day + rng.integers(0, day, n)  # a few before 1970
+    order = np.lexsort((ts, ids))
+    ids, ts = ids[order], ts[order]
+    etype = rng.choice(np.array(["session", "page_view", "app_open", "email_open", None],
+                                dtype=object), n)
+    channel = rng.choice(np.array(["web", "app", "kiosk", None], dtype=object), n)
+    cols = {"customer_id": ids, "timestamp": pa.array(ts, pa.timestamp("us")),
+            "event_type": etype, "channel": channel}
+    if page_views:
+        pv = rng.integers(0, 20, n).astype(object)
+        pv[rng.random(n) < 0.1] = None
+        cols["page_views"] = pa.array(pv, pa.int32())
+    return B.encode_strings(pa.table(cols), ("channel", "event_type"))
+
+
+def test_engagement_features_equal_behaviours_to_the_bit():
+    from bigseg.features.fused import engagement_features
+
+    day = 86_400 * 10**6
+    cutoffs = {"backtest": 200 * day, "train": 400 * day, "score": 720 * day, "early": 10 * day}
+    for seed, channels, pv in [(0, ["web", "app"], True), (1, [], False), (2, ["kiosk"], True)]:
+        ev = _events_table(seed, pv)
+        fast = engagement_features(ev, cutoffs, channels)
+        for name, cut in cutoffs.items():
+            ref = B.engagement_features(ev, cut, channels)
+            pd.testing.assert_frame_equal(fast[name], ref, check_exact=True)
+        assert (fast["score"]["active_days_90d"] > 30).any()
+    ev = _events_table()
+    assert engagement_features(ev, cutoffs, None) is None  # no channel vocabulary
+    plain = ev.set_column(2, "event_type", ev.column("event_type").cast(pa.string()))
+    assert engagement_features(plain, cutoffs, ["web"]) is None
+    assert engagement_features(ev.take(pa.array(np.arange(ev.num_rows)[::-1])), cutoffs,
+                               ["web"]) is None

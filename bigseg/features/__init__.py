@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from bigseg.features import behaviour, text, transactions
+from bigseg.features import behaviour, fused, text
 from bigseg.features.clv import BGNBD, GammaGamma, clv_features, rfm_to_bgnbd_inputs
 from bigseg.features.rfm import FEATURE_NAMES, FEATURES, SKEWED, horizon_labels, rfm_features
 from bigseg.schema import SENTIMENT
@@ -173,8 +173,10 @@ def bucket_frames(store: Store, k: int, cutoffs: dict[str, int], labelled: tuple
     last = max(cutoffs, key=cutoffs.get) if cutoffs else None
     # RFM, channel and category features of every cutoff in one compiled pass a cutoff
     # (the same frames as the three functions below, which serve when it declines)
-    fast = transactions.transaction_features(tx, cutoffs, vocab.get("transactions.channel"),
+    fast = fused.transaction_features(tx, cutoffs, vocab.get("transactions.channel"),
                                              vocab.get("transactions.category", []))
+    fast_events = (fused.engagement_features(events, cutoffs, vocab.get("events.channel"))
+                   if events is not None else None)
     for name, cut in cutoffs.items():
         if fast is not None:
             f = fast[name]
@@ -187,7 +189,8 @@ def bucket_frames(store: Store, k: int, cutoffs: dict[str, int], labelled: tuple
                 f = _join(f, behaviour.category_features(
                     tx, cut, vocab.get("transactions.category", [])))
         if events is not None:
-            f = _join(f, behaviour.engagement_features(events, cut, vocab.get("events.channel")))
+            f = _join(f, fast_events[name] if fast_events is not None else
+                      behaviour.engagement_features(events, cut, vocab.get("events.channel")))
         if campaigns is not None:
             f = _join(f, behaviour.campaign_features(campaigns, cut))
         if reviews is not None:

@@ -1,4 +1,5 @@
-"""The transaction features of every cutoff in one compiled pass per cutoff.
+"""Per-bucket features of every cutoff in one compiled pass a cutoff: transactions and
+events.
 
 :func:`~bigseg.features.rfm.rfm_features`, :func:`~bigseg.features.behaviour.channel_features`
 and :func:`~bigseg.features.behaviour.category_features` each filter the bucket's
@@ -15,6 +16,9 @@ customers with returns only or no row before the cutoff).
 :func:`transaction_features` returns None when the bucket does not fit this path (ids
 not sorted, a null id, time or amount, a categorical column not dictionary-encoded,
 no channel vocabulary); the caller then uses the three functions.
+
+:func:`engagement_features` does the same for
+:func:`~bigseg.features.behaviour.engagement_features` over the bucket's events.
 """
 
 from __future__ import annotations
@@ -330,3 +334,111 @@ def _frame(uniq, r, cutoff_us, has_ch, ch_vocab, has_cat, cat_vocab, cat_v) -> p
                                    if entropy is not None else np.full(len(keep), nan))
         f32["category_count"] = np.bincount(p_cust, minlength=n)[keep]
     return pd.DataFrame({**cols, **{k: np.asarray(v, dtype=np.float32) for k, v in f32.items()}})
+
+
+@numba.njit(cache=True, nogil=True)
+def _events_pass(starts, ends, ts, etype, is_session, is_app, ch, ch_v, k_ch, pv,
+                 cutoff, w90):  # pragma: no cover - compiled
+    """Per customer run, the events at or before ``cutoff`` (``w90``: start of the last
+    90 days, excluded)."""
+    n = len(starts)
+    total = np.zeros(n, np.int64)
+    last = np.full(n, _I64_MIN)
+    days = np.zeros(n, np.int64)
+    sessions = np.zeros(n, np.int64)
+    by_ch = np.zeros((n, max(k_ch, 1)), np.int64)
+    views = np.zeros(n)
+    apps = np.zeros(n, np.int64)
+    d_lo = (w90 + 1) // _DAY_US  # first day a row of the window can fall on
+    seen = np.zeros(cutoff // _DAY_US - d_lo + 2, np.bool_)
+    touched = np.empty(len(seen), np.int64)
+    for i in range(n):
+        m = 0
+        for r in range(starts[i], ends[i]):
+            t = ts[r]
+            if t > cutoff:
+                continue
+            total[i] += 1
+            if t > last[i]:
+                last[i] = t
+            if t <= w90:
+                continue
+            d = t // _DAY_US - d_lo
+            if not seen[d]:
+                seen[d] = True
+                touched[m] = d
+                m += 1
+            views[i] += pv[r]
+            e = etype[r]
+            if e >= 0:
+                if is_session[e]:
+                    sessions[i] += 1
+                    c = ch[r]
+                    if c >= 0 and ch_v[c] >= 0:
+                        by_ch[i, ch_v[c]] += 1
+                if is_app[e]:
+                    apps[i] += 1
+        days[i] = m
+        for j in range(m):
+            seen[touched[j]] = False
+    return total, last, days, sessions, by_ch, views, apps
+
+
+def engagement_features(events: pa.Table, cutoffs: dict[str, int],
+                        channels: Sequence[str] | None) -> dict[str, pd.DataFrame] | None:
+    """For each named cutoff, ``behaviour.engagement_features(events, cut, channels)``;
+    None when ``events`` does not fit this path (ids not sorted, a null id or time,
+    ``event_type`` or ``channel`` not dictionary-encoded, no channel vocabulary)."""
+    names = events.column_names
+    if (events.num_rows == 0 or events.column("customer_id").null_count
+            or "event_type" not in names):
+        return None
+    has_ch, has_pv = "channel" in names, "page_views" in names
+    if has_ch and channels is None:
+        return None
+    ts = _plain_numpy(events, "timestamp", np.int64)
+    if ts is None:
+        return None
+    ids = events.column("customer_id").to_numpy()
+    if len(ids) > 1 and not bool(np.all(ids[1:] >= ids[:-1])):
+        return None
+    et = _codes(events, "event_type")
+    ch = _codes(events, "channel") if has_ch else (np.zeros(len(ids), np.int64),
+                                                    np.zeros(0, dtype=object))
+    if et is None or ch is None:
+        return None
+    (et_codes, et_dict), (ch_codes, ch_dict) = et, ch
+    vocab = behaviour._vocab(channels, ch_dict, "channel") if has_ch else []
+    ch_v = (behaviour._vocab_index(vocab, ch_dict)[:-1] if has_ch
+            else np.zeros(0, np.int64))
+    is_session = np.asarray(et_dict == "session", dtype=np.bool_)
+    is_app = np.asarray(et_dict == "app_open", dtype=np.bool_)
+    if has_pv:
+        pv = events.column("page_views").cast(pa.float64()).fill_null(0.0).to_numpy()
+    else:
+        pv = np.zeros(len(ids))
+    change = np.empty(len(ids), dtype=bool)
+    change[0] = True
+    np.not_equal(ids[1:], ids[:-1], out=change[1:])
+    starts = np.flatnonzero(change)
+    ends = np.append(starts[1:], len(ids))
+    uniq = ids[starts]
+    out = {}
+    for name, cut in cutoffs.items():
+        total, last, days, sessions, by_ch, views, apps = _events_pass(
+            starts, ends, ts, np.ascontiguousarray(et_codes, dtype=np.int64), is_session,
+            is_app, np.ascontiguousarray(ch_codes, dtype=np.int64),
+            np.asarray(ch_v, np.int64), len(vocab), np.ascontiguousarray(pv, np.float64),
+            cut, cut - 90 * _DAY_US)
+        keep = np.flatnonzero(total > 0)
+        cols: dict[str, np.ndarray] = {"active_days_90d": days[keep],
+                                       "sessions_90d": sessions[keep]}
+        for j, suffix in enumerate(behaviour.column_suffixes(vocab)):
+            cols[f"sessions_90d_{suffix}"] = by_ch[keep, j]
+        if has_pv:
+            cols["page_views_90d"] = views[keep]
+        cols["app_opens_90d"] = apps[keep]
+        cols["days_since_last_activity"] = (cut - last[keep]) / _DAY_US
+        cols["events_total"] = total[keep]
+        out[name] = behaviour._frame(uniq[keep], cols)
+    return out
