@@ -1,0 +1,107 @@
+"""benchmarks/bench_gpu.py: runs on the CPU at a small size, records every kernel and the
+checks, imports neither Dask nor XGBoost, and refuses --device gpu without a GPU."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "bench_gpu.py"
+KERNELS = ("read_once", "kmeans_pass", "gmm_estep_diag", "gmm_estep_full", "som_pass", "preprocess")
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_cpu_run_records_every_kernel(tmp_path):
+    out = tmp_path / "r.json"
+    p = _run(
+        "--rows",
+        "20000",
+        "--features",
+        "6",
+        "--k",
+        "4",
+        "--repeats",
+        "2",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+    )
+    assert p.returncode == 0, p.stderr
+    res = json.loads(out.read_text())
+    assert res["devices"] == ["cpu"]
+    assert (res["rows"], res["features"], res["k"], res["repeats"]) == (20000, 6, 4, 2)
+    cpu = res["timings"]["cpu"]
+    for key in KERNELS:
+        assert cpu[key]["median_s"] > 0, key
+        assert len(cpu[key]["repeats_s"]) == 2, key
+    assert cpu["read_once"]["bytes"] == 20000 * 6 * 4
+    assert cpu["kmeans_pass"]["ratio_to_read_once"] > 0
+    km = res["checks"]["kmeans"]
+    ref = km["cpu_vs_float64_reference"]
+    assert ref["counts_total"] == 20000 and ref["ok"] is True and km["ok"] is True
+    assert res["hardware"]["cores"] >= 1 and "gpu_details" in res["hardware"]
+    assert "numpy" in res["libraries"] and "python" in res["libraries"]
+    assert res["timestamp"] and "bench_gpu.py" in res["command"]
+    assert "| kmeans_pass |" in p.stdout
+
+
+def test_gpu_without_gpu_exits_2(tmp_path):
+    from bigseg import backend
+
+    out = tmp_path / "g.json"
+    p = _run(
+        "--rows",
+        "20000",
+        "--features",
+        "6",
+        "--k",
+        "4",
+        "--repeats",
+        "1",
+        "--device",
+        "gpu",
+        "--out",
+        str(out),
+    )
+    if backend.gpu_count() > 0:
+        assert p.returncode == 0, p.stderr
+        assert "gpu" in json.loads(out.read_text())["timings"]
+    else:
+        assert p.returncode == 2
+        assert "GPU" in p.stderr
+        assert not out.exists()
+
+
+def test_imports_neither_dask_nor_xgboost():
+    code = (
+        "import sys, runpy; runpy.run_path(sys.argv[1], run_name='bench_gpu'); "
+        "bad = [m for m in ('dask', 'distributed', 'xgboost') if m in sys.modules]; "
+        "assert not bad, bad"
+    )
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    p = subprocess.run(
+        [sys.executable, "-c", code, str(SCRIPT)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert p.returncode == 0, p.stderr
