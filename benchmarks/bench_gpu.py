@@ -516,7 +516,7 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps(res, indent=2) + "\n")
 
     print(f"\nwrote {out}\n")
-    print("| kernel | CPU s | GPU s | GPU speedup | pass / read once (CPU, GPU) |")
+    print("| kernel | CPU s | GPU s | GPU speedup | pass / read once |")
     print("|---|---|---|---|---|")
     cpu_t, gpu_t = timings.get("cpu", {}), timings.get("gpu", {})
 
@@ -529,8 +529,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         sp = ratios["gpu_speedup"].get(key)
         rr = ", ".join(
-            fmt(x.get("ratio_to_read_once"), ".2f")
-            for x in (c, g)
+            f"{dev} {x['ratio_to_read_once']:.2f}"
+            for dev, x in (("cpu", c), ("gpu", g))
             if x and "ratio_to_read_once" in x
         )
         print(
