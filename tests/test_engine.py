@@ -181,6 +181,34 @@ def test_cluster_info_keys(local_client):
     assert info["scheduler_address"] in text and "workers    2" in text
 
 
+def _malloc_env():
+    import os
+
+    return os.environ.get("MALLOC_MMAP_THRESHOLD_"), os.environ.get("MALLOC_TRIM_THRESHOLD_")
+
+
+def test_local_workers_keep_large_arrays_off_fresh_mmaps(local_client):
+    """Dask sets a trim threshold for its workers; the local cluster adds an mmap
+    threshold so that glibc does not map (and page-fault in) every array above 128 KiB."""
+    import dask
+
+    from bigseg.engine._clusters import WORKER_MMAP_THRESHOLD
+
+    trim = dask.config.get("distributed.nanny.pre-spawn-environ").get("MALLOC_TRIM_THRESHOLD_")
+    got = set(local_client.run(_malloc_env).values())
+    assert got == {(str(WORKER_MMAP_THRESHOLD), None if trim is None else str(trim))}
+
+
+def test_a_configured_mmap_threshold_wins():
+    import dask
+
+    from bigseg.engine._clusters import _MMAP_KEY, _worker_environ
+
+    assert _worker_environ() == {_MMAP_KEY: 32 * 2**20}
+    with dask.config.set({_MMAP_KEY: 1 << 20}):
+        assert _worker_environ() == {}
+
+
 def test_connect_without_config_reuses_the_current_client(local_client):
     with local_client.as_current(), connect() as client:
         assert client is local_client
