@@ -119,7 +119,8 @@ def _dashboard_kwargs(enabled: bool, address: str) -> dict[str, Any]:
 #: is then a fresh mmap, page-faulted in on first touch and unmapped when freed. A
 #: bucket's features took 1.5 s instead of 0.9 s that way (1M customers, measured);
 #: 32 MiB (glibc's own adaptive ceiling) brings it back to 1.0 s while the trim
-#: threshold still returns the heap's free top. A value in the Dask config wins.
+#: threshold still returns the heap's free top. A value in the Dask config wins. Workers
+#: of the other cluster types get it from their own environment (README, Clusters).
 WORKER_MMAP_THRESHOLD = 32 * 2**20
 _MMAP_KEY = "distributed.nanny.pre-spawn-environ.MALLOC_MMAP_THRESHOLD_"
 
@@ -219,7 +220,11 @@ def _open_local_gpu(cfg: LocalGPUClusterConfig) -> Iterator[Client]:
     if cfg.rmm_pool_size is not None:
         kwargs["rmm_pool_size"] = cfg.rmm_pool_size
     log.info("starting a local GPU cluster (dask_cuda.LocalCUDACluster): %s", kwargs)
-    return _own_cluster(lambda: dask_cuda.LocalCUDACluster(**kwargs), "a local GPU cluster")
+    def start():
+        with dask.config.set(_worker_environ()):
+            return dask_cuda.LocalCUDACluster(**kwargs)
+
+    return _own_cluster(start, "a local GPU cluster")
 
 
 def _open_ssh(cfg: SSHClusterConfig) -> Iterator[Client]:
