@@ -11,6 +11,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "bench_gpu.py"
+SMALL = ("--rows", "20000", "--features", "6", "--k", "4")
 KERNELS = ("read_once", "kmeans_pass", "gmm_estep_diag", "gmm_estep_full", "som_pass", "preprocess")
 
 
@@ -29,20 +30,7 @@ def _run(*args: str) -> subprocess.CompletedProcess:
 
 def test_cpu_run_records_every_kernel(tmp_path):
     out = tmp_path / "r.json"
-    p = _run(
-        "--rows",
-        "20000",
-        "--features",
-        "6",
-        "--k",
-        "4",
-        "--repeats",
-        "2",
-        "--device",
-        "cpu",
-        "--out",
-        str(out),
-    )
+    p = _run(*SMALL, "--repeats", "2", "--device", "cpu", "--out", str(out))
     assert p.returncode == 0, p.stderr
     res = json.loads(out.read_text())
     assert res["devices"] == ["cpu"]
@@ -66,20 +54,7 @@ def test_gpu_without_gpu_exits_2(tmp_path):
     from bigseg import backend
 
     out = tmp_path / "g.json"
-    p = _run(
-        "--rows",
-        "20000",
-        "--features",
-        "6",
-        "--k",
-        "4",
-        "--repeats",
-        "1",
-        "--device",
-        "gpu",
-        "--out",
-        str(out),
-    )
+    p = _run(*SMALL, "--repeats", "1", "--device", "gpu", "--out", str(out))
     if backend.gpu_count() > 0:
         assert p.returncode == 0, p.stderr
         assert "gpu" in json.loads(out.read_text())["timings"]
@@ -144,20 +119,7 @@ def test_gpu_code_path_with_a_numpy_stand_in(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     env.pop("NUMBA_ENABLE_CUDASIM", None)  # the simulator would run the fused kernel slowly
     p = subprocess.run(
-        [
-            sys.executable,
-            str(script),
-            "--rows",
-            "20000",
-            "--features",
-            "6",
-            "--k",
-            "4",
-            "--repeats",
-            "1",
-            "--out",
-            str(out),
-        ],
+        [sys.executable, str(script), *SMALL, "--repeats", "1", "--out", str(out)],
         cwd=ROOT,
         env=env,
         capture_output=True,

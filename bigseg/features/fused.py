@@ -223,6 +223,22 @@ def _plain_numpy(tx: pa.Table, name: str, dtype) -> np.ndarray | None:
     return np.asarray(col.to_numpy(), dtype=dtype)
 
 
+def _sorted_runs(table: pa.Table):
+    """``(uniq, starts, ends)`` of the customers' runs of rows, or None when the ids have
+    a null or are not sorted (then the rows of a customer may not be contiguous)."""
+    col = table.column("customer_id")
+    if table.num_rows == 0 or col.null_count:
+        return None
+    ids = col.to_numpy()
+    if len(ids) > 1 and not bool(np.all(ids[1:] >= ids[:-1])):
+        return None
+    change = np.empty(len(ids), dtype=bool)
+    change[0] = True
+    np.not_equal(ids[1:], ids[:-1], out=change[1:])
+    starts = np.flatnonzero(change)
+    return ids[starts], starts, np.append(starts[1:], len(ids))
+
+
 def transaction_features(tx: pa.Table, cutoffs: dict[str, int],
                          channels: Sequence[str] | None,
                          categories: Sequence[str]) -> dict[str, pd.DataFrame] | None:
@@ -231,17 +247,14 @@ def transaction_features(tx: pa.Table, cutoffs: dict[str, int],
     (the columns those add only when ``tx`` has ``channel`` / ``category``); None when
     ``tx`` does not fit this path (see the module docstring)."""
     names = tx.column_names
-    if tx.num_rows == 0 or tx.column("customer_id").null_count:
-        return None
     has_ch, has_cat = "channel" in names, "category" in names
-    if has_ch and channels is None:
+    runs = _sorted_runs(tx)
+    if runs is None or has_ch and channels is None:
         return None
+    uniq, starts, ends = runs
     ts = _plain_numpy(tx, "timestamp", np.int64)
     amt = _plain_numpy(tx, "amount", np.float64)
     if ts is None or amt is None:
-        return None
-    ids = tx.column("customer_id").to_numpy()
-    if len(ids) > 1 and not bool(np.all(ids[1:] >= ids[:-1])):
         return None
     empty = (np.zeros(0, np.int64), np.zeros(0, dtype=object))
     ch = _codes(tx, "channel") if has_ch else empty
@@ -253,16 +266,10 @@ def transaction_features(tx: pa.Table, cutoffs: dict[str, int],
     cat_vocab = behaviour._vocab(categories, cat_dict, "category") if has_cat else []
     ch_v = behaviour._vocab_index(ch_vocab, ch_dict)[:-1] if has_ch else ch_codes
     cat_v = behaviour._vocab_index(cat_vocab, cat_dict)
-    change = np.empty(len(ids), dtype=bool)
-    change[0] = True
-    np.not_equal(ids[1:], ids[:-1], out=change[1:])
-    starts = np.flatnonzero(change)
-    ends = np.append(starts[1:], len(ids))
-    uniq = ids[starts]
     if not has_ch:
-        ch_codes = np.zeros(len(ids), np.int64)
+        ch_codes = np.zeros(tx.num_rows, np.int64)
     if not has_cat:
-        cat_codes = np.zeros(len(ids), np.int64)
+        cat_codes = np.zeros(tx.num_rows, np.int64)
     ch_codes = np.ascontiguousarray(ch_codes, dtype=np.int64)
     cat_codes = np.ascontiguousarray(cat_codes, dtype=np.int64)
     out = {}
@@ -390,20 +397,17 @@ def engagement_features(events: pa.Table, cutoffs: dict[str, int],
     None when ``events`` does not fit this path (ids not sorted, a null id or time,
     ``event_type`` or ``channel`` not dictionary-encoded, no channel vocabulary)."""
     names = events.column_names
-    if (events.num_rows == 0 or events.column("customer_id").null_count
-            or "event_type" not in names):
-        return None
     has_ch, has_pv = "channel" in names, "page_views" in names
-    if has_ch and channels is None:
+    runs = _sorted_runs(events)
+    if runs is None or "event_type" not in names or has_ch and channels is None:
         return None
+    uniq, starts, ends = runs
     ts = _plain_numpy(events, "timestamp", np.int64)
     if ts is None:
         return None
-    ids = events.column("customer_id").to_numpy()
-    if len(ids) > 1 and not bool(np.all(ids[1:] >= ids[:-1])):
-        return None
+    n_rows = events.num_rows
     et = _codes(events, "event_type")
-    ch = _codes(events, "channel") if has_ch else (np.zeros(len(ids), np.int64),
+    ch = _codes(events, "channel") if has_ch else (np.zeros(n_rows, np.int64),
                                                     np.zeros(0, dtype=object))
     if et is None or ch is None:
         return None
@@ -416,13 +420,7 @@ def engagement_features(events: pa.Table, cutoffs: dict[str, int],
     if has_pv:
         pv = events.column("page_views").cast(pa.float64()).fill_null(0.0).to_numpy()
     else:
-        pv = np.zeros(len(ids))
-    change = np.empty(len(ids), dtype=bool)
-    change[0] = True
-    np.not_equal(ids[1:], ids[:-1], out=change[1:])
-    starts = np.flatnonzero(change)
-    ends = np.append(starts[1:], len(ids))
-    uniq = ids[starts]
+        pv = np.zeros(n_rows)
     out = {}
     for name, cut in cutoffs.items():
         total, last, days, sessions, by_ch, views, apps = _events_pass(
