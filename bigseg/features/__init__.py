@@ -174,7 +174,7 @@ def bucket_frames(store: Store, k: int, cutoffs: dict[str, int], labelled: tuple
     # RFM, channel and category features of every cutoff in one compiled pass a cutoff
     # (the same frames as the three functions below, which serve when it declines)
     fast = fused.transaction_features(tx, cutoffs, vocab.get("transactions.channel"),
-                                             vocab.get("transactions.category", []))
+                                      vocab.get("transactions.category", []))
     fast_events = (fused.engagement_features(events, cutoffs, vocab.get("events.channel"))
                    if events is not None else None)
     for name, cut in cutoffs.items():
