@@ -246,3 +246,26 @@ def test_engagement_features_equal_behaviours_to_the_bit():
     assert engagement_features(plain, cutoffs, ["web"]) is None
     assert engagement_features(ev.take(pa.array(np.arange(ev.num_rows)[::-1])), cutoffs,
                                ["web"]) is None
+
+
+def _with_string_ids(t: pa.Table) -> pa.Table:
+    """``t`` with pseudonym-like string ids, sorted as the store sorts them."""
+    ids = np.array([f"c{v:08x}" for v in t.column("customer_id").to_numpy()], dtype=object)
+    order = np.argsort(ids, kind="stable")
+    return t.take(pa.array(order)).set_column(0, "customer_id", pa.array(ids[order]))
+
+
+def test_fused_passes_take_string_ids():
+    from bigseg.features.fused import engagement_features, transaction_features
+
+    day = 86_400 * 10**6
+    cutoffs = {"train": 300 * day, "score": 720 * day}
+    tx = _with_string_ids(_tx_table(0))
+    fast = transaction_features(tx, cutoffs, ["web", "app"], ["home"])
+    ref = _reference_tx_features(tx, cutoffs, ["web", "app"], ["home"])
+    ev = _with_string_ids(_events_table(0))
+    fast_ev = engagement_features(ev, cutoffs, ["web"])
+    for name, cut in cutoffs.items():
+        pd.testing.assert_frame_equal(fast[name], ref[name], check_exact=True)
+        pd.testing.assert_frame_equal(fast_ev[name], B.engagement_features(ev, cut, ["web"]),
+                                      check_exact=True)
