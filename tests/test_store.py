@@ -81,6 +81,26 @@ def test_ingest_buckets_are_sorted_and_partition_customers(local_client, tmp_pat
     want = df.sort_values(["customer_id", "timestamp", "amount"]).reset_index(drop=True)
     pd.testing.assert_frame_equal(back, want, check_dtype=False)
     assert store.manifest["tables"]["transactions"]["rows"] == len(df)
+    # the store's encodings: delta for ids and times, no dictionary tried on numbers
+    f = next((tmp_path / "out" / "store" / "transactions").rglob("*.parquet"))
+    rg = pq.read_metadata(f).row_group(0)
+    enc = {rg.column(i).path_in_schema: rg.column(i).encodings for i in range(rg.num_columns)}
+    assert "DELTA_BINARY_PACKED" in enc["customer_id"] and "DELTA_BINARY_PACKED" in enc["timestamp"]
+    assert not any("DICTIONARY" in e for e in enc["amount"])
+
+
+def test_store_encodings_by_column_type():
+    from bigseg.store.ingest import store_encodings
+
+    schema = pa.schema([("customer_id", pa.int64()), ("t", pa.timestamp("us")),
+                        ("amount", pa.float64()), ("channel", pa.string()),
+                        ("ok", pa.bool_()), ("age", pa.int16())])
+    assert store_encodings(schema) == {
+        "use_dictionary": ["channel"],
+        "column_encoding": {"customer_id": "DELTA_BINARY_PACKED", "t": "DELTA_BINARY_PACKED",
+                            "age": "DELTA_BINARY_PACKED"}}
+    assert store_encodings(pa.schema([("x", pa.float64())])) == {
+        "use_dictionary": False, "column_encoding": None}
 
 
 def test_hive_partitions_and_csv_formats(local_client, tmp_path):
