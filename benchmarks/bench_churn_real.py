@@ -47,8 +47,8 @@ def main() -> None:
     from bigseg.backend import resolve
     from bigseg.config import load_run_config
     from bigseg.engine import connect
+    from bigseg.machine import hardware_info, library_versions
     from bigseg.pipeline import run_stages
-    from bigseg.registry import hardware_info, library_versions
 
     raw = pd.read_csv(
         cdnow_path(),

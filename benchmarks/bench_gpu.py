@@ -5,8 +5,8 @@ Usage::
 
     PYTHONPATH=. .venv/bin/python benchmarks/bench_gpu.py --rows 10000000 --features 16 --k 8
 
-Data: ``rows x features`` float32, the Gaussian mixture of ``bench_kmeans.py`` (same
-generator, copied here). Per device (``--device cpu,gpu``; default: the CPU, plus the GPU
+Data: ``rows x features`` float32, the Gaussian mixture of ``bench_kmeans.py`` (its
+generator). Per device (``--device cpu,gpu``; default: the CPU, plus the GPU
 when one is visible) every kernel runs once untimed (numba compilation, CuPy kernel
 caches), then ``--repeats`` times; the median is reported. On the GPU, X is copied to the
 device once before any timing (that copy is timed separately and recorded) and every GPU
@@ -34,10 +34,8 @@ NumPy reference; GPU K-Means / SOM counts against the CPU's (at most ``max(1, 1e
 rows)`` rows may change cluster: float32 rounding flips near-ties) and sums (rtol 1e-3);
 GMM log-likelihoods CPU vs GPU (rtol 1e-4); the preprocessed matrix CPU vs GPU.
 
-Imports only NumPy, pandas and bigseg's backend / segment modules (CuPy only through
-``bigseg.backend``): no Dask, no XGBoost, so it runs on a machine without them. For the
-same reason the hardware and library records are gathered here, not through
-``bigseg.benchmark.env`` (whose package imports Dask); the keys are the same.
+Imports only NumPy, pandas and bigseg's backend, segment and machine modules (CuPy only
+through ``bigseg.backend``): no Dask, no XGBoost, so it runs on a machine without them.
 
 Writes ``benchmarks/results/gpu-kernels-<rows>x<features>.json`` (or ``--out``) and prints
 a Markdown table.
@@ -49,10 +47,6 @@ import argparse
 import datetime as dt
 import inspect
 import json
-import os
-import platform
-import shutil
-import subprocess
 import sys
 import time
 from importlib import metadata
@@ -60,8 +54,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from bench_kmeans import make_data  # the same data as the K-Means benchmark
 
-from bigseg import backend
+from bigseg import backend, machine
 from bigseg.segment import gmm as gmm_mod
 from bigseg.segment import kmeans as kmeans_mod
 from bigseg.segment import som as som_mod
@@ -77,91 +72,13 @@ KERNELS = (
     "preprocess",
 )
 SOM_GRID = (10, 10)
-LIBRARIES = (
-    "bigseg",
-    "numpy",
-    "pandas",
-    "pyarrow",
-    "scipy",
-    "scikit-learn",
-    "numba",
-    "numba-cuda",
-    "dask",
-    "xgboost",
-)
-
-
-def make_data(rows: int, d: int, k: int, seed: int = 0) -> np.ndarray:
-    """The generator of ``benchmarks/bench_kmeans.py`` (copied: that module imports Dask
-    through ``bigseg.benchmark.env``)."""
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(scale=1.0, size=(k, d))
-    X = np.empty((rows, d), dtype=np.float32)
-    step = 1 << 20
-    for s in range(0, rows, step):
-        n = min(step, rows - s)
-        lab = rng.integers(0, k, n)
-        X[s : s + n] = centres[lab] + rng.normal(scale=1.5, size=(n, d))
-    return X
-
-
-# -- where it ran (same keys as bigseg.benchmark.env.hardware / versions) -------------------
-def gpu_details() -> list[dict]:
-    exe = shutil.which("nvidia-smi")
-    if exe is None:
-        return []
-    try:
-        out = subprocess.run(
-            [exe, "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-            timeout=20,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return []
-    gpus = []
-    for line in out.strip().splitlines():
-        parts = [p.strip() for p in line.split(",")]
-        if len(parts) == 3:
-            gpus.append({"model": parts[0], "driver": parts[1], "memory": parts[2]})
-    return gpus
-
-
-def hardware() -> dict:
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    hw = {
-        "cpu": cpu,
-        "cores": len(os.sched_getaffinity(0)),
-        "memory_gib": round(mem / 2**30, 1),
-        "gpus": backend.gpu_count(),
-        "os": platform.platform(),
-    }
-    details = gpu_details()
-    hw["gpu_details"] = details
-    if details:
-        hw["gpu_model"] = details[0]["model"]
-        hw["gpu_driver"] = details[0]["driver"]
-    return hw
 
 
 def versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for pkg in LIBRARIES:
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            pass
-    for dist in metadata.distributions():  # CuPy's wheel name names its CUDA: cupy-cuda12x
+    """bigseg's library versions plus the GPU side's (numba, numba-cuda, CuPy under the
+    wheel name that names its CUDA, e.g. cupy-cuda12x)."""
+    out = machine.versions(("scipy", "numba", "numba-cuda"))
+    for dist in metadata.distributions():
         name = (dist.metadata["Name"] or "").lower()
         if name.startswith("cupy"):
             out[name] = dist.version
@@ -507,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
             "CPU K-Means and SOM passes are one compiled numba call (one thread); GMM uses "
             "NumPy BLAS",
         ],
-        "hardware": hardware(),
+        "hardware": machine.hardware(),
         "libraries": versions(),
         "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bigseg.benchmark.env import PeakRSS, hardware, versions
+from bigseg.machine import hardware, versions
 
-__all__ = ["PeakRSS", "make_data"]  # PeakRSS: moved to bigseg.benchmark.env
+__all__ = ["make_data"]
 
 
 def make_data(rows: int, d: int, k: int, seed: int = 0) -> np.ndarray:
@@ -62,6 +62,7 @@ def main() -> None:
     from sklearn.cluster import KMeans as SkKMeans
     from sklearn.cluster import kmeans_plusplus
 
+    from bigseg.benchmark.env import PeakRSS
     from bigseg.engine import connect
     from bigseg.segment import KMeans
     from bigseg.segment.blocks import Blocks

@@ -34,7 +34,7 @@ def main() -> None:
     from sklearn.metrics import adjusted_rand_score
 
     from bigseg.engine import connect
-    from bigseg.registry import library_versions
+    from bigseg.machine import library_versions
     from bigseg.segment import HDBSCAN, SOM, GaussianMixture, Hierarchical, KMeans
 
     X, y = make_blobs(args.rows, n_features=args.features, centers=args.k, random_state=0)

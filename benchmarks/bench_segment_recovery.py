@@ -39,8 +39,8 @@ def main() -> None:
     from bigseg.backend import resolve
     from bigseg.config import load_run_config
     from bigseg.engine import connect
+    from bigseg.machine import hardware_info, library_versions
     from bigseg.pipeline import SEGMENT_FEATURES, run_stages
-    from bigseg.registry import hardware_info, library_versions
     from bigseg.synth import PERSONAS, generate
 
     res: dict = {

@@ -27,6 +27,7 @@ from bigseg.backend import Backend, resolve
 from bigseg.config import RunConfig
 from bigseg.errors import ConfigError, DataError, ModelError
 from bigseg.features import SKEWED, to_us
+from bigseg.machine import hardware_info, library_versions
 from bigseg.monitor import drift
 from bigseg.predict import fairness, offers, segmented
 from bigseg.predict.ranking import roc_auc
@@ -39,14 +40,7 @@ from bigseg.predict.xgb import (
     train_task,
 )
 from bigseg.progress import gather
-from bigseg.registry import (
-    VersionWriter,
-    hardware_info,
-    latest_version,
-    library_versions,
-    load_version,
-    schema_hash,
-)
+from bigseg.registry import VersionWriter, latest_version, load_version, schema_hash
 from bigseg.report import projection
 from bigseg.report.gains import gains_curve
 from bigseg.segment import KMeans, choose_k, serialize

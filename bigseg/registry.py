@@ -12,12 +12,11 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import platform
 import shutil
-from importlib import metadata
 from pathlib import Path
 
 from bigseg.errors import ModelError
+from bigseg.machine import library_versions
 from bigseg.store.publish import new_staging, publish_dir, write_json_atomic
 
 SAFE_SUFFIXES = (".json", ".ubj", ".npz")
@@ -34,38 +33,6 @@ def sha256_file(path: Path) -> str:
 
 def schema_hash(features: list[str]) -> str:
     return hashlib.sha256(json.dumps(list(features)).encode()).hexdigest()[:16]
-
-
-def library_versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for pkg in ("bigseg", "numpy", "pandas", "pyarrow", "dask", "distributed", "xgboost",
-                "scikit-learn"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
-
-
-def hardware_info() -> dict:
-    """CPU model, usable cores, memory, OS and visible GPUs of this machine (for run
-    records and benchmark results)."""
-    import os
-
-    from bigseg.backend import gpu_count
-
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    return {"cpu": cpu, "cores": len(os.sched_getaffinity(0)),
-            "memory_gib": round(mem / 2**30, 1), "gpus": gpu_count(), "os": platform.platform()}
 
 
 class VersionWriter:

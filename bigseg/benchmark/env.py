@@ -3,67 +3,11 @@ model and driver), library versions, and the peak memory of a process tree."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import threading
-from importlib import metadata
 
-from bigseg.registry import hardware_info, library_versions
+from bigseg.machine import EXTRA_LIBRARIES, gpu_details, hardware, versions
 
-#: versions recorded beside bigseg's own dependencies (peers and tools, when installed)
-EXTRA_LIBRARIES = ("duckdb", "polars", "pyspark", "dask-ml", "matplotlib", "psutil")
-
-
-def gpu_details() -> list[dict]:
-    """Model, driver and memory of each NVIDIA GPU (from ``nvidia-smi``; no GPU library is
-    imported). Empty when there is none or the tool is missing."""
-    exe = shutil.which("nvidia-smi")
-    if exe is None:
-        return []
-    try:
-        out = subprocess.run(
-            [exe, "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-            timeout=20,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return []
-    gpus = []
-    for line in out.strip().splitlines():
-        parts = [p.strip() for p in line.split(",")]
-        if len(parts) == 3:
-            gpus.append({"model": parts[0], "driver": parts[1], "memory": parts[2]})
-    return gpus
-
-
-def hardware() -> dict:
-    """:func:`bigseg.registry.hardware_info` plus the GPU models and driver.
-
-    Examples
-    --------
-    >>> sorted(hardware())[:3]
-    ['cores', 'cpu', 'gpu_details']
-    """
-    hw = hardware_info()
-    details = gpu_details()
-    hw["gpu_details"] = details
-    if details:
-        hw["gpu_model"] = details[0]["model"]
-        hw["gpu_driver"] = details[0]["driver"]
-    return hw
-
-
-def versions() -> dict[str, str]:
-    """bigseg's library versions plus the peers' (DuckDB, Polars, Spark, ...) when installed."""
-    out = library_versions()
-    for pkg in EXTRA_LIBRARIES:
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
+__all__ = ["EXTRA_LIBRARIES", "OtherCPU", "PeakRSS", "gpu_details", "hardware", "versions"]
 
 
 class PeakRSS:
