@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CHECK = textwrap.dedent(
     """
     import numpy as np
+    import pytest
     from numba.cuda import simulator  # noqa: F401 - fails unless the simulator is on
     from bigseg.backend import kernels
     from bigseg.segment.kmeans import assign_accumulate
@@ -46,7 +47,7 @@ CHECK = textwrap.dedent(
         assert (lab == lab2).all(), (n, k, d)
         assert (c == c2).all() and c.dtype == np.int64, (n, k, d, c, c2)
         np.testing.assert_allclose(s, s2, rtol=1e-5, atol=1e-3)
-        assert tot == __import__("pytest").approx(tot2, rel=1e-5, abs=1e-6), (tot, tot2)
+        assert tot == pytest.approx(tot2, rel=1e-5, abs=1e-6), (tot, tot2)
         assert s.shape == (k, d) and s.dtype == np.float64
         s3, c3, tot3, lab3 = kernels.launch_lloyd(X, C, np, with_labels=False, inertia=False)
         assert tot3 is None and lab3 is None and (c3 == c2).all()

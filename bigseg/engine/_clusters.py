@@ -132,6 +132,16 @@ def _worker_environ() -> dict[str, Any]:
     return {_MMAP_KEY: WORKER_MMAP_THRESHOLD}
 
 
+def _spawning(factory: Callable[[], Any]) -> Callable[[], Any]:
+    """``factory`` run with :func:`_worker_environ` in the Dask config, which each Nanny
+    reads as it is created."""
+    def start():
+        with dask.config.set(_worker_environ()):
+            return factory()
+
+    return start
+
+
 def _open_local(cfg: LocalClusterConfig) -> Iterator[Client]:
     n = cfg.resolved_n_workers()
     if cfg.memory_limit == "auto":
@@ -156,11 +166,8 @@ def _open_local(cfg: LocalClusterConfig) -> Iterator[Client]:
         format_bytes(parse_bytes(memory)),
         cfg.host,
     )
-    def start() -> LocalCluster:
-        with dask.config.set(_worker_environ()):  # read by each Nanny as it is created
-            return LocalCluster(**kwargs)
-
-    return _own_cluster(start, f"a local cluster of {n} workers")
+    return _own_cluster(_spawning(lambda: LocalCluster(**kwargs)),
+                        f"a local cluster of {n} workers")
 
 
 def _security(tls: TLSConfig) -> Security:
@@ -220,11 +227,8 @@ def _open_local_gpu(cfg: LocalGPUClusterConfig) -> Iterator[Client]:
     if cfg.rmm_pool_size is not None:
         kwargs["rmm_pool_size"] = cfg.rmm_pool_size
     log.info("starting a local GPU cluster (dask_cuda.LocalCUDACluster): %s", kwargs)
-    def start():
-        with dask.config.set(_worker_environ()):
-            return dask_cuda.LocalCUDACluster(**kwargs)
-
-    return _own_cluster(start, "a local GPU cluster")
+    return _own_cluster(_spawning(lambda: dask_cuda.LocalCUDACluster(**kwargs)),
+                        "a local GPU cluster")
 
 
 def _open_ssh(cfg: SSHClusterConfig) -> Iterator[Client]:
