@@ -45,8 +45,11 @@ import pandas as pd
 
 def scores_checksum(out: Path) -> tuple[str, int]:
     (d,) = sorted((out / "scores").glob("as_of=*"))
-    df = pd.concat([pd.read_parquet(f) for f in sorted(d.glob("part-*.parquet"))],
-                   ignore_index=True).sort_values("customer_id").reset_index(drop=True)
+    df = (
+        pd.concat([pd.read_parquet(f) for f in sorted(d.glob("part-*.parquet"))], ignore_index=True)
+        .sort_values("customer_id")
+        .reset_index(drop=True)
+    )
     h = hashlib.sha256(pd.util.hash_pandas_object(df, index=False).values.tobytes())
     return h.hexdigest(), len(df)
 
@@ -108,13 +111,30 @@ def main() -> None:
             took = time.perf_counter() - t0
             timer.cancel()
             same = ok and scores_checksum(out)[0] == base_sum
-            trials.append({"workers_at_start": workers, "kill_at_s": at, "completed": ok, "error": err, "wall_s": took,
-                           "overhead_s": took - base_t, "checksum_equal": same})
+            trials.append(
+                {
+                    "workers_at_start": workers,
+                    "kill_at_s": at,
+                    "completed": ok,
+                    "error": err,
+                    "wall_s": took,
+                    "overhead_s": took - base_t,
+                    "checksum_equal": same,
+                }
+            )
             print(trials[-1], flush=True)
         res["worker_kill"] = trials
 
-    cli = [sys.executable, "-m", "bigseg.cli", "score", str(d / "out.yaml"), "--quiet",
-           "--as-of", str(res["as_of"])]
+    cli = [
+        sys.executable,
+        "-m",
+        "bigseg.cli",
+        "score",
+        str(d / "out.yaml"),
+        "--quiet",
+        "--as-of",
+        str(res["as_of"]),
+    ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     t0 = time.perf_counter()
     subprocess.run(cli, check=True, env=env, capture_output=True)
@@ -124,8 +144,13 @@ def main() -> None:
     for _ in range(args.trials):
         before = files_digest(out)
         at = float(rng.uniform(0.2, 0.9) * cli_t)
-        p = subprocess.Popen(cli, env=env, start_new_session=True,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        p = subprocess.Popen(
+            cli,
+            env=env,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             p.wait(timeout=at)
             finished_first = True
@@ -138,17 +163,27 @@ def main() -> None:
         rerun = subprocess.run(cli, env=env, capture_output=True)
         took = time.perf_counter() - t0
         metrics = json.loads((out / "metrics.json").read_text())
-        jobs.append({"kill_at_s": at, "finished_before_kill": finished_first,
-                     "previous_output_intact": intact, "rerun_exit": rerun.returncode,
-                     "rerun_s": took, "rerun_overhead_s": took - cli_t,
-                     "resumed": (metrics.get("score_resume") or {}).get("resumed"),
-                     "buckets": (metrics.get("score_resume") or {}).get("buckets"),
-                     "checksum_equal": scores_checksum(out)[0] == base_sum})
+        jobs.append(
+            {
+                "kill_at_s": at,
+                "finished_before_kill": finished_first,
+                "previous_output_intact": intact,
+                "rerun_exit": rerun.returncode,
+                "rerun_s": took,
+                "rerun_overhead_s": took - cli_t,
+                "resumed": (metrics.get("score_resume") or {}).get("resumed"),
+                "buckets": (metrics.get("score_resume") or {}).get("buckets"),
+                "checksum_equal": scores_checksum(out)[0] == base_sum,
+            }
+        )
         print(jobs[-1], flush=True)
     res["job_kill"] = jobs
-    res.update(hardware=hardware(), libraries=versions(),
-               timestamp=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-               command="python benchmarks/bench_faults.py " + " ".join(sys.argv[1:]))
+    res.update(
+        hardware=hardware(),
+        libraries=versions(),
+        timestamp=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        command="python benchmarks/bench_faults.py " + " ".join(sys.argv[1:]),
+    )
     path = Path(f"benchmarks/results/faults-{res['customers']}.json")
     path.write_text(json.dumps(res, indent=2) + "\n")
     print(f"wrote {path}")

@@ -93,14 +93,22 @@ def main() -> None:
                 t0 = time.perf_counter()
                 m = run_stages(cfg, c, resolve("cpu"), stages=("score",))
                 wall = time.perf_counter() - t0
-                scored = sum(pq.ParquetFile(f).metadata.num_rows for f in
-                             (Path(cfg.output_dir) / "scores" / f"as_of={cfg.as_of or m['as_of']}").glob(
-                                 "*.parquet"))
-                res["runs"].append({
-                    "mode": mode, "wall_s": wall, "score_stage_s": m["timings"].get("score"),
-                    "peak_rss_bytes_process_tree": rss.stop(), "customers_scored": scored,
-                    "features_cache": m.get("features_cache"),
-                })
+                scored = sum(
+                    pq.ParquetFile(f).metadata.num_rows
+                    for f in (
+                        Path(cfg.output_dir) / "scores" / f"as_of={cfg.as_of or m['as_of']}"
+                    ).glob("*.parquet")
+                )
+                res["runs"].append(
+                    {
+                        "mode": mode,
+                        "wall_s": wall,
+                        "score_stage_s": m["timings"].get("score"),
+                        "peak_rss_bytes_process_tree": rss.stop(),
+                        "customers_scored": scored,
+                        "features_cache": m.get("features_cache"),
+                    }
+                )
                 print(res["runs"][-1], flush=True)
     res.update(
         hardware=hardware(),

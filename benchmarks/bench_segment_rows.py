@@ -65,11 +65,12 @@ def main() -> None:
                 path = Path(tmp) / "job.yaml"
                 path.write_text(yaml.safe_dump({**base, "prediction": pred}))
                 m = run_stages(
-                    load_run_config(path), client, resolve("cpu"),
+                    load_run_config(path),
+                    client,
+                    resolve("cpu"),
                     stages=("features", "segment", "train"),
                 )
-                runs.append({"cap": cap, "repeat": i, "n_customers": m["n_customers"],
-                             **served(m)})
+                runs.append({"cap": cap, "repeat": i, "n_customers": m["n_customers"], **served(m)})
                 print(json.dumps(runs[-1]), flush=True)
     res = {
         "benchmark": "segment_max_train_rows",

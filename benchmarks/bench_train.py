@@ -40,8 +40,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--customers", type=int, default=1_000_000)
-    ap.add_argument("--caps", default="50000,100000,200000,0",
-                    help="training-row caps to compare (0 = all rows)")
+    ap.add_argument(
+        "--caps",
+        default="50000,100000,200000,0",
+        help="training-row caps to compare (0 = all rows)",
+    )
     ap.add_argument("--dask", action="store_true", help="also time xgboost.dask vs one process")
     ap.add_argument("--dir", default=None, help="keep (and reuse) the data in this dir")
     args = ap.parse_args()
@@ -125,10 +128,16 @@ def caps(r, c, seg, feats, caps: list[int]) -> list[dict]:
     )
 
     targets = ["churn", "value"]
-    fit_rows = c.gather(r.submit_each(segmented.model_rows, "backtest", targets,
-                                      VALID_FRACTION, r.cfg.seed, feats, seg))
-    test_rows = c.gather(r.submit_each(segmented.model_rows, "train", targets,
-                                       VALID_FRACTION, r.cfg.seed, feats, seg))
+    fit_rows = c.gather(
+        r.submit_each(
+            segmented.model_rows, "backtest", targets, VALID_FRACTION, r.cfg.seed, feats, seg
+        )
+    )
+    test_rows = c.gather(
+        r.submit_each(
+            segmented.model_rows, "train", targets, VALID_FRACTION, r.cfg.seed, feats, seg
+        )
+    )
     X = np.concatenate([t["X"] for t in test_rows])
     out = []
     for target in targets:
@@ -139,16 +148,29 @@ def caps(r, c, seg, feats, caps: list[int]) -> list[dict]:
             parts = [segmented.select(p, target, None, frac) for p in fit_rows]
             params = params_for(target, r.cfg.prediction, r.cfg.seed, "cpu")
             t0 = time.perf_counter()
-            model, info = train_task(params, r.cfg.prediction.n_estimators,
-                                     r.cfg.prediction.early_stopping_rounds, *parts)
+            model, info = train_task(
+                params,
+                r.cfg.prediction.n_estimators,
+                r.cfg.prediction.early_stopping_rounds,
+                *parts,
+            )
             secs = time.perf_counter() - t0
             p = _booster(model).inplace_predict(X)
             m = evaluate_binary(y, p) if target == "churn" else evaluate_value(y, p)
-            out.append({"target": target, "cap": cap or "all", "train_rows": info["n_train"],
-                        "seconds_1_thread": round(secs, 2),
-                        "best_iteration": info["best_iteration"],
-                        **{k: m.get(k) for k in ("auc", "pr_auc", "rmse", "spearman")
-                           if m.get(k) is not None}})
+            out.append(
+                {
+                    "target": target,
+                    "cap": cap or "all",
+                    "train_rows": info["n_train"],
+                    "seconds_1_thread": round(secs, 2),
+                    "best_iteration": info["best_iteration"],
+                    **{
+                        k: m.get(k)
+                        for k in ("auc", "pr_auc", "rmse", "spearman")
+                        if m.get(k) is not None
+                    },
+                }
+            )
     return out
 
 
@@ -157,10 +179,12 @@ def train_stage(r) -> tuple[float, dict]:
     r.train()
     secs = time.perf_counter() - t0
     m = r.metrics
-    return secs, {"churn_auc": m.get("churn", {}).get("auc"),
-                  "value_rmse": m.get("value", {}).get("rmse"),
-                  "value_spearman": m.get("value", {}).get("spearman"),
-                  "response_auc": m.get("response", {}).get("auc")}
+    return secs, {
+        "churn_auc": m.get("churn", {}).get("auc"),
+        "value_rmse": m.get("value", {}).get("rmse"),
+        "value_spearman": m.get("value", {}).get("spearman"),
+        "response_auc": m.get("response", {}).get("auc"),
+    }
 
 
 def finish(res: dict, args) -> None:

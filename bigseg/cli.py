@@ -23,10 +23,18 @@ DEMO_CUSTOMERS = 200_000
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--cluster", metavar="FILE", default=None,
-                   help="cluster config (cluster_configs/*.yaml); default: a local cluster")
-    p.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto",
-                   help="compute device (default auto: GPU when usable, else CPU)")
+    p.add_argument(
+        "--cluster",
+        metavar="FILE",
+        default=None,
+        help="cluster config (cluster_configs/*.yaml); default: a local cluster",
+    )
+    p.add_argument(
+        "--device",
+        choices=("auto", "cpu", "gpu"),
+        default="auto",
+        help="compute device (default auto: GPU when usable, else CPU)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars or summaries")
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
 
@@ -65,47 +73,91 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("config", help="run config (YAML)")
         if name == "score":
             p.add_argument("--as-of", default=None, help="scoring date (YYYY-MM-DD)")
-            p.add_argument("--model", default=None, metavar="VERSION",
-                           help="published model version to score with (a name under "
-                                "output/models/; default: LATEST)")
+            p.add_argument(
+                "--model",
+                default=None,
+                metavar="VERSION",
+                help="published model version to score with (a name under "
+                "output/models/; default: LATEST)",
+            )
         _common(p)
 
     p = sub.add_parser("erase", help="right to erasure: remove customers from every output")
     p.add_argument("config", help="run config (YAML)")
-    p.add_argument("--ids", required=True, metavar="FILE",
-                   help="text file, one raw customer id per line")
+    p.add_argument(
+        "--ids", required=True, metavar="FILE", help="text file, one raw customer id per line"
+    )
     _common(p)
 
-    p = sub.add_parser("benchmark", help="time bigseg beside pandas, DuckDB, Polars, Dask, "
-                       "XGBoost and Spark on the same generated data; charts and tables "
-                       "from the results")
-    p.add_argument("--suite", action="append", default=None, metavar="SUITE",
-                   help="features, segment, predict, score, end-to-end, scaling (repeatable "
-                        "or a comma list; default end-to-end)")
+    p = sub.add_parser(
+        "benchmark",
+        help="time bigseg beside pandas, DuckDB, Polars, Dask, "
+        "XGBoost and Spark on the same generated data; charts and tables "
+        "from the results",
+    )
+    p.add_argument(
+        "--suite",
+        action="append",
+        default=None,
+        metavar="SUITE",
+        help="features, segment, predict, score, end-to-end, scaling (repeatable "
+        "or a comma list; default end-to-end)",
+    )
     p.add_argument("--customers", type=int, default=100_000)
-    p.add_argument("--workers", default="1,2", metavar="N,M",
-                   help="worker counts of the scaling suite (default 1,2)")
-    p.add_argument("--n-workers", type=int, default=None, metavar="N",
-                   help="bigseg's local workers in the other suites (default one per core)")
-    p.add_argument("--out", default="benchmarks/results", metavar="DIR",
-                   help="directory of the results JSON (default benchmarks/results)")
-    p.add_argument("--data", default=None, metavar="DIR",
-                   help="keep (and reuse) the generated data and the peers' outputs here")
-    p.add_argument("--peers", default="auto", metavar="A,B",
-                   help="peers to run in every suite (default 'auto': each suite's own set, "
-                        "e.g. features: pandas,duckdb,polars,daskdf,spark; segment: "
-                        "pandas,daskml,cuml,spark; predict: pandas,xgbdask,spark; "
-                        "end-to-end: pandas,duckdb,spark; '' for none)")
+    p.add_argument(
+        "--workers",
+        default="1,2",
+        metavar="N,M",
+        help="worker counts of the scaling suite (default 1,2)",
+    )
+    p.add_argument(
+        "--n-workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="bigseg's local workers in the other suites (default one per core)",
+    )
+    p.add_argument(
+        "--out",
+        default="benchmarks/results",
+        metavar="DIR",
+        help="directory of the results JSON (default benchmarks/results)",
+    )
+    p.add_argument(
+        "--data",
+        default=None,
+        metavar="DIR",
+        help="keep (and reuse) the generated data and the peers' outputs here",
+    )
+    p.add_argument(
+        "--peers",
+        default="auto",
+        metavar="A,B",
+        help="peers to run in every suite (default 'auto': each suite's own set, "
+        "e.g. features: pandas,duckdb,polars,daskdf,spark; segment: "
+        "pandas,daskml,cuml,spark; predict: pandas,xgbdask,spark; "
+        "end-to-end: pandas,duckdb,spark; '' for none)",
+    )
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--peer-timeout", type=float, default=7200, metavar="SECONDS")
-    p.add_argument("--charts", default=None, metavar="DIR",
-                   help="where the PNG charts and the Markdown table go (default: --out)")
-    p.add_argument("--render", default=None, metavar="RESULTS.json",
-                   help="only draw the charts and the table of an existing results file")
+    p.add_argument(
+        "--charts",
+        default=None,
+        metavar="DIR",
+        help="where the PNG charts and the Markdown table go (default: --out)",
+    )
+    p.add_argument(
+        "--render",
+        default=None,
+        metavar="RESULTS.json",
+        help="only draw the charts and the table of an existing results file",
+    )
     _common(p)
 
-    p = sub.add_parser("cluster-check", help="connect to a cluster; print workers, threads, memory, GPUs")
+    p = sub.add_parser(
+        "cluster-check", help="connect to a cluster; print workers, threads, memory, GPUs"
+    )
     p.add_argument("cluster_file", metavar="CLUSTER.yaml")
     p.add_argument("--min-workers", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
@@ -126,18 +178,27 @@ def _summary(args, metrics: dict) -> None:
     from rich.table import Table
 
     c = Console()
-    t = Table(title=f"segments at {metrics.get('as_of')}  ({metrics.get('n_customers', 0):,} customers)")
+    t = Table(
+        title=f"segments at {metrics.get('as_of')}  ({metrics.get('n_customers', 0):,} customers)"
+    )
     for col in ("id", "segment", "customers", "share", "churn prob.", "pred. spend"):
         t.add_column(col, justify="right" if col not in ("segment",) else "left")
     for s in metrics.get("segments", []):
-        t.add_row(str(s["id"]), s["name"], f"{s['size']:,}", f"{s['share']:.1%}",
-                  "–" if s.get("churn_probability") is None else f"{s['churn_probability']:.1%}",
-                  "–" if s.get("value_prediction") is None else f"{s['value_prediction']:,.2f}")
+        t.add_row(
+            str(s["id"]),
+            s["name"],
+            f"{s['size']:,}",
+            f"{s['share']:.1%}",
+            "–" if s.get("churn_probability") is None else f"{s['churn_probability']:.1%}",
+            "–" if s.get("value_prediction") is None else f"{s['value_prediction']:,.2f}",
+        )
     c.print(t)
     ch = metrics.get("churn", {})
     if ch.get("auc") is not None:
-        c.print(f"churn model (forward backtest): AUC {ch['auc']:.3f}, PR-AUC {ch['pr_auc']:.3f}, "
-                f"recency-only baseline AUC {ch.get('baseline_recency_auc') or float('nan'):.3f}")
+        c.print(
+            f"churn model (forward backtest): AUC {ch['auc']:.3f}, PR-AUC {ch['pr_auc']:.3f}, "
+            f"recency-only baseline AUC {ch.get('baseline_recency_auc') or float('nan'):.3f}"
+        )
     tm = metrics.get("timings", {})
     c.print("timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in tm.items()))
 
@@ -145,8 +206,13 @@ def _summary(args, metrics: dict) -> None:
 def _run_stages(args, stages) -> dict:
     from bigseg.pipeline import run_pipeline
 
-    return run_pipeline(args.config, cluster=args.cluster, device=args.device, stages=stages,
-                        model_version=getattr(args, "model", None))
+    return run_pipeline(
+        args.config,
+        cluster=args.cluster,
+        device=args.device,
+        stages=stages,
+        model_version=getattr(args, "model", None),
+    )
 
 
 def _demo(args) -> int:
@@ -177,8 +243,10 @@ def _demo(args) -> int:
             marker.write_text(json.dumps(want))
         gen_s = time.perf_counter() - t0
         config = {
-            "data": {t: {"path": f"raw/{t}"} for t in
-                     ("transactions", "customers", "events", "campaigns", "reviews")},
+            "data": {
+                t: {"path": f"raw/{t}"}
+                for t in ("transactions", "customers", "events", "campaigns", "reviews")
+            },
             "horizon_days": 90,
             "seed": args.seed,
             "segmentation": {"method": "kmeans", "k": "auto"},
@@ -192,8 +260,12 @@ def _demo(args) -> int:
         metrics = run_stages(cfg, client, backend)
     metrics.setdefault("timings", {})["generate"] = round(gen_s, 3)
     _summary(args, metrics)
-    _out(args, f"config:  {cfg_path}", f"metrics: {out / 'metrics.json'}",
-         f"report:  {out / 'report.html'}")
+    _out(
+        args,
+        f"config:  {cfg_path}",
+        f"metrics: {out / 'metrics.json'}",
+        f"report:  {out / 'report.html'}",
+    )
     return 0
 
 
@@ -240,8 +312,11 @@ def _erase(args) -> int:
 
     with output_lock(cfg.output_dir, "erase"), connect(args.cluster) as client:
         res = erase(cfg, ids, client)
-    _out(args, f"erased {res['customers_found']:,} of {res['requested']:,} requested customers "
-               f"found in the store; {res['newly_logged']:,} id hash(es) added to {res['log']}")
+    _out(
+        args,
+        f"erased {res['customers_found']:,} of {res['requested']:,} requested customers "
+        f"found in the store; {res['newly_logged']:,} id hash(es) added to {res['log']}",
+    )
     for where, n in res["rows_removed"].items():
         _out(args, f"  {where:<40} {n:>12,} rows removed")
     if not res["rows_removed"]:
@@ -274,20 +349,39 @@ def _benchmark(args) -> int:
             raise BigsegError(f"{args.render}: no such results file")
         out = render(args.render, charts)
     else:
-        suites = [s.strip() for v in (args.suite or ["end-to-end"]) for s in v.split(",")
-                  if s.strip()]
-        peers = (None if args.peers.strip() == "auto"
-                 else [p.strip() for p in args.peers.split(",") if p.strip()])
+        suites = [
+            s.strip() for v in (args.suite or ["end-to-end"]) for s in v.split(",") if s.strip()
+        ]
+        peers = (
+            None
+            if args.peers.strip() == "auto"
+            else [p.strip() for p in args.peers.split(",") if p.strip()]
+        )
         workers = [int(w) for w in args.workers.split(",") if w.strip()]
         _, path = run_benchmark(
-            suites, customers=args.customers, workers=workers, out=args.out, data=args.data,
-            peers=peers, repeats=args.repeats, seed=args.seed, device=args.device,
-            n_workers=args.n_workers, peer_timeout=args.peer_timeout,
-            command=_benchmark_command(args, suites, peers), say=lambda line: _out(args, line))
+            suites,
+            customers=args.customers,
+            workers=workers,
+            out=args.out,
+            data=args.data,
+            peers=peers,
+            repeats=args.repeats,
+            seed=args.seed,
+            device=args.device,
+            n_workers=args.n_workers,
+            peer_timeout=args.peer_timeout,
+            command=_benchmark_command(args, suites, peers),
+            say=lambda line: _out(args, line),
+        )
         _out(args, f"results: {path}")
         out = render(path, charts)
-    _out(args, "", out["markdown"], f"table:  {out['table']}",
-         *[f"chart:  {p}" for p in out["charts"]])
+    _out(
+        args,
+        "",
+        out["markdown"],
+        f"table:  {out['table']}",
+        *[f"chart:  {p}" for p in out["charts"]],
+    )
     return 0
 
 
@@ -320,8 +414,9 @@ def _stage(args) -> int:
         mpath = cfg.output_dir / "metrics.json"
         if not mpath.is_file():
             raise BigsegError(f"{mpath}: no metrics yet; run `bigseg run {args.config}` first")
-        path = write_report(cfg.output_dir, json.loads(mpath.read_text()),
-                            cfg.privacy.min_segment_size)
+        path = write_report(
+            cfg.output_dir, json.loads(mpath.read_text()), cfg.privacy.min_segment_size
+        )
         _out(args, f"report: {path}")
         return 0
     if args.command == "score" and args.as_of:
@@ -345,8 +440,10 @@ def _terminated(signum, frame):
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     if not args.verbose:  # distributed sets up INFO-level handlers when first imported
         os.environ.setdefault("DASK_DISTRIBUTED__LOGGING__DISTRIBUTED", "error")
     from bigseg import progress
@@ -355,8 +452,14 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM (a scheduler's timeout, `kubectl delete`) unwinds like Ctrl-C: the output
     # lock is released and staging is left for the next run to clear; exit code 143
     signal.signal(signal.SIGTERM, _terminated)
-    handlers = {"demo": _demo, "generate": _generate, "validate": _validate,
-                "erase": _erase, "cluster-check": _cluster_check, "benchmark": _benchmark}
+    handlers = {
+        "demo": _demo,
+        "generate": _generate,
+        "validate": _validate,
+        "erase": _erase,
+        "cluster-check": _cluster_check,
+        "benchmark": _benchmark,
+    }
     try:
         return handlers.get(args.command, _stage)(args)
     except BigsegError as e:

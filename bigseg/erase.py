@@ -226,8 +226,10 @@ def load_log(output: str | Path) -> tuple[str, np.ndarray] | None:
         except (ValueError, KeyError, TypeError) as e:
             raise ConfigError(f"{path} line {i}: not an erasure log entry ({e})") from None
     if len(fps) > 1:
-        raise ConfigError(f"{path}: entries were written with different keys; "
-                          f"rebuild the log with one key from the original ids")
+        raise ConfigError(
+            f"{path}: entries were written with different keys; "
+            f"rebuild the log with one key from the original ids"
+        )
     if not fps:
         return None
     return fps.pop(), np.unique(np.array(hashes, dtype=f"S{_HEX}"))
@@ -294,8 +296,9 @@ def _canonical(texts: list[str], id_type: str | None, where: str) -> list[str]:
     out = []
     for t in texts:
         if not _INT.fullmatch(t):
-            raise DataError(f"{where}: {t!r} is not an integer, but this store's customer ids "
-                            f"are int64")
+            raise DataError(
+                f"{where}: {t!r} is not an integer, but this store's customer ids are int64"
+            )
         if not -(2**63) <= int(t) < 2**63:
             raise DataError(f"{where}: {t!r} is out of the int64 range of this store's ids")
         out.append(str(int(t)))
@@ -355,9 +358,18 @@ def _filter_files(client, jobs: list[tuple[str, str]], match, trim: bool, desc: 
     return gather(client, futs, desc, bar=True)
 
 
-def _erase_dir(out: Path, final: Path, files: list[Path], match, client, *,
-               group_depth: int, trim: bool = False, skip: tuple[str, ...] = (),
-               finish=None) -> tuple[dict[str, int], set[str]]:
+def _erase_dir(
+    out: Path,
+    final: Path,
+    files: list[Path],
+    match,
+    client,
+    *,
+    group_depth: int,
+    trim: bool = False,
+    skip: tuple[str, ...] = (),
+    finish=None,
+) -> tuple[dict[str, int], set[str]]:
     """Rebuild ``final`` without the matching rows of ``files`` and publish it; a
     directory with no match is left untouched. Returns (rows removed per
     ``final/<first group_depth parts>``, ids found)."""
@@ -435,17 +447,22 @@ def check_ready(cfg) -> tuple:
     try:
         store = open_store(out)
     except DataError:
-        raise DataError(f"{out}: no bucketed store (store/_manifest.json) here, so nothing "
-                        f"to erase; check `output:` in the config") from None
+        raise DataError(
+            f"{out}: no bucketed store (store/_manifest.json) here, so nothing "
+            f"to erase; check `output:` in the config"
+        ) from None
     key = erase_key("bigseg erase")
     fp = privacy.key_fingerprint(key)
     if store.manifest.get("pseudonymized") and store.manifest.get("key_fingerprint") != fp:
-        raise ConfigError(f"{privacy.ENV} is not the key {store.root} was pseudonymised "
-                          f"with: the erased ids could not be found. Set that key")
+        raise ConfigError(
+            f"{privacy.ENV} is not the key {store.root} was pseudonymised "
+            f"with: the erased ids could not be found. Set that key"
+        )
     got = load_log(out)
     if got is not None and got[0] != fp:
-        raise ConfigError(f"{out / LOG_NAME} was written with another {privacy.ENV}; "
-                          f"set the key used before")
+        raise ConfigError(
+            f"{out / LOG_NAME} was written with another {privacy.ENV}; set the key used before"
+        )
     return store, key
 
 
@@ -478,8 +495,11 @@ def erase(cfg, ids: str | Path | Iterable[str], client=None) -> dict:
         ``BIGSEG_PSEUDONYM_KEY`` unset, or not the key the store or log was made with.
     """
     out = Path(cfg.output_dir)
-    texts = read_ids(ids) if isinstance(ids, str | Path) else list(dict.fromkeys(
-        s.strip() for s in ids if s and s.strip()))
+    texts = (
+        read_ids(ids)
+        if isinstance(ids, str | Path)
+        else list(dict.fromkeys(s.strip() for s in ids if s and s.strip()))
+    )
     where = str(ids) if isinstance(ids, str | Path) else "ids"
     if not texts:
         raise DataError(f"{where}: no customer id to erase")
@@ -488,8 +508,11 @@ def erase(cfg, ids: str | Path | Iterable[str], client=None) -> dict:
     pseudo = bool(m.get("pseudonymized"))
     raw_type = m.get("raw_id_type") if pseudo else m.get("id_type")
     if raw_type not in ("int64", "string"):
-        log.warning("erase: the type of the raw ids is not recorded in the store (%s); "
-                    "ids are used as written", raw_type)
+        log.warning(
+            "erase: the type of the raw ids is not recorded in the store (%s); "
+            "ids are used as written",
+            raw_type,
+        )
     canon = _canonical(texts, raw_type, where)
     pseudonyms = privacy.pseudonymize(pa.array(canon, pa.string()), key).to_pylist()
     if pseudo:
@@ -509,24 +532,29 @@ def erase(cfg, ids: str | Path | Iterable[str], client=None) -> dict:
     removed: dict[str, int] = {}
     targets = [out / "audiences"]
     if (out / "scores").is_dir():
-        targets += sorted(p for p in (out / "scores").glob("as_of=*")
-                          if p.is_dir() and not p.name.endswith(_OLD))
+        targets += sorted(
+            p for p in (out / "scores").glob("as_of=*") if p.is_dir() and not p.name.endswith(_OLD)
+        )
     targets += [out / "segments", out / "features"]
     for d in targets:
         if d.is_dir():
-            r, _ = _erase_dir(out, d, sorted(d.rglob("*.parquet")), shared, client,
-                              group_depth=0)
+            r, _ = _erase_dir(out, d, sorted(d.rglob("*.parquet")), shared, client, group_depth=0)
             removed.update(r)
     q = out / QUARANTINE
     if q.is_dir():
-        r, _ = _erase_dir(out, q, sorted(q.rglob("*.parquet")), shared, client,
-                          group_depth=1, trim=True)
+        r, _ = _erase_dir(
+            out, q, sorted(q.rglob("*.parquet")), shared, client, group_depth=1, trim=True
+        )
         removed.update(r)
 
     # 2. the store last, with its manifest's row counts
     buckets = sorted(set(bucket_of(stored, store.n_buckets).tolist()))
-    files = [f for t in store.tables for k in buckets
-             for f in sorted((Path(store.root) / t / bucket_dirname(k)).glob("*.parquet"))]
+    files = [
+        f
+        for t in store.tables
+        for k in buckets
+        for f in sorted((Path(store.root) / t / bucket_dirname(k)).glob("*.parquet"))
+    ]
 
     def finish(stage: Path, rem: Counter) -> None:
         man = json.loads(json.dumps(store.manifest))
@@ -535,12 +563,14 @@ def erase(cfg, ids: str | Path | Iterable[str], client=None) -> dict:
             man["tables"][t]["rows"] -= n
         man["last_erasure"] = {
             "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "ids_requested": len(canon), "rows_removed": per_table,
+            "ids_requested": len(canon),
+            "rows_removed": per_table,
         }
         write_json_atomic(stage / MANIFEST, man)
 
-    r, found = _erase_dir(out, Path(store.root), files, shared, client, group_depth=1,
-                          skip=(MANIFEST,), finish=finish)
+    r, found = _erase_dir(
+        out, Path(store.root), files, shared, client, group_depth=1, skip=(MANIFEST,), finish=finish
+    )
     removed.update(r)
     summary = {
         "requested": len(canon),
@@ -554,5 +584,14 @@ def erase(cfg, ids: str | Path | Iterable[str], client=None) -> dict:
     return summary
 
 
-__all__ = ["LOG_NAME", "check_ready", "erase", "erase_key", "erasure_hashes", "ingest_filter", "is_erased",
-           "load_log", "read_ids"]
+__all__ = [
+    "LOG_NAME",
+    "check_ready",
+    "erase",
+    "erase_key",
+    "erasure_hashes",
+    "ingest_filter",
+    "is_erased",
+    "load_log",
+    "read_ids",
+]

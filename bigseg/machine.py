@@ -11,8 +11,16 @@ import subprocess
 from importlib import metadata
 
 #: bigseg's own dependencies, recorded with every model version and benchmark result
-LIBRARIES = ("bigseg", "numpy", "pandas", "pyarrow", "dask", "distributed", "xgboost",
-             "scikit-learn")
+LIBRARIES = (
+    "bigseg",
+    "numpy",
+    "pandas",
+    "pyarrow",
+    "dask",
+    "distributed",
+    "xgboost",
+    "scikit-learn",
+)
 #: versions recorded beside them in benchmark results (peers and tools, when installed)
 EXTRA_LIBRARIES = ("duckdb", "polars", "pyspark", "dask-ml", "matplotlib", "psutil")
 
@@ -44,8 +52,13 @@ def hardware_info() -> dict:
     except OSError:
         pass
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    return {"cpu": cpu, "cores": len(os.sched_getaffinity(0)),
-            "memory_gib": round(mem / 2**30, 1), "gpus": gpu_count(), "os": platform.platform()}
+    return {
+        "cpu": cpu,
+        "cores": len(os.sched_getaffinity(0)),
+        "memory_gib": round(mem / 2**30, 1),
+        "gpus": gpu_count(),
+        "os": platform.platform(),
+    }
 
 
 def gpu_details() -> list[dict]:

@@ -68,8 +68,7 @@ DRIFT_EXEMPT = ("tenure_days",)
 class Run:
     """One pipeline run over one config, on one cluster."""
 
-    def __init__(self, cfg: RunConfig, client, backend: Backend,
-                 model_version: str | None = None):
+    def __init__(self, cfg: RunConfig, client, backend: Backend, model_version: str | None = None):
         self.cfg = cfg
         #: the published model version a score-only run scores with (None: ``LATEST``)
         self.model_version = model_version
@@ -120,16 +119,21 @@ class Run:
         if self.cfg.as_of is not None:
             return self.cfg.as_of
         if "as_of" not in self.metrics:
-            futs = [self.client.submit(tasks.max_timestamp, self.store, k, pure=False)
-                    for k in range(self.store.n_buckets)]
+            futs = [
+                self.client.submit(tasks.max_timestamp, self.store, k, pure=False)
+                for k in range(self.store.n_buckets)
+            ]
             m = max(v for v in gather(self.client, futs, "find last date") if v is not None)
             self.metrics["as_of"] = str(np.datetime64(m, "us").astype("datetime64[D]"))
         return dt.date.fromisoformat(self.metrics["as_of"])
 
     def cutoffs(self) -> dict[str, int]:
         h = dt.timedelta(days=self.cfg.horizon_days)
-        return {"score": to_us(self.as_of), "train": to_us(self.as_of - h),
-                "backtest": to_us(self.as_of - 2 * h)}
+        return {
+            "score": to_us(self.as_of),
+            "train": to_us(self.as_of - h),
+            "backtest": to_us(self.as_of - 2 * h),
+        }
 
     def frames(self) -> list:
         """Per-bucket futures of features at every cutoff (computed once per run):
@@ -138,37 +142,82 @@ class Run:
         buckets, applied per bucket)."""
         if self._frames is None:
             c, store, n = self.client, self.store, self.store.n_buckets
-            vocab = feats_mod.merge_vocab(gather(c, [
-                c.submit(feats_mod.vocab_counts, store, k, pure=False) for k in range(n)],
-                "vocabularies"))
+            vocab = feats_mod.merge_vocab(
+                gather(
+                    c,
+                    [c.submit(feats_mod.vocab_counts, store, k, pure=False) for k in range(n)],
+                    "vocabularies",
+                )
+            )
             cuts = self.cutoffs()
             if self.score_only:  # a scheduled `bigseg score`: features at as_of only
                 cuts = {"score": cuts["score"]}
-            futs = [c.submit(feats_mod.cached_bucket_frames, str(self.out), store, k, cuts,
-                             ("train", "backtest"), self.cfg.horizon_days,
-                             self.cfg.privacy.require_consent, vocab, pure=False)
-                    for k in range(n)]
-            sizes = gather(c, [c.submit(tasks.n_rows, f, "score", pure=False) for f in futs],
-                           "features", bar=True)
-            hits = gather(c, [c.submit(operator.itemgetter("cached"), f, pure=False)
-                              for f in futs], "feature cache")
-            self.metrics["features_cache"] = {"buckets": n, "reused": int(sum(hits)),
-                                              "recomputed": n - int(sum(hits))}
+            futs = [
+                c.submit(
+                    feats_mod.cached_bucket_frames,
+                    str(self.out),
+                    store,
+                    k,
+                    cuts,
+                    ("train", "backtest"),
+                    self.cfg.horizon_days,
+                    self.cfg.privacy.require_consent,
+                    vocab,
+                    pure=False,
+                )
+                for k in range(n)
+            ]
+            sizes = gather(
+                c,
+                [c.submit(tasks.n_rows, f, "score", pure=False) for f in futs],
+                "features",
+                bar=True,
+            )
+            hits = gather(
+                c,
+                [c.submit(operator.itemgetter("cached"), f, pure=False) for f in futs],
+                "feature cache",
+            )
+            self.metrics["features_cache"] = {
+                "buckets": n,
+                "reused": int(sum(hits)),
+                "recomputed": n - int(sum(hits)),
+            }
             frac = min(1.0, feats_mod.CLV_SAMPLE / max(sum(sizes), 1))
-            samples = [c.submit(feats_mod.clv_sample, f, k, frac, self.cfg.seed, pure=False)
-                       for k, f in enumerate(futs)]
+            samples = [
+                c.submit(feats_mod.clv_sample, f, k, frac, self.cfg.seed, pure=False)
+                for k, f in enumerate(futs)
+            ]
             names = list(cuts)
-            self.clv = dict(zip(names, gather(c, [  # the cutoffs fit side by side
-                c.submit(feats_mod.fit_clv_cutoff, name, *samples, pure=False)
-                for name in names], "clv fit"), strict=True))
-            futs = [c.submit(feats_mod.add_clv, f, self.clv, self.cfg.horizon_days, pure=False)
-                    for f in futs]
-            cols = gather(c, [c.submit(tasks.columns, f, "score", pure=False) for f in futs],
-                          "feature columns")
+            self.clv = dict(
+                zip(
+                    names,
+                    gather(
+                        c,
+                        [  # the cutoffs fit side by side
+                            c.submit(feats_mod.fit_clv_cutoff, name, *samples, pure=False)
+                            for name in names
+                        ],
+                        "clv fit",
+                    ),
+                    strict=True,
+                )
+            )
+            futs = [
+                c.submit(feats_mod.add_clv, f, self.clv, self.cfg.horizon_days, pure=False)
+                for f in futs
+            ]
+            cols = gather(
+                c,
+                [c.submit(tasks.columns, f, "score", pure=False) for f in futs],
+                "feature columns",
+            )
             fc = self.cfg.fairness
             self.feature_names = fairness.model_features(
-                list(dict.fromkeys(x for cs in cols for x in cs)), fc.protected,
-                allow=fc.allow_protected_features)
+                list(dict.fromkeys(x for cs in cols for x in cs)),
+                fc.protected,
+                allow=fc.allow_protected_features,
+            )
             self._vocab = vocab
             self.metrics["clv"] = self.clv
             self._frames = futs
@@ -186,24 +235,37 @@ class Run:
         import hashlib
 
         man = self.store.manifest if (self.out / "store").is_dir() else {}
-        fp = hashlib.sha256(json.dumps({k: man.get(k) for k in ("inputs", "mapping_hash",
-                                                                 "key_fingerprint")},
-                                       sort_keys=True, default=str).encode()).hexdigest()
+        fp = hashlib.sha256(
+            json.dumps(
+                {k: man.get(k) for k in ("inputs", "mapping_hash", "key_fingerprint")},
+                sort_keys=True,
+                default=str,
+            ).encode()
+        ).hexdigest()
         latest = self.out / "models" / "LATEST"
         version = self.model_version or (latest.read_text().strip() if latest.is_file() else None)
         now = dt.datetime.now(dt.timezone.utc)
         rec = {
-            "finished": now.isoformat(timespec="seconds"), "stages": list(stages),
-            "as_of": self.metrics.get("as_of"), "config": self.cfg.model_dump(mode="json"),
-            "seed": self.cfg.seed, "input_fingerprint": fp,
+            "finished": now.isoformat(timespec="seconds"),
+            "stages": list(stages),
+            "as_of": self.metrics.get("as_of"),
+            "config": self.cfg.model_dump(mode="json"),
+            "seed": self.cfg.seed,
+            "input_fingerprint": fp,
             "model_version": version,
-            "libraries": library_versions(), "hardware": hardware_info(),
-            "device": self.backend.name, "timings": self.timings,
-            "summary": {"n_customers": self.metrics.get("n_customers"),
-                        "segments": [{k: s.get(k) for k in ("id", "name", "size")}
-                                     for s in self.metrics.get("segments", [])],
-                        "retrain": self.metrics.get("retrain"),
-                        "score_resume": self.metrics.get("score_resume")},
+            "libraries": library_versions(),
+            "hardware": hardware_info(),
+            "device": self.backend.name,
+            "timings": self.timings,
+            "summary": {
+                "n_customers": self.metrics.get("n_customers"),
+                "segments": [
+                    {k: s.get(k) for k in ("id", "name", "size")}
+                    for s in self.metrics.get("segments", [])
+                ],
+                "retrain": self.metrics.get("retrain"),
+                "score_resume": self.metrics.get("score_resume"),
+            },
         }
         path = self.out / "runs" / f"{now.strftime('%Y%m%dT%H%M%S%fZ')}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -232,14 +294,25 @@ class Run:
             frames = self.frames()
             excluded = sum(gather(self.client, self.submit_each(tasks.excluded), "consent"))
             with staged_dir(self.out, self.out / "features") as d:
-                futs = [self.client.submit(tasks.write_features, f, "score",
-                                           str(d / f"part-{k:05d}.parquet"),
-                                           self.feature_names, pure=False)
-                        for k, f in enumerate(frames)]
+                futs = [
+                    self.client.submit(
+                        tasks.write_features,
+                        f,
+                        "score",
+                        str(d / f"part-{k:05d}.parquet"),
+                        self.feature_names,
+                        pure=False,
+                    )
+                    for k, f in enumerate(frames)
+                ]
                 n = sum(gather(self.client, futs, "write features", bar=True))
-        self.metrics.update(as_of=str(self.as_of), horizon_days=self.cfg.horizon_days,
-                            n_customers=n, excluded_no_consent=excluded,
-                            features=feats_mod.describe(self.feature_names))
+        self.metrics.update(
+            as_of=str(self.as_of),
+            horizon_days=self.cfg.horizon_days,
+            n_customers=n,
+            excluded_no_consent=excluded,
+            features=feats_mod.describe(self.feature_names),
+        )
         if n == 0:
             raise DataError(f"no customer has a purchase on or before as_of={self.as_of}")
 
@@ -251,7 +324,8 @@ class Run:
             self._model = VersionWriter(self.out)
             if getattr(self, "_seg_from", None) is not None:
                 self._model.copy_from(
-                    self._seg_from, ["preprocess.json", "segmenter.json", "segmenter.npz"])
+                    self._seg_from, ["preprocess.json", "segmenter.json", "segmenter.npz"]
+                )
         return self._model
 
     def segment(self):
@@ -263,8 +337,12 @@ class Run:
                 self.client, self.frames(), new, self._load_segmenter()["pre"], self.cfg.seed
             )
             with staged_dir(self.out, self.out / "segments") as d:
-                futs = [self.client.submit(tasks.write_segments, s, str(d / f"part-{k:05d}.parquet"),
-                                           pure=False) for k, s in enumerate(new)]
+                futs = [
+                    self.client.submit(
+                        tasks.write_segments, s, str(d / f"part-{k:05d}.parquet"), pure=False
+                    )
+                    for k, s in enumerate(new)
+                ]
                 gather(self.client, futs, "write segments", bar=True)
 
     def _fit_segments(self):
@@ -272,63 +350,99 @@ class Run:
         frames = self.frames()
         feats = SEGMENT_FEATURES
         log_feats = sorted(SKEWED & set(feats))
-        parts = gather(self.client, self.submit_each(tasks.moments, "score", feats, log_feats),
-                       "preprocess")
+        parts = gather(
+            self.client, self.submit_each(tasks.moments, "score", feats, log_feats), "preprocess"
+        )
         pre = Preprocessor.fit_moments(feats, log_feats, parts)
         n = self.metrics.get("n_customers") or self.count("score")
         frac = min(1.0, 20_000 / max(n, 1))
-        pop = [self.client.submit(tasks.sample_rows, f, "score", k, frac, seed, pure=False)
-               for k, f in enumerate(frames)]
+        pop = [
+            self.client.submit(tasks.sample_rows, f, "score", k, frac, seed, pure=False)
+            for k, f in enumerate(frames)
+        ]
         pop = pd.concat(gather(self.client, pop, "sample"), ignore_index=True)
-        blocks = Blocks(self.submit_each(tasks.x_block, "score", pre.to_dict(), self.backend.name),
-                        self.client)
+        blocks = Blocks(
+            self.submit_each(tasks.x_block, "score", pre.to_dict(), self.backend.name), self.client
+        )
         Xs = pre.transform(pop)
         method = cfg.method
         previous = self._previous_segmenter()
         if method == "hdbscan":
-            est, scores, rule = _make(method, 0, cfg, seed, self.backend).fit(blocks), [], \
-                "density clusters of a sample (no k)"
+            est, scores, rule = (
+                _make(method, 0, cfg, seed, self.backend).fit(blocks),
+                [],
+                "density clusters of a sample (no k)",
+            )
         else:
             est, scores, rule = self._choose_k(method, blocks, Xs)
-        if method == "kmeans" and previous is not None and \
-                previous["meta"]["method"] == "kmeans" and \
-                len(previous["centres"]) == est.n_clusters:
+        if (
+            method == "kmeans"
+            and previous is not None
+            and previous["meta"]["method"] == "kmeans"
+            and len(previous["centres"]) == est.n_clusters
+        ):
             # warm start from the previous centres: the same data give the same segments,
             # a little more data moves them a little (stable segments, few migrations)
-            old_z = pre.transform(pd.DataFrame(
-                previous["pre"].inverse_transform(previous["centres"]), columns=feats))
-            warm = KMeans(est.n_clusters, init=old_z, max_iter=cfg.max_iter, tol=cfg.tol,
-                          random_state=seed, device=self.backend).fit(blocks)
+            old_z = pre.transform(
+                pd.DataFrame(previous["pre"].inverse_transform(previous["centres"]), columns=feats)
+            )
+            warm = KMeans(
+                est.n_clusters,
+                init=old_z,
+                max_iter=cfg.max_iter,
+                tol=cfg.tol,
+                random_state=seed,
+                device=self.backend,
+            ).fit(blocks)
             if warm.inertia_ <= est.inertia_ * 1.01:
                 est = warm
         est, merged = self._merge_small(method, est, blocks)
         meta, arrays = serialize.export(method, est)
         centres_z = arrays["centres"]
         centres = pre.inverse_transform(centres_z)
-        positions = rfm_position({f: centres[:, i] for i, f in enumerate(feats)},
-                                 {f: pop[f].to_numpy() for f in pop.columns})
+        positions = rfm_position(
+            {f: centres[:, i] for i, f in enumerate(feats)},
+            {f: pop[f].to_numpy() for f in pop.columns},
+        )
         names = name_segments(positions)
         if "noise_segment" in meta:
             names[meta["noise_segment"]] = serialize.UNUSUAL
         k = len(names)
         ids, continues = list(range(k)), [None] * k
         if previous is not None:
-            old_z = pre.transform(pd.DataFrame(
-                previous["pre"].inverse_transform(previous["centres"]), columns=feats))
+            old_z = pre.transform(
+                pd.DataFrame(previous["pre"].inverse_transform(previous["centres"]), columns=feats)
+            )
             ids, continues = match_segments(old_z, centres_z, previous["ids"])
             by_id = dict(zip(previous["ids"], previous["names"], strict=True))
             kept = {by_id[c] for c in continues if c is not None}
-            names = [by_id[c] if c is not None else (nm if nm not in kept else f"{nm} (new)")
-                     for c, nm in zip(continues, names, strict=True)]
-        self._seg = {"pre": pre.to_dict(), "meta": meta, "arrays": arrays, "names": names,
-                     "ids": ids}
+            names = [
+                by_id[c] if c is not None else (nm if nm not in kept else f"{nm} (new)")
+                for c, nm in zip(continues, names, strict=True)
+            ]
+        self._seg = {
+            "pre": pre.to_dict(),
+            "meta": meta,
+            "arrays": arrays,
+            "names": names,
+            "ids": ids,
+        }
         seg_metrics = {
-            "method": method, "k": k, "k_rule": rule, "candidates": scores,
+            "method": method,
+            "k": k,
+            "k_rule": rule,
+            "candidates": scores,
             "continues_previous": dict(zip(ids, continues, strict=True)),
             "merged_small_segments": merged,
         }
-        for attr in ("inertia_", "n_iter_", "noise_share_", "lower_bound_",
-                     "quantization_error_", "topographic_error_"):
+        for attr in (
+            "inertia_",
+            "n_iter_",
+            "noise_share_",
+            "lower_bound_",
+            "quantization_error_",
+            "topographic_error_",
+        ):
             if hasattr(est, attr):
                 seg_metrics[attr.rstrip("_")] = float(getattr(est, attr))
         if method == "hierarchical":
@@ -337,8 +451,16 @@ class Run:
         self.metrics["segmentation"] = seg_metrics
         w = self._model_writer()
         w.write_json("preprocess.json", pre.to_dict())
-        w.write_json("segmenter.json", {**meta, "features": feats, "names": names,
-                                        "segment_ids": ids, "rfm_positions": positions})
+        w.write_json(
+            "segmenter.json",
+            {
+                **meta,
+                "features": feats,
+                "names": names,
+                "segment_ids": ids,
+                "rfm_positions": positions,
+            },
+        )
         serialize.save(w.dir / "segmenter.npz", arrays)
 
     def _merge_small(self, method: str, est, blocks: Blocks):
@@ -361,14 +483,29 @@ class Run:
             small = np.flatnonzero(counts < min_size)
             if len(small) == 0 or k - len(small) < 2:
                 return est, merged
-            merged.append({"k": int(k), "sizes_below_minimum": counts[small].tolist(),
-                           "k_after": int(k - len(small))})
-            log.info("segments %s have fewer than %d customers; refitting with k=%d",
-                     small.tolist(), min_size, k - len(small))
+            merged.append(
+                {
+                    "k": int(k),
+                    "sizes_below_minimum": counts[small].tolist(),
+                    "k_after": int(k - len(small)),
+                }
+            )
+            log.info(
+                "segments %s have fewer than %d customers; refitting with k=%d",
+                small.tolist(),
+                min_size,
+                k - len(small),
+            )
             if method == "kmeans":
                 keep = np.delete(est.cluster_centers_, small, axis=0)
-                est = KMeans(len(keep), init=keep, max_iter=cfg.max_iter, tol=cfg.tol,
-                             random_state=seed, device=self.backend).fit(blocks)
+                est = KMeans(
+                    len(keep),
+                    init=keep,
+                    max_iter=cfg.max_iter,
+                    tol=cfg.tol,
+                    random_state=seed,
+                    device=self.backend,
+                ).fit(blocks)
             else:
                 est = _make(method, k - len(small), cfg, seed, self.backend).fit(blocks)
 
@@ -412,11 +549,15 @@ class Run:
         if seg.get("features") != SEGMENT_FEATURES or not (d / "segmenter.npz").is_file():
             return None
         arrays = serialize.load_arrays(d / "segmenter.npz")
-        return {"dir": d,
-                "pre": Preprocessor.from_dict(json.loads((d / "preprocess.json").read_text())),
-                "meta": {k: v for k, v in seg.items() if k not in ("names", "segment_ids")},
-                "arrays": arrays, "centres": arrays["centres"], "ids": seg["segment_ids"],
-                "names": seg["names"]}
+        return {
+            "dir": d,
+            "pre": Preprocessor.from_dict(json.loads((d / "preprocess.json").read_text())),
+            "meta": {k: v for k, v in seg.items() if k not in ("names", "segment_ids")},
+            "arrays": arrays,
+            "centres": arrays["centres"],
+            "ids": seg["segment_ids"],
+            "names": seg["names"],
+        }
 
     def _migration(self, new_scores: list) -> dict | None:
         """Customers per (previous segment -> new segment), from the published
@@ -424,8 +565,10 @@ class Run:
         old = self.out / "segments"
         if not old.is_dir() or not any(old.glob("part-*.parquet")):
             return None
-        futs = [self.client.submit(tasks.migration, s, str(old / f"part-{k:05d}.parquet"),
-                                   pure=False) for k, s in enumerate(new_scores)]
+        futs = [
+            self.client.submit(tasks.migration, s, str(old / f"part-{k:05d}.parquet"), pure=False)
+            for k, s in enumerate(new_scores)
+        ]
         return migration_matrix(gather(self.client, futs, "migration"))
 
     def _load_segmenter(self):
@@ -433,26 +576,42 @@ class Run:
             prev = self._previous_segmenter()
             if prev is None:
                 raise ModelError(f"{self.out / 'models'}: no segmenter yet; run `bigseg segment`")
-            self._seg = {"pre": prev["pre"].to_dict(), "meta": prev["meta"],
-                         "arrays": prev["arrays"], "names": prev["names"], "ids": prev["ids"]}
+            self._seg = {
+                "pre": prev["pre"].to_dict(),
+                "meta": prev["meta"],
+                "arrays": prev["arrays"],
+                "names": prev["names"],
+                "ids": prev["ids"],
+            }
             # copied into a new model version only if this run publishes one
             # (:meth:`_model_writer`): loading alone stages nothing
             self._seg_from = prev["dir"]
             if self._model is not None:
                 self._model.copy_from(
-                    prev["dir"], ["preprocess.json", "segmenter.json", "segmenter.npz"])
+                    prev["dir"], ["preprocess.json", "segmenter.json", "segmenter.npz"]
+                )
         return self._seg
 
     def _segment_frames(self) -> list:
         """Per-bucket futures of scores (segments, and predictions when models exist)."""
         seg = self._load_segmenter()
         self.frames()
-        out = self.submit_each(tasks.score_bucket, "score", seg["pre"], seg["meta"],
-                               seg["arrays"], seg["names"], self._models, seg["ids"],
-                               self._choice, self._model_features,
-                               self.cfg.prediction.drivers)
-        self._importance_parts = [self.client.submit(operator.itemgetter("importance"), o,
-                                                     pure=False) for o in out]
+        out = self.submit_each(
+            tasks.score_bucket,
+            "score",
+            seg["pre"],
+            seg["meta"],
+            seg["arrays"],
+            seg["names"],
+            self._models,
+            seg["ids"],
+            self._choice,
+            self._model_features,
+            self.cfg.prediction.drivers,
+        )
+        self._importance_parts = [
+            self.client.submit(operator.itemgetter("importance"), o, pure=False) for o in out
+        ]
         return [self.client.submit(operator.itemgetter("scores"), o, pure=False) for o in out]
 
     def train(self):
@@ -465,8 +624,10 @@ class Run:
             if self._has_response_labels():
                 targets.append("response")
             else:
-                log.warning("target 'response' skipped: no campaign sent in the label window "
-                            "(or no campaigns table with responded_at)")
+                log.warning(
+                    "target 'response' skipped: no campaign sent in the label window "
+                    "(or no campaigns table with responded_at)"
+                )
                 self.metrics["response"] = {"skipped": "no campaign responses to learn from"}
         seg = self._load_segmenter()
         ids = [int(i) for i in seg["ids"]]
@@ -476,10 +637,13 @@ class Run:
             if self.count("train") == 0:
                 raise DataError(
                     f"not enough history to train: no customer bought on or before "
-                    f"as_of - horizon = {self.as_of - dt.timedelta(days=self.cfg.horizon_days)}")
+                    f"as_of - horizon = {self.as_of - dt.timedelta(days=self.cfg.horizon_days)}"
+                )
             evaluation: dict = {}
-            choice = {t: {s: {"model": "global", "note": "no backtest window"} for s in ids}
-                      for t in targets}
+            choice = {
+                t: {s: {"model": "global", "note": "no backtest window"} for s in ids}
+                for t in targets
+            }
             windows = (["backtest"] if self.count("backtest") > 0 else []) + ["train"]
             # the models of every target and both cutoffs are submitted before any is
             # awaited: they train side by side, one per Dask thread (a segment model as
@@ -500,28 +664,41 @@ class Run:
                     bt[t], backtest_info[t] = self._collect(fits, "backtest models")
                 n_eval, cap = self.count("train"), pcfg.max_backtest_rows
                 frac = 1.0 if cap == 0 or n_eval <= cap else cap / n_eval
-                res = gather(self.client, [  # on the matrices the final models train on
-                    self.client.submit(segmented.backtest_rows, f, r, "train", bt, frac,
-                                       pure=False)
-                    for f, r in zip(self.frames(), self._window_rows["train"], strict=True)],
-                    "backtest")
+                res = gather(
+                    self.client,
+                    [  # on the matrices the final models train on
+                        self.client.submit(
+                            segmented.backtest_rows, f, r, "train", bt, frac, pure=False
+                        )
+                        for f, r in zip(self.frames(), self._window_rows["train"], strict=True)
+                    ],
+                    "backtest",
+                )
                 cat = {key: np.concatenate([r[key] for r in res]) for key in res[0]}
                 self._backtest_ids = [r["customer_id"] for r in res]  # per bucket
                 for t in targets:
-                    choice[t] = segmented.choose(t, cat[t], cat["segment"],
-                                                 cat[f"pred_{t}_global"],
-                                                 cat[f"pred_{t}_segment"], ids)
+                    choice[t] = segmented.choose(
+                        t,
+                        cat[t],
+                        cat["segment"],
+                        cat[f"pred_{t}_global"],
+                        cat[f"pred_{t}_segment"],
+                        ids,
+                    )
                 for t, (fits, refine) in submitted["train"].items():
                     # at the final cutoff only the segment models the backtest chose (none
                     # without a backtest window): the others would never serve a customer;
                     # they train while the backtest is evaluated below
-                    fits.update(refine([s for s, r in choice[t].items()
-                                        if r["model"] == "segment"]))
+                    fits.update(
+                        refine([s for s, r in choice[t].items() if r["model"] == "segment"])
+                    )
                 for t in targets:
                     evaluation[t] = self._evaluate(t, cat, choice[t])
                 if self.cfg.fairness.protected:
                     evaluation["fairness"] = self._fairness(cat, choice)
-            final = {t: self._collect(fits, "models") for t, (fits, _) in submitted["train"].items()}
+            final = {
+                t: self._collect(fits, "models") for t, (fits, _) in submitted["train"].items()
+            }
             self._window_rows = {}  # the matrices are released once their models are done
             self._models = {t: m for t, (m, _) in final.items()}
             for t, (models, info) in final.items():
@@ -544,16 +721,25 @@ class Run:
             "labels": f"({self.as_of - dt.timedelta(days=h)}, {self.as_of}]",
             "backtest_features_at": str(self.as_of - dt.timedelta(days=2 * h)),
         }
-        self._model_writer().publish({
-            "features": self.feature_names, "schema_hash": schema_hash(self.feature_names),
-            "model_features": feats, "model_choice": self._choice,
-            "models": {t: sorted(_model_file(t, k) for k in m) for t, m in self._models.items()},
-            "clv": self.clv,
-            "segment_features": SEGMENT_FEATURES, "as_of": str(self.as_of),
-            "horizon_days": h, "training_window": self.metrics["training_window"],
-            "metrics": {t: evaluation.get(t) for t in targets}, "seed": seed,
-            "device": self.backend.name,
-        })
+        self._model_writer().publish(
+            {
+                "features": self.feature_names,
+                "schema_hash": schema_hash(self.feature_names),
+                "model_features": feats,
+                "model_choice": self._choice,
+                "models": {
+                    t: sorted(_model_file(t, k) for k in m) for t, m in self._models.items()
+                },
+                "clv": self.clv,
+                "segment_features": SEGMENT_FEATURES,
+                "as_of": str(self.as_of),
+                "horizon_days": h,
+                "training_window": self.metrics["training_window"],
+                "metrics": {t: evaluation.get(t) for t in targets},
+                "seed": seed,
+                "device": self.backend.name,
+            }
+        )
         self._model = None
 
     def _drift_reference(self) -> dict:
@@ -564,25 +750,58 @@ class Run:
         n = self.count("train")
         frac = min(1.0, 50_000 / max(n, 1))
         cols = [f for f in self.feature_names if f not in DRIFT_EXEMPT]
-        sample = pd.concat(gather(self.client, [
-            self.client.submit(tasks.sample_frame, f, "train", k, frac, self.cfg.seed, cols,
-                               pure=False)
-            for k, f in enumerate(self.frames())], "drift reference"), ignore_index=True)
+        sample = pd.concat(
+            gather(
+                self.client,
+                [
+                    self.client.submit(
+                        tasks.sample_frame, f, "train", k, frac, self.cfg.seed, cols, pure=False
+                    )
+                    for k, f in enumerate(self.frames())
+                ],
+                "drift reference",
+            ),
+            ignore_index=True,
+        )
         seg = self._seg_small()
-        preds = pd.concat(gather(self.client, [
-            self.client.submit(tasks.predict_sample, f, "train", k, frac, self.cfg.seed, seg,
-                               self._models, self._choice, self._model_features, pure=False)
-            for k, f in enumerate(self.frames())], "score reference"), ignore_index=True)
-        segs = np.concatenate(gather(self.client, self.submit_each(
-            tasks.segments_of, "train", seg), "segment shares"))
+        preds = pd.concat(
+            gather(
+                self.client,
+                [
+                    self.client.submit(
+                        tasks.predict_sample,
+                        f,
+                        "train",
+                        k,
+                        frac,
+                        self.cfg.seed,
+                        seg,
+                        self._models,
+                        self._choice,
+                        self._model_features,
+                        pure=False,
+                    )
+                    for k, f in enumerate(self.frames())
+                ],
+                "score reference",
+            ),
+            ignore_index=True,
+        )
+        segs = np.concatenate(
+            gather(self.client, self.submit_each(tasks.segments_of, "train", seg), "segment shares")
+        )
         ids, counts = np.unique(segs, return_counts=True)
         return {
             "features": drift.reference_bins({c: sample[c].to_numpy() for c in cols}),
             "scores": drift.reference_bins({c: preds[c].to_numpy() for c in preds.columns})
-            if len(preds.columns) else None,
-            "segment_shares": {str(int(i)): float(c / max(counts.sum(), 1))
-                               for i, c in zip(ids, counts, strict=True)},
-            "as_of": str(self.as_of), "sample_rows": int(len(sample)),
+            if len(preds.columns)
+            else None,
+            "segment_shares": {
+                str(int(i)): float(c / max(counts.sum(), 1))
+                for i, c in zip(ids, counts, strict=True)
+            },
+            "as_of": str(self.as_of),
+            "sample_rows": int(len(sample)),
         }
 
     def _seg_small(self) -> dict:
@@ -595,24 +814,36 @@ class Run:
         demographic-parity ratios and equal-opportunity differences
         (:func:`bigseg.predict.fairness.audit`)."""
         pcfg, fc = self.cfg.prediction, self.cfg.fairness
-        parts = gather(self.client, [
-            self.client.submit(tasks.protected_attributes, self.store, k, ids, fc.protected,
-                               pure=False)
-            for k, ids in enumerate(self._backtest_ids)], "protected attributes")
+        parts = gather(
+            self.client,
+            [
+                self.client.submit(
+                    tasks.protected_attributes, self.store, k, ids, fc.protected, pure=False
+                )
+                for k, ids in enumerate(self._backtest_ids)
+            ],
+            "protected attributes",
+        )
         groups = {a: np.concatenate([p[a] for p in parts]) for a in fc.protected}
         kw: dict = {}
         if "churn" in choice:
             p = _chosen(cat, "churn", choice["churn"])
-            kw.update(churn_flag=p >= pcfg.high_churn_threshold,
-                      y_churn=cat["churn"].astype(bool), p_churn=p)
+            kw.update(
+                churn_flag=p >= pcfg.high_churn_threshold,
+                y_churn=cat["churn"].astype(bool),
+                p_churn=p,
+            )
         if "value" in choice:
             v = _chosen(cat, "value", choice["value"])
             share = pcfg.high_value_share
-            kw.update(high_value_flag=v >= np.quantile(v, 1 - share),
-                      y_high_value=cat["value"] >= np.quantile(cat["value"], 1 - share),
-                      p_value=v)
-        return fairness.audit(groups, threshold=fc.threshold,
-                              min_group_size=self.cfg.privacy.min_segment_size, **kw)
+            kw.update(
+                high_value_flag=v >= np.quantile(v, 1 - share),
+                y_high_value=cat["value"] >= np.quantile(cat["value"], 1 - share),
+                p_value=v,
+            )
+        return fairness.audit(
+            groups, threshold=fc.threshold, min_group_size=self.cfg.privacy.min_segment_size, **kw
+        )
 
     def _evaluate(self, target: str, cat: dict, choice: dict) -> dict:
         """Backtest metrics of the models as chosen per segment, beside the global model
@@ -629,8 +860,10 @@ class Run:
             out["baseline_past_response_rate_auc"] = _auc(y, cat["campaign_response_rate"][ok])
             out["calibration"] = segmented.calibration_curve(y, p)
             out["gains"] = gains_curve(y, p)
-            out["by_segment"] = {str(s): evaluate_binary(y[segs == s], p[segs == s])
-                                 for s in sorted(set(segs.tolist()))}
+            out["by_segment"] = {
+                str(s): evaluate_binary(y[segs == s], p[segs == s])
+                for s in sorted(set(segs.tolist()))
+            }
         elif target == "churn":
             out = evaluate_binary(y, p)
             out["global_model_only"] = evaluate_binary(y, cat["pred_churn_global"])
@@ -638,40 +871,68 @@ class Run:
             out["baseline_bgnbd_auc"] = _auc(y, -cat["clv_expected_purchases"])
             out["calibration"] = segmented.calibration_curve(y, p)
             out["gains"] = gains_curve(y, p)
-            out["by_segment"] = {str(s): evaluate_binary(y[segs == s], p[segs == s])
-                                 for s in sorted(set(segs.tolist()))}
+            out["by_segment"] = {
+                str(s): evaluate_binary(y[segs == s], p[segs == s])
+                for s in sorted(set(segs.tolist()))
+            }
         else:
             out = evaluate_value(y, p)
             out["global_model_only"] = evaluate_value(y, cat["pred_value_global"])
             ev = cat["clv_expected_value"]
             ok = np.isfinite(ev)
             out["baseline_bgnbd"] = evaluate_value(y[ok], ev[ok]) if ok.any() else None
-            out["by_segment"] = {str(s): evaluate_value(y[segs == s], p[segs == s])
-                                 for s in sorted(set(segs.tolist()))}
+            out["by_segment"] = {
+                str(s): evaluate_value(y[segs == s], p[segs == s])
+                for s in sorted(set(segs.tolist()))
+            }
         return out
 
     def _has_response_labels(self) -> bool:
         """Whether the training cutoff has customers with a campaign-response label."""
-        return sum(gather(self.client, self.submit_each(tasks.n_labelled, "train", "response"),
-                          "response labels")) > 0
+        return (
+            sum(
+                gather(
+                    self.client,
+                    self.submit_each(tasks.n_labelled, "train", "response"),
+                    "response labels",
+                )
+            )
+            > 0
+        )
 
-    def _submit_window(self, name: str, targets: list[str], feats: list[str],
-                       depths: list[int], nthread: int) -> dict:
+    def _submit_window(
+        self, name: str, targets: list[str], feats: list[str], depths: list[int], nthread: int
+    ) -> dict:
         """Submit the models of every target at cutoff ``name`` (:meth:`_submit_fit`),
         from one matrix per bucket built once for all of them."""
         seg = self._seg_small()
         ids = [int(i) for i in seg["ids"]]
         c = self.client
-        rows = self.submit_each(segmented.model_rows, name, targets, VALID_FRACTION,
-                                self.cfg.seed, feats, seg)
-        cnt = gather(c, [c.submit(segmented.row_counts, r, ids, pure=False) for r in rows],
-                     f"training rows at {name}")
+        rows = self.submit_each(
+            segmented.model_rows, name, targets, VALID_FRACTION, self.cfg.seed, feats, seg
+        )
+        cnt = gather(
+            c,
+            [c.submit(segmented.row_counts, r, ids, pure=False) for r in rows],
+            f"training rows at {name}",
+        )
         self._window_rows[name] = rows
-        return {t: self._submit_fit(t, name, rows, cnt, ids, len(feats), depths, nthread)
-                for t in targets}
+        return {
+            t: self._submit_fit(t, name, rows, cnt, ids, len(feats), depths, nthread)
+            for t in targets
+        }
 
-    def _submit_fit(self, target: str, name: str, rows: list, cnt: list, ids: list[int],
-                    n_features: int, depths: list[int], nthread: int) -> dict:
+    def _submit_fit(
+        self,
+        target: str,
+        name: str,
+        rows: list,
+        cnt: list,
+        ids: list[int],
+        n_features: int,
+        depths: list[int],
+        nthread: int,
+    ) -> dict:
         """Submit the models of one target at cutoff ``name`` from the per-bucket
         :func:`~bigseg.predict.segmented.model_rows` futures ``rows`` (and their
         :func:`~bigseg.predict.segmented.row_counts` ``cnt``): the global model, and a
@@ -696,8 +957,7 @@ class Run:
             return 1.0 if cap == 0 or rows_ <= cap else cap / rows_
 
         def parts(only, frac) -> list:
-            return [c.submit(segmented.select, r, target, only, frac, pure=False)
-                    for r in rows]
+            return [c.submit(segmented.select, r, target, only, frac, pure=False) for r in rows]
 
         frac = fraction(n, pcfg.max_train_rows)
         sample = parts(None, frac)
@@ -708,26 +968,43 @@ class Run:
             for depth in depths:
                 p = {**params, "max_depth": depth}
                 if sampled > pcfg.single_worker_max_rows:
-                    model, info = train_dask(c, sample, n_features, p, pcfg.n_estimators,
-                                             pcfg.early_stopping_rounds,
-                                             pcfg.single_worker_max_rows)
+                    model, info = train_dask(
+                        c,
+                        sample,
+                        n_features,
+                        p,
+                        pcfg.n_estimators,
+                        pcfg.early_stopping_rounds,
+                        pcfg.single_worker_max_rows,
+                    )
                 else:
-                    model, info = c.submit(train_task, {**p, "nthread": nthread},
-                                           pcfg.n_estimators, pcfg.early_stopping_rounds,
-                                           *sample, pure=False).result()
+                    model, info = c.submit(
+                        train_task,
+                        {**p, "nthread": nthread},
+                        pcfg.n_estimators,
+                        pcfg.early_stopping_rounds,
+                        *sample,
+                        pure=False,
+                    ).result()
                 loss = next((v for k, v in info.items() if k.startswith("valid_")), np.inf)
                 tried.append((loss, depth, model, info))
             loss, depth, model, info = min(tried, key=lambda t: (t[0], t[1]))
             params["max_depth"] = depth
             info = {**info, "max_depth": depth}
             if len(tried) > 1:
-                info["search"] = [{"max_depth": d, "valid_loss": float(lo)}
-                                  for lo, d, _, _ in tried]
+                info["search"] = [
+                    {"max_depth": d, "valid_loss": float(lo)} for lo, d, _, _ in tried
+                ]
             out["global"] = (model, info)
         else:
-            out["global"] = c.submit(train_task, {**params, "nthread": nthread},
-                                     pcfg.n_estimators, pcfg.early_stopping_rounds, *sample,
-                                     pure=False)
+            out["global"] = c.submit(
+                train_task,
+                {**params, "nthread": nthread},
+                pcfg.n_estimators,
+                pcfg.early_stopping_rounds,
+                *sample,
+                pure=False,
+            )
 
         def refine(segs) -> dict:
             """Submit the models of segments ``segs`` that have enough rows: the global
@@ -738,13 +1015,19 @@ class Run:
                 rows_s, pos_s = total(s)
                 enough = rows_s >= segmented.MIN_SEGMENT_ROWS and (
                     target not in segmented.BINARY
-                    or min(pos_s, rows_s - pos_s) >= segmented.MIN_SEGMENT_CLASS)
+                    or min(pos_s, rows_s - pos_s) >= segmented.MIN_SEGMENT_CLASS
+                )
                 if enough:
                     seg_parts = parts(s, fraction(rows_s, pcfg.segment_max_train_rows))
-                    more[s] = c.submit(train_task, params, pcfg.segment_rounds,
-                                       pcfg.early_stopping_rounds, *seg_parts,
-                                       init=base[0] if isinstance(base, tuple) else base,
-                                       pure=False)
+                    more[s] = c.submit(
+                        train_task,
+                        params,
+                        pcfg.segment_rounds,
+                        pcfg.early_stopping_rounds,
+                        *seg_parts,
+                        init=base[0] if isinstance(base, tuple) else base,
+                        pure=False,
+                    )
             return more
 
         return out, refine
@@ -754,8 +1037,7 @@ class Run:
         under ``"global"``, segment models under their id; infos keyed by ``str(id)``)."""
         keys = list(submitted)
         futs = [k for k in keys if not isinstance(submitted[k], tuple)]
-        done = dict(zip(futs, gather(self.client, [submitted[k] for k in futs], what),
-                        strict=True))
+        done = dict(zip(futs, gather(self.client, [submitted[k] for k in futs], what), strict=True))
         models, infos = {}, {}
         for k in keys:
             model, info = submitted[k] if k not in done else done[k]
@@ -765,11 +1047,14 @@ class Run:
     def _load_models(self, d, manifest: dict) -> None:
         """Models, per-segment choice and model features of a published version."""
         if "model_features" not in manifest:
-            raise ModelError(f"{d}: model version predates per-segment models; retrain with "
-                             f"`bigseg run` or `bigseg train`")
+            raise ModelError(
+                f"{d}: model version predates per-segment models; retrain with "
+                f"`bigseg run` or `bigseg train`"
+            )
         self._model_features = list(manifest["model_features"])
-        self._choice = {t: {int(k): v for k, v in c.items()}
-                        for t, c in manifest["model_choice"].items()}
+        self._choice = {
+            t: {int(k): v for k, v in c.items()} for t, c in manifest["model_choice"].items()
+        }
         self._models = {}
         for t, files in manifest["models"].items():
             for f in files:
@@ -796,8 +1081,11 @@ class Run:
             for k in resumed:
                 stats[k] = stage.load_stats(k)
             stats = [stats[k] for k in range(n)]
-            self.metrics["score_resume"] = {"buckets": n, "resumed": len(resumed),
-                                            "fingerprint": stage.fingerprint[:16]}
+            self.metrics["score_resume"] = {
+                "buckets": n,
+                "resumed": len(resumed),
+                "fingerprint": stage.fingerprint[:16],
+            }
             if resumed:
                 log.info("score: %d of %d buckets resumed from %s", len(resumed), n, stage.dir)
             self._publish_scores(stage, stats)
@@ -814,12 +1102,18 @@ class Run:
         import hashlib
         import uuid
 
-        doc = {"as_of": str(self.as_of), "model_version": version,
-               "model_files": manifest.get("files"), "store": self.store.manifest,
-               "config": self.cfg.model_dump(mode="json"), "device": self.backend.name,
-               "score_only": self.score_only, "code": _code_hash(),
-               "libraries": library_versions(),
-               "unpublished_model": uuid.uuid4().hex if self._model is not None else None}
+        doc = {
+            "as_of": str(self.as_of),
+            "model_version": version,
+            "model_files": manifest.get("files"),
+            "store": self.store.manifest,
+            "config": self.cfg.model_dump(mode="json"),
+            "device": self.backend.name,
+            "score_only": self.score_only,
+            "code": _code_hash(),
+            "libraries": library_versions(),
+            "unpublished_model": uuid.uuid4().hex if self._model is not None else None,
+        }
         return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
 
     def _score_stage(self) -> tuple[ResumableStage, dict]:
@@ -829,16 +1123,23 @@ class Run:
         self.metrics["model_version"] = version
         mpath = self.out / "models" / version / "manifest.json"
         manifest = json.loads(mpath.read_text()) if mpath.is_file() else {}
-        stage = ResumableStage(self.out, f"as_of={self.as_of}",
-                               self._score_fingerprint(version, manifest))
+        stage = ResumableStage(
+            self.out, f"as_of={self.as_of}", self._score_fingerprint(version, manifest)
+        )
         self.frames()  # all buckets (with the feature cache, a finished one is a cache hit)
         if not self._models:
             d, manifest = load_version(self.out, version, features=self.feature_names)
             self._load_segmenter()
             self._load_models(d, manifest)
         if stage.record is None:
-            stage.write_record({"as_of": str(self.as_of), "model_version": version,
-                                "features": self.feature_names}, {})
+            stage.write_record(
+                {
+                    "as_of": str(self.as_of),
+                    "model_version": version,
+                    "features": self.feature_names,
+                },
+                {},
+            )
         done = set(stage.done(self.store.n_buckets))
         return stage, {k: f for k, f in enumerate(self._frames) if k not in done}
 
@@ -850,11 +1151,29 @@ class Run:
         path = d / "drift_reference.json" if d is not None else None
         ref = json.loads(path.read_text()) if path is not None and path.is_file() else None
         cats = list(getattr(self, "_vocab", {}).get("transactions.category", []))
-        futs = [self.client.submit(
-            tasks.stage_scores, f, "score", seg["pre"], seg["meta"], seg["arrays"],
-            seg["names"], self._models, seg["ids"], self._choice, self._model_features,
-            self.cfg.prediction.drivers, self.feature_names, cats, ref, str(stage.part(k)),
-            str(stage.stats(k)), pure=False) for k, f in frames.items()]
+        futs = [
+            self.client.submit(
+                tasks.stage_scores,
+                f,
+                "score",
+                seg["pre"],
+                seg["meta"],
+                seg["arrays"],
+                seg["names"],
+                self._models,
+                seg["ids"],
+                self._choice,
+                self._model_features,
+                self.cfg.prediction.drivers,
+                self.feature_names,
+                cats,
+                ref,
+                str(stage.part(k)),
+                str(stage.stats(k)),
+                pure=False,
+            )
+            for k, f in frames.items()
+        ]
         texts = gather(self.client, futs, "score", bar=True)
         return {k: loads_stats(t) for k, t in zip(frames, texts, strict=True)}
 
@@ -865,20 +1184,52 @@ class Run:
         c, n = self.client, len(stats)
         total = sum(s["rows"] for s in stats)
         frac = min(1.0, 200_000 / max(total, 1))
-        vals = np.concatenate(gather(c, [
-            c.submit(tasks.part_value_sample, str(stage.part(k)), k, frac, self.cfg.seed,
-                     pure=False) for k in range(n)], "value threshold"))
+        vals = np.concatenate(
+            gather(
+                c,
+                [
+                    c.submit(
+                        tasks.part_value_sample,
+                        str(stage.part(k)),
+                        k,
+                        frac,
+                        self.cfg.seed,
+                        pure=False,
+                    )
+                    for k in range(n)
+                ],
+                "value threshold",
+            )
+        )
         share = self.cfg.prediction.high_value_share
-        thr = float(np.quantile(vals, 1 - share)) if len(vals) and np.isfinite(vals).all() \
-            else np.inf
+        thr = (
+            float(np.quantile(vals, 1 - share)) if len(vals) and np.isfinite(vals).all() else np.inf
+        )
         aff = self._offers(stats)
         cuts = offers.value_cut_points(vals)
         final = self.out / "scores" / f"as_of={self.as_of}"
         aud = [stage.dir / f"audience-{k:05d}.arrow" for k in range(n)]
         with staged_dir(self.out, final) as d:
-            gather(c, [c.submit(tasks.write_scores, str(stage.part(k)), thr, aff, cuts,
-                                self.store, k, str(d / f"part-{k:05d}.parquet"), str(aud[k]),
-                                pure=False) for k in range(n)], "write scores", bar=True)
+            gather(
+                c,
+                [
+                    c.submit(
+                        tasks.write_scores,
+                        str(stage.part(k)),
+                        thr,
+                        aff,
+                        cuts,
+                        self.store,
+                        k,
+                        str(d / f"part-{k:05d}.parquet"),
+                        str(aud[k]),
+                        pure=False,
+                    )
+                    for k in range(n)
+                ],
+                "write scores",
+                bar=True,
+            )
         self.metrics["high_value_threshold"] = thr
         self._audiences(aud)
 
@@ -891,8 +1242,10 @@ class Run:
         path = d / "drift_reference.json" if d is not None else None
         if path is None or not path.is_file():
             self.metrics.pop("drift", None)
-            self.metrics["retrain"] = {"recommended": None,
-                                       "reasons": ["no drift reference in the model version"]}
+            self.metrics["retrain"] = {
+                "recommended": None,
+                "reasons": ["no drift reference in the model version"],
+            }
             return
         ref = json.loads(path.read_text())
         tot = {k: {} for k in ("features", "scores", "segments")}
@@ -926,8 +1279,7 @@ class Run:
         if not stats or any(s["categories"] is None for s in stats):
             return None
         seg = self._load_segmenter()
-        aff = offers.category_affinity([s["categories"] for s in stats], seg["ids"],
-                                       seg["names"])
+        aff = offers.category_affinity([s["categories"] for s in stats], seg["ids"], seg["names"])
         self.metrics["offers"] = aff
         return aff
 
@@ -935,8 +1287,11 @@ class Run:
         """``audiences/segment=<id>.parquet`` for campaign tools: consenting customers
         only, with churn-risk tier, value tier and first offer; the buckets' audience
         rows (saved by the score writes) streamed to the writer one at a time."""
-        rows = offers.write_audiences((tasks.read_audience(str(p)) for p in paths), self.out,
-                                      segment_ids=self._load_segmenter()["ids"])
+        rows = offers.write_audiences(
+            (tasks.read_audience(str(p)) for p in paths),
+            self.out,
+            segment_ids=self._load_segmenter()["ids"],
+        )
         self.metrics["audiences"] = {str(k): int(v) for k, v in rows.items()}
 
     def _profiles(self, stats: list):
@@ -958,21 +1313,39 @@ class Run:
             mean = np.where(present[i] > 0, sums[i] / np.maximum(present[i], 1), np.nan)
             z = np.where(pop_sd > 0, (mean - pop_mean) / np.where(pop_sd > 0, pop_sd, 1), 0)
             top = [j for j in np.argsort(-np.nan_to_num(np.abs(z)), kind="stable")[:3]]
-            segs.append({
-                "top_features": [
-                    {"feature": self.feature_names[j], "segment_mean": float(mean[j]),
-                     "population_mean": float(pop_mean[j]), "z": float(z[j]),
-                     "lift": float(mean[j] / pop_mean[j]) if pop_mean[j] > 0 else None}
-                    for j in top if np.isfinite(mean[j])],
-                "lift": {f: (float(mean[j] / pop_mean[j]) if pop_mean[j] > 0
-                             and np.isfinite(mean[j]) else None)
-                         for j, f in enumerate(self.feature_names)},
-                "id": int(i), "name": name, "size": c, "share": c / total,
-                "profile": {f: (float(sums[i, j] / present[i, j]) if present[i, j] else None)
-                            for j, f in enumerate(self.feature_names)},
-                "churn_probability": _mean(churn[i], c),
-                "value_prediction": _mean(value[i], c),
-            })
+            segs.append(
+                {
+                    "top_features": [
+                        {
+                            "feature": self.feature_names[j],
+                            "segment_mean": float(mean[j]),
+                            "population_mean": float(pop_mean[j]),
+                            "z": float(z[j]),
+                            "lift": float(mean[j] / pop_mean[j]) if pop_mean[j] > 0 else None,
+                        }
+                        for j in top
+                        if np.isfinite(mean[j])
+                    ],
+                    "lift": {
+                        f: (
+                            float(mean[j] / pop_mean[j])
+                            if pop_mean[j] > 0 and np.isfinite(mean[j])
+                            else None
+                        )
+                        for j, f in enumerate(self.feature_names)
+                    },
+                    "id": int(i),
+                    "name": name,
+                    "size": c,
+                    "share": c / total,
+                    "profile": {
+                        f: (float(sums[i, j] / present[i, j]) if present[i, j] else None)
+                        for j, f in enumerate(self.feature_names)
+                    },
+                    "churn_probability": _mean(churn[i], c),
+                    "value_prediction": _mean(value[i], c),
+                }
+            )
         self.metrics["segments"] = segs
         self.metrics["drivers"] = self._driver_importance([s["importance"] for s in stats])
 
@@ -991,7 +1364,8 @@ class Run:
                 mean = np.sum([g[0] for g in got], axis=0) / n
                 order = np.argsort(-mean, kind="stable")[:top]
                 out.setdefault(t, {})[str(s)] = [
-                    {"feature": feats[j], "mean_abs_shap": float(mean[j])} for j in order]
+                    {"feature": feats[j], "mean_abs_shap": float(mean[j])} for j in order
+                ]
         return out
 
     def report(self):
@@ -1034,8 +1408,14 @@ def _make(method: str, k: int, cfg, seed: int, backend):
     from bigseg.segment.som import SOM
 
     if method == "kmeans":
-        return KMeans(k, n_init=cfg.n_init, max_iter=cfg.max_iter, tol=cfg.tol,
-                      random_state=seed, device=backend)
+        return KMeans(
+            k,
+            n_init=cfg.n_init,
+            max_iter=cfg.max_iter,
+            tol=cfg.tol,
+            random_state=seed,
+            device=backend,
+        )
     if method == "gmm":
         return GaussianMixture(k, covariance_type="full", random_state=seed, device=backend)
     if method == "hierarchical":
@@ -1068,8 +1448,9 @@ STAGES = ("ingest", "features", "segment", "train", "score", "report")
 def model_versions(output: str | Path) -> list[str]:
     """Names of the published model versions under ``output/models/``, oldest first."""
     d = Path(output) / "models"
-    return sorted(p.name for p in d.iterdir() if (p / "manifest.json").is_file()) \
-        if d.is_dir() else []
+    return (
+        sorted(p.name for p in d.iterdir() if (p / "manifest.json").is_file()) if d.is_dir() else []
+    )
 
 
 def check_model_version(output: str | Path, version: str, stages=("score",)) -> None:
@@ -1078,16 +1459,21 @@ def check_model_version(output: str | Path, version: str, stages=("score",)) -> 
     stages that fit a segmenter or models themselves (:class:`ConfigError`)."""
     fitting = [s for s in stages if s in ("segment", "train")]
     if fitting:
-        raise ConfigError(f"model version {version!r}: a chosen model version only applies "
-                          f"to scoring, not to the {'/'.join(fitting)} stage(s)")
+        raise ConfigError(
+            f"model version {version!r}: a chosen model version only applies "
+            f"to scoring, not to the {'/'.join(fitting)} stage(s)"
+        )
     available = model_versions(output)
     if version not in available:
-        raise ModelError(f"{Path(output) / 'models'}: no model version {version!r}; available: "
-                         f"{', '.join(available) if available else 'none (train one first)'}")
+        raise ModelError(
+            f"{Path(output) / 'models'}: no model version {version!r}; available: "
+            f"{', '.join(available) if available else 'none (train one first)'}"
+        )
 
 
-def run_stages(cfg: RunConfig, client, backend: Backend, stages=STAGES,
-               model_version: str | None = None) -> dict:
+def run_stages(
+    cfg: RunConfig, client, backend: Backend, stages=STAGES, model_version: str | None = None
+) -> dict:
     """Run the named stages in order on ``client``; returns the metrics written.
     ``model_version`` (score and report only) scores with that published version
     instead of ``output/models/LATEST``.
@@ -1100,16 +1486,23 @@ def run_stages(cfg: RunConfig, client, backend: Backend, stages=STAGES,
     if model_version is not None:
         check_model_version(cfg.output_dir, model_version, stages)
     with output_lock(cfg.output_dir, " ".join(stages)):
-        gated = (tuple(stages) == STAGES and model_version is None
-                 and cfg.drift.retrain == "policy"
-                 and (Path(cfg.output_dir) / "models" / "LATEST").is_file())
+        gated = (
+            tuple(stages) == STAGES
+            and model_version is None
+            and cfg.drift.retrain == "policy"
+            and (Path(cfg.output_dir) / "models" / "LATEST").is_file()
+        )
         if not gated:
             return _run_stages(cfg, client, backend, stages, model_version)
         m = _run_stages(cfg, client, backend, ("ingest", "score"), None)
         verdict = dict(m.get("retrain") or {})
         retrain = bool(verdict.get("recommended"))
-        policy = {"mode": "policy", "retrained": retrain, "model_before": m.get("model_version"),
-                  "reasons": verdict.get("reasons", [])}
+        policy = {
+            "mode": "policy",
+            "retrained": retrain,
+            "model_before": m.get("model_version"),
+            "reasons": verdict.get("reasons", []),
+        }
         if retrain:
             log.warning("bigseg run: retraining (%s)", "; ".join(policy["reasons"]))
             rest = ("features", "segment", "train", "score", "report")
@@ -1119,8 +1512,9 @@ def run_stages(cfg: RunConfig, client, backend: Backend, stages=STAGES,
         return _run_stages(cfg, client, backend, rest, None, run_policy=policy)
 
 
-def _run_stages(cfg: RunConfig, client, backend: Backend, stages, model_version,
-                run_policy: dict | None = None) -> dict:
+def _run_stages(
+    cfg: RunConfig, client, backend: Backend, stages, model_version, run_policy: dict | None = None
+) -> dict:
     r = Run(cfg, client, backend, model_version=model_version)
     r.score_only = set(stages) <= {"score", "report"} or tuple(stages) == ("ingest", "score")
     if run_policy is not None:
@@ -1138,8 +1532,15 @@ def _run_stages(cfg: RunConfig, client, backend: Backend, stages, model_version,
     return r.metrics
 
 
-def run_pipeline(config, *, cluster=None, device="auto", quiet=True, stages=STAGES,
-                 model_version: str | None = None) -> dict:
+def run_pipeline(
+    config,
+    *,
+    cluster=None,
+    device="auto",
+    quiet=True,
+    stages=STAGES,
+    model_version: str | None = None,
+) -> dict:
     """Load the config, connect to the cluster and run the pipeline (``bigseg run``).
     ``model_version`` scores with that published version (``bigseg score --model``)."""
     from bigseg.backend import resolve

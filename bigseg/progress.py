@@ -36,8 +36,7 @@ def stage(name: str, seconds: float | None = None) -> None:
         sys.stderr.flush()
 
 
-def gather(client, futures: list, desc: str, bar: bool = False,
-           item: str | None = None) -> list:
+def gather(client, futures: list, desc: str, bar: bool = False, item: str | None = None) -> list:
     """Wait for ``futures`` (in order); on the first failure cancel the rest and re-raise
     the task's own exception (e.g. a DataError naming the file). A task that kept
     killing its worker process (Dask's KilledWorker) becomes a ClusterError naming
@@ -52,8 +51,12 @@ def gather(client, futures: list, desc: str, bar: bool = False,
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
         bar = Progress(
-            "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-            TimeElapsedColumn(), transient=False, console=None,
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            transient=False,
+            console=None,
         )
         bar.start()
         task = bar.add_task(desc, total=len(futures))
@@ -80,13 +83,19 @@ def gather(client, futures: list, desc: str, bar: bool = False,
 
 def _killed(desc: str, futures: list, fut, e: KilledWorker, item: str | None) -> ClusterError:
     i = next(j for j, f in enumerate(futures) if f.key == fut.key)
-    which = f"{item} {i}" if item else (
-        f"task {i} of {len(futures)} (numbered from 0 in submission order: the bucket "
-        f"number in per-bucket steps)")
+    which = (
+        f"{item} {i}"
+        if item
+        else (
+            f"task {i} of {len(futures)} (numbered from 0 in submission order: the bucket "
+            f"number in per-bucket steps)"
+        )
+    )
     culprit = "it" if e.task == fut.key else f"the task it depends on, {e.task!r},"
     return ClusterError(
         f"{desc}: {which} failed: {culprit} crashed the worker process running it "
         f"{e.allowed_failures + 1} times, so Dask gave up on it "
         f"(distributed.scheduler.allowed-failures = {e.allowed_failures}; last worker "
         f"{e.last_worker.address}). A worker process dies like this when it runs out of "
-        f"memory or native code crashes: see the worker logs.")
+        f"memory or native code crashes: see the worker logs."
+    )

@@ -80,8 +80,9 @@ def latest_version(output: str | Path) -> str:
     return p.read_text().strip()
 
 
-def load_version(output: str | Path, version: str | None = None,
-                 features: list[str] | None = None) -> tuple[Path, dict]:
+def load_version(
+    output: str | Path, version: str | None = None, features: list[str] | None = None
+) -> tuple[Path, dict]:
     """Open and verify a model version: every file's hash, no pickles, and (when
     ``features`` is given) the same feature schema. Returns (dir, manifest)."""
     version = version or latest_version(output)
@@ -94,7 +95,8 @@ def load_version(output: str | Path, version: str | None = None,
     for name in files:
         if not name.endswith(SAFE_SUFFIXES):
             raise ModelError(
-                f"{d / name}: refusing to load: only {', '.join(SAFE_SUFFIXES)} files are allowed")
+                f"{d / name}: refusing to load: only {', '.join(SAFE_SUFFIXES)} files are allowed"
+            )
     for name, digest in files.items():
         p = d / name
         if not p.is_file():

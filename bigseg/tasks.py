@@ -39,9 +39,14 @@ def write_parquet(df: pd.DataFrame, path: str) -> int:
     # re-create a staging dir that was cleaned up)
     t = pa.Table.from_pandas(df, preserve_index=False)
     # pandas 3 strings come back as large_string: keep the store's plain string type
-    t = t.cast(pa.schema([
-        pa.field(f.name, pa.string()) if pa.types.is_large_string(f.type) else f for f in t.schema
-    ]))
+    t = t.cast(
+        pa.schema(
+            [
+                pa.field(f.name, pa.string()) if pa.types.is_large_string(f.type) else f
+                for f in t.schema
+            ]
+        )
+    )
     pq.write_table(t, path, compression="zstd")
     return len(df)
 
@@ -80,8 +85,9 @@ def x_block(res: dict, name: str, pre: dict, device: str = "cpu"):
     return Preprocessor.from_dict(pre).transform(res["frames"][name], resolve(device).xp)
 
 
-def segment_reasons(Z: np.ndarray, seg: np.ndarray, centres: np.ndarray,
-                    features: list[str], top: int = 3) -> list[np.ndarray]:
+def segment_reasons(
+    Z: np.ndarray, seg: np.ndarray, centres: np.ndarray, features: list[str], top: int = 3
+) -> list[np.ndarray]:
     """Why each customer is in its segment: the features that pull it closest to its own
     segment's centre rather than to the next-closest one (largest
     ``(z - c_next)^2 - (z - c_own)^2``), as text like ``"recency_days: low"``."""
@@ -98,8 +104,7 @@ def segment_reasons(Z: np.ndarray, seg: np.ndarray, centres: np.ndarray,
     n_top = min(top, Z.shape[1])
     order = segmented.top_order(pull, n_top)
     # every (feature, low/high) text made once, then picked per row
-    texts = np.array([f"{f}{lv}" for f in features for lv in (": high", ": low")],
-                     dtype=object)
+    texts = np.array([f"{f}{lv}" for f in features for lv in (": high", ": low")], dtype=object)
     rows = np.arange(n)
     out = []
     for r in range(n_top):
@@ -109,9 +114,20 @@ def segment_reasons(Z: np.ndarray, seg: np.ndarray, centres: np.ndarray,
     return out
 
 
-def score_bucket(res: dict, name: str, pre: dict, meta: dict, arrays: dict, names: list[str],
-                 models: dict, ids: list[int], choice: dict, model_features: list[str] | None,
-                 drivers: str = "approx", n_drivers: int = 3) -> dict:
+def score_bucket(
+    res: dict,
+    name: str,
+    pre: dict,
+    meta: dict,
+    arrays: dict,
+    names: list[str],
+    models: dict,
+    ids: list[int],
+    choice: dict,
+    model_features: list[str] | None,
+    drivers: str = "approx",
+    n_drivers: int = 3,
+) -> dict:
     """Scores of one bucket: segment (and why), churn probability and value prediction
     from the model chosen for each segment, and each prediction's top drivers (SHAP).
 
@@ -134,14 +150,14 @@ def score_bucket(res: dict, name: str, pre: dict, meta: dict, arrays: dict, name
     importance = {}
     X = segmented.model_matrix(df, model_features, segs) if models else None
     # churn and value columns always exist (NaN without a model); response only with one
-    targets = [(t, col) for t, col in segmented.TARGET_COLUMNS.items()
-               if t != "response" or t in models]
+    targets = [
+        (t, col) for t, col in segmented.TARGET_COLUMNS.items() if t != "response" or t in models
+    ]
     for t, col in targets:
         if t not in models:
             out[col] = np.full(n, np.nan, np.float32)
             continue
-        pred, contrib = segmented.predict_explain(X, segs, models[t], choice.get(t, {}),
-                                                  drivers)
+        pred, contrib = segmented.predict_explain(X, segs, models[t], choice.get(t, {}), drivers)
         out[col] = np.maximum(pred, 0) if t == "value" else pred
         if contrib is None:  # drivers: off
             continue
@@ -160,12 +176,20 @@ def migration(scores: pd.DataFrame, old_path: str) -> dict:
     if os.path.exists(old_path):
         old = pq.read_table(old_path, columns=["customer_id", "segment"]).to_pandas()
         m = new.merge(old, on="customer_id", how="left", suffixes=("", "_old"))
-        prev = m["segment_old"].astype("Int64").astype(object).where(m["segment_old"].notna(),
-                                                                     "new customer")
+        prev = (
+            m["segment_old"]
+            .astype("Int64")
+            .astype(object)
+            .where(m["segment_old"].notna(), "new customer")
+        )
     else:
         m, prev = new, pd.Series(["new customer"] * len(new))
-    return pd.Series(1, index=pd.MultiIndex.from_arrays(
-        [prev.to_numpy(), m["segment"].to_numpy()])).groupby(level=[0, 1]).sum().to_dict()
+    return (
+        pd.Series(1, index=pd.MultiIndex.from_arrays([prev.to_numpy(), m["segment"].to_numpy()]))
+        .groupby(level=[0, 1])
+        .sum()
+        .to_dict()
+    )
 
 
 def value_sample(scores: pd.DataFrame, k: int, fraction: float, seed: int) -> np.ndarray:
@@ -194,18 +218,27 @@ OFFER_INPUT_PREFIX = "category_share_"
 def _arrow(df: pd.DataFrame) -> pa.Table:
     """``df`` as an Arrow table with plain ``string`` columns (as :func:`write_parquet`)."""
     t = pa.Table.from_pandas(df, preserve_index=False)
-    return t.cast(pa.schema([
-        pa.field(f.name, pa.string()) if pa.types.is_large_string(f.type) else f for f in t.schema
-    ]))
+    return t.cast(
+        pa.schema(
+            [
+                pa.field(f.name, pa.string()) if pa.types.is_large_string(f.type) else f
+                for f in t.schema
+            ]
+        )
+    )
 
 
 def _write_arrow(t: pa.Table, path: str) -> None:
     """Arrow IPC file (LZ4), written to a unique temp name and renamed into place."""
     import uuid
 
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{uuid.uuid4().hex[:8]}.tmp")
-    with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_file(
-            sink, t.schema, options=pa.ipc.IpcWriteOptions(compression="lz4")) as w:
+    tmp = os.path.join(
+        os.path.dirname(path), f".{os.path.basename(path)}.{uuid.uuid4().hex[:8]}.tmp"
+    )
+    with (
+        pa.OSFile(tmp, "wb") as sink,
+        pa.ipc.new_file(sink, t.schema, options=pa.ipc.IpcWriteOptions(compression="lz4")) as w,
+    ):
         w.write_table(t)
     os.replace(tmp, path)
 
@@ -221,10 +254,24 @@ def _floats(t: pa.Table, name: str) -> np.ndarray:
     return t.column(name).to_numpy()
 
 
-def stage_scores(res: dict, name: str, pre: dict, meta: dict, arrays: dict, names: list[str],
-                 models: dict, ids: list[int], choice: dict, model_features: list[str] | None,
-                 drivers: str, features: list[str], categories: list[str],
-                 drift_reference: dict | None, part_path: str, stats_path: str) -> str:
+def stage_scores(
+    res: dict,
+    name: str,
+    pre: dict,
+    meta: dict,
+    arrays: dict,
+    names: list[str],
+    models: dict,
+    ids: list[int],
+    choice: dict,
+    model_features: list[str] | None,
+    drivers: str,
+    features: list[str],
+    categories: list[str],
+    drift_reference: dict | None,
+    part_path: str,
+    stats_path: str,
+) -> str:
     """Phase 1 of scoring one bucket: :func:`score_bucket`, then the bucket's part of
     every global step (row count, SHAP importance sums, segment profile sums, category
     sums for the offers, drift bin counts), computed from the features while they are
@@ -234,12 +281,14 @@ def stage_scores(res: dict, name: str, pre: dict, meta: dict, arrays: dict, name
     (:func:`bigseg.store.publish.dumps_stats`)."""
     from bigseg.store.publish import dumps_stats, write_text_atomic
 
-    sc = score_bucket(res, name, pre, meta, arrays, names, models, ids, choice,
-                      model_features, drivers)
+    sc = score_bucket(
+        res, name, pre, meta, arrays, names, models, ids, choice, model_features, drivers
+    )
     scores, frame = sc["scores"], res["frames"][name]
     k = max(ids) + 1  # bins by segment id (ids persist across runs, with gaps)
     stats = {
-        "rows": len(scores), "importance": sc["importance"],
+        "rows": len(scores),
+        "importance": sc["importance"],
         "profile": profile(res, name, scores, k, features),
         "categories": category_sums(res, name, scores, k, categories) if categories else None,
         "drift": drift_counts(res, name, scores, drift_reference) if drift_reference else None,
@@ -257,13 +306,21 @@ def stage_scores(res: dict, name: str, pre: dict, meta: dict, arrays: dict, name
 
 def part_value_sample(part_path: str, k: int, fraction: float, seed: int) -> np.ndarray:
     """Phase 2: the bucket's sample of value predictions for the global thresholds."""
-    return _sample(_floats(_read_arrow(part_path, ["value_prediction"]), "value_prediction"),
-                   k, fraction, seed)
+    return _sample(
+        _floats(_read_arrow(part_path, ["value_prediction"]), "value_prediction"), k, fraction, seed
+    )
 
 
-def write_scores(part_path: str, threshold: float, affinity: dict | None,
-                 value_cuts: tuple[float, float], store: Store, k: int, path: str,
-                 audience_path: str) -> int:
+def write_scores(
+    part_path: str,
+    threshold: float,
+    affinity: dict | None,
+    value_cuts: tuple[float, float],
+    store: Store,
+    k: int,
+    path: str,
+    audience_path: str,
+) -> int:
     """Phase 2 of one bucket: the saved scores with next-best offers (when ``affinity``
     is given) and ``high_value`` (value prediction >= ``threshold``), written as Parquet
     to ``path`` (in the publication's staging dir), and the bucket's audience rows
@@ -275,11 +332,13 @@ def write_scores(part_path: str, threshold: float, affinity: dict | None,
     share = [c for c in t.column_names if c.startswith(OFFER_INPUT_PREFIX)]
     scores = t.drop_columns(share)
     seg = scores.column("segment").to_numpy()
-    aud = scores.select(["customer_id", "segment", "segment_name", "churn_probability",
-                         "value_prediction"]).to_pandas()
+    aud = scores.select(
+        ["customer_id", "segment", "segment_name", "churn_probability", "value_prediction"]
+    ).to_pandas()
     if affinity is not None:
-        frame = pd.DataFrame({"customer_id": aud["customer_id"].to_numpy(),
-                              **{c: _floats(t, c) for c in share}})
+        frame = pd.DataFrame(
+            {"customer_id": aud["customer_id"].to_numpy(), **{c: _floats(t, c) for c in share}}
+        )
         nbo = offers.next_best_offers(frame, seg, affinity)
         extra = _arrow(nbo.drop(columns=["customer_id"]))
         for f, col in zip(extra.schema, extra.columns, strict=True):
@@ -298,8 +357,12 @@ def read_audience(path: str) -> pd.DataFrame:
 
 
 def write_segments(scores: pd.DataFrame, path: str) -> int:
-    cols = ["customer_id", "segment", "segment_name",
-            *[c for c in scores.columns if c.startswith("segment_reason_")]]
+    cols = [
+        "customer_id",
+        "segment",
+        "segment_name",
+        *[c for c in scores.columns if c.startswith("segment_reason_")],
+    ]
     return write_parquet(scores[cols], path)
 
 
@@ -311,12 +374,23 @@ def profile(res: dict, name: str, scores: pd.DataFrame, k: int, features: list[s
     labels = scores["segment"].to_numpy()
     counts = np.bincount(labels, minlength=k)
     ok = np.isfinite(X)
-    sums = np.stack([np.bincount(labels, weights=np.where(ok[:, j], X[:, j], 0), minlength=k)
-                     for j in range(X.shape[1])], axis=1)
-    present = np.stack([np.bincount(labels, weights=ok[:, j], minlength=k)
-                        for j in range(X.shape[1])], axis=1)
-    sumsq = np.stack([np.bincount(labels, weights=np.where(ok[:, j], X[:, j], 0) ** 2,
-                                  minlength=k) for j in range(X.shape[1])], axis=1)
+    sums = np.stack(
+        [
+            np.bincount(labels, weights=np.where(ok[:, j], X[:, j], 0), minlength=k)
+            for j in range(X.shape[1])
+        ],
+        axis=1,
+    )
+    present = np.stack(
+        [np.bincount(labels, weights=ok[:, j], minlength=k) for j in range(X.shape[1])], axis=1
+    )
+    sumsq = np.stack(
+        [
+            np.bincount(labels, weights=np.where(ok[:, j], X[:, j], 0) ** 2, minlength=k)
+            for j in range(X.shape[1])
+        ],
+        axis=1,
+    )
     out = {"counts": counts, "sums": sums, "sumsq": sumsq, "present": present}
     for col in ("churn_probability", "value_prediction"):
         v = scores[col].to_numpy(np.float64)
@@ -324,12 +398,14 @@ def profile(res: dict, name: str, scores: pd.DataFrame, k: int, features: list[s
     return out
 
 
-def category_sums(res: dict, name: str, scores: pd.DataFrame, k: int,
-                  categories: list[str]) -> dict:
+def category_sums(
+    res: dict, name: str, scores: pd.DataFrame, k: int, categories: list[str]
+) -> dict:
     from bigseg.predict import offers
 
-    return offers.segment_category_sums(res["frames"][name], scores["segment"].to_numpy(), k,
-                                        categories)
+    return offers.segment_category_sums(
+        res["frames"][name], scores["segment"].to_numpy(), k, categories
+    )
 
 
 def add_offers(res: dict, name: str, scores: pd.DataFrame, affinity: dict) -> pd.DataFrame:
@@ -337,25 +413,30 @@ def add_offers(res: dict, name: str, scores: pd.DataFrame, affinity: dict) -> pd
     from bigseg.predict import offers
 
     nbo = offers.next_best_offers(res["frames"][name], scores["segment"].to_numpy(), affinity)
-    return pd.concat([scores.reset_index(drop=True),
-                      nbo.drop(columns=["customer_id"]).reset_index(drop=True)], axis=1)
+    return pd.concat(
+        [scores.reset_index(drop=True), nbo.drop(columns=["customer_id"]).reset_index(drop=True)],
+        axis=1,
+    )
 
 
-def audience(store: Store, k: int, scores: pd.DataFrame, value_cuts: tuple[float, float]
-             ) -> pd.DataFrame:
+def audience(
+    store: Store, k: int, scores: pd.DataFrame, value_cuts: tuple[float, float]
+) -> pd.DataFrame:
     """The bucket's audience rows: consenting customers with tiers and first offer."""
     from bigseg.predict import offers
 
     consent = None  # no consent column: nobody has opted in to marketing, audiences are empty
     if store.has("customers") and "consent_marketing" in store.schema("customers"):
         consent = offers.marketing_consent(
-            store.read_bucket("customers", k, ["customer_id", "consent_marketing"]))
+            store.read_bucket("customers", k, ["customer_id", "consent_marketing"])
+        )
     nbo = scores[["customer_id", "offer_1"]] if "offer_1" in scores else None
     return offers.audience_frame(scores, nbo, consent, value_cuts)
 
 
-def protected_attributes(store: Store, k: int, ids: np.ndarray,
-                         protected: list[str]) -> dict[str, np.ndarray]:
+def protected_attributes(
+    store: Store, k: int, ids: np.ndarray, protected: list[str]
+) -> dict[str, np.ndarray]:
     """The protected attributes of the customers ``ids`` of bucket ``k``, row-aligned
     with them (for the fairness audit only; never model inputs)."""
     out = {a: np.full(len(ids), None, dtype=object) for a in protected}
@@ -378,8 +459,9 @@ def n_labelled(res: dict, name: str, target: str) -> int:
     return int(np.isfinite(df[target].to_numpy(np.float64)).sum()) if target in df else 0
 
 
-def sample_frame(res: dict, name: str, k: int, fraction: float, seed: int,
-                 columns: list[str]) -> pd.DataFrame:
+def sample_frame(
+    res: dict, name: str, k: int, fraction: float, seed: int, columns: list[str]
+) -> pd.DataFrame:
     """About ``fraction`` of the rows of frame ``name`` (reproducible per bucket), only
     ``columns`` (missing ones NaN)."""
     df = res["frames"][name].reindex(columns=columns)
@@ -395,19 +477,34 @@ def drift_counts(res: dict, name: str, scores: pd.DataFrame, reference: dict) ->
     from bigseg.monitor import drift
 
     feats = reference.get("features")
-    out = {"features": drift.bucket_counts(
-        res["frames"][name].reindex(columns=list(feats["features"])), feats) if feats else {}}
+    out = {
+        "features": drift.bucket_counts(
+            res["frames"][name].reindex(columns=list(feats["features"])), feats
+        )
+        if feats
+        else {}
+    }
     sref = reference.get("scores")
-    out["scores"] = drift.bucket_counts(scores.reindex(columns=list(sref["features"])), sref) \
-        if sref else {}
+    out["scores"] = (
+        drift.bucket_counts(scores.reindex(columns=list(sref["features"])), sref) if sref else {}
+    )
     seg = scores["segment"].to_numpy()
     ids, counts = np.unique(seg, return_counts=True)
     out["segments"] = {str(int(i)): int(c) for i, c in zip(ids, counts, strict=True)}
     return out
 
 
-def predict_sample(res: dict, name: str, k: int, fraction: float, seed: int, seg: dict,
-                   models: dict, choice: dict, features: list[str]) -> pd.DataFrame:
+def predict_sample(
+    res: dict,
+    name: str,
+    k: int,
+    fraction: float,
+    seed: int,
+    seg: dict,
+    models: dict,
+    choice: dict,
+    features: list[str],
+) -> pd.DataFrame:
     """The served predictions (each row by its segment's chosen model) for a
     reproducible sample of frame ``name``: the score columns of ``scores/``."""
     from bigseg.predict import segmented
@@ -430,4 +527,3 @@ def segments_of(res: dict, name: str, seg: dict) -> np.ndarray:
     from bigseg.predict import segmented
 
     return segmented.segment_ids(res["frames"][name], seg)
-

@@ -16,8 +16,19 @@ BIGSEG = [sys.executable, "-m", "bigseg.cli"]
 
 def test_help_lists_the_commands():
     out = subprocess.run([*BIGSEG, "--help"], capture_output=True, text=True, check=True).stdout
-    for cmd in ("demo", "generate", "validate", "ingest", "features", "segment", "train",
-                "score", "run", "report", "cluster-check"):
+    for cmd in (
+        "demo",
+        "generate",
+        "validate",
+        "ingest",
+        "features",
+        "segment",
+        "train",
+        "score",
+        "run",
+        "report",
+        "cluster-check",
+    ):
         assert cmd in out
 
 
@@ -31,7 +42,9 @@ def test_bad_config_exits_2_naming_the_key(tmp_path, capsys):
 
 def test_validate_exits_3_listing_problems(tmp_path, capsys):
     (tmp_path / "tx").mkdir()
-    pd.DataFrame({"customer_id": [1, 2], "amount": [1.0, 2.0]}).to_parquet(tmp_path / "tx" / "a.parquet")
+    pd.DataFrame({"customer_id": [1, 2], "amount": [1.0, 2.0]}).to_parquet(
+        tmp_path / "tx" / "a.parquet"
+    )
     p = tmp_path / "job.yaml"
     p.write_text(yaml.safe_dump({"data": {"transactions": {"path": "tx"}}}))
     assert main(["validate", str(p), "--cluster", str(_two_worker_cfg(tmp_path))]) == 3
@@ -41,9 +54,13 @@ def test_validate_exits_3_listing_problems(tmp_path, capsys):
 
 def test_validate_ok(tmp_path, capsys):
     rng = np.random.default_rng(0)
-    pd.DataFrame({"customer_id": rng.integers(0, 9, 50),
-                  "timestamp": pd.Timestamp("2024-01-01") + pd.to_timedelta(np.arange(50), unit="D"),
-                  "amount": rng.random(50)}).to_parquet(tmp_path / "t.parquet")
+    pd.DataFrame(
+        {
+            "customer_id": rng.integers(0, 9, 50),
+            "timestamp": pd.Timestamp("2024-01-01") + pd.to_timedelta(np.arange(50), unit="D"),
+            "amount": rng.random(50),
+        }
+    ).to_parquet(tmp_path / "t.parquet")
     p = tmp_path / "job.yaml"
     p.write_text(yaml.safe_dump({"data": {"transactions": {"path": "t.parquet"}}}))
     assert main(["validate", str(p), "--cluster", str(_two_worker_cfg(tmp_path))]) == 0
@@ -69,16 +86,34 @@ def _two_worker_cfg(tmp_path):
 def test_demo_end_to_end_through_the_cli(tmp_path):
     out = tmp_path / "demo"
     cluster = _two_worker_cfg(tmp_path)
-    r = subprocess.run([*BIGSEG, "demo", "--customers", "2000", "--out", str(out),
-                        "--cluster", str(cluster)], capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [*BIGSEG, "demo", "--customers", "2000", "--out", str(out), "--cluster", str(cluster)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert f"report:  {out / 'report.html'}" in r.stdout
     assert (out / "bigseg.yaml").is_file() and (out / "raw" / "transactions").is_dir()
     assert (out / "ground_truth").is_dir()
     assert list((out / "scores").glob("as_of=*/part-*.parquet"))
     # a second demo reuses the generated data and republishes the outputs
-    r2 = subprocess.run([*BIGSEG, "demo", "--customers", "2000", "--out", str(out), "--quiet",
-                         "--cluster", str(cluster)], capture_output=True, text=True, timeout=600)
+    r2 = subprocess.run(
+        [
+            *BIGSEG,
+            "demo",
+            "--customers",
+            "2000",
+            "--out",
+            str(out),
+            "--quiet",
+            "--cluster",
+            str(cluster),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r2.returncode == 0, r2.stderr[-3000:]
     assert r2.stdout == ""
     assert len(list((out / "models").glob("v*"))) == 2

@@ -240,5 +240,6 @@ def test_expected_purchases_stay_finite_when_dropout_vanishes():
     e = m.expected_purchases(13.0, x, t_x, T)
     assert np.isfinite(e).all() and (e > 0).all()
     # the no-dropout (NBD) limit: posterior mean rate times the horizon, if alive
-    np.testing.assert_allclose(e / m.prob_alive(x, t_x, T), (1.08 + x) / (4.4 + T) * 13.0,
-                               rtol=0.05)
+    np.testing.assert_allclose(
+        e / m.prob_alive(x, t_x, T), (1.08 + x) / (4.4 + T) * 13.0, rtol=0.05
+    )

@@ -29,15 +29,21 @@ def test_minimal_config_gets_defaults_and_resolves_paths(tmp_path):
         ({"data": {"transactions": {"path": "x"}}, "horizn_days": 3}, "horizn_days: unknown key"),
         ({"data": {"transactions": {"path": "x"}}, "horizon_days": -1}, "horizon_days"),
         ({"data": {"transactions": {"path": "x"}}, "segmentation": {"k": 1}}, "segmentation.k"),
-        ({"data": {"transactions": {"path": "x"}}, "segmentation": {"method": "magic"}},
-         "segmentation.method"),
+        (
+            {"data": {"transactions": {"path": "x"}}, "segmentation": {"method": "magic"}},
+            "segmentation.method",
+        ),
         ({"data": {"transactions": {"path": "x", "colums": {}}}}, "data.transactions.colums"),
-        ({"data": {"transactions": {"path": "x", "columns": {"custid": "A"}}}},
-         "data.transactions.columns.custid"),
+        (
+            {"data": {"transactions": {"path": "x", "columns": {"custid": "A"}}}},
+            "data.transactions.columns.custid",
+        ),
         ({"data": {}}, "data.transactions: required key is missing"),
         ({"data": {"transactions": {"path": "x"}}, "as_of": "yesterday"}, "as_of"),
-        ({"data": {"transactions": {"path": "x"}}, "privacy": {"min_segment_size": "many"}},
-         "privacy.min_segment_size"),
+        (
+            {"data": {"transactions": {"path": "x"}}, "privacy": {"min_segment_size": "many"}},
+            "privacy.min_segment_size",
+        ),
     ],
 )
 def test_bad_key_or_value_is_named(tmp_path, doc, key):

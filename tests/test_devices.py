@@ -75,8 +75,7 @@ def test_preprocessing(device):
     import pandas as pd
 
     df = pd.DataFrame({"a": [0.0, 9.0, 99.0, 4.0], "b": [1.0, 3.0, np.nan, 2.0]})
-    pre = Preprocessor.fit_moments(["a", "b"], {"a"}, [Preprocessor.moments(df, ["a", "b"],
-                                                                           {"a"})])
+    pre = Preprocessor.fit_moments(["a", "b"], {"a"}, [Preprocessor.moments(df, ["a", "b"], {"a"})])
     be = backend.resolve(device)
     z = be.to_numpy(pre.transform(df, be.xp))
     np.testing.assert_allclose(z, pre.transform(df), rtol=1e-6)

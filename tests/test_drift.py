@@ -187,8 +187,10 @@ def test_point_mass_gets_its_own_bin():
 
 
 def test_categorical_feature():
-    vals = np.array(["web"] * 50 + ["store"] * 30 + ["app"] * 15 + ["fax"] * 5 + [None] * 5
-                    + [""] * 5, dtype=object)
+    vals = np.array(
+        ["web"] * 50 + ["store"] * 30 + ["app"] * 15 + ["fax"] * 5 + [None] * 5 + [""] * 5,
+        dtype=object,
+    )
     spec = reference_bins({"channel": vals}, max_categories=3)["features"]["channel"]
     assert spec["kind"] == "categorical"
     assert spec["categories"] == ["web", "store", "app"]
@@ -203,11 +205,13 @@ def test_bin_counts_of_two_halves_add_up_to_the_whole():
     x = rng.gamma(2.0, 3.0, n)
     x[rng.random(n) < 0.05] = np.nan
     x[:3] = [np.inf, -np.inf, 0.0]
-    frame = pd.DataFrame({
-        "x": x.astype(np.float32),
-        "k": rng.integers(0, 4, n),
-        "cat": rng.choice(np.array(["a", "b", "c", None], dtype=object), n),
-    })
+    frame = pd.DataFrame(
+        {
+            "x": x.astype(np.float32),
+            "k": rng.integers(0, 4, n),
+            "cat": rng.choice(np.array(["a", "b", "c", None], dtype=object), n),
+        }
+    )
     ref = reference_bins(frame.sample(5000, random_state=0))
     whole = bucket_counts(frame, ref)
     halves = [bucket_counts(frame.iloc[: n // 2], ref), bucket_counts(frame.iloc[n // 2 :], ref)]
@@ -266,10 +270,21 @@ def test_with_counts_replaces_the_sample_shares():
 
 def _feature_reference_and_counts(shift_b: float = 0.0):
     rng = _rng(10)
-    ref = reference_bins({"a": rng.normal(size=20_000), "b": rng.normal(size=20_000),
-                          "c": rng.exponential(size=20_000)})
-    cur = bucket_counts({"a": rng.normal(size=20_000), "b": rng.normal(shift_b, size=20_000),
-                         "c": rng.exponential(size=20_000)}, ref)
+    ref = reference_bins(
+        {
+            "a": rng.normal(size=20_000),
+            "b": rng.normal(size=20_000),
+            "c": rng.exponential(size=20_000),
+        }
+    )
+    cur = bucket_counts(
+        {
+            "a": rng.normal(size=20_000),
+            "b": rng.normal(shift_b, size=20_000),
+            "c": rng.exponential(size=20_000),
+        },
+        ref,
+    )
     return ref, cur
 
 
@@ -308,8 +323,13 @@ def test_scores_use_the_same_machinery():
     p_train = rng.beta(2, 8, 30_000)
     value_train = rng.lognormal(3.0, 1.0, 30_000)
     score_ref = reference_bins({"p_churn": p_train, "value_pred": value_train})
-    cur = bucket_counts({"p_churn": rng.beta(4, 6, 30_000),  # churn risk up
-                         "value_pred": rng.lognormal(3.0, 1.0, 30_000)}, score_ref)
+    cur = bucket_counts(
+        {
+            "p_churn": rng.beta(4, 6, 30_000),  # churn risk up
+            "value_pred": rng.lognormal(3.0, 1.0, 30_000),
+        },
+        score_ref,
+    )
     rep = drift_report(score_ref, cur)
     assert rep["alert"] == ["p_churn"]
     assert rep["features"]["value_pred"]["level"] == "stable"
@@ -357,17 +377,22 @@ def test_segment_shift_ids_after_json_new_and_vanished_segments():
 # ---------------------------------------------------------------------------------------
 
 
-def _bundle(shift_feature: float = 0.0, shift_score: float = 0.0,
-            segments: dict | None = None) -> dict:
+def _bundle(
+    shift_feature: float = 0.0, shift_score: float = 0.0, segments: dict | None = None
+) -> dict:
     rng = _rng(12)
     fref = reference_bins({"recency": rng.normal(size=20_000), "spend": rng.normal(size=20_000)})
-    fcur = bucket_counts({"recency": rng.normal(shift_feature, size=20_000),
-                          "spend": rng.normal(size=20_000)}, fref)
+    fcur = bucket_counts(
+        {"recency": rng.normal(shift_feature, size=20_000), "spend": rng.normal(size=20_000)}, fref
+    )
     sref = reference_bins({"p_churn": rng.normal(size=20_000)})
     scur = bucket_counts({"p_churn": rng.normal(shift_score, size=20_000)}, sref)
     seg = segment_shift({0: 0.5, 1: 0.5}, segments or {0: 5000, 1: 5000})
-    return {"features": drift_report(fref, fcur), "scores": drift_report(sref, scur),
-            "segments": seg}
+    return {
+        "features": drift_report(fref, fcur),
+        "scores": drift_report(sref, scur),
+        "segments": seg,
+    }
 
 
 def test_no_retrain_when_stable_and_young():
@@ -414,8 +439,12 @@ def test_retrain_on_age():
 
 
 def test_retrain_policy_validation():
-    assert set(DEFAULT_POLICY) == {"max_feature_psi", "max_score_psi", "max_segment_psi",
-                                   "max_model_age_days"}
+    assert set(DEFAULT_POLICY) == {
+        "max_feature_psi",
+        "max_score_psi",
+        "max_segment_psi",
+        "max_model_age_days",
+    }
     with pytest.raises(ValueError, match="unknown policy"):
         should_retrain({}, 1, {"max_age": 3})
     with pytest.raises(ValueError):
@@ -435,21 +464,29 @@ def test_json_round_trip():
     rng = _rng(13)
     x = rng.normal(size=5000).astype(np.float32)
     x[:50] = np.nan
-    sample = {"x": x, "orders": rng.integers(0, 5, 5000),
-              "channel": rng.choice(np.array(["web", "app"], dtype=object), 5000)}
+    sample = {
+        "x": x,
+        "orders": rng.integers(0, 5, 5000),
+        "channel": rng.choice(np.array(["web", "app"], dtype=object), 5000),
+    }
     ref = reference_bins(sample)
     assert _plain_json_types(ref)
     loaded = json.loads(json.dumps(ref))
     assert loaded == ref
     assert loaded["features"]["x"]["edges"][0] == -math.inf
     # counting and reporting with the loaded reference gives the same answers
-    cur = {"x": rng.normal(0.3, size=3000), "orders": rng.integers(0, 6, 3000),
-           "channel": rng.choice(np.array(["web", "app", "phone"], dtype=object), 3000)}
+    cur = {
+        "x": rng.normal(0.3, size=3000),
+        "orders": rng.integers(0, 6, 3000),
+        "channel": rng.choice(np.array(["web", "app", "phone"], dtype=object), 3000),
+    }
     counts = bucket_counts(cur, ref)
     assert bucket_counts(cur, loaded) == counts
     counts_loaded = json.loads(json.dumps(counts))
-    report = {"features": drift_report(loaded, counts_loaded),
-              "segments": segment_shift({1: 0.5, 2: 0.5}, {1: 10, 2: 30})}
+    report = {
+        "features": drift_report(loaded, counts_loaded),
+        "segments": segment_shift({1: 0.5, 2: 0.5}, {1: 10, 2: 30}),
+    }
     assert report["features"] == drift_report(ref, counts)
     assert _plain_json_types(report)
     # reports hold no infinity or NaN: strict JSON

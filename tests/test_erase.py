@@ -55,8 +55,10 @@ def raw_data(tmp_path_factory):
     ids = pd.read_parquet(d / "gen" / "raw" / "customers")["customer_id"].sort_values()
     erased = ids.to_numpy()[::30][:N_ERASED]
     kept = ids.to_numpy()[1::30][:20]
-    for kind, conv in (("ints", None), ("strs", lambda a: pa.array(
-            [f"CUST-{i:06d}" for i in a.to_pylist()]))):
+    for kind, conv in (
+        ("ints", None),
+        ("strs", lambda a: pa.array([f"CUST-{i:06d}" for i in a.to_pylist()])),
+    ):
         for t in TABLES:
             (d / kind / t).mkdir(parents=True)
             for f in sorted(glob.glob(str(d / "gen" / "raw" / t / "*.parquet"))):
@@ -73,8 +75,9 @@ def raw_data(tmp_path_factory):
         pick = np.flatnonzero(raw_ids.isin(want).to_numpy())
         first = pd.Series(pick).groupby(raw_ids.iloc[pick].to_numpy()).first().to_numpy()
         dup = tx.take(pa.array(first))
-        inf = dup.set_column(dup.column_names.index("amount"), "amount",
-                             pa.array(np.full(dup.num_rows, np.inf)))
+        inf = dup.set_column(
+            dup.column_names.index("amount"), "amount", pa.array(np.full(dup.num_rows, np.inf))
+        )
         pq.write_table(pa.concat_tables([dup, inf]), d / kind / "transactions" / "part-bad.parquet")
     return {"dir": d, "erased": erased, "kept": kept}
 
@@ -82,8 +85,12 @@ def raw_data(tmp_path_factory):
 def _config(path: Path, raw: Path, out: Path, **extra):
     doc = {
         "data": {t: {"path": str(raw / t)} for t in TABLES},
-        "horizon_days": 90, "seed": 3, "segmentation": {"k": 5},
-        "prediction": {"n_estimators": 30}, "output": str(out), **extra,
+        "horizon_days": 90,
+        "seed": 3,
+        "segmentation": {"k": 5},
+        "prediction": {"n_estimators": 30},
+        "output": str(out),
+        **extra,
     }
     path.write_text(yaml.safe_dump(doc))
     return load_run_config(path)
@@ -143,8 +150,12 @@ def _present(out: Path, needles: set[str]) -> set[str]:
     """The needles that are a customer id in some table of the store."""
     found = set()
     for t in TABLES:
-        found |= needles & set(pq.read_table(out / "store" / t, columns=["customer_id"])
-                               .column(0).cast(pa.string()).to_pylist())
+        found |= needles & set(
+            pq.read_table(out / "store" / t, columns=["customer_id"])
+            .column(0)
+            .cast(pa.string())
+            .to_pylist()
+        )
     return found
 
 
@@ -158,8 +169,11 @@ def _raw_rows(raw: Path, ids: set) -> dict[str, int]:
 
 
 def _files(out: Path) -> dict[str, tuple]:
-    return {str(p.relative_to(out)): (p.stat().st_ino, p.stat().st_mtime_ns)
-            for p in sorted(out.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(out)): (p.stat().st_ino, p.stat().st_mtime_ns)
+        for p in sorted(out.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _check_erased(out: Path, before: dict, after: dict) -> None:
@@ -167,8 +181,9 @@ def _check_erased(out: Path, before: dict, after: dict) -> None:
     for g, (rows, hit) in before.items():
         assert after[g] == (rows - hit, 0), g
     m = open_store(out).manifest
-    for t, (rows, _hit) in ((k.split("/")[1], v) for k, v in after.items()
-                            if k.startswith("store/")):
+    for t, (rows, _hit) in (
+        (k.split("/")[1], v) for k, v in after.items() if k.startswith("store/")
+    ):
         assert m["tables"][t]["rows"] == rows, t
 
 
@@ -182,8 +197,14 @@ def test_erase_plain_string_ids_everywhere_and_for_good(raw_data, tmp_path, loca
     out = cfg.output_dir
     before = _counts(out, set(erased))
     present = _present(out, set(erased))
-    for g in ("store/transactions", "store/customers", "features", "segments", "audiences",
-              "quarantine/transactions"):
+    for g in (
+        "store/transactions",
+        "store/customers",
+        "features",
+        "segments",
+        "audiences",
+        "quarantine/transactions",
+    ):
         assert before[g][1] > 0, g  # the erased customers are really there
     assert any(k.startswith("scores/") and v[1] for k, v in before.items())
     assert _leaks(out, erased)  # the scan finds them before
@@ -235,12 +256,12 @@ def test_erase_plain_string_ids_everywhere_and_for_good(raw_data, tmp_path, loca
     assert _counts(out, set(kept))["quarantine/transactions"][1] > 0
 
 
-def test_erase_pseudonymised_int_ids_survives_failures(raw_data, tmp_path, local_client,
-                                                       monkeypatch):
+def test_erase_pseudonymised_int_ids_survives_failures(
+    raw_data, tmp_path, local_client, monkeypatch
+):
     raw = raw_data["dir"] / "ints"
     erased = [int(i) for i in raw_data["erased"]]
-    cfg = _config(tmp_path / "job.yaml", raw, tmp_path / "out",
-                  privacy={"pseudonymize": True})
+    cfg = _config(tmp_path / "job.yaml", raw, tmp_path / "out", privacy={"pseudonymize": True})
     run_stages(cfg, local_client, resolve("cpu"))
     out = cfg.output_dir
     pseudo = pseudonymize(pa.array(erased), KEY.encode()).to_pylist()
@@ -300,8 +321,9 @@ def test_erase_pseudonymised_int_ids_survives_failures(raw_data, tmp_path, local
 
     # 3. a re-run completes it
     res = erase(cfg, ids_file, local_client)
-    assert res["rows_removed"] == {g: v[1] for g, v in before.items()
-                                   if g.startswith("store/") and v[1]}
+    assert res["rows_removed"] == {
+        g: v[1] for g, v in before.items() if g.startswith("store/") and v[1]
+    }
     assert res["customers_found"] == len(present) and res["newly_logged"] == 0
     after = _counts(out, set(pseudo))
     _check_erased(out, before, after)

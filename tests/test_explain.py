@@ -23,11 +23,16 @@ def _data(n=3000, d=12, seed=0):
 @pytest.mark.parametrize("objective", ["binary:logistic", "reg:tweedie", "reg:squarederror"])
 def test_walk_matches_xgboost(objective):
     X, y = _data()
-    label = {"binary:logistic": (y > 0).astype(np.float32),
-             "reg:tweedie": np.exp(y / 2).astype(np.float32),
-             "reg:squarederror": y.astype(np.float32)}[objective]
-    b = xgb.train({"objective": objective, "max_depth": 4, "nthread": 1, "eta": 0.3},
-                  xgb.DMatrix(X, label=label), num_boost_round=40)
+    label = {
+        "binary:logistic": (y > 0).astype(np.float32),
+        "reg:tweedie": np.exp(y / 2).astype(np.float32),
+        "reg:squarederror": y.astype(np.float32),
+    }[objective]
+    b = xgb.train(
+        {"objective": objective, "max_depth": 4, "nthread": 1, "eta": 0.3},
+        xgb.DMatrix(X, label=label),
+        num_boost_round=40,
+    )
     model = bytes(b.save_raw("ubj"))
     pred, contrib = explain.predict_explain(model, X)
     np.testing.assert_allclose(pred, b.inplace_predict(X), rtol=2e-5, atol=2e-6)
@@ -46,8 +51,7 @@ def test_segment_models_route_rows():
     lab = (y > 0).astype(np.float32)
     params = {"objective": "binary:logistic", "max_depth": 3, "nthread": 1}
     glob = xgb.train(params, xgb.DMatrix(X, label=lab), num_boost_round=20)
-    own = xgb.train(params, xgb.DMatrix(X[segs == 1], label=lab[segs == 1]),
-                    num_boost_round=10)
+    own = xgb.train(params, xgb.DMatrix(X[segs == 1], label=lab[segs == 1]), num_boost_round=10)
     models = {"global": bytes(glob.save_raw("ubj")), 1: bytes(own.save_raw("ubj"))}
     pred, contrib = segmented.predict_explain(X, segs, models, {0: "global", 1: "segment"})
     want = glob.inplace_predict(X)

@@ -143,7 +143,12 @@ def test_band_age_including_missing():
 
 def test_group_labels_and_age_in_audit():
     assert group_labels("gender", ["F", None, "", np.nan, "M"]).tolist() == [
-        "F", "unknown", "unknown", "unknown", "M"]
+        "F",
+        "unknown",
+        "unknown",
+        "unknown",
+        "M",
+    ]
     ages = np.r_[np.full(100, 20.0), np.full(100, 70.0), np.full(60, np.nan)]
     flag = np.r_[np.ones(100, bool), np.zeros(100, bool), np.ones(60, bool)]
     res = audit({"age": ages}, high_value_flag=flag)
@@ -154,8 +159,11 @@ def test_group_labels_and_age_in_audit():
     assert a["demographic_parity"]["high_value_flag"]["lowest_group"] == "65+"
     # already banded ages are kept as they are
     banded = band_age(ages)
-    assert list(audit({"age": banded}, high_value_flag=flag)["attributes"]["age"]["groups"]) \
-        == ["<25", "65+", "unknown"]
+    assert list(audit({"age": banded}, high_value_flag=flag)["attributes"]["age"]["groups"]) == [
+        "<25",
+        "65+",
+        "unknown",
+    ]
 
 
 def test_bad_inputs():
@@ -178,10 +186,22 @@ def test_bad_inputs():
 
 
 def test_model_features_drops_protected_unless_allowed():
-    feats = ["recency_days", "gender", "gender_F", "Gender_M", "region_North", "age",
-             "agent_calls", "monetary_90d"]
+    feats = [
+        "recency_days",
+        "gender",
+        "gender_F",
+        "Gender_M",
+        "region_North",
+        "age",
+        "agent_calls",
+        "monetary_90d",
+    ]
     assert model_features(feats, ["gender", "age"]) == [
-        "recency_days", "region_North", "agent_calls", "monetary_90d"]
+        "recency_days",
+        "region_North",
+        "agent_calls",
+        "monetary_90d",
+    ]
     assert model_features(feats, ["gender", "age"], allow=True) == feats
     assert model_features(feats, []) == feats
 
@@ -215,15 +235,18 @@ def test_generator_plants_the_churn_disparity(fair_and_biased):
     assert plain["bias"] is None
     assert biased["bias"] == {**BIAS, "window_days": 180}
     # the same customers with the same attributes: only behaviour changed
-    pd.testing.assert_frame_equal(df0[["customer_id", "age", "gender", "region", "persona"]],
-                                  df1[["customer_id", "age", "gender", "region", "persona"]])
+    pd.testing.assert_frame_equal(
+        df0[["customer_id", "age", "gender", "region", "persona"]],
+        df1[["customer_id", "age", "gender", "region", "persona"]],
+    )
     c0 = df0.groupby("gender")["churn"].mean()
     c1 = df1.groupby("gender")["churn"].mean()
     assert abs(c0["F"] - c0["M"]) < 0.05  # no disparity without bias
     assert c1["F"] - c1["M"] > 0.2  # the planted one
     assert c1["F"] > c0["F"] + 0.2
-    assert (~df1.loc[df1.gender == "F", "alive_at_end"]).mean() > \
-        (~df0.loc[df0.gender == "F", "alive_at_end"]).mean() + 0.2
+    assert (~df1.loc[df1.gender == "F", "alive_at_end"]).mean() > (
+        ~df0.loc[df0.gender == "F", "alive_at_end"]
+    ).mean() + 0.2
 
 
 def test_audit_finds_planted_bias_and_only_then(fair_and_biased):
@@ -231,8 +254,12 @@ def test_audit_finds_planted_bias_and_only_then(fair_and_biased):
     found = {}
     for name, df in (("plain", df0), ("biased", df1)):
         y = df["churn"].to_numpy()  # the truth as a perfect flag
-        res = audit({"gender": df["gender"], "age": df["age"]},
-                    churn_flag=y, y_churn=y, p_churn=y.astype(float))
+        res = audit(
+            {"gender": df["gender"], "age": df["age"]},
+            churn_flag=y,
+            y_churn=y,
+            p_churn=y.astype(float),
+        )
         json.dumps(res)
         found[name] = res["attributes"]["gender"]
     assert found["plain"]["demographic_parity"]["churn_flag"]["ratio"] >= 0.8
@@ -255,5 +282,8 @@ def test_bias_argument_is_validated(tmp_path):
     with pytest.raises(ValueError):
         generate(10, tmp_path / "d", bias={"attribute": "gender", "group": "F"})
     with pytest.raises(ValueError):
-        generate(10, tmp_path / "e",
-                 bias={"attribute": "gender", "group": "F", "dropout": 0.5, "extra": 1})
+        generate(
+            10,
+            tmp_path / "e",
+            bias={"attribute": "gender", "group": "F", "dropout": 0.5, "extra": 1},
+        )

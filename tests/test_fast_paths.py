@@ -43,15 +43,18 @@ def test_dense_distinct_pairs_equal_np_unique():
 def test_duplicates_found_within_key_runs_equal_a_full_comparison():
     rng = np.random.default_rng(2)
     n = 5_000
-    df = pd.DataFrame({
-        "customer_id": rng.integers(0, 300, n),
-        "timestamp": rng.integers(0, 40, n),
-        "amount": rng.integers(0, 3, n).astype(float),
-        "channel": rng.choice(["web", "app", None], n),
-    })
+    df = pd.DataFrame(
+        {
+            "customer_id": rng.integers(0, 300, n),
+            "timestamp": rng.integers(0, 40, n),
+            "amount": rng.integers(0, 3, n).astype(float),
+            "channel": rng.choice(["web", "app", None], n),
+        }
+    )
     df = pd.concat([df, df.sample(400, random_state=3)], ignore_index=True)
     t = pa.Table.from_pandas(df, preserve_index=False).sort_by(
-        [("customer_id", "ascending"), ("timestamp", "ascending")])
+        [("customer_id", "ascending"), ("timestamp", "ascending")]
+    )
     fast, full = rules.Reasons(t.num_rows), rules.Reasons(t.num_rows)
     rules.mark_duplicates(t, fast, sorted_by=["customer_id", "timestamp"])
     rules.mark_duplicates(t, full)
@@ -145,10 +148,18 @@ def _tx_table(seed: int = 0) -> pa.Table:
     amt[rng.random(n) < 0.02] = 0.0
     amt[ids == 3 * 5 + 5] = -abs(amt[ids == 3 * 5 + 5])  # returns only
     channel = rng.choice(np.array(["web", "app", "store", "phone", None], dtype=object), n)
-    category = rng.choice(np.array(["home", "toys", "books", "garden", "food", None],
-                                   dtype=object), n)
-    t = pa.table({"customer_id": ids, "timestamp": pa.array(ts, pa.timestamp("us")),
-                  "amount": amt, "channel": channel, "category": category})
+    category = rng.choice(
+        np.array(["home", "toys", "books", "garden", "food", None], dtype=object), n
+    )
+    t = pa.table(
+        {
+            "customer_id": ids,
+            "timestamp": pa.array(ts, pa.timestamp("us")),
+            "amount": amt,
+            "channel": channel,
+            "category": category,
+        }
+    )
     return B.encode_strings(t, ("channel", "category"))
 
 
@@ -172,8 +183,11 @@ def test_transaction_features_equal_the_three_functions_to_the_bit():
 
     day = 86_400 * 10**6
     cutoffs = {"backtest": 300 * day, "train": 450 * day, "score": 720 * day}
-    for seed, channels, categories in [(0, ["web", "app", "store"], ["home", "toys"]),
-                                       (1, ["app"], []), (2, [], ["books", "food", "home"])]:
+    for seed, channels, categories in [
+        (0, ["web", "app", "store"], ["home", "toys"]),
+        (1, ["app"], []),
+        (2, [], ["books", "food", "home"]),
+    ]:
         tx = _tx_table(seed)
         fast = transaction_features(tx, cutoffs, channels, categories)
         ref = _reference_tx_features(tx, cutoffs, channels, categories)
@@ -195,15 +209,18 @@ def test_transaction_features_decline_what_they_do_not_cover():
     assert transaction_features(unsorted, cut, ["web"], []) is None
     amt = tx.column("amount").to_pylist()
     amt[3] = None
-    assert transaction_features(tx.set_column(2, "amount", pa.array(amt)), cut, ["web"],
-                                []) is None
+    assert transaction_features(tx.set_column(2, "amount", pa.array(amt)), cut, ["web"], []) is None
     # without channel and category columns: RFM alone, as rfm_features gives it
     from bigseg.features.rfm import rfm_features
 
     rfm = tx.select(["customer_id", "timestamp", "amount"])
     f = transaction_features(rfm, cut, None, [])["score"]
-    ref = rfm_features(rfm.column(0).to_numpy(), rfm.column(1).cast("int64").to_numpy(),
-                       rfm.column(2).to_numpy(), cut["score"])
+    ref = rfm_features(
+        rfm.column(0).to_numpy(),
+        rfm.column(1).cast("int64").to_numpy(),
+        rfm.column(2).to_numpy(),
+        cut["score"],
+    )
     pd.testing.assert_frame_equal(f, ref, check_exact=True)
 
 
@@ -216,11 +233,16 @@ def _events_table(seed: int = 0, page_views: bool = True) -> pa.Table:
     ts = rng.integers(-30, 720, n) * day + rng.integers(0, day, n)  # a few before 1970
     order = np.lexsort((ts, ids))
     ids, ts = ids[order], ts[order]
-    etype = rng.choice(np.array(["session", "page_view", "app_open", "email_open", None],
-                                dtype=object), n)
+    etype = rng.choice(
+        np.array(["session", "page_view", "app_open", "email_open", None], dtype=object), n
+    )
     channel = rng.choice(np.array(["web", "app", "kiosk", None], dtype=object), n)
-    cols = {"customer_id": ids, "timestamp": pa.array(ts, pa.timestamp("us")),
-            "event_type": etype, "channel": channel}
+    cols = {
+        "customer_id": ids,
+        "timestamp": pa.array(ts, pa.timestamp("us")),
+        "event_type": etype,
+        "channel": channel,
+    }
     if page_views:
         pv = rng.integers(0, 20, n).astype(object)
         pv[rng.random(n) < 0.1] = None
@@ -244,8 +266,10 @@ def test_engagement_features_equal_behaviours_to_the_bit():
     assert engagement_features(ev, cutoffs, None) is None  # no channel vocabulary
     plain = ev.set_column(2, "event_type", ev.column("event_type").cast(pa.string()))
     assert engagement_features(plain, cutoffs, ["web"]) is None
-    assert engagement_features(ev.take(pa.array(np.arange(ev.num_rows)[::-1])), cutoffs,
-                               ["web"]) is None
+    assert (
+        engagement_features(ev.take(pa.array(np.arange(ev.num_rows)[::-1])), cutoffs, ["web"])
+        is None
+    )
 
 
 def _with_string_ids(t: pa.Table) -> pa.Table:
@@ -267,5 +291,6 @@ def test_fused_passes_take_string_ids():
     fast_ev = engagement_features(ev, cutoffs, ["web"])
     for name, cut in cutoffs.items():
         pd.testing.assert_frame_equal(fast[name], ref[name], check_exact=True)
-        pd.testing.assert_frame_equal(fast_ev[name], B.engagement_features(ev, cut, ["web"]),
-                                      check_exact=True)
+        pd.testing.assert_frame_equal(
+            fast_ev[name], B.engagement_features(ev, cut, ["web"]), check_exact=True
+        )

@@ -59,8 +59,9 @@ def trained(tmp_path_factory, client):
 
     d = tmp_path_factory.mktemp("faults")
     generate(3000, d, seed=7, chunk_size=1000)
-    cfg = write_config(d / "job.yaml", d, d / "out",
-                       prediction={"targets": ["churn", "value"], "n_estimators": 30})
+    cfg = write_config(
+        d / "job.yaml", d, d / "out", prediction={"targets": ["churn", "value"], "n_estimators": 30}
+    )
     run_stages(cfg, client, CPU, stages=("ingest", "features", "segment", "train"))
     t0 = time.perf_counter()
     run_stages(cfg, client, CPU, stages=("score",))
@@ -73,8 +74,11 @@ def worker_pids(client) -> dict[str, int]:
 
 
 def hash_tree(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 class Killer(threading.Thread):
@@ -89,8 +93,11 @@ class Killer(threading.Thread):
     def run(self):
         t0 = time.perf_counter()
         while time.perf_counter() - t0 < self.limit:
-            busy = [a for a, keys in self.client.processing().items()
-                    if any(self.prefix in str(k) for k in keys)]
+            busy = [
+                a
+                for a, keys in self.client.processing().items()
+                if any(self.prefix in str(k) for k in keys)
+            ]
             if busy:
                 time.sleep(self.delay)
                 self.pid = self.client.run(os.getpid, workers=busy[:1])[busy[0]]
@@ -121,13 +128,16 @@ def test_worker_killed_during_scoring_gives_the_same_scores(trained, client, pha
     run_stages(cfg, client, CPU, stages=("score",))
     done = time.perf_counter()
     killer.join(timeout=5)
-    assert killer.killed_at is not None and killer.killed_at < done, \
+    assert killer.killed_at is not None and killer.killed_at < done, (
         f"no {phase} task was killed while scoring ({done - t0:.2f}s): no fault injected"
+    )
     assert killer.pid not in worker_pids(client).values()  # it did die (and was replaced)
     assert checksum(read_scores(cfg.output_dir)) == undisturbed
-    print(f"{phase}: killed pid {killer.pid} {killer.killed_at - t0:.2f}s into scoring "
-          f"({delay * 1000:.0f} ms after such a task started), which took "
-          f"{done - t0:.2f}s (undisturbed {took:.2f}s)")
+    print(
+        f"{phase}: killed pid {killer.pid} {killer.killed_at - t0:.2f}s into scoring "
+        f"({delay * 1000:.0f} ms after such a task started), which took "
+        f"{done - t0:.2f}s (undisturbed {took:.2f}s)"
+    )
 
 
 # -- 2. the whole job SIGKILLed while it writes -----------------------------------------
@@ -136,24 +146,37 @@ def test_job_killed_during_the_write_leaves_the_published_scores_intact(trained,
     out = cfg.output_dir
     cluster = tmp_path / "two.yaml"
     cluster.write_text("type: local\nn_workers: 2\n")
-    cmd = [*BIGSEG, "score", str(out.parent / "job.yaml"), "--cluster", str(cluster),
-           "--device", "cpu", "--quiet"]
+    cmd = [
+        *BIGSEG,
+        "score",
+        str(out.parent / "job.yaml"),
+        "--cluster",
+        str(cluster),
+        "--device",
+        "cpu",
+        "--quiet",
+    ]
     published = {d: hash_tree(out / d) for d in ("scores", "audiences")}
     assert published["scores"], "nothing published before the kill"
     staging = out / ".staging"
     log = tmp_path / "killed.log"
     with open(log, "wb") as f:
-        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT,
-                                start_new_session=True)  # its own group: CLI + cluster
+        proc = subprocess.Popen(
+            cmd, stdout=f, stderr=subprocess.STDOUT, start_new_session=True
+        )  # its own group: CLI + cluster
     try:
         deadline = time.monotonic() + HANG_LIMIT_S
         caught = None
         while caught is None:
-            caught = next((p for p in staging.glob("as_of=*/part-*") if p.is_file()), None) \
-                if staging.is_dir() else None
+            caught = (
+                next((p for p in staging.glob("as_of=*/part-*") if p.is_file()), None)
+                if staging.is_dir()
+                else None
+            )
             if caught is None:
-                assert proc.poll() is None, f"exited {proc.returncode} before writing:\n" \
-                                            f"{log.read_text()[-3000:]}"
+                assert proc.poll() is None, (
+                    f"exited {proc.returncode} before writing:\n{log.read_text()[-3000:]}"
+                )
                 assert time.monotonic() < deadline, "no scores written within the limit"
                 time.sleep(0.005)
         os.killpg(proc.pid, signal.SIGKILL)  # the CLI, its scheduler and its workers
@@ -182,8 +205,12 @@ def test_job_killed_during_the_write_leaves_the_published_scores_intact(trained,
 def training_tasks(client) -> dict[str, str]:
     """``{key: worker address}`` of the XGBoost training tasks running now
     (:func:`bigseg.predict.xgb.train_task`)."""
-    return {str(k): addr for addr, keys in client.processing().items()
-            for k in keys if str(k).startswith("train_task-")}
+    return {
+        str(k): addr
+        for addr, keys in client.processing().items()
+        for k in keys
+        if str(k).startswith("train_task-")
+    }
 
 
 def train_config(trained, tmp_path, name: str):
@@ -194,9 +221,17 @@ def train_config(trained, tmp_path, name: str):
     cfg0 = trained[0]
     out = tmp_path / name
     shutil.copytree(cfg0.output_dir, out, ignore=shutil.ignore_patterns(".lock", ".staging"))
-    return write_config(tmp_path / f"{name}.yaml", cfg0.output_dir.parent, out, prediction={
-        "targets": ["churn"], "n_estimators": 600, "early_stopping_rounds": 600,
-        "learning_rate": 0.01})
+    return write_config(
+        tmp_path / f"{name}.yaml",
+        cfg0.output_dir.parent,
+        out,
+        prediction={
+            "targets": ["churn"],
+            "n_estimators": 600,
+            "early_stopping_rounds": 600,
+            "learning_rate": 0.01,
+        },
+    )
 
 
 def test_worker_killed_during_training_gives_the_same_model(trained, client, tmp_path):
@@ -231,14 +266,17 @@ def test_worker_killed_during_training_gives_the_same_model(trained, client, tmp
         time.sleep(0.01)
     assert victim is not None, f"no second training task seen (seen {seen}; {result})"
     th.join(max(1.0, HANG_LIMIT_S - (time.perf_counter() - t0)))
-    assert not th.is_alive(), \
+    assert not th.is_alive(), (
         f"train still running {time.perf_counter() - killed:.0f}s after a worker was killed"
+    )
     if "error" in result:
         raise result["error"]
     info = result["metrics"]["churn"]["training"]["global"]
     assert info["mode"] == "task", info
-    print(f"killed pid {victim} {killed - t0:.1f}s into the stage; train done "
-          f"{time.perf_counter() - killed:.1f}s later")
+    print(
+        f"killed pid {victim} {killed - t0:.1f}s into the stage; train done "
+        f"{time.perf_counter() - killed:.1f}s later"
+    )
     wait_for_workers(client)
     ref = train_config(trained, tmp_path, "undisturbed")
     run_stages(ref, client, CPU, stages=("features", "train"))
@@ -293,8 +331,12 @@ def test_worker_killed_during_distributed_training_never_hangs(tmp_path):
     script.write_text(DISTRIBUTED_TRAIN)
     log = tmp_path / "train.log"
     with open(log, "wb") as f:
-        proc = subprocess.Popen([sys.executable, str(script), "5", "2"], stdout=f,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, str(script), "5", "2"],
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         t0 = time.monotonic()
         ranks: dict[int, int] = {}  # rank -> port of the worker holding it
@@ -305,16 +347,23 @@ def test_worker_killed_during_distributed_training_never_hangs(tmp_path):
             assert time.monotonic() - t0 < HANG_LIMIT_S, "training never started"
             time.sleep(0.02)
         time.sleep(0.3)  # into the boosting rounds
-        (victim,) = [p.pid for p in psutil.Process(proc.pid).children(recursive=True)
-                     if any(c.laddr.port == ranks[rank] and c.status == psutil.CONN_LISTEN
-                            for c in p.net_connections("tcp"))]
+        (victim,) = [
+            p.pid
+            for p in psutil.Process(proc.pid).children(recursive=True)
+            if any(
+                c.laddr.port == ranks[rank] and c.status == psutil.CONN_LISTEN
+                for c in p.net_connections("tcp")
+            )
+        ]
         os.kill(victim, signal.SIGKILL)
         killed = time.monotonic()
         try:
             rc = proc.wait(timeout=HANG_LIMIT_S)
         except subprocess.TimeoutExpired:
-            pytest.fail(f"still training {HANG_LIMIT_S:.0f}s after a worker was killed:\n"
-                        f"{log.read_text()[-3000:]}")
+            pytest.fail(
+                f"still training {HANG_LIMIT_S:.0f}s after a worker was killed:\n"
+                f"{log.read_text()[-3000:]}"
+            )
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
@@ -323,8 +372,7 @@ def test_worker_killed_during_distributed_training_never_hangs(tmp_path):
     took = time.monotonic() - killed
     results = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
     print(f"distributed, rank {rank} killed: rc {rc}, {took:.1f}s after the kill: {results}")
-    assert rc != -signal.SIGABRT, f"the driver aborted {took:.1f}s after the kill:\n" \
-        f"{text[-3000:]}"
+    assert rc != -signal.SIGABRT, f"the driver aborted {took:.1f}s after the kill:\n{text[-3000:]}"
     assert rc == 0 and len(results) == 2, text[-3000:]
     first, then = results
     if "error" in first:
@@ -366,9 +414,15 @@ def test_task_that_always_kills_its_worker_fails_cleanly_naming_it(trained, tmp_
     # One task at a time per worker (saturation 1.0; the default lets a 1-thread worker
     # hold 2): a task queued on the worker when the culprit kills it would count that
     # death too, fail as well, and could be reported first.
-    with dask.config.set({"distributed.scheduler.allowed-failures": 1,
-                          "distributed.scheduler.worker-saturation": 1.0}), \
-            connect(n_workers=2, reuse_current=False) as c:
+    with (
+        dask.config.set(
+            {
+                "distributed.scheduler.allowed-failures": 1,
+                "distributed.scheduler.worker-saturation": 1.0,
+            }
+        ),
+        connect(n_workers=2, reuse_current=False) as c,
+    ):
         c.register_plugin(CrashOnBucket(3), name="crash-on-bucket-3")
         t0 = time.perf_counter()
         with pytest.raises(ClusterError) as err:

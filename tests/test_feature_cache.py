@@ -20,20 +20,29 @@ STAGES = ("ingest", "features")
 
 def _tx(ids, n, seed, day_max=300):
     rng = np.random.default_rng(seed)
-    return pd.DataFrame({
-        "customer_id": rng.choice(ids, n),
-        "timestamp": pd.Timestamp("2024-01-01")
-        + pd.to_timedelta(rng.integers(0, day_max, n), unit="D"),
-        "amount": rng.gamma(2, 20, n).round(2),
-        "channel": rng.choice(["web", "app"], n),
-        "category": rng.choice(["books", "garden", "toys"], n),
-    })
+    return pd.DataFrame(
+        {
+            "customer_id": rng.choice(ids, n),
+            "timestamp": pd.Timestamp("2024-01-01")
+            + pd.to_timedelta(rng.integers(0, day_max, n), unit="D"),
+            "amount": rng.gamma(2, 20, n).round(2),
+            "channel": rng.choice(["web", "app"], n),
+            "category": rng.choice(["books", "garden", "toys"], n),
+        }
+    )
 
 
 def _job(root, out="out"):
-    (root / "job.yaml").write_text(yaml.safe_dump({
-        "data": {"transactions": {"path": "tx"}}, "store": {"buckets": 8},
-        "as_of": "2024-10-31", "output": out}))
+    (root / "job.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "data": {"transactions": {"path": "tx"}},
+                "store": {"buckets": 8},
+                "as_of": "2024-10-31",
+                "output": out,
+            }
+        )
+    )
     return load_run_config(root / "job.yaml")
 
 
@@ -43,8 +52,10 @@ def _features(out) -> pd.DataFrame:
 
 
 def _digest(out) -> dict:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted((out / "features").glob("*.parquet"))}
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted((out / "features").glob("*.parquet"))
+    }
 
 
 def test_only_touched_buckets_recomputed(tmp_path, local_client):

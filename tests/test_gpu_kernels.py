@@ -58,10 +58,19 @@ CHECK = textwrap.dedent(
 
 
 def test_fused_kernel_matches_the_cpu_pass_under_the_cuda_simulator():
-    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1",
-           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    r = subprocess.run([sys.executable, "-c", CHECK], cwd=ROOT, env=env,
-                       capture_output=True, text=True, timeout=300)
+    env = {
+        **os.environ,
+        "NUMBA_ENABLE_CUDASIM": "1",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    r = subprocess.run(
+        [sys.executable, "-c", CHECK],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
     assert "fused kernel ok" in r.stdout
 
@@ -118,7 +127,7 @@ def test_fused_kernel_matches_the_cupy_form_on_the_gpu():
 
     be = backend.resolve("gpu")
     rng = np.random.default_rng(1)
-    X = (rng.normal(size=(200_000, 16)) + rng.integers(0, 8, 200_000)[:, None] * 3)
+    X = rng.normal(size=(200_000, 16)) + rng.integers(0, 8, 200_000)[:, None] * 3
     X = be.asarray(X.astype(np.float32))
     C = be.to_numpy(X[:8])
     s, c, tot, lab = assign_accumulate(X, C, be.xp, with_labels=True)

@@ -17,12 +17,15 @@ from bigseg.store import ingest, open_store
 
 def _tx(ids, day0, n, seed):
     rng = np.random.default_rng(seed)
-    return pd.DataFrame({
-        "customer_id": rng.choice(ids, n),
-        "timestamp": pd.Timestamp("2024-01-01") + pd.to_timedelta(day0 + rng.integers(0, 100, n), unit="D"),
-        "amount": rng.gamma(2, 20, n).round(2),
-        "channel": rng.choice(["web", "app"], n),
-    })
+    return pd.DataFrame(
+        {
+            "customer_id": rng.choice(ids, n),
+            "timestamp": pd.Timestamp("2024-01-01")
+            + pd.to_timedelta(day0 + rng.integers(0, 100, n), unit="D"),
+            "amount": rng.gamma(2, 20, n).round(2),
+            "channel": rng.choice(["web", "app"], n),
+        }
+    )
 
 
 def _inodes(root):
@@ -33,8 +36,11 @@ def test_new_files_touch_only_their_buckets(tmp_path, local_client):
     d = tmp_path / "tx"
     d.mkdir()
     _tx(np.arange(1, 400), 0, 4000, 0).to_parquet(d / "a.parquet")
-    (tmp_path / "job.yaml").write_text(yaml.safe_dump(
-        {"data": {"transactions": {"path": "tx"}}, "store": {"buckets": 16}, "output": "out"}))
+    (tmp_path / "job.yaml").write_text(
+        yaml.safe_dump(
+            {"data": {"transactions": {"path": "tx"}}, "store": {"buckets": 16}, "output": "out"}
+        )
+    )
     cfg = load_run_config(tmp_path / "job.yaml")
     first = ingest(cfg, local_client)
     assert first.manifest["last_ingest"]["mode"] == "full"
@@ -61,8 +67,11 @@ def test_new_files_touch_only_their_buckets(tmp_path, local_client):
     # the same result as a full ingest of both files
     full_dir = tmp_path / "full"
     full_dir.mkdir()
-    (full_dir / "job.yaml").write_text(yaml.safe_dump(
-        {"data": {"transactions": {"path": str(d)}}, "store": {"buckets": 16}, "output": "out"}))
+    (full_dir / "job.yaml").write_text(
+        yaml.safe_dump(
+            {"data": {"transactions": {"path": str(d)}}, "store": {"buckets": 16}, "output": "out"}
+        )
+    )
     full = ingest(load_run_config(full_dir / "job.yaml"), local_client)
     for k in range(16):
         a = inc.read_bucket("transactions", k).to_pandas()
@@ -74,8 +83,9 @@ def test_a_changed_file_triggers_a_full_rebuild(tmp_path, local_client):
     d = tmp_path / "tx"
     d.mkdir()
     _tx(np.arange(1, 100), 0, 500, 0).to_parquet(d / "a.parquet")
-    (tmp_path / "job.yaml").write_text(yaml.safe_dump(
-        {"data": {"transactions": {"path": "tx"}}, "output": "out"}))
+    (tmp_path / "job.yaml").write_text(
+        yaml.safe_dump({"data": {"transactions": {"path": "tx"}}, "output": "out"})
+    )
     cfg = load_run_config(tmp_path / "job.yaml")
     ingest(cfg, local_client)
     _tx(np.arange(1, 100), 0, 300, 5).to_parquet(d / "a.parquet")  # rewritten in place
@@ -88,17 +98,24 @@ def test_features_at_a_cutoff_ignore_rows_ingested_later(tmp_path, local_client)
     d = tmp_path / "tx"
     d.mkdir()
     _tx(np.arange(1, 200), 0, 3000, 0).to_parquet(d / "a.parquet")
-    (tmp_path / "job.yaml").write_text(yaml.safe_dump(
-        {"data": {"transactions": {"path": "tx"}}, "store": {"buckets": 4}, "output": "out"}))
+    (tmp_path / "job.yaml").write_text(
+        yaml.safe_dump(
+            {"data": {"transactions": {"path": "tx"}}, "store": {"buckets": 4}, "output": "out"}
+        )
+    )
     cfg = load_run_config(tmp_path / "job.yaml")
     ingest(cfg, local_client)
     cut = {"score": to_us("2024-04-01")}
-    before = [bucket_frames(open_store(tmp_path / "out"), k, cut, (), 90, False)["frames"]["score"]
-              for k in range(4)]
+    before = [
+        bucket_frames(open_store(tmp_path / "out"), k, cut, (), 90, False)["frames"]["score"]
+        for k in range(4)
+    ]
     # later rows for the same customers, and new customers, all after the cutoff
     _tx(np.arange(1, 400), 120, 3000, 9).to_parquet(d / "b.parquet")
     ingest(cfg, local_client)
-    after = [bucket_frames(open_store(tmp_path / "out"), k, cut, (), 90, False)["frames"]["score"]
-             for k in range(4)]
+    after = [
+        bucket_frames(open_store(tmp_path / "out"), k, cut, (), 90, False)["frames"]["score"]
+        for k in range(4)
+    ]
     for a, b in zip(before, after, strict=True):
         pd.testing.assert_frame_equal(a, b)

@@ -56,8 +56,9 @@ def test_dask_array_input_uses_the_current_client(blobs, local_client):
     local = KMeans(5, random_state=0, device="cpu").fit(X)
     # same blocks would give identical centres; different blocking still converges the same
     assert adjusted_rand_score(y, km.predict(X)) == pytest.approx(1.0)
-    np.testing.assert_allclose(np.sort(km.cluster_centers_, 0), np.sort(local.cluster_centers_, 0),
-                               atol=1e-3)
+    np.testing.assert_allclose(
+        np.sort(km.cluster_centers_, 0), np.sort(local.cluster_centers_, 0), atol=1e-3
+    )
     assert not hasattr(km, "labels_")  # labels of distributed input stay distributed
 
 
@@ -111,7 +112,8 @@ def test_kmeans_parallel_is_reproducible_and_worker_independent(blobs, local_cli
     a = KMeans(5, init="k-means||", random_state=7, device="cpu").fit(local)
     b = KMeans(5, init="k-means||", random_state=7, device="cpu").fit(local)
     c = KMeans(5, init="k-means||", random_state=7, device="cpu").fit(
-        da.from_array(X, chunks=(4000, 6)))
+        da.from_array(X, chunks=(4000, 6))
+    )
     np.testing.assert_array_equal(a.cluster_centers_, b.cluster_centers_)
     # same blocks in this process and on two workers: same candidates, same centres
     assert a.init_candidates_ == c.init_candidates_
@@ -119,17 +121,20 @@ def test_kmeans_parallel_is_reproducible_and_worker_independent(blobs, local_cli
     assert a.inertia_ == pytest.approx(c.inertia_, rel=1e-9)
     # other chunking: other draws, same clustering
     d = KMeans(5, init="k-means||", random_state=7, device="cpu").fit(
-        da.from_array(X, chunks=(3000, 6)))
-    np.testing.assert_allclose(np.sort(d.cluster_centers_, 0), np.sort(a.cluster_centers_, 0),
-                               atol=1e-3)
+        da.from_array(X, chunks=(3000, 6))
+    )
+    np.testing.assert_allclose(
+        np.sort(d.cluster_centers_, 0), np.sort(a.cluster_centers_, 0), atol=1e-3
+    )
 
 
 # -- mini-batch --------------------------------------------------------------------------
 def test_minibatch_close_to_full_lloyd(blobs):
     X, y = blobs
     full = KMeans(5, random_state=0, device="cpu").fit(X)
-    mb = MiniBatchKMeans(5, batch_blocks=2, max_iter=30, block_rows=1000, random_state=0,
-                         device="cpu").fit(X)
+    mb = MiniBatchKMeans(
+        5, batch_blocks=2, max_iter=30, block_rows=1000, random_state=0, device="cpu"
+    ).fit(X)
     assert adjusted_rand_score(y, mb.labels_) >= 0.99
     assert mb.inertia_ == pytest.approx(full.inertia_, rel=0.02)
     assert mb.n_iter_ == 30 and mb.n_features_in_ == 6
@@ -146,17 +151,20 @@ def test_minibatch_update_rule_moves_bad_centres(blobs):
     X, y = blobs
     full = KMeans(5, random_state=0, device="cpu").fit(X)
     start = full.cluster_centers_ + 2.5
-    mb = MiniBatchKMeans(5, init=start, batch_blocks=2, max_iter=40, block_rows=1000,
-                         device="cpu").fit(X)
+    mb = MiniBatchKMeans(
+        5, init=start, batch_blocks=2, max_iter=40, block_rows=1000, device="cpu"
+    ).fit(X)
     assert adjusted_rand_score(y, mb.labels_) >= 0.99
     assert mb.inertia_ == pytest.approx(full.inertia_, rel=0.02)
     # the first step takes each centre to its batch mean: one step is far from enough
-    one = MiniBatchKMeans(5, init=start, batch_blocks=2, max_iter=0, block_rows=1000,
-                          device="cpu").fit(X)
+    one = MiniBatchKMeans(
+        5, init=start, batch_blocks=2, max_iter=0, block_rows=1000, device="cpu"
+    ).fit(X)
     assert one.inertia_ > 1.5 * full.inertia_
     # early stop on the centre shift
-    early = MiniBatchKMeans(5, batch_blocks=2, max_iter=500, tol=1e-3, block_rows=1000,
-                            device="cpu").fit(X)
+    early = MiniBatchKMeans(
+        5, batch_blocks=2, max_iter=500, tol=1e-3, block_rows=1000, device="cpu"
+    ).fit(X)
     assert 1 <= early.n_iter_ < 500
 
 
@@ -166,8 +174,9 @@ def test_minibatch_on_lazy_dask_array_matches_local_blocks(blobs, local_client):
     X, y = blobs
     dX = da.from_array(X, chunks=(1000, 6))  # never persisted by the fit
     mb = MiniBatchKMeans(5, batch_blocks=2, max_iter=20, random_state=3, device="cpu").fit(dX)
-    local = MiniBatchKMeans(5, batch_blocks=2, max_iter=20, block_rows=1000, random_state=3,
-                            device="cpu").fit(X)
+    local = MiniBatchKMeans(
+        5, batch_blocks=2, max_iter=20, block_rows=1000, random_state=3, device="cpu"
+    ).fit(X)
     # chunk choice depends on random_state and step only, stats are reduced in chunk order
     np.testing.assert_array_equal(mb.cluster_centers_, local.cluster_centers_)
     assert mb.inertia_ == pytest.approx(local.inertia_, rel=1e-9)
@@ -209,10 +218,12 @@ def test_minibatch_computes_only_batch_blocks_chunks_per_step(tmp_path, local_cl
         lab = rng.integers(3, size=rows)
         return (centres[lab] + rng.normal(size=(rows, 3))).astype(np.float32)
 
-    dX = da.concatenate([
-        da.from_delayed(dask.delayed(load)(i, str(log_file)), shape=(rows, 3), dtype=np.float32)
-        for i in range(n_chunks)
-    ])
+    dX = da.concatenate(
+        [
+            da.from_delayed(dask.delayed(load)(i, str(log_file)), shape=(rows, 3), dtype=np.float32)
+            for i in range(n_chunks)
+        ]
+    )
 
     def loads():
         return [int(v) for v in log_file.read_text().split()] if log_file.exists() else []
@@ -225,8 +236,9 @@ def test_minibatch_computes_only_batch_blocks_chunks_per_step(tmp_path, local_cl
     assert sorted(got[-n_chunks:]) == list(range(n_chunks))  # the final streaming pass
     assert mb.counts_.sum() == steps * batch * rows
     log_file.unlink()
-    mb2 = MiniBatchKMeans(3, init=mb.cluster_centers_, batch_blocks=batch, max_iter=steps + 5,
-                          device="cpu").fit(dX)
+    mb2 = MiniBatchKMeans(
+        3, init=mb.cluster_centers_, batch_blocks=batch, max_iter=steps + 5, device="cpu"
+    ).fit(dX)
     assert len(loads()) == (steps + 5) * batch + n_chunks
     assert np.sort(mb2.cluster_centers_[:, 0]).round() == pytest.approx([-10, 0, 10])
 

@@ -21,12 +21,15 @@ from bigseg.store import ingest
 
 def good_tx(n=400, seed=0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    return pd.DataFrame({
-        "customer_id": rng.integers(1, 60, n),
-        "timestamp": pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 400, n), unit="D"),
-        "amount": rng.gamma(2, 20, n).round(2),
-        "channel": rng.choice(["web", "app", "store"], n),
-    })
+    return pd.DataFrame(
+        {
+            "customer_id": rng.integers(1, 60, n),
+            "timestamp": pd.Timestamp("2024-01-01")
+            + pd.to_timedelta(rng.integers(0, 400, n), unit="D"),
+            "amount": rng.gamma(2, 20, n).round(2),
+            "channel": rng.choice(["web", "app", "store"], n),
+        }
+    )
 
 
 def csv_text(df: pd.DataFrame) -> str:
@@ -88,6 +91,7 @@ def _amount(value):
         # pandas turns NaN into null on the way to Arrow; write a real NaN
         amounts = pa.array(df["amount"].to_numpy(), from_pandas=False)
         pq.write_table(t.set_column(t.column_names.index("amount"), "amount", amounts), p)
+
     return w
 
 
@@ -96,6 +100,7 @@ def _ts(value):
         df = good_tx(100)
         df.loc[5, "timestamp"] = pd.Timestamp(value)
         df.to_parquet(p)
+
     return w
 
 
@@ -117,7 +122,9 @@ def _string_ids(p):
 
 
 def _csv_bad_number(p):
-    p.write_text(csv_text(good_tx(100)).replace("\n", "\n", 1).rstrip("\n") + "\n7,2024-03-01,twelve,web\n")
+    p.write_text(
+        csv_text(good_tx(100)).replace("\n", "\n", 1).rstrip("\n") + "\n7,2024-03-01,twelve,web\n"
+    )
 
 
 def _csv_bad_date(p):
@@ -137,8 +144,11 @@ CASES = {
     "not parquet at all": ("parquet", _text("customer_id,amount\n1,2\n"), "cannot read as Parquet"),
     "truncated parquet": ("parquet", _truncated, "cannot read as Parquet"),
     "corrupted footer": ("parquet", _bad_footer, "cannot read as Parquet"),
-    "missing required column": ("parquet", _pq(good_tx(50).drop(columns=["amount"])),
-                                "required column 'amount'"),
+    "missing required column": (
+        "parquet",
+        _pq(good_tx(50).drop(columns=["amount"])),
+        "required column 'amount'",
+    ),
     "non-integral float ids": ("parquet", _float_ids, "customer ids must be integers or strings"),
     "id type differs between files": ("parquet", _string_ids, "different types across input files"),
     "null customer ids": ("parquet", _null_ids, "customer_id: null"),
@@ -149,16 +159,22 @@ CASES = {
     "timestamp in the future": ("parquet", _ts("2999-01-01"), "timestamp: in the future"),
     "timestamp before 1970": ("parquet", _ts("1901-06-01"), "timestamp: before 1970"),
     "duplicate rows": ("parquet", _dupes, "duplicate row"),
-    "unknown category": ("parquet", _pq(_with("channel", 9, "carrier pigeon")),
-                         "channel: unknown category"),
+    "unknown category": (
+        "parquet",
+        _pq(_with("channel", 9, "carrier pigeon")),
+        "channel: unknown category",
+    ),
     "unparsable number in CSV": ("csv", _csv_bad_number, "amount: not a number"),
     "unparsable date in CSV": ("csv", _csv_bad_date, "timestamp: not a timestamp"),
     "invalid UTF-8 in CSV": ("csv", _csv_bad_utf8, "channel: invalid UTF-8"),
     "wrong CSV delimiter": ("csv", _csv_wrong_delimiter, "csv.delimiter"),
 }
 #: kinds whose rows are quarantined (the others stop the whole run)
-ROW_LEVEL = {k for k, (_f, _w, msg) in CASES.items()
-             if ":" in msg and "column" not in msg and "cannot" not in msg}
+ROW_LEVEL = {
+    k
+    for k, (_f, _w, msg) in CASES.items()
+    if ":" in msg and "column" not in msg and "cannot" not in msg
+}
 
 
 def _setup(tmp_path: Path, fmt: str, max_bad: float) -> tuple[object, Path]:
@@ -168,17 +184,24 @@ def _setup(tmp_path: Path, fmt: str, max_bad: float) -> tuple[object, Path]:
         good_tx().to_parquet(d / "a-good.parquet")
     else:
         (d / "a-good.csv").write_text(csv_text(good_tx()))
-    doc = {"data": {"transactions": {"path": "in", "format": fmt}},
-           "validation": {"max_bad_share": max_bad,
-                          "categories": {"transactions": {"channel": ["web", "app", "store"]}}},
-           "output": "out"}
+    doc = {
+        "data": {"transactions": {"path": "in", "format": fmt}},
+        "validation": {
+            "max_bad_share": max_bad,
+            "categories": {"transactions": {"channel": ["web", "app", "store"]}},
+        },
+        "output": "out",
+    }
     (tmp_path / "job.yaml").write_text(yaml.safe_dump(doc))
     return load_run_config(tmp_path / "job.yaml"), d
 
 
 def _snapshot(out: Path) -> dict:
-    return {str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(out.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(out.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_the_list_is_long_enough():
@@ -230,12 +253,23 @@ def test_quarantine_drops_pii(tmp_path, local_client):
     d = tmp_path / "in"
     d.mkdir()
     good_tx().to_parquet(d / "tx.parquet")
-    pd.DataFrame({"customer_id": [1, 2, 3], "age": [30, 200, 40],
-                  "email": ["a@x.org", "b@x.org", "c@x.org"],
-                  "name": ["Ann", "Bob", "Cy"]}).to_parquet(tmp_path / "cust.parquet")
-    (tmp_path / "job.yaml").write_text(yaml.safe_dump({
-        "data": {"transactions": {"path": "in"}, "customers": {"path": "cust.parquet"}},
-        "validation": {"max_bad_share": 0.5}, "output": "out"}))
+    pd.DataFrame(
+        {
+            "customer_id": [1, 2, 3],
+            "age": [30, 200, 40],
+            "email": ["a@x.org", "b@x.org", "c@x.org"],
+            "name": ["Ann", "Bob", "Cy"],
+        }
+    ).to_parquet(tmp_path / "cust.parquet")
+    (tmp_path / "job.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "data": {"transactions": {"path": "in"}, "customers": {"path": "cust.parquet"}},
+                "validation": {"max_bad_share": 0.5},
+                "output": "out",
+            }
+        )
+    )
     store = ingest(load_run_config(tmp_path / "job.yaml"), local_client)
     q = pd.read_parquet(tmp_path / "out" / "quarantine" / "customers")
     assert q["_reason"].tolist() == ["age: out of range"]

@@ -38,15 +38,16 @@ def _frame(rows: list[tuple]) -> pd.DataFrame:
 # two buckets; segment ids 0 and 2 (id 1 has no customer: ids have gaps)
 BUCKET_A = _frame([(1, 1.0, 0.0, 0.0), (3, 0.0, 0.0, 1.0)])
 SEG_A = np.array([0, 2])
-BUCKET_B = _frame([(2, 0.5, 0.5, 0.0), (4, 0.0, 0.2, 0.8), (5, NAN, NAN, NAN),
-                   (6, NAN, NAN, NAN)])
+BUCKET_B = _frame([(2, 0.5, 0.5, 0.0), (4, 0.0, 0.2, 0.8), (5, NAN, NAN, NAN), (6, NAN, NAN, NAN)])
 SEG_B = np.array([0, 2, 2, 0])
 
 
 @pytest.fixture
 def affinity() -> dict:
-    parts = [segment_category_sums(BUCKET_A, SEG_A, 3, CATS),
-             segment_category_sums(BUCKET_B, SEG_B, 3, CATS)]
+    parts = [
+        segment_category_sums(BUCKET_A, SEG_A, 3, CATS),
+        segment_category_sums(BUCKET_B, SEG_B, 3, CATS),
+    ]
     return category_affinity(parts, ids=[0, 2], names=["bookworms", "parents"])
 
 
@@ -73,8 +74,11 @@ def test_affinity_lift_by_hand(affinity):
 
 def test_affinity_reduction_equals_one_bucket(affinity):
     whole = pd.concat([BUCKET_A, BUCKET_B], ignore_index=True)
-    one = category_affinity([segment_category_sums(whole, np.r_[SEG_A, SEG_B], 3, CATS)],
-                            ids=[0, 2], names=["bookworms", "parents"])
+    one = category_affinity(
+        [segment_category_sums(whole, np.r_[SEG_A, SEG_B], 3, CATS)],
+        ids=[0, 2],
+        names=["bookworms", "parents"],
+    )
     assert json.dumps(one) == json.dumps(affinity)
 
 
@@ -101,8 +105,14 @@ def test_offers_skip_bought_and_weak_categories(affinity):
     whole = pd.concat([BUCKET_A, BUCKET_B], ignore_index=True)
     seg = np.r_[SEG_A, SEG_B]
     off = next_best_offers(whole, seg, affinity, n=3, min_lift=1.2).set_index("customer_id")
-    assert list(off.columns) == ["offer_1", "offer_2", "offer_3",
-                                 "offer_1_score", "offer_2_score", "offer_3_score"]
+    assert list(off.columns) == [
+        "offer_1",
+        "offer_2",
+        "offer_3",
+        "offer_1_score",
+        "offer_2_score",
+        "offer_3_score",
+    ]
     # segment 0 offers Books (lift 2, rate 1 -> 2.0) then Home (lift 1.43, rate .5)
     # never Toys (lift 0); segment 2 offers Toys only (Home's lift 0.57 < 1.2)
     home_score = 0.25 / 0.175 * 0.5
@@ -114,7 +124,10 @@ def test_offers_skip_bought_and_weak_categories(affinity):
     assert off.loc[5, "offer_1"] == "Toys" and off.loc[5, "offer_1_score"] == pytest.approx(2)
     # no purchase at all: every candidate, best score first
     assert off.loc[6, ["offer_1", "offer_2", "offer_3"]].tolist() == [
-        "Books", "Home & Garden", None]
+        "Books",
+        "Home & Garden",
+        None,
+    ]
     assert off.loc[6, "offer_1_score"] == pytest.approx(2.0)
     assert off.loc[6, "offer_2_score"] == pytest.approx(home_score)
     # a stricter lift drops Home & Garden
@@ -136,15 +149,17 @@ def test_offers_vectorised_on_100k_rows():
     # each segment favours two categories; customers buy a few categories
     w = rng.random((n, 8)) * (rng.random((n, 8)) < 0.3)
     for s in range(5):
-        w[seg == s, s] += rng.random((seg == s).sum()) * 3 * (rng.random((seg == s).sum()) < .7)
-        w[seg == s, s + 3] += rng.random((seg == s).sum()) * (rng.random((seg == s).sum()) < .5)
+        w[seg == s, s] += rng.random((seg == s).sum()) * 3 * (rng.random((seg == s).sum()) < 0.7)
+        w[seg == s, s + 3] += rng.random((seg == s).sum()) * (rng.random((seg == s).sum()) < 0.5)
     tot = w.sum(1, keepdims=True)
     shares = np.where(tot > 0, w / np.where(tot > 0, tot, 1), np.nan).astype(np.float32)
     frame = pd.DataFrame(shares, columns=cols)
     frame.insert(0, "customer_id", np.arange(n))
     half = n // 2
-    parts = [segment_category_sums(frame[:half], seg[:half], 5, cats),
-             segment_category_sums(frame[half:], seg[half:], 5, cats)]
+    parts = [
+        segment_category_sums(frame[:half], seg[:half], 5, cats),
+        segment_category_sums(frame[half:], seg[half:], 5, cats),
+    ]
     aff = category_affinity(parts)
     off = next_best_offers(frame, seg, aff, n=3, min_lift=1.2)
     assert len(off) == n and (off["customer_id"].to_numpy() == np.arange(n)).all()
@@ -165,19 +180,30 @@ def test_offers_vectorised_on_100k_rows():
 
 
 def _scores(ids, seg, churn, value) -> pd.DataFrame:
-    return pd.DataFrame({"customer_id": ids, "segment": np.asarray(seg, np.int32),
-                         "segment_name": [f"s{s}" for s in seg],
-                         "churn_probability": np.asarray(churn, np.float32),
-                         "value_prediction": np.asarray(value, np.float32)})
+    return pd.DataFrame(
+        {
+            "customer_id": ids,
+            "segment": np.asarray(seg, np.int32),
+            "segment_name": [f"s{s}" for s in seg],
+            "churn_probability": np.asarray(churn, np.float32),
+            "value_prediction": np.asarray(value, np.float32),
+        }
+    )
 
 
 def test_audience_consent_and_tiers():
-    scores = _scores([1, 2, 3, 4, 5, 6], [0, 0, 2, 2, 0, 2],
-                     [0.6, 0.3, 0.29, NAN, 0.95, 0.1], [10, 50, 200, 80, 0, NAN])
-    offers = pd.DataFrame({"customer_id": [3, 1, 2],
-                           "offer_1": pd.Series(["Toys", "Books", None], dtype=object)})
-    consent = pd.Series(pd.array([True, True, True, None, False], dtype="boolean"),
-                        index=[1, 2, 3, 4, 5])  # 6 missing
+    scores = _scores(
+        [1, 2, 3, 4, 5, 6],
+        [0, 0, 2, 2, 0, 2],
+        [0.6, 0.3, 0.29, NAN, 0.95, 0.1],
+        [10, 50, 200, 80, 0, NAN],
+    )
+    offers = pd.DataFrame(
+        {"customer_id": [3, 1, 2], "offer_1": pd.Series(["Toys", "Books", None], dtype=object)}
+    )
+    consent = pd.Series(
+        pd.array([True, True, True, None, False], dtype="boolean"), index=[1, 2, 3, 4, 5]
+    )  # 6 missing
     cuts = (50.0, 100.0)  # global, e.g. from value_cut_points over every bucket
     aud = audience_frame(scores, offers, consent, cuts)
     assert list(aud.columns) == AUDIENCE_COLUMNS
@@ -200,8 +226,12 @@ def test_audience_consent_and_tiers():
 
 
 def test_marketing_consent_from_customers_table():
-    t = pa.table({"customer_id": ["a", "b", "c", "a"],
-                  "consent_marketing": pa.array([True, None, True, False])})
+    t = pa.table(
+        {
+            "customer_id": ["a", "b", "c", "a"],
+            "consent_marketing": pa.array([True, None, True, False]),
+        }
+    )
     c = marketing_consent(t)
     assert c.to_dict() == {"a": False, "b": False, "c": True}  # any "no" row wins
     assert marketing_consent(t.drop_columns(["consent_marketing"])) is None
@@ -211,10 +241,17 @@ def test_bucket_audience(affinity):
     whole = pd.concat([BUCKET_A, BUCKET_B], ignore_index=True)
     seg = np.r_[SEG_A, SEG_B]
     scores = _scores(whole["customer_id"], seg, np.full(6, 0.5), np.arange(6.0))
-    aud = bucket_audience(whole, scores, affinity, pd.Series(True, index=whole["customer_id"]),
-                          (2.0, 4.0))
+    aud = bucket_audience(
+        whole, scores, affinity, pd.Series(True, index=whole["customer_id"]), (2.0, 4.0)
+    )
     assert dict(zip(aud["customer_id"], aud["offer"], strict=True)) == {
-        1: "Home & Garden", 3: None, 2: None, 4: None, 5: "Toys", 6: "Books"}
+        1: "Home & Garden",
+        3: None,
+        2: None,
+        4: None,
+        5: "Toys",
+        6: "Books",
+    }
 
 
 def _audiences(n_per: int, seed: int, ids=None) -> list[pd.DataFrame]:
@@ -222,22 +259,33 @@ def _audiences(n_per: int, seed: int, ids=None) -> list[pd.DataFrame]:
     out, start = [], 0
     for _ in range(3):
         seg = rng.choice([0, 2, 5], n_per)
-        cid = np.arange(start, start + n_per) if ids is None else [f"{ids}{i}" for i in
-                                                                    range(start, start + n_per)]
+        cid = (
+            np.arange(start, start + n_per)
+            if ids is None
+            else [f"{ids}{i}" for i in range(start, start + n_per)]
+        )
         start += n_per
-        out.append(pd.DataFrame({
-            "customer_id": cid, "segment": seg.astype(np.int32),
-            "segment_name": pd.Series([f"seg {s}" for s in seg], dtype=object),
-            "churn_risk_tier": pd.Series(rng.choice(["low", "high"], n_per), dtype=object),
-            "value_tier": pd.Series(["medium"] * n_per, dtype=object),
-            "offer": pd.Series(rng.choice(np.array(["Toys", None], dtype=object), n_per),
-                               dtype=object)}))
+        out.append(
+            pd.DataFrame(
+                {
+                    "customer_id": cid,
+                    "segment": seg.astype(np.int32),
+                    "segment_name": pd.Series([f"seg {s}" for s in seg], dtype=object),
+                    "churn_risk_tier": pd.Series(rng.choice(["low", "high"], n_per), dtype=object),
+                    "value_tier": pd.Series(["medium"] * n_per, dtype=object),
+                    "offer": pd.Series(
+                        rng.choice(np.array(["Toys", None], dtype=object), n_per), dtype=object
+                    ),
+                }
+            )
+        )
     return out
 
 
 def _snapshot(d) -> dict:
-    return {p.relative_to(d).as_posix(): p.read_bytes() for p in sorted(d.rglob("*"))
-            if p.is_file()}
+    return {
+        p.relative_to(d).as_posix(): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()
+    }
 
 
 @pytest.mark.parametrize("ids", [None, "c"])
@@ -246,7 +294,11 @@ def test_write_audiences_one_file_per_segment(tmp_path, ids):
     counts = write_audiences(iter(frames), tmp_path, segment_ids=[0, 1, 2, 5], row_group_rows=16)
     d = tmp_path / "audiences"
     assert sorted(p.name for p in d.iterdir()) == [
-        "segment=0.parquet", "segment=1.parquet", "segment=2.parquet", "segment=5.parquet"]
+        "segment=0.parquet",
+        "segment=1.parquet",
+        "segment=2.parquet",
+        "segment=5.parquet",
+    ]
     allrows = pd.concat(frames, ignore_index=True)
     assert counts == {s: int((allrows["segment"] == s).sum()) for s in (0, 1, 2, 5)}
     for s in (0, 2, 5):
@@ -279,8 +331,11 @@ def test_write_audiences_is_atomic(tmp_path):
         yield from _audiences(30, 5)[:2]
         raise RuntimeError("worker lost")
 
-    for frames, err in ((bad_type, (ValueError, TypeError, pa.ArrowException)),
-                        (missing, ValueError), (failing(), RuntimeError)):
+    for frames, err in (
+        (bad_type, (ValueError, TypeError, pa.ArrowException)),
+        (missing, ValueError),
+        (failing(), RuntimeError),
+    ):
         with pytest.raises(err):
             write_audiences(frames, tmp_path, row_group_rows=8)
         assert _snapshot(d) == before  # previous audiences byte-identical

@@ -25,9 +25,14 @@ TABLES = ("transactions", "customers", "events", "campaigns", "reviews")
 def trained(tmp_path_factory, local_client):
     d = tmp_path_factory.mktemp("ops")
     generate(3000, d, seed=4, chunk_size=1000)
-    doc = {"data": {t: {"path": str(d / "raw" / t)} for t in TABLES}, "horizon_days": 90,
-           "seed": 0, "segmentation": {"k": 4}, "prediction": {"n_estimators": 30},
-           "output": str(d / "out")}
+    doc = {
+        "data": {t: {"path": str(d / "raw" / t)} for t in TABLES},
+        "horizon_days": 90,
+        "seed": 0,
+        "segmentation": {"k": 4},
+        "prediction": {"n_estimators": 30},
+        "output": str(d / "out"),
+    }
     (d / "job.yaml").write_text(yaml.safe_dump(doc))
     cfg = load_run_config(d / "job.yaml")
     return d, cfg, run_stages(cfg, local_client, resolve("cpu"))
@@ -35,8 +40,11 @@ def trained(tmp_path_factory, local_client):
 
 def test_a_second_writer_is_refused_with_the_holder_named(tmp_path):
     with output_lock(tmp_path, "score"):
-        with pytest.raises(PublishError, match=r"another bigseg run is writing this output "
-                                               r"\(pid \d+ .*`score`"):
+        with pytest.raises(
+            PublishError,
+            match=r"another bigseg run is writing this output "
+            r"\(pid \d+ .*`score`",
+        ):
             with output_lock(tmp_path, "run"):
                 pass
     with output_lock(tmp_path, "run"):  # released after the first
@@ -49,8 +57,11 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
     p.wait()  # a pid that no longer exists
     import socket
 
-    (tmp_path / ".lock").write_text(json.dumps({"pid": p.pid, "host": socket.gethostname(),
-                                                "command": "score", "started": "then"}))
+    (tmp_path / ".lock").write_text(
+        json.dumps(
+            {"pid": p.pid, "host": socket.gethostname(), "command": "score", "started": "then"}
+        )
+    )
     with output_lock(tmp_path, "score"):
         assert json.loads((tmp_path / ".lock").read_text())["pid"] == os.getpid()
 
@@ -81,10 +92,12 @@ def test_every_run_leaves_a_record_to_reproduce_it(trained):
 def test_drift_is_measured_against_the_training_reference(trained, local_client, tmp_path):
     d, cfg, m = trained
     dr = m["drift"]
-    assert dr["features"]["max_psi"] is not None and "tenure_days" not in dr["features"][
-        "features"]
-    assert set(dr["scores"]["features"]) == {"churn_probability", "value_prediction",
-                                             "response_probability"}
+    assert dr["features"]["max_psi"] is not None and "tenure_days" not in dr["features"]["features"]
+    assert set(dr["scores"]["features"]) == {
+        "churn_probability",
+        "value_prediction",
+        "response_probability",
+    }
     assert dr["segments"]["psi"] < 0.25  # same customers, one horizon later
     assert m["retrain"]["recommended"] == bool(m["retrain"]["reasons"])
 
@@ -100,6 +113,10 @@ def test_drift_is_measured_against_the_training_reference(trained, local_client,
     assert strict["recommended"] is True
     assert any(r.startswith("feature drift") for r in strict["reasons"])
     # ... and with every rule off there is none
-    off = score_with({k: None for k in ("max_feature_psi", "max_score_psi",
-                                        "max_segment_psi", "max_model_age_days")})
+    off = score_with(
+        {
+            k: None
+            for k in ("max_feature_psi", "max_score_psi", "max_segment_psi", "max_model_age_days")
+        }
+    )
     assert off == {"recommended": False, "reasons": []}

@@ -19,8 +19,14 @@ from bigseg.pipeline import run_stages
 from bigseg.registry import load_version
 
 TABLES = ("transactions", "customers", "events", "campaigns", "reviews")
-SCORE_COLUMNS = ["customer_id", "segment", "segment_name", "churn_probability",
-                 "value_prediction", "high_value"]
+SCORE_COLUMNS = [
+    "customer_id",
+    "segment",
+    "segment_name",
+    "churn_probability",
+    "value_prediction",
+    "high_value",
+]
 
 
 @pytest.fixture(scope="session")
@@ -135,8 +141,12 @@ def test_same_seed_same_scores_with_one_and_two_workers(run_2w, synth_data, tmp_
 def test_pipeline_through_external_scheduler(external_cluster, synth_data, tmp_path):
     from bigseg.pipeline import run_pipeline
 
-    cfg = write_config(tmp_path / "job.yaml", synth_data, tmp_path / "out",
-                       prediction={"targets": ["churn"], "n_estimators": 30})
+    cfg = write_config(
+        tmp_path / "job.yaml",
+        synth_data,
+        tmp_path / "out",
+        prediction={"targets": ["churn"], "n_estimators": 30},
+    )
     metrics = run_pipeline(cfg, cluster=str(external_cluster.config_path), device="cpu")
     assert metrics["n_customers"] > 0
     scores = read_scores(tmp_path / "out")
@@ -152,18 +162,36 @@ def test_user_csv_with_other_column_names_keeps_string_ids(local_client, tmp_pat
     stop = rng.uniform(200, 800, n_cust)[cust]
     day = rng.uniform(0, 800, n)
     keep = day < stop
-    df = pd.DataFrame({
-        "CustID": [f"{i:06d}" for i in cust[keep]],
-        "OrderDate": (pd.Timestamp("2023-01-01") + pd.to_timedelta(day[keep], unit="D")).strftime("%Y-%m-%d"),
-        "Total": rng.gamma(2, 25, keep.sum()).round(2),
-    })
+    df = pd.DataFrame(
+        {
+            "CustID": [f"{i:06d}" for i in cust[keep]],
+            "OrderDate": (
+                pd.Timestamp("2023-01-01") + pd.to_timedelta(day[keep], unit="D")
+            ).strftime("%Y-%m-%d"),
+            "Total": rng.gamma(2, 25, keep.sum()).round(2),
+        }
+    )
     df.to_csv(tmp_path / "orders.csv", index=False, sep=";")
-    (tmp_path / "job.yaml").write_text(yaml.safe_dump({
-        "data": {"transactions": {"path": "orders.csv", "csv": {"delimiter": ";"},
-                                  "columns": {"customer_id": "CustID", "timestamp": "OrderDate",
-                                              "amount": "Total"}}},
-        "segmentation": {"k": 4}, "prediction": {"n_estimators": 30}, "output": "out",
-    }))
+    (tmp_path / "job.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "data": {
+                    "transactions": {
+                        "path": "orders.csv",
+                        "csv": {"delimiter": ";"},
+                        "columns": {
+                            "customer_id": "CustID",
+                            "timestamp": "OrderDate",
+                            "amount": "Total",
+                        },
+                    }
+                },
+                "segmentation": {"k": 4},
+                "prediction": {"n_estimators": 30},
+                "output": "out",
+            }
+        )
+    )
     cfg = load_run_config(tmp_path / "job.yaml")
     run_stages(cfg, local_client, resolve("cpu"))
     scores = read_scores(tmp_path / "out")
@@ -190,8 +218,9 @@ def test_stage_commands_reuse_published_outputs(run_2w, local_client):
     assert checksum(read_scores(cfg.output_dir)) == checksum(before)
     # scoring at another date publishes beside, leaving the first untouched
     earlier = dt.date.fromisoformat(metrics["as_of"]) - dt.timedelta(days=30)
-    run_stages(cfg.model_copy(update={"as_of": earlier}), local_client, resolve("cpu"),
-               stages=("score",))
+    run_stages(
+        cfg.model_copy(update={"as_of": earlier}), local_client, resolve("cpu"), stages=("score",)
+    )
     dirs = sorted(p.name for p in (cfg.output_dir / "scores").iterdir())
     assert dirs == [f"as_of={earlier}", f"as_of={metrics['as_of']}"]
     first = pd.read_parquet(cfg.output_dir / "scores" / f"as_of={metrics['as_of']}")
@@ -200,9 +229,13 @@ def test_stage_commands_reuse_published_outputs(run_2w, local_client):
 
 @pytest.mark.parametrize("method", ["gmm", "hierarchical", "hdbscan", "som"])
 def test_every_segmentation_method_runs_and_reloads(method, synth_data, tmp_path, local_client):
-    cfg = write_config(tmp_path / "job.yaml", synth_data, tmp_path / "out",
-                       segmentation={"method": method, "k": 4},
-                       prediction={"targets": ["churn"], "n_estimators": 20})
+    cfg = write_config(
+        tmp_path / "job.yaml",
+        synth_data,
+        tmp_path / "out",
+        segmentation={"method": method, "k": 4},
+        prediction={"targets": ["churn"], "n_estimators": 20},
+    )
     metrics = run_stages(cfg, local_client, resolve("cpu"))
     scores = read_scores(cfg.output_dir)
     assert metrics["segmentation"]["method"] == method
@@ -224,14 +257,24 @@ def test_every_segmentation_method_runs_and_reloads(method, synth_data, tmp_path
 def test_short_history_skips_the_backtest_but_still_scores(local_client, tmp_path):
     rng = np.random.default_rng(3)
     n = 3000
-    pd.DataFrame({
-        "customer_id": rng.integers(0, 300, n),
-        "timestamp": pd.Timestamp("2025-01-01") + pd.to_timedelta(rng.uniform(0, 150, n), unit="D"),
-        "amount": rng.gamma(2, 20, n).round(2),
-    }).to_parquet(tmp_path / "tx.parquet")
-    (tmp_path / "job.yaml").write_text(yaml.safe_dump({
-        "data": {"transactions": {"path": "tx.parquet"}}, "segmentation": {"k": 3},
-        "prediction": {"n_estimators": 20}, "output": "out"}))
+    pd.DataFrame(
+        {
+            "customer_id": rng.integers(0, 300, n),
+            "timestamp": pd.Timestamp("2025-01-01")
+            + pd.to_timedelta(rng.uniform(0, 150, n), unit="D"),
+            "amount": rng.gamma(2, 20, n).round(2),
+        }
+    ).to_parquet(tmp_path / "tx.parquet")
+    (tmp_path / "job.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "data": {"transactions": {"path": "tx.parquet"}},
+                "segmentation": {"k": 3},
+                "prediction": {"n_estimators": 20},
+                "output": "out",
+            }
+        )
+    )
     metrics = run_stages(load_run_config(tmp_path / "job.yaml"), local_client, resolve("cpu"))
     assert metrics["clv"]["backtest"] is None  # nobody had bought 180 days before as_of
     assert "auc" not in metrics.get("churn", {})  # no backtest, so no evaluation claimed
@@ -243,10 +286,13 @@ def test_short_history_skips_the_backtest_but_still_scores(local_client, tmp_pat
 def test_small_segments_are_merged(method, synth_data, tmp_path, local_client):
     def sizes(merge: bool):
         out = tmp_path / f"out-{merge}"
-        cfg = write_config(tmp_path / f"job-{merge}.yaml", synth_data, out,
-                           segmentation={"method": method, "k": 12,
-                                         "merge_small_segments": merge},
-                           privacy={"min_segment_size": 150})
+        cfg = write_config(
+            tmp_path / f"job-{merge}.yaml",
+            synth_data,
+            out,
+            segmentation={"method": method, "k": 12, "merge_small_segments": merge},
+            privacy={"min_segment_size": 150},
+        )
         m = run_stages(cfg, local_client, resolve("cpu"), stages=("ingest", "segment"))
         seg = pd.concat(pd.read_parquet(f) for f in glob.glob(f"{out}/segments/*.parquet"))
         return m["segmentation"], seg["segment"].value_counts()

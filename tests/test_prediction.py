@@ -24,13 +24,23 @@ TABLES = ("transactions", "customers", "events", "campaigns", "reviews")
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, local_client):
     d = tmp_path_factory.mktemp("predict")
-    generate(8000, d, seed=5, client=local_client,
-             bias={"attribute": "gender", "group": "F", "dropout": 0.8, "window_days": 360})
-    doc = {"data": {t: {"path": str(d / "raw" / t)} for t in TABLES}, "horizon_days": 90,
-           "seed": 0, "segmentation": {"k": 4},
-           "prediction": {"n_estimators": 80, "targets": ["churn", "value", "response"]},
-           "fairness": {"protected": ["gender", "age"]},
-           "privacy": {"pseudonymize": False}, "output": str(d / "out")}
+    generate(
+        8000,
+        d,
+        seed=5,
+        client=local_client,
+        bias={"attribute": "gender", "group": "F", "dropout": 0.8, "window_days": 360},
+    )
+    doc = {
+        "data": {t: {"path": str(d / "raw" / t)} for t in TABLES},
+        "horizon_days": 90,
+        "seed": 0,
+        "segmentation": {"k": 4},
+        "prediction": {"n_estimators": 80, "targets": ["churn", "value", "response"]},
+        "fairness": {"protected": ["gender", "age"]},
+        "privacy": {"pseudonymize": False},
+        "output": str(d / "out"),
+    }
     (d / "job.yaml").write_text(yaml.safe_dump(doc))
     cfg = load_run_config(d / "job.yaml")
     metrics = run_stages(cfg, local_client, resolve("cpu"))
@@ -49,8 +59,11 @@ def test_each_segment_is_served_by_the_model_its_backtest_chose(run):
             if rec["model"] == "segment":  # chosen on the backtest, by the better score
                 assert (vdir / f"{t}.segment_{s}.ubj").is_file()
                 key = "auc" if t == "churn" else "rmse"
-                better = (rec[f"{key}_segment"] > rec[f"{key}_global"]) if key == "auc" \
+                better = (
+                    (rec[f"{key}_segment"] > rec[f"{key}_global"])
+                    if key == "auc"
                     else (rec[f"{key}_segment"] < rec[f"{key}_global"])
+                )
                 assert better
         assert manifest["model_choice"][t] == {s: r["model"] for s, r in per.items()}
         # at the final cutoff only the chosen segments' models are trained and published
@@ -66,8 +79,11 @@ def test_each_segment_is_served_by_the_model_its_backtest_chose(run):
             k for k in judged if k != "global"
         }
     assert any(k != "global" for k in m["churn"]["backtest_training"])
-    assert all(f.startswith("in_segment_") for f in manifest["model_features"]
-               if f not in manifest["features"])
+    assert all(
+        f.startswith("in_segment_")
+        for f in manifest["model_features"]
+        if f not in manifest["features"]
+    )
 
 
 def test_churn_model_beats_both_baselines_and_is_calibrated(run):
@@ -128,8 +144,11 @@ def test_audiences_honour_marketing_consent(run):
     offers = scores[["offer_1", "offer_2", "offer_3"]]
     assert offers.shape[0] == len(scores)
     # an offer is never a category the customer has already bought
-    feats = pd.read_parquet(cfg.output_dir / "features") if (cfg.output_dir / "features").exists() \
+    feats = (
+        pd.read_parquet(cfg.output_dir / "features")
+        if (cfg.output_dir / "features").exists()
         else None
+    )
     assert feats is None or len(feats) == len(scores)
     assert np.isfinite(scores["offer_1_score"].dropna()).all()
 
@@ -145,7 +164,6 @@ def test_campaign_response_is_predicted_for_every_customer(run):
     assert "response.ubj" in manifest["files"]
 
 
-
 def test_balanced_classes_weight_the_rare_class(tmp_path, local_client):
     """With ``balance_classes`` the published churn model carries XGBoost's
     ``scale_pos_weight`` = negatives / positives of its training rows (read back from the
@@ -158,16 +176,22 @@ def test_balanced_classes_weight_the_rare_class(tmp_path, local_client):
 
     d = tmp_path
     generate(3000, d, seed=2, chunk_size=1000)
-    doc = {"data": {t: {"path": str(d / "raw" / t)} for t in TABLES}, "horizon_days": 90,
-           "seed": 0, "segmentation": {"k": 3}, "output": str(d / "out"),
-           "prediction": {"n_estimators": 20, "targets": ["churn"], "balance_classes": True}}
+    doc = {
+        "data": {t: {"path": str(d / "raw" / t)} for t in TABLES},
+        "horizon_days": 90,
+        "seed": 0,
+        "segmentation": {"k": 3},
+        "output": str(d / "out"),
+        "prediction": {"n_estimators": 20, "targets": ["churn"], "balance_classes": True},
+    }
     (d / "job.yaml").write_text(yaml.safe_dump(doc))
     cfg = load_run_config(d / "job.yaml")
     run_stages(cfg, local_client, resolve("cpu"), stages=("ingest", "segment", "train"))
     model_dir, _ = load_version(cfg.output_dir)
     b = xgb.Booster(model_file=str(model_dir / "churn.ubj"))
-    weight = float(json.loads(b.save_config())["learner"]["objective"]["reg_loss_param"]
-                   ["scale_pos_weight"])
+    weight = float(
+        json.loads(b.save_config())["learner"]["objective"]["reg_loss_param"]["scale_pos_weight"]
+    )
     assert weight > 0 and weight != 1.0
 
 
@@ -181,10 +205,14 @@ def test_training_samples_refines_and_falls_back(tmp_path, local_client):
     generate(4000, d, seed=3, chunk_size=2000)
 
     def train(name: str, **prediction) -> tuple[dict, bytes]:
-        doc = {"data": {t: {"path": str(d / "raw" / t)} for t in TABLES},
-               "horizon_days": 90, "seed": 0, "segmentation": {"k": 3},
-               "output": str(d / name),
-               "prediction": {"n_estimators": 30, "targets": ["churn"], **prediction}}
+        doc = {
+            "data": {t: {"path": str(d / "raw" / t)} for t in TABLES},
+            "horizon_days": 90,
+            "seed": 0,
+            "segmentation": {"k": 3},
+            "output": str(d / name),
+            "prediction": {"n_estimators": 30, "targets": ["churn"], **prediction},
+        }
         (d / f"{name}.yaml").write_text(yaml.safe_dump(doc))
         cfg = load_run_config(d / f"{name}.yaml")
         m = run_stages(cfg, local_client, resolve("cpu"), stages=("ingest", "segment", "train"))
@@ -195,8 +223,9 @@ def test_training_samples_refines_and_falls_back(tmp_path, local_client):
     seen: dict = {}
 
     full, _ = train("full", max_train_rows=0, segment_max_train_rows=0)
-    capped, model = train("capped", max_train_rows=1200, segment_max_train_rows=400,
-                          max_backtest_rows=1000)
+    capped, model = train(
+        "capped", max_train_rows=1200, segment_max_train_rows=400, max_backtest_rows=1000
+    )
     n_all = full["global"]["n_train"]
     assert n_all > 2000 and full["global"]["mode"] == "task"
     assert 0.8 * 1200 < capped["global"]["n_train"] < 1.2 * 1200, capped["global"]
@@ -206,8 +235,9 @@ def test_training_samples_refines_and_falls_back(tmp_path, local_client):
     # the backtest judged a stable sample of ~1,000 of the next window's customers
     n_eval = seen["full"]["churn"]["n"]
     assert n_eval > 2000 and 0.8 * 1000 < seen["capped"]["churn"]["n"] < 1.2 * 1000
-    again, model2 = train("again", max_train_rows=1200, segment_max_train_rows=400,
-                          max_backtest_rows=1000)
+    again, model2 = train(
+        "again", max_train_rows=1200, segment_max_train_rows=400, max_backtest_rows=1000
+    )
     assert seen["again"]["churn"]["auc"] == seen["capped"]["churn"]["auc"]
     assert model2 == model and again["global"]["n_train"] == capped["global"]["n_train"]
     searched, _ = train("search", search_max_depth=[2, 3])

@@ -55,22 +55,31 @@ def _scan(root, needles: list[str]) -> list[str]:
     return hits
 
 
-def test_pseudonymised_run_leaks_no_id_pii_or_key(string_id_data, tmp_path, monkeypatch, caplog,
-                                                 capfd):
+def test_pseudonymised_run_leaks_no_id_pii_or_key(
+    string_id_data, tmp_path, monkeypatch, caplog, capfd
+):
     monkeypatch.setenv(ENV, KEY)
     d = string_id_data
     cfg_path = tmp_path / "job.yaml"
-    cfg_path.write_text(yaml.safe_dump({
-        "data": {t: {"path": str(d / "raw" / t)} for t in TABLES},
-        "privacy": {"pseudonymize": True},
-        "segmentation": {"k": 4}, "prediction": {"n_estimators": 20},
-        "validation": {"max_bad_share": 0.05},
-        "output": str(tmp_path / "out"),
-    }))
+    cfg_path.write_text(
+        yaml.safe_dump(
+            {
+                "data": {t: {"path": str(d / "raw" / t)} for t in TABLES},
+                "privacy": {"pseudonymize": True},
+                "segmentation": {"k": 4},
+                "prediction": {"n_estimators": 20},
+                "validation": {"max_bad_share": 0.05},
+                "output": str(tmp_path / "out"),
+            }
+        )
+    )
     cfg = load_run_config(cfg_path)
     customers = pd.read_parquet(d / "raw" / "customers")
-    pii = (customers["email"].head(50).tolist() + customers["phone"].head(50).tolist()
-           + customers["name"].head(50).tolist())
+    pii = (
+        customers["email"].head(50).tolist()
+        + customers["phone"].head(50).tolist()
+        + customers["name"].head(50).tolist()
+    )
     with caplog.at_level(logging.DEBUG), connect(n_workers=2, reuse_current=False) as client:
         run_stages(cfg, client, resolve("cpu"))
     out = tmp_path / "out"
@@ -86,14 +95,21 @@ def test_pseudonymised_run_leaks_no_id_pii_or_key(string_id_data, tmp_path, monk
     assert not [n for n in needles if n in logs]
 
 
-def test_pseudonymize_without_key_is_a_config_error(string_id_data, tmp_path, monkeypatch,
-                                                   local_client):
+def test_pseudonymize_without_key_is_a_config_error(
+    string_id_data, tmp_path, monkeypatch, local_client
+):
     from bigseg.store import ingest
 
     monkeypatch.delenv(ENV, raising=False)
-    (tmp_path / "job.yaml").write_text(yaml.safe_dump({
-        "data": {"transactions": {"path": str(string_id_data / "raw" / "transactions")}},
-        "privacy": {"pseudonymize": True}, "output": "out"}))
+    (tmp_path / "job.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "data": {"transactions": {"path": str(string_id_data / "raw" / "transactions")}},
+                "privacy": {"pseudonymize": True},
+                "output": "out",
+            }
+        )
+    )
     with pytest.raises(ConfigError, match=ENV):
         ingest(load_run_config(tmp_path / "job.yaml"), local_client)
     assert not (tmp_path / "out" / "store").exists()

@@ -20,11 +20,18 @@ def _versions(out) -> list[str]:
 def test_run_retrains_only_when_the_policy_says_so(tmp_path, local_client):
     generate(2000, tmp_path, seed=11, chunk_size=1000)
     out = tmp_path / "out"
-    extra = {"prediction": {"targets": ["churn", "value"], "n_estimators": 20},
-             # model age only: the PSI rules compare with the training cutoff, one
-             # horizon back, where this small generated data already drifts
-             "drift": {"retrain": "policy", "max_model_age_days": 3, "max_feature_psi": None,
-                       "max_score_psi": None, "max_segment_psi": None}}
+    extra = {
+        "prediction": {"targets": ["churn", "value"], "n_estimators": 20},
+        # model age only: the PSI rules compare with the training cutoff, one
+        # horizon back, where this small generated data already drifts
+        "drift": {
+            "retrain": "policy",
+            "max_model_age_days": 3,
+            "max_feature_psi": None,
+            "max_score_psi": None,
+            "max_segment_psi": None,
+        },
+    }
     cfg = write_config(tmp_path / "job.yaml", tmp_path, out, **extra)
     cpu = resolve("cpu")
 

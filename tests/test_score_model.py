@@ -29,16 +29,25 @@ def two_versions(tmp_path_factory, local_client):
     d = tmp_path_factory.mktemp("score_model")
     generate(1500, d, seed=5, chunk_size=1000)
     out = d / "out"
-    cfg = write_config(d / "job.yaml", d, out, store={"buckets": 4},
-                       prediction={"targets": ["churn", "value"], "n_estimators": 20})
+    cfg = write_config(
+        d / "job.yaml",
+        d,
+        out,
+        store={"buckets": 4},
+        prediction={"targets": ["churn", "value"], "n_estimators": 20},
+    )
     run_stages(cfg, local_client, CPU, stages=("ingest", "features", "segment", "train"))
     (first,) = model_versions(out)
     run_stages(cfg, local_client, CPU, stages=("score",))
     scores_first = read_scores(out)
     # a second version, other boosting settings: other predictions, same segmenter
-    cfg2 = write_config(d / "job2.yaml", d, out, store={"buckets": 4},
-                        prediction={"targets": ["churn", "value"], "n_estimators": 5,
-                                    "max_depth": 2})
+    cfg2 = write_config(
+        d / "job2.yaml",
+        d,
+        out,
+        store={"buckets": 4},
+        prediction={"targets": ["churn", "value"], "n_estimators": 5, "max_depth": 2},
+    )
     run_stages(cfg2, local_client, CPU, stages=("features", "train"))
     second = (out / "models" / "LATEST").read_text().strip()
     assert model_versions(out) == [first, second]
@@ -48,8 +57,10 @@ def two_versions(tmp_path_factory, local_client):
 
 
 def _snapshot(out) -> dict:
-    return {str(p.relative_to(out)): (p.stat().st_size, p.stat().st_mtime_ns)
-            for p in sorted(out.rglob("*"))}
+    return {
+        str(p.relative_to(out)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(out.rglob("*"))
+    }
 
 
 def test_score_with_an_earlier_version_equals_scoring_when_it_was_latest(two_versions, capsys):
@@ -92,5 +103,7 @@ def test_a_chosen_version_is_refused_by_stages_that_fit_models(two_versions, loc
     cfg, _, first, *_ = two_versions
     before = _snapshot(cfg.output_dir)
     with pytest.raises(ConfigError, match="train"):
-        run_stages(cfg, local_client, CPU, stages=("features", "train", "score"), model_version=first)
+        run_stages(
+            cfg, local_client, CPU, stages=("features", "train", "score"), model_version=first
+        )
     assert _snapshot(cfg.output_dir) == before

@@ -23,9 +23,14 @@ TABLES = ("transactions", "customers", "events", "campaigns", "reviews")
 def recovered(tmp_path_factory, local_client):
     d = tmp_path_factory.mktemp("recovery")
     generate(40_000, d, seed=11, client=local_client)
-    doc = {"data": {t: {"path": str(d / "raw" / t)} for t in TABLES}, "horizon_days": 90,
-           "seed": 0, "segmentation": {"method": "kmeans", "k": "auto"},
-           "privacy": {"pseudonymize": False}, "output": str(d / "out")}
+    doc = {
+        "data": {t: {"path": str(d / "raw" / t)} for t in TABLES},
+        "horizon_days": 90,
+        "seed": 0,
+        "segmentation": {"method": "kmeans", "k": "auto"},
+        "privacy": {"pseudonymize": False},
+        "output": str(d / "out"),
+    }
     (d / "job.yaml").write_text(yaml.safe_dump(doc))
     cfg = load_run_config(d / "job.yaml")
     metrics = run_stages(cfg, local_client, resolve("cpu"), stages=("ingest", "segment"))
@@ -40,8 +45,10 @@ def test_k_auto_finds_the_planted_personas(recovered):
     assert s["k"] == len(PERSONAS), s["candidates"]
     scored = [c["k"] for c in s["candidates"]]
     assert scored == list(range(3, 11))  # every candidate scored and reported
-    assert all({"silhouette", "calinski_harabasz", "davies_bouldin", "stability"} <= set(c)
-               for c in s["candidates"])
+    assert all(
+        {"silhouette", "calinski_harabasz", "davies_bouldin", "stability"} <= set(c)
+        for c in s["candidates"]
+    )
 
 
 def test_segments_agree_with_the_personas(recovered):

@@ -37,8 +37,12 @@ def test_rerun_with_more_data_keeps_ids_and_names(tmp_path, local_client):
     (tmp_path / "late").mkdir()
     tx[tx["timestamp"] <= cut].to_parquet(tmp_path / "early" / "a.parquet")
     tx[tx["timestamp"] > cut].to_parquet(tmp_path / "late" / "b.parquet")
-    doc = {"data": {"transactions": {"path": "early"}}, "segmentation": {"k": 5},
-           "prediction": {"targets": ["churn"], "n_estimators": 20}, "output": "out"}
+    doc = {
+        "data": {"transactions": {"path": "early"}},
+        "segmentation": {"k": 5},
+        "prediction": {"targets": ["churn"], "n_estimators": 20},
+        "output": "out",
+    }
     (tmp_path / "job.yaml").write_text(yaml.safe_dump(doc))
     run_stages(load_run_config(tmp_path / "job.yaml"), local_client, resolve("cpu"))
     first = json.loads((tmp_path / "out" / "metrics.json").read_text())

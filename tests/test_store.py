@@ -27,8 +27,10 @@ def test_hash_is_stable_and_pinned():
     assert bucket_of(np.array([0, 1, 2, 3, 42], dtype=np.int64), 8).tolist() == [7, 1, 6, 5, 5]
     assert bucket_of(pa.array(["00001", "00002", "abc"]), 8).tolist() == [6, 3, 0]
     # int32 input and chunked arrays hash like int64
-    assert (bucket_of(np.arange(100, dtype=np.int32), 16)
-            == bucket_of(np.arange(100, dtype=np.int64), 16)).all()
+    assert (
+        bucket_of(np.arange(100, dtype=np.int32), 16)
+        == bucket_of(np.arange(100, dtype=np.int64), 16)
+    ).all()
     chunked = pa.chunked_array([["a", "bb"], ["ccc"]])
     assert (hash_ids(chunked) == hash_ids(pa.array(["a", "bb", "ccc"]))).all()
 
@@ -55,11 +57,14 @@ def _job(tmp_path, data: dict, **extra) -> object:
 def _tx(n=2000, n_cust=300, seed=0, id_fmt=None):
     rng = np.random.default_rng(seed)
     ids = rng.integers(1, n_cust, n)
-    return pd.DataFrame({
-        "customer_id": [id_fmt.format(i) for i in ids] if id_fmt else ids,
-        "timestamp": pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 500, n), unit="D"),
-        "amount": rng.gamma(2, 20, n).round(2),
-    })
+    return pd.DataFrame(
+        {
+            "customer_id": [id_fmt.format(i) for i in ids] if id_fmt else ids,
+            "timestamp": pd.Timestamp("2024-01-01")
+            + pd.to_timedelta(rng.integers(0, 500, n), unit="D"),
+            "amount": rng.gamma(2, 20, n).round(2),
+        }
+    )
 
 
 def test_ingest_buckets_are_sorted_and_partition_customers(local_client, tmp_path):
@@ -77,7 +82,9 @@ def test_ingest_buckets_are_sorted_and_partition_customers(local_client, tmp_pat
         keys = list(zip(t["customer_id"], t["timestamp"], strict=True))
         assert keys == sorted(keys)
         seen.append(t)
-    back = pd.concat(seen).sort_values(["customer_id", "timestamp", "amount"]).reset_index(drop=True)
+    back = (
+        pd.concat(seen).sort_values(["customer_id", "timestamp", "amount"]).reset_index(drop=True)
+    )
     want = df.sort_values(["customer_id", "timestamp", "amount"]).reset_index(drop=True)
     pd.testing.assert_frame_equal(back, want, check_dtype=False)
     assert store.manifest["tables"]["transactions"]["rows"] == len(df)
@@ -92,31 +99,55 @@ def test_ingest_buckets_are_sorted_and_partition_customers(local_client, tmp_pat
 def test_store_encodings_by_column_type():
     from bigseg.store.ingest import store_encodings
 
-    schema = pa.schema([("customer_id", pa.int64()), ("t", pa.timestamp("us")),
-                        ("amount", pa.float64()), ("channel", pa.string()),
-                        ("ok", pa.bool_()), ("age", pa.int16())])
+    schema = pa.schema(
+        [
+            ("customer_id", pa.int64()),
+            ("t", pa.timestamp("us")),
+            ("amount", pa.float64()),
+            ("channel", pa.string()),
+            ("ok", pa.bool_()),
+            ("age", pa.int16()),
+        ]
+    )
     assert store_encodings(schema) == {
         "use_dictionary": ["channel"],
-        "column_encoding": {"customer_id": "DELTA_BINARY_PACKED", "t": "DELTA_BINARY_PACKED",
-                            "age": "DELTA_BINARY_PACKED"}}
+        "column_encoding": {
+            "customer_id": "DELTA_BINARY_PACKED",
+            "t": "DELTA_BINARY_PACKED",
+            "age": "DELTA_BINARY_PACKED",
+        },
+    }
     assert store_encodings(pa.schema([("x", pa.float64())])) == {
-        "use_dictionary": False, "column_encoding": None}
+        "use_dictionary": False,
+        "column_encoding": None,
+    }
 
 
 def test_hive_partitions_and_csv_formats(local_client, tmp_path):
     df = _tx(id_fmt="C{:05d}")
     df["year"] = df["timestamp"].dt.year
-    pq.write_to_dataset(pa.Table.from_pandas(df.drop(columns=["year"]).assign(yr=df["year"]),
-                                             preserve_index=False),
-                        tmp_path / "hive", partition_cols=["yr"])
+    pq.write_to_dataset(
+        pa.Table.from_pandas(df.drop(columns=["year"]).assign(yr=df["year"]), preserve_index=False),
+        tmp_path / "hive",
+        partition_cols=["yr"],
+    )
     out = df.assign(d=df["timestamp"].dt.strftime("%d/%m/%Y"))[["customer_id", "d", "amount"]]
     out.to_csv(tmp_path / "tx.csv", sep="|", index=False)
-    cfg = _job(tmp_path, {"transactions": {
-        "path": "tx.csv", "columns": {"timestamp": "d"},
-        "csv": {"delimiter": "|", "timestamp_format": "%d/%m/%Y"}}})
+    cfg = _job(
+        tmp_path,
+        {
+            "transactions": {
+                "path": "tx.csv",
+                "columns": {"timestamp": "d"},
+                "csv": {"delimiter": "|", "timestamp_format": "%d/%m/%Y"},
+            }
+        },
+    )
     store = ingest(cfg, local_client)
     assert store.manifest["id_type"] == "string"
-    got = pd.concat(store.read_bucket("transactions", k).to_pandas() for k in range(store.n_buckets))
+    got = pd.concat(
+        store.read_bucket("transactions", k).to_pandas() for k in range(store.n_buckets)
+    )
     assert sorted(got["customer_id"]) == sorted(df["customer_id"])
     assert got["timestamp"].min() == df["timestamp"].min().normalize()
     cfg2 = _job(tmp_path, {"transactions": {"path": "hive"}})
@@ -153,7 +184,9 @@ def test_bad_values_and_null_ids_are_named(local_client, tmp_path):
     store = ingest(cfg, local_client)
     assert store.manifest["tables"]["transactions"]["rows"] == 49
     q = pd.read_parquet(tmp_path / "out" / "quarantine" / "transactions")
-    assert q[["amount", "_reason", "_row"]].values.tolist() == [["twelve", "amount: not a number", 3]]
+    assert q[["amount", "_reason", "_row"]].values.tolist() == [
+        ["twelve", "amount: not a number", 3]
+    ]
     assert q["_file"].iloc[0].endswith("a.csv")
 
 
@@ -177,7 +210,8 @@ def test_failed_ingest_leaves_previous_store_untouched(local_client, tmp_path):
     before = (tmp_path / "out" / "store" / "_manifest.json").read_text()
     files_before = sorted(p.name for p in (tmp_path / "out" / "store").rglob("*.parquet"))
     (tmp_path / "tx" / "z-truncated.parquet").write_bytes(
-        (tmp_path / "tx" / "a.parquet").read_bytes()[:200])
+        (tmp_path / "tx" / "a.parquet").read_bytes()[:200]
+    )
     with pytest.raises(DataError, match="z-truncated.parquet"):
         ingest(cfg, local_client)
     assert (tmp_path / "out" / "store" / "_manifest.json").read_text() == before
@@ -189,8 +223,9 @@ def test_failed_ingest_leaves_previous_store_untouched(local_client, tmp_path):
 def test_output_inside_an_input_directory_is_refused(local_client, tmp_path):
     (tmp_path / "tx").mkdir()
     _tx().to_parquet(tmp_path / "tx" / "a.parquet")
-    (tmp_path / "job.yaml").write_text(yaml.safe_dump(
-        {"data": {"transactions": {"path": "tx"}}, "output": "tx/out"}))
+    (tmp_path / "job.yaml").write_text(
+        yaml.safe_dump({"data": {"transactions": {"path": "tx"}}, "output": "tx/out"})
+    )
     with pytest.raises(PublishError, match="inside input path"):
         ingest(load_run_config(tmp_path / "job.yaml"), local_client)
     assert sorted(p.name for p in (tmp_path / "tx").iterdir()) == ["a.parquet"]

@@ -186,9 +186,17 @@ def test_sentiment_scored_at_ingest(tmp_path, local_client):
     from bigseg.store import ingest
 
     synth.generate(600, tmp_path, seed=4)
-    (tmp_path / "job.yaml").write_text(yaml.safe_dump({"data": {
-        "transactions": {"path": "raw/transactions"}, "reviews": {"path": "raw/reviews"}},
-        "output": "out"}))
+    (tmp_path / "job.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "data": {
+                    "transactions": {"path": "raw/transactions"},
+                    "reviews": {"path": "raw/reviews"},
+                },
+                "output": "out",
+            }
+        )
+    )
     store = ingest(load_run_config(tmp_path / "job.yaml"), local_client)
     cut = {"score": to_us("2030-01-01")}
     for k in range(store.n_buckets):

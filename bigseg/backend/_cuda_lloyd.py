@@ -59,4 +59,3 @@ def lloyd(X, C, c2, sums, counts, part, labels, with_labels, with_x2, rows_per_b
         cuda.atomic.add(sums, (i // d, i % d), float64(sh[kd + k + i]))
     for j in range(tid, k, nt):
         cuda.atomic.add(counts, j, int64(sh[2 * kd + k + j]))
-

@@ -61,8 +61,10 @@ def launch_lloyd(X, C, xp, with_labels: bool = False, inertia: bool = True):
     n, d = X.shape
     k = C.shape[0]
     if not fits(k, d):
-        raise ValueError(f"k={k}, d={d} do not fit the fused kernel (d <= {MAX_D}, "
-                         f"{shared_bytes(k, d)} > {SHARED_BYTES} shared bytes)")
+        raise ValueError(
+            f"k={k}, d={d} do not fit the fused kernel (d <= {MAX_D}, "
+            f"{shared_bytes(k, d)} > {SHARED_BYTES} shared bytes)"
+        )
     C32 = xp.ascontiguousarray(xp.asarray(C, dtype=xp.float32))
     c2 = (C32 * C32).sum(axis=1)
     sums = xp.zeros((k, d), dtype=xp.float64)
@@ -72,8 +74,17 @@ def launch_lloyd(X, C, xp, with_labels: bool = False, inertia: bool = True):
     if n:
         grid = -(-n // ROWS_PER_BLOCK)
         _lloyd_kernel()[grid, THREADS, 0, shared_bytes(k, d)](
-            xp.ascontiguousarray(X), C32, c2, sums, counts, part, labels,
-            bool(with_labels), bool(inertia), ROWS_PER_BLOCK)
+            xp.ascontiguousarray(X),
+            C32,
+            c2,
+            sums,
+            counts,
+            part,
+            labels,
+            bool(with_labels),
+            bool(inertia),
+            ROWS_PER_BLOCK,
+        )
     total = None
     if inertia:
         p = part.get() if hasattr(part, "get") else part  # one sync: two numbers
@@ -96,6 +107,5 @@ def lloyd_pass(X, C, xp, with_labels: bool = False, inertia: bool = True):
         return launch_lloyd(X, C, xp, with_labels=with_labels, inertia=inertia)
     except Exception as e:  # noqa: BLE001 - no numba CUDA target, NVVM or driver: fall back
         _broken.append(f"{type(e).__name__}: {e}")
-        log.warning("fused GPU K-Means kernel unavailable (%s); using the CuPy form",
-                    _broken[0])
+        log.warning("fused GPU K-Means kernel unavailable (%s); using the CuPy form", _broken[0])
         return None

@@ -135,6 +135,7 @@ def _worker_environ() -> dict[str, Any]:
 def _spawning(factory: Callable[[], Any]) -> Callable[[], Any]:
     """``factory`` run with :func:`_worker_environ` in the Dask config, which each Nanny
     reads as it is created."""
+
     def start():
         with dask.config.set(_worker_environ()):
             return factory()
@@ -166,8 +167,9 @@ def _open_local(cfg: LocalClusterConfig) -> Iterator[Client]:
         format_bytes(parse_bytes(memory)),
         cfg.host,
     )
-    return _own_cluster(_spawning(lambda: LocalCluster(**kwargs)),
-                        f"a local cluster of {n} workers")
+    return _own_cluster(
+        _spawning(lambda: LocalCluster(**kwargs)), f"a local cluster of {n} workers"
+    )
 
 
 def _security(tls: TLSConfig) -> Security:
@@ -227,8 +229,9 @@ def _open_local_gpu(cfg: LocalGPUClusterConfig) -> Iterator[Client]:
     if cfg.rmm_pool_size is not None:
         kwargs["rmm_pool_size"] = cfg.rmm_pool_size
     log.info("starting a local GPU cluster (dask_cuda.LocalCUDACluster): %s", kwargs)
-    return _own_cluster(_spawning(lambda: dask_cuda.LocalCUDACluster(**kwargs)),
-                        "a local GPU cluster")
+    return _own_cluster(
+        _spawning(lambda: dask_cuda.LocalCUDACluster(**kwargs)), "a local GPU cluster"
+    )
 
 
 def _open_ssh(cfg: SSHClusterConfig) -> Iterator[Client]:

@@ -33,8 +33,16 @@ __all__ = ["FEATURES", "FEATURE_NAMES", "SKEWED", "bucket_frames", "describe", "
 
 LABELS = ("churn", "value", "response")
 #: count-like features: a customer with no rows in that table truly has zero
-_ZERO_WHEN_ABSENT = ("active_days_90d", "sessions_90d", "page_views_90d", "app_opens_90d",
-                     "events_total", "campaign_sends", "campaign_sends_90d", "review_count")
+_ZERO_WHEN_ABSENT = (
+    "active_days_90d",
+    "sessions_90d",
+    "page_views_90d",
+    "app_opens_90d",
+    "events_total",
+    "campaign_sends",
+    "campaign_sends_90d",
+    "review_count",
+)
 TOP_CATEGORIES = 8
 CLV_SAMPLE = 50_000
 #: repeat buyers the Gamma-Gamma spend model is fitted on (a prefix of the random sample)
@@ -76,8 +84,11 @@ CLV_FEATURES = {
 def vocab_counts(store: Store, k: int) -> dict[str, Counter]:
     """Value counts of the categorical columns that become per-value features."""
     out = {}
-    for table, col in (("transactions", "channel"), ("transactions", "category"),
-                       ("events", "channel")):
+    for table, col in (
+        ("transactions", "channel"),
+        ("transactions", "category"),
+        ("events", "channel"),
+    ):
         if store.has(table) and col in store.schema(table):
             v = store.read_bucket(table, k, [col], dictionary=(col,)).column(col)
             if pa.types.is_dictionary(v.type):  # count the codes, not the strings
@@ -85,12 +96,12 @@ def vocab_counts(store: Store, k: int) -> dict[str, Counter]:
                 idx = v.indices.drop_null().to_numpy()
                 n = np.bincount(idx, minlength=len(v.dictionary))
                 words = v.dictionary.to_pylist()
-                out[f"{table}.{col}"] = Counter(
-                    {words[i]: int(n[i]) for i in np.flatnonzero(n)})
+                out[f"{table}.{col}"] = Counter({words[i]: int(n[i]) for i in np.flatnonzero(n)})
                 continue
             vc = pc.value_counts(v.drop_null() if hasattr(v, "drop_null") else v)
             out[f"{table}.{col}"] = Counter(
-                {d["values"]: d["counts"] for d in vc.to_pylist()} if len(vc) else {})
+                {d["values"]: d["counts"] for d in vc.to_pylist()} if len(vc) else {}
+            )
     return out
 
 
@@ -100,8 +111,12 @@ def merge_vocab(parts: list[dict]) -> dict[str, list[str]]:
         for key, c in p.items():
             total.setdefault(key, Counter()).update(c)
     top = {"transactions.category": TOP_CATEGORIES}
-    return {key: [v for v, _ in sorted(c.items(), key=lambda kv: (-kv[1], str(kv[0])))][
-        : top.get(key, 16)] for key, c in total.items()}
+    return {
+        key: [v for v, _ in sorted(c.items(), key=lambda kv: (-kv[1], str(kv[0])))][
+            : top.get(key, 16)
+        ]
+        for key, c in total.items()
+    }
 
 
 def _join(base: pd.DataFrame, extra: pd.DataFrame | None) -> pd.DataFrame:
@@ -125,12 +140,12 @@ def _sentiment(reviews: pa.Table) -> np.ndarray:
     here."""
     if SENTIMENT not in reviews.column_names:
         return text.sentiment_scores(reviews.column("text").to_pandas())
-    scores = np.array(reviews.column(SENTIMENT).to_numpy(zero_copy_only=False),
-                      dtype=np.float64)
+    scores = np.array(reviews.column(SENTIMENT).to_numpy(zero_copy_only=False), dtype=np.float64)
     todo = np.flatnonzero(np.isnan(scores))  # blank texts too: NaN again, cheaply
     if len(todo):
         scores[todo] = text.sentiment_scores(
-            reviews.column("text").take(pa.array(todo)).to_pandas())
+            reviews.column("text").take(pa.array(todo)).to_pandas()
+        )
     return scores
 
 
@@ -144,9 +159,15 @@ def _read(store: Store, table: str, k: int) -> pa.Table | None:
     return store.read_bucket(table, k, dictionary=_CATEGORICAL.get(table, ()))
 
 
-def bucket_frames(store: Store, k: int, cutoffs: dict[str, int], labelled: tuple[str, ...],
-                  horizon_days: int, require_consent: bool,
-                  vocab: dict[str, list[str]] | None = None) -> dict:
+def bucket_frames(
+    store: Store,
+    k: int,
+    cutoffs: dict[str, int],
+    labelled: tuple[str, ...],
+    horizon_days: int,
+    require_consent: bool,
+    vocab: dict[str, list[str]] | None = None,
+) -> dict:
     """Features of bucket ``k`` at each named cutoff, with labels for ``labelled`` ones.
 
     Returns ``{"frames": {name: DataFrame}, "excluded": n}``: each DataFrame holds
@@ -173,24 +194,32 @@ def bucket_frames(store: Store, k: int, cutoffs: dict[str, int], labelled: tuple
     last = max(cutoffs, key=cutoffs.get) if cutoffs else None
     # RFM, channel and category features of every cutoff in one compiled pass a cutoff
     # (the same frames as the three functions below, which serve when it declines)
-    fast = fused.transaction_features(tx, cutoffs, vocab.get("transactions.channel"),
-                                      vocab.get("transactions.category", []))
-    fast_events = (fused.engagement_features(events, cutoffs, vocab.get("events.channel"))
-                   if events is not None else None)
+    fast = fused.transaction_features(
+        tx, cutoffs, vocab.get("transactions.channel"), vocab.get("transactions.category", [])
+    )
+    fast_events = (
+        fused.engagement_features(events, cutoffs, vocab.get("events.channel"))
+        if events is not None
+        else None
+    )
     for name, cut in cutoffs.items():
         if fast is not None:
             f = fast[name]
         else:
             f = rfm_features(ids, ts, amt, cut)
             if "channel" in tx.column_names:
-                f = _join(f, behaviour.channel_features(
-                    tx, cut, vocab.get("transactions.channel")))
+                f = _join(f, behaviour.channel_features(tx, cut, vocab.get("transactions.channel")))
             if "category" in tx.column_names:
-                f = _join(f, behaviour.category_features(
-                    tx, cut, vocab.get("transactions.category", [])))
+                f = _join(
+                    f, behaviour.category_features(tx, cut, vocab.get("transactions.category", []))
+                )
         if events is not None:
-            f = _join(f, fast_events[name] if fast_events is not None else
-                      behaviour.engagement_features(events, cut, vocab.get("events.channel")))
+            f = _join(
+                f,
+                fast_events[name]
+                if fast_events is not None
+                else behaviour.engagement_features(events, cut, vocab.get("events.channel")),
+            )
         if campaigns is not None:
             f = _join(f, behaviour.campaign_features(campaigns, cut))
         if reviews is not None:
@@ -209,28 +238,48 @@ def bucket_frames(store: Store, k: int, cutoffs: dict[str, int], labelled: tuple
             f["churn"] = ~f.pop("bought").fillna(False).astype(bool)
             f["value"] = f.pop("spend").fillna(0.0).astype(np.float64)
             if campaigns is not None and "responded_at" in campaigns.column_names:
-                f = f.merge(behaviour.response_labels(campaigns, cut, horizon_days),
-                            on="customer_id", how="left", sort=False)
+                f = f.merge(
+                    behaviour.response_labels(campaigns, cut, horizon_days),
+                    on="customer_id",
+                    how="left",
+                    sort=False,
+                )
         feats = [c for c in f.columns if c not in ("customer_id", *LABELS)]
         f[feats] = f[feats].astype(np.float32)
         frames[name] = f
     return {"frames": frames, "excluded": excluded}
 
 
-def cached_bucket_frames(output: str, store: Store, k: int, cutoffs: dict[str, int],
-                         labelled: tuple[str, ...], horizon_days: int, require_consent: bool,
-                         vocab: dict[str, list[str]] | None = None) -> dict:
+def cached_bucket_frames(
+    output: str,
+    store: Store,
+    k: int,
+    cutoffs: dict[str, int],
+    labelled: tuple[str, ...],
+    horizon_days: int,
+    require_consent: bool,
+    vocab: dict[str, list[str]] | None = None,
+) -> dict:
     """:func:`bucket_frames` through the per-bucket cache under ``output/cache/features``
     (:mod:`bigseg.features.cache`): recomputed only when the bucket's store files or what
     is asked changed. The result also says ``"cached"``: True when it came from the
     cache."""
     from bigseg.features import cache
 
-    what = {"cutoffs": cutoffs, "labelled": sorted(set(labelled) & set(cutoffs)),
-            "horizon_days": horizon_days, "require_consent": require_consent,
-            "vocab": vocab or {}}
-    return cache.cached(output, store, k, what, lambda: bucket_frames(
-        store, k, cutoffs, labelled, horizon_days, require_consent, vocab))
+    what = {
+        "cutoffs": cutoffs,
+        "labelled": sorted(set(labelled) & set(cutoffs)),
+        "horizon_days": horizon_days,
+        "require_consent": require_consent,
+        "vocab": vocab or {},
+    }
+    return cache.cached(
+        output,
+        store,
+        k,
+        what,
+        lambda: bucket_frames(store, k, cutoffs, labelled, horizon_days, require_consent, vocab),
+    )
 
 
 def clv_sample(res: dict, k: int, fraction: float, seed: int) -> dict[str, pd.DataFrame]:
@@ -255,13 +304,20 @@ def fit_clv_cutoff(name: str, *samples: dict[str, pd.DataFrame]) -> dict | None:
     from bigseg.features.clv import fit_bgnbd, fit_gamma_gamma
 
     s = pd.concat([p[name] for p in samples], ignore_index=True)
-    x, t_x, T = rfm_to_bgnbd_inputs(s["frequency"].to_numpy(np.float64),
-                                    s["recency_days"].to_numpy(np.float64),
-                                    s["tenure_days"].to_numpy(np.float64))
+    x, t_x, T = rfm_to_bgnbd_inputs(
+        s["frequency"].to_numpy(np.float64),
+        s["recency_days"].to_numpy(np.float64),
+        s["tenure_days"].to_numpy(np.float64),
+    )
     rep = x > 0
     if len(s) < MIN_CLV_FIT or rep.sum() < MIN_CLV_FIT // 2:
-        log.warning("CLV at cutoff %r: only %d customers (%d repeat buyers); CLV features "
-                    "are left empty there", name, len(s), int(rep.sum()))
+        log.warning(
+            "CLV at cutoff %r: only %d customers (%d repeat buyers); CLV features "
+            "are left empty there",
+            name,
+            len(s),
+            int(rep.sum()),
+        )
         return None
     try:
         bg = fit_bgnbd(x, t_x, T)
@@ -270,8 +326,7 @@ def fit_clv_cutoff(name: str, *samples: dict[str, pd.DataFrame]) -> dict | None:
         idx = np.flatnonzero(rep)[:GG_SAMPLE]
         gg = fit_gamma_gamma(x[idx], s["monetary_mean"].to_numpy(np.float64)[idx])
     except ValueError as e:
-        log.warning("CLV at cutoff %r could not be fitted (%s); CLV features left empty",
-                    name, e)
+        log.warning("CLV at cutoff %r could not be fitted (%s); CLV features left empty", name, e)
         return None
     return {"bgnbd": bg.to_dict(), "gamma_gamma": gg.to_dict(), "n": int(len(s))}
 
@@ -287,12 +342,20 @@ def add_clv(res: dict, models: dict[str, dict], horizon_days: int) -> dict:
                 f[col] = np.float32(np.nan)
             frames[name] = f
             continue
-        x, t_x, T = rfm_to_bgnbd_inputs(f["frequency"].to_numpy(np.float64),
-                                        f["recency_days"].to_numpy(np.float64),
-                                        f["tenure_days"].to_numpy(np.float64))
-        c = clv_features(x, t_x, T, f["monetary_mean"].to_numpy(np.float64),
-                         BGNBD.from_dict(m["bgnbd"]), GammaGamma.from_dict(m["gamma_gamma"]),
-                         horizon_days / 7.0)
+        x, t_x, T = rfm_to_bgnbd_inputs(
+            f["frequency"].to_numpy(np.float64),
+            f["recency_days"].to_numpy(np.float64),
+            f["tenure_days"].to_numpy(np.float64),
+        )
+        c = clv_features(
+            x,
+            t_x,
+            T,
+            f["monetary_mean"].to_numpy(np.float64),
+            BGNBD.from_dict(m["bgnbd"]),
+            GammaGamma.from_dict(m["gamma_gamma"]),
+            horizon_days / 7.0,
+        )
         f = f.copy()
         for col, v in c.items():
             f[col] = np.asarray(v, dtype=np.float32)

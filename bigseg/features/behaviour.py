@@ -535,4 +535,3 @@ def response_labels(campaigns: pa.Table, cutoff_us: int, horizon_days: int) -> p
     n = len(uniq)
     hit = _count(codes, n, resp) > 0
     return pd.DataFrame({"customer_id": uniq, "response": hit.astype(np.float64)})
-

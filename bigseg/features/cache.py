@@ -75,17 +75,23 @@ def bucket_signature(store: Store, k: int) -> list:
 
 
 def entry_key(store: Store, k: int, what: dict) -> str:
-    doc = {"layout": LAYOUT, "code": code_hash(), "bucket": k,
-           "signature": bucket_signature(store, k),
-           "key_fingerprint": store.manifest.get("key_fingerprint"), **what}
+    doc = {
+        "layout": LAYOUT,
+        "code": code_hash(),
+        "bucket": k,
+        "signature": bucket_signature(store, k),
+        "key_fingerprint": store.manifest.get("key_fingerprint"),
+        **what,
+    }
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
 def _read_entry(d: Path) -> dict | None:
     try:
         meta = json.loads((d / "meta.json").read_text())
-        frames = {name: feather.read_feather(d / f"{i}.arrow")
-                  for i, name in enumerate(meta["frames"])}
+        frames = {
+            name: feather.read_feather(d / f"{i}.arrow") for i, name in enumerate(meta["frames"])
+        }
     except (OSError, ValueError, KeyError) as e:  # unreadable entry: recompute
         log.warning("feature cache entry %s unreadable (%s); recomputing", d, e)
         return None
@@ -100,8 +106,9 @@ def _write_entry(bucket_dir: Path, key: str, res: dict) -> None:
         names = list(res["frames"])
         for i, name in enumerate(names):  # Arrow IPC (Feather): 3-4x cheaper to write
             # than Parquet for these all-numeric frames, as small with lz4, read back whole
-            feather.write_feather(res["frames"][name].reset_index(drop=True),
-                                  tmp / f"{i}.arrow", compression="lz4")
+            feather.write_feather(
+                res["frames"][name].reset_index(drop=True), tmp / f"{i}.arrow", compression="lz4"
+            )
         meta = {k: v for k, v in res.items() if k != "frames"}
         meta["frames"] = names
         (tmp / "meta.json").write_text(json.dumps(meta, default=_plain))

@@ -199,8 +199,25 @@ def _pass(starts, ends, ts, amt, ch, ch_v, n_ch, k_ch, cat, n_cat, cutoff, w90, 
                 n_pairs += 1
                 bought[c] = False
                 spend[c] = 0.0
-    return (cnt, net, gross, n_ret, last, first, amax, c90, s90, cprev, sprev,
-            ch_mat, ch_den, ch_count, p_cust[:n_pairs], p_cat[:n_pairs], p_spend[:n_pairs])
+    return (
+        cnt,
+        net,
+        gross,
+        n_ret,
+        last,
+        first,
+        amax,
+        c90,
+        s90,
+        cprev,
+        sprev,
+        ch_mat,
+        ch_den,
+        ch_count,
+        p_cust[:n_pairs],
+        p_cat[:n_pairs],
+        p_spend[:n_pairs],
+    )
 
 
 def _codes(tx: pa.Table, name: str):
@@ -239,9 +256,9 @@ def _sorted_runs(table: pa.Table):
     return ids[starts], starts, np.append(starts[1:], len(ids))
 
 
-def transaction_features(tx: pa.Table, cutoffs: dict[str, int],
-                         channels: Sequence[str] | None,
-                         categories: Sequence[str]) -> dict[str, pd.DataFrame] | None:
+def transaction_features(
+    tx: pa.Table, cutoffs: dict[str, int], channels: Sequence[str] | None, categories: Sequence[str]
+) -> dict[str, pd.DataFrame] | None:
     """For each named cutoff, the frame ``rfm_features`` left-joined with
     ``channel_features(tx, cut, channels)`` and ``category_features(tx, cut, categories)``
     (the columns those add only when ``tx`` has ``channel`` / ``category``); None when
@@ -274,17 +291,45 @@ def transaction_features(tx: pa.Table, cutoffs: dict[str, int],
     cat_codes = np.ascontiguousarray(cat_codes, dtype=np.int64)
     out = {}
     for name, cut in cutoffs.items():
-        r = _pass(starts, ends, ts, amt, ch_codes, np.asarray(ch_v, np.int64),
-                  len(ch_dict) if has_ch else 0, len(ch_vocab), cat_codes,
-                  len(cat_dict) if has_cat else 0, cut, cut - 90 * _DAY_US,
-                  cut - 180 * _DAY_US)
+        r = _pass(
+            starts,
+            ends,
+            ts,
+            amt,
+            ch_codes,
+            np.asarray(ch_v, np.int64),
+            len(ch_dict) if has_ch else 0,
+            len(ch_vocab),
+            cat_codes,
+            len(cat_dict) if has_cat else 0,
+            cut,
+            cut - 90 * _DAY_US,
+            cut - 180 * _DAY_US,
+        )
         out[name] = _frame(uniq, r, cut, has_ch, ch_vocab, has_cat, cat_vocab, cat_v)
     return out
 
 
 def _frame(uniq, r, cutoff_us, has_ch, ch_vocab, has_cat, cat_vocab, cat_v) -> pd.DataFrame:
-    (cnt, net, gross, n_ret, last, first, amax, c90, s90, cprev, sprev,
-     ch_mat, ch_den, ch_count, p_cust, p_cat, p_spend) = r
+    (
+        cnt,
+        net,
+        gross,
+        n_ret,
+        last,
+        first,
+        amax,
+        c90,
+        s90,
+        cprev,
+        sprev,
+        ch_mat,
+        ch_den,
+        ch_count,
+        p_cust,
+        p_cat,
+        p_spend,
+    ) = r
     keep = np.flatnonzero(cnt > 0)  # rfm_features' customers: a purchase by the cutoff
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         # rfm_features, on the customers with a purchase
@@ -301,7 +346,8 @@ def _frame(uniq, r, cutoff_us, has_ch, ch_vocab, has_cat, cat_vocab, cat_v) -> p
             "tenure_days": tenure,
             "purchase_rate": c / (tenure + RATE_PRIOR_DAYS) * 365.25,
             "interpurchase_days": np.where(
-                c > 1, (la - fi) / _DAY_US / np.maximum(c - 1, 1), tenure),
+                c > 1, (la - fi) / _DAY_US / np.maximum(c - 1, 1), tenure
+            ),
             "returns_rate": n_ret[keep] / np.maximum(c, 1),
             "count_90d": c90k,
             "spend_90d": s90k,
@@ -314,8 +360,11 @@ def _frame(uniq, r, cutoff_us, has_ch, ch_vocab, has_cat, cat_vocab, cat_v) -> p
         mat = ch_mat[keep, :k]
         den = ch_den[keep]
         shares = behaviour._ratio(mat, den[:, None]) if k else np.zeros((len(keep), 0))
-        dominant = (np.where(mat.sum(axis=1) > 0, mat.argmax(axis=1), np.nan) if k
-                    else np.full(len(keep), np.nan))
+        dominant = (
+            np.where(mat.sum(axis=1) > 0, mat.argmax(axis=1), np.nan)
+            if k
+            else np.full(len(keep), np.nan)
+        )
         for j, s in enumerate(behaviour.column_suffixes(ch_vocab)):
             f32[f"channel_share_{s}"] = shares[:, j]
         f32["channel_dominant"] = dominant
@@ -326,26 +375,28 @@ def _frame(uniq, r, cutoff_us, has_ch, ch_vocab, has_cat, cat_vocab, cat_v) -> p
         total = np.bincount(p_cust, weights=p_spend, minlength=n)
         hasc = total > 0
         p = p_spend / total[p_cust] if len(p_cust) else np.zeros(0)
-        entropy = (np.bincount(p_cust, weights=-p * np.log(p), minlength=n) if len(p_cust)
-                   else None)
+        entropy = np.bincount(p_cust, weights=-p * np.log(p), minlength=n) if len(p_cust) else None
         p_v = cat_v[p_cat]
         top = p_v >= 0
-        mat = np.bincount(p_cust[top] * k + p_v[top], weights=p[top],
-                          minlength=n * k).reshape(n, k)
+        mat = np.bincount(p_cust[top] * k + p_v[top], weights=p[top], minlength=n * k).reshape(n, k)
         other = np.bincount(p_cust[~top], weights=p[~top], minlength=n)
         nan = np.float64(np.nan)
         for j, s in enumerate(behaviour.column_suffixes(cat_vocab)):
             f32[f"category_share_{s}"] = np.where(hasc, mat[:, j], nan)[keep]
         f32["category_other_share"] = np.where(hasc, other, nan)[keep]
-        f32["category_entropy"] = (np.where(hasc, np.maximum(entropy, 0.0), nan)[keep]
-                                   if entropy is not None else np.full(len(keep), nan))
+        f32["category_entropy"] = (
+            np.where(hasc, np.maximum(entropy, 0.0), nan)[keep]
+            if entropy is not None
+            else np.full(len(keep), nan)
+        )
         f32["category_count"] = np.bincount(p_cust, minlength=n)[keep]
     return pd.DataFrame({**cols, **{k: np.asarray(v, dtype=np.float32) for k, v in f32.items()}})
 
 
 @numba.njit(cache=True, nogil=True)
-def _events_pass(starts, ends, ts, etype, is_session, is_app, ch, ch_v, k_ch, pv,
-                 cutoff, w90):  # pragma: no cover - compiled
+def _events_pass(
+    starts, ends, ts, etype, is_session, is_app, ch, ch_v, k_ch, pv, cutoff, w90
+):  # pragma: no cover - compiled
     """Per customer run, the events at or before ``cutoff`` (``w90``: start of the last
     90 days, excluded)."""
     n = len(starts)
@@ -391,8 +442,9 @@ def _events_pass(starts, ends, ts, etype, is_session, is_app, ch, ch_v, k_ch, pv
     return total, last, days, sessions, by_ch, views, apps
 
 
-def engagement_features(events: pa.Table, cutoffs: dict[str, int],
-                        channels: Sequence[str] | None) -> dict[str, pd.DataFrame] | None:
+def engagement_features(
+    events: pa.Table, cutoffs: dict[str, int], channels: Sequence[str] | None
+) -> dict[str, pd.DataFrame] | None:
     """For each named cutoff, ``behaviour.engagement_features(events, cut, channels)``;
     None when ``events`` does not fit this path (ids not sorted, a null id or time,
     ``event_type`` or ``channel`` not dictionary-encoded, no channel vocabulary)."""
@@ -407,14 +459,16 @@ def engagement_features(events: pa.Table, cutoffs: dict[str, int],
         return None
     n_rows = events.num_rows
     et = _codes(events, "event_type")
-    ch = _codes(events, "channel") if has_ch else (np.zeros(n_rows, np.int64),
-                                                    np.zeros(0, dtype=object))
+    ch = (
+        _codes(events, "channel")
+        if has_ch
+        else (np.zeros(n_rows, np.int64), np.zeros(0, dtype=object))
+    )
     if et is None or ch is None:
         return None
     (et_codes, et_dict), (ch_codes, ch_dict) = et, ch
     vocab = behaviour._vocab(channels, ch_dict, "channel") if has_ch else []
-    ch_v = (behaviour._vocab_index(vocab, ch_dict)[:-1] if has_ch
-            else np.zeros(0, np.int64))
+    ch_v = behaviour._vocab_index(vocab, ch_dict)[:-1] if has_ch else np.zeros(0, np.int64)
     is_session = np.asarray(et_dict == "session", dtype=np.bool_)
     is_app = np.asarray(et_dict == "app_open", dtype=np.bool_)
     if has_pv:
@@ -424,13 +478,24 @@ def engagement_features(events: pa.Table, cutoffs: dict[str, int],
     out = {}
     for name, cut in cutoffs.items():
         total, last, days, sessions, by_ch, views, apps = _events_pass(
-            starts, ends, ts, np.ascontiguousarray(et_codes, dtype=np.int64), is_session,
-            is_app, np.ascontiguousarray(ch_codes, dtype=np.int64),
-            np.asarray(ch_v, np.int64), len(vocab), np.ascontiguousarray(pv, np.float64),
-            cut, cut - 90 * _DAY_US)
+            starts,
+            ends,
+            ts,
+            np.ascontiguousarray(et_codes, dtype=np.int64),
+            is_session,
+            is_app,
+            np.ascontiguousarray(ch_codes, dtype=np.int64),
+            np.asarray(ch_v, np.int64),
+            len(vocab),
+            np.ascontiguousarray(pv, np.float64),
+            cut,
+            cut - 90 * _DAY_US,
+        )
         keep = np.flatnonzero(total > 0)
-        cols: dict[str, np.ndarray] = {"active_days_90d": days[keep],
-                                       "sessions_90d": sessions[keep]}
+        cols: dict[str, np.ndarray] = {
+            "active_days_90d": days[keep],
+            "sessions_90d": sessions[keep],
+        }
         for j, suffix in enumerate(behaviour.column_suffixes(vocab)):
             cols[f"sessions_90d_{suffix}"] = by_ch[keep, j]
         if has_pv:

@@ -33,8 +33,16 @@ FEATURE_NAMES = list(FEATURES)
 
 #: non-negative, right-skewed features that get a log1p before scaling
 SKEWED = {
-    "recency_days", "frequency", "monetary_total", "monetary_mean", "monetary_max",
-    "tenure_days", "purchase_rate", "interpurchase_days", "count_90d", "spend_90d",
+    "recency_days",
+    "frequency",
+    "monetary_total",
+    "monetary_mean",
+    "monetary_max",
+    "tenure_days",
+    "purchase_rate",
+    "interpurchase_days",
+    "count_90d",
+    "spend_90d",
 }
 #: days added to the tenure in ``purchase_rate`` so one recent purchase is not a huge rate
 RATE_PRIOR_DAYS = 30.0
@@ -147,8 +155,9 @@ def rfm_features(ids, ts_us: np.ndarray, amount: np.ndarray, cutoff_us: int) -> 
     return out[has].reset_index(drop=True)
 
 
-def horizon_labels(ids, ts_us: np.ndarray, amount: np.ndarray, cutoff_us: int,
-                   horizon_days: int) -> pd.DataFrame:
+def horizon_labels(
+    ids, ts_us: np.ndarray, amount: np.ndarray, cutoff_us: int, horizon_days: int
+) -> pd.DataFrame:
     """Labels in ``(cutoff, cutoff + horizon]``: ``bought`` (any purchase) and
     ``spend`` (net amount), for every customer with a row in that window."""
     end = cutoff_us + horizon_days * _DAY_US

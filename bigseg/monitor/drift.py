@@ -178,16 +178,14 @@ def _is_numeric(values: Any) -> bool:
         return False
     if dtype is None or getattr(dtype, "kind", "O") == "O":
         kind = pd.api.types.infer_dtype(pd.Series(values, dtype=object), skipna=True)
-        return kind in ("floating", "integer", "mixed-integer-float", "boolean", "empty",
-                        "decimal")
+        return kind in ("floating", "integer", "mixed-integer-float", "boolean", "empty", "decimal")
     if pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_numeric_dtype(dtype):
         if getattr(dtype, "kind", "") == "c":
             raise TypeError("complex values cannot be binned")
         return True
     if pd.api.types.is_string_dtype(dtype):
         return False
-    raise TypeError(f"values of dtype {dtype} cannot be binned (numbers, booleans or "
-                    "strings only)")
+    raise TypeError(f"values of dtype {dtype} cannot be binned (numbers, booleans or strings only)")
 
 
 def _as_float(values: Any) -> np.ndarray:
@@ -224,8 +222,7 @@ def _numeric_edges(x: np.ndarray, n_bins: int) -> tuple[list[float], str, list[s
     if uniq.size > n_bins:
         inner = np.unique(np.quantile(finite, np.linspace(0.0, 1.0, n_bins + 1)[1:-1]))
         edges = [-math.inf, *(float(e) for e in inner), math.inf]
-        labels = [f"({_fmt(a)}, {_fmt(b)}]" for a, b in zip(edges[:-2], edges[1:-1],
-                                                            strict=True)]
+        labels = [f"({_fmt(a)}, {_fmt(b)}]" for a, b in zip(edges[:-2], edges[1:-1], strict=True)]
         labels.append(f"({_fmt(edges[-2])}, inf)")
         return edges, "quantile", labels
     if uniq.size == 1:
@@ -235,11 +232,17 @@ def _numeric_edges(x: np.ndarray, n_bins: int) -> tuple[list[float], str, list[s
     else:
         gaps = np.diff(uniq)
         mids = (uniq[:-1] + uniq[1:]) / 2.0
-        inner = [float(uniq[0] - gaps[0] / 2.0), *(float(m) for m in mids),
-                 float(uniq[-1] + gaps[-1] / 2.0)]
+        inner = [
+            float(uniq[0] - gaps[0] / 2.0),
+            *(float(m) for m in mids),
+            float(uniq[-1] + gaps[-1] / 2.0),
+        ]
     edges = [-math.inf, *inner, math.inf]
-    labels = [f"< {_fmt(float(uniq[0]))}", *(f"= {_fmt(float(v))}" for v in uniq),
-              f"> {_fmt(float(uniq[-1]))}"]
+    labels = [
+        f"< {_fmt(float(uniq[0]))}",
+        *(f"= {_fmt(float(v))}" for v in uniq),
+        f"> {_fmt(float(uniq[-1]))}",
+    ]
     return edges, "unique", labels
 
 
@@ -260,8 +263,9 @@ def _spec_with_counts(spec: dict, counts: Sequence[int]) -> dict:
     return spec
 
 
-def reference_bins(sample: Mapping[str, Any], n_bins: int = 10, *,
-                   max_categories: int = MAX_CATEGORIES) -> dict:
+def reference_bins(
+    sample: Mapping[str, Any], n_bins: int = 10, *, max_categories: int = MAX_CATEGORIES
+) -> dict:
     """Reference bins and shares of each variable, from a sample of the training data.
 
     Parameters
@@ -304,12 +308,15 @@ def reference_bins(sample: Mapping[str, Any], n_bins: int = 10, *,
         values = sample[name]
         if _is_numeric(values):
             edges, method, labels = _numeric_edges(_as_float(values), int(n_bins))
-            spec: dict[str, Any] = {"kind": "numeric", "method": method, "edges": edges,
-                                    "labels": [*labels, MISSING]}
+            spec: dict[str, Any] = {
+                "kind": "numeric",
+                "method": method,
+                "edges": edges,
+                "labels": [*labels, MISSING],
+            }
         else:
             cats = _categories(values, int(max_categories))
-            spec = {"kind": "categorical", "categories": cats,
-                    "labels": [*cats, OTHER, MISSING]}
+            spec = {"kind": "categorical", "categories": cats, "labels": [*cats, OTHER, MISSING]}
         spec = _spec_with_counts(spec, bin_counts(values, spec))
         spec["counts_source"] = "sample"
         features[str(name)] = spec
@@ -441,8 +448,9 @@ def merge_counts(a: Mapping[Any, Any], b: Mapping[Any, Any]) -> dict:
     dict
         Keys of both; a key present in one only keeps its value.
     """
-    out: dict = {k: (list(v) if isinstance(v, (list, tuple, np.ndarray)) else v)
-                 for k, v in a.items()}
+    out: dict = {
+        k: (list(v) if isinstance(v, (list, tuple, np.ndarray)) else v) for k, v in a.items()
+    }
     for k, v in b.items():
         if k not in out:
             out[k] = list(v) if isinstance(v, (list, tuple, np.ndarray)) else v
@@ -481,8 +489,9 @@ def _terms(p: np.ndarray, q: np.ndarray, eps: float) -> np.ndarray:
     return (qf - pf) * np.log(qf / pf)
 
 
-def psi(ref_counts: Sequence[float], cur_counts: Sequence[float],
-        eps: float = DEFAULT_EPS) -> float:
+def psi(
+    ref_counts: Sequence[float], cur_counts: Sequence[float], eps: float = DEFAULT_EPS
+) -> float:
     """Population stability index between two binned distributions.
 
     ``sum_i (q_i - p_i) * ln(q_i / p_i)`` over the bins, with ``p`` and ``q`` the
@@ -553,16 +562,21 @@ def psi_level(value: float, thresholds: Mapping[str, float] | None = None) -> st
 def _check_counts(counts: Sequence[int], n_bins: int, name: str) -> list[int]:
     c = [int(x) for x in counts]
     if len(c) != n_bins:
-        raise ValueError(f"{name!r}: {len(c)} counts for {n_bins} reference bins (were they "
-                         "counted with this reference's edges?)")
+        raise ValueError(
+            f"{name!r}: {len(c)} counts for {n_bins} reference bins (were they "
+            "counted with this reference's edges?)"
+        )
     if any(x < 0 for x in c):
         raise ValueError(f"{name!r}: negative counts")
     return c
 
 
-def drift_report(reference: dict, current_counts: Mapping[str, Sequence[int]],
-                 thresholds: Mapping[str, float] | None = None,
-                 eps: float = DEFAULT_EPS) -> dict:
+def drift_report(
+    reference: dict,
+    current_counts: Mapping[str, Sequence[int]],
+    thresholds: Mapping[str, float] | None = None,
+    eps: float = DEFAULT_EPS,
+) -> dict:
     """PSI of every variable between the reference and the current scoring run.
 
     Parameters
@@ -620,8 +634,11 @@ def drift_report(reference: dict, current_counts: Mapping[str, Sequence[int]],
             "n_current": int(n_cur),
             "missing_share_reference": float(p[-1]),
             "missing_share_current": float(q[-1]),
-            "top_bin": {"label": str(spec["labels"][top]), "reference_share": float(p[top]),
-                        "current_share": float(q[top])},
+            "top_bin": {
+                "label": str(spec["labels"][top]),
+                "reference_share": float(p[top]),
+                "current_share": float(q[top]),
+            },
         }
     ranked = sorted(per, key=lambda k: -per[k]["psi"])
     return {
@@ -657,9 +674,12 @@ def _by_key(d: Mapping[Any, Any], what: str) -> dict[str, float]:
     return out
 
 
-def segment_shift(ref_shares: Mapping[Any, float], cur_counts: Mapping[Any, int],
-                  thresholds: Mapping[str, float] | None = None,
-                  eps: float = DEFAULT_EPS) -> dict:
+def segment_shift(
+    ref_shares: Mapping[Any, float],
+    cur_counts: Mapping[Any, int],
+    thresholds: Mapping[str, float] | None = None,
+    eps: float = DEFAULT_EPS,
+) -> dict:
     """Change of the segment mix: PSI over segments and the largest share change.
 
     Parameters
@@ -706,8 +726,14 @@ def segment_shift(ref_shares: Mapping[Any, float], cur_counts: Mapping[Any, int]
         "level": psi_level(value, th),
         "max_abs_change": float(abs(change[top])),
         "max_change_segment": ids[top],
-        "segments": {k: {"reference_share": float(p[i]), "current_share": float(q[i]),
-                         "change": float(change[i])} for i, k in enumerate(ids)},
+        "segments": {
+            k: {
+                "reference_share": float(p[i]),
+                "current_share": float(q[i]),
+                "change": float(change[i]),
+            }
+            for i, k in enumerate(ids)
+        },
         "new_segments": [k for k in ids if k not in ref],
         "vanished_segments": [k for k, n in zip(ids, c, strict=True) if n == 0],
         "n_current": int(round(sum(c))),
@@ -740,24 +766,32 @@ def _report_parts(report: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
         return {"features": report}
     unknown = sorted(set(report) - {"features", "scores", "segments"})
     if unknown:
-        raise ValueError(f"unknown report parts {unknown}: expected a drift_report, or a "
-                         "dict with keys 'features', 'scores', 'segments'")
+        raise ValueError(
+            f"unknown report parts {unknown}: expected a drift_report, or a "
+            "dict with keys 'features', 'scores', 'segments'"
+        )
     return {k: v for k, v in report.items() if v is not None}
 
 
 def _psi_reason(what: str, part: Mapping[str, Any], limit: float) -> str | None:
-    over = sorted(((name, f["psi"]) for name, f in part["features"].items()
-                   if f["psi"] >= limit), key=lambda t: -t[1])
+    over = sorted(
+        ((name, f["psi"]) for name, f in part["features"].items() if f["psi"] >= limit),
+        key=lambda t: -t[1],
+    )
     if not over:
         return None
     named = ", ".join(f"{name} ({value:.3f})" for name, value in over[:_MAX_NAMED])
     more = f" and {len(over) - _MAX_NAMED} more" if len(over) > _MAX_NAMED else ""
-    return f"{what} drift: PSI >= {limit:g} on {len(over)} of {len(part['features'])}: " \
-           f"{named}{more}"
+    return (
+        f"{what} drift: PSI >= {limit:g} on {len(over)} of {len(part['features'])}: {named}{more}"
+    )
 
 
-def should_retrain(report: Mapping[str, Any], model_age_days: float,
-                   policy: Mapping[str, float | None] | None = None) -> tuple[bool, list[str]]:
+def should_retrain(
+    report: Mapping[str, Any],
+    model_age_days: float,
+    policy: Mapping[str, float | None] | None = None,
+) -> tuple[bool, list[str]]:
     """Whether to retrain, and why (the policy is in the module docstring).
 
     Parameters
@@ -791,8 +825,10 @@ def should_retrain(report: Mapping[str, Any], model_age_days: float,
         raise ValueError(f"model_age_days must be finite and >= 0, got {model_age_days!r}")
     parts = _report_parts(report)
     reasons: list[str] = []
-    for key, what, limit_key in (("features", "feature", "max_feature_psi"),
-                                 ("scores", "score", "max_score_psi")):
+    for key, what, limit_key in (
+        ("features", "feature", "max_feature_psi"),
+        ("scores", "score", "max_score_psi"),
+    ):
         limit = pol[limit_key]
         if limit is not None and key in parts:
             reason = _psi_reason(what, parts[key], limit)
@@ -802,9 +838,11 @@ def should_retrain(report: Mapping[str, Any], model_age_days: float,
     if seg is not None and limit is not None and seg["psi"] >= limit:
         top = seg["max_change_segment"]
         s = seg["segments"][top]
-        reasons.append(f"segment mix shift: PSI {seg['psi']:.3f} >= {limit:g} (largest "
-                       f"change: segment {top}, {s['reference_share']:.1%} -> "
-                       f"{s['current_share']:.1%})")
+        reasons.append(
+            f"segment mix shift: PSI {seg['psi']:.3f} >= {limit:g} (largest "
+            f"change: segment {top}, {s['reference_share']:.1%} -> "
+            f"{s['current_share']:.1%})"
+        )
     max_age = pol["max_model_age_days"]
     if max_age is not None and age >= max_age:
         reasons.append(f"model age {age:.1f} days >= {max_age:g} days")

@@ -38,8 +38,9 @@ def _flatten(model: bytes) -> tuple | None:
     if gb.get("name") != "gbtree":
         return None
     trees = gb["model"]["trees"]
-    if any(int(t["tree_param"].get("size_leaf_vector", "1")) > 1 or any(t["split_type"])
-           for t in trees):
+    if any(
+        int(t["tree_param"].get("size_leaf_vector", "1")) > 1 or any(t["split_type"]) for t in trees
+    ):
         return None
     left, right, feat, cond, dleft, mean, offsets = [], [], [], [], [], [], [0]
     for t in trees:
@@ -58,12 +59,20 @@ def _flatten(model: bytes) -> tuple | None:
     lc, rc = cat(left), cat(right)
     if not (rc[lc != -1] == lc[lc != -1] + 1).all():  # the walk assumes sibling pairs
         return None
-    return (lc, cat(feat), cat(cond), cat(dleft), cat(mean), np.asarray(offsets, np.int64),
-            doc["learner"]["objective"]["name"])
+    return (
+        lc,
+        cat(feat),
+        cat(cond),
+        cat(dleft),
+        cat(mean),
+        np.asarray(offsets, np.int64),
+        doc["learner"]["objective"]["name"],
+    )
 
 
-def _node_means(left: np.ndarray, right: np.ndarray, value: np.ndarray,
-                hess: np.ndarray) -> np.ndarray:
+def _node_means(
+    left: np.ndarray, right: np.ndarray, value: np.ndarray, hess: np.ndarray
+) -> np.ndarray:
     """Cover-weighted mean leaf value below every node (leaves: their value), in float32
     as XGBoost's ``FillNodeMeanValue`` computes it (children before parents)."""
     out = np.zeros(len(left), np.float32)
@@ -86,7 +95,9 @@ _BLOCK = 64
 
 
 @numba.njit(cache=True, nogil=True)
-def _walk(X, left, feat, cond, dleft, mean, offsets, margin, out, with_contribs):  # pragma: no cover
+def _walk(
+    X, left, feat, cond, dleft, mean, offsets, margin, out, with_contribs
+):  # pragma: no cover
     """Every row down every tree, rows in blocks of ``_BLOCK`` per tree: the leaf value
     is added to ``margin`` (in tree order, float32, as XGBoost sums a prediction) and,
     ``with_contribs``, the root mean to the bias column and each split's change of mean
@@ -117,9 +128,16 @@ def _walk(X, left, feat, cond, dleft, mean, offsets, margin, out, with_contribs)
 
 
 #: objectives whose prediction is ``link(margin)``, with that link
-_LINKS = {"binary:logistic": "sigmoid", "reg:logistic": "sigmoid", "reg:tweedie": "exp",
-          "count:poisson": "exp", "reg:gamma": "exp", "reg:squarederror": "identity",
-          "reg:absoluteerror": "identity", "reg:pseudohubererror": "identity"}
+_LINKS = {
+    "binary:logistic": "sigmoid",
+    "reg:logistic": "sigmoid",
+    "reg:tweedie": "exp",
+    "count:poisson": "exp",
+    "reg:gamma": "exp",
+    "reg:squarederror": "identity",
+    "reg:absoluteerror": "identity",
+    "reg:pseudohubererror": "identity",
+}
 
 
 def _model(model: bytes) -> tuple[str, tuple | None]:
@@ -147,8 +165,14 @@ def predict_explain(model: bytes, X: np.ndarray, contribs: bool = True) -> tuple
         pred = b.inplace_predict(X).astype(np.float32) if len(X) else np.zeros(0, np.float32)
         c = None
         if contribs:
-            c = np.asarray(b.predict(xgb.DMatrix(X), pred_contribs=True, approx_contribs=True)
-                           [:, :-1], dtype=np.float32) if len(X) else np.zeros(X.shape, np.float32)
+            c = (
+                np.asarray(
+                    b.predict(xgb.DMatrix(X), pred_contribs=True, approx_contribs=True)[:, :-1],
+                    dtype=np.float32,
+                )
+                if len(X)
+                else np.zeros(X.shape, np.float32)
+            )
         return pred, c
     margin = np.full(X.shape[0], _base_margin(model, key), np.float32)
     out = np.zeros((X.shape[0], X.shape[1] + 1) if contribs else (0, 0), np.float32)

@@ -47,8 +47,7 @@ import pandas as pd
 
 from bigseg.predict.ranking import roc_auc
 
-__all__ = ["AGE_BANDS", "UNKNOWN", "FLAGS", "audit", "band_age", "group_labels",
-           "model_features"]
+__all__ = ["AGE_BANDS", "UNKNOWN", "FLAGS", "audit", "band_age", "group_labels", "model_features"]
 
 #: label of the group of customers whose attribute is missing
 UNKNOWN = "unknown"
@@ -144,8 +143,9 @@ def _order(name: str, labels: Iterable[str]) -> list[str]:
 # --------------------------------------------------------------------------------------
 
 
-def model_features(features: Iterable[str], protected: Iterable[str], allow: bool = False
-                   ) -> list[str]:
+def model_features(
+    features: Iterable[str], protected: Iterable[str], allow: bool = False
+) -> list[str]:
     """The features a model may use: all but the protected ones, unless allowed.
 
     Parameters
@@ -168,8 +168,11 @@ def model_features(features: Iterable[str], protected: Iterable[str], allow: boo
     if allow:
         return features
     attrs = [a.casefold() for a in protected]
-    return [f for f in features
-            if not any(f.casefold() == a or f.casefold().startswith(a + "_") for a in attrs)]
+    return [
+        f
+        for f in features
+        if not any(f.casefold() == a or f.casefold().startswith(a + "_") for a in attrs)
+    ]
 
 
 # --------------------------------------------------------------------------------------
@@ -336,17 +339,23 @@ def audit(
     sizes = {len(v) for v in labels.values()}
     if len(sizes) > 1:
         raise ValueError(f"protected attributes differ in length: {sorted(sizes)}")
-    given = {"churn_flag": churn_flag, "y_churn": y_churn, "p_churn": p_churn,
-             "high_value_flag": high_value_flag, "y_high_value": y_high_value,
-             "p_value": p_value}
+    given = {
+        "churn_flag": churn_flag,
+        "y_churn": y_churn,
+        "p_churn": p_churn,
+        "high_value_flag": high_value_flag,
+        "y_high_value": y_high_value,
+        "p_value": p_value,
+    }
     if not sizes:
         lengths = {len(np.asarray(v)) for v in given.values() if v is not None}
         sizes = lengths or {0}
     if len(sizes) > 1:
         raise ValueError("arrays differ in length")
     (n,) = sizes
-    arrays = {k: (_score(k, v, n) if k.startswith("p_") else _bool(k, v, n))
-              for k, v in given.items()}
+    arrays = {
+        k: (_score(k, v, n) if k.startswith("p_") else _bool(k, v, n)) for k, v in given.items()
+    }
 
     attributes = {}
     all_flags: list[str] = []
@@ -354,12 +363,25 @@ def audit(
         res = _audit_attribute(name, lab, arrays, n, threshold, min_group_size, alpha)
         attributes[name] = res
         all_flags.extend(res["flags"])
-    return {"n": int(n), "threshold": float(threshold), "min_group_size": int(min_group_size),
-            "alpha": _float(alpha), "attributes": attributes, "flags": all_flags}
+    return {
+        "n": int(n),
+        "threshold": float(threshold),
+        "min_group_size": int(min_group_size),
+        "alpha": _float(alpha),
+        "attributes": attributes,
+        "flags": all_flags,
+    }
 
 
-def _audit_attribute(name: str, lab: np.ndarray, arrays: dict, n: int, threshold: float,
-                     min_group_size: int, alpha: float | None) -> dict:
+def _audit_attribute(
+    name: str,
+    lab: np.ndarray,
+    arrays: dict,
+    n: int,
+    threshold: float,
+    min_group_size: int,
+    alpha: float | None,
+) -> dict:
     groups: dict[str, dict] = {}
     counts: dict[str, dict[str, tuple[int, int]]] = {f: {} for f in FLAGS}  # (flagged, n)
     tprs: dict[str, dict[str, float]] = {f: {} for f in FLAGS}
@@ -407,8 +429,13 @@ def _audit_attribute(name: str, lab: np.ndarray, arrays: dict, n: int, threshold
                 f"{counts[flag][dp['highest_group']][1]})"
                 + (f", two-proportion p = {p:.2g}" if p is not None else "")
             )
-    return {"groups": groups, "excluded_groups": excluded, "demographic_parity": parity,
-            "equal_opportunity": opportunity, "flags": flags}
+    return {
+        "groups": groups,
+        "excluded_groups": excluded,
+        "demographic_parity": parity,
+        "equal_opportunity": opportunity,
+        "flags": flags,
+    }
 
 
 def _parity(counts: dict[str, tuple[int, int]]) -> dict | None:
@@ -420,10 +447,14 @@ def _parity(counts: dict[str, tuple[int, int]]) -> dict | None:
     hi = max(rates, key=rates.__getitem__)
     if rates[hi] == 0:
         return None
-    return {"ratio": rates[lo] / rates[hi],
-            "lowest_group": lo, "lowest_rate": rates[lo],
-            "highest_group": hi, "highest_rate": rates[hi],
-            "p_value": _float(_two_proportion_p(*counts[lo], *counts[hi]))}
+    return {
+        "ratio": rates[lo] / rates[hi],
+        "lowest_group": lo,
+        "lowest_rate": rates[lo],
+        "highest_group": hi,
+        "highest_rate": rates[hi],
+        "p_value": _float(_two_proportion_p(*counts[lo], *counts[hi])),
+    }
 
 
 def _opportunity(tprs: dict[str, float]) -> dict | None:
@@ -432,6 +463,10 @@ def _opportunity(tprs: dict[str, float]) -> dict | None:
         return None
     lo = min(tprs, key=tprs.__getitem__)
     hi = max(tprs, key=tprs.__getitem__)
-    return {"difference": tprs[hi] - tprs[lo],
-            "lowest_group": lo, "lowest_tpr": tprs[lo],
-            "highest_group": hi, "highest_tpr": tprs[hi]}
+    return {
+        "difference": tprs[hi] - tprs[lo],
+        "lowest_group": lo,
+        "lowest_tpr": tprs[lo],
+        "highest_group": hi,
+        "highest_tpr": tprs[hi],
+    }

@@ -66,8 +66,14 @@ CHURN_CUTS: tuple[float, float] = (0.3, 0.6)
 #: tiers: the top 20 % of customers are "high", the next 30 % "medium", the rest "low"
 VALUE_QUANTILES: tuple[float, float] = (0.5, 0.8)
 #: columns of an audience frame / file, in order
-AUDIENCE_COLUMNS = ["customer_id", "segment", "segment_name", "churn_risk_tier",
-                    "value_tier", "offer"]
+AUDIENCE_COLUMNS = [
+    "customer_id",
+    "segment",
+    "segment_name",
+    "churn_risk_tier",
+    "value_tier",
+    "offer",
+]
 #: how the offer score is computed (recorded in :func:`category_affinity`'s result)
 SCORE = "lift x segment buyer rate"
 _TIERS = np.array(["low", "medium", "high", None], dtype=object)
@@ -97,8 +103,9 @@ def _segment_codes(segments, n: int, k: int) -> np.ndarray:
     return seg
 
 
-def segment_category_sums(frame: pd.DataFrame, segments: np.ndarray, k: int,
-                          categories: list[str]) -> dict:
+def segment_category_sums(
+    frame: pd.DataFrame, segments: np.ndarray, k: int, categories: list[str]
+) -> dict:
     """Per-segment partial sums of the category mix of one bucket, for
     :func:`category_affinity`.
 
@@ -159,8 +166,9 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
         return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
 
 
-def category_affinity(parts: list[dict], ids: Sequence[int] | None = None,
-                      names: Sequence[str] | None = None) -> dict:
+def category_affinity(
+    parts: list[dict], ids: Sequence[int] | None = None, names: Sequence[str] | None = None
+) -> dict:
     """Reduce the per-bucket sums of :func:`segment_category_sums` into category lifts.
 
     For segment ``s`` and category ``c``, over customers with a known category mix:
@@ -202,13 +210,16 @@ def category_affinity(parts: list[dict], ids: Sequence[int] | None = None,
     cats, k = parts[0]["categories"], int(parts[0]["k"])
     for p in parts[1:]:
         if p["categories"] != cats or int(p["k"]) != k:
-            raise ValueError("the parts disagree on the categories or k: built with "
-                             "different vocabularies or segmenters")
+            raise ValueError(
+                "the parts disagree on the categories or k: built with "
+                "different vocabularies or segmenters"
+            )
     c = len(cats)
     customers = np.sum([p["customers"] for p in parts], axis=0).astype(np.int64)
     known = np.sum([p["known"] for p in parts], axis=0).astype(np.int64)
-    share_sum = np.sum([np.asarray(p["share_sum"], np.float64).reshape(k, c) for p in parts],
-                       axis=0)
+    share_sum = np.sum(
+        [np.asarray(p["share_sum"], np.float64).reshape(k, c) for p in parts], axis=0
+    )
     buyers = np.sum([np.asarray(p["buyers"], np.int64).reshape(k, c) for p in parts], axis=0)
     seg_mean = _ratio(share_sum, known[:, None])
     seg_rate = _ratio(buyers, known[:, None])
@@ -236,12 +247,22 @@ def category_affinity(parts: list[dict], ids: Sequence[int] | None = None,
     return {
         "categories": list(cats),
         "score": SCORE,
-        "population": {"customers": int(customers.sum()), "known": pop_known,
-                       "mean_share": per_cat(pop_mean), "buyer_rate": per_cat(pop_rate)},
+        "population": {
+            "customers": int(customers.sum()),
+            "known": pop_known,
+            "mean_share": per_cat(pop_mean),
+            "buyer_rate": per_cat(pop_rate),
+        },
         "segments": [
-            {"id": i, "name": None if i not in given else str(given[i]), "customers": int(customers[i]),
-             "known": int(known[i]), "mean_share": per_cat(seg_mean[i]),
-             "lift": per_cat(lift[i]), "buyer_rate": per_cat(seg_rate[i])}
+            {
+                "id": i,
+                "name": None if i not in given else str(given[i]),
+                "customers": int(customers[i]),
+                "known": int(known[i]),
+                "mean_share": per_cat(seg_mean[i]),
+                "lift": per_cat(lift[i]),
+                "buyer_rate": per_cat(seg_rate[i]),
+            }
             for i in ids
         ],
     }
@@ -264,16 +285,18 @@ def _segment_scores(affinity: dict, min_lift: float) -> tuple[np.ndarray, np.nda
     for r, s in enumerate(segs):
         row[int(s["id"])] = r
         lift = np.array([np.nan if s["lift"][c] is None else s["lift"][c] for c in cats], float)
-        rate = np.array([np.nan if s["buyer_rate"][c] is None else s["buyer_rate"][c]
-                         for c in cats], float)
+        rate = np.array(
+            [np.nan if s["buyer_rate"][c] is None else s["buyer_rate"][c] for c in cats], float
+        )
         with np.errstate(invalid="ignore"):
             ok = lift >= min_lift
         table[r] = np.where(ok, lift * rate, np.nan)
     return row, table
 
 
-def next_best_offers(frame: pd.DataFrame, segments: np.ndarray, affinity: dict, n: int = 3,
-                     min_lift: float = 1.2) -> pd.DataFrame:
+def next_best_offers(
+    frame: pd.DataFrame, segments: np.ndarray, affinity: dict, n: int = 3, min_lift: float = 1.2
+) -> pd.DataFrame:
     """Per customer, the ``n`` best categories to offer.
 
     A category is a candidate for a customer when their segment buys it markedly more
@@ -340,8 +363,7 @@ def next_best_offers(frame: pd.DataFrame, segments: np.ndarray, affinity: dict, 
         if j < c:
             col = order[:, j]
             s = score[idx, col]
-            offers[f"offer_{j + 1}"] = pd.Series(names[np.where(np.isnan(s), c, col)],
-                                                 dtype=object)
+            offers[f"offer_{j + 1}"] = pd.Series(names[np.where(np.isnan(s), c, col)], dtype=object)
             scores[f"offer_{j + 1}_score"] = s
         else:
             offers[f"offer_{j + 1}"] = pd.Series(np.full(rows, None, dtype=object), dtype=object)
@@ -354,8 +376,9 @@ def next_best_offers(frame: pd.DataFrame, segments: np.ndarray, affinity: dict, 
 # --------------------------------------------------------------------------------------
 
 
-def value_cut_points(values: np.ndarray,
-                     quantiles: tuple[float, float] = VALUE_QUANTILES) -> tuple[float, float]:
+def value_cut_points(
+    values: np.ndarray, quantiles: tuple[float, float] = VALUE_QUANTILES
+) -> tuple[float, float]:
     """Global value-tier cut points from a population sample of value predictions.
 
     Pass a sample pooled over all buckets (e.g. the concatenated
@@ -424,9 +447,13 @@ def _lookup(index: pd.Index, ids: np.ndarray, what: str) -> np.ndarray:
     return index.get_indexer(ids)
 
 
-def audience_frame(scores: pd.DataFrame, offers: pd.DataFrame | None,
-                   consent: pd.Series | None, value_cuts: tuple[float, float],
-                   churn_cuts: tuple[float, float] = CHURN_CUTS) -> pd.DataFrame:
+def audience_frame(
+    scores: pd.DataFrame,
+    offers: pd.DataFrame | None,
+    consent: pd.Series | None,
+    value_cuts: tuple[float, float],
+    churn_cuts: tuple[float, float] = CHURN_CUTS,
+) -> pd.DataFrame:
     """The marketing audience of one bucket: consenting customers only.
 
     Parameters
@@ -474,33 +501,46 @@ def audience_frame(scores: pd.DataFrame, offers: pd.DataFrame | None,
         vals = np.append(offers["offer_1"].to_numpy(dtype=object), None)
         offer = vals[np.where(pos >= 0, pos, len(offers))]
         offer = np.where(pd.isna(offer), None, offer)
-    return pd.DataFrame({
-        "customer_id": kept,
-        "segment": s["segment"].to_numpy(),
-        "segment_name": pd.Series(s["segment_name"].to_numpy(dtype=object), dtype=object),
-        "churn_risk_tier": pd.Series(_tier(s["churn_probability"], churn_cuts), dtype=object),
-        "value_tier": pd.Series(_tier(s["value_prediction"], value_cuts), dtype=object),
-        "offer": pd.Series(offer, dtype=object),
-    })
+    return pd.DataFrame(
+        {
+            "customer_id": kept,
+            "segment": s["segment"].to_numpy(),
+            "segment_name": pd.Series(s["segment_name"].to_numpy(dtype=object), dtype=object),
+            "churn_risk_tier": pd.Series(_tier(s["churn_probability"], churn_cuts), dtype=object),
+            "value_tier": pd.Series(_tier(s["value_prediction"], value_cuts), dtype=object),
+            "offer": pd.Series(offer, dtype=object),
+        }
+    )
 
 
-def bucket_audience(frame: pd.DataFrame, scores: pd.DataFrame, affinity: dict,
-                    consent: pd.Series | None, value_cuts: tuple[float, float],
-                    min_lift: float = 1.2,
-                    churn_cuts: tuple[float, float] = CHURN_CUTS) -> pd.DataFrame:
+def bucket_audience(
+    frame: pd.DataFrame,
+    scores: pd.DataFrame,
+    affinity: dict,
+    consent: pd.Series | None,
+    value_cuts: tuple[float, float],
+    min_lift: float = 1.2,
+    churn_cuts: tuple[float, float] = CHURN_CUTS,
+) -> pd.DataFrame:
     """:func:`next_best_offers` (first offer) then :func:`audience_frame` for one
     bucket: ``frame`` is the bucket's feature frame, ``scores`` its scores (same rows,
     same order)."""
-    offers = next_best_offers(frame, scores["segment"].to_numpy(), affinity, n=1,
-                              min_lift=min_lift)
+    offers = next_best_offers(frame, scores["segment"].to_numpy(), affinity, n=1, min_lift=min_lift)
     return audience_frame(scores, offers, consent, value_cuts, churn_cuts)
 
 
 def _schema(id_type: pa.DataType) -> pa.Schema:
     s = pa.string()
-    return pa.schema([("customer_id", id_type), ("segment", pa.int32()),
-                      ("segment_name", s), ("churn_risk_tier", s), ("value_tier", s),
-                      ("offer", s)])
+    return pa.schema(
+        [
+            ("customer_id", id_type),
+            ("segment", pa.int32()),
+            ("segment_name", s),
+            ("churn_risk_tier", s),
+            ("value_tier", s),
+            ("offer", s),
+        ]
+    )
 
 
 def _id_type(df: pd.DataFrame) -> pa.DataType | None:
@@ -510,9 +550,13 @@ def _id_type(df: pd.DataFrame) -> pa.DataType | None:
     return pa.string() if pa.types.is_large_string(t) else t
 
 
-def write_audiences(frames: Iterable[pd.DataFrame], output: str | Path,
-                    final: str | Path | None = None, segment_ids: Iterable[int] | None = None,
-                    row_group_rows: int = 65_536) -> dict[int, int]:
+def write_audiences(
+    frames: Iterable[pd.DataFrame],
+    output: str | Path,
+    final: str | Path | None = None,
+    segment_ids: Iterable[int] | None = None,
+    row_group_rows: int = 65_536,
+) -> dict[int, int]:
     """Write ``<final>/segment=<id>.parquet``, one file per segment, atomically.
 
     The audience frames of the buckets (:func:`audience_frame`) are **streamed**: each
@@ -570,7 +614,8 @@ def write_audiences(frames: Iterable[pd.DataFrame], output: str | Path,
                 return
             if s not in writers:
                 writers[s] = stack.enter_context(
-                    pq.ParquetWriter(d / f"segment={s}.parquet", schema, compression="zstd"))
+                    pq.ParquetWriter(d / f"segment={s}.parquet", schema, compression="zstd")
+                )
             writers[s].write_table(pa.concat_tables(buf.pop(s)), row_group_size=row_group_rows)
             pending[s] = 0
 
@@ -603,7 +648,6 @@ def write_audiences(frames: Iterable[pd.DataFrame], output: str | Path,
         for s in segment_ids or ():
             s = int(s)
             if s not in counts:
-                pq.write_table(schema.empty_table(), d / f"segment={s}.parquet",
-                               compression="zstd")
+                pq.write_table(schema.empty_table(), d / f"segment={s}.parquet", compression="zstd")
                 counts[s] = 0
     return dict(sorted(counts.items()))

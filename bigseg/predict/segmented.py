@@ -37,8 +37,11 @@ MIN_SEGMENT_ROWS = 1_000
 #: ... and, for a binary target, this many of each class
 MIN_SEGMENT_CLASS = 50
 #: prediction target -> its column in ``scores/`` (and in the drift reference of scores)
-TARGET_COLUMNS = {"churn": "churn_probability", "value": "value_prediction",
-                  "response": "response_probability"}
+TARGET_COLUMNS = {
+    "churn": "churn_probability",
+    "value": "value_prediction",
+    "response": "response_probability",
+}
 
 
 def segment_features(ids: list[int]) -> list[str]:
@@ -66,12 +69,19 @@ def model_matrix(df: pd.DataFrame, features: list[str], segs: np.ndarray) -> np.
         X = X.copy()
     for j, f in enumerate(features):
         if f.startswith(SEGMENT_PREFIX):
-            X[:, j] = segs == int(f[len(SEGMENT_PREFIX):])
+            X[:, j] = segs == int(f[len(SEGMENT_PREFIX) :])
     return X
 
 
-def model_rows(res: dict, name: str, targets: list[str], valid_fraction: float, seed: int,
-               features: list[str], seg: dict) -> dict:
+def model_rows(
+    res: dict,
+    name: str,
+    targets: list[str],
+    valid_fraction: float,
+    seed: int,
+    features: list[str],
+    seg: dict,
+) -> dict:
     """Everything the models of cutoff ``name`` learn from in one bucket, built once for
     every target and segment: the float32 matrix ``X`` (``features``, segment one-hot
     included), ``segs``, ``y`` per target (NaN where unlabelled: response is defined only
@@ -145,13 +155,22 @@ def select(rows: dict, target: str, only: int | None = None, fraction: float = 1
     return rows["X"][t], y[t], rows["X"][w], y[w]
 
 
-def xy_parts(res: dict, name: str, target: str, valid_fraction: float, seed: int,
-             features: list[str], seg: dict, only: int | None = None) -> tuple:
+def xy_parts(
+    res: dict,
+    name: str,
+    target: str,
+    valid_fraction: float,
+    seed: int,
+    features: list[str],
+    seg: dict,
+    only: int | None = None,
+) -> tuple:
     """(X_train, y_train, X_valid, y_valid) of one bucket at cutoff ``name`` for one
     target (with ``only``, the rows of that segment): :func:`select` of
     :func:`model_rows`."""
-    return select(model_rows(res, name, [target], valid_fraction, seed, features, seg),
-                  target, only)
+    return select(
+        model_rows(res, name, [target], valid_fraction, seed, features, seg), target, only
+    )
 
 
 def predict(X: np.ndarray, segs: np.ndarray, models: dict, choice: dict) -> np.ndarray:
@@ -160,15 +179,17 @@ def predict(X: np.ndarray, segs: np.ndarray, models: dict, choice: dict) -> np.n
     return predict_explain(X, segs, models, choice, drivers="off")[0]
 
 
-def contributions(X: np.ndarray, segs: np.ndarray, models: dict, choice: dict,
-                  exact: bool = False) -> np.ndarray:
+def contributions(
+    X: np.ndarray, segs: np.ndarray, models: dict, choice: dict, exact: bool = False
+) -> np.ndarray:
     """Feature contributions (rows x features, bias column dropped) from the model that
     scores each row (see :func:`predict_explain`)."""
     return predict_explain(X, segs, models, choice, "exact" if exact else "approx")[1]
 
 
-def predict_explain(X: np.ndarray, segs: np.ndarray, models: dict, choice: dict,
-                    drivers: str = "approx") -> tuple[np.ndarray, np.ndarray | None]:
+def predict_explain(
+    X: np.ndarray, segs: np.ndarray, models: dict, choice: dict, drivers: str = "approx"
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Predictions of one target and the feature contributions behind them, each row by
     the model that scores it (its segment's where the backtest chose it, else the
     global one), in one pass over the trees.
@@ -255,8 +276,13 @@ def top_drivers(contrib: np.ndarray, features: list[str], n: int = 3) -> list[np
         code = j.astype(np.int64) * (1 << 40) + (cents + (1 << 39))
         uniq, inv = np.unique(code, return_inverse=True)
         uj, uc = uniq >> 40, (uniq & ((1 << 40) - 1)) - (1 << 39)
-        text = np.array([f"{names[a]} {'-' if c < 0 else '+'}{abs(c) // 100}.{abs(c) % 100:02d}"
-                         for a, c in zip(uj.tolist(), uc.tolist(), strict=True)], dtype=object)
+        text = np.array(
+            [
+                f"{names[a]} {'-' if c < 0 else '+'}{abs(c) // 100}.{abs(c) % 100:02d}"
+                for a, c in zip(uj.tolist(), uc.tolist(), strict=True)
+            ],
+            dtype=object,
+        )
         cols.append(text[inv.ravel()])
     return cols
 
@@ -271,8 +297,9 @@ def importance_sums(contrib: np.ndarray, segs: np.ndarray, ids: list[int]) -> di
     return out
 
 
-def backtest_rows(res: dict, rows: dict, name: str, models: dict[str, dict],
-                  fraction: float = 1.0) -> dict:
+def backtest_rows(
+    res: dict, rows: dict, name: str, models: dict[str, dict], fraction: float = 1.0
+) -> dict:
     """Labels, baselines and every model's predictions on the rows of cutoff ``name``
     (whose :func:`model_rows` are ``rows``, built for training at that cutoff and reused
     here): ``pred_<target>_global`` and ``pred_<target>_segment`` (NaN where the segment
@@ -283,16 +310,25 @@ def backtest_rows(res: dict, rows: dict, name: str, models: dict[str, dict],
         keep = rows["u"] < fraction
         df, X, segs = df[keep], X[keep], segs[keep]
     out = {"segment": segs, "customer_id": df["customer_id"].to_numpy()}
-    for col in ("churn", "value", "response", "recency_days", "clv_expected_purchases",
-                "clv_expected_value", "frequency", "campaign_response_rate"):
+    for col in (
+        "churn",
+        "value",
+        "response",
+        "recency_days",
+        "clv_expected_purchases",
+        "clv_expected_value",
+        "frequency",
+        "campaign_response_rate",
+    ):
         out[col] = df[col].to_numpy(np.float64) if col in df else np.full(len(df), np.nan)
     for t, ms in models.items():
         g = _booster(ms["global"])
         link = _LINKS.get(_objective(g)) if len(X) else None
         if link is None:
             margin = None
-            out[f"pred_{t}_global"] = g.inplace_predict(X).astype(np.float32) \
-                if len(X) else np.zeros(0, np.float32)
+            out[f"pred_{t}_global"] = (
+                g.inplace_predict(X).astype(np.float32) if len(X) else np.zeros(0, np.float32)
+            )
         else:  # the global trees once: a segment model adds its own trees to this margin
             margin = g.inplace_predict(X, predict_type="margin")
             out[f"pred_{t}_global"] = link(margin).astype(np.float32)
@@ -321,8 +357,9 @@ def _objective(b: xgb.Booster) -> str:
     return json.loads(b.save_config())["learner"]["objective"]["name"]
 
 
-def _refined_predict(g: xgb.Booster, margin: np.ndarray | None, r: xgb.Booster,
-                     X: np.ndarray, idx: np.ndarray) -> np.ndarray:
+def _refined_predict(
+    g: xgb.Booster, margin: np.ndarray | None, r: xgb.Booster, X: np.ndarray, idx: np.ndarray
+) -> np.ndarray:
     """Predictions of the refined model ``r`` (the global ``g``'s trees, then its own) for
     rows ``idx``: with the global margin known, only ``r``'s own trees are evaluated, on
     top of it; otherwise (or when ``r`` does not extend ``g``) the whole model."""
@@ -332,8 +369,14 @@ def _refined_predict(g: xgb.Booster, margin: np.ndarray | None, r: xgb.Booster,
     return r.inplace_predict(X[idx], iteration_range=(start, end), base_margin=margin[idx])
 
 
-def choose(target: str, y: np.ndarray, segs: np.ndarray, p_global: np.ndarray,
-           p_segment: np.ndarray, ids: list[int]) -> dict:
+def choose(
+    target: str,
+    y: np.ndarray,
+    segs: np.ndarray,
+    p_global: np.ndarray,
+    p_segment: np.ndarray,
+    ids: list[int],
+) -> dict:
     """Per segment: which model serves it better on the backtest, with both scores.
 
     Binary targets (churn, response) compare ROC-AUC (higher wins), value RMSE (lower
@@ -373,6 +416,12 @@ def calibration_curve(y: np.ndarray, p: np.ndarray, bins: int = 10) -> list[dict
     for i in range(bins):
         m = b == i
         if m.any():
-            out.append({"bin": [i / bins, (i + 1) / bins], "mean_predicted": float(p[m].mean()),
-                        "observed_rate": float(y[m].mean()), "n": int(m.sum())})
+            out.append(
+                {
+                    "bin": [i / bins, (i + 1) / bins],
+                    "mean_predicted": float(p[m].mean()),
+                    "observed_rate": float(y[m].mean()),
+                    "n": int(m.sum()),
+                }
+            )
     return out

@@ -91,8 +91,15 @@ def params_for(target: str, pcfg, seed: int, device: str) -> dict:
     }
 
 
-def train_dask(client, parts: list, n_features: int, params: dict, num_boost_round: int,
-               early_stopping_rounds: int, single_worker_rows: int = 5_000_000) -> tuple[bytes, dict]:
+def train_dask(
+    client,
+    parts: list,
+    n_features: int,
+    params: dict,
+    num_boost_round: int,
+    early_stopping_rounds: int,
+    single_worker_rows: int = 5_000_000,
+) -> tuple[bytes, dict]:
     """Train with ``xgboost.dask`` (see :func:`_train_dask_once`); when a worker leaves
     during training, train again on the workers left (up to ``WORKER_LOSS_RETRIES``
     times; lost data blocks are recomputed by Dask), then fail with a ClusterError.
@@ -100,8 +107,15 @@ def train_dask(client, parts: list, n_features: int, params: dict, num_boost_rou
     for attempt in range(WORKER_LOSS_RETRIES + 1):
         before = _worker_addresses(client)
         try:
-            model, info = _train_dask_once(client, parts, n_features, params, num_boost_round,
-                                           early_stopping_rounds, single_worker_rows)
+            model, info = _train_dask_once(
+                client,
+                parts,
+                n_features,
+                params,
+                num_boost_round,
+                early_stopping_rounds,
+                single_worker_rows,
+            )
         except BigsegError:
             raise
         except Exception as e:
@@ -115,8 +129,12 @@ def train_dask(client, parts: list, n_features: int, params: dict, num_boost_rou
                     f"during training, {attempt + 1} time(s) in a row; xgboost.dask cannot "
                     f"continue without a worker ({why}). Check the workers' memory and logs."
                 ) from e
-            log.warning("XGBoost training: worker(s) %s left during training (%s); training "
-                        "again on the workers left", ", ".join(sorted(lost)), why)
+            log.warning(
+                "XGBoost training: worker(s) %s left during training (%s); training "
+                "again on the workers left",
+                ", ".join(sorted(lost)),
+                why,
+            )
             continue
         info["worker_loss_retries"] = attempt
         return model, info
@@ -138,9 +156,15 @@ def _lost_workers(client, before: set[str]) -> set[str]:
         time.sleep(0.1)
 
 
-def _train_dask_once(client, parts: list, n_features: int, params: dict,
-                     num_boost_round: int, early_stopping_rounds: int,
-                     single_worker_rows: int) -> tuple[bytes, dict]:
+def _train_dask_once(
+    client,
+    parts: list,
+    n_features: int,
+    params: dict,
+    num_boost_round: int,
+    early_stopping_rounds: int,
+    single_worker_rows: int,
+) -> tuple[bytes, dict]:
     """Train with ``xgboost.dask`` on per-bucket futures of ``(X_train, y_train, X_valid,
     y_valid)``.
 
@@ -187,18 +211,28 @@ def _train_dask_once(client, parts: list, n_features: int, params: dict,
     if arrays["Xv"] is not None:
         evals = [(dxgb.DaskDMatrix(client, arrays["Xv"], arrays["yv"]), "valid")]
     with xgb.config_context(verbosity=0), _tracker_in_child(client):
-        out = dxgb.train(client, params, dtrain, num_boost_round=num_boost_round, evals=evals,
-                         early_stopping_rounds=early_stopping_rounds if evals else None,
-                         verbose_eval=False,
-                         coll_cfg=CollConfig(timeout=COLLECTIVE_TIMEOUT_S))
+        out = dxgb.train(
+            client,
+            params,
+            dtrain,
+            num_boost_round=num_boost_round,
+            evals=evals,
+            early_stopping_rounds=early_stopping_rounds if evals else None,
+            verbose_eval=False,
+            coll_cfg=CollConfig(timeout=COLLECTIVE_TIMEOUT_S),
+        )
     booster = out["booster"]
     best = getattr(booster, "best_iteration", None)
     if best is None or best < 0:
         best = booster.num_boosted_rounds() - 1
     # keep only the trees we use, so the stored model predicts as evaluated
     booster = booster[: best + 1]
-    info = {"best_iteration": int(best), "n_train": n_train, "mode": mode,
-            "n_valid": int(sum(s[1] for s in sizes))}
+    info = {
+        "best_iteration": int(best),
+        "n_train": n_train,
+        "mode": mode,
+        "n_valid": int(sum(s[1] for s in sizes)),
+    }
     hist = (out.get("history") or {}).get("valid") or {}
     if hist:  # validation loss at the kept iteration (for the optional depth search)
         name, values = next(iter(hist.items()))
@@ -206,8 +240,9 @@ def _train_dask_once(client, parts: list, n_features: int, params: dict,
     return bytes(booster.save_raw("ubj")), info
 
 
-def train_task(params: dict, rounds: int, early_stopping_rounds: int, *parts,
-               init=None) -> tuple[bytes, dict]:
+def train_task(
+    params: dict, rounds: int, early_stopping_rounds: int, *parts, init=None
+) -> tuple[bytes, dict]:
     """One XGBoost model on the concatenated parts (in bucket order), in the worker that
     runs this task, with ``params["nthread"]`` threads (default 1: models train side by
     side, one per Dask thread). XGBoost's hist is deterministic, so the model depends on
@@ -228,25 +263,39 @@ def train_task(params: dict, rounds: int, early_stopping_rounds: int, *parts,
     base = None
     if init is not None:
         base = xgb.Booster(model_file=bytearray(init[0] if isinstance(init, tuple) else init))
-    dtrain = xgb.QuantileDMatrix(Xt, label=yt, max_bin=params.get("max_bin", 256),
-                                 nthread=params["nthread"])
+    dtrain = xgb.QuantileDMatrix(
+        Xt, label=yt, max_bin=params.get("max_bin", 256), nthread=params["nthread"]
+    )
     evals = []
     if len(yv):
-        evals = [(xgb.QuantileDMatrix(Xv, label=yv, ref=dtrain, nthread=params["nthread"]),
-                  "valid")]
+        evals = [
+            (xgb.QuantileDMatrix(Xv, label=yv, ref=dtrain, nthread=params["nthread"]), "valid")
+        ]
     history: dict = {}
     with xgb.config_context(verbosity=0):
-        b = xgb.train(params, dtrain, num_boost_round=rounds, evals=evals,
-                      early_stopping_rounds=early_stopping_rounds if evals else None,
-                      evals_result=history, verbose_eval=False, xgb_model=base)
+        b = xgb.train(
+            params,
+            dtrain,
+            num_boost_round=rounds,
+            evals=evals,
+            early_stopping_rounds=early_stopping_rounds if evals else None,
+            evals_result=history,
+            verbose_eval=False,
+            xgb_model=base,
+        )
     best = getattr(b, "best_iteration", None) if evals else None
     if best is None or best < 0:
         best = b.num_boosted_rounds() - 1
     start = base.num_boosted_rounds() if base is not None else 0
     b = b[: best + 1]  # keep only the trees we use, so the stored model predicts as evaluated
-    info = {"best_iteration": int(best), "n_train": int(len(yt)), "n_valid": int(len(yv)),
-            "mode": "task" if base is None else "refined global",
-            "nthread": int(params["nthread"]), "seconds": round(time.perf_counter() - t0, 3)}
+    info = {
+        "best_iteration": int(best),
+        "n_train": int(len(yt)),
+        "n_valid": int(len(yv)),
+        "mode": "task" if base is None else "refined global",
+        "nthread": int(params["nthread"]),
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
     if base is not None:
         info["trees_added"] = int(best + 1 - start)
     hist = history.get("valid") or {}
@@ -348,7 +397,8 @@ def _tracker_host(client) -> str | None:
     except Exception:  # noqa: BLE001 - inproc or unusual addresses: keep XGBoost's way
         return None
     if host in ("127.0.0.1", "localhost", "::1") or isinstance(
-            getattr(client, "cluster", None), LocalCluster):
+        getattr(client, "cluster", None), LocalCluster
+    ):
         return host
     return None
 
@@ -381,19 +431,22 @@ def _tracker_in_child(client):
     def start(n_workers: int, timeout: int) -> dict:
         proc = subprocess.Popen(
             [sys.executable, "-c", _TRACKER_CHILD, str(n_workers), host, str(timeout)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
         children.append(proc)
         line = _read_line(proc, TRACKER_START_TIMEOUT_S)
         if not line:
-            raise ClusterError(f"the XGBoost tracker process did not start (exit code "
-                               f"{proc.poll()}); see its messages above on stderr")
+            raise ClusterError(
+                f"the XGBoost tracker process did not start (exit code "
+                f"{proc.poll()}); see its messages above on stderr"
+            )
         return json.loads(line)
 
     async def get_rabit_args(client, n_workers, dconfig=None, coll_cfg=None):
         coll_cfg = CollConfig() if coll_cfg is None else coll_cfg
         timeout = 0 if coll_cfg.tracker_timeout is None else int(coll_cfg.tracker_timeout)
-        env = await asyncio.get_running_loop().run_in_executor(None, start, n_workers,
-                                                               timeout)
+        env = await asyncio.get_running_loop().run_in_executor(None, start, n_workers, timeout)
         return coll_cfg.get_comm_config(env)
 
     dxgb._get_rabit_args = get_rabit_args
@@ -432,5 +485,6 @@ def _stop_tracker(proc: subprocess.Popen) -> None:
     with contextlib.suppress(OSError):
         proc.stdout.close()
     if rc not in (0, None):
-        log.warning("the XGBoost tracker process exited with code %s (a worker left during "
-                    "training?)", rc)
+        log.warning(
+            "the XGBoost tracker process exited with code %s (a worker left during training?)", rc
+        )

@@ -7,4 +7,12 @@ from bigseg.segment.hierarchical import Hierarchical
 from bigseg.segment.kmeans import KMeans, MiniBatchKMeans
 from bigseg.segment.som import SOM
 
-__all__ = ["Blocks", "GaussianMixture", "HDBSCAN", "Hierarchical", "KMeans", "MiniBatchKMeans", "SOM"]
+__all__ = [
+    "Blocks",
+    "GaussianMixture",
+    "HDBSCAN",
+    "Hierarchical",
+    "KMeans",
+    "MiniBatchKMeans",
+    "SOM",
+]

@@ -52,17 +52,28 @@ class Blocks:
             except Exception as e:  # noqa: BLE001 - a lost worker shows as many error types
                 if _is_user_error(e):
                     raise
-                log.warning("block host lost (%s: %s); running as tasks and rebuilding",
-                            type(e).__name__, e)
+                log.warning(
+                    "block host lost (%s: %s); running as tasks and rebuilding", type(e).__name__, e
+                )
                 self._actors = None
                 self._groups = None
                 groups = self._by_worker()
-        futs = {w: self.client.submit(_apply_many, fn, [self.parts[i] for i in idx], args,
-                                      kwargs, workers=[w], allow_other_workers=True,
-                                      pure=False)
-                for w, idx in groups.items()}
-        return self._scatter_back(groups, dict(zip(futs, self.client.gather(list(futs.values())),
-                                                   strict=True)))
+        futs = {
+            w: self.client.submit(
+                _apply_many,
+                fn,
+                [self.parts[i] for i in idx],
+                args,
+                kwargs,
+                workers=[w],
+                allow_other_workers=True,
+                pure=False,
+            )
+            for w, idx in groups.items()
+        }
+        return self._scatter_back(
+            groups, dict(zip(futs, self.client.gather(list(futs.values())), strict=True))
+        )
 
     def _scatter_back(self, groups: dict[str, list[int]], res: dict[str, list]) -> list:
         out: list = [None] * len(self.parts)
@@ -77,10 +88,17 @@ class Blocks:
         if getattr(self, "_actors", None) is None:
             groups = self._by_worker()
             try:
-                futs = {w: self.client.submit(_BlockHost, [self.parts[i] for i in idx],
-                                              actor=True, workers=[w],
-                                              allow_other_workers=False, pure=False)
-                        for w, idx in groups.items()}
+                futs = {
+                    w: self.client.submit(
+                        _BlockHost,
+                        [self.parts[i] for i in idx],
+                        actor=True,
+                        workers=[w],
+                        allow_other_workers=False,
+                        pure=False,
+                    )
+                    for w, idx in groups.items()
+                }
                 self._actors = {w: f.result() for w, f in futs.items()}
                 self._actor_futures = list(futs.values())
             except Exception as e:  # noqa: BLE001
@@ -109,8 +127,9 @@ class Blocks:
         """Like :meth:`map` but the results stay where the blocks are."""
         if self.client is None:
             return Blocks([fn(b, *args, **kwargs) for b in self.parts])
-        futs = self.client.map(fn, self.parts, *[[a] * len(self.parts) for a in args],
-                               pure=False, **kwargs)
+        futs = self.client.map(
+            fn, self.parts, *[[a] * len(self.parts) for a in args], pure=False, **kwargs
+        )
         return Blocks(futs, self.client)
 
     def map_indexed(self, fn: Callable, *args) -> list:
@@ -118,8 +137,9 @@ class Blocks:
         idx = list(range(len(self.parts)))
         if self.client is None:
             return [fn(b, i, *args) for b, i in zip(self.parts, idx, strict=True)]
-        futs = self.client.map(fn, self.parts, idx, *[[a] * len(self.parts) for a in args],
-                               pure=False)
+        futs = self.client.map(
+            fn, self.parts, idx, *[[a] * len(self.parts) for a in args], pure=False
+        )
         return self.client.gather(futs)
 
     def __len__(self) -> int:
@@ -167,8 +187,9 @@ def _is_user_error(e: BaseException) -> bool:
     lost worker or connection (which the task path recovers from)."""
     from distributed.comm.core import CommClosedError
 
-    return not isinstance(e, OSError | CommClosedError | KeyError | RuntimeError
-                          | ConnectionError) and not type(e).__module__.startswith("distributed")
+    return not isinstance(
+        e, OSError | CommClosedError | KeyError | RuntimeError | ConnectionError
+    ) and not type(e).__module__.startswith("distributed")
 
 
 def as_blocks(X, block_rows: int = 1 << 18) -> tuple[Blocks, str]:

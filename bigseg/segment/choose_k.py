@@ -30,10 +30,11 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 #: score -> True when higher is better (the scores that vote)
-VOTERS = {"silhouette": True, "calinski_harabasz": True, "davies_bouldin": False,
-          "stability": True}
-RULE = ("best mean rank over silhouette, Calinski-Harabasz, Davies-Bouldin and bootstrap "
-        "stability (ties: smaller k)")
+VOTERS = {"silhouette": True, "calinski_harabasz": True, "davies_bouldin": False, "stability": True}
+RULE = (
+    "best mean rank over silhouette, Calinski-Harabasz, Davies-Bouldin and bootstrap "
+    "stability (ties: smaller k)"
+)
 
 
 def cluster_scores(X: np.ndarray, labels: np.ndarray) -> dict:
@@ -52,8 +53,12 @@ def cluster_scores(X: np.ndarray, labels: np.ndarray) -> dict:
     }
 
 
-def bootstrap_stability(fit_predict: Callable[[np.ndarray, np.ndarray, int], np.ndarray],
-                        X: np.ndarray, n_boot: int = 3, seed: int = 0) -> float:
+def bootstrap_stability(
+    fit_predict: Callable[[np.ndarray, np.ndarray, int], np.ndarray],
+    X: np.ndarray,
+    n_boot: int = 3,
+    seed: int = 0,
+) -> float:
     """Mean pairwise adjusted Rand index between the labels that fits on ``n_boot``
     bootstrap resamples of ``X`` give to ``X`` itself.
 
@@ -70,8 +75,11 @@ def bootstrap_stability(fit_predict: Callable[[np.ndarray, np.ndarray, int], np.
         except ValueError as e:  # e.g. a mixture component collapsed on repeated rows
             log.info("bootstrap fit %d failed (%s); counted as disagreement", i, e)
             labs.append(None)
-    pairs = [0.0 if labs[i] is None or labs[j] is None else adjusted_rand_score(labs[i], labs[j])
-             for i in range(n_boot) for j in range(i + 1, n_boot)]
+    pairs = [
+        0.0 if labs[i] is None or labs[j] is None else adjusted_rand_score(labs[i], labs[j])
+        for i in range(n_boot)
+        for j in range(i + 1, n_boot)
+    ]
     return float(np.mean(pairs)) if pairs else 1.0
 
 

@@ -91,8 +91,9 @@ def _lloyd_pass(X, CT, c2, step, labels, with_labels, with_x2):  # pragma: no co
     return sums, counts, part, x2
 
 
-def assign_accumulate(X, C, xp, with_labels: bool = False, inertia: bool = True,
-                      fused: bool = True):
+def assign_accumulate(
+    X, C, xp, with_labels: bool = False, inertia: bool = True, fused: bool = True
+):
     """One Lloyd pass over a block: per-cluster sums and counts, inertia (and labels).
 
     The same algorithm on both devices: distances as ``|c|^2 - 2 x.c`` (+ ``|x|^2`` for
@@ -111,10 +112,15 @@ def assign_accumulate(X, C, xp, with_labels: bool = False, inertia: bool = True,
         c2 = (C32 * C32).sum(axis=1)
         labels = np.empty(X.shape[0] if with_labels else 0, dtype=np.int32)
         if X.shape[0] == 0:
-            return (np.zeros(C32.shape), np.zeros(C32.shape[0], dtype=np.int64),
-                    0.0 if inertia else None, labels if with_labels else None)
-        sums, counts, part, x2 = _lloyd_pass(X, np.ascontiguousarray(C32.T), c2, _STEP,
-                                             labels, with_labels, inertia)
+            return (
+                np.zeros(C32.shape),
+                np.zeros(C32.shape[0], dtype=np.int64),
+                0.0 if inertia else None,
+                labels if with_labels else None,
+            )
+        sums, counts, part, x2 = _lloyd_pass(
+            X, np.ascontiguousarray(C32.T), c2, _STEP, labels, with_labels, inertia
+        )
         total = max(float(part + x2), 0.0) if inertia else None
         return sums, counts, total, (labels if with_labels else None)
     if fused:
@@ -179,8 +185,16 @@ def _block_row(block, index: int, want: int, row: int) -> np.ndarray | None:
     return np.asarray(get() if callable(get) else r, dtype=np.float32)
 
 
-def _block_oversample(block, index: int, candidates: np.ndarray, phi: float, ell: float,
-                      seed: int, round_: int, device: str) -> np.ndarray:
+def _block_oversample(
+    block,
+    index: int,
+    candidates: np.ndarray,
+    phi: float,
+    ell: float,
+    seed: int,
+    round_: int,
+    device: str,
+) -> np.ndarray:
     """One k-means|| round on one block: keep each row independently with probability
     ``min(1, ell * d2 / phi)``, ``d2`` its squared distance to the nearest candidate.
 
@@ -210,8 +224,10 @@ def _check_init_name(init, allowed: tuple[str, ...]) -> None:
     """ValueError naming the allowed values when ``init`` is a string not among them."""
     if isinstance(init, str) and init not in allowed:
         names = ", ".join(repr(a) for a in allowed)
-        raise ValueError(f"init must be one of {names} or an array of shape "
-                         f"(n_clusters, n_features); got {init!r}")
+        raise ValueError(
+            f"init must be one of {names} or an array of shape "
+            f"(n_clusters, n_features); got {init!r}"
+        )
 
 
 def _init_array(init, k: int, d: int) -> np.ndarray:
@@ -302,10 +318,20 @@ class KMeans(_CentresModel):
     [50, 50]
     """
 
-    def __init__(self, n_clusters: int = 8, *, init="k-means++", n_init: int = 3,
-                 max_iter: int = 100, tol: float = 1e-4, random_state: int = 0,
-                 sample_size: int = 100_000, oversampling_factor: float = 2.0,
-                 init_rounds: int = 5, device: str = "auto"):
+    def __init__(
+        self,
+        n_clusters: int = 8,
+        *,
+        init="k-means++",
+        n_init: int = 3,
+        max_iter: int = 100,
+        tol: float = 1e-4,
+        random_state: int = 0,
+        sample_size: int = 100_000,
+        oversampling_factor: float = 2.0,
+        init_rounds: int = 5,
+        device: str = "auto",
+    ):
         self.n_clusters = n_clusters
         self.init = init
         self.n_init = n_init
@@ -367,8 +393,13 @@ class KMeans(_CentresModel):
         frac = min(1.0, self.sample_size / n)
         sample = np.concatenate(blocks.map_indexed(sample_block, frac, self.random_state))
         sample = sample.astype(np.float32, copy=False)
-        km = SkKMeans(self.n_clusters, init="k-means++", n_init=self.n_init, max_iter=50,
-                      random_state=self.random_state).fit(sample)
+        km = SkKMeans(
+            self.n_clusters,
+            init="k-means++",
+            n_init=self.n_init,
+            max_iter=50,
+            random_state=self.random_state,
+        ).fit(sample)
         return km.cluster_centers_.astype(np.float32)
 
     def _init_parallel(self, blocks: Blocks, sizes: list[int], device: str) -> np.ndarray:
@@ -388,8 +419,10 @@ class KMeans(_CentresModel):
         from sklearn.cluster import KMeans as SkKMeans
 
         if not self.oversampling_factor > 0 or self.init_rounds < 1:
-            raise ValueError("k-means|| needs oversampling_factor > 0 and init_rounds >= 1; "
-                             f"got {self.oversampling_factor!r} and {self.init_rounds!r}")
+            raise ValueError(
+                "k-means|| needs oversampling_factor > 0 and init_rounds >= 1; "
+                f"got {self.oversampling_factor!r} and {self.init_rounds!r}"
+            )
         k, seed = self.n_clusters, self.random_state
         ell = float(self.oversampling_factor) * k
         n = sum(sizes)
@@ -416,8 +449,9 @@ class KMeans(_CentresModel):
         weights = np.sum([s[1] for s in stats], axis=0).astype(np.float64)
         self.init_candidates_ = int(len(cand))
         log.info("k-means|| k=%d: %d candidates, cost %.4g", k, len(cand), phi)
-        km = SkKMeans(k, init="k-means++", n_init=self.n_init, max_iter=50,
-                      random_state=seed).fit(cand, sample_weight=weights)
+        km = SkKMeans(k, init="k-means++", n_init=self.n_init, max_iter=50, random_state=seed).fit(
+            cand, sample_weight=weights
+        )
         return km.cluster_centers_.astype(np.float32)
 
 
@@ -515,6 +549,7 @@ class _Chunks:
         if self.kind == "local":
             return [fn(*call(i)) for i in idx]
         if self.kind == "futures":
+
             def submit(i):
                 return self.client.submit(fn, *call(i), pure=False)
         else:
@@ -522,6 +557,7 @@ class _Chunks:
 
             def submit(i):
                 return self.client.compute(dask.delayed(fn, pure=False)(*call(i)))
+
         return _windowed(submit, idx, max(1, int(window)))
 
 
@@ -592,10 +628,21 @@ class MiniBatchKMeans(_CentresModel):
     [50, 50]
     """
 
-    def __init__(self, n_clusters: int = 8, *, init="k-means++", batch_blocks: int = 4,
-                 max_iter: int = 100, tol: float = 0.0, n_init: int = 3,
-                 init_blocks: int | None = None, sample_size: int = 100_000,
-                 block_rows: int = 65_536, random_state: int = 0, device: str = "auto"):
+    def __init__(
+        self,
+        n_clusters: int = 8,
+        *,
+        init="k-means++",
+        batch_blocks: int = 4,
+        max_iter: int = 100,
+        tol: float = 0.0,
+        n_init: int = 3,
+        init_blocks: int | None = None,
+        sample_size: int = 100_000,
+        block_rows: int = 65_536,
+        random_state: int = 0,
+        device: str = "auto",
+    ):
         self.n_clusters = n_clusters
         self.init = init
         self.batch_blocks = batch_blocks
@@ -633,8 +680,9 @@ class MiniBatchKMeans(_CentresModel):
         for it in range(1, self.max_iter + 1):  # noqa: B007 - n_iter_ below
             rng = np.random.default_rng([seed, 1, it])
             idx = np.sort(rng.choice(len(src), size=window, replace=False))
-            stats = src.run(_chunk_stats, idx, C.astype(np.float32), be.name,
-                            mean_var is None, window=window)
+            stats = src.run(
+                _chunk_stats, idx, C.astype(np.float32), be.name, mean_var is None, window=window
+            )
             sums = np.sum([s[0] for s in stats], axis=0)
             counts = np.sum([s[1] for s in stats], axis=0).astype(np.float64)
             if mean_var is None:
@@ -657,8 +705,13 @@ class MiniBatchKMeans(_CentresModel):
         self.inertia_ = float(sum(s[2] for s in stats))
         if src.kind == "local":
             self.labels_ = np.concatenate(src.run(_block_labels, range(len(src)), C32, be.name))
-        log.info("mini-batch kmeans k=%d: %d steps of %d chunks, inertia %.4g", k, it, window,
-                 self.inertia_)
+        log.info(
+            "mini-batch kmeans k=%d: %d steps of %d chunks, inertia %.4g",
+            k,
+            it,
+            window,
+            self.inertia_,
+        )
         return self
 
     def _init_sample(self, src: _Chunks, window: int) -> tuple[np.ndarray, float]:
@@ -667,17 +720,24 @@ class MiniBatchKMeans(_CentresModel):
         from sklearn.cluster import KMeans as SkKMeans
 
         m = min(len(src), self.init_blocks or 3 * self.batch_blocks)
-        idx = np.sort(np.random.default_rng([self.random_state, 0]).choice(len(src), m,
-                                                                          replace=False))
+        idx = np.sort(
+            np.random.default_rng([self.random_state, 0]).choice(len(src), m, replace=False)
+        )
         per = -(-self.sample_size // m)
-        parts = src.run(_chunk_sample, idx, per, self.random_state, window=window,
-                        indexed=True)
+        parts = src.run(_chunk_sample, idx, per, self.random_state, window=window, indexed=True)
         sample = np.concatenate(parts).astype(np.float32, copy=False)
         if len(sample) < self.n_clusters:
-            raise ValueError(f"the initialisation sample has {len(sample)} rows, fewer than "
-                             f"n_clusters={self.n_clusters}; raise init_blocks or sample_size")
-        km = SkKMeans(self.n_clusters, init="k-means++", n_init=self.n_init, max_iter=50,
-                      random_state=self.random_state).fit(sample)
+            raise ValueError(
+                f"the initialisation sample has {len(sample)} rows, fewer than "
+                f"n_clusters={self.n_clusters}; raise init_blocks or sample_size"
+            )
+        km = SkKMeans(
+            self.n_clusters,
+            init="k-means++",
+            n_init=self.n_init,
+            max_iter=50,
+            random_state=self.random_state,
+        ).fit(sample)
         mean_var = float(sample.astype(np.float64).var(axis=0).mean())
         return km.cluster_centers_.astype(np.float32), mean_var
 
@@ -689,8 +749,13 @@ class MiniBatchKMeans(_CentresModel):
         lazy = _lazy_rows(X)
         if lazy is None:
             return super().predict(X)
-        return lazy.map_blocks(_block_labels, centers=self.cluster_centers_,
-                               device=resolve(self.device).name, drop_axis=1, dtype=np.int32)
+        return lazy.map_blocks(
+            _block_labels,
+            centers=self.cluster_centers_,
+            device=resolve(self.device).name,
+            drop_axis=1,
+            dtype=np.int32,
+        )
 
     def transform(self, X):
         """Distances of each row to every centre (a lazy Dask array for Dask input)."""
@@ -699,16 +764,24 @@ class MiniBatchKMeans(_CentresModel):
         if lazy is None:
             return super().transform(X)
         k = self.cluster_centers_.shape[0]
-        return lazy.map_blocks(_block_distances, centers=self.cluster_centers_,
-                               device=resolve(self.device).name,
-                               chunks=(lazy.chunks[0], (k,)),
-                               dtype=np.result_type(lazy.dtype, np.float32))
+        return lazy.map_blocks(
+            _block_distances,
+            centers=self.cluster_centers_,
+            device=resolve(self.device).name,
+            chunks=(lazy.chunks[0], (k,)),
+            dtype=np.result_type(lazy.dtype, np.float32),
+        )
 
     def score(self, X, y=None) -> float:
         """Opposite of the inertia of ``X``, by one streaming pass of at most
         ``batch_blocks`` chunks at a time."""
         self._check_fitted()
         src = _Chunks(X, self.block_rows)
-        stats = src.run(_chunk_stats, range(len(src)), self.cluster_centers_,
-                        resolve(self.device).name, window=self.batch_blocks)
+        stats = src.run(
+            _chunk_stats,
+            range(len(src)),
+            self.cluster_centers_,
+            resolve(self.device).name,
+            window=self.batch_blocks,
+        )
         return -float(sum(s[2] for s in stats))

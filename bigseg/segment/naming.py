@@ -39,12 +39,14 @@ def rfm_position(centres: dict[str, np.ndarray], population: dict[str, np.ndarra
     out = []
     for i in range(k):
         value = centres["purchase_rate"][i] * centres["monetary_mean"][i]
-        out.append({
-            "r": 1.0 - _pct(population["recency_days"], centres["recency_days"][i]),
-            "f": _pct(population["purchase_rate"], centres["purchase_rate"][i]),
-            "m": _pct(pop_value, value),
-            "t": _pct(population["tenure_days"], centres["tenure_days"][i]),
-        })
+        out.append(
+            {
+                "r": 1.0 - _pct(population["recency_days"], centres["recency_days"][i]),
+                "f": _pct(population["purchase_rate"], centres["purchase_rate"][i]),
+                "m": _pct(pop_value, value),
+                "t": _pct(population["tenure_days"], centres["tenure_days"][i]),
+            }
+        )
     return out
 
 

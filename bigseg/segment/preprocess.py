@@ -55,8 +55,11 @@ class Preprocessor:
     def transform(self, df: pd.DataFrame, xp=np):
         """Scaled float32 matrix; with ``xp`` = cupy the arithmetic runs on the GPU and
         the result stays there (one host-to-device copy of the raw columns)."""
-        raw = np.column_stack([df[f].to_numpy(dtype=np.float64) for f in self.features]) \
-            if self.features else np.zeros((len(df), 0))
+        raw = (
+            np.column_stack([df[f].to_numpy(dtype=np.float64) for f in self.features])
+            if self.features
+            else np.zeros((len(df), 0))
+        )
         x = xp.asarray(raw)
         if self.log:
             idx = [i for i, f in enumerate(self.features) if f in set(self.log)]

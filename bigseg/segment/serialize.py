@@ -76,8 +76,9 @@ def assign(meta: dict, a: dict[str, np.ndarray], Z: np.ndarray) -> np.ndarray:
     if m == "gmm":
         from bigseg.segment.gmm import GaussianMixture
 
-        g = GaussianMixture(len(a["weights"]), covariance_type=meta["covariance_type"],
-                            device="cpu")
+        g = GaussianMixture(
+            len(a["weights"]), covariance_type=meta["covariance_type"], device="cpu"
+        )
         g.weights_, g.means_ = a["weights"], a["means"]
         g.precisions_cholesky_ = a["precisions_cholesky"]
         return g.predict(Z).astype(np.int32)
@@ -85,7 +86,8 @@ def assign(meta: dict, a: dict[str, np.ndarray], Z: np.ndarray) -> np.ndarray:
         from bigseg.segment.density import _Assigner
 
         lab = _Assigner(a["points"].astype(np.float64), a["point_segment"], a["radius"])(
-            Z.astype(np.float64))
+            Z.astype(np.float64)
+        )
         return np.where(lab < 0, meta["noise_segment"], lab).astype(np.int32)
     raise ValueError(f"unknown segmentation method {m!r}")
 

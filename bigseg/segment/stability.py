@@ -19,9 +19,12 @@ from scipy.optimize import linear_sum_assignment
 MAX_MATCH_DISTANCE = 1.0
 
 
-def match_segments(old_centres_z: np.ndarray, new_centres_z: np.ndarray,
-                   old_ids: list[int], max_distance: float = MAX_MATCH_DISTANCE
-                   ) -> tuple[list[int], list[int | None]]:
+def match_segments(
+    old_centres_z: np.ndarray,
+    new_centres_z: np.ndarray,
+    old_ids: list[int],
+    max_distance: float = MAX_MATCH_DISTANCE,
+) -> tuple[list[int], list[int | None]]:
     """Ids for the new segments, and for each the old id it continues (or None).
 
     Parameters

@@ -71,9 +71,16 @@ PART_SUFFIX = ".arrow"
 SRC_FILE, SRC_ROW = "__src_file", "__src_row"
 
 
-def _split_file(f: InputFile, tc: TableConfig, validation, n_buckets: int, parts: str,
-                idx: int, key_fp: str | None, erased: tuple[str, np.ndarray] | None = None
-                ) -> dict:
+def _split_file(
+    f: InputFile,
+    tc: TableConfig,
+    validation,
+    n_buckets: int,
+    parts: str,
+    idx: int,
+    key_fp: str | None,
+    erased: tuple[str, np.ndarray] | None = None,
+) -> dict:
     key = privacy.check_key(key_fp) if key_fp else None
     # (key fingerprint, sorted keyed hashes) of erased customers: their rows are skipped
     ekey = privacy.check_key(erased[0]) if erased is not None else None
@@ -96,17 +103,22 @@ def _split_file(f: InputFile, tc: TableConfig, validation, n_buckets: int, parts
                     bad = bad.filter(pa.array(~gone)) if not gone.all() else None
             if bad is not None:
                 if key is not None and "customer_id" in bad.column_names:
-                    bad = bad.set_column(bad.column_names.index("customer_id"), "customer_id",
-                                         privacy.pseudonymize(bad.column("customer_id"), key))
-                for reason, row in zip(bad.column("_reason").to_pylist(),
-                                       bad.column("_row").to_pylist(), strict=True):
+                    bad = bad.set_column(
+                        bad.column_names.index("customer_id"),
+                        "customer_id",
+                        privacy.pseudonymize(bad.column("customer_id"), key),
+                    )
+                for reason, row in zip(
+                    bad.column("_reason").to_pylist(), bad.column("_row").to_pylist(), strict=True
+                ):
                     reasons[reason] += 1
                     examples.setdefault(reason, f"{f.path} row {row}")
                 if qwriter is None:
                     qdir = Path(parts).parent / QUARANTINE / f.table
                     qdir.mkdir(exist_ok=True)
-                    qwriter = pq.ParquetWriter(qdir / f"{uuid.uuid4().hex[:8]}-f{idx:06d}.parquet",
-                                               bad.schema)
+                    qwriter = pq.ParquetWriter(
+                        qdir / f"{uuid.uuid4().hex[:8]}-f{idx:06d}.parquet", bad.schema
+                    )
                 qwriter.write_table(bad.cast(qwriter.schema))
             t = c.good.drop_columns([n for n in c.good.column_names if n in pii])
             rows = c.rows
@@ -125,8 +137,12 @@ def _split_file(f: InputFile, tc: TableConfig, validation, n_buckets: int, parts
                 # a review's sentiment never changes: scored once here, not by every run
                 from bigseg.features import text as text_features  # (features -> store)
 
-                t = t.append_column(SENTIMENT, pa.array(
-                    text_features.sentiment_scores(t.column("text").to_pandas()), pa.float64()))
+                t = t.append_column(
+                    SENTIMENT,
+                    pa.array(
+                        text_features.sentiment_scores(t.column("text").to_pandas()), pa.float64()
+                    ),
+                )
             # provenance, so merge can name the file and row of a duplicate; dropped there
             t = t.append_column(SRC_FILE, pa.array(np.full(t.num_rows, idx, np.int32)))
             t = t.append_column(SRC_ROW, pa.array(rows, pa.int64()))
@@ -177,8 +193,16 @@ def _drop_src(schema: pa.Schema) -> pa.Schema:
     return pa.schema([f for f in schema if f.name not in (SRC_FILE, SRC_ROW)])
 
 
-def _merge_bucket(table: str, k: int, parts: str, out: str, schema_bytes: bytes,
-                  part_name: str, qroot: str, paths: dict[int, str]) -> tuple[int, dict]:
+def _merge_bucket(
+    table: str,
+    k: int,
+    parts: str,
+    out: str,
+    schema_bytes: bytes,
+    part_name: str,
+    qroot: str,
+    paths: dict[int, str],
+) -> tuple[int, dict]:
     schema = pa.ipc.read_schema(pa.py_buffer(schema_bytes))
     schema = schema.append(pa.field(SRC_FILE, pa.int32())).append(pa.field(SRC_ROW, pa.int64()))
     d = Path(parts) / table / f"b{k:05d}"
@@ -196,13 +220,17 @@ def _merge_bucket(table: str, k: int, parts: str, out: str, schema_bytes: bytes,
         keys.append((SCHEMAS[table].time_column, "ascending"))
     t = t.sort_by(keys)
     r = rules.Reasons(t.num_rows)
-    rules.mark_duplicates(t.drop_columns([SRC_FILE, SRC_ROW]), r,
-                          sorted_by=[name for name, _ in keys])
+    rules.mark_duplicates(
+        t.drop_columns([SRC_FILE, SRC_ROW]), r, sorted_by=[name for name, _ in keys]
+    )
     bad = {}
     if r.bad.any():
         dup = t.filter(pa.array(r.bad))
-        q = {c: dup.column(c).cast(pa.string()) for c in dup.column_names
-             if c not in (SRC_FILE, SRC_ROW)}
+        q = {
+            c: dup.column(c).cast(pa.string())
+            for c in dup.column_names
+            if c not in (SRC_FILE, SRC_ROW)
+        }
         q["_reason"] = pa.array(["duplicate row"] * dup.num_rows, pa.string())
         q["_file"] = pa.array([paths[i] for i in dup.column(SRC_FILE).to_pylist()], pa.string())
         q["_row"] = dup.column(SRC_ROW)
@@ -214,8 +242,13 @@ def _merge_bucket(table: str, k: int, parts: str, out: str, schema_bytes: bytes,
     dest = Path(out) / table / bucket_dirname(k)
     dest.mkdir(exist_ok=True)  # the table dir exists unless the run failed and was cleaned
     if t.num_rows or not any(dest.iterdir()):
-        pq.write_table(t, dest / f"{part_name}.parquet", compression="zstd",
-                       row_group_size=1 << 20, **store_encodings(t.schema))
+        pq.write_table(
+            t,
+            dest / f"{part_name}.parquet",
+            compression="zstd",
+            row_group_size=1 << 20,
+            **store_encodings(t.schema),
+        )
     shutil.rmtree(d, ignore_errors=True)
     return t.num_rows, bad
 
@@ -227,10 +260,18 @@ def store_encodings(schema: pa.Schema) -> dict:
     bucket (2.8M rows) wrote in 0.44 s instead of 0.53-0.87 s with a dictionary tried on
     every column, took 26 instead of 30 MiB and read back in 0.12 s instead of 0.15-0.35
     s (one thread, measured)."""
-    strings = [f.name for f in schema if pa.types.is_string(f.type)
-               or pa.types.is_large_string(f.type) or pa.types.is_dictionary(f.type)]
-    delta = {f.name: "DELTA_BINARY_PACKED" for f in schema
-             if pa.types.is_integer(f.type) or pa.types.is_timestamp(f.type)}
+    strings = [
+        f.name
+        for f in schema
+        if pa.types.is_string(f.type)
+        or pa.types.is_large_string(f.type)
+        or pa.types.is_dictionary(f.type)
+    ]
+    delta = {
+        f.name: "DELTA_BINARY_PACKED"
+        for f in schema
+        if pa.types.is_integer(f.type) or pa.types.is_timestamp(f.type)
+    }
     return {"use_dictionary": strings or False, "column_encoding": delta or None}
 
 
@@ -241,8 +282,9 @@ def _unify(table: str, schemas: list[pa.Schema]) -> pa.Schema:
     for s in schemas:
         for f in s:
             seen.setdefault(f.name, f)
-    return pa.schema([seen[c] for c in (*SCHEMAS[table].columns, *DERIVED.get(table, ()))
-                      if c in seen])
+    return pa.schema(
+        [seen[c] for c in (*SCHEMAS[table].columns, *DERIVED.get(table, ())) if c in seen]
+    )
 
 
 def plan_inputs(cfg: RunConfig) -> dict[str, list[InputFile]]:
@@ -296,8 +338,9 @@ def ingest(cfg: RunConfig, client) -> Store:
         log.info("store is up to date: no new input files")
         return old
     erased = erasure.ingest_filter(out)  # None unless customers were erased here
-    log.info("ingest: %d new file(s); %s", n_files,
-             "incremental" if old else f"full rebuild ({why})")
+    log.info(
+        "ingest: %d new file(s); %s", n_files, "incremental" if old else f"full rebuild ({why})"
+    )
     n_buckets = old.n_buckets if old else _choose_buckets(cfg, inputs, client)
     batch = f"part-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
     staging = new_staging(out, "store")
@@ -317,9 +360,21 @@ def ingest(cfg: RunConfig, client) -> Store:
         files = [f for fs in new.values() for f in fs]
         if erased is not None:  # one copy per worker, not one per task
             erased = client.scatter(erased, broadcast=True)
-        futs = [client.submit(_split_file, f, tables[f.table], cfg.validation, n_buckets,
-                              str(parts), start + i, key_fp, erased, pure=False)
-                for i, f in enumerate(files)]
+        futs = [
+            client.submit(
+                _split_file,
+                f,
+                tables[f.table],
+                cfg.validation,
+                n_buckets,
+                str(parts),
+                start + i,
+                key_fp,
+                erased,
+                pure=False,
+            )
+            for i, f in enumerate(files)
+        ]
         split = gather(client, futs, "ingest: split inputs into buckets", bar=True)
         paths = {start + i: f.path for i, f in enumerate(files)}
         schemas, id_types, touched = defaultdict(list), defaultdict(set), defaultdict(set)
@@ -341,20 +396,36 @@ def ingest(cfg: RunConfig, client) -> Store:
         if not schemas.get("transactions"):
             raise DataError("data.transactions: the input files hold no valid rows")
         unified = {t: _unify(t, s) for t, s in schemas.items()}
-        jobs = [(t, k) for t in unified for k in range(n_buckets)
-                if old is None or k in touched[t] or not old.has(t)]
+        jobs = [
+            (t, k)
+            for t in unified
+            for k in range(n_buckets)
+            if old is None or k in touched[t] or not old.has(t)
+        ]
         for t in unified:
             (store_dir / t).mkdir(parents=True, exist_ok=True)
-        futs = [client.submit(_merge_bucket, t, k, str(parts), str(store_dir),
-                              unified[t].serialize().to_pybytes(), batch, str(qdir), paths,
-                              pure=False)
-                for t, k in jobs]
+        futs = [
+            client.submit(
+                _merge_bucket,
+                t,
+                k,
+                str(parts),
+                str(store_dir),
+                unified[t].serialize().to_pybytes(),
+                batch,
+                str(qdir),
+                paths,
+                pure=False,
+            )
+            for t, k in jobs
+        ]
         merged = gather(client, futs, "ingest: sort and write buckets", bar=True)
         shutil.rmtree(parts, ignore_errors=True)
         report = _quarantine_report(split, merged, jobs, old)
         _enforce_bad_share(report, cfg.validation.max_bad_share)
-        manifest = _manifest(cfg, old, unified, inputs, new, id_types, key_fp, n_buckets,
-                             jobs, merged, report)
+        manifest = _manifest(
+            cfg, old, unified, inputs, new, id_types, key_fp, n_buckets, jobs, merged, report
+        )
         manifest["raw_id_type"] = _raw_id_type(old, split)
         manifest["last_ingest"]["erased_rows_skipped"] = _erased_skipped(split)
         write_json_atomic(store_dir / MANIFEST, manifest)
@@ -394,9 +465,16 @@ def _schema_of(d: dict) -> pa.Schema:
 
 
 def _parse_type(s: str) -> pa.DataType:
-    return {"string": pa.string(), "int64": pa.int64(), "int32": pa.int32(),
-            "int16": pa.int16(), "int8": pa.int8(), "double": pa.float64(),
-            "bool": pa.bool_(), "timestamp[us]": pa.timestamp("us")}[s]
+    return {
+        "string": pa.string(),
+        "int64": pa.int64(),
+        "int32": pa.int32(),
+        "int16": pa.int16(),
+        "int8": pa.int8(),
+        "double": pa.float64(),
+        "bool": pa.bool_(),
+        "timestamp[us]": pa.timestamp("us"),
+    }[s]
 
 
 def _link_tree(src: Path, dst: Path) -> None:
@@ -423,8 +501,10 @@ def _quarantine_report(split, merged, jobs, old) -> dict:
             rep[t]["bad"][reason] += n
             rep[t]["rows"] -= n  # counted as good by split
             rep[t]["examples"].setdefault(reason, example)
-    return {t: {"rows": v["rows"], "bad": dict(v["bad"]), "examples": v["examples"]}
-            for t, v in rep.items()}
+    return {
+        t: {"rows": v["rows"], "bad": dict(v["bad"]), "examples": v["examples"]}
+        for t, v in rep.items()
+    }
 
 
 def _enforce_bad_share(report: dict, max_share: float) -> None:
@@ -433,16 +513,21 @@ def _enforce_bad_share(report: dict, max_share: float) -> None:
         n_bad = sum(v["bad"].values())
         total = v["rows"] + n_bad
         if total and n_bad / total > max_share:
-            top = ", ".join(f"{r}: {c} (e.g. {v['examples'].get(r, '?')})"
-                            for r, c in sorted(v["bad"].items(), key=lambda x: -x[1])[:5])
-            problems.append(f"{t}: {n_bad} of {total} rows ({n_bad / total:.1%}) break rules, "
-                            f"more than validation.max_bad_share = {max_share:g}: {top}")
+            top = ", ".join(
+                f"{r}: {c} (e.g. {v['examples'].get(r, '?')})"
+                for r, c in sorted(v["bad"].items(), key=lambda x: -x[1])[:5]
+            )
+            problems.append(
+                f"{t}: {n_bad} of {total} rows ({n_bad / total:.1%}) break rules, "
+                f"more than validation.max_bad_share = {max_share:g}: {top}"
+            )
     if problems:
         raise DataError("nothing was published:\n  " + "\n  ".join(problems))
 
 
-def _manifest(cfg, old, unified, inputs, new, id_types, key_fp, n_buckets, jobs, merged,
-              report) -> dict:
+def _manifest(
+    cfg, old, unified, inputs, new, id_types, key_fp, n_buckets, jobs, merged, report
+) -> dict:
     counts = defaultdict(int)
     if old is not None:
         for t, v in old.manifest["tables"].items():
@@ -465,8 +550,10 @@ def _manifest(cfg, old, unified, inputs, new, id_types, key_fp, n_buckets, jobs,
         "pseudonymized": key_fp is not None,
         "key_fingerprint": key_fp,
         "mapping_hash": _mapping_hash(cfg),
-        "tables": {t: {"rows": counts[t], "schema": {f.name: str(f.type) for f in unified[t]}}
-                   for t in unified},
+        "tables": {
+            t: {"rows": counts[t], "schema": {f.name: str(f.type) for f in unified[t]}}
+            for t in unified
+        },
         "quarantine": {t: dict(c) for t, c in quarantined.items() if c},
         "inputs": (old.manifest["inputs"] if old else [])
         + [f.fingerprint() for fs in new.values() for f in fs],

@@ -56,24 +56,37 @@ def output_lock(output: str | Path, what: str) -> Iterator[Path]:
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     path = out / LOCK
-    me = {"pid": os.getpid(), "host": socket.gethostname(), "command": what,
-          "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+    me = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "command": what,
+        "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
     for _ in range(2):
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             h = _holder(path)
-            if h.get("host") == me["host"] and isinstance(h.get("pid"), int) \
-                    and not _alive(h["pid"]):
-                log.warning("%s: taking over a stale lock of pid %s (%s, started %s)",
-                            path, h.get("pid"), h.get("command"), h.get("started"))
+            if (
+                h.get("host") == me["host"]
+                and isinstance(h.get("pid"), int)
+                and not _alive(h["pid"])
+            ):
+                log.warning(
+                    "%s: taking over a stale lock of pid %s (%s, started %s)",
+                    path,
+                    h.get("pid"),
+                    h.get("command"),
+                    h.get("started"),
+                )
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
                 continue
             raise PublishError(
                 f"{path}: another bigseg run is writing this output (pid {h.get('pid')} on "
                 f"{h.get('host')}, `{h.get('command')}`, started {h.get('started')}); it must "
-                f"finish first. If that run is gone, delete {path}") from None
+                f"finish first. If that run is gone, delete {path}"
+            ) from None
         with os.fdopen(fd, "w") as f:
             json.dump(me, f)
         break

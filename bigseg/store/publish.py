@@ -82,8 +82,13 @@ def remove_stale_staging(output: str | Path) -> list[str]:
             p.unlink(missing_ok=True)
         gone.append(p.name)
     if gone:
-        log.warning("%s: removed %d staging entr%s left by interrupted runs: %s", root,
-                    len(gone), "y" if len(gone) == 1 else "ies", ", ".join(gone))
+        log.warning(
+            "%s: removed %d staging entr%s left by interrupted runs: %s",
+            root,
+            len(gone),
+            "y" if len(gone) == 1 else "ies",
+            ", ".join(gone),
+        )
     return gone
 
 
@@ -142,7 +147,16 @@ def write_json_atomic(path: str | Path, obj) -> None:
 
 
 #: the directories bigseg owns under ``output:`` (published and replaced as wholes)
-MANAGED = ("store", "features", "segments", "scores", "models", "quarantine", "audiences", ".staging")
+MANAGED = (
+    "store",
+    "features",
+    "segments",
+    "scores",
+    "models",
+    "quarantine",
+    "audiences",
+    ".staging",
+)
 
 
 def check_paths(output: Path, inputs: list[Path]) -> None:
@@ -190,8 +204,7 @@ def _plain(obj):
     import numpy as np
 
     if isinstance(obj, np.ndarray):
-        return {"__array__": obj.dtype.str, "shape": list(obj.shape),
-                "data": obj.ravel().tolist()}
+        return {"__array__": obj.dtype.str, "shape": list(obj.shape), "data": obj.ravel().tolist()}
     if isinstance(obj, dict):
         if all(isinstance(k, str) for k in obj):
             return {k: _plain(v) for k, v in obj.items()}
@@ -208,8 +221,7 @@ def _unplain(obj):
 
     if isinstance(obj, dict):
         if "__array__" in obj:
-            return np.asarray(obj["data"], dtype=np.dtype(obj["__array__"])).reshape(
-                obj["shape"])
+            return np.asarray(obj["data"], dtype=np.dtype(obj["__array__"])).reshape(obj["shape"])
         if "__items__" in obj:
             return {_unplain(k): _unplain(v) for k, v in obj["__items__"]}
         return {k: _unplain(v) for k, v in obj.items()}

@@ -55,10 +55,16 @@ def list_inputs(table: str, tc: TableConfig, base: Path) -> list[InputFile]:
     elif path.is_file():
         paths, parts = [str(path)], [{}]
     elif path.is_dir():
-        suffixes = (".parquet", ".parq", ".pq", "") if fmt == "parquet" else (".csv", ".tsv", ".txt", ".gz")
+        suffixes = (
+            (".parquet", ".parq", ".pq", "")
+            if fmt == "parquet"
+            else (".csv", ".tsv", ".txt", ".gz")
+        )
         paths = sorted(
-            str(p) for p in path.rglob("*")
-            if p.is_file() and p.suffix.lower() in suffixes
+            str(p)
+            for p in path.rglob("*")
+            if p.is_file()
+            and p.suffix.lower() in suffixes
             and not any(part.startswith((".", "_")) for part in p.relative_to(path).parts)
         )
         parts = [_hive_keys(Path(p).relative_to(path)) for p in paths]
@@ -91,7 +97,9 @@ def _source_names(table: str, tc: TableConfig) -> dict[str, str]:
     return {canon: tc.columns.get(canon, canon) for canon in SCHEMAS[table].columns}
 
 
-def _open_batches(f: InputFile, tc: TableConfig, wanted: list[str]) -> Iterator[tuple[pa.RecordBatch, list[str]]]:
+def _open_batches(
+    f: InputFile, tc: TableConfig, wanted: list[str]
+) -> Iterator[tuple[pa.RecordBatch, list[str]]]:
     if f.format == "parquet":
         try:
             pf = pq.ParquetFile(f.path)
@@ -117,8 +125,9 @@ def _open_batches(f: InputFile, tc: TableConfig, wanted: list[str]) -> Iterator[
         conv = pacsv.ConvertOptions(
             column_types={c: pa.binary() for c in present}, include_columns=present
         )
-        with pacsv.open_csv(f.path, read_options=read_opts, parse_options=parse_opts,
-                            convert_options=conv) as r:
+        with pacsv.open_csv(
+            f.path, read_options=read_opts, parse_options=parse_opts, convert_options=conv
+        ) as r:
             for b in r:
                 yield b, names
     except pa.ArrowInvalid as e:
@@ -155,7 +164,9 @@ def _coerce_id(arr: pa.Array, where: str) -> pa.Array:
         as_int = pc.cast(arr, pa.int64(), safe=False)
         if pc.all(pc.equal(pc.cast(as_int, t), arr)).as_py() is not False:
             return as_int
-        raise DataError(f"{where}: customer ids must be integers or strings; found non-integral floats")
+        raise DataError(
+            f"{where}: customer ids must be integers or strings; found non-integral floats"
+        )
     raise DataError(f"{where}: customer ids must be integers or strings, got type {t}")
 
 
@@ -181,9 +192,15 @@ def _missing(table: str, canon: str, s: str, f: InputFile, names: list[str]) -> 
     )
 
 
-def coerce_batch(table: str, batch: pa.RecordBatch, f: InputFile, tc: TableConfig,
-                 file_columns: list[str] | None = None, validation=None,
-                 row0: int = 0) -> Coerced:
+def coerce_batch(
+    table: str,
+    batch: pa.RecordBatch,
+    f: InputFile,
+    tc: TableConfig,
+    file_columns: list[str] | None = None,
+    validation=None,
+    row0: int = 0,
+) -> Coerced:
     """Rename to canonical names, add hive partition columns, coerce types and apply the
     row rules of :mod:`bigseg.store.rules`. A missing required column or an id column of
     an impossible type is an error for the whole file; bad values only for their rows."""
@@ -228,8 +245,9 @@ def coerce_batch(table: str, batch: pa.RecordBatch, f: InputFile, tc: TableConfi
         if canon in schema.required:
             r.mark(_isnull(arr), f"{canon}: null")
         cols[canon] = arr
-    rules.check_values(table, cols, r, max_amount=v.max_amount,
-                       categories=v.categories.get(table, {}))
+    rules.check_values(
+        table, cols, r, max_amount=v.max_amount, categories=v.categories.get(table, {})
+    )
     good = pa.Table.from_arrays(list(cols.values()), names=list(cols))
     bad_mask = r.bad
     if not bad_mask.any():
@@ -255,7 +273,7 @@ def _timestamps(arr: pa.Array, fmt: str | None, canon: str, r: rules.Reasons) ->
         if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
             raise
     out = None
-    for f in ([fmt] if fmt else ["%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d"]):
+    for f in [fmt] if fmt else ["%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d"]:
         got = pc.strptime(pc.utf8_trim_whitespace(arr), format=f, unit="us", error_is_null=True)
         out = got if out is None else pc.coalesce(out, got)
     unreadable = _isnull(out) & ~_isnull(arr)

@@ -88,8 +88,15 @@ def parse_strings(arr: pa.Array, target: pa.DataType, canon: str, r: Reasons) ->
     return pc.utf8_trim_whitespace(clean).cast(target)
 
 
-def check_values(table: str, cols: dict[str, pa.Array], r: Reasons, *, max_amount: float,
-                 categories: dict, now: dt.datetime | None = None) -> None:
+def check_values(
+    table: str,
+    cols: dict[str, pa.Array],
+    r: Reasons,
+    *,
+    max_amount: float,
+    categories: dict,
+    now: dt.datetime | None = None,
+) -> None:
     """Apply the range and category rules to coerced columns."""
     now = now or dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     future = pa.scalar(now + dt.timedelta(days=1), pa.timestamp("us"))

@@ -50,8 +50,9 @@ class Store:
     def bucket_dir(self, table: str, k: int) -> Path:
         return Path(self.root) / table / bucket_dirname(k)
 
-    def read_bucket(self, table: str, k: int, columns: list[str] | None = None,
-                    dictionary: tuple[str, ...] = ()) -> pa.Table:
+    def read_bucket(
+        self, table: str, k: int, columns: list[str] | None = None, dictionary: tuple[str, ...] = ()
+    ) -> pa.Table:
         """All rows of bucket ``k`` of ``table`` (optionally only ``columns``), sorted by
         customer id; the string columns named in ``dictionary`` come dictionary-encoded
         straight from the Parquet dictionary pages (no per-row string decoding)."""
@@ -67,8 +68,11 @@ class Store:
             return parts[0]
         # incremental ingests add part files: restore the (customer id, time) order
         t = pa.concat_tables(parts, promote_options="default")
-        keys = [(c, "ascending") for c in ("customer_id", SCHEMAS[table].time_column)
-                if c and c in t.column_names]
+        keys = [
+            (c, "ascending")
+            for c in ("customer_id", SCHEMAS[table].time_column)
+            if c and c in t.column_names
+        ]
         return t.sort_by(keys) if keys else t
 
 
