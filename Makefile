@@ -1,16 +1,23 @@
 # The two commands a newcomer needs: `make demo` and `make test`.
-# Each creates .venv and installs bigseg (with the dev tools) on first use.
+# Each creates .venv on first use and installs exactly the versions in requirements.lock.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+LOCK   := requirements.lock
+# The one platform the lock is made for: the Python and OS that CI runs.
+LOCK_TARGET := --python-version 3.11 --python-platform x86_64-manylinux_2_28
 
-.PHONY: demo test test-slow lint bench clean
+.PHONY: demo test test-slow test-latest lint lock lock-check bench clean
 
-$(STAMP): pyproject.toml
+# uv comes from the lock too, so the bootstrap pip install names the locked version; `uv pip sync`
+# then makes .venv equal to the lock (removing anything else), and bigseg goes in editable, built
+# by the locked setuptools rather than an isolated build environment with whatever is newest.
+$(STAMP): $(LOCK) pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q --no-deps "$$(grep -E '^uv==' $(LOCK))"
+	$(BIN)/uv pip sync -q --python $(BIN)/python $(LOCK)
+	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -22,12 +29,30 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)
 
+# The newest versions pyproject.toml allows, in a venv of their own: what the next `make lock`
+# would bring, tried without touching .venv.
+test-latest:
+	rm -rf .venv-latest
+	$(PYTHON) -m venv .venv-latest
+	.venv-latest/bin/python -m pip install -q uv
+	.venv-latest/bin/uv pip install -q --python .venv-latest/bin/python --upgrade -e ".[dev]"
+	.venv-latest/bin/python tools/lock_check.py $(LOCK) .venv-latest/bin/python --report
+	.venv-latest/bin/python -m pytest -q $(PYTEST_ARGS)
+
 lint: $(STAMP)
 	$(BIN)/ruff check bigseg tests benchmarks
 	$(BIN)/ruff format --check bigseg tests benchmarks
+
+# Refresh the lock to the newest versions pyproject.toml allows; commit the result.
+lock: $(STAMP)
+	$(BIN)/uv pip compile -q --upgrade --extra dev $(LOCK_TARGET) pyproject.toml -o $(LOCK)
+
+# .venv holds exactly the lock: what CI tested is what is installed.
+lock-check: $(STAMP)
+	$(BIN)/python tools/lock_check.py $(LOCK) $(BIN)/python
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_demo.py
 
 clean:
-	rm -rf $(VENV) bigseg-demo .pytest_cache
+	rm -rf $(VENV) .venv-latest bigseg-demo .pytest_cache
