@@ -40,8 +40,8 @@ test-latest:
 	.venv-latest/bin/python -m pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check bigseg tests benchmarks
-	$(BIN)/ruff format --check bigseg tests benchmarks
+	$(BIN)/ruff check bigseg tests benchmarks tools
+	$(BIN)/ruff format --check bigseg tests benchmarks tools
 
 # Refresh the lock to the newest versions pyproject.toml allows; commit the result.
 lock: $(STAMP)

@@ -107,7 +107,7 @@ def main() -> None:
         "timings": m["timings"],
         "hardware": hardware_info(),
         "libraries": library_versions(),
-        "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "prediction_config": yaml.safe_load(args.prediction),
         "command": f"python benchmarks/bench_churn_real.py --prediction '{args.prediction}'",
     }

@@ -77,7 +77,7 @@ def main() -> None:
         "runs": runs,
         "hardware": hardware(),
         "libraries": versions(),
-        "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": f"python benchmarks/bench_demo.py --customers {args.customers} --repeats {args.repeats}",
     }
     path = Path(args.out or f"benchmarks/results/demo-{args.customers}.json")

@@ -181,7 +181,7 @@ def main() -> None:
     res.update(
         hardware=hardware(),
         libraries=versions(),
-        timestamp=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        timestamp=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         command="python benchmarks/bench_faults.py " + " ".join(sys.argv[1:]),
     )
     path = Path(f"benchmarks/results/faults-{res['customers']}.json")

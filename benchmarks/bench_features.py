@@ -546,7 +546,7 @@ def main(argv=None) -> dict:
         "check": sums,
         "hardware": hardware(),
         "libraries": versions(),
-        "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": cmd.strip(),
     }
     path = Path(

@@ -426,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
         ],
         "hardware": machine.hardware(),
         "libraries": versions(),
-        "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     out = Path(args.out or f"benchmarks/results/gpu-kernels-{args.rows}x{args.features}.json")
     out.parent.mkdir(parents=True, exist_ok=True)

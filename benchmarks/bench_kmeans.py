@@ -141,7 +141,7 @@ def main() -> None:
             else {},
             "hardware": hardware(),
             "libraries": versions(),
-            "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "command": f"python benchmarks/bench_kmeans.py --rows {args.rows} --features "
             f"{args.features} --k {args.k}",
         }

@@ -132,7 +132,7 @@ def main(argv=None) -> dict:
         "memory_sampling": "sum of VmRSS of this process and all descendants, every 0.5 s",
         "hardware": bf.hardware(),
         "libraries": bf.versions(),
-        "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": (
             "python benchmarks/bench_scale.py "
             + " ".join(argv if argv is not None else sys.argv[1:])

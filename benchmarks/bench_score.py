@@ -113,7 +113,7 @@ def main() -> None:
     res.update(
         hardware=hardware(),
         libraries=versions(),
-        timestamp=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        timestamp=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         command="python benchmarks/bench_score.py " + " ".join(sys.argv[1:]),
     )
     out = Path(f"benchmarks/results/score-{args.customers}.json")

@@ -70,7 +70,7 @@ def main() -> None:
                 "workers": 2,
                 "results": res,
                 "libraries": library_versions(),
-                "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                 "command": f"python benchmarks/bench_segment_methods.py --rows {args.rows} "
                 f"--features {args.features} --k {args.k}",
             },

@@ -88,7 +88,7 @@ def main() -> None:
     res.update(
         hardware=hardware_info(),
         libraries=library_versions(),
-        timestamp=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        timestamp=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         command=f"python benchmarks/bench_segment_recovery.py --customers "
         f"{args.customers} --seed {args.seed}",
     )

@@ -75,7 +75,7 @@ def main() -> None:
     res = {
         "benchmark": "segment_max_train_rows",
         "command": "python benchmarks/bench_segment_rows.py " + " ".join(sys.argv[1:]),
-        "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "hardware": hardware(),
         "libraries": versions(),
         "runs": runs,

@@ -193,7 +193,7 @@ def finish(res: dict, args) -> None:
     res.update(
         hardware=hardware(),
         libraries=versions(),
-        timestamp=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        timestamp=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         command=f"python benchmarks/bench_train.py --customers {args.customers} "
         f"--caps {args.caps}" + (" --dask" if args.dask else ""),
     )

@@ -271,7 +271,7 @@ def _append_log(output: Path, key: bytes, hashes: np.ndarray) -> int:
         return 0
     entry = {
         "version": 1,
-        "logged_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "logged_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "key_fingerprint": privacy.key_fingerprint(key),
         "hash": "HMAC-SHA256(key, 'bigseg erasure v1\\0' + id)[:128 bits]",
         "count": len(new),
@@ -562,7 +562,7 @@ def erase(cfg, ids: str | Path | Iterable[str], client=None) -> dict:
         for t, n in per_table.items():
             man["tables"][t]["rows"] -= n
         man["last_erasure"] = {
-            "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "ids_requested": len(canon),
             "rows_removed": per_table,
         }

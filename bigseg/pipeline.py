@@ -244,7 +244,7 @@ class Run:
         ).hexdigest()
         latest = self.out / "models" / "LATEST"
         version = self.model_version or (latest.read_text().strip() if latest.is_file() else None)
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         rec = {
             "finished": now.isoformat(timespec="seconds"),
             "stages": list(stages),

@@ -41,7 +41,7 @@ class VersionWriter:
 
     def __init__(self, output: str | Path):
         self.output = Path(output)
-        self.name = "v" + dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+        self.name = "v" + dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
         self.dir = new_staging(self.output, f"model-{self.name}")
 
     def write_json(self, name: str, obj) -> None:
@@ -58,7 +58,7 @@ class VersionWriter:
         files = {p.name: sha256_file(p) for p in sorted(self.dir.iterdir())}
         manifest = {
             "version": self.name,
-            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "libraries": library_versions(),
             **manifest,
             "files": files,

@@ -46,9 +46,7 @@ def main(argv: list[str]) -> int:
     for name in sorted(locked.keys() | installed.keys()):
         want, have = locked.get(name), installed.get(name)
         if want != have:
-            problems.append(
-                f"{name}: lock {want or '(absent)'}, installed {have or '(absent)'}"
-            )
+            problems.append(f"{name}: lock {want or '(absent)'}, installed {have or '(absent)'}")
     for p in problems:
         print(p)
     if problems and not report_only:

@@ -342,7 +342,7 @@ def ingest(cfg: RunConfig, client) -> Store:
         "ingest: %d new file(s); %s", n_files, "incremental" if old else f"full rebuild ({why})"
     )
     n_buckets = old.n_buckets if old else _choose_buckets(cfg, inputs, client)
-    batch = f"part-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+    batch = f"part-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
     staging = new_staging(out, "store")
     try:
         store_dir, qdir = staging / "store", staging / QUARANTINE
@@ -544,7 +544,7 @@ def _manifest(
     return {
         "format": 2,
         "bigseg_version": bigseg.__version__,
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "n_buckets": n_buckets,
         "id_type": next(iter(id_types)),
         "pseudonymized": key_fp is not None,

@@ -60,7 +60,7 @@ def output_lock(output: str | Path, what: str) -> Iterator[Path]:
         "pid": os.getpid(),
         "host": socket.gethostname(),
         "command": what,
-        "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     for _ in range(2):
         try:

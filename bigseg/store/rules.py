@@ -98,7 +98,7 @@ def check_values(
     now: dt.datetime | None = None,
 ) -> None:
     """Apply the range and category rules to coerced columns."""
-    now = now or dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    now = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
     future = pa.scalar(now + dt.timedelta(days=1), pa.timestamp("us"))
     epoch = pa.scalar(dt.datetime(1970, 1, 1), pa.timestamp("us"))
     for name, arr in cols.items():
