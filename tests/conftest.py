@@ -161,10 +161,37 @@ def external_cluster(tmp_path_factory):
         _stop(cluster.processes)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def local_client():
-    """A client on a fresh local cluster of 2 worker processes (``connect(n_workers=2)``)."""
+    """A client on a local cluster of 2 worker processes (``connect(n_workers=2)``), shared by
+    the whole test session: starting one costs ~4 s. A test that kills or reconfigures
+    workers starts a cluster of its own (``tests/test_faults.py``)."""
     from bigseg.engine import connect
 
     with connect(n_workers=2, reuse_current=False) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def synth_data(tmp_path_factory):
+    """3,000 generated customers (seed 7), every table."""
+    from bigseg.synth import generate
+
+    d = tmp_path_factory.mktemp("synth")
+    generate(3000, d, seed=7, chunk_size=1000)
+    return d
+
+
+@pytest.fixture(scope="session")
+def small_run(synth_data, tmp_path_factory, local_client):
+    """One whole pipeline run on ``synth_data``, shared by the tests that read its outputs:
+    ``(config, metrics)``; its config is ``<output>/../job.yaml``. A test that writes to an
+    output copies it first (``tests/test_operations.py``)."""
+    from test_pipeline import write_config
+
+    from bigseg.backend import resolve
+    from bigseg.pipeline import run_stages
+
+    d = tmp_path_factory.mktemp("small_run")
+    cfg = write_config(d / "job.yaml", synth_data, d / "out")
+    return cfg, run_stages(cfg, local_client, resolve("cpu"))

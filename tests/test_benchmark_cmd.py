@@ -11,6 +11,7 @@ import pytest
 from bigseg.cli import main
 
 
+@pytest.mark.slow  # heavy: runs in `make test-slow` (CI runs both)
 def test_benchmark_end_to_end_small(tmp_path):
     out, data, charts = tmp_path / "results", tmp_path / "data", tmp_path / "charts"
     rc = main(
@@ -129,6 +130,7 @@ def small_data(tmp_path_factory):
     return d, str(summary["end_date"])
 
 
+@pytest.mark.slow  # heavy: runs in `make test-slow` (CI runs both)
 def test_dask_variants_of_the_pandas_peer(small_data, tmp_path):
     """dask-ml's KMeans and xgboost.dask, each on a local cluster, against the same
     pandas features as the single-process peer; same customers, comparable models."""

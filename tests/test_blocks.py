@@ -46,6 +46,7 @@ def test_a_lost_worker_is_survived(local_client, caplog):
         assert blocks.map(_row_sum) == want  # lost blocks recomputed elsewhere, same order
     assert "block host lost" in caplog.text
     assert blocks.map(_row_sum) == want  # and hosts rebuilt
+    local_client.wait_for_workers(2, timeout=60)  # the session's cluster, whole for the next test
 
 
 def test_unaligned_arrays_are_copied_aligned():

@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pandas as pd
+import pytest
 import yaml
 
 from bigseg.cli import main
@@ -83,37 +84,26 @@ def _two_worker_cfg(tmp_path):
     return p
 
 
+def _demo(out, cluster, *extra) -> subprocess.CompletedProcess:
+    args = ["demo", "--customers", "2000", "--out", str(out), "--cluster", str(cluster), *extra]
+    return subprocess.run([*BIGSEG, *args], capture_output=True, text=True, timeout=600)
+
+
 def test_demo_end_to_end_through_the_cli(tmp_path):
     out = tmp_path / "demo"
-    cluster = _two_worker_cfg(tmp_path)
-    r = subprocess.run(
-        [*BIGSEG, "demo", "--customers", "2000", "--out", str(out), "--cluster", str(cluster)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    r = _demo(out, _two_worker_cfg(tmp_path))
     assert r.returncode == 0, r.stderr[-3000:]
     assert f"report:  {out / 'report.html'}" in r.stdout
     assert (out / "bigseg.yaml").is_file() and (out / "raw" / "transactions").is_dir()
     assert (out / "ground_truth").is_dir()
     assert list((out / "scores").glob("as_of=*/part-*.parquet"))
-    # a second demo reuses the generated data and republishes the outputs
-    r2 = subprocess.run(
-        [
-            *BIGSEG,
-            "demo",
-            "--customers",
-            "2000",
-            "--out",
-            str(out),
-            "--quiet",
-            "--cluster",
-            str(cluster),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+
+
+@pytest.mark.slow  # heavy: runs in `make test-slow` (CI runs both)
+def test_a_second_demo_reuses_the_data_and_republishes(tmp_path):
+    out, cluster = tmp_path / "demo", _two_worker_cfg(tmp_path)
+    assert _demo(out, cluster).returncode == 0
+    r2 = _demo(out, cluster, "--quiet")
     assert r2.returncode == 0, r2.stderr[-3000:]
     assert r2.stdout == ""
     assert len(list((out / "models").glob("v*"))) == 2

@@ -35,12 +35,23 @@ TABLES = ("transactions", "customers", "events", "campaigns", "reviews")
 N_ERASED = 100  # of 3,000 customers (the acceptance run erases 1,000 of a larger base)
 
 
+def _set_env(name: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
+
+
 @pytest.fixture(scope="module", autouse=True)
-def _key_on_every_worker():
-    """The key is set before the module's cluster starts, so its workers inherit it."""
+def _key_on_every_worker(local_client):
+    """The key in this process and in the session's running workers, for this module only."""
+    before = {w: v for w, v in local_client.run(os.environ.get, ENV).items()}
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(ENV, KEY)
+        local_client.run(_set_env, ENV, KEY)
         yield
+    for w, v in before.items():
+        local_client.run(_set_env, ENV, v, workers=[w], on_error="ignore")
 
 
 @pytest.fixture(scope="module")
@@ -256,6 +267,7 @@ def test_erase_plain_string_ids_everywhere_and_for_good(raw_data, tmp_path, loca
     assert _counts(out, set(kept))["quarantine/transactions"][1] > 0
 
 
+@pytest.mark.slow  # heavy: runs in `make test-slow` (CI runs both)
 def test_erase_pseudonymised_int_ids_survives_failures(
     raw_data, tmp_path, local_client, monkeypatch
 ):
@@ -381,6 +393,7 @@ def test_erase_errors(raw_data, tmp_path, local_client, monkeypatch, capsys):
         ingest(cfg, local_client)
 
 
+@pytest.mark.slow  # heavy: runs in `make test-slow` (CI runs both)
 def test_erase_1000_customers_acceptance(raw_data, tmp_path, local_client):
     """Acceptance: 1,000 of the 3,000 customers erased (pseudonymised int ids); a scan of
     every file under output/ finds none of their ids, raw or pseudonymised, and every

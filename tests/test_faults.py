@@ -114,7 +114,11 @@ def wait_for_workers(client, n: int = 2, timeout: float = 60) -> None:
 # -- 1. a worker killed at a random moment during scoring ------------------------------
 #: one trial per phase of the score stage: features, predictions saved per bucket
 #: (phase 1, resumable), the final write of the scores (phase 2)
-PHASES = ["bucket_frames", "stage_scores", "write_scores"]
+# one phase in the default suite, the others in `make test-slow`
+PHASES = [
+    "stage_scores",
+    *(pytest.param(p, marks=pytest.mark.slow) for p in ("bucket_frames", "write_scores")),
+]
 
 
 @pytest.mark.parametrize("phase", PHASES)
@@ -234,6 +238,7 @@ def train_config(trained, tmp_path, name: str):
     )
 
 
+@pytest.mark.slow  # heavy: runs in `make test-slow` (CI runs both)
 def test_worker_killed_during_training_gives_the_same_model(trained, client, tmp_path):
     """Up to 5M training rows (every test here) each model trains in one Dask task. When
     the worker running one dies, Dask runs the task again on a worker left (recomputing
@@ -313,6 +318,7 @@ if __name__ == "__main__":
 """
 
 
+@pytest.mark.slow  # heavy: runs in `make test-slow` (CI runs both)
 def test_worker_killed_during_distributed_training_never_hangs(tmp_path):
     """Above 5M rows every worker trains its own buckets together with the others. When
     one dies, its peer fails in its communicator at once, or (seen with other timings)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -16,26 +17,18 @@ from bigseg.config import load_run_config
 from bigseg.errors import PublishError
 from bigseg.pipeline import run_stages
 from bigseg.store.lock import output_lock
-from bigseg.synth import generate
-
-TABLES = ("transactions", "customers", "events", "campaigns", "reviews")
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, local_client):
+def trained(small_run, tmp_path_factory):
+    """A copy of the session's small run (tests/conftest.py): the tests here score into it."""
+    cfg0, metrics = small_run
     d = tmp_path_factory.mktemp("ops")
-    generate(3000, d, seed=4, chunk_size=1000)
-    doc = {
-        "data": {t: {"path": str(d / "raw" / t)} for t in TABLES},
-        "horizon_days": 90,
-        "seed": 0,
-        "segmentation": {"k": 4},
-        "prediction": {"n_estimators": 30},
-        "output": str(d / "out"),
-    }
+    shutil.copytree(cfg0.output_dir, d / "out", ignore=shutil.ignore_patterns(".lock", ".staging"))
+    doc = yaml.safe_load((cfg0.output_dir.parent / "job.yaml").read_text())
+    doc["output"] = str(d / "out")
     (d / "job.yaml").write_text(yaml.safe_dump(doc))
-    cfg = load_run_config(d / "job.yaml")
-    return d, cfg, run_stages(cfg, local_client, resolve("cpu"))
+    return d, load_run_config(d / "job.yaml"), metrics
 
 
 def test_a_second_writer_is_refused_with_the_holder_named(tmp_path):
@@ -81,7 +74,7 @@ def test_every_run_leaves_a_record_to_reproduce_it(trained):
     assert recs
     r = json.loads(recs[-1].read_text())
     assert r["stages"] == ["ingest", "features", "segment", "train", "score", "report"]
-    assert r["as_of"] == m["as_of"] and r["seed"] == 0
+    assert r["as_of"] == m["as_of"] and r["seed"] == cfg.seed
     assert r["config"]["horizon_days"] == 90 and len(r["input_fingerprint"]) == 64
     assert r["model_version"] == (cfg.output_dir / "models" / "LATEST").read_text().strip()
     assert {"python", "xgboost", "dask"} <= set(r["libraries"])

@@ -29,15 +29,6 @@ SCORE_COLUMNS = [
 ]
 
 
-@pytest.fixture(scope="session")
-def synth_data(tmp_path_factory):
-    from bigseg.synth import generate
-
-    d = tmp_path_factory.mktemp("synth")
-    generate(3000, d, seed=7, chunk_size=1000)
-    return d
-
-
 def write_config(path, data_dir, out, **extra):
     doc = {
         "data": {t: {"path": str(data_dir / "raw" / t)} for t in TABLES},
@@ -65,12 +56,10 @@ def checksum(df: pd.DataFrame) -> str:
     return hashlib.sha256(pd.util.hash_pandas_object(df, index=False).values.tobytes()).hexdigest()
 
 
-@pytest.fixture(scope="module")
-def run_2w(synth_data, tmp_path_factory, local_client):
-    d = tmp_path_factory.mktemp("run2w")
-    cfg = write_config(d / "job.yaml", synth_data, d / "out")
-    metrics = run_stages(cfg, local_client, resolve("cpu"))
-    return cfg, metrics
+@pytest.fixture
+def run_2w(small_run):
+    """The session's small run (tests/conftest.py): 3,000 customers on 2 workers."""
+    return small_run
 
 
 def test_outputs_follow_the_contract(run_2w, synth_data):
@@ -227,7 +216,10 @@ def test_stage_commands_reuse_published_outputs(run_2w, local_client):
     assert checksum(first.sort_values("customer_id").reset_index(drop=True)) == checksum(before)
 
 
-@pytest.mark.parametrize("method", ["gmm", "hierarchical", "hdbscan", "som"])
+@pytest.mark.parametrize(
+    "method",
+    ["gmm", "hdbscan", *(pytest.param(m, marks=pytest.mark.slow) for m in ("hierarchical", "som"))],
+)
 def test_every_segmentation_method_runs_and_reloads(method, synth_data, tmp_path, local_client):
     cfg = write_config(
         tmp_path / "job.yaml",
@@ -282,7 +274,7 @@ def test_short_history_skips_the_backtest_but_still_scores(local_client, tmp_pat
     assert scores["churn_probability"].between(0, 1).all() and len(scores) > 250
 
 
-@pytest.mark.parametrize("method", ["kmeans", "gmm"])
+@pytest.mark.parametrize("method", ["kmeans", pytest.param("gmm", marks=pytest.mark.slow)])
 def test_small_segments_are_merged(method, synth_data, tmp_path, local_client):
     def sizes(merge: bool):
         out = tmp_path / f"out-{merge}"

@@ -195,6 +195,7 @@ def test_balanced_classes_weight_the_rare_class(tmp_path, local_client):
     assert weight > 0 and weight != 1.0
 
 
+@pytest.mark.slow  # heavy: runs in `make test-slow` (CI runs both)
 def test_training_samples_refines_and_falls_back(tmp_path, local_client):
     """``max_train_rows`` trains the global model on a stable sample of that size (the
     same model on a second run), segment models are the global model boosted further on

@@ -139,6 +139,7 @@ def _kill_after_first_bucket(cmd: list[str], out: Path, log: Path) -> tuple[int,
     return len(stats), len(parts)
 
 
+@pytest.mark.slow  # heavy: runs in `make test-slow` (CI runs both)
 def test_killed_score_run_resumes_from_finished_buckets(trained, tmp_path):
     cfg, undisturbed, _ = trained
     out = cfg.output_dir

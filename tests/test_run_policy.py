@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 
+import pytest
 from test_pipeline import write_config
 
 from bigseg.backend import resolve
@@ -17,6 +18,7 @@ def _versions(out) -> list[str]:
     return sorted(p.name for p in (out / "models").glob("v*"))
 
 
+@pytest.mark.slow  # heavy: runs in `make test-slow` (CI runs both)
 def test_run_retrains_only_when_the_policy_says_so(tmp_path, local_client):
     generate(2000, tmp_path, seed=11, chunk_size=1000)
     out = tmp_path / "out"

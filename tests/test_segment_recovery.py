@@ -39,6 +39,7 @@ def recovered(tmp_path_factory, local_client):
     return metrics, seg.merge(truth[["customer_id", "persona"]], on="customer_id")
 
 
+@pytest.mark.slow  # heavy: runs in `make test-slow` (CI runs both)
 def test_k_auto_finds_the_planted_personas(recovered):
     metrics, seg = recovered
     s = metrics["segmentation"]
@@ -51,6 +52,7 @@ def test_k_auto_finds_the_planted_personas(recovered):
     )
 
 
+@pytest.mark.slow  # heavy: runs in `make test-slow` (CI runs both)
 def test_segments_agree_with_the_personas(recovered):
     _, seg = recovered
     assert len(seg) > 30_000

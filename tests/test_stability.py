@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 import yaml
 
 from bigseg.backend import resolve
@@ -27,6 +28,7 @@ def test_hungarian_matching_keeps_ids_and_gives_fresh_ones():
     assert ids2[:4] == ids[:4] and cont2[4] is None and ids2[4] == 15
 
 
+@pytest.mark.slow  # heavy: runs in `make test-slow` (CI runs both)
 def test_rerun_with_more_data_keeps_ids_and_names(tmp_path, local_client):
     from bigseg.synth import generate
 
