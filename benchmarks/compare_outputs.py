@@ -81,7 +81,11 @@ def _compare_models(a: Path, b: Path, diffs: list[str]) -> None:
         elif name.endswith(".npz"):
             za, zb = np.load(fa), np.load(fb)
             for key in sorted(set(za.files) | set(zb.files)):
-                if key not in za.files or key not in zb.files or not np.array_equal(za[key], zb[key]):
+                if (
+                    key not in za.files
+                    or key not in zb.files
+                    or not np.array_equal(za[key], zb[key])
+                ):
                     diffs.append(f"models/{name}[{key}] differs")
         elif fa.read_bytes() != fb.read_bytes():
             diffs.append(f"models/{name}: bytes differ")
