@@ -609,9 +609,6 @@ class Run:
             self._model_features,
             self.cfg.prediction.drivers,
         )
-        self._importance_parts = [
-            self.client.submit(operator.itemgetter("importance"), o, pure=False) for o in out
-        ]
         return [self.client.submit(operator.itemgetter("scores"), o, pure=False) for o in out]
 
     def train(self):

@@ -192,10 +192,6 @@ def migration(scores: pd.DataFrame, old_path: str) -> dict:
     )
 
 
-def value_sample(scores: pd.DataFrame, k: int, fraction: float, seed: int) -> np.ndarray:
-    return _sample(scores["value_prediction"].to_numpy(), k, fraction, seed)
-
-
 def _sample(v: np.ndarray, k: int, fraction: float, seed: int) -> np.ndarray:
     if fraction >= 1:
         return v
@@ -405,17 +401,6 @@ def category_sums(
 
     return offers.segment_category_sums(
         res["frames"][name], scores["segment"].to_numpy(), k, categories
-    )
-
-
-def add_offers(res: dict, name: str, scores: pd.DataFrame, affinity: dict) -> pd.DataFrame:
-    """Scores with each customer's next-best offers (``offer_1..3`` and their scores)."""
-    from bigseg.predict import offers
-
-    nbo = offers.next_best_offers(res["frames"][name], scores["segment"].to_numpy(), affinity)
-    return pd.concat(
-        [scores.reset_index(drop=True), nbo.drop(columns=["customer_id"]).reset_index(drop=True)],
-        axis=1,
     )
 
 

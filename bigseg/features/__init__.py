@@ -292,11 +292,6 @@ def clv_sample(res: dict, k: int, fraction: float, seed: int) -> dict[str, pd.Da
     return out
 
 
-def fit_clv(samples: list[dict[str, pd.DataFrame]]) -> dict[str, dict]:
-    """BG/NBD + Gamma-Gamma per cutoff, fitted on the pooled samples (in weeks)."""
-    return {name: fit_clv_cutoff(name, *samples) for name in samples[0]}
-
-
 def fit_clv_cutoff(name: str, *samples: dict[str, pd.DataFrame]) -> dict | None:
     """BG/NBD + Gamma-Gamma of one cutoff on the pooled per-bucket samples (a task of its
     own, so the cutoffs fit side by side); None (logged) when too few customers or the

@@ -35,6 +35,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from bigseg.features.rfm import DAY_US, days_since
+
 __all__ = [
     "FEATURES",
     "campaign_features",
@@ -79,7 +81,6 @@ FEATURES: dict[str, str] = {
     "days_since_last_response": "days since the last campaign response; NaN if none",
 }
 
-DAY_US = 86_400 * 1_000_000
 _NEVER = np.iinfo(np.int64).max  # a null time: never at or before any cutoff
 
 
@@ -339,16 +340,27 @@ def channel_features(
     in_v = known & (vidx >= 0)
     mat = np.bincount(codes[in_v] * k + vidx[in_v], minlength=n * k).reshape(n, k)
     den = _count(codes, n, known)
+    pairs, _ = _distinct_pairs(codes[known], ch[known], len(ch_uniq))
+    count = np.bincount(pairs // max(len(ch_uniq), 1), minlength=n)
+    return _frame(uniq, channel_columns(mat, den, count, vocab))
+
+
+def channel_columns(
+    mat: np.ndarray, den: np.ndarray, count: np.ndarray, vocab: list[str]
+) -> dict[str, np.ndarray]:
+    """The channel feature columns from each customer's purchases per vocabulary channel
+    (``mat``, customers x ``len(vocab)``), purchases with a known channel (``den``) and
+    distinct channels bought in (``count``). The one definition of these formulas: used
+    by :func:`channel_features` and by :func:`bigseg.features.fused.transaction_features`."""
+    n, k = len(mat), len(vocab)
     shares = _ratio(mat, den[:, None]) if k else np.zeros((n, 0))
     dominant = (
         np.where(mat.sum(axis=1) > 0, mat.argmax(axis=1), np.nan) if k else np.full(n, np.nan)
     )
-    pairs, _ = _distinct_pairs(codes[known], ch[known], len(ch_uniq))
-    count = np.bincount(pairs // max(len(ch_uniq), 1), minlength=n)
     cols = {f"channel_share_{s}": shares[:, j] for j, s in enumerate(column_suffixes(vocab))}
     cols["channel_dominant"] = dominant
     cols["channel_count"] = count
-    return _frame(uniq, cols)
+    return cols
 
 
 def category_features(tx: pa.Table, cutoff_us: int, categories: Sequence[str]) -> pd.DataFrame:
@@ -381,18 +393,29 @@ def category_features(tx: pa.Table, cutoff_us: int, categories: Sequence[str]) -
         return _frame(uniq, {})
     cat, cat_uniq = _factorize(t.column("category"))
     vocab = _vocab(categories, cat_uniq, "category")
-    k = len(vocab)
     amt = pc.fill_null(t.column("amount").cast(pa.float64()), 0.0).to_numpy()
     known = (amt > 0) & (cat >= 0)
     m = max(len(cat_uniq), 1)
     pairs, inv = _distinct_pairs(codes[known], cat[known], m)
     p_cust, p_cat = pairs // m, pairs % m
     p_spend = np.bincount(inv, weights=amt[known], minlength=len(pairs))
+    p_v = _vocab_index(vocab, cat_uniq)[p_cat]
+    return _frame(uniq, category_columns(p_cust, p_v, p_spend, n, vocab))
+
+
+def category_columns(
+    p_cust: np.ndarray, p_v: np.ndarray, p_spend: np.ndarray, n: int, vocab: list[str]
+) -> dict[str, np.ndarray]:
+    """The category feature columns of ``n`` customers from their distinct (customer,
+    category) purchase pairs, sorted by customer: the customer (``p_cust``), the
+    category's index in ``vocab`` (``p_v``, -1 outside it) and the pair's spend
+    (``p_spend``). The one definition of these formulas: used by
+    :func:`category_features` and by :func:`bigseg.features.fused.transaction_features`."""
+    k = len(vocab)
     total = np.bincount(p_cust, weights=p_spend, minlength=n)
     has = total > 0
-    p = p_spend / total[p_cust] if len(pairs) else np.zeros(0)
-    entropy = np.bincount(p_cust, weights=-p * np.log(p), minlength=n) if len(pairs) else None
-    p_v = _vocab_index(vocab, cat_uniq)[p_cat]
+    p = p_spend / total[p_cust] if len(p_cust) else np.zeros(0)
+    entropy = np.bincount(p_cust, weights=-p * np.log(p), minlength=n) if len(p_cust) else None
     top = p_v >= 0
     mat = np.bincount(p_cust[top] * k + p_v[top], weights=p[top], minlength=n * k).reshape(n, k)
     other = np.bincount(p_cust[~top], weights=p[~top], minlength=n)
@@ -406,7 +429,7 @@ def category_features(tx: pa.Table, cutoff_us: int, categories: Sequence[str]) -
         np.where(has, np.maximum(entropy, 0.0), nan) if entropy is not None else np.full(n, nan)
     )
     cols["category_count"] = np.bincount(p_cust, minlength=n)
-    return _frame(uniq, cols)
+    return cols
 
 
 # --------------------------------------------------------------------------------------
@@ -460,7 +483,7 @@ def engagement_features(
         cols["page_views_90d"] = np.bincount(codes[in90], weights=pv[in90], minlength=n)
     cols["app_opens_90d"] = _count(codes, n, _equals(t, "event_type", "app_open") & in90)
     last = _group_max(codes, ts, n, np.iinfo(np.int64).min)
-    cols["days_since_last_activity"] = (cutoff_us - last) / DAY_US
+    cols["days_since_last_activity"] = days_since(cutoff_us, last)
     cols["events_total"] = _count(codes, n)
     return _frame(uniq, cols)
 
@@ -505,7 +528,7 @@ def campaign_features(campaigns: pa.Table, cutoff_us: int) -> pd.DataFrame:
             cols["campaign_conversion_rate"] = _ratio(_count(codes, n, conv), sends)
         last = _group_max(codes[resp], rat[resp], n, np.iinfo(np.int64).min)
         cols["days_since_last_response"] = np.where(
-            last > np.iinfo(np.int64).min, (cutoff_us - last.astype(np.float64)) / DAY_US, np.nan
+            last > np.iinfo(np.int64).min, days_since(cutoff_us, last.astype(np.float64)), np.nan
         )
     return _frame(uniq, cols)
 

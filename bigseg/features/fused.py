@@ -8,7 +8,10 @@ passes over all rows (about 2.2 of the 3.9 seconds a bucket of 125k customers ta
 three cutoffs). A bucket in the store is sorted by customer id, so one numba loop over
 each customer's run can gather what all three need: the sums, counts, extremes and window
 sums of RFM, the channel counts and the (customer, category) spend pairs. The features
-are then derived from those by the same NumPy expressions as in the three functions, so
+are then derived from those by the functions the three use themselves
+(:func:`~bigseg.features.rfm.rfm_columns`,
+:func:`~bigseg.features.behaviour.channel_columns`,
+:func:`~bigseg.features.behaviour.category_columns`: each formula is written once), so
 the frames are the same (``tests/test_fast_paths.py`` compares them on every edge case:
 returns, zero amounts, null channels and categories, values outside the vocabulary,
 customers with returns only or no row before the cutoff).
@@ -31,7 +34,7 @@ import pandas as pd
 import pyarrow as pa
 
 from bigseg.features import behaviour
-from bigseg.features.rfm import _DAY_US, RATE_PRIOR_DAYS
+from bigseg.features.rfm import DAY_US, days_since, rfm_columns
 
 _I64_MIN = np.iinfo(np.int64).min
 _I64_MAX = np.iinfo(np.int64).max
@@ -303,8 +306,8 @@ def transaction_features(
             cat_codes,
             len(cat_dict) if has_cat else 0,
             cut,
-            cut - 90 * _DAY_US,
-            cut - 180 * _DAY_US,
+            cut - 90 * DAY_US,
+            cut - 180 * DAY_US,
         )
         out[name] = _frame(uniq, r, cut, has_ch, ch_vocab, has_cat, cat_vocab, cat_v)
     return out
@@ -331,66 +334,38 @@ def _frame(uniq, r, cutoff_us, has_ch, ch_vocab, has_cat, cat_vocab, cat_v) -> p
         p_spend,
     ) = r
     keep = np.flatnonzero(cnt > 0)  # rfm_features' customers: a purchase by the cutoff
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        # rfm_features, on the customers with a purchase
-        c, la, fi = cnt[keep], last[keep], first[keep]
-        tenure = (cutoff_us - fi) / _DAY_US
-        c90k, s90k = c90[keep], s90[keep]
-        cols = {
-            "customer_id": uniq[keep],
-            "recency_days": (cutoff_us - la) / _DAY_US,
-            "frequency": c,
-            "monetary_total": net[keep],
-            "monetary_mean": gross[keep] / np.maximum(c, 1),
-            "monetary_max": amax[keep],
-            "tenure_days": tenure,
-            "purchase_rate": c / (tenure + RATE_PRIOR_DAYS) * 365.25,
-            "interpurchase_days": np.where(
-                c > 1, (la - fi) / _DAY_US / np.maximum(c - 1, 1), tenure
-            ),
-            "returns_rate": n_ret[keep] / np.maximum(c, 1),
-            "count_90d": c90k,
-            "spend_90d": s90k,
-            "count_trend": np.log1p(c90k) - np.log1p(cprev[keep]),
-            "spend_trend": np.log1p(np.maximum(s90k, 0)) - np.log1p(np.maximum(sprev[keep], 0)),
-        }
+    cols = rfm_columns(
+        cutoff_us,
+        count=cnt[keep],
+        net=net[keep],
+        gross=gross[keep],
+        returns=n_ret[keep],
+        last=last[keep],
+        first=first[keep],
+        largest=amax[keep],
+        count_90d=c90[keep],
+        spend_90d=s90[keep],
+        count_prev=cprev[keep],
+        spend_prev=sprev[keep],
+    )
     f32 = {}
-    if has_ch:  # channel_features
+    if has_ch:  # channel_features' columns, from this pass's counts
         k = len(ch_vocab)
-        mat = ch_mat[keep, :k]
-        den = ch_den[keep]
-        shares = behaviour._ratio(mat, den[:, None]) if k else np.zeros((len(keep), 0))
-        dominant = (
-            np.where(mat.sum(axis=1) > 0, mat.argmax(axis=1), np.nan)
-            if k
-            else np.full(len(keep), np.nan)
+        f32.update(
+            behaviour.channel_columns(ch_mat[keep, :k], ch_den[keep], ch_count[keep], ch_vocab)
         )
-        for j, s in enumerate(behaviour.column_suffixes(ch_vocab)):
-            f32[f"channel_share_{s}"] = shares[:, j]
-        f32["channel_dominant"] = dominant
-        f32["channel_count"] = ch_count[keep]
-    if has_cat:  # category_features: the same arithmetic on the same sorted pairs
-        n = len(uniq)
-        k = len(cat_vocab)
-        total = np.bincount(p_cust, weights=p_spend, minlength=n)
-        hasc = total > 0
-        p = p_spend / total[p_cust] if len(p_cust) else np.zeros(0)
-        entropy = np.bincount(p_cust, weights=-p * np.log(p), minlength=n) if len(p_cust) else None
-        p_v = cat_v[p_cat]
-        top = p_v >= 0
-        mat = np.bincount(p_cust[top] * k + p_v[top], weights=p[top], minlength=n * k).reshape(n, k)
-        other = np.bincount(p_cust[~top], weights=p[~top], minlength=n)
-        nan = np.float64(np.nan)
-        for j, s in enumerate(behaviour.column_suffixes(cat_vocab)):
-            f32[f"category_share_{s}"] = np.where(hasc, mat[:, j], nan)[keep]
-        f32["category_other_share"] = np.where(hasc, other, nan)[keep]
-        f32["category_entropy"] = (
-            np.where(hasc, np.maximum(entropy, 0.0), nan)[keep]
-            if entropy is not None
-            else np.full(len(keep), nan)
+    if has_cat:  # category_features' columns, from the same sorted pairs
+        per_customer = behaviour.category_columns(
+            p_cust, cat_v[p_cat], p_spend, len(uniq), cat_vocab
         )
-        f32["category_count"] = np.bincount(p_cust, minlength=n)[keep]
-    return pd.DataFrame({**cols, **{k: np.asarray(v, dtype=np.float32) for k, v in f32.items()}})
+        f32.update({name: v[keep] for name, v in per_customer.items()})
+    return pd.DataFrame(
+        {
+            "customer_id": uniq[keep],
+            **cols,
+            **{k: np.asarray(v, dtype=np.float32) for k, v in f32.items()},
+        }
+    )
 
 
 @numba.njit(cache=True, nogil=True)
@@ -407,8 +382,8 @@ def _events_pass(
     by_ch = np.zeros((n, max(k_ch, 1)), np.int64)
     views = np.zeros(n)
     apps = np.zeros(n, np.int64)
-    d_lo = (w90 + 1) // _DAY_US  # first day a row of the window can fall on
-    seen = np.zeros(cutoff // _DAY_US - d_lo + 2, np.bool_)
+    d_lo = (w90 + 1) // DAY_US  # first day a row of the window can fall on
+    seen = np.zeros(cutoff // DAY_US - d_lo + 2, np.bool_)
     touched = np.empty(len(seen), np.int64)
     for i in range(n):
         m = 0
@@ -421,7 +396,7 @@ def _events_pass(
                 last[i] = t
             if t <= w90:
                 continue
-            d = t // _DAY_US - d_lo
+            d = t // DAY_US - d_lo
             if not seen[d]:
                 seen[d] = True
                 touched[m] = d
@@ -489,7 +464,7 @@ def engagement_features(
             len(vocab),
             np.ascontiguousarray(pv, np.float64),
             cut,
-            cut - 90 * _DAY_US,
+            cut - 90 * DAY_US,
         )
         keep = np.flatnonzero(total > 0)
         cols: dict[str, np.ndarray] = {
@@ -501,7 +476,7 @@ def engagement_features(
         if has_pv:
             cols["page_views_90d"] = views[keep]
         cols["app_opens_90d"] = apps[keep]
-        cols["days_since_last_activity"] = (cut - last[keep]) / _DAY_US
+        cols["days_since_last_activity"] = days_since(cut, last[keep])
         cols["events_total"] = total[keep]
         out[name] = behaviour._frame(uniq[keep], cols)
     return out

@@ -47,7 +47,59 @@ SKEWED = {
 #: days added to the tenure in ``purchase_rate`` so one recent purchase is not a huge rate
 RATE_PRIOR_DAYS = 30.0
 
-_DAY_US = 86_400 * 1_000_000
+#: microseconds in a day (every feature module's times are int64 microseconds)
+DAY_US = 86_400 * 1_000_000
+
+
+def days_since(cutoff_us: int, t_us: np.ndarray) -> np.ndarray:
+    """Days from ``t_us`` to ``cutoff_us`` (microseconds since the epoch): every "days
+    since" feature (recency, tenure, last activity, last response, last negative review)
+    is this one formula.
+    ``t_us`` is used as given (int64 or float64), so the arithmetic is the caller's."""
+    return (cutoff_us - t_us) / DAY_US
+
+
+def rfm_columns(
+    cutoff_us: int,
+    *,
+    count: np.ndarray,
+    net: np.ndarray,
+    gross: np.ndarray,
+    returns: np.ndarray,
+    last: np.ndarray,
+    first: np.ndarray,
+    largest: np.ndarray,
+    count_90d: np.ndarray,
+    spend_90d: np.ndarray,
+    count_prev: np.ndarray,
+    spend_prev: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """The :data:`FEATURE_NAMES` columns, in order, from each customer's aggregates of the
+    rows at or before ``cutoff_us``: purchases, net amount, purchase amount, returns,
+    last and first purchase time (int64 us), largest purchase, and the purchases and
+    purchase amount in the last 90 days and in the 90 days before. The one definition of
+    the RFM formulas: :func:`rfm_features` and the compiled pass
+    (:func:`bigseg.features.fused.transaction_features`) gather the aggregates their own
+    way and both derive the features here."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        tenure = days_since(cutoff_us, first)
+        return {
+            "recency_days": days_since(cutoff_us, last),
+            "frequency": count,
+            "monetary_total": net,
+            "monetary_mean": gross / np.maximum(count, 1),
+            "monetary_max": largest,
+            "tenure_days": tenure,
+            "purchase_rate": count / (tenure + RATE_PRIOR_DAYS) * 365.25,
+            "interpurchase_days": np.where(
+                count > 1, (last - first) / DAY_US / np.maximum(count - 1, 1), tenure
+            ),
+            "returns_rate": returns / np.maximum(count, 1),
+            "count_90d": count_90d,
+            "spend_90d": spend_90d,
+            "count_trend": np.log1p(count_90d) - np.log1p(count_prev),
+            "spend_trend": np.log1p(np.maximum(spend_90d, 0)) - np.log1p(np.maximum(spend_prev, 0)),
+        }
 
 
 def _runs(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -121,38 +173,26 @@ def rfm_features(ids, ts_us: np.ndarray, amount: np.ndarray, cutoff_us: int) -> 
     last = np.maximum.reduceat(np.where(buy, ts, np.iinfo(np.int64).min), starts)
     first = np.minimum.reduceat(np.where(buy, ts, np.iinfo(np.int64).max), starts)
     amax = np.maximum.reduceat(np.where(buy, amt, 0.0), starts)
-    w90 = cutoff_us - 90 * _DAY_US
-    w180 = cutoff_us - 180 * _DAY_US
+    w90 = cutoff_us - 90 * DAY_US
+    w180 = cutoff_us - 180 * DAY_US
     recent = buy & (ts > w90)
     prev = buy & (ts > w180) & (ts <= w90)
-    c90 = per(recent)
-    s90 = per(np.where(recent, amt, 0.0))
-    cprev = per(prev)
-    sprev = per(np.where(prev, amt, 0.0))
-    has = cnt > 0
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        tenure = (cutoff_us - first) / _DAY_US
-        out = pd.DataFrame(
-            {
-                "customer_id": uniq,
-                "recency_days": (cutoff_us - last) / _DAY_US,
-                "frequency": cnt,
-                "monetary_total": net,
-                "monetary_mean": gross / np.maximum(cnt, 1),
-                "monetary_max": amax,
-                "tenure_days": tenure,
-                "purchase_rate": cnt / (tenure + RATE_PRIOR_DAYS) * 365.25,
-                "interpurchase_days": np.where(
-                    cnt > 1, (last - first) / _DAY_US / np.maximum(cnt - 1, 1), tenure
-                ),
-                "returns_rate": n_ret / np.maximum(cnt, 1),
-                "count_90d": c90,
-                "spend_90d": s90,
-                "count_trend": np.log1p(c90) - np.log1p(cprev),
-                "spend_trend": np.log1p(np.maximum(s90, 0)) - np.log1p(np.maximum(sprev, 0)),
-            }
-        )
-    return out[has].reset_index(drop=True)
+    cols = rfm_columns(
+        cutoff_us,
+        count=cnt,
+        net=net,
+        gross=gross,
+        returns=n_ret,
+        last=last,
+        first=first,
+        largest=amax,
+        count_90d=per(recent),
+        spend_90d=per(np.where(recent, amt, 0.0)),
+        count_prev=per(prev),
+        spend_prev=per(np.where(prev, amt, 0.0)),
+    )
+    out = pd.DataFrame({"customer_id": uniq, **cols})
+    return out[cnt > 0].reset_index(drop=True)
 
 
 def horizon_labels(
@@ -160,7 +200,7 @@ def horizon_labels(
 ) -> pd.DataFrame:
     """Labels in ``(cutoff, cutoff + horizon]``: ``bought`` (any purchase) and
     ``spend`` (net amount), for every customer with a row in that window."""
-    end = cutoff_us + horizon_days * _DAY_US
+    end = cutoff_us + horizon_days * DAY_US
     w = (ts_us > cutoff_us) & (ts_us <= end)
     wids = np.asarray(ids)[w]
     codes, uniq = pd.factorize(wids, sort=False)

@@ -16,7 +16,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from bigseg.features.behaviour import DAY_US, _bool_of, _frame, _group_max, _select
+from bigseg.features.behaviour import _bool_of, _frame, _group_max, _select
+from bigseg.features.rfm import days_since
 
 __all__ = ["FEATURES", "NEGATIVE", "review_features", "sentiment_scores"]
 
@@ -156,7 +157,7 @@ def review_features(
     never = np.iinfo(np.int64).min
     last = _group_max(codes[neg], ts[neg], n, never)
     cols["days_since_last_negative"] = np.where(
-        last > never, (cutoff_us - last.astype(np.float64)) / DAY_US, np.nan
+        last > never, days_since(cutoff_us, last.astype(np.float64)), np.nan
     )
     if "rating" in t.column_names:
         r = t.column("rating").cast(pa.float64())

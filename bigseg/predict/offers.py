@@ -382,7 +382,7 @@ def value_cut_points(
     """Global value-tier cut points from a population sample of value predictions.
 
     Pass a sample pooled over all buckets (e.g. the concatenated
-    :func:`bigseg.tasks.value_sample` results the pipeline already gathers for the
+    :func:`bigseg.tasks.part_value_sample` results the pipeline already gathers for the
     high-value threshold) so that the tiers mean the same in every bucket.
 
     Parameters
