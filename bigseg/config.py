@@ -96,7 +96,7 @@ class PredictionConfig(_Strict):
     n_estimators: int = Field(300, ge=1, le=20000)
     learning_rate: float = Field(0.1, gt=0, le=1)
     #: 4 rather than XGBoost's 6: on the CDNOW backtest depth 6 lost to BG/NBD (AUC 0.8318
-    #: vs 0.8319) and depth 4 beat it (0.8356); generated data is indifferent (BENCHMARKS.md)
+    #: vs 0.8319) and depth 4 beat it (0.8356); generated data is indifferent (benchmarks/HISTORY.md)
     max_depth: int = Field(4, ge=1, le=16)
     #: optional small search: try these depths for the global model, keep the one with the
     #: best validation loss (used for the segment models too); empty = no search
@@ -109,12 +109,12 @@ class PredictionConfig(_Strict):
     #: the global model learns from at most this many training rows: a sample by a stable
     #: hash of the customer id (the same customers on every run and cluster). On 1M
     #: generated customers (625k training rows), 100k rows cost 0.0008 churn AUC and
-    #: train about 10x faster (BENCHMARKS.md); 0 = every row
+    #: train about 10x faster (benchmarks/HISTORY.md); 0 = every row
     max_train_rows: int = Field(100_000, ge=0)
     #: a segment's model is the global model boosted further on that segment's customers
     #: (at most this many of them, sampled the same way; 0 = all). On 1M generated
     #: customers 25k served the same backtest AUC and RMSE as 50k (to 1e-4) with a
-    #: train stage about 5 s shorter (BENCHMARKS.md) ...
+    #: train stage about 5 s shorter (benchmarks/HISTORY.md) ...
     segment_max_train_rows: int = Field(25_000, ge=0)
     #: ... with at most this many more trees (early stopping on the segment's validation
     #: rows)

@@ -56,7 +56,7 @@ log = logging.getLogger(__name__)
 
 #: features the segmentation clusters on (all features are shown in the profiles): the
 #: RFM-T quartet of BG/NBD-style models, as rates so that tenure does not inflate counts.
-#: Chosen by measurement on generated data with planted personas (BENCHMARKS.md,
+#: Chosen by measurement on generated data with planted personas (benchmarks/HISTORY.md,
 #: "segment recovery"): adding counts over fixed windows, trends, channel or campaign
 #: shares added within-persona noise and lowered the agreement with the personas.
 SEGMENT_FEATURES = ["recency_days", "purchase_rate", "monetary_mean", "tenure_days"]

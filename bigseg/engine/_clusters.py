@@ -120,7 +120,7 @@ def _dashboard_kwargs(enabled: bool, address: str) -> dict[str, Any]:
 #: bucket's features took 1.5 s instead of 0.9 s that way (1M customers, measured);
 #: 32 MiB (glibc's own adaptive ceiling) brings it back to 1.0 s while the trim
 #: threshold still returns the heap's free top. A value in the Dask config wins. Workers
-#: of the other cluster types get it from their own environment (README, Clusters).
+#: of the other cluster types get it from their own environment (docs/operations.md).
 WORKER_MMAP_THRESHOLD = 32 * 2**20
 _MMAP_KEY = "distributed.nanny.pre-spawn-environ.MALLOC_MMAP_THRESHOLD_"
 
