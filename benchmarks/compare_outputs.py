@@ -8,8 +8,8 @@ timestamp do not matter), the latest model version's files (booster bytes, segme
 JSON documents) and the values of ``metrics.json``.
 
 Left out, by name, only what differs between two runs of the same code on the same data:
-``VOLATILE_METRICS`` (timings, the model version, the report path, the segment migration,
-which names the previous version) and, in JSON documents, any ``version`` / ``model_version``
+``VOLATILE_METRICS`` (timings, every ``seconds`` field, the model version, the report path,
+the segment migration, which names the previous version), ``VOLATILE_PATHS`` and, in JSON documents, any ``version`` / ``model_version``
 key (the version is a timestamp). Run it on two runs of the same commit first: that shows the
 comparison itself holds still. Exits 1 and lists the differences when there are any.
 """
@@ -26,7 +26,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 DATASETS = ("features", "segments", "scores", "audiences")
-VOLATILE_METRICS = {"timings", "model_version", "report", "segment_migration"}
+VOLATILE_METRICS = {"timings", "seconds", "model_version", "report", "segment_migration"}
+# the score stage's resume fingerprint hashes the model version, a timestamp
+VOLATILE_PATHS = {"metrics.score_resume.fingerprint"}
 VOLATILE_JSON = {"version", "model_version", "created", "created_at", "written_at"}
 
 
@@ -46,7 +48,7 @@ def _table(root: Path) -> pa.Table | None:
 def _same_json(a, b, path: str, out: list[str], skip: set[str]) -> None:
     if isinstance(a, dict) and isinstance(b, dict):
         for k in sorted(set(a) | set(b)):
-            if k in skip:
+            if k in skip or f"{path}.{k}" in VOLATILE_PATHS:
                 continue
             if k not in a or k not in b:
                 out.append(f"{path}.{k}: only in {'B' if k not in a else 'A'}")
