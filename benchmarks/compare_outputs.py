@@ -29,7 +29,7 @@ DATASETS = ("features", "segments", "scores", "audiences")
 VOLATILE_METRICS = {"timings", "seconds", "model_version", "report", "segment_migration"}
 # the score stage's resume fingerprint hashes the model version, a timestamp
 VOLATILE_PATHS = {"metrics.score_resume.fingerprint"}
-VOLATILE_JSON = {"version", "model_version", "created", "created_at", "written_at", "seconds"}
+VOLATILE_JSON = {"version", "model_version", "created", "seconds"}
 
 
 def _table(root: Path) -> pa.Table | None:
