@@ -67,7 +67,8 @@ class StoreConfig(_Strict):
 
 
 class SegmentationConfig(_Strict):
-    method: Literal["kmeans", "gmm", "hierarchical", "hdbscan", "som"] = "kmeans"
+    #: a name in :data:`bigseg.segment.methods.METHODS`
+    method: str = "kmeans"
     k: int | Literal["auto"] = "auto"
     #: candidate k range for ``k: auto``
     k_min: int = Field(3, ge=2, le=64)
@@ -77,6 +78,17 @@ class SegmentationConfig(_Strict):
     n_init: int = Field(3, ge=1, le=100)
     #: refit with fewer segments while one has fewer than privacy.min_segment_size customers
     merge_small_segments: bool = True
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, v):
+        # imported here: the store modules import this module on workers, and the
+        # estimators behind METHODS (numba, scikit-learn) are slow to import
+        from bigseg.segment.methods import METHODS
+
+        if v not in METHODS:
+            raise ValueError(f"unknown method (known: {', '.join(METHODS)})")
+        return v
 
     @field_validator("k")
     @classmethod

@@ -43,8 +43,10 @@ from bigseg.progress import gather
 from bigseg.registry import VersionWriter, latest_version, load_version, schema_hash
 from bigseg.report import projection
 from bigseg.report.gains import gains_curve
-from bigseg.segment import KMeans, choose_k, serialize
+from bigseg.segment import choose_k, serialize
+from bigseg.segment.base import Segmenter
 from bigseg.segment.blocks import Blocks
+from bigseg.segment.methods import METHODS
 from bigseg.segment.naming import name_segments, rfm_position
 from bigseg.segment.preprocess import Preprocessor
 from bigseg.segment.stability import match_segments, migration_matrix
@@ -346,7 +348,7 @@ class Run:
                 gather(self.client, futs, "write segments", bar=True)
 
     def _fit_segments(self):
-        cfg, seed = self.cfg.segmentation, self.cfg.seed
+        seed = self.cfg.seed
         frames = self.frames()
         feats = SEGMENT_FEATURES
         log_feats = sorted(SKEWED & set(feats))
@@ -365,43 +367,21 @@ class Run:
             self.submit_each(tasks.x_block, "score", pre.to_dict(), self.backend.name), self.client
         )
         Xs = pre.transform(pop)
-        method = cfg.method
-        previous = self._previous_segmenter()
-        if method == "hdbscan":
-            est, scores, rule = (
-                _make(method, 0, cfg, seed, self.backend).fit(blocks),
-                [],
-                "density clusters of a sample (no k)",
-            )
-        else:
-            est, scores, rule = self._choose_k(method, blocks, Xs)
-        if (
-            method == "kmeans"
-            and previous is not None
-            and previous["meta"]["method"] == "kmeans"
-            and len(previous["centres"]) == est.n_clusters
-        ):
-            # warm start from the previous centres: the same data give the same segments,
-            # a little more data moves them a little (stable segments, few migrations)
+        previous, old_z = self._previous_segmenter(), None
+        if previous is not None:  # its segment centres in this run's scaled space
             old_z = pre.transform(
-                pd.DataFrame(previous["pre"].inverse_transform(previous["centres"]), columns=feats)
+                pd.DataFrame(
+                    previous["pre"].inverse_transform(previous["arrays"]["centres"]), columns=feats
+                )
             )
-            warm = KMeans(
-                est.n_clusters,
-                init=old_z,
-                max_iter=cfg.max_iter,
-                tol=cfg.tol,
-                random_state=seed,
-                device=self.backend,
-            ).fit(blocks)
-            if warm.inertia_ <= est.inertia_ * 1.01:
-                est = warm
-        est, merged = self._merge_small(method, est, blocks)
-        meta, arrays = serialize.export(method, est)
-        centres_z = arrays["centres"]
-        centres = pre.inverse_transform(centres_z)
+        seg, scores, rule, merged = self._fit_method(
+            blocks, Xs, None if previous is None else previous["meta"], old_z
+        )
+        meta, arrays = seg.export()
+        centers_z = arrays["centres"]
+        centers = pre.inverse_transform(centers_z)
         positions = rfm_position(
-            {f: centres[:, i] for i, f in enumerate(feats)},
+            {f: centers[:, i] for i, f in enumerate(feats)},
             {f: pop[f].to_numpy() for f in pop.columns},
         )
         names = name_segments(positions)
@@ -410,10 +390,7 @@ class Run:
         k = len(names)
         ids, continues = list(range(k)), [None] * k
         if previous is not None:
-            old_z = pre.transform(
-                pd.DataFrame(previous["pre"].inverse_transform(previous["centres"]), columns=feats)
-            )
-            ids, continues = match_segments(old_z, centres_z, previous["ids"])
+            ids, continues = match_segments(old_z, centers_z, previous["ids"])
             by_id = dict(zip(previous["ids"], previous["names"], strict=True))
             kept = {by_id[c] for c in continues if c is not None}
             names = [
@@ -428,26 +405,14 @@ class Run:
             "ids": ids,
         }
         seg_metrics = {
-            "method": method,
+            "method": seg.name,
             "k": k,
             "k_rule": rule,
             "candidates": scores,
             "continues_previous": dict(zip(ids, continues, strict=True)),
             "merged_small_segments": merged,
+            **seg.fit_metrics(),
         }
-        for attr in (
-            "inertia_",
-            "n_iter_",
-            "noise_share_",
-            "lower_bound_",
-            "quantization_error_",
-            "topographic_error_",
-        ):
-            if hasattr(est, attr):
-                seg_metrics[attr.rstrip("_")] = float(getattr(est, attr))
-        if method == "hierarchical":
-            seg_metrics["dendrogram"] = est.dendrogram_data()
-            seg_metrics["dendrogram_svg"] = est.dendrogram_svg()
         self.metrics["segmentation"] = seg_metrics
         w = self._model_writer()
         w.write_json("preprocess.json", pre.to_dict())
@@ -463,26 +428,40 @@ class Run:
         )
         serialize.save(w.dir / "segmenter.npz", arrays)
 
-    def _merge_small(self, method: str, est, blocks: Blocks):
-        """Refit with fewer segments while any segment has fewer customers than
-        ``privacy.min_segment_size`` (``segmentation.merge_small_segments``).
-
-        K-Means drops the small centres and restarts Lloyd from the rest (their customers
-        join the nearest remaining segment); the other methods refit with k lowered by the
-        number of small segments. Density clustering is left alone (its noise segment is
-        suppressed in reports instead). Returns the estimator and one record per round."""
+    def _fit_method(self, blocks: Blocks, Xs: np.ndarray, previous_meta: dict | None, old_z):
+        """Fit ``segmentation.method``: k chosen (or found by the method itself),
+        warm-started from the previous model (``previous_meta``, its centres ``old_z``)
+        where the method can, small segments merged. Returns the segmenter, the candidate
+        scores, the k rule and the merge rounds."""
         cfg, seed = self.cfg.segmentation, self.cfg.seed
+        method = METHODS[cfg.method]
+        if method.finds_k:
+            seg = method.from_config(0, cfg, seed, self.backend).fit(blocks)
+            scores, rule = [], method.finds_k
+        else:
+            seg, scores, rule = self._choose_k(method, blocks, Xs)
+        if previous_meta is not None:
+            seg = seg.warm_start(previous_meta, old_z, blocks)
+        seg, merged = self._merge_small(seg, blocks)
+        return seg, scores, rule, merged
+
+    def _merge_small(self, seg: Segmenter, blocks: Blocks):
+        """Refit with fewer segments while any segment has fewer customers than
+        ``privacy.min_segment_size`` (``segmentation.merge_small_segments``), as the
+        method merges (:meth:`~bigseg.segment.base.Segmenter.without`); methods that do
+        not merge are left alone. Returns the segmenter and one record per round."""
+        cfg = self.cfg.segmentation
         min_size = self.cfg.privacy.min_segment_size
         merged: list[dict] = []
-        if method == "hdbscan" or min_size <= 0 or not cfg.merge_small_segments:
-            return est, merged
+        if not seg.merges_small or min_size <= 0 or not cfg.merge_small_segments:
+            return seg, merged
         while True:
-            meta, arrays = serialize.export(method, est)
+            meta, arrays = seg.export()
             k = len(arrays["centres"])
             counts = np.sum(blocks.map(serialize.segment_counts, meta, arrays, k), axis=0)
             small = np.flatnonzero(counts < min_size)
             if len(small) == 0 or k - len(small) < 2:
-                return est, merged
+                return seg, merged
             merged.append(
                 {
                     "k": int(k),
@@ -496,42 +475,29 @@ class Run:
                 min_size,
                 k - len(small),
             )
-            if method == "kmeans":
-                keep = np.delete(est.cluster_centers_, small, axis=0)
-                est = KMeans(
-                    len(keep),
-                    init=keep,
-                    max_iter=cfg.max_iter,
-                    tol=cfg.tol,
-                    random_state=seed,
-                    device=self.backend,
-                ).fit(blocks)
-            else:
-                est = _make(method, k - len(small), cfg, seed, self.backend).fit(blocks)
+            seg = seg.without(small, blocks)
 
-    def _choose_k(self, method: str, blocks: Blocks, Xs: np.ndarray):
+    def _choose_k(self, method: type[Segmenter], blocks: Blocks, Xs: np.ndarray):
         """Fit every candidate k on all customers and score it on the sample ``Xs``;
         :mod:`bigseg.segment.choose_k` documents the scores and the rule."""
         cfg, seed = self.cfg.segmentation, self.cfg.seed
         ks = [cfg.k] if cfg.k != "auto" else list(range(cfg.k_min, cfg.k_max + 1))
         fitted, scores = [], []
         for k in ks:
-            est = _make(method, k, cfg, seed, self.backend).fit(blocks)
-            fitted.append(est)
+            seg = method.from_config(k, cfg, seed, self.backend).fit(blocks)
+            fitted.append(seg)
             if len(ks) == 1:
                 scores.append({"k": k})
                 continue
-            meta, arrays = serialize.export(method, est)
+            meta, arrays = seg.export()
             s = choose_k.cluster_scores(Xs, serialize.assign(meta, arrays, Xs))
 
             def refit(train, X, i, k=k):
-                e = _make(method, k, cfg, seed + 1 + i, resolve("cpu")).fit(train)
-                m, a = serialize.export(method, e)
+                m, a = method.from_config(k, cfg, seed + 1 + i, resolve("cpu")).fit(train).export()
                 return serialize.assign(m, a, X)
 
             s["stability"] = choose_k.bootstrap_stability(refit, Xs, seed=seed)
-            if method == "gmm":
-                s["bic"] = float(est.bic(blocks))
+            s.update(seg.k_scores(blocks))
             scores.append({"k": k, **s})
             log.info("k=%d: %s", k, {n: round(v, 4) for n, v in s.items()})
         best = choose_k.pick(scores)
@@ -554,7 +520,6 @@ class Run:
             "pre": Preprocessor.from_dict(json.loads((d / "preprocess.json").read_text())),
             "meta": {k: v for k, v in seg.items() if k not in ("names", "segment_ids")},
             "arrays": arrays,
-            "centres": arrays["centres"],
             "ids": seg["segment_ids"],
             "names": seg["names"],
         }
@@ -1395,31 +1360,6 @@ def _chosen(cat: dict, target: str, choice: dict) -> np.ndarray:
 def _model_file(target: str, key) -> str:
     """``churn.ubj`` (global) or ``churn.segment_3.ubj``."""
     return f"{target}.ubj" if key == "global" else f"{target}.segment_{int(key)}.ubj"
-
-
-def _make(method: str, k: int, cfg, seed: int, backend):
-    """A fresh estimator for ``segmentation.method`` with ``k`` segments."""
-    from bigseg.segment.density import HDBSCAN
-    from bigseg.segment.gmm import GaussianMixture
-    from bigseg.segment.hierarchical import Hierarchical
-    from bigseg.segment.som import SOM
-
-    if method == "kmeans":
-        return KMeans(
-            k,
-            n_init=cfg.n_init,
-            max_iter=cfg.max_iter,
-            tol=cfg.tol,
-            random_state=seed,
-            device=backend,
-        )
-    if method == "gmm":
-        return GaussianMixture(k, covariance_type="full", random_state=seed, device=backend)
-    if method == "hierarchical":
-        return Hierarchical(k, random_state=seed, device=backend)
-    if method == "som":
-        return SOM(6, 6, n_segments=k, random_state=seed, device=backend)
-    return HDBSCAN(random_state=seed, device=backend)
 
 
 @functools.lru_cache(maxsize=1)

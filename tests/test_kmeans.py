@@ -81,7 +81,7 @@ def test_errors_say_what_was_expected():
         KMeans(2).fit(np.zeros(5, np.float32))
 
 
-def test_same_seed_same_centres(blobs):
+def test_same_seed_same_centers(blobs):
     X, _ = blobs
     a = KMeans(5, random_state=3, device="cpu").fit(X).cluster_centers_
     b = KMeans(5, random_state=3, device="cpu").fit(X).cluster_centers_
@@ -146,7 +146,7 @@ def test_minibatch_close_to_full_lloyd(blobs):
     assert (mb.fit_predict(X) == mb.labels_).all()
 
 
-def test_minibatch_update_rule_moves_bad_centres(blobs):
+def test_minibatch_update_rule_moves_bad_centers(blobs):
     """From centres pushed well off the blobs, the per-centre rate brings them back."""
     X, y = blobs
     full = KMeans(5, random_state=0, device="cpu").fit(X)
@@ -253,7 +253,7 @@ def test_init_must_be_a_known_name():
         MiniBatchKMeans(2, init=np.zeros((1, 2)), device="cpu").fit(X)
 
 
-def test_given_centres_start_lloyd_directly(blobs):
+def test_given_centers_start_lloyd_directly(blobs):
     X, y = blobs
     first = KMeans(5, random_state=0, device="cpu").fit(X)
     again = KMeans(5, init=first.cluster_centers_, device="cpu").fit(X)

@@ -17,6 +17,7 @@ from bigseg.config import load_run_config
 from bigseg.engine import connect
 from bigseg.pipeline import run_stages
 from bigseg.registry import load_version
+from bigseg.segment import METHODS
 
 TABLES = ("transactions", "customers", "events", "campaigns", "reviews")
 SCORE_COLUMNS = [
@@ -216,9 +217,14 @@ def test_stage_commands_reuse_published_outputs(run_2w, local_client):
     assert checksum(first.sort_values("customer_id").reset_index(drop=True)) == checksum(before)
 
 
+# kmeans runs in run_2w; hdbscan and gmm stay in the default suite, the rest in test-slow
 @pytest.mark.parametrize(
     "method",
-    ["gmm", "hdbscan", *(pytest.param(m, marks=pytest.mark.slow) for m in ("hierarchical", "som"))],
+    [
+        m if m in ("gmm", "hdbscan") else pytest.param(m, marks=pytest.mark.slow)
+        for m in METHODS
+        if m != "kmeans"
+    ],
 )
 def test_every_segmentation_method_runs_and_reloads(method, synth_data, tmp_path, local_client):
     cfg = write_config(

@@ -32,8 +32,10 @@ import logging
 import time
 
 import numpy as np
+from sklearn.base import BaseEstimator, ClusterMixin
 
 from bigseg.backend import cuml_cluster, resolve
+from bigseg.segment.base import check_fitted
 from bigseg.segment.blocks import as_blocks, block_shape, sample_block
 
 log = logging.getLogger(__name__)
@@ -106,7 +108,7 @@ def _cluster_sample(S: np.ndarray, params: dict, algorithm: str, gpu: bool) -> n
         raise
 
 
-class HDBSCAN:
+class HDBSCAN(ClusterMixin, BaseEstimator):
     """HDBSCAN segmentation with the scikit-learn contract, over local or Dask data.
 
     Parameters
@@ -242,8 +244,7 @@ class HDBSCAN:
 
     def predict(self, X) -> np.ndarray:
         """Cluster of each row by the nearest-core-point rule; -1 = noise."""
-        if not hasattr(self, "_assigner"):
-            raise ValueError("this HDBSCAN is not fitted yet; call fit first")
+        check_fitted(self, "_assigner")
         blocks, _ = as_blocks(X)
         labs = [r[1] for r in self._assign(blocks, with_labels=True)]
         return np.concatenate(labs) if labs else np.zeros(0, np.int32)

@@ -17,8 +17,10 @@ import time
 
 import numpy as np
 from scipy import linalg
+from sklearn.base import BaseEstimator, ClusterMixin
 
 from bigseg.backend import resolve
+from bigseg.segment.base import check_fitted
 from bigseg.segment.blocks import Blocks, as_blocks, block_shape
 
 log = logging.getLogger(__name__)
@@ -191,7 +193,7 @@ def _sum_stats(stats: list) -> tuple:
     return tuple(out)
 
 
-class GaussianMixture:
+class GaussianMixture(ClusterMixin, BaseEstimator):
     """Gaussian mixture fitted by EM, with the scikit-learn contract, over local or Dask data.
 
     Parameters
@@ -327,12 +329,8 @@ class GaussianMixture:
         return means
 
     # -- using a fitted model -------------------------------------------------------
-    def _check_fitted(self):
-        if not hasattr(self, "means_"):
-            raise ValueError("this GaussianMixture is not fitted yet; call fit first")
-
     def _map(self, X, what: str) -> list:
-        self._check_fitted()
+        check_fitted(self, "means_")
         blocks, _ = as_blocks(X)
         shift = self.means_.mean(axis=0)
         p = _block_params(

@@ -19,8 +19,10 @@ import logging
 import time
 
 import numpy as np
+from sklearn.base import BaseEstimator, ClusterMixin
 
 from bigseg.backend import resolve
+from bigseg.segment.base import check_fitted
 from bigseg.segment.blocks import as_blocks, block_shape
 from bigseg.segment.kmeans import KMeans, _block_labels, assign_accumulate
 
@@ -145,7 +147,7 @@ def _count_block(block, centers: np.ndarray, device: str, with_labels: bool):
     return be.to_numpy(counts), (be.to_numpy(lab) if with_labels else None)
 
 
-class Hierarchical:
+class Hierarchical(ClusterMixin, BaseEstimator):
     """Ward hierarchical segmentation on distributed K-Means micro-clusters.
 
     Parameters
@@ -248,13 +250,9 @@ class Hierarchical:
         log.info("hierarchical: %d micro-clusters (k-means %.1fs), %.1fs in all", m, *dt)
         return self
 
-    def _check_fitted(self):
-        if not hasattr(self, "micro_labels_"):
-            raise ValueError("this Hierarchical is not fitted yet; call fit first")
-
     def predict(self, X) -> np.ndarray:
         """Segment of the nearest micro-centroid of each row (NumPy labels)."""
-        self._check_fitted()
+        check_fitted(self, "micro_labels_")
         blocks, _ = as_blocks(X)
         labs = blocks.map(_block_labels, self.micro_centers_, resolve(self.device).name)
         micro = np.concatenate(labs) if labs else np.zeros(0, np.int32)
@@ -272,7 +270,7 @@ class Hierarchical:
         for a micro-cluster, ``segment`` = their segment or -1 when they span several);
         ``merges`` are the last merges, bottom-up (``children`` are leaf or merge ids).
         """
-        self._check_fitted()
+        check_fitted(self, "micro_labels_")
         Z, m = self.linkage_, len(self.micro_sizes_)
         L = max(1, min(int(max_leaves), m))
         first = m - L  # merges below the truncation

@@ -22,8 +22,10 @@ import time
 
 import numba
 import numpy as np
+from sklearn.base import BaseEstimator, ClusterMixin
 
 from bigseg.backend import kernels, resolve
+from bigseg.segment.base import check_fitted
 from bigseg.segment.blocks import Blocks, as_blocks, block_shape, sample_block
 
 log = logging.getLogger(__name__)
@@ -237,16 +239,12 @@ def _init_array(init, k: int, d: int) -> np.ndarray:
     return C
 
 
-class _CentresModel:
+class _CentersModel(ClusterMixin, BaseEstimator):
     """Use of fitted ``cluster_centers_``: nearest centre, distances, score."""
-
-    def _check_fitted(self):
-        if not hasattr(self, "cluster_centers_"):
-            raise ValueError(f"this {type(self).__name__} is not fitted yet; call fit first")
 
     def predict(self, X):
         """Nearest centre of each row, as NumPy labels (Dask input is gathered)."""
-        self._check_fitted()
+        check_fitted(self, "cluster_centers_")
         blocks, kind = as_blocks(X)
         labs = blocks.map(_block_labels, self.cluster_centers_, resolve(self.device).name)
         return np.concatenate(labs) if labs else np.zeros(0, np.int32)
@@ -256,7 +254,7 @@ class _CentresModel:
 
     def transform(self, X) -> np.ndarray:
         """Distances of each row to every centre."""
-        self._check_fitted()
+        check_fitted(self, "cluster_centers_")
         blocks, _ = as_blocks(X)
         return np.concatenate(
             blocks.map(_block_distances, self.cluster_centers_, resolve(self.device).name)
@@ -264,13 +262,13 @@ class _CentresModel:
 
     def score(self, X, y=None) -> float:
         """Opposite of the inertia of ``X`` (scikit-learn convention)."""
-        self._check_fitted()
+        check_fitted(self, "cluster_centers_")
         blocks, _ = as_blocks(X)
         stats = blocks.map(_block_stats, self.cluster_centers_, resolve(self.device).name)
         return -float(sum(s[2] for s in stats))
 
 
-class KMeans(_CentresModel):
+class KMeans(_CentersModel):
     """K-Means clustering with the scikit-learn contract, over local or Dask data.
 
     Parameters
@@ -561,7 +559,7 @@ class _Chunks:
         return _windowed(submit, idx, max(1, int(window)))
 
 
-class MiniBatchKMeans(_CentresModel):
+class MiniBatchKMeans(_CentersModel):
     """K-Means by mini-batches of chunks, for data that does not fit in cluster memory.
 
     Each step draws ``batch_blocks`` chunks of the input (reproducibly: the draw depends
@@ -745,7 +743,7 @@ class MiniBatchKMeans(_CentresModel):
     def predict(self, X):
         """Nearest centre of each row: NumPy labels for in-memory input; for Dask input a
         lazy Dask array of labels, one chunk per input chunk (nothing is computed here)."""
-        self._check_fitted()
+        check_fitted(self, "cluster_centers_")
         lazy = _lazy_rows(X)
         if lazy is None:
             return super().predict(X)
@@ -759,7 +757,7 @@ class MiniBatchKMeans(_CentresModel):
 
     def transform(self, X):
         """Distances of each row to every centre (a lazy Dask array for Dask input)."""
-        self._check_fitted()
+        check_fitted(self, "cluster_centers_")
         lazy = _lazy_rows(X)
         if lazy is None:
             return super().transform(X)
@@ -775,7 +773,7 @@ class MiniBatchKMeans(_CentresModel):
     def score(self, X, y=None) -> float:
         """Opposite of the inertia of ``X``, by one streaming pass of at most
         ``batch_blocks`` chunks at a time."""
-        self._check_fitted()
+        check_fitted(self, "cluster_centers_")
         src = _Chunks(X, self.block_rows)
         stats = src.run(
             _chunk_stats,

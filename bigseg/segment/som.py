@@ -15,8 +15,10 @@ import logging
 import time
 
 import numpy as np
+from sklearn.base import BaseEstimator, ClusterMixin
 
 from bigseg.backend import resolve
+from bigseg.segment.base import check_fitted
 from bigseg.segment.blocks import as_blocks, block_shape, sample_block
 from bigseg.segment.kmeans import assign_accumulate
 
@@ -101,7 +103,7 @@ def weighted_ward(points: np.ndarray, weights: np.ndarray, n_clusters: int) -> n
     return np.array([order[lab] for lab in label], dtype=np.int32)
 
 
-class SOM:
+class SOM(ClusterMixin, BaseEstimator):
     """Batch self-organising map on a ``rows x cols`` grid, over local or Dask data.
 
     Parameters
@@ -286,13 +288,9 @@ class SOM:
         return out.astype(np.float32)
 
     # -- using a fitted model -------------------------------------------------------
-    def _check_fitted(self):
-        if not hasattr(self, "weights_"):
-            raise ValueError("this SOM is not fitted yet; call fit first")
-
     def transform(self, X) -> np.ndarray:
         """Best-matching unit of each row (NumPy int32, all rows, block order)."""
-        self._check_fitted()
+        check_fitted(self, "weights_")
         blocks, _ = as_blocks(X)
         labs = blocks.map(_block_bmu, self.weights_, resolve(self.device).name)
         return np.concatenate(labs) if labs else np.zeros(0, np.int32)
@@ -307,12 +305,12 @@ class SOM:
 
     def quantization_error(self, X) -> float:
         """Mean distance of the rows of ``X`` to their best-matching unit."""
-        self._check_fitted()
+        check_fitted(self, "weights_")
         blocks, _ = as_blocks(X)
         res = blocks.map(_block_bmu_stats, self.weights_, resolve(self.device).name, True)
         return float(sum(r[3] for r in res)) / max(sum(int(r[1].sum()) for r in res), 1)
 
     def topographic_error(self, X) -> float:
         """Share of the rows of ``X`` (in memory) whose two nearest units are not adjacent."""
-        self._check_fitted()
+        check_fitted(self, "weights_")
         return self._topographic_error(np.asarray(X, dtype=np.float64), self.weights_)
