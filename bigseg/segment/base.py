@@ -10,6 +10,7 @@ estimators stay plain scikit-learn estimators; the methods and their file format
 
 from __future__ import annotations
 
+from abc import ABCMeta, abstractmethod
 from typing import ClassVar
 
 import numpy as np
@@ -34,7 +35,7 @@ def check_fitted(est, attribute: str) -> None:
     check_is_fitted(est, attribute, msg="this %(name)s is not fitted yet; call fit first")
 
 
-class Segmenter(ClusterMixin, BaseEstimator):
+class Segmenter(ClusterMixin, BaseEstimator, metaclass=ABCMeta):
     """One segmentation method. Subclasses set :attr:`name` and implement
     :meth:`_estimator`, :meth:`_export` and :meth:`assign`.
 
@@ -59,9 +60,9 @@ class Segmenter(ClusterMixin, BaseEstimator):
         """The method with ``k`` segments, options from ``cfg`` (``segmentation``)."""
         return cls(k, random_state=seed, device=device)
 
+    @abstractmethod
     def _estimator(self):
         """A fresh, unfitted estimator for these parameters."""
-        raise NotImplementedError
 
     def _with(self, **params) -> Segmenter:
         """An unfitted copy with ``params`` changed; the device object is shared, not
@@ -124,13 +125,13 @@ class Segmenter(ClusterMixin, BaseEstimator):
         arrays = {**arrays, "centres": np.asarray(centers, dtype=np.float32)}
         return meta, {k: np.asarray(v) for k, v in arrays.items()}
 
+    @abstractmethod
     def _export(self, est) -> tuple[dict, dict[str, np.ndarray], np.ndarray]:
         """(extra metadata, the method's arrays, segment centres) of a fitted estimator."""
-        raise NotImplementedError
 
     @classmethod
+    @abstractmethod
     def assign(cls, meta: dict, arrays: dict[str, np.ndarray], Z: np.ndarray) -> np.ndarray:
         """Segment (int32) of each row of ``Z`` (NumPy float32, C order, scaled) from
         what :meth:`export` gave; :func:`bigseg.segment.serialize.assign` prepares ``Z``
         and picks the method by ``meta["method"]``."""
-        raise NotImplementedError

@@ -236,7 +236,8 @@ class HDBSCANSegmenter(Segmenter):
         return np.where(labels < 0, self.estimator_.n_clusters_, labels).astype(np.int32)
 
     def without(self, small, X):
-        raise NotImplementedError("hdbscan does not merge small segments")
+        # merges_small is False: the pipeline never asks; a caller that does is a bug
+        raise TypeError("hdbscan does not merge small segments (merges_small is False)")
 
     def _export(self, est):
         S = est.sample_.astype(np.float64)
