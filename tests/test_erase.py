@@ -198,6 +198,7 @@ def _check_erased(out: Path, before: dict, after: dict) -> None:
         assert m["tables"][t]["rows"] == rows, t
 
 
+@pytest.mark.slow  # heavy: runs in `make test-slow` (CI runs both)
 def test_erase_plain_string_ids_everywhere_and_for_good(raw_data, tmp_path, local_client, capsys):
     raw = raw_data["dir"] / "strs"
     erased = [f"CUST-{i:06d}" for i in raw_data["erased"]]

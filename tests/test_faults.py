@@ -145,6 +145,7 @@ def test_worker_killed_during_scoring_gives_the_same_scores(trained, client, pha
 
 
 # -- 2. the whole job SIGKILLed while it writes -----------------------------------------
+@pytest.mark.slow  # heavy: runs in `make test-slow` (CI runs both)
 def test_job_killed_during_the_write_leaves_the_published_scores_intact(trained, tmp_path):
     cfg, undisturbed, _ = trained
     out = cfg.output_dir
@@ -410,6 +411,7 @@ class CrashOnBucket(WorkerPlugin):
         bigseg.tasks.write_scores = write_scores
 
 
+@pytest.mark.slow  # heavy: runs in `make test-slow` (CI runs both)
 def test_task_that_always_kills_its_worker_fails_cleanly_naming_it(trained, tmp_path):
     cfg, _, _ = trained
     out = cfg.output_dir

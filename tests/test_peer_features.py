@@ -57,7 +57,9 @@ def reference(data, tmp_path_factory) -> pd.DataFrame:
     return pd.read_parquet(feats)
 
 
-@pytest.mark.parametrize("script", ["peer_polars.py", "peer_daskdf.py"])
+@pytest.mark.parametrize(
+    "script", ["peer_polars.py", pytest.param("peer_daskdf.py", marks=pytest.mark.slow)]
+)
 def test_same_features_as_pandas(script, data, reference, tmp_path):
     pytest.importorskip("polars" if script == "peer_polars.py" else "distributed")
     feats = tmp_path / "features.parquet"

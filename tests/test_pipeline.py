@@ -119,6 +119,7 @@ def test_churn_model_learns_planted_behaviour(run_2w, synth_data):
     assert roc_auc_score(~s["buys_in_horizon"], s["churn_probability"]) > 0.75
 
 
+@pytest.mark.slow  # heavy: runs in `make test-slow` (CI runs both)
 def test_same_seed_same_scores_with_one_and_two_workers(run_2w, synth_data, tmp_path):
     cfg2, _ = run_2w
     cfg1 = write_config(tmp_path / "job.yaml", synth_data, tmp_path / "out")
@@ -217,11 +218,11 @@ def test_stage_commands_reuse_published_outputs(run_2w, local_client):
     assert checksum(first.sort_values("customer_id").reset_index(drop=True)) == checksum(before)
 
 
-# kmeans runs in run_2w; hdbscan and gmm stay in the default suite, the rest in test-slow
+# kmeans runs in run_2w; hdbscan stays in the default suite, the rest in test-slow
 @pytest.mark.parametrize(
     "method",
     [
-        m if m in ("gmm", "hdbscan") else pytest.param(m, marks=pytest.mark.slow)
+        m if m == "hdbscan" else pytest.param(m, marks=pytest.mark.slow)
         for m in METHODS
         if m != "kmeans"
     ],

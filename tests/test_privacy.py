@@ -55,6 +55,7 @@ def _scan(root, needles: list[str]) -> list[str]:
     return hits
 
 
+@pytest.mark.slow  # heavy: runs in `make test-slow` (CI runs both)
 def test_pseudonymised_run_leaks_no_id_pii_or_key(
     string_id_data, tmp_path, monkeypatch, caplog, capfd
 ):
