@@ -35,6 +35,10 @@ TABLES = ("transactions", "customers", "events", "campaigns", "reviews")
 N_ERASED = 100  # of 3,000 customers (the acceptance run erases 1,000 of a larger base)
 
 
+def _get_env(name: str) -> str | None:
+    return os.environ.get(name)
+
+
 def _set_env(name: str, value: str | None) -> None:
     if value is None:
         os.environ.pop(name, None)
@@ -45,7 +49,7 @@ def _set_env(name: str, value: str | None) -> None:
 @pytest.fixture(scope="module", autouse=True)
 def _key_on_every_worker(local_client):
     """The key in this process and in the session's running workers, for this module only."""
-    before = {w: v for w, v in local_client.run(os.environ.get, ENV).items()}
+    before = local_client.run(_get_env, ENV)  # each worker's own value, to restore
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(ENV, KEY)
         local_client.run(_set_env, ENV, KEY)
