@@ -66,8 +66,8 @@ def main() -> None:
         r = Run(cfg, c, resolve("cpu"))
         r.ingest()
         r.segment()
-        seg = r._seg_small()
-        feats = r.feature_names + segmented.segment_features([int(i) for i in seg["ids"]])
+        seg = r.segmenter().without_names()
+        feats = list(r.features().names) + segmented.segment_features(list(seg.ids))
         pc = cfg.prediction
         res["caps"] = caps(r, c, seg, feats, [int(x) for x in args.caps.split(",")])
         for row in res["caps"]:
@@ -76,9 +76,7 @@ def main() -> None:
             res["train_stage_s"], res["train_stage_metrics"] = train_stage(r)
             return finish(res, args)
         params = params_for("churn", pc, cfg.seed, "cpu")
-        parts = r.submit_each(
-            segmented.xy_parts, "train", "churn", VALID_FRACTION, cfg.seed, feats, seg
-        )
+        parts = each(r, segmented.xy_parts, "train", "churn", VALID_FRACTION, cfg.seed, feats, seg)
         t0 = time.perf_counter()
         _, info = train_dask(
             c,
@@ -112,6 +110,11 @@ def main() -> None:
     finish(res, args)
 
 
+def each(r, fn, *args) -> list:
+    """Futures of ``fn(bucket features, *args)`` over every bucket of run ``r``."""
+    return r.context().map_buckets(fn, list(r.features().buckets), *args)
+
+
 def caps(r, c, seg, feats, caps: list[int]) -> list[dict]:
     """Global churn and value models at the backtest cutoff on samples of ``caps`` rows,
     judged on every customer of the training cutoff (forward in time)."""
@@ -129,14 +132,10 @@ def caps(r, c, seg, feats, caps: list[int]) -> list[dict]:
 
     targets = ["churn", "value"]
     fit_rows = c.gather(
-        r.submit_each(
-            segmented.model_rows, "backtest", targets, VALID_FRACTION, r.cfg.seed, feats, seg
-        )
+        each(r, segmented.model_rows, "backtest", targets, VALID_FRACTION, r.cfg.seed, feats, seg)
     )
     test_rows = c.gather(
-        r.submit_each(
-            segmented.model_rows, "train", targets, VALID_FRACTION, r.cfg.seed, feats, seg
-        )
+        each(r, segmented.model_rows, "train", targets, VALID_FRACTION, r.cfg.seed, feats, seg)
     )
     X = np.concatenate([t["X"] for t in test_rows])
     out = []
@@ -178,7 +177,7 @@ def train_stage(r) -> tuple[float, dict]:
     t0 = time.perf_counter()
     r.train()
     secs = time.perf_counter() - t0
-    m = r.metrics
+    m = r.rec.metrics
     return secs, {
         "churn_auc": m.get("churn", {}).get("auc"),
         "value_rmse": m.get("value", {}).get("rmse"),

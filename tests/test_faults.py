@@ -391,7 +391,7 @@ def test_worker_killed_during_distributed_training_never_hangs(tmp_path):
 
 # -- 4. a task that always crashes its worker ------------------------------------------
 class CrashOnBucket(WorkerPlugin):
-    """Worker plugin: ``bigseg.tasks.write_scores`` exits the worker process (as the OOM
+    """Worker plugin: ``bigseg.predict.scoring.write_scores`` exits the worker process (as the OOM
     killer or a segfault would) when it writes bucket ``bucket``; set up again on every
     restarted worker."""
 
@@ -399,16 +399,16 @@ class CrashOnBucket(WorkerPlugin):
         self.bucket = bucket
 
     def setup(self, worker):
-        import bigseg.tasks
+        import bigseg.predict.scoring as scoring
 
-        real, name = bigseg.tasks.write_scores, f"part-{self.bucket:05d}.parquet"
+        real, name = scoring.write_scores, f"part-{self.bucket:05d}.parquet"
 
         def write_scores(*args, **kwargs):
             if any(isinstance(a, str) and a.endswith(name) for a in args):
                 os._exit(1)
             return real(*args, **kwargs)
 
-        bigseg.tasks.write_scores = write_scores
+        scoring.write_scores = write_scores
 
 
 @pytest.mark.slow  # heavy: runs in `make test-slow` (CI runs both)

@@ -72,7 +72,7 @@ def test_rerun_with_more_data_keeps_ids_and_names(tmp_path, local_client):
 
 
 def test_segment_reasons_name_the_feature_that_separates_the_nearest_segments():
-    from bigseg.tasks import segment_reasons
+    from bigseg.predict.scoring import segment_reasons
 
     centres = np.array([[0.0, 0.0], [3.0, 0.0], [0.0, 10.0]], dtype=np.float32)
     Z = np.array([[0.2, 0.1], [2.9, -0.2]], dtype=np.float32)

@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from bigseg.features import behaviour, fused, text
+from bigseg.features.bucket import BucketFeatures
 from bigseg.features.clv import BGNBD, GammaGamma, clv_features, rfm_to_bgnbd_inputs
 from bigseg.features.rfm import FEATURE_NAMES, FEATURES, SKEWED, horizon_labels, rfm_features
 from bigseg.schema import SENTIMENT
@@ -259,7 +260,7 @@ def cached_bucket_frames(
     horizon_days: int,
     require_consent: bool,
     vocab: dict[str, list[str]] | None = None,
-) -> dict:
+) -> BucketFeatures:
     """:func:`bucket_frames` through the per-bucket cache under ``output/cache/features``
     (:mod:`bigseg.features.cache`): recomputed only when the bucket's store files or what
     is asked changed. The result also says ``"cached"``: True when it came from the
@@ -273,20 +274,24 @@ def cached_bucket_frames(
         "require_consent": require_consent,
         "vocab": vocab or {},
     }
-    return cache.cached(
-        output,
-        store,
-        k,
-        what,
-        lambda: bucket_frames(store, k, cutoffs, labelled, horizon_days, require_consent, vocab),
+    return BucketFeatures.of(
+        cache.cached(
+            output,
+            store,
+            k,
+            what,
+            lambda: bucket_frames(
+                store, k, cutoffs, labelled, horizon_days, require_consent, vocab
+            ),
+        )
     )
 
 
-def clv_sample(res: dict, k: int, fraction: float, seed: int) -> dict[str, pd.DataFrame]:
+def clv_sample(res: BucketFeatures, k: int, fraction: float, seed: int) -> dict[str, pd.DataFrame]:
     """A reproducible sample of the RFM columns BG/NBD and Gamma-Gamma are fitted on."""
     rng = np.random.default_rng([seed, k])
     out = {}
-    for name, f in res["frames"].items():
+    for name, f in res.frames.items():
         cols = f[["frequency", "recency_days", "tenure_days", "monetary_mean"]]
         out[name] = cols[rng.random(len(cols)) < fraction] if fraction < 1 else cols
     return out
@@ -326,10 +331,10 @@ def fit_clv_cutoff(name: str, *samples: dict[str, pd.DataFrame]) -> dict | None:
     return {"bgnbd": bg.to_dict(), "gamma_gamma": gg.to_dict(), "n": int(len(s))}
 
 
-def add_clv(res: dict, models: dict[str, dict], horizon_days: int) -> dict:
-    """``res`` with the CLV columns added to every frame (returns a new dict)."""
+def add_clv(res: BucketFeatures, models: dict[str, dict], horizon_days: int) -> BucketFeatures:
+    """``res`` with the CLV columns added to every frame (a new object)."""
     frames = {}
-    for name, f in res["frames"].items():
+    for name, f in res.frames.items():
         m = models.get(name)
         if m is None:  # too few customers at this cutoff to fit: the columns exist, empty
             f = f.copy()
@@ -355,7 +360,7 @@ def add_clv(res: dict, models: dict[str, dict], horizon_days: int) -> dict:
         for col, v in c.items():
             f[col] = np.asarray(v, dtype=np.float32)
         frames[name] = f
-    return {"frames": frames, "excluded": res["excluded"]}
+    return BucketFeatures(frames, res.excluded, res.cached)
 
 
 def feature_columns(frame: pd.DataFrame) -> list[str]:

@@ -27,7 +27,7 @@ share columns are ``category_share_<suffix>`` with the suffixes of
 other categories (``category_other_share``) is one undifferentiated bucket.
 
 Segment ids are the persistent ids of the ``segment`` column of the scores (they can
-have gaps); ``k`` is one more than the largest id, as in :func:`bigseg.tasks.profile`.
+have gaps); ``k`` is one more than the largest id, as in :func:`bigseg.predict.scoring.profile`.
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ def segment_category_sums(
         :func:`bigseg.features.bucket_frames`), with ``category_share_<suffix>`` columns.
     segments : ndarray of int
         Segment id of each row of ``frame``, in the same order (the ``segment`` column
-        of :func:`bigseg.tasks.score_bucket` for the same frame).
+        of :func:`bigseg.predict.scoring.score_bucket` for the same frame).
     k : int
         Number of segment bins: ids lie in ``[0, k)`` (``max(ids) + 1``).
     categories : list of str
@@ -382,7 +382,7 @@ def value_cut_points(
     """Global value-tier cut points from a population sample of value predictions.
 
     Pass a sample pooled over all buckets (e.g. the concatenated
-    :func:`bigseg.tasks.part_value_sample` results the pipeline already gathers for the
+    :func:`bigseg.predict.scoring.part_value_sample` results the pipeline already gathers for the
     high-value threshold) so that the tiers mean the same in every bucket.
 
     Parameters
@@ -459,7 +459,7 @@ def audience_frame(
     Parameters
     ----------
     scores : DataFrame
-        Scores of the bucket (:func:`bigseg.tasks.score_bucket`): ``customer_id``,
+        Scores of the bucket (:func:`bigseg.predict.scoring.score_bucket`): ``customer_id``,
         ``segment``, ``segment_name``, ``churn_probability``, ``value_prediction``.
     offers : DataFrame or None
         :func:`next_best_offers` for the bucket (``customer_id``, ``offer_1``); matched

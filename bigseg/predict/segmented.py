@@ -26,8 +26,10 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
+from bigseg.features.bucket import BucketFeatures
 from bigseg.predict.ranking import roc_auc
 from bigseg.predict.xgb import _booster
+from bigseg.segment.fitted import FittedSegmenter
 
 SEGMENT_PREFIX = "in_segment_"
 #: binary targets (classification, judged by ROC-AUC); the rest are regressions
@@ -48,17 +50,9 @@ def segment_features(ids: list[int]) -> list[str]:
     return [f"{SEGMENT_PREFIX}{i}" for i in ids]
 
 
-def segment_ids(df: pd.DataFrame, seg: dict) -> np.ndarray:
-    """Segment id of every row of a feature frame under the stored segmenter ``seg``
-    (``pre``, ``meta``, ``arrays``, ``ids``)."""
-    from bigseg.segment import serialize
-    from bigseg.segment.preprocess import Preprocessor
-
-    if len(df) == 0:
-        return np.zeros(0, np.int32)
-    Z = Preprocessor.from_dict(seg["pre"]).transform(df)
-    idx = serialize.assign(seg["meta"], seg["arrays"], Z)
-    return np.asarray(seg["ids"], dtype=np.int32)[idx]
+def segment_ids(df: pd.DataFrame, seg: FittedSegmenter) -> np.ndarray:
+    """Segment id of every row of a feature frame under the segmenter ``seg``."""
+    return seg.segment_ids(df)
 
 
 def model_matrix(df: pd.DataFrame, features: list[str], segs: np.ndarray) -> np.ndarray:
@@ -74,13 +68,13 @@ def model_matrix(df: pd.DataFrame, features: list[str], segs: np.ndarray) -> np.
 
 
 def model_rows(
-    res: dict,
+    res: BucketFeatures,
     name: str,
     targets: list[str],
     valid_fraction: float,
     seed: int,
     features: list[str],
-    seg: dict,
+    seg: FittedSegmenter,
 ) -> dict:
     """Everything the models of cutoff ``name`` learn from in one bucket, built once for
     every target and segment: the float32 matrix ``X`` (``features``, segment one-hot
@@ -94,7 +88,7 @@ def model_rows(
 
     from bigseg.store.buckets import hash_ids
 
-    df = res["frames"][name]
+    df = res.frame(name)
     segs = segment_ids(df, seg)
     X = model_matrix(df, features, segs)
     y = {}
@@ -156,13 +150,13 @@ def select(rows: dict, target: str, only: int | None = None, fraction: float = 1
 
 
 def xy_parts(
-    res: dict,
+    res: BucketFeatures,
     name: str,
     target: str,
     valid_fraction: float,
     seed: int,
     features: list[str],
-    seg: dict,
+    seg: FittedSegmenter,
     only: int | None = None,
 ) -> tuple:
     """(X_train, y_train, X_valid, y_valid) of one bucket at cutoff ``name`` for one
@@ -298,14 +292,14 @@ def importance_sums(contrib: np.ndarray, segs: np.ndarray, ids: list[int]) -> di
 
 
 def backtest_rows(
-    res: dict, rows: dict, name: str, models: dict[str, dict], fraction: float = 1.0
+    res: BucketFeatures, rows: dict, name: str, models: dict[str, dict], fraction: float = 1.0
 ) -> dict:
     """Labels, baselines and every model's predictions on the rows of cutoff ``name``
     (whose :func:`model_rows` are ``rows``, built for training at that cutoff and reused
     here): ``pred_<target>_global`` and ``pred_<target>_segment`` (NaN where the segment
     has no model of its own). ``fraction`` < 1: on that share of the customers only (the
     stable sample of ``rows["u"]``)."""
-    df, X, segs = res["frames"][name], rows["X"], rows["segs"]
+    df, X, segs = res.frame(name), rows["X"], rows["segs"]
     if fraction < 1.0:
         keep = rows["u"] < fraction
         df, X, segs = df[keep], X[keep], segs[keep]

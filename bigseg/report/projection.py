@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 
+from bigseg.features.bucket import BucketFeatures
 from bigseg.segment.preprocess import Preprocessor
 
 #: customers the principal axes are fitted on (a random sample over all buckets)
@@ -20,11 +21,11 @@ MAX_POINTS = 2000
 
 
 def bucket_sample(
-    res: dict, name: str, scores, pre: dict, k: int, per_bucket: int, seed: int
+    res: BucketFeatures, name: str, scores, pre: dict, k: int, per_bucket: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Up to ``per_bucket`` random rows of one bucket: the scaled segmentation matrix
     and the segment of each row (``scores`` is row-aligned with the bucket's frame)."""
-    df = res["frames"][name]
+    df = res.frame(name)
     n = len(df)
     rng = np.random.default_rng([seed, k, 2])
     idx = np.sort(rng.choice(n, size=min(n, per_bucket), replace=False)) if n else np.zeros(0, int)

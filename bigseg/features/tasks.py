@@ -1,0 +1,83 @@
+"""Per-bucket tasks over the store and the feature frames, run on the Dask workers.
+
+Module-level functions only: Dask pickles them by reference.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from bigseg._tables import write_parquet
+from bigseg.features import feature_columns
+from bigseg.features.bucket import BucketFeatures, Cutoff
+from bigseg.store import Store
+
+
+def max_timestamp(store: Store, k: int) -> int | None:
+    t = store.read_bucket("transactions", k, ["timestamp"])
+    if t.num_rows == 0:
+        return None
+    return int(t.column("timestamp").cast("int64").to_numpy().max())
+
+
+def excluded(res: BucketFeatures) -> int:
+    return res.excluded
+
+
+def cached(res: BucketFeatures) -> bool:
+    return res.cached
+
+
+def n_rows(res: BucketFeatures, cutoff: Cutoff) -> int:
+    return len(res.frame(cutoff))
+
+
+def columns(res: BucketFeatures, cutoff: Cutoff) -> list[str]:
+    return feature_columns(res.frame(cutoff))
+
+
+def matrix(df: pd.DataFrame, features: list[str]) -> np.ndarray:
+    """The model matrix: ``features`` in order (a column a bucket lacks is NaN)."""
+    return df.reindex(columns=features).to_numpy(np.float32)
+
+
+def write_features(res: BucketFeatures, cutoff: Cutoff, path: str, features: list[str]) -> int:
+    return write_parquet(res.frame(cutoff).reindex(columns=["customer_id", *features]), path)
+
+
+def n_labelled(res: BucketFeatures, cutoff: Cutoff, target: str) -> int:
+    """Rows at ``cutoff`` with a finite ``target`` label."""
+    df = res.frame(cutoff)
+    return int(np.isfinite(df[target].to_numpy(np.float64)).sum()) if target in df else 0
+
+
+def sample_frame(
+    res: BucketFeatures, cutoff: Cutoff, k: int, fraction: float, seed: int, columns: list[str]
+) -> pd.DataFrame:
+    """About ``fraction`` of the rows at ``cutoff`` (reproducible per bucket), only
+    ``columns`` (missing ones NaN)."""
+    df = res.frame(cutoff).reindex(columns=columns)
+    if fraction >= 1:
+        return df
+    rng = np.random.default_rng([seed, k, 17])
+    return df[rng.random(len(df)) < fraction]
+
+
+def protected_attributes(
+    store: Store, k: int, ids: np.ndarray, protected: list[str]
+) -> dict[str, np.ndarray]:
+    """The protected attributes of the customers ``ids`` of bucket ``k``, row-aligned
+    with them (for the fairness audit only; never model inputs)."""
+    out = {a: np.full(len(ids), None, dtype=object) for a in protected}
+    cols = [a for a in protected if store.has("customers") and a in store.schema("customers")]
+    if not cols:
+        return out
+    cust = store.read_bucket("customers", k, ["customer_id", *cols]).to_pandas()
+    cust = cust.drop_duplicates("customer_id", keep="last").set_index("customer_id")
+    pos = cust.index.get_indexer(ids)
+    for a in protected:
+        if a in cust.columns:
+            v = cust[a].to_numpy(dtype=object)
+            out[a] = np.where(pos >= 0, v[np.maximum(pos, 0)], None)
+    return out

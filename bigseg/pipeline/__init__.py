@@ -1,0 +1,138 @@
+"""The pipeline: ingest -> features -> segment -> train -> score -> report.
+
+This module holds the order of the stages, the output lock and the retrain policy.
+One module per stage does the work (:mod:`~bigseg.pipeline.features`,
+:mod:`~bigseg.pipeline.segment`, :mod:`~bigseg.pipeline.train`,
+:mod:`~bigseg.pipeline.score`, :mod:`~bigseg.pipeline.record`), in a frozen
+:class:`~bigseg.pipeline.context.RunContext`, handing each other the typed products of
+:mod:`~bigseg.pipeline.products`; :class:`~bigseg.pipeline.run.Run` makes each product
+once per run, so ``bigseg run`` computes features once and every stage maps over the
+same buckets without a shuffle. Each stage command (``bigseg features``, ``segment``,
+...) starts a fresh run and recomputes what it needs from the published store and
+models.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from bigseg.backend import Backend
+from bigseg.config import RunConfig
+from bigseg.errors import ConfigError, ModelError
+from bigseg.pipeline.run import Run
+from bigseg.pipeline.segment import SEGMENT_FEATURES
+from bigseg.predict.training import VALID_FRACTION
+from bigseg.store.lock import output_lock
+
+__all__ = [
+    "SEGMENT_FEATURES",
+    "STAGES",
+    "VALID_FRACTION",
+    "Run",
+    "check_model_version",
+    "model_versions",
+    "run_pipeline",
+    "run_stages",
+]
+
+log = logging.getLogger(__name__)
+
+STAGES = ("ingest", "features", "segment", "train", "score", "report")
+
+
+def model_versions(output: str | Path) -> list[str]:
+    """Names of the published model versions under ``output/models/``, oldest first."""
+    d = Path(output) / "models"
+    return (
+        sorted(p.name for p in d.iterdir() if (p / "manifest.json").is_file()) if d.is_dir() else []
+    )
+
+
+def check_model_version(output: str | Path, version: str, stages=("score",)) -> None:
+    """Refuse, before anything is written, a model version that is not published under
+    ``output/models/`` (:class:`ModelError`, naming the available ones) or one given to
+    stages that fit a segmenter or models themselves (:class:`ConfigError`)."""
+    fitting = [s for s in stages if s in ("segment", "train")]
+    if fitting:
+        raise ConfigError(
+            f"model version {version!r}: a chosen model version only applies "
+            f"to scoring, not to the {'/'.join(fitting)} stage(s)"
+        )
+    available = model_versions(output)
+    if version not in available:
+        raise ModelError(
+            f"{Path(output) / 'models'}: no model version {version!r}; available: "
+            f"{', '.join(available) if available else 'none (train one first)'}"
+        )
+
+
+def run_stages(
+    cfg: RunConfig, client, backend: Backend, stages=STAGES, model_version: str | None = None
+) -> dict:
+    """Run the named stages in order on ``client``; returns the metrics written.
+    ``model_version`` (score and report only) scores with that published version
+    instead of ``output/models/LATEST``.
+
+    With ``drift.retrain: policy``, a whole run (``bigseg run``) over an output that
+    already has a published model first ingests and scores with that model; only when
+    the drift and model-age rules recommend retraining (``metrics.json`` ``retrain``) does
+    it go on to segment, train and score again with the new model. ``metrics.json``
+    ``run_policy`` says what it did and why."""
+    if model_version is not None:
+        check_model_version(cfg.output_dir, model_version, stages)
+    with output_lock(cfg.output_dir, " ".join(stages)):
+        gated = (
+            tuple(stages) == STAGES
+            and model_version is None
+            and cfg.drift.retrain == "policy"
+            and (Path(cfg.output_dir) / "models" / "LATEST").is_file()
+        )
+        if not gated:
+            return _run(cfg, client, backend, stages, model_version)
+        m = _run(cfg, client, backend, ("ingest", "score"), None)
+        verdict = dict(m.get("retrain") or {})
+        retrain = bool(verdict.get("recommended"))
+        policy = {
+            "mode": "policy",
+            "retrained": retrain,
+            "model_before": m.get("model_version"),
+            "reasons": verdict.get("reasons", []),
+        }
+        if retrain:
+            log.warning("bigseg run: retraining (%s)", "; ".join(policy["reasons"]))
+            rest = ("features", "segment", "train", "score", "report")
+        else:
+            log.info("bigseg run: model %s kept (no retrain rule met)", policy["model_before"])
+            rest = ("report",)
+        return _run(cfg, client, backend, rest, None, run_policy=policy)
+
+
+def _run(cfg, client, backend, stages, model_version, run_policy: dict | None = None) -> dict:
+    score_only = set(stages) <= {"score", "report"} or tuple(stages) == ("ingest", "score")
+    r = Run(cfg, client, backend, score_only=score_only, model_version=model_version)
+    return r.run(stages, run_policy)
+
+
+def run_pipeline(
+    config,
+    *,
+    cluster=None,
+    device="auto",
+    quiet=True,
+    stages=STAGES,
+    model_version: str | None = None,
+) -> dict:
+    """Load the config, connect to the cluster and run the pipeline (``bigseg run``).
+    ``model_version`` scores with that published version (``bigseg score --model``)."""
+    from bigseg.backend import resolve
+    from bigseg.config import load_run_config
+    from bigseg.engine import connect
+
+    cfg = config if isinstance(config, RunConfig) else load_run_config(config)
+    if model_version is not None:  # before a cluster starts or anything is written
+        check_model_version(cfg.output_dir, model_version, stages)
+    backend = resolve(device)
+    Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
+    with connect(cluster) as client:
+        return run_stages(cfg, client, backend, stages, model_version=model_version)

@@ -1,0 +1,93 @@
+"""The frozen context every stage runs in."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bigseg.backend import Backend
+from bigseg.config import RunConfig
+from bigseg.features import tasks as ftasks
+from bigseg.features import to_us
+from bigseg.features.bucket import Cutoff
+from bigseg.progress import gather
+from bigseg.store import Store, open_store
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Config, cluster, device, output and dates of one run.
+
+    ``as_of`` is the config's, or the day of the last transaction in the store.
+    ``score_only``: features are needed at ``as_of`` only (a scheduled ``bigseg score``).
+    ``model_version``: the published version a score-only run scores with (None:
+    ``LATEST``).
+    """
+
+    cfg: RunConfig
+    client: Any
+    backend: Backend
+    out: Path
+    store: Store
+    as_of: dt.date
+    score_only: bool = False
+    model_version: str | None = None
+
+    @classmethod
+    def open(
+        cls,
+        cfg: RunConfig,
+        client,
+        backend: Backend,
+        *,
+        score_only: bool = False,
+        model_version: str | None = None,
+    ) -> RunContext:
+        out = Path(cfg.output_dir)
+        store = open_store(out)
+        as_of = cfg.as_of if cfg.as_of is not None else _last_day(client, store)
+        return cls(cfg, client, backend, out, store, as_of, score_only, model_version)
+
+    @property
+    def as_of_from_data(self) -> bool:
+        return self.cfg.as_of is None
+
+    @property
+    def n_buckets(self) -> int:
+        return self.store.n_buckets
+
+    def cutoffs(self) -> dict[Cutoff, int]:
+        """Each cutoff as microseconds since the epoch."""
+        h = dt.timedelta(days=self.cfg.horizon_days)
+        return {
+            "score": to_us(self.as_of),
+            "train": to_us(self.as_of - h),
+            "backtest": to_us(self.as_of - 2 * h),
+        }
+
+    def submit(self, fn, *args, **kwargs):
+        """One task; never cached by key (``pure=False``): tasks read files."""
+        return self.client.submit(fn, *args, pure=False, **kwargs)
+
+    def map_buckets(self, fn, over: list, *args, desc: str | None = None, bar: bool = False):
+        """``fn(x, *args)`` for every ``x`` of ``over`` (per-bucket futures, or bucket
+        numbers). Returns the futures, or with ``desc`` the gathered results."""
+        futs = [self.submit(fn, x, *args) for x in over]
+        return futs if desc is None else gather(self.client, futs, desc, bar=bar)
+
+    def gather(self, futs: list, desc: str, bar: bool = False) -> list:
+        return gather(self.client, futs, desc, bar=bar)
+
+
+def _last_day(client, store: Store) -> dt.date:
+    days = gather(
+        client,
+        [client.submit(ftasks.max_timestamp, store, k, pure=False) for k in range(store.n_buckets)],
+        "find last date",
+    )
+    m = max(v for v in days if v is not None)
+    return dt.date.fromisoformat(str(np.datetime64(m, "us").astype("datetime64[D]")))

@@ -1,0 +1,87 @@
+"""Features: computed once per run for every cutoff, resident on the workers."""
+
+from __future__ import annotations
+
+from bigseg import features as feats_mod
+from bigseg.errors import DataError
+from bigseg.features import tasks as ftasks
+from bigseg.pipeline.context import RunContext
+from bigseg.pipeline.products import FeatureSet
+from bigseg.predict import fairness
+from bigseg.store.publish import staged_dir
+
+
+def compute(ctx: RunContext) -> FeatureSet:
+    """Vocabularies of the categorical columns first (so every bucket has the same
+    columns), then the per-bucket features through the feature cache, then CLV (fitted
+    on a sample of all buckets, the cutoffs side by side, applied per bucket)."""
+    c, store, n = ctx.client, ctx.store, ctx.n_buckets
+    vocab = feats_mod.merge_vocab(
+        ctx.gather([ctx.submit(feats_mod.vocab_counts, store, k) for k in range(n)], "vocabularies")
+    )
+    cuts = ctx.cutoffs()
+    if ctx.score_only:  # a scheduled `bigseg score`: features at as_of only
+        cuts = {"score": cuts["score"]}
+    cfg = ctx.cfg
+    futs = [
+        ctx.submit(
+            feats_mod.cached_bucket_frames,
+            str(ctx.out),
+            store,
+            k,
+            cuts,
+            ("train", "backtest"),
+            cfg.horizon_days,
+            cfg.privacy.require_consent,
+            vocab,
+        )
+        for k in range(n)
+    ]
+    sizes = ctx.map_buckets(ftasks.n_rows, futs, "score", desc="features", bar=True)
+    hits = ctx.map_buckets(ftasks.cached, futs, desc="feature cache")
+    reused = int(sum(hits))
+    frac = min(1.0, feats_mod.CLV_SAMPLE / max(sum(sizes), 1))
+    samples = [ctx.submit(feats_mod.clv_sample, f, k, frac, cfg.seed) for k, f in enumerate(futs)]
+    names = list(cuts)
+    fits = ctx.gather(  # the cutoffs fit side by side
+        [c.submit(feats_mod.fit_clv_cutoff, name, *samples, pure=False) for name in names],
+        "clv fit",
+    )
+    clv = dict(zip(names, fits, strict=True))
+    futs = ctx.map_buckets(feats_mod.add_clv, futs, clv, cfg.horizon_days)
+    cols = ctx.map_buckets(ftasks.columns, futs, "score", desc="feature columns")
+    fc = cfg.fairness
+    model_features = fairness.model_features(
+        list(dict.fromkeys(x for cs in cols for x in cs)),
+        fc.protected,
+        allow=fc.allow_protected_features,
+    )
+    report = {
+        "features_cache": {"buckets": n, "reused": reused, "recomputed": n - reused},
+        "clv": clv,
+    }
+    return FeatureSet(tuple(futs), tuple(model_features), vocab, clv, int(sum(sizes)), report)
+
+
+def write(ctx: RunContext, fs: FeatureSet) -> dict:
+    """The ``features`` stage: ``features/`` published (the model features at
+    ``as_of``, one part per bucket); returns its report."""
+    buckets = list(fs.buckets)
+    excluded = sum(ctx.map_buckets(ftasks.excluded, buckets, desc="consent"))
+    with staged_dir(ctx.out, ctx.out / "features") as d:
+        futs = [
+            ctx.submit(
+                ftasks.write_features, f, "score", str(d / f"part-{k:05d}.parquet"), list(fs.names)
+            )
+            for k, f in enumerate(buckets)
+        ]
+        n = sum(ctx.gather(futs, "write features", bar=True))
+    if n == 0:
+        raise DataError(f"no customer has a purchase on or before as_of={ctx.as_of}")
+    return {
+        "as_of": str(ctx.as_of),
+        "horizon_days": ctx.cfg.horizon_days,
+        "n_customers": n,
+        "excluded_no_consent": excluded,
+        "features": feats_mod.describe(list(fs.names)),
+    }

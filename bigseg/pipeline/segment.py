@@ -1,0 +1,184 @@
+"""Segmentation: fit (or load) the segmenter, name its segments, publish ``segments/``."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from bigseg.errors import ModelError
+from bigseg.features import SKEWED
+from bigseg.pipeline.context import RunContext
+from bigseg.pipeline.products import FeatureSet, FittedSegmenter, ServingModels
+from bigseg.predict import scoring
+from bigseg.registry import VersionWriter, load_version
+from bigseg.report import projection
+from bigseg.segment import serialize
+from bigseg.segment import tasks as stasks
+from bigseg.segment.blocks import Blocks
+from bigseg.segment.fit import fit_method
+from bigseg.segment.naming import name_segments, rfm_position
+from bigseg.segment.preprocess import Preprocessor
+from bigseg.segment.stability import match_segments, migration_matrix
+from bigseg.store.publish import staged_dir
+
+#: features the segmentation clusters on (all features are shown in the profiles): the
+#: RFM-T quartet of BG/NBD-style models, as rates so that tenure does not inflate counts.
+#: Chosen by measurement on generated data with planted personas (benchmarks/HISTORY.md,
+#: "segment recovery"): adding counts over fixed windows, trends, channel or campaign
+#: shares added within-persona noise and lowered the agreement with the personas.
+SEGMENT_FEATURES = ["recency_days", "purchase_rate", "monetary_mean", "tenure_days"]
+#: a sample this large scores the candidate k and places the names
+SAMPLE_ROWS = 20_000
+
+
+def previous(ctx: RunContext) -> FittedSegmenter | None:
+    """The published segmenter of the run's model version (``LATEST`` unless one was
+    chosen), if any that clusters on :data:`SEGMENT_FEATURES`."""
+    try:
+        d, _ = load_version(ctx.out, ctx.model_version)
+    except ModelError:
+        return None
+    seg = json.loads((d / "segmenter.json").read_text())
+    if seg.get("features") != SEGMENT_FEATURES or not (d / "segmenter.npz").is_file():
+        return None
+    return FittedSegmenter(
+        pre=json.loads((d / "preprocess.json").read_text()),
+        meta={k: v for k, v in seg.items() if k not in ("names", "segment_ids")},
+        arrays=serialize.load_arrays(d / "segmenter.npz"),
+        names=tuple(seg["names"]),
+        ids=tuple(seg["segment_ids"]),
+        source=d,
+    )
+
+
+def load(ctx: RunContext) -> FittedSegmenter:
+    seg = previous(ctx)
+    if seg is None:
+        raise ModelError(f"{ctx.out / 'models'}: no segmenter yet; run `bigseg segment`")
+    return seg
+
+
+def fit(
+    ctx: RunContext, fs: FeatureSet, prev: FittedSegmenter | None, writer: VersionWriter
+) -> tuple[FittedSegmenter, dict]:
+    """Fit ``segmentation.method`` on every customer at ``as_of``, name the segments by
+    their RFM position, and keep ids and names of the segments that continue ``prev``.
+    Writes the segmenter into the pending model version ``writer``; returns it and the
+    ``segmentation`` report."""
+    cfg, seed, buckets = ctx.cfg, ctx.cfg.seed, list(fs.buckets)
+    feats = SEGMENT_FEATURES
+    log_feats = sorted(SKEWED & set(feats))
+    parts = ctx.map_buckets(stasks.moments, buckets, "score", feats, log_feats, desc="preprocess")
+    pre = Preprocessor.fit_moments(feats, log_feats, parts)
+    frac = min(1.0, SAMPLE_ROWS / max(fs.n_score, 1))
+    pop = ctx.gather(
+        [ctx.submit(stasks.sample_rows, f, "score", k, frac, seed) for k, f in enumerate(buckets)],
+        "sample",
+    )
+    pop = pd.concat(pop, ignore_index=True)
+    blocks = Blocks(
+        ctx.map_buckets(stasks.x_block, buckets, "score", pre.to_dict(), ctx.backend.name),
+        ctx.client,
+    )
+    old_z = None
+    if prev is not None:  # its segment centres in this run's scaled space
+        old_centres = prev.preprocessor().inverse_transform(prev.arrays["centres"])
+        old_z = pre.transform(pd.DataFrame(old_centres, columns=feats))
+    seg, scores, rule, merged = fit_method(
+        cfg.segmentation,
+        seed,
+        ctx.backend,
+        blocks,
+        pre.transform(pop),
+        None if prev is None else prev.meta,
+        old_z,
+        cfg.privacy.min_segment_size,
+    )
+    meta, arrays = seg.export()
+    centers = pre.inverse_transform(arrays["centres"])
+    positions = rfm_position(
+        {f: centers[:, i] for i, f in enumerate(feats)},
+        {f: pop[f].to_numpy() for f in pop.columns},
+    )
+    names = name_segments(positions)
+    if "noise_segment" in meta:
+        names[meta["noise_segment"]] = serialize.UNUSUAL
+    ids, continues, names = _continuity(prev, old_z, arrays["centres"], names)
+    report = {
+        "method": seg.name,
+        "k": len(names),
+        "k_rule": rule,
+        "candidates": scores,
+        "continues_previous": dict(zip(ids, continues, strict=True)),
+        "merged_small_segments": merged,
+        **seg.fit_metrics(),
+    }
+    writer.write_json("preprocess.json", pre.to_dict())
+    writer.write_json(
+        "segmenter.json",
+        {**meta, "features": feats, "names": names, "segment_ids": ids, "rfm_positions": positions},
+    )
+    serialize.save(writer.dir / "segmenter.npz", arrays)
+    fitted = FittedSegmenter(pre.to_dict(), meta, arrays, tuple(names), tuple(ids))
+    return fitted, {"segmentation": report}
+
+
+def _continuity(prev: FittedSegmenter | None, old_z, centers_z, names: list[str]):
+    """Stable ids and names: a segment that continues one of ``prev`` keeps its id and
+    name; a new one gets a fresh id, and "(new)" when its name is already taken.
+    Returns ``(ids, previous id or None per segment, names)``."""
+    k = len(names)
+    if prev is None:
+        return list(range(k)), [None] * k, names
+    ids, continues = match_segments(old_z, centers_z, list(prev.ids))
+    by_id = dict(zip(prev.ids, prev.names, strict=True))
+    kept = {by_id[c] for c in continues if c is not None}
+    names = [
+        by_id[c] if c is not None else (nm if nm not in kept else f"{nm} (new)")
+        for c, nm in zip(continues, names, strict=True)
+    ]
+    return ids, continues, names
+
+
+def write(ctx: RunContext, fs: FeatureSet, seg: FittedSegmenter) -> dict:
+    """The rest of the ``segment`` stage: every customer assigned, the migration from
+    the published ``segments/`` and the 2-D projection computed, ``segments/``
+    published. Returns the report."""
+    scored = ctx.map_buckets(
+        scoring.score_bucket,
+        list(fs.buckets),
+        "score",
+        seg,
+        ServingModels(),
+        ctx.cfg.prediction.drivers,
+    )
+    new = ctx.map_buckets(_scores, scored)
+    report = {
+        "segment_migration": _migration(ctx, new),
+        "projection": projection.compute(ctx.client, list(fs.buckets), new, seg.pre, ctx.cfg.seed),
+    }
+    with staged_dir(ctx.out, ctx.out / "segments") as d:
+        futs = [
+            ctx.submit(stasks.write_segments, s, str(d / f"part-{k:05d}.parquet"))
+            for k, s in enumerate(new)
+        ]
+        ctx.gather(futs, "write segments", bar=True)
+    return report
+
+
+def _scores(out: dict):
+    return out["scores"]
+
+
+def _migration(ctx: RunContext, new_scores: list) -> dict | None:
+    """Customers per (previous segment -> new segment), from the published
+    ``segments/`` of the last run (same bucketing), before it is replaced."""
+    old = ctx.out / "segments"
+    if not old.is_dir() or not any(old.glob("part-*.parquet")):
+        return None
+    futs = [
+        ctx.submit(stasks.migration, s, str(old / f"part-{k:05d}.parquet"))
+        for k, s in enumerate(new_scores)
+    ]
+    return migration_matrix(ctx.gather(futs, "migration"))

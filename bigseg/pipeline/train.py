@@ -1,0 +1,237 @@
+"""Training: global and per-segment models per target, trained one horizon back and
+chosen per segment on a backtest one horizon further back
+(:mod:`bigseg.predict.segmented`), then published as a model version."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+import numpy as np
+import pandas as pd
+
+from bigseg.errors import DataError
+from bigseg.features import tasks as ftasks
+from bigseg.monitor import drift
+from bigseg.pipeline.context import RunContext
+from bigseg.pipeline.products import FeatureSet, FittedSegmenter, ServingModels
+from bigseg.pipeline.segment import SEGMENT_FEATURES
+from bigseg.predict import evaluate, fairness, scoring, segmented, training
+from bigseg.predict.serving import model_file
+from bigseg.predict.xgb import _host_threads
+from bigseg.registry import VersionWriter, schema_hash
+
+log = logging.getLogger(__name__)
+
+#: features not monitored for drift (they move with calendar time for every customer)
+DRIFT_EXEMPT = ("tenure_days",)
+
+
+def targets(ctx: RunContext, fs: FeatureSet) -> tuple[list[str], dict]:
+    """The targets to train, and a report of any skipped: ``response`` needs a campaign
+    sent in the label window."""
+    pcfg = ctx.cfg.prediction
+    out = [t for t in pcfg.targets if t in ("churn", "value")]
+    if "response" not in pcfg.targets:
+        return out, {}
+    labelled = ctx.map_buckets(
+        ftasks.n_labelled, list(fs.buckets), "train", "response", desc="response labels"
+    )
+    if sum(labelled) > 0:
+        return [*out, "response"], {}
+    log.warning(
+        "target 'response' skipped: no campaign sent in the label window "
+        "(or no campaigns table with responded_at)"
+    )
+    return out, {"response": {"skipped": "no campaign responses to learn from"}}
+
+
+def _count(ctx: RunContext, fs: FeatureSet, cutoff: str) -> int:
+    return sum(ctx.map_buckets(ftasks.n_rows, list(fs.buckets), cutoff, desc=f"count {cutoff}"))
+
+
+def train(
+    ctx: RunContext, fs: FeatureSet, seg: FittedSegmenter, writer: VersionWriter
+) -> tuple[ServingModels, dict]:
+    """The ``train`` stage: models trained, chosen per segment, evaluated on the backtest
+    and published with the segmenter in ``writer``. Returns the serving models and the
+    report."""
+    pcfg, buckets = ctx.cfg.prediction, list(fs.buckets)
+    tgts, report = targets(ctx, fs)
+    if _count(ctx, fs, "train") == 0:
+        h = dt.timedelta(days=ctx.cfg.horizon_days)
+        raise DataError(
+            f"not enough history to train: no customer bought on or before "
+            f"as_of - horizon = {ctx.as_of - h}"
+        )
+    windows = (["backtest"] if _count(ctx, fs, "backtest") > 0 else []) + ["train"]
+    feats = (*fs.names, *segmented.segment_features(list(seg.ids)))
+    plan = training.TrainPlan(
+        tuple(tgts),
+        feats,
+        seg.without_names(),
+        pcfg,
+        ctx.cfg.seed,
+        ctx.backend.xgboost_device,
+        tuple(pcfg.search_max_depth or [pcfg.max_depth]),
+        max(1, _host_threads(ctx.client) // (len(tgts) * len(windows))),
+    )
+    # the models of every target and both cutoffs are submitted before any is awaited;
+    # at the final cutoff, the segment models wait for the backtest's choice
+    submitted = {w: training.submit_window(ctx.client, buckets, w, plan) for w in windows}
+    if "backtest" in windows:  # every segment's model, to judge against the global
+        for fits, refine in submitted["backtest"].fits.values():
+            fits.update(refine(plan.ids))
+    choice = {
+        t: {s: {"model": "global", "note": "no backtest window"} for s in plan.ids} for t in tgts
+    }
+    evaluation, backtest_info = {}, {}
+    if "backtest" in windows:
+        choice, evaluation, backtest_info = _backtest(ctx, fs, plan, submitted)
+    final = {
+        t: training.collect(ctx.client, fits, "models")
+        for t, (fits, _) in submitted["train"].fits.items()
+    }
+    del submitted  # the matrices are released once their models are done
+    for t, (models, info) in final.items():
+        for s, rec in choice[t].items():  # a segment model chosen in the backtest
+            if rec["model"] == "segment" and s not in models:  # ... may be too small now
+                rec["model"], rec["note"] = "global", "no segment model at the final cutoff"
+        for key, model in models.items():
+            writer.write_bytes(model_file(t, key), model)
+        evaluation.setdefault(t, {})["training"] = info
+        if t in backtest_info:
+            evaluation[t]["backtest_training"] = backtest_info[t]
+        evaluation[t]["per_segment"] = {str(s): r for s, r in choice[t].items()}
+    serving = ServingModels(
+        {t: m for t, (m, _) in final.items()},
+        {t: {s: r["model"] for s, r in c.items()} for t, c in choice.items()},
+        feats,
+    )
+    writer.write_json("drift_reference.json", _drift_reference(ctx, fs, plan.seg, serving))
+    report.update(evaluation)
+    report["training_window"] = _window(ctx)
+    writer.publish(_manifest(ctx, fs, serving, {t: evaluation.get(t) for t in tgts}))
+    return serving, report
+
+
+def _backtest(ctx: RunContext, fs: FeatureSet, plan, submitted: dict):
+    """Backtest models fitted one window earlier, tested on the final cutoff's matrices:
+    each segment's model chosen (or the global one), the final segment models
+    submitted, then the choice evaluated (and audited for fairness) while they train.
+    Returns ``(choice, evaluation, backtest training info)``."""
+    pcfg, c = ctx.cfg.prediction, ctx.client
+    bt, info = {}, {}
+    for t, (fits, _) in submitted["backtest"].fits.items():
+        bt[t], info[t] = training.collect(c, fits, "backtest models")
+    n_eval, cap = _count(ctx, fs, "train"), pcfg.max_backtest_rows
+    frac = 1.0 if cap == 0 or n_eval <= cap else cap / n_eval
+    cat, backtest_ids = training.backtest_rows(
+        c, list(fs.buckets), submitted["train"].rows, "train", bt, frac
+    )
+    choice = {
+        t: segmented.choose(
+            t, cat[t], cat["segment"], cat[f"pred_{t}_global"], cat[f"pred_{t}_segment"], plan.ids
+        )
+        for t in plan.targets
+    }
+    for t, (fits, refine) in submitted["train"].fits.items():
+        # at the final cutoff only the segment models the backtest chose: the others
+        # would never serve a customer
+        fits.update(refine([s for s, r in choice[t].items() if r["model"] == "segment"]))
+    evaluation = {t: evaluate.evaluate(t, cat, choice[t]) for t in plan.targets}
+    if ctx.cfg.fairness.protected:
+        evaluation["fairness"] = _fairness(ctx, cat, choice, backtest_ids)
+    return choice, evaluation, info
+
+
+def _fairness(ctx: RunContext, cat: dict, choice: dict, backtest_ids: list) -> dict:
+    """Fairness audit on the backtest (the only window whose outcomes are known), per
+    group of every protected attribute (:func:`bigseg.predict.fairness.audit`)."""
+    pcfg, fc = ctx.cfg.prediction, ctx.cfg.fairness
+    parts = ctx.gather(
+        [
+            ctx.submit(ftasks.protected_attributes, ctx.store, k, ids, fc.protected)
+            for k, ids in enumerate(backtest_ids)
+        ],
+        "protected attributes",
+    )
+    groups = {a: np.concatenate([p[a] for p in parts]) for a in fc.protected}
+    kw = evaluate.fairness_inputs(cat, choice, pcfg.high_churn_threshold, pcfg.high_value_share)
+    return fairness.audit(
+        groups, threshold=fc.threshold, min_group_size=ctx.cfg.privacy.min_segment_size, **kw
+    )
+
+
+def _window(ctx: RunContext) -> dict:
+    h = dt.timedelta(days=ctx.cfg.horizon_days)
+    return {
+        "features_at": str(ctx.as_of - h),
+        "labels": f"({ctx.as_of - h}, {ctx.as_of}]",
+        "backtest_features_at": str(ctx.as_of - 2 * h),
+    }
+
+
+def _manifest(ctx: RunContext, fs: FeatureSet, serving: ServingModels, metrics: dict) -> dict:
+    return {
+        "features": list(fs.names),
+        "schema_hash": schema_hash(list(fs.names)),
+        "model_features": list(serving.features),
+        "model_choice": serving.choice,
+        "models": {t: sorted(model_file(t, k) for k in m) for t, m in serving.models.items()},
+        "clv": dict(fs.clv),
+        "segment_features": SEGMENT_FEATURES,
+        "as_of": str(ctx.as_of),
+        "horizon_days": ctx.cfg.horizon_days,
+        "training_window": _window(ctx),
+        "metrics": metrics,
+        "seed": ctx.cfg.seed,
+        "device": ctx.backend.name,
+    }
+
+
+def _drift_reference(
+    ctx: RunContext, fs: FeatureSet, seg: FittedSegmenter, serving: ServingModels
+) -> dict:
+    """What scoring compares against, on a sample of the training cutoff's customers:
+    bins of every model feature, bins of the final models' predictions (as served),
+    and the segment shares. ``tenure_days`` is left out: it grows with calendar time
+    for every customer, so it shifts between any two cutoffs by construction."""
+    buckets, seed = list(fs.buckets), ctx.cfg.seed
+    frac = min(1.0, 50_000 / max(_count(ctx, fs, "train"), 1))
+    cols = [f for f in fs.names if f not in DRIFT_EXEMPT]
+    sample = pd.concat(
+        ctx.gather(
+            [
+                ctx.submit(ftasks.sample_frame, f, "train", k, frac, seed, cols)
+                for k, f in enumerate(buckets)
+            ],
+            "drift reference",
+        ),
+        ignore_index=True,
+    )
+    preds = pd.concat(
+        ctx.gather(
+            [
+                ctx.submit(scoring.predict_sample, f, "train", k, frac, seed, seg, serving)
+                for k, f in enumerate(buckets)
+            ],
+            "score reference",
+        ),
+        ignore_index=True,
+    )
+    segs = np.concatenate(
+        ctx.map_buckets(scoring.segments_of, buckets, "train", seg, desc="segment shares")
+    )
+    ids, counts = np.unique(segs, return_counts=True)
+    return {
+        "features": drift.reference_bins({c: sample[c].to_numpy() for c in cols}),
+        "scores": drift.reference_bins({c: preds[c].to_numpy() for c in preds.columns})
+        if len(preds.columns)
+        else None,
+        "segment_shares": {
+            str(int(i)): float(c / max(counts.sum(), 1)) for i, c in zip(ids, counts, strict=True)
+        },
+        "as_of": str(ctx.as_of),
+        "sample_rows": int(len(sample)),
+    }

@@ -1,0 +1,306 @@
+"""Per-bucket scoring tasks, run on the Dask workers.
+
+The score stage runs in two phases. Phase 1 (:func:`stage_scores`, one task per bucket,
+resumable) saves the bucket's scores and the small statistics the global steps need in
+the stage's resumable staging dir. Phase 2 (:func:`part_value_sample`, then
+:func:`write_scores`) adds the global columns (``high_value``, offers) to every saved
+part and writes the Parquet for publication. A bucket goes through the same saved files
+whether its run was fresh or resumed, so a resumed run equals an undisturbed one by
+construction.
+
+Module-level functions only: Dask pickles them by reference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from bigseg._tables import arrow, read_arrow, write_arrow, write_table
+from bigseg.features.bucket import BucketFeatures, Cutoff
+from bigseg.features.tasks import matrix
+from bigseg.predict import segmented
+from bigseg.predict.serving import ServingModels
+from bigseg.segment.fitted import FittedSegmenter
+from bigseg.store import Store
+
+#: feature columns saved beside the scores in phase 1 for the offers of phase 2
+OFFER_INPUT_PREFIX = "category_share_"
+
+
+@dataclass(frozen=True)
+class ScoreJob:
+    """What phase 1 needs besides the bucket: the segmenter and models that score, the
+    SHAP driver mode, the profile features, the category vocabulary of the offers and
+    the drift reference (None without one)."""
+
+    seg: FittedSegmenter
+    serving: ServingModels
+    drivers: str
+    features: tuple[str, ...]
+    categories: tuple[str, ...]
+    drift_reference: dict | None
+
+
+def segment_reasons(
+    Z: np.ndarray, seg: np.ndarray, centres: np.ndarray, features: list[str], top: int = 3
+) -> list[np.ndarray]:
+    """Why each customer is in its segment: the features that pull it closest to its own
+    segment's centre rather than to the next-closest one (largest
+    ``(z - c_next)^2 - (z - c_own)^2``), as text like ``"recency_days: low"``."""
+    n, k = len(Z), len(centres)
+    if n == 0 or k < 2:
+        return [np.full(n, None, dtype=object) for _ in range(top)]
+    d2 = (Z * Z).sum(1)[:, None] - 2.0 * Z @ centres.T + (centres * centres).sum(1)[None, :]
+    d2[np.arange(n), seg] = np.inf
+    nxt = np.argmin(d2, axis=1)
+    own_c, nxt_c = centres[seg], centres[nxt]
+    pull = (Z - nxt_c) ** 2 - (Z - own_c) ** 2
+    n_top = min(top, Z.shape[1])
+    order = segmented.top_order(pull, n_top)
+    # every (feature, low/high) text made once, then picked per row
+    texts = np.array([f"{f}{lv}" for f in features for lv in (": high", ": low")], dtype=object)
+    rows = np.arange(n)
+    out = []
+    for r in range(n_top):
+        j = order[:, r]
+        low = own_c[rows, j] < nxt_c[rows, j]
+        out.append(texts[2 * j + low])
+    return out
+
+
+def score_bucket(
+    res: BucketFeatures,
+    cutoff: Cutoff,
+    seg: FittedSegmenter,
+    serving: ServingModels,
+    drivers: str = "approx",
+    n_drivers: int = 3,
+) -> dict:
+    """Scores of one bucket: segment (and why), churn probability and value prediction
+    from the model chosen for each segment, and each prediction's top drivers (SHAP).
+
+    Returns ``{"scores": DataFrame, "importance": {target: {segment id: (sum |SHAP| per
+    feature, rows)}}}``."""
+    df = res.frame(cutoff)
+    pre = seg.preprocessor()
+    Z, idx = seg.assign(df)
+    segs = np.asarray(seg.ids, dtype=np.int32)[idx]
+    out = pd.DataFrame({"customer_id": df["customer_id"].to_numpy(), "segment": segs})
+    out["segment_name"] = np.asarray(seg.names, dtype=object)[idx]
+    reasons = segment_reasons(Z, idx, seg.arrays["centres"], pre.features)
+    for r, col in enumerate(reasons, start=1):
+        out[f"segment_reason_{r}"] = col
+    n, models, feats = len(df), serving.models, serving.features
+    importance = {}
+    X = segmented.model_matrix(df, feats, segs) if models else None
+    # churn and value columns always exist (NaN without a model); response only with one
+    targets = [
+        (t, col) for t, col in segmented.TARGET_COLUMNS.items() if t != "response" or t in models
+    ]
+    for t, col in targets:
+        if t not in models:
+            out[col] = np.full(n, np.nan, np.float32)
+            continue
+        pred, contrib = segmented.predict_explain(
+            X, segs, models[t], serving.choice.get(t, {}), drivers
+        )
+        out[col] = np.maximum(pred, 0) if t == "value" else pred
+        if contrib is None:  # drivers: off
+            continue
+        for r, drv in enumerate(segmented.top_drivers(contrib, feats, n_drivers), 1):
+            out[f"{t}_driver_{r}"] = drv
+        importance[t] = segmented.importance_sums(contrib, segs, list(seg.ids))
+    return {"scores": out, "importance": importance}
+
+
+def _sample(v: np.ndarray, k: int, fraction: float, seed: int) -> np.ndarray:
+    if fraction >= 1:
+        return v
+    rng = np.random.default_rng([seed, k])
+    return v[rng.random(len(v)) < fraction]
+
+
+def _floats(t: pa.Table, name: str) -> np.ndarray:
+    """A float column as numpy, nulls as NaN."""
+    return t.column(name).to_numpy()
+
+
+def stage_scores(
+    res: BucketFeatures, cutoff: Cutoff, job: ScoreJob, part_path: str, stats_path: str
+) -> str:
+    """Phase 1 of scoring one bucket: :func:`score_bucket`, then the bucket's part of
+    every global step (row count, SHAP importance sums, segment profile sums, category
+    sums for the offers, drift bin counts), computed from the features while they are
+    in memory. Writes the scores (plus the ``category_share_*`` features the offers
+    need) to ``part_path`` and then the statistics to ``stats_path``, each atomically;
+    returns the statistics as the JSON text written
+    (:func:`bigseg.store.publish.dumps_stats`)."""
+    from bigseg.store.publish import dumps_stats, write_text_atomic
+
+    sc = score_bucket(res, cutoff, job.seg, job.serving, job.drivers)
+    scores, frame = sc["scores"], res.frame(cutoff)
+    k = max(job.seg.ids) + 1  # bins by segment id (ids persist across runs, with gaps)
+    cats, ref = list(job.categories), job.drift_reference
+    stats = {
+        "rows": len(scores),
+        "importance": sc["importance"],
+        "profile": profile(frame, scores, k, list(job.features)),
+        "categories": category_sums(frame, scores, k, cats) if cats else None,
+        "drift": drift_counts(frame, scores, ref) if ref else None,
+    }
+    t = arrow(scores)
+    if cats:
+        for c in frame.columns:
+            if c.startswith(OFFER_INPUT_PREFIX):
+                t = t.append_column(c, pa.array(frame[c].to_numpy(), from_pandas=False))
+    write_arrow(t, part_path)
+    text = dumps_stats(stats)
+    write_text_atomic(stats_path, text)
+    return text
+
+
+def part_value_sample(part_path: str, k: int, fraction: float, seed: int) -> np.ndarray:
+    """Phase 2: the bucket's sample of value predictions for the global thresholds."""
+    return _sample(
+        _floats(read_arrow(part_path, ["value_prediction"]), "value_prediction"), k, fraction, seed
+    )
+
+
+def write_scores(
+    part_path: str,
+    threshold: float,
+    affinity: dict | None,
+    value_cuts: tuple[float, float],
+    store: Store,
+    k: int,
+    path: str,
+    audience_path: str,
+) -> int:
+    """Phase 2 of one bucket: the saved scores with next-best offers (when ``affinity``
+    is given) and ``high_value`` (value prediction >= ``threshold``), written as Parquet
+    to ``path`` (in the publication's staging dir), and the bucket's audience rows
+    (:func:`audience`) saved to ``audience_path`` (read back by :func:`read_audience`);
+    returns the row count."""
+    from bigseg.predict import offers
+
+    t = read_arrow(part_path)
+    share = [c for c in t.column_names if c.startswith(OFFER_INPUT_PREFIX)]
+    scores = t.drop_columns(share)
+    seg = scores.column("segment").to_numpy()
+    aud = scores.select(
+        ["customer_id", "segment", "segment_name", "churn_probability", "value_prediction"]
+    ).to_pandas()
+    if affinity is not None:
+        frame = pd.DataFrame(
+            {"customer_id": aud["customer_id"].to_numpy(), **{c: _floats(t, c) for c in share}}
+        )
+        nbo = offers.next_best_offers(frame, seg, affinity)
+        extra = arrow(nbo.drop(columns=["customer_id"]))
+        for f, col in zip(extra.schema, extra.columns, strict=True):
+            scores = scores.append_column(f, col)
+        aud["offer_1"] = nbo["offer_1"].to_numpy()
+    high = _floats(scores, "value_prediction") >= threshold
+    scores = scores.append_column("high_value", pa.array(high, pa.bool_()))
+    write_arrow(arrow(audience(store, k, aud, value_cuts)), audience_path)
+    write_table(scores, path)
+    return scores.num_rows
+
+
+def read_audience(path: str) -> pd.DataFrame:
+    """The audience rows saved by :func:`write_scores`."""
+    return read_arrow(path).to_pandas()
+
+
+def profile(frame: pd.DataFrame, scores: pd.DataFrame, k: int, features: list[str]) -> dict:
+    """Per-segment sums for profiles: counts, feature sums and non-missing counts (a
+    feature can be NaN, e.g. days since the last response of someone who never
+    responded), prediction sums."""
+    X = matrix(frame, features).astype(np.float64)
+    labels = scores["segment"].to_numpy()
+    counts = np.bincount(labels, minlength=k)
+    ok = np.isfinite(X)
+    cols = range(X.shape[1])
+    vals = [np.where(ok[:, j], X[:, j], 0) for j in cols]
+    sums = np.stack([np.bincount(labels, weights=vals[j], minlength=k) for j in cols], axis=1)
+    present = np.stack([np.bincount(labels, weights=ok[:, j], minlength=k) for j in cols], axis=1)
+    sumsq = np.stack([np.bincount(labels, weights=vals[j] ** 2, minlength=k) for j in cols], axis=1)
+    out = {"counts": counts, "sums": sums, "sumsq": sumsq, "present": present}
+    for col in ("churn_probability", "value_prediction"):
+        v = scores[col].to_numpy(np.float64)
+        out[col] = np.bincount(labels, weights=v, minlength=k)  # NaN when the model is absent
+    return out
+
+
+def category_sums(frame: pd.DataFrame, scores: pd.DataFrame, k: int, categories: list) -> dict:
+    from bigseg.predict import offers
+
+    return offers.segment_category_sums(frame, scores["segment"].to_numpy(), k, categories)
+
+
+def audience(
+    store: Store, k: int, scores: pd.DataFrame, value_cuts: tuple[float, float]
+) -> pd.DataFrame:
+    """The bucket's audience rows: consenting customers with tiers and first offer."""
+    from bigseg.predict import offers
+
+    consent = None  # no consent column: nobody has opted in to marketing, audiences are empty
+    if store.has("customers") and "consent_marketing" in store.schema("customers"):
+        consent = offers.marketing_consent(
+            store.read_bucket("customers", k, ["customer_id", "consent_marketing"])
+        )
+    nbo = scores[["customer_id", "offer_1"]] if "offer_1" in scores else None
+    return offers.audience_frame(scores, nbo, consent, value_cuts)
+
+
+def drift_counts(frame: pd.DataFrame, scores: pd.DataFrame, reference: dict) -> dict:
+    """Bin counts of one bucket against the drift reference: the features, the scores,
+    and customers per segment."""
+    from bigseg.monitor import drift
+
+    feats = reference.get("features")
+    out = {
+        "features": drift.bucket_counts(frame.reindex(columns=list(feats["features"])), feats)
+        if feats
+        else {}
+    }
+    sref = reference.get("scores")
+    out["scores"] = (
+        drift.bucket_counts(scores.reindex(columns=list(sref["features"])), sref) if sref else {}
+    )
+    seg = scores["segment"].to_numpy()
+    ids, counts = np.unique(seg, return_counts=True)
+    out["segments"] = {str(int(i)): int(c) for i, c in zip(ids, counts, strict=True)}
+    return out
+
+
+def predict_sample(
+    res: BucketFeatures,
+    cutoff: Cutoff,
+    k: int,
+    fraction: float,
+    seed: int,
+    seg: FittedSegmenter,
+    serving: ServingModels,
+) -> pd.DataFrame:
+    """The served predictions (each row by its segment's chosen model) for a
+    reproducible sample of the frame at ``cutoff``: the score columns of ``scores/``."""
+    df = res.frame(cutoff)
+    if fraction < 1:
+        rng = np.random.default_rng([seed, k, 23])
+        df = df[rng.random(len(df)) < fraction]
+    segs = seg.segment_ids(df)
+    X = segmented.model_matrix(df, serving.features, segs)
+    out = {}
+    for t, m in serving.models.items():
+        p = segmented.predict(X, segs, m, serving.choice.get(t, {}))
+        out[segmented.TARGET_COLUMNS[t]] = np.maximum(p, 0) if t == "value" else p
+    return pd.DataFrame(out)
+
+
+def segments_of(res: BucketFeatures, cutoff: Cutoff, seg: FittedSegmenter) -> np.ndarray:
+    """Segment id of every row at ``cutoff`` under the segmenter ``seg``."""
+    return seg.segment_ids(res.frame(cutoff))

@@ -1,0 +1,213 @@
+"""Submitting the XGBoost models of one cutoff to the cluster.
+
+The Dask layer only places data and calls the single-node trainer
+(:func:`bigseg.predict.xgb.train_task`), or ``xgboost.dask`` when a sample is too large
+for one worker. Every model of every target and cutoff is submitted before any is
+awaited, so they train side by side, one per Dask thread; a segment's model starts from
+its global model (boosted further on the segment's rows) as soon as that one is done.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from bigseg.errors import DataError
+from bigseg.features.bucket import Cutoff
+from bigseg.predict import segmented
+from bigseg.predict.xgb import params_for, train_dask, train_task
+from bigseg.progress import gather
+from bigseg.segment.fitted import FittedSegmenter
+
+#: share of the training customers held out for early stopping
+VALID_FRACTION = 0.15
+
+
+@dataclass(frozen=True)
+class TrainPlan:
+    """What every model of a run is trained with: the targets, the model matrix's
+    columns, the segmenter that gives each row its segment, the prediction config, the
+    seed, the XGBoost device, the candidate tree depths and the threads per model."""
+
+    targets: tuple[str, ...]
+    features: tuple[str, ...]
+    seg: FittedSegmenter
+    pcfg: object
+    seed: int
+    device: str
+    depths: tuple[int, ...]
+    nthread: int
+
+    @property
+    def ids(self) -> list[int]:
+        return [int(i) for i in self.seg.ids]
+
+
+@dataclass(frozen=True)
+class Window:
+    """The models submitted at one cutoff: per-bucket ``rows`` futures (the matrices,
+    held while their models train) and per target ``(fits, refine)``, where ``fits`` maps
+    ``"global"`` (and, once refined, segment ids) to a future of, or the value,
+    ``(UBJSON bytes, info)``, and ``refine(segment ids)`` submits those segments' models
+    and returns them as ``{id: future}``."""
+
+    rows: list
+    fits: dict[str, tuple[dict, Callable]]
+
+
+def submit_window(client, buckets: list, cutoff: Cutoff, plan: TrainPlan) -> Window:
+    """Submit the global model of every target at ``cutoff``, from one matrix per bucket
+    built once for all of them."""
+    rows = [
+        client.submit(
+            segmented.model_rows,
+            f,
+            cutoff,
+            list(plan.targets),
+            VALID_FRACTION,
+            plan.seed,
+            list(plan.features),
+            plan.seg,
+            pure=False,
+        )
+        for f in buckets
+    ]
+    cnt = gather(
+        client,
+        [client.submit(segmented.row_counts, r, plan.ids, pure=False) for r in rows],
+        f"training rows at {cutoff}",
+    )
+    return Window(
+        rows, {t: _submit_target(client, t, cutoff, rows, cnt, plan) for t in plan.targets}
+    )
+
+
+def _fraction(rows: int, cap: int) -> float:
+    return 1.0 if cap == 0 or rows <= cap else cap / rows
+
+
+def _submit_target(client, target: str, cutoff: str, rows: list, cnt: list, plan: TrainPlan):
+    """The global model of one target (:func:`_global_model`) and its ``refine``."""
+    pcfg = plan.pcfg
+    params = params_for(target, pcfg, plan.seed, plan.device)
+
+    def total(key) -> tuple[int, int]:
+        return (sum(x[target][key][0] for x in cnt), sum(x[target][key][1] for x in cnt))
+
+    n, pos = total(None)
+    if n == 0:
+        raise DataError(f"no training rows for {target!r} at the {cutoff} cutoff")
+    if pcfg.balance_classes and target in segmented.BINARY and 0 < pos < n:
+        params["scale_pos_weight"] = (n - pos) / pos  # negatives per positive
+
+    def parts(only, frac) -> list:
+        return [client.submit(segmented.select, r, target, only, frac, pure=False) for r in rows]
+
+    frac = _fraction(n, pcfg.max_train_rows)
+    sampled = n if frac == 1.0 else pcfg.max_train_rows
+    out = {"global": _global_model(client, params, parts(None, frac), sampled, plan)}
+    if isinstance(out["global"], tuple):
+        params["max_depth"] = out["global"][1]["max_depth"]
+
+    def refine(segs) -> dict:
+        """Submit the models of segments ``segs`` that have enough rows: the global
+        model (a future, or its value) boosted further on the segment's rows."""
+        more = {}
+        base = out["global"]
+        for s in segs:
+            rows_s, pos_s = total(s)
+            enough = rows_s >= segmented.MIN_SEGMENT_ROWS and (
+                target not in segmented.BINARY
+                or min(pos_s, rows_s - pos_s) >= segmented.MIN_SEGMENT_CLASS
+            )
+            if enough:
+                more[s] = client.submit(
+                    train_task,
+                    params,
+                    pcfg.segment_rounds,
+                    pcfg.early_stopping_rounds,
+                    *parts(s, _fraction(rows_s, pcfg.segment_max_train_rows)),
+                    init=base[0] if isinstance(base, tuple) else base,
+                    pure=False,
+                )
+        return more
+
+    return out, refine
+
+
+def _global_model(client, params: dict, sample: list, sampled: int, plan: TrainPlan):
+    """A future of the global model trained in one task; or, for a sample too large for
+    one worker (``xgboost.dask``) or a search over tree depths, the value
+    ``(UBJSON bytes, info)`` of the depth with the lowest validation loss."""
+    pcfg = plan.pcfg
+    big = sampled > pcfg.single_worker_max_rows
+    if not big and len(plan.depths) == 1:
+        return client.submit(
+            train_task,
+            {**params, "nthread": plan.nthread},
+            pcfg.n_estimators,
+            pcfg.early_stopping_rounds,
+            *sample,
+            pure=False,
+        )
+    tried = []
+    for depth in plan.depths:
+        p = {**params, "max_depth": depth}
+        if big:
+            model, info = train_dask(
+                client,
+                sample,
+                len(plan.features),
+                p,
+                pcfg.n_estimators,
+                pcfg.early_stopping_rounds,
+                pcfg.single_worker_max_rows,
+            )
+        else:
+            model, info = client.submit(
+                train_task,
+                {**p, "nthread": plan.nthread},
+                pcfg.n_estimators,
+                pcfg.early_stopping_rounds,
+                *sample,
+                pure=False,
+            ).result()
+        loss = next((v for k, v in info.items() if k.startswith("valid_")), np.inf)
+        tried.append((loss, depth, model, info))
+    loss, depth, model, info = min(tried, key=lambda t: (t[0], t[1]))
+    info = {**info, "max_depth": depth}
+    if len(tried) > 1:
+        info["search"] = [{"max_depth": d, "valid_loss": float(lo)} for lo, d, _, _ in tried]
+    return model, info
+
+
+def collect(client, submitted: dict, what: str) -> tuple[dict, dict]:
+    """``({key: UBJSON bytes}, {key: info})`` of one target's submitted models (global
+    under ``"global"``, segment models under their id; infos keyed by ``str(id)``)."""
+    keys = list(submitted)
+    futs = [k for k in keys if not isinstance(submitted[k], tuple)]
+    done = dict(zip(futs, gather(client, [submitted[k] for k in futs], what), strict=True))
+    models, infos = {}, {}
+    for k in keys:
+        model, info = submitted[k] if k not in done else done[k]
+        models[k], infos["global" if k == "global" else str(k)] = model, info
+    return models, infos
+
+
+def backtest_rows(
+    client, buckets: list, rows: list, cutoff: Cutoff, models: dict, fraction: float
+) -> tuple[dict, list]:
+    """Every backtest model's predictions on the matrices of ``cutoff`` (those the final
+    models train on), concatenated over the buckets, and the customer ids per bucket."""
+    res = gather(
+        client,
+        [
+            client.submit(segmented.backtest_rows, f, r, cutoff, models, fraction, pure=False)
+            for f, r in zip(buckets, rows, strict=True)
+        ],
+        "backtest",
+    )
+    cat = {key: np.concatenate([r[key] for r in res]) for key in res[0]}
+    return cat, [r["customer_id"] for r in res]
