@@ -8,7 +8,7 @@ LOCK   := requirements.lock
 # The one platform the lock is made for: the Python and OS that CI runs.
 LOCK_TARGET := --python-version 3.11 --python-platform x86_64-manylinux_2_28
 
-.PHONY: demo test test-slow test-latest lint lock lock-check bench clean
+.PHONY: demo test test-slow test-latest lint layers lock lock-check bench clean
 
 # uv comes from the lock too, so the bootstrap pip install names the locked version; `uv pip sync`
 # then makes .venv equal to the lock (removing anything else), and bigseg goes in editable, built
@@ -46,6 +46,11 @@ test-latest:
 lint: $(STAMP)
 	$(BIN)/ruff check bigseg tests benchmarks tools
 	$(BIN)/ruff format --check bigseg tests benchmarks tools
+	$(MAKE) --no-print-directory layers
+
+# The declared layers and no import cycles: the contracts in pyproject.toml [tool.importlinter].
+layers: $(STAMP)
+	$(BIN)/lint-imports --no-cache
 
 # Refresh the lock to the newest versions pyproject.toml allows; commit the result.
 lock: $(STAMP)

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from bigseg.errors import ConfigError
+from bigseg.methods import METHOD_NAMES
 from bigseg.schema import SCHEMAS, TABLES
+from bigseg.yamlfile import format_validation_error as format_validation_error
+from bigseg.yamlfile import load_yaml as load_yaml
 
 
 class _Strict(BaseModel):
@@ -67,7 +69,7 @@ class StoreConfig(_Strict):
 
 
 class SegmentationConfig(_Strict):
-    #: a name in :data:`bigseg.segment.methods.METHODS`
+    #: a name in :data:`bigseg.methods.METHOD_NAMES` (the keys of ``segment.methods.METHODS``)
     method: str = "kmeans"
     k: int | Literal["auto"] = "auto"
     #: candidate k range for ``k: auto``
@@ -82,12 +84,10 @@ class SegmentationConfig(_Strict):
     @field_validator("method")
     @classmethod
     def _known_method(cls, v):
-        # imported here: the store modules import this module on workers, and the
-        # estimators behind METHODS (numba, scikit-learn) are slow to import
-        from bigseg.segment.methods import METHODS
-
-        if v not in METHODS:
-            raise ValueError(f"unknown method (known: {', '.join(METHODS)})")
+        # the names only (bigseg.methods): the estimators behind METHODS are slow to import
+        # and the store modules import this module on workers
+        if v not in METHOD_NAMES:
+            raise ValueError(f"unknown method (known: {', '.join(METHOD_NAMES)})")
         return v
 
     @field_validator("k")
@@ -222,39 +222,6 @@ class RunConfig(_Strict):
     @property
     def output_dir(self) -> Path:
         return self.path(self.output).resolve()
-
-
-def _key_path(loc: tuple[Any, ...]) -> str:
-    return ".".join(str(p) for p in loc) or "<top level>"
-
-
-def format_validation_error(source: str, err: ValidationError) -> str:
-    lines = [f"{source}: invalid config"]
-    for e in err.errors():
-        key = _key_path(e["loc"])
-        if e["type"] == "extra_forbidden":
-            lines.append(f"  {key}: unknown key")
-        elif e["type"] == "missing":
-            lines.append(f"  {key}: required key is missing")
-        else:
-            lines.append(f"  {key}: {e['msg']} (got {e.get('input')!r})")
-    return "\n".join(lines)
-
-
-def load_yaml(path: str | Path) -> dict:
-    """Read a YAML mapping, with errors that name the file."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{p}: config file not found")
-    try:
-        doc = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{p}: not valid YAML: {e}") from None
-    if doc is None:
-        doc = {}
-    if not isinstance(doc, dict):
-        raise ConfigError(f"{p}: expected a mapping at the top level, got {type(doc).__name__}")
-    return doc
 
 
 def _check_columns(source: str, cfg: RunConfig) -> None:

@@ -53,6 +53,22 @@ def test_bad_key_or_value_is_named(tmp_path, doc, key):
     assert path in str(e.value) and key in str(e.value)
 
 
+def test_an_unknown_method_lists_the_known_ones(tmp_path):
+    doc = {"data": {"transactions": {"path": "x"}}, "segmentation": {"method": "magic"}}
+    with pytest.raises(ConfigError) as e:
+        load_run_config(_write(tmp_path, doc))
+    assert "unknown method (known: kmeans, gmm, hierarchical, hdbscan, som)" in str(e.value)
+
+
+def test_the_config_knows_exactly_the_registered_methods():
+    """The config checks names from the leaf module bigseg.methods (no estimator imports);
+    they are the keys of the registry, in its order."""
+    from bigseg.methods import METHOD_NAMES
+    from bigseg.segment.methods import METHODS
+
+    assert tuple(METHODS) == METHOD_NAMES
+
+
 def test_missing_and_unparsable_files(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_run_config(tmp_path / "nope.yaml")

@@ -17,8 +17,8 @@ from typing import Any, Literal
 from dask.utils import parse_bytes
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from bigseg.config import format_validation_error, load_yaml
 from bigseg.errors import ConfigError
+from bigseg.yamlfile import format_validation_error, load_yaml
 
 
 class _Strict(BaseModel):

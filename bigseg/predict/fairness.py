@@ -32,147 +32,69 @@ reality (see ``bigseg.synth.generate(..., bias=...)``), and then a good churn fl
 *should* flag it more often. The findings say where to look; the realised rates and
 TPRs next to them say whether the flag merely follows reality.
 
+Result
+------
+:func:`audit` returns a JSON-serialisable dict (str keys, Python floats/ints/bools, None
+where undefined)::
+
+    {"n": int, "threshold": float, "min_group_size": int, "alpha": float|None,
+     "attributes": {attribute: {
+         "groups": {label: {"n", "share", "reported",
+                            # only when reported (n >= min_group_size):
+                            "churn_flag_rate", "churn_rate", "churn_auc",
+                            "churn_flag_tpr", "high_value_flag_rate",
+                            "high_value_rate", "high_value_auc",
+                            "high_value_flag_tpr"}},
+         "excluded_groups": [label, ...],   # below min_group_size
+         "demographic_parity": {flag: {"ratio", "lowest_group", "lowest_rate",
+                                       "highest_group", "highest_rate",
+                                       "p_value"} or None},
+         "equal_opportunity": {flag: {"difference", "lowest_group",
+                                      "lowest_tpr", "highest_group",
+                                      "highest_tpr"} or None},
+         "flags": [str, ...]}},
+     "flags": [str, ...]}   # all attributes' findings
+
+``flag`` is ``"churn_flag"`` or ``"high_value_flag"``. ``*_rate`` of a flag is
+the share of the group flagged; ``churn_rate`` / ``high_value_rate`` are the
+realised rates. ``p_value`` is the two-sided two-proportion z-test of the
+lowest against the highest group (findings depend on it only with ``alpha``).
+A ratio is None when fewer than two groups are reported or no
+reported group is flagged; a difference is None when fewer than two reported
+groups have actual positives.
+
 :func:`model_features` keeps protected attributes (and features derived from them) out
-of the models unless explicitly allowed.
+of the models unless explicitly allowed. It, the group labels and the age bands are in
+:mod:`bigseg.predict.protected` (importable from here too).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from bigseg.predict.protected import AGE_ATTRIBUTES as AGE_ATTRIBUTES
+from bigseg.predict.protected import (
+    AGE_BANDS,
+    UNKNOWN,
+    _order,
+    band_age,
+    group_labels,
+    model_features,
+)
 from bigseg.predict.ranking import roc_auc
 
 __all__ = ["AGE_BANDS", "UNKNOWN", "FLAGS", "audit", "band_age", "group_labels", "model_features"]
-
-#: label of the group of customers whose attribute is missing
-UNKNOWN = "unknown"
-
-#: age bands as (lower bound inclusive, upper bound exclusive, label)
-AGE_BANDS: tuple[tuple[float, float, str], ...] = (
-    (0, 25, "<25"),
-    (25, 35, "25-34"),
-    (35, 45, "35-44"),
-    (45, 55, "45-54"),
-    (55, 65, "55-64"),
-    (65, math.inf, "65+"),
-)
 
 #: the flags audited: name -> (flag argument, outcome argument, score argument, wording)
 FLAGS: dict[str, tuple[str, str, str, str]] = {
     "churn_flag": ("churn_flag", "y_churn", "p_churn", "high churn risk"),
     "high_value_flag": ("high_value_flag", "y_high_value", "p_value", "high value"),
 }
-
-#: attributes banded with :func:`band_age` when their values are numeric
-AGE_ATTRIBUTES = ("age",)
-
-
-# --------------------------------------------------------------------------------------
-# Groups
-# --------------------------------------------------------------------------------------
-
-
-def band_age(age: Any) -> np.ndarray:
-    """Age bands ``"<25"``, ``"25-34"``, ..., ``"55-64"``, ``"65+"``.
-
-    Parameters
-    ----------
-    age : array-like
-        Ages in years, any numeric dtype (nullable ones included) or objects. None,
-        NaN, pandas NA, non-numeric and negative values are missing.
-
-    Returns
-    -------
-    numpy.ndarray
-        Object array of band labels (str), ``"unknown"`` where the age is missing.
-    """
-    a = pd.to_numeric(pd.Series(np.asarray(age, dtype=object)), errors="coerce")
-    a = a.to_numpy(dtype=np.float64, na_value=np.nan)
-    out = np.full(a.shape, UNKNOWN, dtype=object)
-    for lo, hi, label in AGE_BANDS:
-        out[(a >= lo) & (a < hi)] = label
-    return out
-
-
-def group_labels(name: str, values: Any) -> np.ndarray:
-    """Group label of each customer for the protected attribute ``name``.
-
-    Parameters
-    ----------
-    name : str
-        Attribute name. An attribute named ``age`` whose present values are all
-        numeric is banded with :func:`band_age`; anything else is used as is.
-    values : array-like
-        One value per customer.
-
-    Returns
-    -------
-    numpy.ndarray
-        Object array of str labels; missing values (None, NaN, pandas NA, empty or
-        blank strings) become ``"unknown"``.
-    """
-    s = pd.Series(np.asarray(values, dtype=object))
-    present = s.notna().to_numpy()
-    if name in AGE_ATTRIBUTES:
-        numeric = pd.to_numeric(s, errors="coerce").notna().to_numpy()
-        if (numeric == present).all():
-            return band_age(s)
-    labels = s.astype(str).str.strip().to_numpy(dtype=object)
-    labels[~present | (labels == "")] = UNKNOWN
-    return labels
-
-
-def _order(name: str, labels: Iterable[str]) -> list[str]:
-    """Age bands in age order, other labels sorted; ``unknown`` last."""
-    labels = set(labels)
-    bands = [b[2] for b in AGE_BANDS]
-    if name in AGE_ATTRIBUTES and labels <= {*bands, UNKNOWN}:
-        head = [b for b in bands if b in labels]
-    else:
-        head = sorted(labels - {UNKNOWN})
-    return head + ([UNKNOWN] if UNKNOWN in labels else [])
-
-
-# --------------------------------------------------------------------------------------
-# Features
-# --------------------------------------------------------------------------------------
-
-
-def model_features(
-    features: Iterable[str], protected: Iterable[str], allow: bool = False
-) -> list[str]:
-    """The features a model may use: all but the protected ones, unless allowed.
-
-    Parameters
-    ----------
-    features : iterable of str
-        Candidate feature names, in model order.
-    protected : iterable of str
-        Protected attributes (``fairness.protected``).
-    allow : bool, default False
-        Keep protected features anyway (an explicit opt-in).
-
-    Returns
-    -------
-    list of str
-        ``features`` in their order, without any feature that equals a protected
-        attribute or starts with ``<attribute>_`` (e.g. ``gender_F`` for ``gender``),
-        compared case-insensitively; all of them when ``allow`` is True.
-    """
-    features = list(features)
-    if allow:
-        return features
-    attrs = [a.casefold() for a in protected]
-    return [
-        f
-        for f in features
-        if not any(f.casefold() == a or f.casefold().startswith(a + "_") for a in attrs)
-    ]
 
 
 # --------------------------------------------------------------------------------------
@@ -294,33 +216,8 @@ def audit(
     Returns
     -------
     dict
-        JSON-serialisable (str keys, Python floats/ints/bools, None where undefined)::
-
-            {"n": int, "threshold": float, "min_group_size": int, "alpha": float|None,
-             "attributes": {attribute: {
-                 "groups": {label: {"n", "share", "reported",
-                                    # only when reported (n >= min_group_size):
-                                    "churn_flag_rate", "churn_rate", "churn_auc",
-                                    "churn_flag_tpr", "high_value_flag_rate",
-                                    "high_value_rate", "high_value_auc",
-                                    "high_value_flag_tpr"}},
-                 "excluded_groups": [label, ...],   # below min_group_size
-                 "demographic_parity": {flag: {"ratio", "lowest_group", "lowest_rate",
-                                               "highest_group", "highest_rate",
-                                               "p_value"} or None},
-                 "equal_opportunity": {flag: {"difference", "lowest_group",
-                                              "lowest_tpr", "highest_group",
-                                              "highest_tpr"} or None},
-                 "flags": [str, ...]}},
-             "flags": [str, ...]}   # all attributes' findings
-
-        ``flag`` is ``"churn_flag"`` or ``"high_value_flag"``. ``*_rate`` of a flag is
-        the share of the group flagged; ``churn_rate`` / ``high_value_rate`` are the
-        realised rates. ``p_value`` is the two-sided two-proportion z-test of the
-        lowest against the highest group (findings depend on it only with ``alpha``).
-        A ratio is None when fewer than two groups are reported or no
-        reported group is flagged; a difference is None when fewer than two reported
-        groups have actual positives.
+        JSON-serialisable (str keys, Python floats/ints/bools, None where undefined);
+        its layout is under "Result" in the module docstring.
 
     Raises
     ------
@@ -329,16 +226,7 @@ def audit(
         ``threshold`` is not in (0, 1], ``min_group_size`` < 1 or ``alpha`` is not in
         (0, 1).
     """
-    if not 0 < threshold <= 1:
-        raise ValueError(f"threshold must be in (0, 1], got {threshold}")
-    if alpha is not None and not 0 < alpha < 1:
-        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
-    if min_group_size < 1:
-        raise ValueError(f"min_group_size must be >= 1, got {min_group_size}")
-    labels = {str(name): group_labels(str(name), v) for name, v in groups.items()}
-    sizes = {len(v) for v in labels.values()}
-    if len(sizes) > 1:
-        raise ValueError(f"protected attributes differ in length: {sorted(sizes)}")
+    _check_settings(threshold, min_group_size, alpha)
     given = {
         "churn_flag": churn_flag,
         "y_churn": y_churn,
@@ -347,16 +235,7 @@ def audit(
         "y_high_value": y_high_value,
         "p_value": p_value,
     }
-    if not sizes:
-        lengths = {len(np.asarray(v)) for v in given.values() if v is not None}
-        sizes = lengths or {0}
-    if len(sizes) > 1:
-        raise ValueError("arrays differ in length")
-    (n,) = sizes
-    arrays = {
-        k: (_score(k, v, n) if k.startswith("p_") else _bool(k, v, n)) for k, v in given.items()
-    }
-
+    labels, arrays, n = _inputs(groups, given)
     attributes = {}
     all_flags: list[str] = []
     for name, lab in labels.items():
@@ -371,6 +250,37 @@ def audit(
         "attributes": attributes,
         "flags": all_flags,
     }
+
+
+def _check_settings(threshold: float, min_group_size: int, alpha: float | None) -> None:
+    """ValueError for a ``threshold``, ``min_group_size`` or ``alpha`` out of range."""
+    if not 0 < threshold <= 1:
+        raise ValueError(f"threshold must be in (0, 1], got {threshold}")
+    if alpha is not None and not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    if min_group_size < 1:
+        raise ValueError(f"min_group_size must be >= 1, got {min_group_size}")
+
+
+def _inputs(
+    groups: Mapping[str, Any], given: dict[str, Any]
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray | None], int]:
+    """Group labels per attribute, the flags, outcomes and scores as checked arrays
+    (None where not given), and the number of customers they all share."""
+    labels = {str(name): group_labels(str(name), v) for name, v in groups.items()}
+    sizes = {len(v) for v in labels.values()}
+    if len(sizes) > 1:
+        raise ValueError(f"protected attributes differ in length: {sorted(sizes)}")
+    if not sizes:
+        lengths = {len(np.asarray(v)) for v in given.values() if v is not None}
+        sizes = lengths or {0}
+    if len(sizes) > 1:
+        raise ValueError("arrays differ in length")
+    (n,) = sizes
+    arrays = {
+        k: (_score(k, v, n) if k.startswith("p_") else _bool(k, v, n)) for k, v in given.items()
+    }
+    return labels, arrays, n
 
 
 def _audit_attribute(
