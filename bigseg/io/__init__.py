@@ -12,7 +12,15 @@ Outside this package nothing renames, links, deletes or writes tables
 (``pyproject.toml``'s banned-api and ``tests/test_io_seam.py``).
 """
 
-from bigseg.io.layout import Layout, latest_version, layout
+from bigseg.io.layout import Layout, as_layout, latest_version
 from bigseg.io.storage import LocalStorage, Storage, local, storage_for
 
-__all__ = ["Layout", "LocalStorage", "Storage", "latest_version", "layout", "local", "storage_for"]
+__all__ = [
+    "Layout",
+    "LocalStorage",
+    "Storage",
+    "as_layout",
+    "latest_version",
+    "local",
+    "storage_for",
+]

@@ -35,7 +35,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from bigseg.errors import PublishError
-from bigseg.io.layout import MANAGED, Layout, layout
+from bigseg.io.layout import MANAGED, Layout, as_layout
 from bigseg.io.storage import TEMPORARY, Location, fsync_dir, fsync_file, local
 
 log = logging.getLogger(__name__)
@@ -91,6 +91,12 @@ def create_only(path: Location, data: bytes) -> bool:
     return local.put_if_absent(path, data)
 
 
+def open_log(path: Location):
+    """A file to write a log into, in place (not atomic: no reader takes it for complete
+    output); binary, with a real file descriptor (a subprocess may write to it)."""
+    return local.open_write(path)
+
+
 def delete_file(path: Location) -> None:
     """Delete one file; nothing when it is not there."""
     local.delete(path)
@@ -133,7 +139,7 @@ def is_leftover(path: Location) -> bool:
 
 
 def staging_root(output: str | Path | Layout) -> Path:
-    return layout(output).staging
+    return as_layout(output).staging
 
 
 def new_staging(output: str | Path | Layout, name: str) -> Path:

@@ -144,7 +144,7 @@ class Layout:
         return [self.root / n for n in MANAGED]
 
 
-def layout(output: str | Path | Layout) -> Layout:
+def as_layout(output: str | Path | Layout) -> Layout:
     """``output`` as a :class:`Layout` (a Layout is returned as it is)."""
     return output if isinstance(output, Layout) else Layout(Path(output))
 
@@ -153,7 +153,7 @@ def latest_version(output: str | Path | Layout, storage: Storage = local) -> str
     """The model version ``models/LATEST`` names, or None before the first one.
 
     The only reader of ``models/LATEST``."""
-    p = layout(output).latest
+    p = as_layout(output).latest
     if not storage.is_file(p):
         return None
     return storage.read_text(p).strip()
@@ -161,7 +161,7 @@ def latest_version(output: str | Path | Layout, storage: Storage = local) -> str
 
 def model_versions(output: str | Path | Layout, storage: Storage = local) -> list[str]:
     """Names of the published model versions (those with a manifest), sorted."""
-    lay = layout(output)
+    lay = as_layout(output)
     if not storage.is_dir(lay.models):
         return []
     return sorted(n for n in storage.list(lay.models) if storage.is_file(lay.model_manifest(n)))

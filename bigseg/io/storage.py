@@ -86,6 +86,11 @@ class Storage(abc.ABC):
         self.write_bytes(path, text.encode(encoding))
 
     @abc.abstractmethod
+    def open_write(self, path: Location) -> BinaryIO:
+        """A binary file object writing ``path`` in place (not atomic: logs and other
+        files a reader never takes for complete output)."""
+
+    @abc.abstractmethod
     def put_if_absent(self, path: Location, data: bytes) -> bool:
         """Create ``path`` with ``data`` only if nothing is there; False when something
         was (nothing written). Complete and durable when it returns True."""
@@ -171,6 +176,9 @@ class LocalStorage(Storage):
                 os.unlink(tmp)
             raise
         fsync_dir(path.parent)
+
+    def open_write(self, path: Location) -> BinaryIO:
+        return open(path, "wb")  # noqa: SIM115 - the caller closes it
 
     def put_if_absent(self, path: Location, data: bytes) -> bool:
         path = Path(path)

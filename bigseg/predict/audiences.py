@@ -246,7 +246,7 @@ def write_audiences(
     (plus a second read and write), so this is the simpler equivalent.
 
     Everything is written into a staging directory and published with
-    :func:`bigseg.store.publish.staged_dir`: on any error (an invalid frame, a failing
+    :func:`bigseg.io.commit.staged_dir`: on any error (an invalid frame, a failing
     generator, a full disk) the staging directory is deleted and the previous
     ``final`` directory stays exactly as it was.
 
