@@ -114,20 +114,11 @@ def run_benchmark(
     work = data / "_bench_work"
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    res: dict = {
-        "benchmark": "bigseg benchmark",
-        "command": command,
-        "started": _now(),
-        "customers": customers,
-        "seed": seed,
-        "horizon_days": horizon,
-        "repeats": repeats,
-        "suites": {},
-    }
-    res["hardware"], res["libraries"] = hardware(), versions()
+    res = _header(command, customers, seed, horizon, repeats)
     t_all = time.perf_counter()
     opts = dict(repeats=repeats, device=device, horizon=horizon, seed=seed, say=say)
     opts.update(cluster=cluster)
+    stage_opts = dict(opts, peer_timeout=peer_timeout)
     try:
         res["data"], as_of = _data(customers, data, seed, say, temporary=tmp is not None)
         res["as_of"] = as_of
@@ -136,15 +127,9 @@ def run_benchmark(
             if s == "scaling":
                 r = scaling_suite(data, work, as_of, workers, **opts)
             else:
+                suite_peers = list(SUITE_PEERS[s] if peers is None else peers)
                 r = stage_suite(
-                    s,
-                    data,
-                    work,
-                    as_of,
-                    list(SUITE_PEERS[s] if peers is None else peers),
-                    n_workers=n_workers,
-                    peer_timeout=peer_timeout,
-                    **opts,
+                    s, data, work, as_of, suite_peers, n_workers=n_workers, **stage_opts
                 )
             r["wall_s"] = round(time.perf_counter() - t0, 1)
             res["suites"][s] = r
@@ -156,6 +141,22 @@ def run_benchmark(
     path = out / f"{'+'.join(suites)}-{customers}.json"
     write_json_atomic(path, res)
     return res, path
+
+
+def _header(command: str, customers: int, seed: int, horizon: int, repeats: int) -> dict:
+    """The results document before any suite ran."""
+    res: dict = {
+        "benchmark": "bigseg benchmark",
+        "command": command,
+        "started": _now(),
+        "customers": customers,
+        "seed": seed,
+        "horizon_days": horizon,
+        "repeats": repeats,
+        "suites": {},
+    }
+    res["hardware"], res["libraries"] = hardware(), versions()
+    return res
 
 
 def _check_args(suites: list[str], peers, repeats: int, customers: int, workers) -> list[int]:
