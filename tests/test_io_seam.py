@@ -6,10 +6,13 @@ method calls on instances (``p.unlink()``, ``df.to_parquet(...)``), so this test
 AST of every module under ``bigseg/`` (``bigseg/io/`` excepted) and reports:
 
 * any call of a method named in :data:`PATH_METHODS` (``.unlink(``, ``.rmdir(``,
-  ``.rename(``, ``.to_parquet(``, ``.write_text(``, ``.write_bytes(``, ...), whatever
-  the receiver: writes go through :mod:`bigseg.io.commit` (atomic, durable) or
-  :mod:`bigseg.io.tables`. ``.rename(`` with keyword arguments (pandas'
-  ``df.rename(columns=...)``) is not a file rename and is allowed;
+  ``.rename(``, ``.to_parquet(``, ...), whatever the receiver: writes go through
+  :mod:`bigseg.io.commit` (atomic, durable) or :mod:`bigseg.io.tables`. ``.rename(``
+  with keyword arguments (pandas' ``df.rename(columns=...)``) is not a file rename and
+  is allowed;
+* ``.write_text(`` / ``.write_bytes(`` with exactly one positional argument (the data:
+  ``Path.write_text(text)``); the registry's ``VersionWriter.write_bytes(name, data)``
+  takes two and writes through the seam;
 * ``.replace(`` with exactly one positional argument and no keywords, unless that
   argument is a dict or list literal: that is ``Path.replace(target)``. ``str.replace``
   takes two arguments, ``datetime.replace`` keywords, pandas' ``replace`` a mapping;
@@ -37,8 +40,6 @@ PATH_METHODS = {
     "rename",
     "to_parquet",
     "to_feather",
-    "write_text",
-    "write_bytes",
     "symlink_to",
     "hardlink_to",
     "link_to",
@@ -92,6 +93,8 @@ def violations(source: str, filename: str = "<snippet>") -> list[str]:
                 what = f"{recv}.{f.attr}("
             elif f.attr == "rename" and node.keywords:
                 pass  # DataFrame.rename(columns=...)
+            elif f.attr in {"write_text", "write_bytes"} and len(node.args) == 1:
+                what = f".{f.attr}(<data>)"
             elif f.attr in PATH_METHODS:
                 what = f".{f.attr}("
             elif (
@@ -162,6 +165,7 @@ def test_checker_reports_banned_calls(snippet):
         "s.replace({'a': 'b'})",
         "df.rename(columns={'a': 'b'})",
         "writer.write_table(t)",
+        "writer.write_bytes('churn.ubj', data)",
         "open(path)",
         "open(path, 'rb')",
         "p.read_text()",

@@ -19,6 +19,20 @@ import pyarrow.parquet as pq
 from bigseg.io.storage import Location, fsync_dir, fsync_file, local, temp_name
 
 
+def from_pandas(df) -> pa.Table:
+    """``df`` as an Arrow table with plain ``string`` columns: pandas 3 strings come back
+    as ``large_string``, and the store keeps the plain type."""
+    t = pa.Table.from_pandas(df, preserve_index=False)
+    return t.cast(
+        pa.schema(
+            [
+                pa.field(f.name, pa.string()) if pa.types.is_large_string(f.type) else f
+                for f in t.schema
+            ]
+        )
+    )
+
+
 # -- Parquet ---------------------------------------------------------------------------------
 def read_parquet(path: Location, columns=None, read_dictionary=None) -> pa.Table:
     """One Parquet file (optionally only ``columns``; ``read_dictionary`` columns come
