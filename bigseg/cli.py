@@ -46,7 +46,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ap.add_argument("--version", action="version", version=f"bigseg {__version__}")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_data_commands(sub)
+    _add_stage_commands(sub)
+    _add_erase(sub)
+    _add_benchmark(sub)
+    _add_cluster_check(sub)
+    return ap
 
+
+def _add_data_commands(sub) -> None:
     p = sub.add_parser("demo", help="generate synthetic data and run the whole pipeline")
     p.add_argument("--customers", type=int, default=DEMO_CUSTOMERS)
     p.add_argument("--out", default="bigseg-demo")
@@ -59,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     _common(p)
 
+
+def _add_stage_commands(sub) -> None:
     for name, text in [
         ("validate", "check config and input data; compute nothing else"),
         ("ingest", "raw inputs -> validated, customer-bucketed store"),
@@ -82,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
             )
         _common(p)
 
+
+def _add_erase(sub) -> None:
     p = sub.add_parser("erase", help="right to erasure: remove customers from every output")
     p.add_argument("config", help="run config (YAML)")
     p.add_argument(
@@ -89,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(p)
 
+
+def _add_benchmark(sub) -> None:
     p = sub.add_parser(
         "benchmark",
         help="time bigseg beside pandas, DuckDB, Polars, Dask, "
@@ -155,6 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(p)
 
+
+def _add_cluster_check(sub) -> None:
     p = sub.add_parser(
         "cluster-check", help="connect to a cluster; print workers, threads, memory, GPUs"
     )
@@ -162,7 +178,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-workers", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
     p.add_argument("-v", "--verbose", action="store_true")
-    return ap
 
 
 def _out(args, *lines) -> None:
@@ -221,6 +236,7 @@ def _demo(args) -> int:
     from bigseg.backend import resolve
     from bigseg.config import load_run_config
     from bigseg.engine import connect
+    from bigseg.io.commit import remove_tree, write_text_atomic
     from bigseg.pipeline import run_stages
     from bigseg.synth import generate
 
@@ -234,13 +250,11 @@ def _demo(args) -> int:
         if marker.is_file() and json.loads(marker.read_text()) == want:
             _out(args, f"reusing synthetic data in {out / 'raw'}")
         else:
-            import shutil
-
             for d in ("raw", "ground_truth"):
-                shutil.rmtree(out / d, ignore_errors=True)
+                remove_tree(out / d, attempts=1)
             _out(args, f"generating {args.customers:,} synthetic customers into {out / 'raw'} ...")
             generate(args.customers, out, seed=args.seed, client=client)
-            marker.write_text(json.dumps(want))
+            write_text_atomic(marker, json.dumps(want))
         gen_s = time.perf_counter() - t0
         config = {
             "data": {
@@ -255,7 +269,7 @@ def _demo(args) -> int:
             "output": str(out),
         }
         cfg_path = out / "bigseg.yaml"
-        cfg_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        write_text_atomic(cfg_path, yaml.safe_dump(config, sort_keys=False))
         cfg = load_run_config(cfg_path)
         metrics = run_stages(cfg, client, backend)
     metrics.setdefault("timings", {})["generate"] = round(gen_s, 3)
@@ -408,10 +422,11 @@ def _stage(args) -> int:
     stages = STAGE_COMMANDS[args.command]
     if args.command == "report":
         from bigseg.config import load_run_config
+        from bigseg.io.layout import Layout
         from bigseg.report import write_report
 
         cfg = load_run_config(args.config)
-        mpath = cfg.output_dir / "metrics.json"
+        mpath = Layout(cfg.output_dir).metrics
         if not mpath.is_file():
             raise BigsegError(f"{mpath}: no metrics yet; run `bigseg run {args.config}` first")
         path = write_report(

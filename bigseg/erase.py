@@ -11,7 +11,7 @@ Removes the listed customers from everything bigseg keeps under ``output:``:
   missing or unreadable names no customer and stays;
 * leftovers that may hold copies of the rows: ``.staging/`` (partial outputs of failed
   runs), ``*.~old`` copies of an interrupted publish (put back or deleted first, see
-  :func:`bigseg.store.publish.recover`) and temporary ``.*.tmp`` files;
+  :func:`bigseg.io.commit.recover`) and temporary ``.*.tmp`` files;
 * the per-bucket feature cache ``cache/features/`` (deleted whole; the next run
   recomputes it, see :mod:`bigseg.features.cache`).
 
@@ -34,8 +34,8 @@ pseudonyms (:func:`bigseg.privacy.pseudonymize`) to find the rows; the store man
 matched on both forms, raw and pseudonymised, so outputs left from a run with the other
 setting are covered as well.
 
-**Erasure log.** ``output/erasure_log.jsonl`` gets one line per erase request that
-adds ids: the keyed hashes of the ids (HMAC-SHA256 keyed with ``BIGSEG_PSEUDONYM_KEY``,
+**Erasure log** (:mod:`bigseg.store.erasure`). ``output/erasure_log.jsonl`` gets one
+line per erase request that adds ids: the keyed hashes of the ids (HMAC-SHA256 keyed with ``BIGSEG_PSEUDONYM_KEY``,
 domain-separated from the pseudonyms, 128 bits in hex), the key's fingerprint and a
 timestamp. :func:`bigseg.store.ingest.ingest` skips every input row, good or rejected,
 whose id hashes into the log, so re-ingesting old raw files does not bring an erased
@@ -51,9 +51,9 @@ log from the original ids.
 **Guarantees.**
 
 * Per directory, atomic: each directory that holds a listed customer is rebuilt in
-  ``output/.staging/`` (unchanged files as hard links, files with matching rows
-  rewritten without them) and swapped in by a rename with
-  :func:`bigseg.store.publish.publish_dir`. A reader sees the old or the new
+  ``output/.staging/`` (unchanged files shared with the published directory, files with
+  matching rows rewritten without them) and committed with
+  :func:`bigseg.io.commit.publish_dir`. A reader sees the old or the new
   directory, never a mix; a failure leaves that directory as it was.
 * Not atomic across directories: a crash after some directories were swapped leaves
   the others with the customers' rows. The log is written first, so every later ingest
@@ -72,67 +72,39 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
 import re
-import shutil
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from bigseg import privacy
 from bigseg.errors import ConfigError, DataError
-from bigseg.store.buckets import bucket_of
-from bigseg.store.publish import (
+from bigseg.io import tables
+from bigseg.io.commit import (
+    clear_staging,
+    clone_tree,
+    delete_file,
+    is_leftover,
+    is_temporary,
     new_staging,
     publish_dir,
-    recover,
+    recover_all,
     remove_tree,
-    staging_root,
+    replace_file,
     write_json_atomic,
 )
+from bigseg.io.layout import Layout
+from bigseg.store.buckets import bucket_of
+from bigseg.store.erasure import LOG_NAME, append_log, erase_key, erasure_hashes, load_log
 from bigseg.store.store import MANIFEST, bucket_dirname, open_store
 
 log = logging.getLogger(__name__)
 
-#: the erasure log, directly under ``output:``
-LOG_NAME = "erasure_log.jsonl"
-#: keeps erasure hashes distinct from pseudonyms made with the same key
-_DOMAIN = b"bigseg erasure v1\x00"
-_HEX = 32
 _INT = re.compile(r"[+-]?[0-9]+")
-_TMP = re.compile(r"^\..+\.[0-9a-f]{8}\.tmp$")
-_OLD = ".~old"
 QUARANTINE = "quarantine"
-
-
-def erase_key(why: str) -> bytes:
-    """The key of the erasure log, from ``BIGSEG_PSEUDONYM_KEY``.
-
-    Parameters
-    ----------
-    why : str
-        What needs it, for the error message.
-
-    Raises
-    ------
-    ConfigError
-        The variable is unset or shorter than 16 characters.
-    """
-    k = os.environ.get(privacy.ENV, "")
-    if len(k) < 16:
-        raise ConfigError(
-            f"{why} needs the environment variable {privacy.ENV} (at least 16 characters; "
-            f"it is {'not set' if not k else 'too short'}): the erasure log holds ids "
-            f"hashed with this key. Set it on the client and every worker, keep it secret "
-            f"and stable"
-        )
-    return k.encode()
 
 
 def read_ids(path: str | Path) -> list[str]:
@@ -157,138 +129,6 @@ def read_ids(path: str | Path) -> list[str]:
     return ids
 
 
-def _as_text(ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """Ids as Python strings (object array, None for null): integers in decimal."""
-    arr = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
-    if pa.types.is_dictionary(arr.type):
-        arr = arr.dictionary_decode()
-    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
-        arr = arr.cast(pa.string())
-    return arr.to_numpy(zero_copy_only=False)
-
-
-def erasure_hashes(ids: pa.Array | pa.ChunkedArray | Iterable[str], key: bytes) -> np.ndarray:
-    """Keyed hashes of customer ids for the erasure log (``S32`` bytes, hex).
-
-    The hash is HMAC-SHA256 over a domain prefix and the id's text (integers in
-    decimal), truncated to 128 bits; it differs from the id's pseudonym. Nulls hash to
-    ``b""``, which is never in a log.
-
-    Examples
-    --------
-    >>> h = erasure_hashes(pa.array([42, 42, 7]), b"0123456789abcdef")
-    >>> bool(h[0] == h[1]), bool(h[0] == h[2]), len(h[0])
-    (True, False, 32)
-    >>> bool(erasure_hashes(["42"], b"0123456789abcdef")[0] == h[0])
-    True
-    """
-    if not isinstance(ids, pa.Array | pa.ChunkedArray):
-        ids = pa.array(list(ids), pa.string())
-    codes, uniq = pd.factorize(_as_text(ids), use_na_sentinel=True)
-    mac = privacy._Hmac(key)
-    h = np.array([mac(_DOMAIN + str(u).encode()) for u in uniq] + [""], dtype=f"S{_HEX}")
-    return h[codes]  # code -1 (null) picks the trailing b""
-
-
-def is_erased(ids: pa.Array | pa.ChunkedArray, key: bytes, hashes: np.ndarray) -> np.ndarray:
-    """Boolean mask: which ``ids`` hash into ``hashes`` (sorted, from the erasure log).
-
-    One HMAC per distinct id, then a vectorised binary search.
-    """
-    n = len(ids)
-    if n == 0 or len(hashes) == 0:
-        return np.zeros(n, dtype=bool)
-    h = erasure_hashes(ids, key)
-    pos = np.minimum(np.searchsorted(hashes, h), len(hashes) - 1)
-    return hashes[pos] == h
-
-
-def load_log(output: str | Path) -> tuple[str, np.ndarray] | None:
-    """``(key fingerprint, sorted unique hashes)`` of ``output/erasure_log.jsonl``, or
-    None when there is none.
-
-    Raises
-    ------
-    ConfigError
-        The log's lines were written with different keys, or it cannot be parsed.
-    """
-    path = Path(output) / LOG_NAME
-    if not path.is_file():
-        return None
-    fps, hashes = set(), []
-    for i, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            entry = json.loads(line)
-            fps.add(entry["key_fingerprint"])
-            hashes += entry["hashes"]
-        except (ValueError, KeyError, TypeError) as e:
-            raise ConfigError(f"{path} line {i}: not an erasure log entry ({e})") from None
-    if len(fps) > 1:
-        raise ConfigError(
-            f"{path}: entries were written with different keys; "
-            f"rebuild the log with one key from the original ids"
-        )
-    if not fps:
-        return None
-    return fps.pop(), np.unique(np.array(hashes, dtype=f"S{_HEX}"))
-
-
-def ingest_filter(output: str | Path) -> tuple[str, np.ndarray] | None:
-    """What ingest needs to keep erased customers out: ``(key fingerprint, hashes)``,
-    or None when nobody was erased from ``output``.
-
-    Raises
-    ------
-    ConfigError
-        There is a log but ``BIGSEG_PSEUDONYM_KEY`` is unset or another key.
-    """
-    got = load_log(output)
-    if got is None:
-        return None
-    fp, hashes = got
-    where = Path(output) / LOG_NAME
-    key = erase_key(f"ingest into {output} (customers were erased there: {where})")
-    if privacy.key_fingerprint(key) != fp:
-        raise ConfigError(
-            f"{where} was written with another {privacy.ENV}: with this key ingest cannot "
-            f"recognise erased customers and would bring them back. Set the key used by "
-            f"`bigseg erase`"
-        )
-    return fp, hashes
-
-
-def _append_log(output: Path, key: bytes, hashes: np.ndarray) -> int:
-    """Add the hashes not yet logged, as one line; the file is replaced atomically
-    (temp file + rename). Returns how many were added."""
-    path = output / LOG_NAME
-    got = load_log(output)
-    new = np.unique(hashes)
-    if got is not None:
-        new = new[~np.isin(new, got[1])]
-    if len(new) == 0:
-        return 0
-    entry = {
-        "version": 1,
-        "logged_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "key_fingerprint": privacy.key_fingerprint(key),
-        "hash": "HMAC-SHA256(key, 'bigseg erasure v1\\0' + id)[:128 bits]",
-        "count": len(new),
-        "hashes": [h.decode() for h in new],
-    }
-    old = path.read_bytes() if path.is_file() else b""
-    if old and not old.endswith(b"\n"):
-        old += b"\n"
-    tmp = path.with_name(f".{path.name}.{os.urandom(4).hex()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(old + (json.dumps(entry) + "\n").encode())
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return len(new)
-
-
 def _canonical(texts: list[str], id_type: str | None, where: str) -> list[str]:
     """The ids' text as the store saw it: integers in decimal for ``int64`` stores."""
     if id_type != "int64":
@@ -306,13 +146,13 @@ def _canonical(texts: list[str], id_type: str | None, where: str) -> list[str]:
 
 
 def _filter_file(src: str, dst: str, match: pa.Array, trim: bool) -> tuple[int, list[str]]:
-    """Rewrite ``dst`` (a hard link to ``src``) without the rows whose ``customer_id``,
-    as text, is in ``match``. Returns (rows removed, distinct ids matched); a file
-    without matches is left as the link."""
-    md = pq.read_metadata(src)
+    """Rewrite ``dst`` (the staged copy of ``src``, see :func:`bigseg.io.commit.clone_tree`)
+    without the rows whose ``customer_id``, as text, is in ``match``. Returns (rows
+    removed, distinct ids matched); a file without matches is left as it is."""
+    md = tables.read_parquet_metadata(src)
     if "customer_id" not in md.schema.to_arrow_schema().names:
         return 0, []
-    ids = _as_text_array(pq.read_table(src, columns=["customer_id"]).column(0))
+    ids = _as_text_array(tables.read_parquet(src, columns=["customer_id"]).column(0))
     if trim:
         ids = pc.utf8_trim_whitespace(ids)
     hit = pc.fill_null(pc.is_in(ids, value_set=match), False)
@@ -320,14 +160,14 @@ def _filter_file(src: str, dst: str, match: pa.Array, trim: bool) -> tuple[int, 
     if n == 0:
         return 0, []
     found = pc.unique(pc.filter(ids, hit)).to_pylist()
-    t = pq.read_table(src).filter(pc.invert(hit))
+    t = tables.read_parquet(src).filter(pc.invert(hit))
     comp, rg = "zstd", None
     if md.num_row_groups:
         comp = md.row_group(0).column(0).compression.lower()
         comp = "none" if comp == "uncompressed" else comp
         rg = max(md.row_group(i).num_rows for i in range(md.num_row_groups)) or None
-    os.unlink(dst)  # never write through the link: the published file stays as it was
-    pq.write_table(t, dst, compression=comp, row_group_size=rg)
+    # a new file: the published one stays as it was
+    tables.write_parquet(replace_file(dst), t, compression=comp, row_group_size=rg)
     return int(n), found
 
 
@@ -335,17 +175,6 @@ def _as_text_array(ids: pa.ChunkedArray) -> pa.ChunkedArray:
     if pa.types.is_dictionary(ids.type):
         ids = ids.cast(ids.type.value_type)
     return ids if pa.types.is_string(ids.type) else ids.cast(pa.string())
-
-
-def _link_tree(src: Path, dst: Path, skip: tuple[str, ...] = ()) -> None:
-    """Recreate ``src`` under ``dst`` with hard links (no data copied), leaving out
-    temporary files and the names in ``skip``."""
-    for root, _dirs, names in os.walk(src):
-        rel = Path(root).relative_to(src)
-        (dst / rel).mkdir(parents=True, exist_ok=True)
-        for n in names:
-            if n not in skip and not _TMP.match(n):
-                os.link(Path(root) / n, dst / rel / n)
 
 
 def _filter_files(client, jobs: list[tuple[str, str]], match, trim: bool, desc: str) -> list:
@@ -377,7 +206,7 @@ def _erase_dir(
         return {}, set()
     stage = new_staging(out, f"erase-{final.name}")
     try:
-        _link_tree(final, stage, skip)
+        clone_tree(final, stage, skip)
         jobs = [(str(f), str(stage / f.relative_to(final))) for f in files]
         res = _filter_files(client, jobs, match, trim, f"erase: {final.relative_to(out)}")
         removed: Counter = Counter()
@@ -400,30 +229,21 @@ def _erase_dir(
 
 def _clean_leftovers(out: Path) -> list[str]:
     """Put back or delete interrupted publishes, delete ``.staging/`` and temp files."""
+    lay = Layout(out)
     cleaned = []
-    for d in [out, out / "scores", out / "models"]:
-        for p in sorted(d.glob(f"*{_OLD}")) if d.is_dir() else []:
-            recover(p.with_name(p.name[: -len(_OLD)]))
-            if p.exists():
-                shutil.rmtree(p, ignore_errors=True)
-            cleaned.append(str(p.relative_to(out)))
-    st = staging_root(out)
-    for p in sorted(st.iterdir()) if st.is_dir() else []:
-        if p.is_dir():
-            remove_tree(p)
-        else:
-            p.unlink(missing_ok=True)
-        cleaned.append(str(p.relative_to(out)))
-    from bigseg.features import cache as feature_cache  # (store -> erase -> features cycle)
+    for d in [out, lay.scores_root, lay.models]:
+        cleaned += [str(p.relative_to(out)) for p in recover_all(d)]
+    cleaned += [str(p.relative_to(out)) for p in clear_staging(lay)]
+    from bigseg.features import cache as feature_cache  # (erase sits above features)
 
     cache = feature_cache.cache_root(out)
     if cache.is_dir():  # per-bucket features of past runs (ids included): recomputed on demand
         feature_cache.clear(out)
         cleaned.append(str(cache.relative_to(out)))
-    for d in [out, out / "store"]:
+    for d in [out, lay.store]:
         for p in sorted(d.glob(".*.tmp")) if d.is_dir() else []:
-            if p.is_file() and _TMP.match(p.name):
-                p.unlink(missing_ok=True)
+            if p.is_file() and is_temporary(p.name):
+                delete_file(p)
                 cleaned.append(str(p.relative_to(out)))
     return cleaned
 
@@ -466,6 +286,80 @@ def check_ready(cfg) -> tuple:
     return store, key
 
 
+def _id_forms(manifest: dict, texts: list[str], key: bytes, where: str):
+    """The ids as the store holds them: ``(canonical texts, stored ids, match)``, where
+    ``match`` holds both the raw and the pseudonymised forms (as text)."""
+    pseudo = bool(manifest.get("pseudonymized"))
+    raw_type = manifest.get("raw_id_type") if pseudo else manifest.get("id_type")
+    if raw_type not in ("int64", "string"):
+        log.warning(
+            "erase: the type of the raw ids is not recorded in the store (%s); "
+            "ids are used as written",
+            raw_type,
+        )
+    canon = _canonical(texts, raw_type, where)
+    pseudonyms = privacy.pseudonymize(pa.array(canon, pa.string()), key).to_pylist()
+    if pseudo:
+        stored = pa.array(pseudonyms, pa.string())
+    elif manifest.get("id_type") == "int64":
+        stored = pa.array([int(c) for c in canon], pa.int64())
+    else:
+        stored = pa.array(canon, pa.string())
+    match = pa.array(sorted(set(canon) | set(pseudonyms)), pa.string())
+    return canon, stored, match
+
+
+def _erase_outputs(out: Path, shared, client) -> dict[str, int]:
+    """Erase from audiences, every scores date, segments, features and quarantine."""
+    lay = Layout(out)
+    removed: dict[str, int] = {}
+    targets = [lay.audiences]
+    if lay.scores_root.is_dir():
+        targets += sorted(
+            p for p in lay.scores_root.glob("as_of=*") if p.is_dir() and not is_leftover(p)
+        )
+    targets += [lay.segments, lay.features]
+    for d in targets:
+        if d.is_dir():
+            r, _ = _erase_dir(out, d, sorted(d.rglob("*.parquet")), shared, client, group_depth=0)
+            removed.update(r)
+    q = lay.quarantine
+    if q.is_dir():
+        r, _ = _erase_dir(
+            out, q, sorted(q.rglob("*.parquet")), shared, client, group_depth=1, trim=True
+        )
+        removed.update(r)
+    return removed
+
+
+def _erase_store(out: Path, store, stored, n_ids: int, shared, client):
+    """Erase from the store's buckets the ids hash to, with its manifest's row counts.
+    Returns (rows removed per table, ids found)."""
+    buckets = sorted(set(bucket_of(stored, store.n_buckets).tolist()))
+    files = [
+        f
+        for t in store.tables
+        for k in buckets
+        for f in sorted((Path(store.root) / t / bucket_dirname(k)).glob("*.parquet"))
+    ]
+
+    def finish(stage: Path, rem: Counter) -> None:
+        man = json.loads(json.dumps(store.manifest))
+        per_table = {k.split("/", 1)[1]: n for k, n in rem.items()}
+        for t, n in per_table.items():
+            man["tables"][t]["rows"] -= n
+        man["last_erasure"] = {
+            "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "ids_requested": n_ids,
+            "rows_removed": per_table,
+        }
+        write_json_atomic(stage / MANIFEST, man)
+
+    return _erase_dir(
+        out, Path(store.root), files, shared, client, group_depth=1, skip=(MANIFEST,), finish=finish
+    )
+
+
 def erase(cfg, ids: str | Path | Iterable[str], client=None) -> dict:
     """Erase customers from every output under ``cfg.output_dir`` (see module docstring).
 
@@ -504,73 +398,16 @@ def erase(cfg, ids: str | Path | Iterable[str], client=None) -> dict:
     if not texts:
         raise DataError(f"{where}: no customer id to erase")
     store, key = check_ready(cfg)
-    m = store.manifest
-    pseudo = bool(m.get("pseudonymized"))
-    raw_type = m.get("raw_id_type") if pseudo else m.get("id_type")
-    if raw_type not in ("int64", "string"):
-        log.warning(
-            "erase: the type of the raw ids is not recorded in the store (%s); "
-            "ids are used as written",
-            raw_type,
-        )
-    canon = _canonical(texts, raw_type, where)
-    pseudonyms = privacy.pseudonymize(pa.array(canon, pa.string()), key).to_pylist()
-    if pseudo:
-        stored = pa.array(pseudonyms, pa.string())
-    elif m.get("id_type") == "int64":
-        stored = pa.array([int(c) for c in canon], pa.int64())
-    else:
-        stored = pa.array(canon, pa.string())
-    match = pa.array(sorted(set(canon) | set(pseudonyms)), pa.string())
+    canon, stored, match = _id_forms(store.manifest, texts, key, where)
 
     # 1. the log first: from now on no ingest brings them back, whatever happens next
-    added = _append_log(out, key, erasure_hashes(canon, key))
+    added = append_log(out, key, erasure_hashes(canon, key))
     cleaned = _clean_leftovers(out)
     store = open_store(out)  # after a possible recovery of store/
     shared = client.scatter(match, broadcast=True) if client is not None else match
-
-    removed: dict[str, int] = {}
-    targets = [out / "audiences"]
-    if (out / "scores").is_dir():
-        targets += sorted(
-            p for p in (out / "scores").glob("as_of=*") if p.is_dir() and not p.name.endswith(_OLD)
-        )
-    targets += [out / "segments", out / "features"]
-    for d in targets:
-        if d.is_dir():
-            r, _ = _erase_dir(out, d, sorted(d.rglob("*.parquet")), shared, client, group_depth=0)
-            removed.update(r)
-    q = out / QUARANTINE
-    if q.is_dir():
-        r, _ = _erase_dir(
-            out, q, sorted(q.rglob("*.parquet")), shared, client, group_depth=1, trim=True
-        )
-        removed.update(r)
-
+    removed = _erase_outputs(out, shared, client)
     # 2. the store last, with its manifest's row counts
-    buckets = sorted(set(bucket_of(stored, store.n_buckets).tolist()))
-    files = [
-        f
-        for t in store.tables
-        for k in buckets
-        for f in sorted((Path(store.root) / t / bucket_dirname(k)).glob("*.parquet"))
-    ]
-
-    def finish(stage: Path, rem: Counter) -> None:
-        man = json.loads(json.dumps(store.manifest))
-        per_table = {k.split("/", 1)[1]: n for k, n in rem.items()}
-        for t, n in per_table.items():
-            man["tables"][t]["rows"] -= n
-        man["last_erasure"] = {
-            "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "ids_requested": len(canon),
-            "rows_removed": per_table,
-        }
-        write_json_atomic(stage / MANIFEST, man)
-
-    r, found = _erase_dir(
-        out, Path(store.root), files, shared, client, group_depth=1, skip=(MANIFEST,), finish=finish
-    )
+    r, found = _erase_store(out, store, stored, len(canon), shared, client)
     removed.update(r)
     summary = {
         "requested": len(canon),
@@ -578,20 +415,10 @@ def erase(cfg, ids: str | Path | Iterable[str], client=None) -> dict:
         "customers_found": len(found),
         "rows_removed": dict(sorted(removed.items())),
         "cleaned": cleaned,
-        "log": str(out / LOG_NAME),
+        "log": str(Layout(out).erasure_log),
     }
     log.info("erase: %s", summary)
     return summary
 
 
-__all__ = [
-    "LOG_NAME",
-    "check_ready",
-    "erase",
-    "erase_key",
-    "erasure_hashes",
-    "ingest_filter",
-    "is_erased",
-    "load_log",
-    "read_ids",
-]
+__all__ = ["check_ready", "erase", "read_ids"]

@@ -69,7 +69,7 @@ def gather(client, futures: list, desc: str, bar: bool = False, item: str | None
                     raise _killed(desc, futures, fut, e, item) from e
                 finally:
                     # pending tasks never start; running ones finish on their own (callers
-                    # clean staging with retries, see store.publish.remove_tree)
+                    # clean staging with retries, see bigseg.io.commit.remove_tree)
                     client.cancel([f for f in futures if f is not fut])
             if bar is not None:
                 bar.advance(task)

@@ -12,12 +12,22 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import shutil
 from pathlib import Path
 
 from bigseg.errors import ModelError
+from bigseg.io import layout as io_layout
+from bigseg.io.commit import (
+    copy_file,
+    new_staging,
+    publish_dir,
+    read_json,
+    remove_tree,
+    write_bytes_atomic,
+    write_json_atomic,
+    write_text_atomic,
+)
+from bigseg.io.layout import MODEL_MANIFEST, Layout
 from bigseg.machine import library_versions
-from bigseg.store.publish import new_staging, publish_dir, write_json_atomic
 
 SAFE_SUFFIXES = (".json", ".ubj", ".npz")
 _PICKLE_MAGIC = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
@@ -41,18 +51,19 @@ class VersionWriter:
 
     def __init__(self, output: str | Path):
         self.output = Path(output)
+        self.layout = Layout(self.output)
         self.name = "v" + dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
         self.dir = new_staging(self.output, f"model-{self.name}")
 
     def write_json(self, name: str, obj) -> None:
-        (self.dir / name).write_text(json.dumps(obj, indent=1, default=str))
+        write_text_atomic(self.dir / name, json.dumps(obj, indent=1, default=str))
 
     def write_bytes(self, name: str, data: bytes) -> None:
-        (self.dir / name).write_bytes(data)
+        write_bytes_atomic(self.dir / name, data)
 
     def copy_from(self, version_dir: Path, names: list[str]) -> None:
         for n in names:
-            shutil.copy2(version_dir / n, self.dir / n)
+            copy_file(version_dir / n, self.dir / n)
 
     def publish(self, manifest: dict) -> Path:
         files = {p.name: sha256_file(p) for p in sorted(self.dir.iterdir())}
@@ -63,21 +74,29 @@ class VersionWriter:
             **manifest,
             "files": files,
         }
-        write_json_atomic(self.dir / "manifest.json", manifest)
-        final = publish_dir(self.dir, self.output / "models" / self.name)
-        (self.output / "models" / "LATEST.tmp").write_text(self.name + "\n")
-        (self.output / "models" / "LATEST.tmp").replace(self.output / "models" / "LATEST")
+        write_json_atomic(self.dir / MODEL_MANIFEST, manifest)
+        final = publish_dir(self.dir, self.layout.model(self.name))
+        write_text_atomic(self.layout.latest, self.name + "\n")
         return final
 
     def discard(self) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
+        remove_tree(self.dir, attempts=1)
 
 
 def latest_version(output: str | Path) -> str:
-    p = Path(output) / "models" / "LATEST"
-    if not p.is_file():
-        raise ModelError(f"{p.parent}: no model yet; run `bigseg segment` / `bigseg train` first")
-    return p.read_text().strip()
+    """The newest published model version (``models/LATEST``).
+
+    Raises
+    ------
+    ModelError
+        No model was published yet.
+    """
+    version = io_layout.latest_version(output)
+    if version is None:
+        raise ModelError(
+            f"{Layout(output).models}: no model yet; run `bigseg segment` / `bigseg train` first"
+        )
+    return version
 
 
 def load_version(
@@ -86,11 +105,11 @@ def load_version(
     """Open and verify a model version: every file's hash, no pickles, and (when
     ``features`` is given) the same feature schema. Returns (dir, manifest)."""
     version = version or latest_version(output)
-    d = Path(output) / "models" / version
-    mpath = d / "manifest.json"
+    d = Layout(output).model(version)
+    mpath = d / MODEL_MANIFEST
     if not mpath.is_file():
         raise ModelError(f"{d}: model version not found (no manifest.json)")
-    manifest = json.loads(mpath.read_text())
+    manifest = read_json(mpath)
     files = manifest.get("files", {})
     for name in files:
         if not name.endswith(SAFE_SUFFIXES):

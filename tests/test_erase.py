@@ -24,11 +24,12 @@ import bigseg.erase as erase_mod
 from bigseg.backend import resolve
 from bigseg.cli import build_parser, main
 from bigseg.config import load_run_config
-from bigseg.erase import LOG_NAME, erase
+from bigseg.erase import erase
 from bigseg.errors import ConfigError, DataError
 from bigseg.pipeline import run_stages
 from bigseg.privacy import ENV, pseudonymize
 from bigseg.store import ingest, open_store
+from bigseg.store.erasure import LOG_NAME
 
 KEY = "erase-test-key-0123456789"
 TABLES = ("transactions", "customers", "events", "campaigns", "reviews")

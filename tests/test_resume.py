@@ -18,9 +18,9 @@ import pytest
 from test_pipeline import checksum, read_scores, write_config
 
 from bigseg.backend import resolve
+from bigseg.io.resume import ResumableStage
 from bigseg.pipeline import run_stages
 from bigseg.store.lock import output_lock
-from bigseg.store.publish import ResumableStage
 
 BIGSEG = [sys.executable, "-m", "bigseg.cli"]
 CPU = resolve("cpu")

@@ -14,9 +14,9 @@ import yaml
 
 from bigseg.config import load_run_config
 from bigseg.errors import DataError, PublishError
+from bigseg.io.commit import publish_dir, recover
 from bigseg.store import ingest, open_store
 from bigseg.store.buckets import auto_buckets, bucket_of, hash_ids
-from bigseg.store.publish import publish_dir, recover
 from bigseg.store.validate import validate_inputs
 
 

@@ -19,9 +19,7 @@ Example
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -32,6 +30,7 @@ from bigseg.benchmark.peers import DEFAULT_PEERS, PEERS, SUITE_PEERS
 from bigseg.benchmark.render import render
 from bigseg.benchmark.suites import SUITES, scaling_suite, stage_suite
 from bigseg.errors import ConfigError
+from bigseg.io.commit import remove_tree, write_json_atomic
 
 __all__ = [
     "DEFAULT_PEERS",
@@ -106,17 +105,7 @@ def run_benchmark(
     """
     say = say or log.info
     suites = list(dict.fromkeys(suites))
-    bad = [s for s in suites if s not in SUITES]
-    if bad or not suites:
-        raise ConfigError(f"unknown suite(s) {bad}; choose from {', '.join(SUITES)}")
-    bad = [p for p in (peers or ()) if p not in PEERS]
-    if bad:
-        raise ConfigError(f"unknown peer(s) {bad}; choose from {', '.join(PEERS)}")
-    if repeats < 1 or customers < 1:
-        raise ConfigError(f"repeats={repeats} and customers={customers} must be >= 1")
-    workers = [int(w) for w in workers]
-    if "scaling" in suites and (not workers or min(workers) < 1):
-        raise ConfigError(f"--workers {workers}: give worker counts >= 1, e.g. 1,2")
+    workers = _check_args(suites, peers, repeats, customers, workers)
     tmp = None
     if data is None:
         tmp = Path(tempfile.mkdtemp(prefix="bigseg-benchmark-"))
@@ -125,6 +114,37 @@ def run_benchmark(
     work = data / "_bench_work"
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    res = _header(command, customers, seed, horizon, repeats)
+    t_all = time.perf_counter()
+    opts = dict(repeats=repeats, device=device, horizon=horizon, seed=seed, say=say)
+    opts.update(cluster=cluster)
+    stage_opts = dict(opts, peer_timeout=peer_timeout)
+    try:
+        res["data"], as_of = _data(customers, data, seed, say, temporary=tmp is not None)
+        res["as_of"] = as_of
+        for s in suites:
+            t0 = time.perf_counter()
+            if s == "scaling":
+                r = scaling_suite(data, work, as_of, workers, **opts)
+            else:
+                suite_peers = list(SUITE_PEERS[s] if peers is None else peers)
+                r = stage_suite(
+                    s, data, work, as_of, suite_peers, n_workers=n_workers, **stage_opts
+                )
+            r["wall_s"] = round(time.perf_counter() - t0, 1)
+            res["suites"][s] = r
+    finally:
+        if tmp is not None:
+            remove_tree(tmp, attempts=1)
+    res["finished"] = _now()
+    res["wall_s"] = round(time.perf_counter() - t_all, 1)
+    path = out / f"{'+'.join(suites)}-{customers}.json"
+    write_json_atomic(path, res)
+    return res, path
+
+
+def _header(command: str, customers: int, seed: int, horizon: int, repeats: int) -> dict:
+    """The results document before any suite ran."""
     res: dict = {
         "benchmark": "bigseg benchmark",
         "command": command,
@@ -136,61 +156,35 @@ def run_benchmark(
         "suites": {},
     }
     res["hardware"], res["libraries"] = hardware(), versions()
-    t_all = time.perf_counter()
-    try:
-        from bigseg.engine import connect
+    return res
 
-        say(f"data: {customers:,} customers in {data / 'raw'}")
-        with connect(reuse_current=False) as client:
-            summary = prepare_data(customers, data, seed, client)
-        say(
-            "data: "
-            + ("reused" if summary["reused"] else f"generated in {summary['generate_s']:.1f}s")
-        )
-        res["data"] = {
-            k: summary.get(k) for k in ("n_customers", "rows", "end_date", "generate_s", "reused")
-        }
-        res["data"]["path"] = str(data) if tmp is None else "(temporary, deleted)"
-        as_of = str(summary["end_date"])
-        res["as_of"] = as_of
-        for s in suites:
-            t0 = time.perf_counter()
-            if s == "scaling":
-                r = scaling_suite(
-                    data,
-                    work,
-                    as_of,
-                    workers,
-                    repeats=repeats,
-                    device=device,
-                    horizon=horizon,
-                    seed=seed,
-                    say=say,
-                    cluster=cluster,
-                )
-            else:
-                r = stage_suite(
-                    s,
-                    data,
-                    work,
-                    as_of,
-                    list(SUITE_PEERS[s] if peers is None else peers),
-                    repeats=repeats,
-                    device=device,
-                    n_workers=n_workers,
-                    horizon=horizon,
-                    seed=seed,
-                    say=say,
-                    peer_timeout=peer_timeout,
-                    cluster=cluster,
-                )
-            r["wall_s"] = round(time.perf_counter() - t0, 1)
-            res["suites"][s] = r
-    finally:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
-    res["finished"] = _now()
-    res["wall_s"] = round(time.perf_counter() - t_all, 1)
-    path = out / f"{'+'.join(suites)}-{customers}.json"
-    path.write_text(json.dumps(res, indent=2, default=str) + "\n")
-    return res, path
+
+def _check_args(suites: list[str], peers, repeats: int, customers: int, workers) -> list[int]:
+    """Refuse unknown suites or peers and out-of-range numbers; the worker counts."""
+    bad = [s for s in suites if s not in SUITES]
+    if bad or not suites:
+        raise ConfigError(f"unknown suite(s) {bad}; choose from {', '.join(SUITES)}")
+    bad = [p for p in (peers or ()) if p not in PEERS]
+    if bad:
+        raise ConfigError(f"unknown peer(s) {bad}; choose from {', '.join(PEERS)}")
+    if repeats < 1 or customers < 1:
+        raise ConfigError(f"repeats={repeats} and customers={customers} must be >= 1")
+    workers = [int(w) for w in workers]
+    if "scaling" in suites and (not workers or min(workers) < 1):
+        raise ConfigError(f"--workers {workers}: give worker counts >= 1, e.g. 1,2")
+    return workers
+
+
+def _data(customers: int, data: Path, seed: int, say, temporary: bool) -> tuple[dict, str]:
+    """Generate (or reuse) the data on a cluster of its own; ``(results' "data", as_of)``."""
+    from bigseg.engine import connect
+
+    say(f"data: {customers:,} customers in {data / 'raw'}")
+    with connect(reuse_current=False) as client:
+        summary = prepare_data(customers, data, seed, client)
+    say(
+        "data: " + ("reused" if summary["reused"] else f"generated in {summary['generate_s']:.1f}s")
+    )
+    info = {k: summary.get(k) for k in ("n_customers", "rows", "end_date", "generate_s", "reused")}
+    info["path"] = str(data) if not temporary else "(temporary, deleted)"
+    return info, str(summary["end_date"])

@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 
 import yaml
 
 from bigseg.config import RunConfig, load_run_config
+from bigseg.io.commit import remove_tree, write_text_atomic
 
 TABLES = ("transactions", "customers", "events", "campaigns", "reviews")
 MARKER = "_benchmark.json"
@@ -30,13 +30,13 @@ def prepare_data(customers: int, data: str | Path, seed: int = 0, client=None) -
         if {k: summary.get(k) for k in want} == want:
             return {**summary, "generate_s": 0.0, "reused": True}
     for d in ("raw", "ground_truth"):
-        shutil.rmtree(data / d, ignore_errors=True)
+        remove_tree(data / d, attempts=1)
     data.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     summary = generate(customers, data, seed=seed, client=client)
     gen_s = round(time.perf_counter() - t0, 3)
     summary = {**json.loads(json.dumps(summary, default=str)), **want, "generate_s": gen_s}
-    marker.write_text(json.dumps(summary, indent=1))
+    write_text_atomic(marker, json.dumps(summary, indent=1))
     return {**summary, "reused": False}
 
 
@@ -66,5 +66,5 @@ def job_config(
     }
     path = output.parent / f"{output.name}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    write_text_atomic(path, yaml.safe_dump(doc, sort_keys=False))
     return load_run_config(path)

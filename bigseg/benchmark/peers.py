@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
+from bigseg.io.commit import delete_file, open_log
+
 
 class Peer(NamedTuple):
     """One peer: its script in :func:`peers_dir`, the modules it needs, what it is, and
@@ -130,7 +132,7 @@ def run_peer(
     out = work / f"{tag}-{name}.json"
     scores = work / f"{tag}-{name}-scores.parquet"
     log = work / f"{tag}-{name}.log"
-    out.unlink(missing_ok=True)
+    delete_file(out)
     cmd = [
         sys.executable,
         str(script),
@@ -150,7 +152,7 @@ def run_peer(
     ]
     t0 = time.perf_counter()
     try:
-        with open(log, "w") as f:
+        with open_log(log) as f:
             rc = subprocess.run(
                 cmd, stdout=f, stderr=subprocess.STDOUT, timeout=timeout, cwd=str(work)
             ).returncode

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from bigseg.benchmark.peers import STAGE_MAP
+from bigseg.io.commit import write_text_atomic
 
 COLORS = {"bigseg": "#1f77b4", "pandas": "#ff7f0e", "duckdb": "#2ca02c", "spark": "#d62728"}
 
@@ -188,7 +189,7 @@ def render(results: str | Path | dict, charts: str | Path) -> dict:
     charts.mkdir(parents=True, exist_ok=True)
     text = markdown(res)
     table = charts / f"{stem}.md"
-    table.write_text(text)
+    write_text_atomic(table, text)
     pngs = []
     try:
         import matplotlib

@@ -5,7 +5,6 @@ below 1 means bigseg is faster; speedup = the inverse)."""
 from __future__ import annotations
 
 import logging
-import shutil
 import statistics
 import time
 from collections.abc import Callable
@@ -14,6 +13,7 @@ from pathlib import Path
 from bigseg.benchmark.data import job_config
 from bigseg.benchmark.env import OtherCPU, PeakRSS
 from bigseg.benchmark.peers import STAGE_MAP, run_peer
+from bigseg.io.commit import remove_tree
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ def stage_suite(
             + f"; total {r['total']:.1f}s"
         )
         big_runs.append(r)
-        shutil.rmtree(out, ignore_errors=True)
+        remove_tree(out, attempts=1)
         for p in peers:
             if p in peer_status:  # not installed / failed before: not tried again
                 continue
@@ -251,7 +251,7 @@ def scaling_suite(
                 + f"; pipeline {r['pipeline_total']:.1f}s"
             )
             rs.append(r)
-            shutil.rmtree(out, ignore_errors=True)
+            remove_tree(out, attempts=1)
         med = _median_runs(rs)
         med["pipeline_total"] = round(statistics.median(r["pipeline_total"] for r in rs), 3)
         runs[str(w)] = {**rs[-1], **med, "runs": rs}

@@ -13,8 +13,9 @@ Features of a bucket are a pure function of
 * the feature code itself (a hash of the ``bigseg.features`` sources).
 
 The hash of all of that names the entry, ``output/cache/features/bucket=NNNNN/<key>/``
-(one Arrow IPC file per cutoff + ``meta.json``), written to a temporary directory and
-renamed, so a killed run never leaves a half entry that a later run would read. Writing
+(one Arrow IPC file per cutoff + ``meta.json``), staged and published whole
+(:func:`bigseg.io.commit.staged_dir`), so a killed run never leaves a half entry that a
+later run would read. Writing
 an entry removes the bucket's older ones. A moved ``as_of`` changes every customer's
 features (recency, tenure, windows), so a run at a new date recomputes everything; what
 is saved is the recomputation of untouched buckets at the same date, e.g. a nightly
@@ -30,13 +31,12 @@ import functools
 import hashlib
 import json
 import logging
-import os
-import shutil
-import uuid
 from pathlib import Path
 
-import pyarrow.feather as feather
-
+from bigseg.io import tables
+from bigseg.io.commit import read_json, remove_tree, staged_dir, write_text_atomic
+from bigseg.io.layout import Layout
+from bigseg.io.storage import local
 from bigseg.store import Store
 from bigseg.store.store import bucket_dirname
 
@@ -47,7 +47,7 @@ LAYOUT = 1
 
 
 def cache_root(output: str | Path) -> Path:
-    return Path(output) / "cache" / "features"
+    return Layout(output).feature_cache
 
 
 @functools.lru_cache(maxsize=1)
@@ -69,8 +69,8 @@ def bucket_signature(store: Store, k: int) -> list:
         if not d.is_dir():
             continue
         for f in sorted(d.glob("*.parquet")):
-            st = f.stat()
-            sig.append((table, f.name, st.st_size, st.st_mtime_ns))
+            size, mtime_ns = local.info(f)
+            sig.append((table, f.name, size, mtime_ns))
     return sig
 
 
@@ -88,9 +88,9 @@ def entry_key(store: Store, k: int, what: dict) -> str:
 
 def _read_entry(d: Path) -> dict | None:
     try:
-        meta = json.loads((d / "meta.json").read_text())
+        meta = read_json(d / "meta.json")
         frames = {
-            name: feather.read_feather(d / f"{i}.arrow") for i, name in enumerate(meta["frames"])
+            name: tables.read_feather(d / f"{i}.arrow") for i, name in enumerate(meta["frames"])
         }
     except (OSError, ValueError, KeyError) as e:  # unreadable entry: recompute
         log.warning("feature cache entry %s unreadable (%s); recomputing", d, e)
@@ -98,27 +98,20 @@ def _read_entry(d: Path) -> dict | None:
     return {**{k: v for k, v in meta.items() if k != "frames"}, "frames": frames}
 
 
-def _write_entry(bucket_dir: Path, key: str, res: dict) -> None:
-    bucket_dir.mkdir(parents=True, exist_ok=True)
-    tmp = bucket_dir / f".tmp-{uuid.uuid4().hex[:12]}"
-    tmp.mkdir()
-    try:
+def _write_entry(output: str | Path, bucket_dir: Path, key: str, res: dict) -> None:
+    with staged_dir(output, bucket_dir / key) as tmp:
         names = list(res["frames"])
         for i, name in enumerate(names):  # Arrow IPC (Feather): 3-4x cheaper to write
             # than Parquet for these all-numeric frames, as small with lz4, read back whole
-            feather.write_feather(
-                res["frames"][name].reset_index(drop=True), tmp / f"{i}.arrow", compression="lz4"
+            tables.write_feather(
+                tmp / f"{i}.arrow", res["frames"][name].reset_index(drop=True), compression="lz4"
             )
         meta = {k: v for k, v in res.items() if k != "frames"}
         meta["frames"] = names
-        (tmp / "meta.json").write_text(json.dumps(meta, default=_plain))
-        os.replace(tmp, bucket_dir / key)
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        write_text_atomic(tmp / "meta.json", json.dumps(meta, default=_plain))
     for old in bucket_dir.iterdir():  # older entries (and dead runs' temporaries) of the bucket
         if old.name != key:
-            shutil.rmtree(old, ignore_errors=True)
+            remove_tree(old, attempts=1)
 
 
 def _plain(v):
@@ -138,7 +131,7 @@ def cached(output: str | Path, store: Store, k: int, what: dict, compute) -> dic
             return {**hit, "cached": True}
     res = compute()
     try:
-        _write_entry(bucket_dir, key, res)
+        _write_entry(output, bucket_dir, key, res)
     except OSError as e:  # a full or read-only disk must not fail the run
         log.warning("feature cache for bucket %d not written: %s", k, e)
     return {**res, "cached": False}
@@ -146,4 +139,4 @@ def cached(output: str | Path, store: Store, k: int, what: dict, compute) -> dic
 
 def clear(output: str | Path) -> None:
     """Remove the whole feature cache (``bigseg erase`` does this)."""
-    shutil.rmtree(cache_root(output), ignore_errors=True)
+    remove_tree(cache_root(output), attempts=1)

@@ -8,9 +8,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bigseg._tables import write_parquet
 from bigseg.features import feature_columns
 from bigseg.features.bucket import BucketFeatures, Cutoff
+from bigseg.io import tables
 from bigseg.store import Store
 
 
@@ -40,6 +40,14 @@ def columns(res: BucketFeatures, cutoff: Cutoff) -> list[str]:
 def matrix(df: pd.DataFrame, features: list[str]) -> np.ndarray:
     """The model matrix: ``features`` in order (a column a bucket lacks is NaN)."""
     return df.reindex(columns=features).to_numpy(np.float32)
+
+
+def write_parquet(df: pd.DataFrame, path: str) -> int:
+    """``df`` as a zstd Parquet part in a publication's staging dir; returns its rows.
+    No mkdir: a task cancelled after a failure must not re-create a staging dir that
+    was cleaned up."""
+    tables.write_parquet(path, tables.from_pandas(df), compression="zstd")
+    return len(df)
 
 
 def write_features(res: BucketFeatures, cutoff: Cutoff, path: str, features: list[str]) -> int:

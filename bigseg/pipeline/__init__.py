@@ -20,6 +20,8 @@ from pathlib import Path
 from bigseg.backend import Backend
 from bigseg.config import RunConfig
 from bigseg.errors import ConfigError, ModelError
+from bigseg.io.layout import Layout, latest_version, model_versions
+from bigseg.io.storage import local
 from bigseg.pipeline.run import Run
 from bigseg.pipeline.segment import SEGMENT_FEATURES
 from bigseg.predict.training import VALID_FRACTION
@@ -41,14 +43,6 @@ log = logging.getLogger(__name__)
 STAGES = ("ingest", "features", "segment", "train", "score", "report")
 
 
-def model_versions(output: str | Path) -> list[str]:
-    """Names of the published model versions under ``output/models/``, oldest first."""
-    d = Path(output) / "models"
-    return (
-        sorted(p.name for p in d.iterdir() if (p / "manifest.json").is_file()) if d.is_dir() else []
-    )
-
-
 def check_model_version(output: str | Path, version: str, stages=("score",)) -> None:
     """Refuse, before anything is written, a model version that is not published under
     ``output/models/`` (:class:`ModelError`, naming the available ones) or one given to
@@ -62,7 +56,7 @@ def check_model_version(output: str | Path, version: str, stages=("score",)) -> 
     available = model_versions(output)
     if version not in available:
         raise ModelError(
-            f"{Path(output) / 'models'}: no model version {version!r}; available: "
+            f"{Layout(output).models}: no model version {version!r}; available: "
             f"{', '.join(available) if available else 'none (train one first)'}"
         )
 
@@ -86,7 +80,7 @@ def run_stages(
             tuple(stages) == STAGES
             and model_version is None
             and cfg.drift.retrain == "policy"
-            and (Path(cfg.output_dir) / "models" / "LATEST").is_file()
+            and latest_version(cfg.output_dir) is not None
         )
         if not gated:
             return _run(cfg, client, backend, stages, model_version)
@@ -133,6 +127,6 @@ def run_pipeline(
     if model_version is not None:  # before a cluster starts or anything is written
         check_model_version(cfg.output_dir, model_version, stages)
     backend = resolve(device)
-    Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
+    local.makedirs(cfg.output_dir)
     with connect(cluster) as client:
         return run_stages(cfg, client, backend, stages, model_version=model_version)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,6 +13,7 @@ from bigseg.config import RunConfig
 from bigseg.features import tasks as ftasks
 from bigseg.features import to_us
 from bigseg.features.bucket import Cutoff
+from bigseg.io.layout import Layout
 from bigseg.progress import gather
 from bigseg.store import Store, open_store
 
@@ -31,7 +31,7 @@ class RunContext:
     cfg: RunConfig
     client: Any
     backend: Backend
-    out: Path
+    layout: Layout
     store: Store
     as_of: dt.date
     score_only: bool = False
@@ -47,10 +47,15 @@ class RunContext:
         score_only: bool = False,
         model_version: str | None = None,
     ) -> RunContext:
-        out = Path(cfg.output_dir)
-        store = open_store(out)
+        layout = Layout(cfg.output_dir)
+        store = open_store(layout.root)
         as_of = cfg.as_of if cfg.as_of is not None else _last_day(client, store)
-        return cls(cfg, client, backend, out, store, as_of, score_only, model_version)
+        return cls(cfg, client, backend, layout, store, as_of, score_only, model_version)
+
+    @property
+    def out(self):
+        """The output directory (for messages and the output-level I/O helpers)."""
+        return self.layout.root
 
     @property
     def as_of_from_data(self) -> bool:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from bigseg import features as feats_mod
 from bigseg.errors import DataError
 from bigseg.features import tasks as ftasks
+from bigseg.io.commit import staged_dir
 from bigseg.pipeline.context import RunContext
 from bigseg.pipeline.products import FeatureSet
 from bigseg.predict import fairness
-from bigseg.store.publish import staged_dir
 
 
 def compute(ctx: RunContext) -> FeatureSet:
@@ -68,7 +68,7 @@ def write(ctx: RunContext, fs: FeatureSet) -> dict:
     ``as_of``, one part per bucket); returns its report."""
     buckets = list(fs.buckets)
     excluded = sum(ctx.map_buckets(ftasks.excluded, buckets, desc="consent"))
-    with staged_dir(ctx.out, ctx.out / "features") as d:
+    with staged_dir(ctx.layout, ctx.layout.features) as d:
         futs = [
             ctx.submit(
                 ftasks.write_features, f, "score", str(d / f"part-{k:05d}.parquet"), list(fs.names)

@@ -14,9 +14,11 @@ from pathlib import Path
 from bigseg import progress
 from bigseg.backend import Backend
 from bigseg.config import RunConfig
+from bigseg.io.commit import read_json, write_json_atomic
+from bigseg.io.layout import Layout, latest_version
+from bigseg.io.storage import local
 from bigseg.machine import hardware_info, library_versions
 from bigseg.store import open_store
-from bigseg.store.publish import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +30,8 @@ class Recorder:
         self.cfg = cfg
         self.backend = backend
         self.model_version = model_version
-        self.out = Path(cfg.output_dir)
+        self.layout = Layout(cfg.output_dir)
+        self.out = self.layout.root
         #: this run's reports, merged in stage order (later keys win)
         self.metrics: dict = {}
         self.timings: dict[str, float] = {}
@@ -48,8 +51,8 @@ class Recorder:
     def write_metrics(self) -> dict:
         """Merge this run's reports and timings over ``metrics.json`` and write it
         atomically; returns the merged metrics."""
-        path = self.out / "metrics.json"
-        old = json.loads(path.read_text()) if path.is_file() else {}
+        path = self.layout.metrics
+        old = read_json(path) if local.is_file(path) else {}
         merged = {**old, **self.metrics, "timings": {**old.get("timings", {}), **self.timings}}
         write_json_atomic(path, merged)
         self.metrics = merged
@@ -61,7 +64,7 @@ class Recorder:
         inputs (path, size, mtime of every file and the store's mapping hash), the model
         version, library versions, hardware, timings and a summary (customers, segments,
         drift verdict)."""
-        man = open_store(self.out).manifest if (self.out / "store").is_dir() else {}
+        man = open_store(self.out).manifest if local.is_dir(self.layout.store) else {}
         fp = hashlib.sha256(
             json.dumps(
                 {k: man.get(k) for k in ("inputs", "mapping_hash", "key_fingerprint")},
@@ -69,8 +72,7 @@ class Recorder:
                 default=str,
             ).encode()
         ).hexdigest()
-        latest = self.out / "models" / "LATEST"
-        version = self.model_version or (latest.read_text().strip() if latest.is_file() else None)
+        version = self.model_version or latest_version(self.layout)
         now = dt.datetime.now(dt.UTC)
         m = self.metrics
         rec = {
@@ -94,8 +96,7 @@ class Recorder:
                 "score_resume": m.get("score_resume"),
             },
         }
-        path = self.out / "runs" / f"{now.strftime('%Y%m%dT%H%M%S%fZ')}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path = self.layout.runs / f"{now.strftime('%Y%m%dT%H%M%S%fZ')}.json"
         write_json_atomic(path, rec)
         return path
 

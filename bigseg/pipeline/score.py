@@ -3,7 +3,7 @@
 Phase 1 scores every bucket that an earlier, killed run with the same fingerprint
 (:func:`fingerprint`) has not finished, and saves each bucket's scores and small
 statistics in the stage's resumable staging
-(:class:`bigseg.store.publish.ResumableStage`). Phase 2 adds the columns that depend on
+(:class:`bigseg.io.resume.ResumableStage`). Phase 2 adds the columns that depend on
 all buckets (``high_value``, next-best offers) to every saved part and publishes
 ``scores/as_of=DATE/`` atomically; audiences, profiles and drift come from the saved
 statistics. ``metrics.json`` ``score_resume`` says how many buckets were taken from a
@@ -23,6 +23,11 @@ from pathlib import Path
 import numpy as np
 
 from bigseg.errors import ModelError
+from bigseg.io.commit import read_json, staged_dir
+from bigseg.io.layout import latest_version as published_latest
+from bigseg.io.layout import scores_dirname
+from bigseg.io.resume import ResumableStage, loads_stats
+from bigseg.io.storage import local
 from bigseg.machine import library_versions
 from bigseg.monitor import drift
 from bigseg.pipeline.context import RunContext
@@ -30,7 +35,6 @@ from bigseg.pipeline.products import FeatureSet, FittedSegmenter, ServingModels
 from bigseg.predict import evaluate, offers, scoring
 from bigseg.predict.serving import model_key
 from bigseg.registry import latest_version, load_version
-from bigseg.store.publish import ResumableStage, loads_stats, staged_dir
 
 log = logging.getLogger(__name__)
 
@@ -52,21 +56,17 @@ def load_models(ctx: RunContext, fs: FeatureSet) -> ServingModels:
     models: dict = {}
     for t, files in manifest["models"].items():
         for f in files:
-            models.setdefault(t, {})[model_key(t, f)] = (d / f).read_bytes()
+            models.setdefault(t, {})[model_key(t, f)] = local.read_bytes(d / f)
     choice = {t: {int(k): v for k, v in c.items()} for t, c in manifest["model_choice"].items()}
     return ServingModels(models, choice, tuple(manifest["model_features"]))
 
 
 def _drift_reference(ctx: RunContext) -> dict | None:
-    latest = ctx.out / "models" / "LATEST"
-    if ctx.model_version:
-        d = ctx.out / "models" / ctx.model_version
-    elif latest.is_file():
-        d = ctx.out / "models" / latest.read_text().strip()
-    else:
+    v = ctx.model_version or published_latest(ctx.layout)
+    if v is None:
         return None
-    path = d / "drift_reference.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+    path = ctx.layout.model(v) / "drift_reference.json"
+    return read_json(path) if local.is_file(path) else None
 
 
 def score(
@@ -79,10 +79,10 @@ def score(
     """The ``score`` stage (module docstring); returns its report. ``unpublished_model``:
     a model fitted in this run is not published yet, so a killed run is never resumed."""
     v = version(ctx)
-    mpath = ctx.out / "models" / v / "manifest.json"
-    manifest = json.loads(mpath.read_text()) if mpath.is_file() else {}
+    mpath = ctx.layout.model_manifest(v)
+    manifest = read_json(mpath) if local.is_file(mpath) else {}
     fp = fingerprint(ctx, v, manifest, unpublished_model)
-    stage = ResumableStage(ctx.out, f"as_of={ctx.as_of}", fp)
+    stage = ResumableStage(ctx.layout, scores_dirname(ctx.as_of), fp)
     if stage.record is None:
         info = {"as_of": str(ctx.as_of), "model_version": v, "features": list(fs.names)}
         stage.write_record(info, {})
@@ -181,7 +181,7 @@ def _publish(ctx: RunContext, seg: FittedSegmenter, stage: ResumableStage, stats
         report["offers"] = aff
     cuts = offers.value_cut_points(vals)
     aud = [stage.dir / f"audience-{k:05d}.arrow" for k in range(n)]
-    with staged_dir(ctx.out, ctx.out / "scores" / f"as_of={ctx.as_of}") as d:
+    with staged_dir(ctx.layout, ctx.layout.scores(ctx.as_of)) as d:
         futs = [
             ctx.submit(
                 scoring.write_scores,

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
-
 import pandas as pd
 
 from bigseg.errors import ModelError
 from bigseg.features import SKEWED
+from bigseg.io.commit import read_json, staged_dir
+from bigseg.io.storage import local
 from bigseg.pipeline.context import RunContext
 from bigseg.pipeline.products import FeatureSet, FittedSegmenter, ServingModels
 from bigseg.predict import scoring
@@ -20,7 +20,6 @@ from bigseg.segment.fit import fit_method
 from bigseg.segment.naming import name_segments, rfm_position
 from bigseg.segment.preprocess import Preprocessor
 from bigseg.segment.stability import match_segments, migration_matrix
-from bigseg.store.publish import staged_dir
 
 #: features the segmentation clusters on (all features are shown in the profiles): the
 #: RFM-T quartet of BG/NBD-style models, as rates so that tenure does not inflate counts.
@@ -39,11 +38,11 @@ def previous(ctx: RunContext) -> FittedSegmenter | None:
         d, _ = load_version(ctx.out, ctx.model_version)
     except ModelError:
         return None
-    seg = json.loads((d / "segmenter.json").read_text())
-    if seg.get("features") != SEGMENT_FEATURES or not (d / "segmenter.npz").is_file():
+    seg = read_json(d / "segmenter.json")
+    if seg.get("features") != SEGMENT_FEATURES or not local.is_file(d / "segmenter.npz"):
         return None
     return FittedSegmenter(
-        pre=json.loads((d / "preprocess.json").read_text()),
+        pre=read_json(d / "preprocess.json"),
         meta={k: v for k, v in seg.items() if k not in ("names", "segment_ids")},
         arrays=serialize.load_arrays(d / "segmenter.npz"),
         names=tuple(seg["names"]),
@@ -55,7 +54,7 @@ def previous(ctx: RunContext) -> FittedSegmenter | None:
 def load(ctx: RunContext) -> FittedSegmenter:
     seg = previous(ctx)
     if seg is None:
-        raise ModelError(f"{ctx.out / 'models'}: no segmenter yet; run `bigseg segment`")
+        raise ModelError(f"{ctx.layout.models}: no segmenter yet; run `bigseg segment`")
     return seg
 
 
@@ -158,7 +157,7 @@ def write(ctx: RunContext, fs: FeatureSet, seg: FittedSegmenter) -> dict:
         "segment_migration": _migration(ctx, new),
         "projection": projection.compute(ctx.client, list(fs.buckets), new, seg.pre, ctx.cfg.seed),
     }
-    with staged_dir(ctx.out, ctx.out / "segments") as d:
+    with staged_dir(ctx.layout, ctx.layout.segments) as d:
         futs = [
             ctx.submit(stasks.write_segments, s, str(d / f"part-{k:05d}.parquet"))
             for k, s in enumerate(new)
@@ -174,8 +173,10 @@ def _scores(out: dict):
 def _migration(ctx: RunContext, new_scores: list) -> dict | None:
     """Customers per (previous segment -> new segment), from the published
     ``segments/`` of the last run (same bucketing), before it is replaced."""
-    old = ctx.out / "segments"
-    if not old.is_dir() or not any(old.glob("part-*.parquet")):
+    old = ctx.layout.segments
+    if not local.is_dir(old) or not any(
+        n.startswith("part-") and n.endswith(".parquet") for n in local.list(old)
+    ):
         return None
     futs = [
         ctx.submit(stasks.migration, s, str(old / f"part-{k:05d}.parquet"))

@@ -19,9 +19,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from bigseg._tables import arrow, read_arrow, write_arrow, write_table
 from bigseg.features.bucket import BucketFeatures, Cutoff
 from bigseg.features.tasks import matrix
+from bigseg.io import tables
+from bigseg.io.commit import write_text_atomic
+from bigseg.io.resume import dumps_stats
 from bigseg.predict import segmented
 from bigseg.predict.serving import ServingModels
 from bigseg.segment.fitted import FittedSegmenter
@@ -138,9 +140,7 @@ def stage_scores(
     in memory. Writes the scores (plus the ``category_share_*`` features the offers
     need) to ``part_path`` and then the statistics to ``stats_path``, each atomically;
     returns the statistics as the JSON text written
-    (:func:`bigseg.store.publish.dumps_stats`)."""
-    from bigseg.store.publish import dumps_stats, write_text_atomic
-
+    (:func:`bigseg.io.resume.dumps_stats`)."""
     sc = score_bucket(res, cutoff, job.seg, job.serving, job.drivers)
     scores, frame = sc["scores"], res.frame(cutoff)
     k = max(job.seg.ids) + 1  # bins by segment id (ids persist across runs, with gaps)
@@ -152,12 +152,12 @@ def stage_scores(
         "categories": category_sums(frame, scores, k, cats) if cats else None,
         "drift": drift_counts(frame, scores, ref) if ref else None,
     }
-    t = arrow(scores)
+    t = tables.from_pandas(scores)
     if cats:
         for c in frame.columns:
             if c.startswith(OFFER_INPUT_PREFIX):
                 t = t.append_column(c, pa.array(frame[c].to_numpy(), from_pandas=False))
-    write_arrow(t, part_path)
+    tables.write_arrow_atomic(part_path, t)
     text = dumps_stats(stats)
     write_text_atomic(stats_path, text)
     return text
@@ -166,7 +166,10 @@ def stage_scores(
 def part_value_sample(part_path: str, k: int, fraction: float, seed: int) -> np.ndarray:
     """Phase 2: the bucket's sample of value predictions for the global thresholds."""
     return _sample(
-        _floats(read_arrow(part_path, ["value_prediction"]), "value_prediction"), k, fraction, seed
+        _floats(tables.read_arrow(part_path, ["value_prediction"]), "value_prediction"),
+        k,
+        fraction,
+        seed,
     )
 
 
@@ -187,7 +190,7 @@ def write_scores(
     returns the row count."""
     from bigseg.predict import offers
 
-    t = read_arrow(part_path)
+    t = tables.read_arrow(part_path)
     share = [c for c in t.column_names if c.startswith(OFFER_INPUT_PREFIX)]
     scores = t.drop_columns(share)
     seg = scores.column("segment").to_numpy()
@@ -199,20 +202,22 @@ def write_scores(
             {"customer_id": aud["customer_id"].to_numpy(), **{c: _floats(t, c) for c in share}}
         )
         nbo = offers.next_best_offers(frame, seg, affinity)
-        extra = arrow(nbo.drop(columns=["customer_id"]))
+        extra = tables.from_pandas(nbo.drop(columns=["customer_id"]))
         for f, col in zip(extra.schema, extra.columns, strict=True):
             scores = scores.append_column(f, col)
         aud["offer_1"] = nbo["offer_1"].to_numpy()
     high = _floats(scores, "value_prediction") >= threshold
     scores = scores.append_column("high_value", pa.array(high, pa.bool_()))
-    write_arrow(arrow(audience(store, k, aud, value_cuts)), audience_path)
-    write_table(scores, path)
+    tables.write_arrow_atomic(
+        audience_path, tables.from_pandas(audience(store, k, aud, value_cuts))
+    )
+    tables.write_parquet(path, scores, compression="zstd")
     return scores.num_rows
 
 
 def read_audience(path: str) -> pd.DataFrame:
     """The audience rows saved by :func:`write_scores`."""
-    return read_arrow(path).to_pandas()
+    return tables.read_arrow(path).to_pandas()
 
 
 def profile(frame: pd.DataFrame, scores: pd.DataFrame, k: int, features: list[str]) -> dict:

@@ -8,9 +8,10 @@ profile, points and migration cells are not shown, only that a small segment exi
 from __future__ import annotations
 
 import html
-import json
 from pathlib import Path
 
+from bigseg.io.commit import read_json, write_text_atomic
+from bigseg.io.layout import Layout, latest_version
 from bigseg.report import charts, sections
 from bigseg.report.charts import bar_chart, calibration_chart, figure, heatmap
 from bigseg.report.sections import fmt, note, section
@@ -294,18 +295,17 @@ def _offers_table(offers: dict, min_segment_size: int) -> str:
 def write_report(output: str | Path, metrics: dict, min_segment_size: int = 50) -> Path:
     """Render ``metrics`` to ``output/report.html`` (atomically) and return its path; the
     model card reads the manifest of ``output/models/LATEST`` when there is one."""
-    out = Path(output)
-    path = out / "report.html"
-    tmp = path.with_name(".report.html.tmp")
-    tmp.write_text(render(metrics, min_segment_size, _latest_model(out)), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    lay = Layout(output)
+    write_text_atomic(lay.report, render(metrics, min_segment_size, _latest_model(lay)))
+    return lay.report
 
 
-def _latest_model(out: Path) -> dict | None:
+def _latest_model(lay: Layout) -> dict | None:
     try:
-        version = (out / "models" / "LATEST").read_text().strip()
-        m = json.loads((out / "models" / version / "manifest.json").read_text())
+        version = latest_version(lay)
+        if version is None:
+            return None
+        m = read_json(lay.model_manifest(version))
     except (OSError, ValueError):
         return None
     keys = ("version", "created", "as_of", "training_window", "seed", "device", "libraries")

@@ -10,8 +10,11 @@ matching across re-runs. Arrays are saved with ``np.savez`` and loaded with
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 
+from bigseg.io.commit import write_bytes_atomic
 from bigseg.segment.methods import METHODS
 
 UNUSUAL = "Unusual customers"
@@ -31,7 +34,10 @@ def assign(meta: dict, a: dict[str, np.ndarray], Z: np.ndarray) -> np.ndarray:
 
 
 def save(path_npz, arrays: dict[str, np.ndarray]) -> None:
-    np.savez(path_npz, **arrays)
+    """``arrays`` as an ``.npz`` file at ``path_npz`` (written atomically)."""
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    write_bytes_atomic(path_npz, buf.getvalue())
 
 
 def load_arrays(path_npz) -> dict[str, np.ndarray]:

@@ -5,15 +5,14 @@ Module-level functions only: Dask pickles them by reference.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
-from bigseg._tables import write_parquet
 from bigseg.features import FEATURE_NAMES
 from bigseg.features.bucket import BucketFeatures, Cutoff
+from bigseg.features.tasks import write_parquet
+from bigseg.io import tables
+from bigseg.io.storage import local
 from bigseg.segment.preprocess import Preprocessor
 
 
@@ -43,8 +42,8 @@ def migration(scores: pd.DataFrame, old_path: str) -> dict:
     """Counts of (previous segment, new segment) for one bucket; customers not in the
     previous segments count as coming from "new customer"."""
     new = scores[["customer_id", "segment"]]
-    if os.path.exists(old_path):
-        old = pq.read_table(old_path, columns=["customer_id", "segment"]).to_pandas()
+    if local.exists(old_path):
+        old = tables.read_parquet(old_path, columns=["customer_id", "segment"]).to_pandas()
         m = new.merge(old, on="customer_id", how="left", suffixes=("", "_old"))
         prev = (
             m["segment_old"]

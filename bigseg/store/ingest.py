@@ -20,10 +20,11 @@ ingest refuses to run without it rather than let erased customers back in.
 **Incremental**: input files already in the store's manifest (same path, size and
 modification time) are not read again. New files are split and merged into *new* part
 files of the buckets they touch; untouched buckets are carried over as hard links (no
-copy, no rewrite). If an ingested file changed or disappeared, or the column mapping or
+copy, no rewrite: :func:`bigseg.io.commit.clone_tree`). If an ingested file changed or disappeared, or the column mapping or
 pseudonymisation changed, the store is rebuilt from scratch.
 
-Everything is written under ``output/.staging/`` and published by a rename: a failed or
+Everything is written under ``output/.staging/`` and published whole
+(:func:`bigseg.io.commit.publish_dir`): a failed or
 refused ingest (e.g. more than ``validation.max_bad_share`` bad rows) leaves the previous
 store and quarantine untouched.
 """
@@ -31,166 +32,36 @@ store and quarantine untouched.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
 import logging
-import os
-import shutil
 import uuid
-from collections import Counter, defaultdict
+from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-import bigseg
-from bigseg import erase as erasure
 from bigseg import privacy
-from bigseg.config import RunConfig, TableConfig
+from bigseg.config import RunConfig
 from bigseg.errors import DataError
-from bigseg.progress import gather
-from bigseg.schema import DERIVED, SCHEMAS, SENTIMENT
-from bigseg.store import rules
-from bigseg.store.buckets import auto_buckets, bucket_of
-from bigseg.store.publish import (
+from bigseg.io import tables
+from bigseg.io.commit import (
     check_paths,
+    clone_tree,
     new_staging,
     publish_dir,
     remove_tree,
     write_json_atomic,
 )
-from bigseg.store.reader import InputFile, list_inputs, read_file
+from bigseg.io.layout import QUARANTINE, Layout
+from bigseg.progress import gather
+from bigseg.schema import DERIVED, SCHEMAS
+from bigseg.store import erasure, rules
+from bigseg.store import manifest as record
+from bigseg.store.buckets import auto_buckets
+from bigseg.store.reader import InputFile, list_inputs
+from bigseg.store.split import PART_SUFFIX, SRC_FILE, SRC_ROW, _split_file
 from bigseg.store.store import MANIFEST, Store, bucket_dirname, open_store
 
 log = logging.getLogger(__name__)
-
-QUARANTINE = "quarantine"
-#: suffix of split's per-bucket part files (Arrow IPC), merged into the store's Parquet
-PART_SUFFIX = ".arrow"
-SRC_FILE, SRC_ROW = "__src_file", "__src_row"
-
-
-def _split_file(
-    f: InputFile,
-    tc: TableConfig,
-    validation,
-    n_buckets: int,
-    parts: str,
-    idx: int,
-    key_fp: str | None,
-    erased: tuple[str, np.ndarray] | None = None,
-) -> dict:
-    key = privacy.check_key(key_fp) if key_fp else None
-    # (key fingerprint, sorted keyed hashes) of erased customers: their rows are skipped
-    ekey = privacy.check_key(erased[0]) if erased is not None else None
-    skipped = 0
-    raw_id_type = None
-    pii = set(SCHEMAS[f.table].pii)
-    writers: dict[int, pq.ParquetWriter] = {}
-    qwriter = None
-    counts = np.zeros(n_buckets, dtype=np.int64)
-    reasons: Counter = Counter()
-    examples: dict[str, str] = {}
-    schema = None
-    try:
-        for c in read_file(f, tc, validation):
-            bad = c.bad
-            if bad is not None and erased is not None and "customer_id" in bad.column_names:
-                gone = erasure.is_erased(bad.column("customer_id"), ekey, erased[1])
-                if gone.any():
-                    skipped += int(gone.sum())
-                    bad = bad.filter(pa.array(~gone)) if not gone.all() else None
-            if bad is not None:
-                if key is not None and "customer_id" in bad.column_names:
-                    bad = bad.set_column(
-                        bad.column_names.index("customer_id"),
-                        "customer_id",
-                        privacy.pseudonymize(bad.column("customer_id"), key),
-                    )
-                for reason, row in zip(
-                    bad.column("_reason").to_pylist(), bad.column("_row").to_pylist(), strict=True
-                ):
-                    reasons[reason] += 1
-                    examples.setdefault(reason, f"{f.path} row {row}")
-                if qwriter is None:
-                    qdir = Path(parts).parent / QUARANTINE / f.table
-                    qdir.mkdir(exist_ok=True)
-                    qwriter = pq.ParquetWriter(
-                        qdir / f"{uuid.uuid4().hex[:8]}-f{idx:06d}.parquet", bad.schema
-                    )
-                qwriter.write_table(bad.cast(qwriter.schema))
-            t = c.good.drop_columns([n for n in c.good.column_names if n in pii])
-            rows = c.rows
-            if erased is not None and t.num_rows:
-                gone = erasure.is_erased(t.column(0), ekey, erased[1])
-                if gone.any():
-                    skipped += int(gone.sum())
-                    t, rows = t.filter(pa.array(~gone)), rows[~gone]
-            if t.num_rows:
-                raw_id_type = raw_id_type or str(t.column(0).type)
-            if key is not None:
-                t = t.set_column(0, "customer_id", privacy.pseudonymize(t.column(0), key))
-            if t.num_rows == 0:
-                continue
-            if f.table == "reviews" and "text" in t.column_names:
-                # a review's sentiment never changes: scored once here, not by every run
-                from bigseg.features import text as text_features  # (features -> store)
-
-                t = t.append_column(
-                    SENTIMENT,
-                    pa.array(
-                        text_features.sentiment_scores(t.column("text").to_pandas()), pa.float64()
-                    ),
-                )
-            # provenance, so merge can name the file and row of a duplicate; dropped there
-            t = t.append_column(SRC_FILE, pa.array(np.full(t.num_rows, idx, np.int32)))
-            t = t.append_column(SRC_ROW, pa.array(rows, pa.int64()))
-            schema = schema or t.schema
-            if t.schema != schema:
-                t = t.select(schema.names).cast(schema)
-            b = bucket_of(t.column("customer_id"), n_buckets)
-            # 16-bit bucket numbers sort by radix (4x faster than int32 on 1M rows)
-            order = np.argsort(b.astype(np.uint16) if n_buckets <= 1 << 16 else b, kind="stable")
-            b_sorted = b[order]
-            t = t.take(pa.array(order))
-            bounds = np.flatnonzero(np.diff(b_sorted)) + 1
-            starts = np.concatenate([[0], bounds])
-            ends = np.concatenate([bounds, [len(b_sorted)]])
-            for s, e in zip(starts, ends, strict=True):
-                k = int(b_sorted[s])
-                w = writers.get(k)
-                if w is None:
-                    d = Path(parts) / f.table / f"b{k:05d}"
-                    # no parents=True: if the run failed and its staging dir is gone,
-                    # this task stops here instead of re-creating it
-                    d.mkdir(exist_ok=True)
-                    # intermediate part: Arrow IPC (no encoding or compression to pay
-                    # for, read back memory-mapped by merge), removed by merge
-                    w = writers[k] = pa.ipc.new_file(d / f"f{idx:06d}{PART_SUFFIX}", schema)
-                w.write_table(t.slice(s, e - s))
-                counts[k] += e - s
-    finally:
-        for w in writers.values():
-            w.close()
-        if qwriter is not None:
-            qwriter.close()
-    return {
-        "table": f.table,
-        "path": f.path,
-        "rows": int(counts.sum()),
-        "buckets": np.flatnonzero(counts).tolist(),
-        "bad": dict(reasons),
-        "examples": examples,
-        "id_type": None if schema is None else str(schema.field("customer_id").type),
-        "raw_id_type": raw_id_type,
-        "erased_skipped": skipped,
-        "schema": None if schema is None else _drop_src(schema).serialize().to_pybytes(),
-    }
-
-
-def _drop_src(schema: pa.Schema) -> pa.Schema:
-    return pa.schema([f for f in schema if f.name not in (SRC_FILE, SRC_ROW)])
 
 
 def _merge_bucket(
@@ -208,8 +79,7 @@ def _merge_bucket(
     d = Path(parts) / table / f"b{k:05d}"
     pieces = []
     for p in sorted(d.glob(f"*{PART_SUFFIX}")) if d.exists() else []:
-        with pa.memory_map(str(p)) as src:
-            t = pa.ipc.open_file(src).read_all()
+        t = tables.read_arrow(p)
         for field in schema:
             if field.name not in t.column_names:
                 t = t.append_column(field, pa.nulls(t.num_rows, field.type))
@@ -234,7 +104,8 @@ def _merge_bucket(
         q["_reason"] = pa.array(["duplicate row"] * dup.num_rows, pa.string())
         q["_file"] = pa.array([paths[i] for i in dup.column(SRC_FILE).to_pylist()], pa.string())
         q["_row"] = dup.column(SRC_ROW)
-        pq.write_table(pa.table(q), Path(qroot) / table / f"dup-{part_name}-b{k:05d}.parquet")
+        dup_file = Path(qroot) / table / f"dup-{part_name}-b{k:05d}.parquet"
+        tables.write_parquet(dup_file, pa.table(q))
         t = t.filter(pa.array(~r.bad))
         example = f"{q['_file'][0]} row {q['_row'][0]}"
         bad = {"duplicate row": (dup.num_rows, example)}
@@ -242,14 +113,14 @@ def _merge_bucket(
     dest = Path(out) / table / bucket_dirname(k)
     dest.mkdir(exist_ok=True)  # the table dir exists unless the run failed and was cleaned
     if t.num_rows or not any(dest.iterdir()):
-        pq.write_table(
-            t,
+        tables.write_parquet(
             dest / f"{part_name}.parquet",
+            t,
             compression="zstd",
             row_group_size=1 << 20,
             **store_encodings(t.schema),
         )
-    shutil.rmtree(d, ignore_errors=True)
+    remove_tree(d, attempts=1)
     return t.num_rows, bad
 
 
@@ -293,13 +164,6 @@ def plan_inputs(cfg: RunConfig) -> dict[str, list[InputFile]]:
     return {t: list_inputs(t, tc, base) for t, tc in cfg.data.tables().items()}
 
 
-def _mapping_hash(cfg: RunConfig) -> str:
-    doc = {t: tc.model_dump(mode="json") for t, tc in cfg.data.tables().items()}
-    doc["_pseudonymize"] = cfg.privacy.pseudonymize
-    doc["_validation"] = cfg.validation.model_dump(mode="json")
-    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
-
-
 def _previous(cfg: RunConfig, inputs: dict, key_fp: str | None) -> tuple[Store | None, str]:
     """The store to extend incrementally, or (None, why it is rebuilt)."""
     try:
@@ -307,7 +171,7 @@ def _previous(cfg: RunConfig, inputs: dict, key_fp: str | None) -> tuple[Store |
     except DataError:
         return None, "no store yet"
     m = old.manifest
-    if m.get("format") != 2 or m.get("mapping_hash") != _mapping_hash(cfg):
+    if m.get("format") != 2 or m.get("mapping_hash") != record.mapping_hash(cfg):
         return None, "the column mapping, validation or pseudonymisation settings changed"
     if m.get("key_fingerprint") != key_fp:
         return None, "the pseudonymisation key changed"
@@ -320,13 +184,83 @@ def _previous(cfg: RunConfig, inputs: dict, key_fp: str | None) -> tuple[Store |
     return old, ""
 
 
+def _split_all(client, cfg, files, parts: Path, start: int, n_buckets, key_fp, erased) -> list:
+    """Split every new input file into per-bucket parts (one task per file)."""
+    tables_cfg = cfg.data.tables()
+    if erased is not None:  # one copy per worker, not one per task
+        erased = client.scatter(erased, broadcast=True)
+    futs = [
+        client.submit(
+            _split_file,
+            f,
+            tables_cfg[f.table],
+            cfg.validation,
+            n_buckets,
+            str(parts),
+            start + i,
+            key_fp,
+            erased,
+            pure=False,
+        )
+        for i, f in enumerate(files)
+    ]
+    return gather(client, futs, "ingest: split inputs into buckets", bar=True)
+
+
+def _schemas(old: Store | None, split: list[dict]):
+    """Per table: the schemas seen (old store's included), the id types seen (with
+    where) and the buckets the new rows touched."""
+    schemas, id_types, touched = defaultdict(list), defaultdict(set), defaultdict(set)
+    if old is not None:
+        id_types[old.manifest["id_type"]].add(old.root)
+        for t, info in old.manifest["tables"].items():
+            schemas[t].append(record.schema_of(info["schema"]))
+    for r in split:
+        if r["schema"] is not None:
+            schemas[r["table"]].append(pa.ipc.read_schema(pa.py_buffer(r["schema"])))
+            id_types[r["id_type"]].add(r["path"])
+            touched[r["table"]].update(r["buckets"])
+    if len(id_types) > 1:
+        detail = "; ".join(f"{t}: e.g. {sorted(ps)[0]}" for t, ps in id_types.items())
+        raise DataError(
+            f"column 'customer_id' has different types across input files ({detail}); "
+            f"ids must have one type in every table"
+        )
+    if not schemas.get("transactions"):
+        raise DataError("data.transactions: the input files hold no valid rows")
+    return schemas, id_types, touched
+
+
+def _merge_all(client, jobs, unified, parts: Path, store_dir: Path, qdir: Path, paths) -> list:
+    """Sort and write every touched bucket (one task per table and bucket)."""
+    batch = f"part-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+    for t in unified:
+        (store_dir / t).mkdir(parents=True, exist_ok=True)
+    futs = [
+        client.submit(
+            _merge_bucket,
+            t,
+            k,
+            str(parts),
+            str(store_dir),
+            unified[t].serialize().to_pybytes(),
+            batch,
+            str(qdir),
+            paths,
+            pure=False,
+        )
+        for t, k in jobs
+    ]
+    return gather(client, futs, "ingest: sort and write buckets", bar=True)
+
+
 def ingest(cfg: RunConfig, client) -> Store:
     """Ingest the configured inputs into the bucketed store and publish it atomically.
 
     Only files not yet in the store are read (see the module docstring). Returns the
     published :class:`Store`; its manifest's ``last_ingest`` says what this run did.
     """
-    out = cfg.output_dir
+    out, lay = cfg.output_dir, Layout(cfg.output_dir)
     inputs = plan_inputs(cfg)
     check_paths(out, [cfg.path(tc.path) for tc in cfg.data.tables().values()])
     key_fp = privacy.key_fingerprint(privacy.key_from_env()) if cfg.privacy.pseudonymize else None
@@ -342,59 +276,23 @@ def ingest(cfg: RunConfig, client) -> Store:
         "ingest: %d new file(s); %s", n_files, "incremental" if old else f"full rebuild ({why})"
     )
     n_buckets = old.n_buckets if old else _choose_buckets(cfg, inputs, client)
-    batch = f"part-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
     staging = new_staging(out, "store")
     try:
         store_dir, qdir = staging / "store", staging / QUARANTINE
         if old is not None:
-            _link_tree(Path(old.root), store_dir)
-            if (out / QUARANTINE).is_dir():
-                _link_tree(out / QUARANTINE, qdir)
+            clone_tree(old.root, store_dir, skip=(MANIFEST,))
+            if lay.quarantine.is_dir():
+                clone_tree(lay.quarantine, qdir, skip=(MANIFEST,))
         parts = staging / "_parts"
         for t in new:
             (parts / t).mkdir(parents=True, exist_ok=True)
         for t in SCHEMAS:
             (qdir / t).mkdir(parents=True, exist_ok=True)
-        tables = cfg.data.tables()
         start = len(old.manifest["inputs"]) if old else 0
         files = [f for fs in new.values() for f in fs]
-        if erased is not None:  # one copy per worker, not one per task
-            erased = client.scatter(erased, broadcast=True)
-        futs = [
-            client.submit(
-                _split_file,
-                f,
-                tables[f.table],
-                cfg.validation,
-                n_buckets,
-                str(parts),
-                start + i,
-                key_fp,
-                erased,
-                pure=False,
-            )
-            for i, f in enumerate(files)
-        ]
-        split = gather(client, futs, "ingest: split inputs into buckets", bar=True)
+        split = _split_all(client, cfg, files, parts, start, n_buckets, key_fp, erased)
         paths = {start + i: f.path for i, f in enumerate(files)}
-        schemas, id_types, touched = defaultdict(list), defaultdict(set), defaultdict(set)
-        if old is not None:
-            id_types[old.manifest["id_type"]].add(old.root)
-            for t, info in old.manifest["tables"].items():
-                schemas[t].append(_schema_of(info["schema"]))
-        for r in split:
-            if r["schema"] is not None:
-                schemas[r["table"]].append(pa.ipc.read_schema(pa.py_buffer(r["schema"])))
-                id_types[r["id_type"]].add(r["path"])
-                touched[r["table"]].update(r["buckets"])
-        if len(id_types) > 1:
-            detail = "; ".join(f"{t}: e.g. {sorted(ps)[0]}" for t, ps in id_types.items())
-            raise DataError(
-                f"column 'customer_id' has different types across input files ({detail}); "
-                f"ids must have one type in every table"
-            )
-        if not schemas.get("transactions"):
-            raise DataError("data.transactions: the input files hold no valid rows")
+        schemas, id_types, touched = _schemas(old, split)
         unified = {t: _unify(t, s) for t, s in schemas.items()}
         jobs = [
             (t, k)
@@ -402,169 +300,23 @@ def ingest(cfg: RunConfig, client) -> Store:
             for k in range(n_buckets)
             if old is None or k in touched[t] or not old.has(t)
         ]
-        for t in unified:
-            (store_dir / t).mkdir(parents=True, exist_ok=True)
-        futs = [
-            client.submit(
-                _merge_bucket,
-                t,
-                k,
-                str(parts),
-                str(store_dir),
-                unified[t].serialize().to_pybytes(),
-                batch,
-                str(qdir),
-                paths,
-                pure=False,
-            )
-            for t, k in jobs
-        ]
-        merged = gather(client, futs, "ingest: sort and write buckets", bar=True)
-        shutil.rmtree(parts, ignore_errors=True)
-        report = _quarantine_report(split, merged, jobs, old)
-        _enforce_bad_share(report, cfg.validation.max_bad_share)
-        manifest = _manifest(
+        merged = _merge_all(client, jobs, unified, parts, store_dir, qdir, paths)
+        remove_tree(parts, attempts=1)
+        report = record.quarantine_report(split, merged, jobs, old)
+        record.enforce_bad_share(report, cfg.validation.max_bad_share)
+        manifest = record.manifest(
             cfg, old, unified, inputs, new, id_types, key_fp, n_buckets, jobs, merged, report
         )
-        manifest["raw_id_type"] = _raw_id_type(old, split)
-        manifest["last_ingest"]["erased_rows_skipped"] = _erased_skipped(split)
+        manifest["raw_id_type"] = record.raw_id_type(old, split)
+        manifest["last_ingest"]["erased_rows_skipped"] = record.erased_skipped(split)
         write_json_atomic(store_dir / MANIFEST, manifest)
-        publish_dir(qdir, out / QUARANTINE)
-        publish_dir(store_dir, out / "store")
+        publish_dir(qdir, lay.quarantine)
+        publish_dir(store_dir, lay.store)
     finally:
         remove_tree(staging)
     store = open_store(out)
     log.info("store published: %s", {t: v["rows"] for t, v in store.manifest["tables"].items()})
     return store
-
-
-def _raw_id_type(old: Store | None, split: list[dict]) -> str | None:
-    """Type of the customer ids as read, before pseudonymisation (``int64`` or
-    ``string``; ``mixed`` when files disagree, None when unknown): ``bigseg erase``
-    needs it to turn ids given as text into the values that were pseudonymised."""
-    types = {r["raw_id_type"] for r in split if r["raw_id_type"]}
-    if old is not None:
-        m = old.manifest
-        prev = m.get("raw_id_type") or (None if m.get("pseudonymized") else m.get("id_type"))
-        if prev is None:  # a store from before this was recorded
-            return None
-        types.add(prev)
-    return types.pop() if len(types) == 1 else ("mixed" if types else None)
-
-
-def _erased_skipped(split: list[dict]) -> dict[str, int]:
-    """Rows per table not ingested because their customer was erased."""
-    out: Counter = Counter()
-    for r in split:
-        out[r["table"]] += r["erased_skipped"]
-    return {t: n for t, n in out.items() if n}
-
-
-def _schema_of(d: dict) -> pa.Schema:
-    return pa.schema([pa.field(n, _parse_type(t)) for n, t in d.items()])
-
-
-def _parse_type(s: str) -> pa.DataType:
-    return {
-        "string": pa.string(),
-        "int64": pa.int64(),
-        "int32": pa.int32(),
-        "int16": pa.int16(),
-        "int8": pa.int8(),
-        "double": pa.float64(),
-        "bool": pa.bool_(),
-        "timestamp[us]": pa.timestamp("us"),
-    }[s]
-
-
-def _link_tree(src: Path, dst: Path) -> None:
-    """Recreate ``src`` under ``dst`` with hard links (no data copied)."""
-    for root, _dirs, names in os.walk(src):
-        rel = Path(root).relative_to(src)
-        (dst / rel).mkdir(parents=True, exist_ok=True)
-        for n in names:
-            if n != MANIFEST:
-                os.link(Path(root) / n, dst / rel / n)
-
-
-def _quarantine_report(split, merged, jobs, old) -> dict:
-    """Per table: good rows this ingest, bad rows by reason, and one example per reason."""
-    rep = defaultdict(lambda: {"rows": 0, "bad": Counter(), "examples": {}})
-    for r in split:
-        e = rep[r["table"]]
-        e["rows"] += r["rows"]
-        e["bad"].update(r["bad"])
-        for reason, ex in r["examples"].items():
-            e["examples"].setdefault(reason, ex)
-    for (t, _k), (_n, bad) in zip(jobs, merged, strict=True):
-        for reason, (n, example) in bad.items():
-            rep[t]["bad"][reason] += n
-            rep[t]["rows"] -= n  # counted as good by split
-            rep[t]["examples"].setdefault(reason, example)
-    return {
-        t: {"rows": v["rows"], "bad": dict(v["bad"]), "examples": v["examples"]}
-        for t, v in rep.items()
-    }
-
-
-def _enforce_bad_share(report: dict, max_share: float) -> None:
-    problems = []
-    for t, v in report.items():
-        n_bad = sum(v["bad"].values())
-        total = v["rows"] + n_bad
-        if total and n_bad / total > max_share:
-            top = ", ".join(
-                f"{r}: {c} (e.g. {v['examples'].get(r, '?')})"
-                for r, c in sorted(v["bad"].items(), key=lambda x: -x[1])[:5]
-            )
-            problems.append(
-                f"{t}: {n_bad} of {total} rows ({n_bad / total:.1%}) break rules, "
-                f"more than validation.max_bad_share = {max_share:g}: {top}"
-            )
-    if problems:
-        raise DataError("nothing was published:\n  " + "\n  ".join(problems))
-
-
-def _manifest(
-    cfg, old, unified, inputs, new, id_types, key_fp, n_buckets, jobs, merged, report
-) -> dict:
-    counts = defaultdict(int)
-    if old is not None:
-        for t, v in old.manifest["tables"].items():
-            counts[t] = v["rows"]
-    for (t, _k), (n, _bad) in zip(jobs, merged, strict=True):
-        counts[t] += n
-    changed = sorted({k for _t, k in jobs})
-    quarantined = defaultdict(Counter)
-    if old is not None:
-        for t, c in old.manifest.get("quarantine", {}).items():
-            quarantined[t].update(c)
-    for t, v in report.items():
-        quarantined[t].update(v["bad"])
-    return {
-        "format": 2,
-        "bigseg_version": bigseg.__version__,
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "n_buckets": n_buckets,
-        "id_type": next(iter(id_types)),
-        "pseudonymized": key_fp is not None,
-        "key_fingerprint": key_fp,
-        "mapping_hash": _mapping_hash(cfg),
-        "tables": {
-            t: {"rows": counts[t], "schema": {f.name: str(f.type) for f in unified[t]}}
-            for t in unified
-        },
-        "quarantine": {t: dict(c) for t, c in quarantined.items() if c},
-        "inputs": (old.manifest["inputs"] if old else [])
-        + [f.fingerprint() for fs in new.values() for f in fs],
-        "last_ingest": {
-            "mode": "incremental" if old else "full",
-            "new_files": sum(len(fs) for fs in new.values()),
-            "changed_buckets": changed,
-            "rows": {t: v["rows"] for t, v in report.items()},
-            "quarantined": {t: v["bad"] for t, v in report.items() if v["bad"]},
-        },
-    }
 
 
 def _choose_buckets(cfg: RunConfig, inputs: dict[str, list[InputFile]], client) -> int:

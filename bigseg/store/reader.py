@@ -18,10 +18,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
 from bigseg.config import TableConfig
 from bigseg.errors import DataError
+from bigseg.io import tables
 from bigseg.schema import ID, SCHEMAS
 from bigseg.store import rules
 
@@ -102,7 +102,7 @@ def _open_batches(
 ) -> Iterator[tuple[pa.RecordBatch, list[str]]]:
     if f.format == "parquet":
         try:
-            pf = pq.ParquetFile(f.path)
+            pf = tables.open_parquet(f.path)
         except Exception as e:  # noqa: BLE001 - any read failure: name the file
             raise DataError(f"{f.path}: cannot read as Parquet ({type(e).__name__}: {e})") from None
         names = pf.schema_arrow.names

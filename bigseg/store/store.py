@@ -8,18 +8,18 @@ schema and row count of every table and the input files it was built from.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from bigseg.errors import DataError
+from bigseg.io import tables
+from bigseg.io.commit import read_json, recover
+from bigseg.io.layout import STORE_MANIFEST, Layout
 from bigseg.schema import SCHEMAS
-from bigseg.store.publish import recover
 
-MANIFEST = "_manifest.json"
+MANIFEST = STORE_MANIFEST
 
 
 def bucket_dirname(k: int) -> str:
@@ -63,7 +63,7 @@ class Store:
         schema = self.schema(table)
         cols = None if columns is None else [c for c in columns if c in schema]
         as_dict = [c for c in dictionary if c in schema and (cols is None or c in cols)]
-        parts = [pq.read_table(f, columns=cols, read_dictionary=as_dict or None) for f in files]
+        parts = [tables.read_parquet(f, cols, read_dictionary=as_dict or None) for f in files]
         if len(parts) == 1:
             return parts[0]
         # incremental ingests add part files: restore the (customer id, time) order
@@ -81,9 +81,10 @@ def open_store(output: str | Path) -> Store:
 
     Raises :class:`~bigseg.errors.DataError` when there is none yet.
     """
-    root = Path(output) / "store"
+    lay = Layout(output)
+    root = lay.store
     recover(root)
-    m = root / MANIFEST
+    m = lay.store_manifest
     if not m.is_file():
         raise DataError(f"{root}: no bucketed store here; run `bigseg ingest CONFIG` first")
-    return Store(str(root), json.loads(m.read_text()))
+    return Store(str(root), read_json(m))

@@ -6,9 +6,9 @@ from collections import Counter, defaultdict
 
 from bigseg.config import RunConfig, TableConfig
 from bigseg.errors import BigsegError, DataError
+from bigseg.io.commit import check_paths
 from bigseg.progress import gather
 from bigseg.store.ingest import plan_inputs
-from bigseg.store.publish import check_paths
 from bigseg.store.reader import InputFile, read_file
 
 

@@ -39,12 +39,12 @@ nothing changes and the output is byte-identical to a generator without the opti
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from pathlib import Path
 
 # The "X as X" imports re-export names that other modules and tests read from
 # bigseg.synth; the parts are modules of this package.
+from bigseg.io.commit import remove_tree
 from bigseg.synth.arrow import GROUND_TRUTH_SCHEMA, RAW_SCHEMAS
 from bigseg.synth.arrow import RAW_TABLES as RAW_TABLES
 from bigseg.synth.chunk import _generate_chunk
@@ -155,7 +155,7 @@ def generate(
         summaries = run_chunks(_generate_chunk, client, starts, sizes, args)
         publish(staging, out)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        remove_tree(staging, attempts=1)
     seconds = time.perf_counter() - t0
     summary = summarise(summaries, n_customers, end_date, out, seconds, bias)
     log.info("generated %s in %.1f s", summary["rows"], seconds)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from bigseg.io import tables
 from bigseg.schema import ID, SCHEMAS
 from bigseg.synth.constants import US
 
@@ -49,6 +48,4 @@ def _sorted(owner: np.ndarray, sec: np.ndarray) -> np.ndarray:
 def _write(table: pa.Table, path: Path) -> None:
     # The folder is made by generate(): if the staging area was removed after a failure,
     # a straggling task fails here instead of recreating it.
-    tmp = path.with_suffix(".parquet.tmp")
-    pq.write_table(table, tmp, compression="zstd", compression_level=1)
-    os.replace(tmp, path)
+    tables.write_parquet_atomic(path, table, compression="zstd", compression_level=1)

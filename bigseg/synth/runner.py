@@ -4,13 +4,13 @@ the chunks in process or on Dask, publishing the result and summing the summarie
 from __future__ import annotations
 
 import logging
-import os
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from bigseg.io.commit import publish_new_dirs
 from bigseg.synth.arrow import RAW_TABLES
 from bigseg.synth.bias import _check_bias
 from bigseg.synth.personas import PERSONA_NAMES
@@ -101,19 +101,8 @@ def run_chunks(
 
 
 def publish(staging: Path, out: Path) -> None:
-    """Rename the staged ``raw`` and ``ground_truth`` into ``out``, both or neither."""
-    moved: list[tuple[Path, Path]] = []
-    try:
-        for sub in ("raw", "ground_truth"):
-            dst = out / sub
-            if dst.exists():
-                dst.rmdir()  # empty: make_staging checked
-            os.replace(staging / sub, dst)
-            moved.append((dst, staging / sub))
-    except BaseException:
-        for dst, src in moved:  # roll back so no half data set stays
-            os.replace(dst, src)
-        raise
+    """Publish the staged ``raw`` and ``ground_truth`` into ``out``, both or neither."""
+    publish_new_dirs([(staging / sub, out / sub) for sub in ("raw", "ground_truth")])
 
 
 def summarise(

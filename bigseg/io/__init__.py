@@ -1,0 +1,26 @@
+"""The one I/O seam: the only package that touches storage.
+
+* :mod:`bigseg.io.layout`: every output path name, written once (:class:`Layout`), and
+  the one reader of ``models/LATEST`` (:func:`latest_version`);
+* :mod:`bigseg.io.storage`: the :class:`Storage` interface and :class:`LocalStorage`;
+* :mod:`bigseg.io.commit`: staging, atomic writes and publication, one durability
+  policy;
+* :mod:`bigseg.io.resume`: resumable staging of a bucket-by-bucket stage;
+* :mod:`bigseg.io.tables`: Parquet and Arrow IPC reads and writes.
+
+Outside this package nothing renames, links, deletes or writes tables
+(``pyproject.toml``'s banned-api and ``tests/test_io_seam.py``).
+"""
+
+from bigseg.io.layout import Layout, as_layout, latest_version
+from bigseg.io.storage import LocalStorage, Storage, local, storage_for
+
+__all__ = [
+    "Layout",
+    "LocalStorage",
+    "Storage",
+    "as_layout",
+    "latest_version",
+    "local",
+    "storage_for",
+]

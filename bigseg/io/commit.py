@@ -1,0 +1,302 @@
+"""Publishing outputs atomically, with one durability policy.
+
+Everything bigseg publishes is first written to a *staging* location beside its final
+place, then committed in one step: readers see the old complete output or the new
+complete output, never a half-written one. Callers only stage, publish and discard;
+how a commit happens is this module's business (``DESIGN.md`` section 7):
+
+* on a local file system, :func:`publish_dir` moves the staged directory into place by
+  rename. With no previous version that is one atomic ``rename``; with one, the old
+  version is renamed aside (``<final>.~old``), the new one renamed in, the old one
+  deleted. If the process dies between the two renames, :func:`recover` (called before
+  every read and publish) puts the old version back;
+* an object-store backend (a later issue) commits by writing a manifest create-only,
+  with the same calls.
+
+**Durability policy** (the one policy, everywhere): a name becomes visible only after
+its bytes are durable. :func:`write_bytes_atomic` and its JSON/text forms ``fsync`` the
+file before the rename and the directory after it; :func:`publish_dir` ``fsync``\\ s every
+file of the staged tree before the rename and the parent directory after it;
+:meth:`~bigseg.io.storage.Storage.put_if_absent` (create-only) is durable when it
+returns.
+
+:func:`dask.dataframe.to_parquet` is not used for publishing: it is not atomic, and with
+``overwrite=True`` removes the original data even when the write fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from bigseg.errors import PublishError
+from bigseg.io.layout import MANAGED, Layout, as_layout
+from bigseg.io.storage import TEMPORARY, Location, fsync_dir, fsync_file, local
+
+log = logging.getLogger(__name__)
+
+_OLD = ".~old"
+
+#: prefix of the resumable staging directories of the score stage (see
+#: :class:`bigseg.io.resume.ResumableStage`): kept across runs, the stage reuses or
+#: discards them
+RESUMABLE = "score-"
+
+
+def _old(final: Path) -> Path:
+    return final.with_name(final.name + _OLD)
+
+
+def is_temporary(name: str) -> bool:
+    """True for the temporary files of an unfinished atomic write."""
+    return bool(TEMPORARY.match(name))
+
+
+# -- single files ----------------------------------------------------------------------------
+def write_bytes_atomic(path: Location, data: bytes) -> None:
+    """Replace ``path`` with ``data`` whole and durably (parents made as needed)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    local.write_bytes(path, data)
+
+
+def write_text_atomic(path: Location, text: str) -> None:
+    """:func:`write_bytes_atomic` of UTF-8 text."""
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def json_text(obj) -> str:
+    """bigseg's JSON file format: 2-space indent, keys in insertion order, a final newline
+    (values JSON cannot hold are written with ``str``)."""
+    return json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n"
+
+
+def write_json_atomic(path: Location, obj) -> None:
+    """:func:`write_bytes_atomic` of ``obj`` as :func:`json_text`."""
+    write_text_atomic(path, json_text(obj))
+
+
+def read_json(path: Location):
+    return json.loads(local.read_text(path))
+
+
+def create_only(path: Location, data: bytes) -> bool:
+    """Create ``path`` with ``data`` unless something is there (False then): the
+    create-only write locks and commits rest on."""
+    return local.put_if_absent(path, data)
+
+
+def open_log(path: Location):
+    """A file to write a log into, in place (not atomic: no reader takes it for complete
+    output); binary, with a real file descriptor (a subprocess may write to it)."""
+    return local.open_write(path)
+
+
+def delete_file(path: Location) -> None:
+    """Delete one file; nothing when it is not there."""
+    local.delete(path)
+
+
+def copy_file(src: Location, dst: Location) -> None:
+    """Copy one file with its modification time."""
+    local.copy(src, dst)
+
+
+# -- directories -----------------------------------------------------------------------------
+def recover(final: Location) -> None:
+    """Undo an interrupted publish of ``final`` (its previous version is put back when
+    the new one never arrived; a leftover previous version is deleted)."""
+    final = Path(final)
+    old = _old(final)
+    if old.exists():
+        if final.exists():
+            local.delete_tree(old)
+        else:
+            log.warning("restoring %s from an interrupted publish", final)
+            local.rename(old, final)
+
+
+def recover_all(parent: Location) -> list[Path]:
+    """:func:`recover` every interrupted publish directly under ``parent``; returns the
+    leftovers found (each now put back or deleted)."""
+    parent = Path(parent)
+    found = sorted(parent.glob(f"*{_OLD}")) if parent.is_dir() else []
+    for p in found:
+        recover(p.with_name(p.name[: -len(_OLD)]))
+        if p.exists():
+            local.delete_tree(p)
+    return found
+
+
+def is_leftover(path: Location) -> bool:
+    """True for the previous version an interrupted publish left beside its output."""
+    return Path(path).name.endswith(_OLD)
+
+
+def staging_root(output: str | Path | Layout) -> Path:
+    return as_layout(output).staging
+
+
+def new_staging(output: str | Path | Layout, name: str) -> Path:
+    """A fresh, empty staging directory under ``output/.staging/``."""
+    d = staging_root(output) / f"{name}-{uuid.uuid4().hex[:12]}"
+    d.mkdir(parents=True)
+    return d
+
+
+def remove_tree(path: Location, attempts: int = 20) -> None:
+    """Delete a staging tree (or a file), retrying while cancelled tasks may still be
+    finishing a write into it."""
+    if not local.delete_tree(path, attempts=attempts):
+        log.warning("could not fully remove %s", path)
+
+
+def remove_stale_staging(output: str | Path | Layout) -> list[str]:
+    """Delete what dead runs left under ``output/.staging/`` (called by the run that
+    holds the output lock, so no other run can be writing there): every entry but the
+    resumable score staging (:data:`RESUMABLE`), which the score stage reuses when its
+    fingerprint matches and discards otherwise. Returns the names removed."""
+    root = staging_root(output)
+    if not root.is_dir():
+        return []
+    gone = []
+    for p in sorted(root.iterdir()):
+        if p.name.startswith(RESUMABLE) and p.is_dir():
+            continue
+        if p.is_dir() and not p.is_symlink():
+            remove_tree(p)
+        else:
+            local.delete(p)
+        gone.append(p.name)
+    if gone:
+        log.warning(
+            "%s: removed %d staging entr%s left by interrupted runs: %s",
+            root,
+            len(gone),
+            "y" if len(gone) == 1 else "ies",
+            ", ".join(gone),
+        )
+    return gone
+
+
+def clear_staging(output: str | Path | Layout) -> list[Path]:
+    """Delete everything under ``output/.staging/``, resumable staging included (erase:
+    partial outputs may hold erased customers). Returns what was there."""
+    root = staging_root(output)
+    found = sorted(root.iterdir()) if root.is_dir() else []
+    for p in found:
+        if p.is_dir():
+            remove_tree(p)
+        else:
+            local.delete(p)
+    return found
+
+
+def clone_tree(src: Location, dst: Location, skip: tuple[str, ...] = ()) -> None:
+    """Stage a copy of the published tree ``src`` at ``dst`` to change a few files of
+    it: files are shared with ``src``, not copied, where the storage can (hard links on
+    a local file system). Temporary files and the names in ``skip`` are left out.
+
+    A file of the copy must be replaced (:func:`replace_file`), never written through."""
+    src, dst = Path(src), Path(dst)
+    for root, _dirs, names in os.walk(src):
+        rel = Path(root).relative_to(src)
+        (dst / rel).mkdir(parents=True, exist_ok=True)
+        for n in names:
+            if n not in skip and not is_temporary(n):
+                local.link(Path(root) / n, dst / rel / n)
+
+
+def replace_file(path: Location) -> Path:
+    """Make way for a new file at ``path`` in a staged tree from :func:`clone_tree`
+    (the shared file of the published tree stays as it was). Returns ``path``."""
+    local.delete(path)
+    return Path(path)
+
+
+def _sync_tree(d: Path) -> None:
+    for root, _dirs, names in os.walk(d):
+        for n in names:
+            fsync_file(Path(root) / n)
+        fsync_dir(root)
+
+
+def publish_dir(staging: Location, final: Location) -> Path:
+    """Commit a complete ``staging`` directory as ``final``, replacing any previous
+    version (see the module docstring). ``staging`` is gone afterwards."""
+    staging, final = Path(staging), Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    _sync_tree(staging)
+    recover(final)
+    if final.exists():
+        old = _old(final)
+        local.rename(final, old)
+        local.rename(staging, final)
+        local.delete_tree(old)
+    else:
+        local.rename(staging, final)
+    fsync_dir(final.parent)
+    return final
+
+
+@contextlib.contextmanager
+def staged_dir(output: str | Path | Layout, final: Location) -> Iterator[Path]:
+    """Context manager: yields a staging dir, publishes it to ``final`` on success and
+    deletes it on any error, leaving the previous ``final`` untouched."""
+    staging = new_staging(output, Path(final).name)
+    try:
+        yield staging
+    except BaseException:
+        remove_tree(staging)
+        raise
+    publish_dir(staging, final)
+
+
+def check_paths(output: Path, inputs: list[Path]) -> None:
+    """Refuse layouts where publishing could delete or pollute input data.
+
+    The output directory must not be inside an input directory (a later read of that
+    input would pick up our outputs), and no input may live inside a directory bigseg
+    owns and replaces (``output/store``, ``output/scores``, ...). Inputs elsewhere under
+    ``output`` (the demo keeps ``raw/`` there) are fine.
+    """
+    out = Path(output).resolve()
+    for p in inputs:
+        src = p.resolve()
+        if src.is_dir() and (out == src or src in out.parents):
+            raise PublishError(
+                f"output directory {out} is inside input path {p}: refusing, as our outputs "
+                f"would mix with the input data. Choose an output outside the inputs."
+            )
+        for name in MANAGED:
+            owned = out / name
+            if src == owned or owned in src.parents:
+                raise PublishError(
+                    f"input path {p} is inside {owned}, which bigseg replaces when it "
+                    f"publishes: refusing before anything is deleted. Move the inputs."
+                )
+
+
+def publish_new_dirs(pairs: list[tuple[Location, Location]]) -> None:
+    """Commit several staged directories to destinations that are absent or empty, all
+    or none: on a failure the ones already committed are taken back to their staging
+    place (a data set is never left half published)."""
+    moved: list[tuple[Path, Path]] = []
+    try:
+        for staging, final in pairs:
+            staging, final = Path(staging), Path(final)
+            _sync_tree(staging)
+            if final.exists():
+                final.rmdir()  # empty: the caller checked
+            local.rename(staging, final)
+            moved.append((final, staging))
+            fsync_dir(final.parent)
+    except BaseException:
+        for final, staging in moved:  # roll back so no half data set stays
+            local.rename(final, staging)
+        raise

@@ -1,0 +1,167 @@
+"""The output layout: every name bigseg writes under ``output:``, spelled once.
+
+::
+
+    output/
+      store/<table>/bucket=NNNNN/part-*.parquet, store/_manifest.json
+      quarantine/<table>/*.parquet
+      features/  segments/  scores/as_of=YYYY-MM-DD/  audiences/segment=<id>.parquet
+      models/<version>/...  models/LATEST (names the newest version)
+      cache/features/bucket=NNNNN/<key>/
+      runs/<timestamp>.json  metrics.json  report.html
+      erasure_log.jsonl      (bigseg erase; never moved: an erased customer must not
+                              come back through a lost log)
+      .staging/              (staged outputs not yet published)
+      .lock                  (one writer per output)
+
+:class:`Layout` names the paths; :func:`latest_version` is the one reader of
+``models/LATEST``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from bigseg.io.storage import Storage, local
+
+STORE = "store"
+QUARANTINE = "quarantine"
+FEATURES = "features"
+SEGMENTS = "segments"
+SCORES = "scores"
+AUDIENCES = "audiences"
+MODELS = "models"
+LATEST = "LATEST"
+STAGING = ".staging"
+LOCK = ".lock"
+METRICS = "metrics.json"
+REPORT = "report.html"
+RUNS = "runs"
+ERASURE_LOG = "erasure_log.jsonl"
+FEATURE_CACHE = ("cache", "features")
+#: the store's manifest, inside ``store/``
+STORE_MANIFEST = "_manifest.json"
+#: a model version's manifest, inside ``models/<version>/``
+MODEL_MANIFEST = "manifest.json"
+
+#: the directories bigseg owns under ``output:`` (published and replaced as wholes)
+MANAGED = (STORE, FEATURES, SEGMENTS, SCORES, MODELS, QUARANTINE, AUDIENCES, STAGING)
+
+
+def scores_dirname(as_of) -> str:
+    """``as_of=YYYY-MM-DD``: the directory of the scores at one date."""
+    return f"as_of={as_of}"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The paths of one output directory. Cheap to pickle."""
+
+    root: Path
+
+    def __post_init__(self):
+        object.__setattr__(self, "root", Path(self.root))
+
+    @property
+    def store(self) -> Path:
+        return self.root / STORE
+
+    @property
+    def store_manifest(self) -> Path:
+        return self.store / STORE_MANIFEST
+
+    @property
+    def quarantine(self) -> Path:
+        return self.root / QUARANTINE
+
+    @property
+    def features(self) -> Path:
+        return self.root / FEATURES
+
+    @property
+    def segments(self) -> Path:
+        return self.root / SEGMENTS
+
+    @property
+    def scores_root(self) -> Path:
+        return self.root / SCORES
+
+    def scores(self, as_of) -> Path:
+        """``scores/as_of=DATE``."""
+        return self.scores_root / scores_dirname(as_of)
+
+    @property
+    def audiences(self) -> Path:
+        return self.root / AUDIENCES
+
+    @property
+    def models(self) -> Path:
+        return self.root / MODELS
+
+    def model(self, version: str) -> Path:
+        """``models/<version>``."""
+        return self.models / version
+
+    def model_manifest(self, version: str) -> Path:
+        return self.model(version) / MODEL_MANIFEST
+
+    @property
+    def latest(self) -> Path:
+        """``models/LATEST``: read it with :func:`latest_version` only."""
+        return self.models / LATEST
+
+    @property
+    def feature_cache(self) -> Path:
+        return self.root.joinpath(*FEATURE_CACHE)
+
+    @property
+    def runs(self) -> Path:
+        return self.root / RUNS
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / METRICS
+
+    @property
+    def report(self) -> Path:
+        return self.root / REPORT
+
+    @property
+    def erasure_log(self) -> Path:
+        return self.root / ERASURE_LOG
+
+    @property
+    def staging(self) -> Path:
+        return self.root / STAGING
+
+    @property
+    def lock(self) -> Path:
+        return self.root / LOCK
+
+    def managed(self) -> list[Path]:
+        """The directories bigseg replaces when it publishes (:data:`MANAGED`)."""
+        return [self.root / n for n in MANAGED]
+
+
+def as_layout(output: str | Path | Layout) -> Layout:
+    """``output`` as a :class:`Layout` (a Layout is returned as it is)."""
+    return output if isinstance(output, Layout) else Layout(Path(output))
+
+
+def latest_version(output: str | Path | Layout, storage: Storage = local) -> str | None:
+    """The model version ``models/LATEST`` names, or None before the first one.
+
+    The only reader of ``models/LATEST``."""
+    p = as_layout(output).latest
+    if not storage.is_file(p):
+        return None
+    return storage.read_text(p).strip()
+
+
+def model_versions(output: str | Path | Layout, storage: Storage = local) -> list[str]:
+    """Names of the published model versions (those with a manifest), sorted."""
+    lay = as_layout(output)
+    if not storage.is_dir(lay.models):
+        return []
+    return sorted(n for n in storage.list(lay.models) if storage.is_file(lay.model_manifest(n)))

@@ -1,0 +1,257 @@
+"""Storage: the operations bigseg needs from where its outputs live.
+
+:class:`Storage` is the interface; :class:`LocalStorage` implements it on a local (or
+network) file system. A later issue adds an fsspec implementation for object-store URLs
+(``s3://``, ``gs://``, ``abfs://``), so the interface speaks of *locations* (a path or a
+URL as ``str | Path``) and whole-object operations, never of rename or hard links:
+
+* :meth:`Storage.put_if_absent` is the create-only write every commit rests on (local:
+  a hard link of a complete temporary file, falling back to ``O_EXCL``; object stores:
+  ``If-None-Match: *``), see ``DESIGN.md`` section 7;
+* :meth:`Storage.write_bytes` replaces an object whole and durably (local: temporary
+  file, ``fsync``, rename, ``fsync`` of the directory);
+* :attr:`Storage.filesystem` is what pyarrow reads and writes tables through (None:
+  local paths as they are).
+
+Only ``bigseg/io/`` renames, links or deletes (ruff's banned-api and
+``tests/test_io_seam.py`` check it).
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import os
+import re
+import shutil
+import time
+import uuid
+from pathlib import Path
+from typing import BinaryIO
+
+Location = str | Path
+
+#: names of the temporary files :meth:`LocalStorage.write_bytes` writes before the
+#: rename (``.<name>.<8 hex>.tmp``): what cleaners may delete
+TEMPORARY = re.compile(r"^\..+\.[0-9a-f]{8}\.tmp$")
+
+
+def temp_name(path: Path) -> Path:
+    """A unique temporary name beside ``path`` (matches :data:`TEMPORARY`)."""
+    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+
+
+class Storage(abc.ABC):
+    """Where bigseg reads and writes; every method takes a full location."""
+
+    #: pyarrow filesystem for table reads and writes; None: local paths
+    filesystem = None
+
+    # -- reading -------------------------------------------------------------------------
+    @abc.abstractmethod
+    def read_bytes(self, path: Location) -> bytes: ...
+
+    def read_text(self, path: Location, encoding: str = "utf-8") -> str:
+        return self.read_bytes(path).decode(encoding)
+
+    @abc.abstractmethod
+    def open_read(self, path: Location) -> BinaryIO:
+        """A binary file object to read ``path`` (for streaming readers)."""
+
+    @abc.abstractmethod
+    def exists(self, path: Location) -> bool: ...
+
+    @abc.abstractmethod
+    def is_file(self, path: Location) -> bool: ...
+
+    @abc.abstractmethod
+    def is_dir(self, path: Location) -> bool:
+        """True when ``path`` is a directory (object stores: a non-empty prefix)."""
+
+    @abc.abstractmethod
+    def list(self, path: Location) -> list[str]:
+        """Names directly under ``path``, sorted (empty when it does not exist)."""
+
+    @abc.abstractmethod
+    def info(self, path: Location) -> tuple[int, int]:
+        """``(size in bytes, modification time in ns)`` of a file."""
+
+    # -- writing -------------------------------------------------------------------------
+    @abc.abstractmethod
+    def write_bytes(self, path: Location, data: bytes) -> None:
+        """Replace ``path`` with ``data`` whole and durably: a reader sees the old or the
+        new content, never a part."""
+
+    def write_text(self, path: Location, text: str, encoding: str = "utf-8") -> None:
+        self.write_bytes(path, text.encode(encoding))
+
+    @abc.abstractmethod
+    def open_write(self, path: Location) -> BinaryIO:
+        """A binary file object writing ``path`` in place (not atomic: logs and other
+        files a reader never takes for complete output)."""
+
+    @abc.abstractmethod
+    def put_if_absent(self, path: Location, data: bytes) -> bool:
+        """Create ``path`` with ``data`` only if nothing is there; False when something
+        was (nothing written). Complete and durable when it returns True."""
+
+    @abc.abstractmethod
+    def makedirs(self, path: Location) -> None:
+        """Make ``path`` a directory, parents included (object stores: nothing)."""
+
+    @abc.abstractmethod
+    def copy(self, src: Location, dst: Location) -> None:
+        """Copy one file (data and modification time)."""
+
+    # -- deleting ------------------------------------------------------------------------
+    @abc.abstractmethod
+    def delete(self, path: Location) -> None:
+        """Delete one file; nothing when it is not there."""
+
+    @abc.abstractmethod
+    def delete_tree(self, path: Location) -> bool:
+        """Delete ``path`` and everything under it, a file or a directory; True when
+        nothing is left."""
+
+
+def fsync_dir(d: Location) -> None:
+    """Make a directory's entries (a rename, a new file) durable."""
+    with contextlib.suppress(OSError):
+        fd = os.open(d, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def fsync_file(path: Location) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+class LocalStorage(Storage):
+    """A local or network file system (POSIX rename and hard links)."""
+
+    def read_bytes(self, path: Location) -> bytes:
+        return Path(path).read_bytes()
+
+    def read_text(self, path: Location, encoding: str = "utf-8") -> str:
+        return Path(path).read_text(encoding=encoding)
+
+    def open_read(self, path: Location) -> BinaryIO:
+        return open(path, "rb")  # noqa: SIM115 - the caller closes it
+
+    def exists(self, path: Location) -> bool:
+        return Path(path).exists()
+
+    def is_file(self, path: Location) -> bool:
+        return Path(path).is_file()
+
+    def is_dir(self, path: Location) -> bool:
+        return Path(path).is_dir()
+
+    def list(self, path: Location) -> list[str]:
+        p = Path(path)
+        return sorted(c.name for c in p.iterdir()) if p.is_dir() else []
+
+    def info(self, path: Location) -> tuple[int, int]:
+        st = os.stat(path)
+        return st.st_size, st.st_mtime_ns
+
+    def write_bytes(self, path: Location, data: bytes) -> None:
+        path = Path(path)
+        tmp = temp_name(path)
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        fsync_dir(path.parent)
+
+    def open_write(self, path: Location) -> BinaryIO:
+        return open(path, "wb")  # noqa: SIM115 - the caller closes it
+
+    def put_if_absent(self, path: Location, data: bytes) -> bool:
+        path = Path(path)
+        tmp = temp_name(path)
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)  # atomic and create-only: the content is complete at once
+        except FileExistsError:
+            return False
+        except OSError:  # no hard links here (some network file systems): O_EXCL
+            return self._create_excl(path, data)
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        fsync_dir(path.parent)
+        return True
+
+    @staticmethod
+    def _create_excl(path: Path, data: bytes) -> bool:
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        fsync_dir(path.parent)
+        return True
+
+    def makedirs(self, path: Location) -> None:
+        Path(path).mkdir(parents=True, exist_ok=True)
+
+    def copy(self, src: Location, dst: Location) -> None:
+        shutil.copy2(src, dst)
+
+    def delete(self, path: Location) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+    def delete_tree(self, path: Location, attempts: int = 1) -> bool:
+        path = Path(path)
+        for i in range(attempts):
+            if path.is_symlink() or path.is_file():
+                self.delete(path)
+            else:
+                shutil.rmtree(path, ignore_errors=True)
+            if not path.exists() and not path.is_symlink():
+                return True
+            if i + 1 < attempts:
+                time.sleep(0.1)
+        return False
+
+    # -- local-only helpers for bigseg.io.commit -----------------------------------------
+    @staticmethod
+    def rename(src: Location, dst: Location) -> None:
+        os.rename(src, dst)
+
+    @staticmethod
+    def link(src: Location, dst: Location) -> None:
+        os.link(src, dst)
+
+
+#: the storage of local paths (the only one until the object-storage issue)
+local = LocalStorage()
+
+
+def storage_for(location: Location) -> Storage:
+    """The storage that holds ``location``: local for paths (URLs come with fsspec)."""
+    s = str(location)
+    if "://" in s and not s.startswith("file://"):
+        raise NotImplementedError(f"{s}: only local paths are supported so far")
+    return local

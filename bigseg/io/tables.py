@@ -1,0 +1,116 @@
+"""Table files: the only place bigseg reads and writes Parquet and Arrow IPC files.
+
+Writers into a staging directory (:func:`write_parquet`, :func:`parquet_writer`,
+:func:`arrow_writer`, :func:`write_feather`) write in place: the staging directory is
+published whole by :func:`bigseg.io.commit.publish_dir`. A table written straight to
+its final name goes through :func:`write_parquet_atomic` / :func:`write_arrow_atomic`
+(temporary name, ``fsync``, rename). Options are passed through unchanged, so the bytes
+are what pyarrow writes with them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.feather as feather
+import pyarrow.parquet as pq
+
+from bigseg.io.storage import Location, fsync_dir, fsync_file, local, temp_name
+
+
+def from_pandas(df) -> pa.Table:
+    """``df`` as an Arrow table with plain ``string`` columns: pandas 3 strings come back
+    as ``large_string``, and the store keeps the plain type."""
+    t = pa.Table.from_pandas(df, preserve_index=False)
+    return t.cast(
+        pa.schema(
+            [
+                pa.field(f.name, pa.string()) if pa.types.is_large_string(f.type) else f
+                for f in t.schema
+            ]
+        )
+    )
+
+
+# -- Parquet ---------------------------------------------------------------------------------
+def read_parquet(path: Location, columns=None, read_dictionary=None) -> pa.Table:
+    """One Parquet file (optionally only ``columns``; ``read_dictionary`` columns come
+    dictionary-encoded)."""
+    return pq.read_table(path, columns=columns, read_dictionary=read_dictionary)
+
+
+def read_parquet_metadata(path: Location) -> pq.FileMetaData:
+    return pq.read_metadata(path)
+
+
+def open_parquet(path: Location) -> pq.ParquetFile:
+    """A Parquet file for streaming reads (``iter_batches``)."""
+    return pq.ParquetFile(path)
+
+
+def write_parquet(path: Location, table: pa.Table, **options) -> None:
+    """Write ``table`` to ``path`` (in a staging directory) with pyarrow's ``options``."""
+    pq.write_table(table, path, **options)
+
+
+def parquet_writer(path: Location, schema: pa.Schema, **options) -> pq.ParquetWriter:
+    """A streaming Parquet writer at ``path`` (in a staging directory); close it (or use
+    it as a context manager)."""
+    return pq.ParquetWriter(path, schema, **options)
+
+
+def _atomic(path: Location, write) -> None:
+    path = Path(path)
+    tmp = temp_name(path)
+    try:
+        write(tmp)
+        fsync_file(tmp)
+        local.rename(tmp, path)
+    except BaseException:
+        local.delete(tmp)
+        raise
+    fsync_dir(path.parent)
+
+
+def write_parquet_atomic(path: Location, table: pa.Table, **options) -> None:
+    """Write ``table`` to its final ``path``: readers see no part of it before it is
+    complete and durable."""
+    _atomic(path, lambda tmp: pq.write_table(table, tmp, **options))
+
+
+# -- Arrow IPC -------------------------------------------------------------------------------
+def arrow_writer(path: Location, schema: pa.Schema, options=None) -> pa.ipc.RecordBatchFileWriter:
+    """A streaming Arrow IPC file writer at ``path`` (in a staging directory)."""
+    return pa.ipc.new_file(str(path), schema, options=options)
+
+
+def read_arrow(path: Location, columns: list[str] | None = None) -> pa.Table:
+    """An Arrow IPC file, memory-mapped (optionally only ``columns``)."""
+    with pa.memory_map(str(path)) as src:
+        t = pa.ipc.open_file(src).read_all()
+    return t.select(columns) if columns is not None else t
+
+
+def write_arrow_atomic(path: Location, table: pa.Table, compression: str | None = "lz4") -> None:
+    """``table`` as an Arrow IPC file at its final ``path`` (temporary name, ``fsync``,
+    rename)."""
+    options = pa.ipc.IpcWriteOptions(compression=compression)
+
+    def write(tmp: Path) -> None:
+        with (
+            pa.OSFile(str(tmp), "wb") as sink,
+            pa.ipc.new_file(sink, table.schema, options=options) as w,
+        ):
+            w.write_table(table)
+
+    _atomic(path, write)
+
+
+def write_feather(path: Location, df, compression: str = "lz4") -> None:
+    """A pandas frame as a Feather (Arrow IPC) file (in a staging directory)."""
+    feather.write_feather(df, str(path), compression=compression)
+
+
+def read_feather(path: Location):
+    return feather.read_feather(str(path))

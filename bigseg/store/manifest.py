@@ -1,0 +1,142 @@
+"""What an ingest records: the store manifest (``store/_manifest.json``) and the
+quarantine report of the rows that broke a rule."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections import Counter, defaultdict
+
+import pyarrow as pa
+
+import bigseg
+from bigseg.config import RunConfig
+from bigseg.errors import DataError
+from bigseg.store.store import Store
+
+
+def mapping_hash(cfg: RunConfig) -> str:
+    doc = {t: tc.model_dump(mode="json") for t, tc in cfg.data.tables().items()}
+    doc["_pseudonymize"] = cfg.privacy.pseudonymize
+    doc["_validation"] = cfg.validation.model_dump(mode="json")
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def raw_id_type(old: Store | None, split: list[dict]) -> str | None:
+    """Type of the customer ids as read, before pseudonymisation (``int64`` or
+    ``string``; ``mixed`` when files disagree, None when unknown): ``bigseg erase``
+    needs it to turn ids given as text into the values that were pseudonymised."""
+    types = {r["raw_id_type"] for r in split if r["raw_id_type"]}
+    if old is not None:
+        m = old.manifest
+        prev = m.get("raw_id_type") or (None if m.get("pseudonymized") else m.get("id_type"))
+        if prev is None:  # a store from before this was recorded
+            return None
+        types.add(prev)
+    return types.pop() if len(types) == 1 else ("mixed" if types else None)
+
+
+def erased_skipped(split: list[dict]) -> dict[str, int]:
+    """Rows per table not ingested because their customer was erased."""
+    out: Counter = Counter()
+    for r in split:
+        out[r["table"]] += r["erased_skipped"]
+    return {t: n for t, n in out.items() if n}
+
+
+def schema_of(d: dict) -> pa.Schema:
+    return pa.schema([pa.field(n, _parse_type(t)) for n, t in d.items()])
+
+
+def _parse_type(s: str) -> pa.DataType:
+    return {
+        "string": pa.string(),
+        "int64": pa.int64(),
+        "int32": pa.int32(),
+        "int16": pa.int16(),
+        "int8": pa.int8(),
+        "double": pa.float64(),
+        "bool": pa.bool_(),
+        "timestamp[us]": pa.timestamp("us"),
+    }[s]
+
+
+def quarantine_report(split, merged, jobs, old) -> dict:
+    """Per table: good rows this ingest, bad rows by reason, and one example per reason."""
+    rep = defaultdict(lambda: {"rows": 0, "bad": Counter(), "examples": {}})
+    for r in split:
+        e = rep[r["table"]]
+        e["rows"] += r["rows"]
+        e["bad"].update(r["bad"])
+        for reason, ex in r["examples"].items():
+            e["examples"].setdefault(reason, ex)
+    for (t, _k), (_n, bad) in zip(jobs, merged, strict=True):
+        for reason, (n, example) in bad.items():
+            rep[t]["bad"][reason] += n
+            rep[t]["rows"] -= n  # counted as good by split
+            rep[t]["examples"].setdefault(reason, example)
+    return {
+        t: {"rows": v["rows"], "bad": dict(v["bad"]), "examples": v["examples"]}
+        for t, v in rep.items()
+    }
+
+
+def enforce_bad_share(report: dict, max_share: float) -> None:
+    problems = []
+    for t, v in report.items():
+        n_bad = sum(v["bad"].values())
+        total = v["rows"] + n_bad
+        if total and n_bad / total > max_share:
+            top = ", ".join(
+                f"{r}: {c} (e.g. {v['examples'].get(r, '?')})"
+                for r, c in sorted(v["bad"].items(), key=lambda x: -x[1])[:5]
+            )
+            problems.append(
+                f"{t}: {n_bad} of {total} rows ({n_bad / total:.1%}) break rules, "
+                f"more than validation.max_bad_share = {max_share:g}: {top}"
+            )
+    if problems:
+        raise DataError("nothing was published:\n  " + "\n  ".join(problems))
+
+
+def manifest(
+    cfg, old, unified, inputs, new, id_types, key_fp, n_buckets, jobs, merged, report
+) -> dict:
+    counts = defaultdict(int)
+    if old is not None:
+        for t, v in old.manifest["tables"].items():
+            counts[t] = v["rows"]
+    for (t, _k), (n, _bad) in zip(jobs, merged, strict=True):
+        counts[t] += n
+    changed = sorted({k for _t, k in jobs})
+    quarantined = defaultdict(Counter)
+    if old is not None:
+        for t, c in old.manifest.get("quarantine", {}).items():
+            quarantined[t].update(c)
+    for t, v in report.items():
+        quarantined[t].update(v["bad"])
+    return {
+        "format": 2,
+        "bigseg_version": bigseg.__version__,
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "n_buckets": n_buckets,
+        "id_type": next(iter(id_types)),
+        "pseudonymized": key_fp is not None,
+        "key_fingerprint": key_fp,
+        "mapping_hash": mapping_hash(cfg),
+        "tables": {
+            t: {"rows": counts[t], "schema": {f.name: str(f.type) for f in unified[t]}}
+            for t in unified
+        },
+        "quarantine": {t: dict(c) for t, c in quarantined.items() if c},
+        "inputs": (old.manifest["inputs"] if old else [])
+        + [f.fingerprint() for fs in new.values() for f in fs],
+        "last_ingest": {
+            "mode": "incremental" if old else "full",
+            "new_files": sum(len(fs) for fs in new.values()),
+            "changed_buckets": changed,
+            "rows": {t: v["rows"] for t, v in report.items()},
+            "quarantined": {t: v["bad"] for t, v in report.items() if v["bad"]},
+        },
+    }
