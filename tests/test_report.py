@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from bigseg.features.bucket import BucketFeatures
 from bigseg.report import render, write_report
 from bigseg.report.gains import gains_curve
 from bigseg.report.projection import MAX_POINTS, bucket_sample, pca_2d, summarize
@@ -343,7 +344,7 @@ def test_bucket_sample_keeps_rows_aligned_and_drops_ids():
         "mean": [100.0, 1.0],
         "std": [50.0, 1.0],
     }
-    Z, seg = bucket_sample({"frames": {"score": df}}, "score", scores, pre, 0, 60, seed=3)
+    Z, seg = bucket_sample(BucketFeatures({"score": df}), "score", scores, pre, 0, 60, seed=3)
     assert Z.shape == (60, 2) and seg.shape == (60,)
     assert Z.dtype == np.float32 and seg.dtype == np.int32
     # each sampled row keeps its own segment: recency >= 100 <=> z >= 0 <=> segment 1
