@@ -93,9 +93,33 @@ def _wait_for(cluster: ExternalCluster, what: str, check, deadline: float):
         time.sleep(0.2)
 
 
-def start_external_cluster(root: Path, n_workers: int = 2) -> ExternalCluster:
+#: a worker in its own mount namespace with an empty tmpfs over /tmp: it cannot open the
+#: client's temporary folders (every pytest tmp_path, so every test's data and output), and
+#: its working and temporary directory are its own
+ISOLATED_WORKER = (
+    "mount -t tmpfs -o size=2g tmpfs /tmp && mkdir -p /tmp/worker && cd /tmp/worker && "
+    'export TMPDIR=/tmp/worker && exec "$@"'
+)
+
+
+def _worker_command(cluster: ExternalCluster, isolated: bool) -> list[str]:
+    args = "worker --host 127.0.0.1 --nworkers 1 --nthreads 1 --no-dashboard --memory-limit 2GiB"
+    if not isolated:
+        return [str(DASK_CLI), *args.split(), "--scheduler-file", str(cluster.scheduler_file)]
+    # the scheduler file is under the client's /tmp, hidden from the worker: give the address
+    return [
+        "unshare", "--mount", "--propagation", "private", "--", "sh", "-c", ISOLATED_WORKER, "sh",
+        str(DASK_CLI), *args.split(), "--local-directory", "/tmp/worker", cluster.address,
+    ]  # fmt: skip
+
+
+def start_external_cluster(
+    root: Path, n_workers: int = 2, isolated: bool = False
+) -> ExternalCluster:
     """Start ``dask scheduler`` and ``n_workers`` single-threaded ``dask worker`` processes
-    on 127.0.0.1, wait until all workers are connected, and write a scheduler config."""
+    on 127.0.0.1, wait until all workers are connected, and write a scheduler config.
+    ``isolated``: each worker in its own mount namespace (:data:`ISOLATED_WORKER`), as on
+    a cluster whose workers share no disk with the client."""
     from distributed import Client
 
     if not DASK_CLI.exists():
@@ -121,15 +145,9 @@ def start_external_cluster(root: Path, n_workers: int = 2) -> ExternalCluster:
         cluster.address = _wait_for(
             cluster, "the scheduler file", lambda: _read_scheduler_file(sched_file), deadline
         )
-        worker_args = (
-            "worker --host 127.0.0.1 --nworkers 1 --nthreads 1 --no-dashboard --memory-limit 2GiB"
-        ).split()
         for i in range(n_workers):
             cluster.processes.append(
-                _spawn(
-                    [str(DASK_CLI), *worker_args, "--scheduler-file", str(sched_file)],
-                    root / f"worker-{i}.log",
-                )
+                _spawn(_worker_command(cluster, isolated), root / f"worker-{i}.log")
             )
         with Client(cluster.address, timeout=30, set_as_default=False) as probe:
             _wait_for(

@@ -22,6 +22,7 @@ from bigseg.config import RunConfig
 from bigseg.errors import ConfigError, ModelError
 from bigseg.io.layout import Layout, latest_version, model_versions
 from bigseg.io.storage import local
+from bigseg.pipeline.preflight import check_workers_see
 from bigseg.pipeline.run import Run
 from bigseg.pipeline.segment import SEGMENT_FEATURES
 from bigseg.predict.training import VALID_FRACTION
@@ -75,6 +76,7 @@ def run_stages(
     ``run_policy`` says what it did and why."""
     if model_version is not None:
         check_model_version(cfg.output_dir, model_version, stages)
+    check_workers_see(cfg, client, inputs="ingest" in stages)
     with output_lock(cfg.output_dir, " ".join(stages)):
         gated = (
             tuple(stages) == STAGES
