@@ -286,7 +286,7 @@ def test_commit_on_a_stale_parent_below_the_newest_is_refused(output):
 def test_store_ignoring_create_only_writes_is_refused(output):
     storage, root = output
     unsafe = IgnoresCreateOnly(storage)
-    with pytest.raises(StoreUnsafe, match="ignores create-only writes.*IgnoresCreateOnly"):
+    with pytest.raises(StoreUnsafe, match=r"\(IgnoresCreateOnly\) ignores create-only writes"):
         commits.probe_create_only(unsafe, root)
     assert StoreUnsafe.exit_code == 6
     with pytest.raises(StoreUnsafe):
