@@ -142,6 +142,15 @@ def test_run_id_is_stable_and_depends_on_the_parent():
     assert commits.run_id(3, {**cfg, "k": 5}, "fp1", "2026-06-30", "0.1.0") != a
 
 
+def test_names_and_locations():
+    assert commits.join("s3://lake/out/", COMMITS, numbered(7)) == (
+        "s3://lake/out/_bigseg/commits/00000000000000000007.json"
+    )
+    assert commits.number_of(numbered(12)) == 12
+    for stray in ["7.json", f".{numbered(3)}.0123abcd.tmp", "notes.txt", numbered(3) + ".bak"]:
+        assert commits.number_of(stray) is None
+
+
 # -- committing and reading ------------------------------------------------------------------
 def test_commit_n_plus_one_and_the_manifest_is_the_full_state(output):
     storage, root = output
@@ -186,6 +195,23 @@ def test_readers_list_only_the_commit_log(output):
     assert {op for op, _ in spy.calls} == {"list", "read_text"}
     with pytest.raises(DatasetMissing, match="no dataset 'models/v9'.*scores"):
         commits.resolve(storage, root, "models/v9")
+
+
+def test_commit_under_a_live_lease_and_resolve_against_one_commit(output):
+    storage, root = output
+    with lease.lease(storage, root, "bigseg run") as held:
+        latest = commits.latest(storage, root)
+        parent = latest[0] if latest else 0
+        rid = commits.run_id(parent, {"k": 4}, "fp", "2026-06-30", "0.1.0")
+        ds = datasets_of(storage, root, rid, {"segments": ["s"], "metrics": ["m.json"]})
+        assert commits.commit(storage, root, parent, ds, rid, lease=held) == 1
+    pinned = commits.read_commit(storage, root, 1)
+    commits.commit(storage, root, 1, commits.carry_forward(pinned, {}, drop=["metrics"]), "r2")
+    assert commits.resolve(storage, root, "metrics", manifest=pinned) == [
+        join(root, f"runs/{rid}/metrics/m.json")
+    ]
+    with pytest.raises(DatasetMissing):
+        commits.resolve(storage, root, "metrics")
 
 
 def test_nothing_committed_is_a_missing_dataset(output):
@@ -335,6 +361,8 @@ def test_expired_lease_is_taken_over_by_the_next_epoch(output):
     clock.t += 2  # the holder died without releasing: its lease expires
     new = lease.Lease(storage, root, "bigseg run", ttl=60, clock=clock).acquire()
     assert new.epoch == dead.epoch + 1
+    # taken over by creating the next epoch: the stale one was not deleted first
+    assert commits.numbers(storage, join(root, lease.LEASES)) == [dead.epoch, new.epoch]
     assert lease.current(storage, root)[1]["token"] == new.token
     # the old holder wakes up: its renewal finds the next epoch taken
     with pytest.raises(LeaseLost, match="taken over"):
@@ -360,6 +388,28 @@ def test_renewal_keeps_the_lease_past_its_ttl(output):
         epochs = commits.numbers(storage, join(root, lease.LEASES))
         assert len(epochs) <= lease.KEEP and epochs[-1] == held.epoch  # old epochs collected
     assert lease.current(storage, root)[1]["released"]
+
+
+def test_a_failed_renewal_is_retried(output):
+    storage, root = output
+
+    class Blip(Proxy):
+        failures = 0
+
+        def put_if_absent(self, path, data):
+            if lease.LEASES in str(path) and not str(path).endswith(numbered(1)):
+                if self.failures < 2:
+                    self.failures += 1
+                    raise ConnectionError("connection reset")
+            return super().put_if_absent(path, data)
+
+    blip = Blip(storage)
+    with lease.lease(blip, root, "bigseg run", ttl=3, renew_every=0.1, probe=False) as held:
+        deadline = time.monotonic() + 10
+        while held.epoch < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert blip.failures == 2 and held.epoch >= 3 and not held.lost
+        held.check()
 
 
 def test_check_refuses_a_lease_about_to_expire(output):

@@ -322,20 +322,26 @@ def commit(
     storage.makedirs(join(root, COMMITS))
     data = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8")
     where = join(root, COMMITS, numbered(n))
-    wrote = _write(storage, root, where, data, manifest, attempts)
-    if not wrote:
-        winner = _winner(storage, root, n)
-        if not _is_ours(manifest, winner):
-            by = winner.get("run_id") if winner else "unknown (unreadable)"
-            raise CommitConflict(
-                f"{where}: commit {n} was taken by run {by}, not this run ({run_id}): another "
-                "bigseg run published on the same parent first; this run's results are not "
-                "committed. Re-run to build on the new state"
-            )
-        log.info("%s: commit %d is this run's own earlier attempt", where, n)
-    else:
+    if _write(storage, root, where, data, manifest, attempts):
         _check_newest(storage, root, n, run_id)
+    else:
+        _ours_or_conflict(storage, root, manifest)
     return n
+
+
+def _ours_or_conflict(storage: Storage, root: Location, manifest: dict) -> None:
+    """The commit number was taken: fine when by this run's own earlier attempt (the same
+    run id and datasets), :class:`~bigseg.errors.CommitConflict` otherwise."""
+    n, where = manifest["n"], join(root, COMMITS, numbered(manifest["n"]))
+    winner = _winner(storage, root, n)
+    if not _is_ours(manifest, winner):
+        by = winner.get("run_id") if winner else "unknown (unreadable)"
+        raise CommitConflict(
+            f"{where}: commit {n} was taken by run {by}, not this run ({manifest['run_id']}): "
+            "another bigseg run published on the same parent first; this run's results are "
+            "not committed. Re-run to build on the new state"
+        )
+    log.info("%s: commit %d is this run's own earlier attempt", where, n)
 
 
 def _write(

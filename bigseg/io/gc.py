@@ -84,10 +84,14 @@ def _sweep(storage: Storage, root: Location, keep: set[str], report: GcReport) -
         report.deleted_bytes += size
 
 
+def _check_keep(keep) -> None:
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+        raise ConfigError(f"--keep {keep!r}: must be a whole number of commits, at least 1")
+
+
 def collect(storage: Storage, root: Location, keep: int, dry_run: bool = False) -> GcReport:
     """:func:`gc` without taking the lease: for a caller that already holds it."""
-    if not isinstance(keep, int) or keep < 1:
-        raise ConfigError(f"--keep {keep!r}: must be a whole number of commits, at least 1")
+    _check_keep(keep)
     report = GcReport(dry_run=dry_run)
     found = numbers(storage, join(root, COMMITS))
     if not found:
@@ -137,6 +141,7 @@ def gc(
     GcReport
         Kept and deleted commits, deleted files and bytes.
     """
+    _check_keep(keep)  # before taking the lease
     if held is not None:
         held.check(margin=0)
         return collect(storage, root, keep, dry_run)
