@@ -46,3 +46,28 @@ class ModelError(BigsegError, ValueError):
     """A stored model is missing, tampered with, or does not match the input schema."""
 
     exit_code = 7
+
+
+# -- commits and leases (bigseg.io.commits, bigseg.io.lease; DESIGN.md section 7) ---------------
+class CommitConflict(PublishError):
+    """Another run committed the number this run was committing (a lost race): exit 6.
+
+    The message names the commit number and the winning run."""
+
+
+class StoreUnsafe(PublishError):
+    """The store ignores create-only writes (a second create of one key succeeded): commits
+    and leases are not safe there, so bigseg refuses it (exit 6)."""
+
+
+class LeaseHeld(PublishError):
+    """Another run holds this output's lease (or won the race to take it): exit 6, naming the
+    holder and when its lease expires."""
+
+
+class LeaseLost(PublishError):
+    """This run's lease expired or was taken over while it ran: it must not commit (exit 6)."""
+
+
+class DatasetMissing(DataError):
+    """The latest commit has no such logical dataset (or there is no commit yet): exit 3."""

@@ -6,7 +6,13 @@
 * :mod:`bigseg.io.commit`: staging, atomic writes and publication, one durability
   policy;
 * :mod:`bigseg.io.resume`: resumable staging of a bucket-by-bucket stage;
-* :mod:`bigseg.io.tables`: Parquet and Arrow IPC reads and writes.
+* :mod:`bigseg.io.tables`: Parquet and Arrow IPC reads and writes;
+* :mod:`bigseg.io.commits` (with :mod:`bigseg.io.manifest`): the commit log, publication
+  by one create-only write of ``_bigseg/commits/<n>.json`` on any storage (``DESIGN.md``
+  section 7), and its readers;
+* :mod:`bigseg.io.lease`: one writer per output, a lease of create-only epoch objects;
+* :mod:`bigseg.io.gc`: keep the newest commits, delete what none references under
+  ``runs/``.
 
 Outside this package nothing renames, links, deletes or writes tables
 (``pyproject.toml``'s banned-api and ``tests/test_io_seam.py``).
