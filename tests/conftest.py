@@ -93,33 +93,35 @@ def _wait_for(cluster: ExternalCluster, what: str, check, deadline: float):
         time.sleep(0.2)
 
 
-#: a worker in its own mount namespace with an empty tmpfs over /tmp: it cannot open the
-#: client's temporary folders (every pytest tmp_path, so every test's data and output), and
-#: its working and temporary directory are its own
+#: a worker in its own mount namespace with an empty tmpfs over the hidden directory $1 (the
+#: session's pytest temporary root, which holds every test's data and output): it cannot
+#: open the client's folders there, and its working and temporary directory ($1/worker,
+#: inside its own tmpfs) are its own. Not all of /tmp: the checkout and its .venv may be there.
 ISOLATED_WORKER = (
-    "mount -t tmpfs -o size=2g tmpfs /tmp && mkdir -p /tmp/worker && cd /tmp/worker && "
-    'export TMPDIR=/tmp/worker && exec "$@"'
+    'mount -t tmpfs -o size=2g tmpfs "$1" && mkdir -p "$1/worker" && cd "$1/worker" && '
+    'export TMPDIR="$1/worker" && shift && exec "$@"'
 )
 
 
-def _worker_command(cluster: ExternalCluster, isolated: bool) -> list[str]:
+def _worker_command(cluster: ExternalCluster, hide: Path | None) -> list[str]:
     args = "worker --host 127.0.0.1 --nworkers 1 --nthreads 1 --no-dashboard --memory-limit 2GiB"
-    if not isolated:
+    if hide is None:
         return [str(DASK_CLI), *args.split(), "--scheduler-file", str(cluster.scheduler_file)]
-    # the scheduler file is under the client's /tmp, hidden from the worker: give the address
+    # the scheduler file is in the hidden directory: give the address
     return [
         "unshare", "--mount", "--propagation", "private", "--", "sh", "-c", ISOLATED_WORKER, "sh",
-        str(DASK_CLI), *args.split(), "--local-directory", "/tmp/worker", cluster.address,
+        str(hide), str(DASK_CLI), *args.split(), "--local-directory", str(hide / "worker"),
+        cluster.address,
     ]  # fmt: skip
 
 
 def start_external_cluster(
-    root: Path, n_workers: int = 2, isolated: bool = False
+    root: Path, n_workers: int = 2, hide: Path | None = None
 ) -> ExternalCluster:
     """Start ``dask scheduler`` and ``n_workers`` single-threaded ``dask worker`` processes
     on 127.0.0.1, wait until all workers are connected, and write a scheduler config.
-    ``isolated``: each worker in its own mount namespace (:data:`ISOLATED_WORKER`), as on
-    a cluster whose workers share no disk with the client."""
+    ``hide``: each worker in its own mount namespace that hides this directory
+    (:data:`ISOLATED_WORKER`), as on a cluster whose workers share no disk with the client."""
     from distributed import Client
 
     if not DASK_CLI.exists():
@@ -147,7 +149,7 @@ def start_external_cluster(
         )
         for i in range(n_workers):
             cluster.processes.append(
-                _spawn(_worker_command(cluster, isolated), root / f"worker-{i}.log")
+                _spawn(_worker_command(cluster, hide), root / f"worker-{i}.log")
             )
         with Client(cluster.address, timeout=30, set_as_default=False) as probe:
             _wait_for(

@@ -1,6 +1,7 @@
 """Workers that share no disk with the client: each ``dask worker`` runs in its own mount
-namespace (``unshare --mount``) with an empty tmpfs over ``/tmp``, so it cannot open any of
-the client's temporary folders, where every test keeps its data and output. A run whose
+namespace (``unshare --mount``) with an empty tmpfs over the session's pytest temporary root,
+so it cannot open any of the client's temporary folders, where every test keeps its data and
+output, and has a working and temporary directory of its own. A run whose
 local paths the workers cannot see is refused before any work starts."""
 
 from __future__ import annotations
@@ -24,14 +25,14 @@ from bigseg.pipeline import run_stages
 def isolated_cluster(tmp_path_factory):
     # logs and the scheduler config live where the client (this process) writes them
     root = tmp_path_factory.mktemp("isolated_cluster")
-    cluster = start_external_cluster(root, n_workers=2, isolated=True)
+    cluster = start_external_cluster(root, n_workers=2, hide=tmp_path_factory.getbasetemp())
     try:
         yield cluster
     finally:
         _stop(cluster.processes)
 
 
-def test_each_worker_has_its_own_disk(isolated_cluster, synth_data, tmp_path):
+def test_each_worker_has_its_own_disk(isolated_cluster, synth_data, tmp_path, tmp_path_factory):
     # defined here, so Dask ships them by value: the workers cannot import this test module
     def _look(paths: list[str]) -> dict:
         return {
@@ -45,20 +46,22 @@ def test_each_worker_has_its_own_disk(isolated_cluster, synth_data, tmp_path):
             f.write("only on this worker")
 
     client_paths = [str(tmp_path), str(synth_data), str(isolated_cluster.log_dir)]
+    own = str(tmp_path_factory.getbasetemp() / "worker")
     assert all(os.path.exists(p) for p in client_paths)  # the client sees them
     with Client(isolated_cluster.address, timeout=30, set_as_default=False) as c:
         got = c.run(_look, client_paths)
         assert len(got) == 2
         for w, seen in got.items():
             assert seen["sees"] == [], (w, seen)  # none of the client's folders
-            assert seen["tmp"] == "/tmp/worker" and seen["cwd"] == "/tmp/worker", seen
-        # a file one worker leaves in its /tmp is invisible to the other and to the client
+            assert seen["tmp"] == own and seen["cwd"] == own, seen
+        # a file one worker leaves in its temporary dir is invisible to the other and to the
+        # client
         a, b = sorted(got)
-        c.run(_leave, "/tmp/worker/mark", workers=[a])
-        seen_b = c.run(_look, ["/tmp/worker/mark"], workers=[b])[b]
-        assert seen_b["sees"] == []
-        assert c.run(_look, ["/tmp/worker/mark"], workers=[a])[a]["sees"] == ["/tmp/worker/mark"]
-    assert not os.path.exists("/tmp/worker/mark")
+        mark = f"{own}/mark"
+        c.run(_leave, mark, workers=[a])
+        assert c.run(_look, [mark], workers=[b])[b]["sees"] == []
+        assert c.run(_look, [mark], workers=[a])[a]["sees"] == [mark]
+    assert not os.path.exists(mark)
 
 
 def test_a_local_output_the_workers_cannot_see_is_refused_before_any_work(
