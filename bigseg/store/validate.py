@@ -51,7 +51,7 @@ def validate_inputs(cfg: RunConfig, client) -> dict:
     warnings: list[str] = []
     try:
         inputs = plan_inputs(cfg)
-        check_paths(cfg.output_dir, [cfg.path(tc.path) for tc in cfg.data.tables().values()])
+        check_paths(cfg.output_dir, cfg.local_input_paths())
     except BigsegError as e:
         return {"files": [], "problems": [str(e)], "warnings": []}
     tables = cfg.data.tables()
