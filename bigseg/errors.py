@@ -46,3 +46,10 @@ class ModelError(BigsegError, ValueError):
     """A stored model is missing, tampered with, or does not match the input schema."""
 
     exit_code = 7
+
+
+class StorageError(BigsegError, OSError):
+    """Storage is unavailable: out of space, an object store that cannot be reached, or
+    access refused (credentials missing or not allowed)."""
+
+    exit_code = 8

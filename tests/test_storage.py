@@ -311,3 +311,19 @@ def test_ingest_reads_transactions_from_s3_into_a_local_output(s3, tmp_path):
         assert again.manifest == store.manifest
     got = pd.concat(store.read_bucket("transactions", k).to_pandas() for k in range(4))
     assert sorted(got["customer_id"]) == sorted(df["customer_id"])
+
+
+def test_an_unreachable_store_is_exit_8_naming_the_input(tmp_path, monkeypatch):
+    import s3server
+
+    from bigseg.errors import StorageError
+    from bigseg.store.reader import list_inputs
+
+    for name, value in s3server.environment(f"http://127.0.0.1:{s3server.free_port()}").items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    with pytest.raises(
+        StorageError, match=r"data.transactions.path: s3://b/raw/: cannot list"
+    ) as e:
+        list_inputs("transactions", _table("s3://b/raw/"), tmp_path)
+    assert e.value.exit_code == 8 and "bigseg-test-secret-value" not in str(e.value)

@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from bigseg.config import TableConfig
-from bigseg.errors import DataError
+from bigseg.errors import BigsegError, DataError, StorageError
 from bigseg.io import tables
 from bigseg.io.storage import FileInfo, is_remote, local_path, storage_for
 from bigseg.schema import ID, SCHEMAS
@@ -326,12 +326,22 @@ def _list_url_inputs(
     glob): a file, a prefix (hive partitions and ``_``/``.`` names as for directories)
     or a glob. ``mtime`` is the object's last-modified time and ``etag`` its ETag."""
     st = storage_for(url, storage_options)
-    if any(ch in url.split("://", 1)[1] for ch in "*?["):
-        found, root = st.glob(url), None
-    else:
-        found = st.find(url)
-        root = None if [i.path for i in found] == [url] else url.rstrip("/") + "/"
-    if not found and not st.exists(url):
+    try:
+        if any(ch in url.split("://", 1)[1] for ch in "*?["):
+            found, root = st.glob(url), None
+        else:
+            found = st.find(url)
+            root = None if [i.path for i in found] == [url] else url.rstrip("/") + "/"
+        missing = not found and not st.exists(url)
+    except BigsegError:
+        raise
+    except Exception as e:  # noqa: BLE001 - unreachable, refused, no credentials: exit 8
+        raise StorageError(
+            f"data.{table}.path: {url}: cannot list ({type(e).__name__}: {e}). Check the "
+            "endpoint and the credentials in the environment (AWS_* variables or profile, "
+            "GOOGLE_APPLICATION_CREDENTIALS, AZURE_* variables)"
+        ) from None
+    if missing:
         raise DataError(f"data.{table}.path: {url} does not exist")
     files: list[tuple[FileInfo, dict]] = []
     for i in found:
