@@ -327,3 +327,23 @@ def test_an_unreachable_store_is_exit_8_naming_the_input(tmp_path, monkeypatch):
     ) as e:
         list_inputs("transactions", _table("s3://b/raw/"), tmp_path)
     assert e.value.exit_code == 8 and "bigseg-test-secret-value" not in str(e.value)
+
+
+def test_validate_reads_s3_inputs_for_an_s3_output(s3, tmp_path, capsys):
+    """``bigseg validate`` writes nothing, so an object-storage output is no problem."""
+    st = storage_for(s3.url())
+    st.write_bytes(s3.url("raw/tx/part-0.parquet"), _parquet_bytes(_tx(300)))
+    p = tmp_path / "job.yaml"
+    doc = {"data": {"transactions": {"path": s3.url("raw/tx/")}}, "output": s3.url("out")}
+    p.write_text(yaml.safe_dump(doc))
+    cluster = tmp_path / "cluster.yaml"
+    cluster.write_text("type: local\nn_workers: 1\nthreads_per_worker: 1\nmemory_limit: 2GiB\n")
+    assert main(["validate", str(p), "--cluster", str(cluster)]) == 0
+    assert s3.url("raw/tx/part-0.parquet") in capsys.readouterr().out
+
+
+def test_endpoint_from_storage_options_without_aws_endpoint_url(s3, monkeypatch):
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    st = pickle.loads(pickle.dumps(storage_for(s3.url(), {"endpoint_url": s3.endpoint})))
+    assert st.put_if_absent(s3.url("via-option"), b"ok")
+    assert storage_for(s3.url(), {"endpoint_url": s3.endpoint}).list(s3.url()) == ["via-option"]
