@@ -1,19 +1,31 @@
 """The run config: WHAT to compute. Loaded from one YAML file, validated on load.
 
 Every option has a default; an unknown key or a bad value fails with a
-:class:`~bigseg.errors.ConfigError` naming the file and the key path. Relative paths
-are resolved against the directory of the config file.
+:class:`~bigseg.errors.ConfigError` naming the file and the key path. ``output:`` and
+every ``data.<table>.path`` may be a plain path (relative ones resolve against the
+directory of the config file), a ``file://`` URL or an object-storage URL (``s3://``,
+``gs://``, ``abfs://``, ``az://``), which is kept as given.
+
+``storage_options:`` takes only the non-secret keys of :class:`StorageOptions`; any
+other key (``key``, ``secret``, ``token``, ``account_key``, ...) is refused, naming the
+allowed ones: credentials come from each cloud's standard environment on the client and
+on every worker (see :mod:`bigseg.io.objectstore`), so none is ever part of a config, a
+run record or ``metrics.json``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from bigseg.errors import ConfigError
+from bigseg.io.objectstore import OPTION_KEYS
+from bigseg.io.storage import Storage, local_path, storage_for, url_scheme
+from bigseg.io.storage import is_remote as _remote
 from bigseg.methods import METHOD_NAMES
 from bigseg.schema import SCHEMAS, TABLES
 from bigseg.yamlfile import format_validation_error as format_validation_error
@@ -54,6 +66,67 @@ class DataConfig(_Strict):
 
     def tables(self) -> dict[str, TableConfig]:
         return {t: getattr(self, t) for t in TABLES if getattr(self, t) is not None}
+
+
+class StorageOptions(_Strict):
+    """Non-secret options of the object-storage filesystems (:data:`ALLOWED_STORAGE_OPTIONS`).
+    Each applies where it means something and is ignored elsewhere."""
+
+    #: an S3-compatible or GCS endpoint (S3 also reads ``AWS_ENDPOINT_URL``)
+    endpoint_url: str | None = None
+    #: the S3 region (``AWS_REGION`` / ``AWS_DEFAULT_REGION`` otherwise)
+    region: str | None = None
+    #: anonymous access to public data (S3, GCS, Azure)
+    anon: bool | None = None
+    #: S3: HTTPS (default true)
+    use_ssl: bool | None = None
+    #: S3 and GCS requester-pays buckets
+    requester_pays: bool | None = None
+    #: GCS: the project billed
+    project: str | None = None
+    #: Azure: the storage account (``AZURE_STORAGE_ACCOUNT_NAME`` otherwise)
+    account_name: str | None = None
+
+    def as_dict(self) -> dict:
+        """The options that are set."""
+        return self.model_dump(exclude_none=True)
+
+
+#: the only keys ``storage_options:`` accepts
+ALLOWED_STORAGE_OPTIONS = tuple(StorageOptions.model_fields)
+assert set(ALLOWED_STORAGE_OPTIONS) == set(OPTION_KEYS)  # the io seam knows each
+
+
+def _check_storage_options(source: str, doc: dict) -> None:
+    """Refuse a key outside the allow-list before validation, so that its value (maybe
+    a secret) never appears in an error message."""
+    opts = doc.get("storage_options")
+    if opts is None:
+        return
+    if not isinstance(opts, dict):
+        raise ConfigError(f"{source}: storage_options: expected a mapping")
+    for key in opts:
+        if key not in ALLOWED_STORAGE_OPTIONS:
+            raise ConfigError(
+                f"{source}: storage_options.{key}: not allowed: credentials and other "
+                "secrets never go in the config; they come from the standard environment "
+                "(AWS_* variables or profiles, GOOGLE_APPLICATION_CREDENTIALS, AZURE_* "
+                f"variables, workload identity). Allowed keys: {', '.join(ALLOWED_STORAGE_OPTIONS)}"
+            )
+
+
+def _check_url(key: str, value: str) -> None:
+    """A URL with credentials in it (``s3://user:pass@...``, ``?sig=...``) is refused
+    (without echoing it)."""
+    if not _remote(value):
+        return
+    rest = value.split("://", 1)[1]
+    netloc = rest.split("/", 1)[0]
+    if re.search(r"\?[^/]*=", rest) or ("@" in netloc and ":" in netloc.split("@", 1)[0]):
+        raise ConfigError(
+            f"{key}: a {url_scheme(value)}:// URL must not carry credentials or a query "
+            "string; credentials come from the environment"
+        )
 
 
 class StoreConfig(_Strict):
@@ -211,17 +284,54 @@ class RunConfig(_Strict):
     privacy: PrivacyConfig = PrivacyConfig()
     fairness: FairnessConfig = FairnessConfig()
     drift: DriftConfig = DriftConfig()
+    #: a path or a URL (``s3://bucket/prefix``, ``gs://``, ``abfs://``, ``file://``)
     output: str = "out/"
+    #: non-secret object-storage options (:class:`StorageOptions`)
+    storage_options: StorageOptions = StorageOptions()
     #: directory of the config file; relative paths resolve against it
     base_dir: str = "."
 
     def path(self, p: str) -> Path:
-        q = Path(p).expanduser()
+        """A local path (or ``file://`` URL) resolved against the config's directory."""
+        if _remote(p):
+            raise ConfigError(f"{p}: a URL, not a local path")
+        q = Path(local_path(p)).expanduser()
         return q if q.is_absolute() else (Path(self.base_dir) / q)
+
+    def location(self, p: str) -> str:
+        """``p`` as a full location: an object-storage URL as given, a local path (or
+        ``file://`` URL) as an absolute path."""
+        return p if _remote(p) else str(self.path(p).resolve())
+
+    def storage(self, location: str | None = None) -> Storage:
+        """The :class:`~bigseg.io.storage.Storage` holding ``location`` (default: the
+        output), with this config's storage options."""
+        return storage_for(location or self.output_url, self.storage_options.as_dict())
+
+    @property
+    def is_remote(self) -> bool:
+        """True when ``output:`` is an object-storage URL."""
+        return _remote(self.output)
+
+    @property
+    def output_url(self) -> str:
+        """The output location: its URL, or its absolute local path."""
+        return self.location(self.output)
 
     @property
     def output_dir(self) -> Path:
+        """The local output directory; a ConfigError when ``output:`` is a URL (the
+        stages that write there go through :meth:`storage` and :attr:`output_url`)."""
+        if self.is_remote:
+            raise ConfigError(
+                f"output: {self.output}: this command cannot write to object storage yet; "
+                "use a local output"
+            )
         return self.path(self.output).resolve()
+
+    def local_input_paths(self) -> list[Path]:
+        """The configured input paths that are local (URLs left out)."""
+        return [self.path(tc.path) for tc in self.data.tables().values() if not _remote(tc.path)]
 
 
 def _check_columns(source: str, cfg: RunConfig) -> None:
@@ -239,6 +349,7 @@ def parse_run_config(doc: dict, source: str = "<config>", base_dir: str | Path =
     """Validate a config mapping. ``source`` names it in error messages."""
     doc = dict(doc)
     doc.setdefault("base_dir", str(Path(base_dir).resolve()))
+    _check_storage_options(source, doc)
     try:
         cfg = RunConfig.model_validate(doc)
     except ValidationError as e:
@@ -247,6 +358,15 @@ def parse_run_config(doc: dict, source: str = "<config>", base_dir: str | Path =
     if seg.k_min > seg.k_max:
         raise ConfigError(f"{source}: segmentation.k_min ({seg.k_min}) > k_max ({seg.k_max})")
     _check_columns(source, cfg)
+    try:
+        _check_url("output", cfg.output)
+        for table, tc in cfg.data.tables().items():
+            _check_url(f"data.{table}.path", tc.path)
+        cfg.storage()  # an unsupported scheme or a missing extra, named now
+        for tc in cfg.data.tables().values():
+            cfg.storage(tc.path)
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
     return cfg
 
 

@@ -71,3 +71,10 @@ class LeaseLost(PublishError):
 
 class DatasetMissing(DataError):
     """The latest commit has no such logical dataset (or there is no commit yet): exit 3."""
+
+
+class StorageError(BigsegError, OSError):
+    """Storage is unavailable: out of space, an object store that cannot be reached, or
+    access refused (credentials missing or not allowed)."""
+
+    exit_code = 8

@@ -215,3 +215,29 @@ def small_run(synth_data, tmp_path_factory, local_client):
     d = tmp_path_factory.mktemp("small_run")
     cfg = write_config(d / "job.yaml", synth_data, d / "out")
     return cfg, run_stages(cfg, local_client, resolve("cpu"))
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """moto's standalone S3 server, a subprocess on 127.0.0.1 and a free port, for the
+    whole session (``tests/s3server.py``); yields its endpoint URL."""
+    import s3server
+
+    server = s3server.start(tmp_path_factory.mktemp("moto"))
+    try:
+        yield server.endpoint
+    finally:
+        s3server.stop(server)
+
+
+@pytest.fixture
+def s3(s3_server, monkeypatch):
+    """A fresh bucket on the test server, with the AWS environment (dummy credentials,
+    ``AWS_ENDPOINT_URL``) set for this test: an :class:`s3server.S3Bucket`."""
+    import s3server
+
+    for name in s3server.CLEARED:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in s3server.environment(s3_server).items():
+        monkeypatch.setenv(name, value)
+    return s3server.create_bucket(s3_server)

@@ -24,11 +24,16 @@ from bigseg.errors import (
 )
 from bigseg.io import commits, gc, lease
 from bigseg.io.commits import COMMITS, join, numbered
-from bigseg.io.storage import LocalStorage, Storage
+from bigseg.io.storage import LocalStorage, Storage, storage_for
 
 #: the storages every test runs on: name -> (request, tmp_path) -> (storage, root)
 OUTPUTS = {
     "local": lambda request, tmp_path: (LocalStorage(), tmp_path / "out"),
+    # moto's S3 server (tests/s3server.py): create-only is If-None-Match: * there
+    "s3": lambda request, tmp_path: (
+        storage_for(request.getfixturevalue("s3").url()),
+        request.getfixturevalue("s3").url("out"),
+    ),
 }
 
 
@@ -95,6 +100,12 @@ class Proxy(Storage):
 
     def delete_tree(self, path):
         return self._call("delete_tree", path)
+
+    def find(self, path):
+        return self._call("find", path)
+
+    def glob(self, pattern):
+        return self._call("glob", pattern)
 
 
 class IgnoresCreateOnly(Proxy):

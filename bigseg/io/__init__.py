@@ -2,7 +2,10 @@
 
 * :mod:`bigseg.io.layout`: every output path name, written once (:class:`Layout`), and
   the one reader of ``models/LATEST`` (:func:`latest_version`);
-* :mod:`bigseg.io.storage`: the :class:`Storage` interface and :class:`LocalStorage`;
+* :mod:`bigseg.io.storage`: the :class:`Storage` interface, :class:`LocalStorage` and
+  :func:`storage_for` (a location -> its storage);
+* :mod:`bigseg.io.objectstore`: :class:`FsspecStorage`, object storage (``s3://``,
+  ``gs://``, ``abfs://``, ``az://``) through fsspec;
 * :mod:`bigseg.io.commit`: staging, atomic writes and publication, one durability
   policy;
 * :mod:`bigseg.io.resume`: resumable staging of a bucket-by-bucket stage;
@@ -19,9 +22,12 @@ Outside this package nothing renames, links, deletes or writes tables
 """
 
 from bigseg.io.layout import Layout, as_layout, latest_version
-from bigseg.io.storage import LocalStorage, Storage, local, storage_for
+from bigseg.io.objectstore import FsspecStorage
+from bigseg.io.storage import FileInfo, LocalStorage, Storage, local, storage_for
 
 __all__ = [
+    "FileInfo",
+    "FsspecStorage",
     "Layout",
     "LocalStorage",
     "Storage",

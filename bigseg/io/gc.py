@@ -54,34 +54,36 @@ class GcReport:
         )
 
 
-def _walk(storage: Storage, root: Location, rel: str):
-    """Every file under ``root/rel`` as ``(relative path, full location)``, children of a
-    directory before it (``(rel, None)`` marks a directory once its files are done)."""
-    where = join(root, rel)
-    for name in storage.list(where):
-        child = f"{rel}/{name}"
-        if storage.is_dir(join(root, child)):
-            yield from _walk(storage, root, child)
-            yield child, None
-        else:
-            yield child, join(root, child)
+def _files(storage: Storage, root: Location) -> list[tuple[str, int]]:
+    """``(path relative to root, size)`` of every file under ``runs/``, from one recursive
+    listing (one request per 1,000 keys on S3, not one per directory)."""
+    prefix = str(join(root, RUNS)).rstrip("/") + "/"
+    out = []
+    for f in storage.find(join(root, RUNS)):
+        if f.path.startswith(prefix):
+            out.append((f"{RUNS}/{f.path[len(prefix) :]}", f.size))
+    return out
 
 
 def _sweep(storage: Storage, root: Location, keep: set[str], report: GcReport) -> None:
-    """Delete the files under ``runs/`` not in ``keep`` (and directories left empty)."""
-    for rel, where in _walk(storage, root, RUNS):
-        if where is None:  # a directory whose files are done: drop it when empty
-            if not report.dry_run and not storage.list(join(root, rel)):
-                storage.delete_tree(join(root, rel))
-            continue
+    """Delete the files under ``runs/`` not in ``keep``; a run directory left with no
+    file is removed whole (on local disk its empty subdirectories go with it)."""
+    left: dict[str, int] = {}
+    for rel, size in _files(storage, root):
+        run = "/".join(rel.split("/")[:2])
+        left.setdefault(run, 0)
         if rel in keep:
+            left[run] += 1
             continue
-        size = storage.info(where)[0]
         if not report.dry_run:
-            storage.delete(where)
+            storage.delete(join(root, rel))
         report.deleted.append(rel)
         report.deleted_files += 1
         report.deleted_bytes += size
+    if not report.dry_run:
+        for run, n in left.items():
+            if n == 0:
+                storage.delete_tree(join(root, run))
 
 
 def _check_keep(keep) -> None:

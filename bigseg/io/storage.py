@@ -21,15 +21,70 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import glob as globmod
 import os
 import re
 import shutil
 import time
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, NamedTuple
+
+from bigseg.errors import ConfigError
 
 Location = str | Path
+
+#: URL scheme -> (fsspec protocol, the extra that installs it, the package it needs)
+SCHEMES: dict[str, tuple[str, str, str]] = {
+    "s3": ("s3", "s3", "s3fs"),
+    "s3a": ("s3", "s3", "s3fs"),
+    "gs": ("gcs", "gcs", "gcsfs"),
+    "gcs": ("gcs", "gcs", "gcsfs"),
+    "abfs": ("abfs", "azure", "adlfs"),
+    "abfss": ("abfs", "azure", "adlfs"),
+    "az": ("abfs", "azure", "adlfs"),
+}
+_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def url_scheme(location: Location) -> str | None:
+    """The lower-case scheme of a URL (``"s3"``, ``"file"``), None for a plain path."""
+    m = _URL.match(str(location)) if isinstance(location, str) else None
+    return m.group(1).lower() if m else None
+
+
+def is_remote(location: Location) -> bool:
+    """True for an object-storage (or any non-``file://``) URL."""
+    return url_scheme(location) not in (None, "file")
+
+
+def local_path(location: Location) -> str:
+    """A local location as a path string: ``file:///data/x`` -> ``/data/x``; a plain
+    path as given."""
+    s = str(location)
+    if url_scheme(s) == "file":
+        s = s[len("file://") :]
+        if s.startswith("localhost/"):
+            s = s[len("localhost") :]
+    return s
+
+
+def _lp(location: Location) -> Path:
+    return Path(local_path(location))
+
+
+class FileInfo(NamedTuple):
+    """One file found by :meth:`Storage.find` or :meth:`Storage.glob`."""
+
+    #: full location (a URL keeps its scheme)
+    path: str
+    size: int
+    #: modification time in ns (object stores: last-modified)
+    mtime_ns: int
+    #: the object's ETag (object stores), None on local disk
+    etag: str | None = None
+
 
 #: names of the temporary files :meth:`LocalStorage.write_bytes` writes before the
 #: rename (``.<name>.<8 hex>.tmp``): what cleaners may delete
@@ -75,6 +130,15 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def info(self, path: Location) -> tuple[int, int]:
         """``(size in bytes, modification time in ns)`` of a file."""
+
+    @abc.abstractmethod
+    def find(self, path: Location) -> list[FileInfo]:
+        """Every file under ``path`` (recursively; ``[path]`` itself when it is a file),
+        sorted by path, from one fresh listing; empty when nothing is there."""
+
+    @abc.abstractmethod
+    def glob(self, pattern: Location) -> list[FileInfo]:
+        """The files matching ``pattern`` (``*``, ``?``, ``[...]``, ``**``), sorted."""
 
     # -- writing -------------------------------------------------------------------------
     @abc.abstractmethod
@@ -134,36 +198,51 @@ def fsync_file(path: Location) -> None:
 
 
 class LocalStorage(Storage):
-    """A local or network file system (POSIX rename and hard links)."""
+    """A local or network file system (POSIX rename and hard links). Locations are
+    paths or ``file://`` URLs."""
 
     def read_bytes(self, path: Location) -> bytes:
-        return Path(path).read_bytes()
+        return _lp(path).read_bytes()
 
     def read_text(self, path: Location, encoding: str = "utf-8") -> str:
-        return Path(path).read_text(encoding=encoding)
+        return _lp(path).read_text(encoding=encoding)
 
     def open_read(self, path: Location) -> BinaryIO:
-        return open(path, "rb")  # noqa: SIM115 - the caller closes it
+        return open(_lp(path), "rb")  # noqa: SIM115 - the caller closes it
 
     def exists(self, path: Location) -> bool:
-        return Path(path).exists()
+        return _lp(path).exists()
 
     def is_file(self, path: Location) -> bool:
-        return Path(path).is_file()
+        return _lp(path).is_file()
 
     def is_dir(self, path: Location) -> bool:
-        return Path(path).is_dir()
+        return _lp(path).is_dir()
 
     def list(self, path: Location) -> list[str]:
-        p = Path(path)
+        p = _lp(path)
         return sorted(c.name for c in p.iterdir()) if p.is_dir() else []
 
     def info(self, path: Location) -> tuple[int, int]:
-        st = os.stat(path)
+        st = os.stat(_lp(path))
         return st.st_size, st.st_mtime_ns
 
+    def find(self, path: Location) -> list[FileInfo]:
+        p = _lp(path)
+        files = [p] if p.is_file() else (q for q in p.rglob("*") if q.is_file())
+        return sorted(self._file_info(q) for q in files)
+
+    def glob(self, pattern: Location) -> list[FileInfo]:
+        found = globmod.glob(local_path(pattern), recursive=True)
+        return sorted(self._file_info(Path(q)) for q in found if os.path.isfile(q))
+
+    @staticmethod
+    def _file_info(p: Path) -> FileInfo:
+        st = p.stat()
+        return FileInfo(str(p), st.st_size, st.st_mtime_ns)
+
     def write_bytes(self, path: Location, data: bytes) -> None:
-        path = Path(path)
+        path = _lp(path)
         tmp = temp_name(path)
         try:
             with open(tmp, "wb") as f:
@@ -178,10 +257,10 @@ class LocalStorage(Storage):
         fsync_dir(path.parent)
 
     def open_write(self, path: Location) -> BinaryIO:
-        return open(path, "wb")  # noqa: SIM115 - the caller closes it
+        return open(_lp(path), "wb")  # noqa: SIM115 - the caller closes it
 
     def put_if_absent(self, path: Location, data: bytes) -> bool:
-        path = Path(path)
+        path = _lp(path)
         tmp = temp_name(path)
         with open(tmp, "wb") as f:
             f.write(data)
@@ -213,17 +292,17 @@ class LocalStorage(Storage):
         return True
 
     def makedirs(self, path: Location) -> None:
-        Path(path).mkdir(parents=True, exist_ok=True)
+        _lp(path).mkdir(parents=True, exist_ok=True)
 
     def copy(self, src: Location, dst: Location) -> None:
-        shutil.copy2(src, dst)
+        shutil.copy2(_lp(src), _lp(dst))
 
     def delete(self, path: Location) -> None:
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
+            os.unlink(_lp(path))
 
     def delete_tree(self, path: Location, attempts: int = 1) -> bool:
-        path = Path(path)
+        path = _lp(path)
         for i in range(attempts):
             if path.is_symlink() or path.is_file():
                 self.delete(path)
@@ -245,13 +324,44 @@ class LocalStorage(Storage):
         os.link(src, dst)
 
 
-#: the storage of local paths (the only one until the object-storage issue)
+#: the storage of local paths
 local = LocalStorage()
 
 
-def storage_for(location: Location) -> Storage:
-    """The storage that holds ``location``: local for paths (URLs come with fsspec)."""
-    s = str(location)
-    if "://" in s and not s.startswith("file://"):
-        raise NotImplementedError(f"{s}: only local paths are supported so far")
-    return local
+def storage_for(location: Location, storage_options: Mapping[str, Any] | None = None) -> Storage:
+    """The storage that holds ``location``.
+
+    Parameters
+    ----------
+    location
+        A plain path or ``file://`` URL (:data:`local`), or an object-storage URL:
+        ``s3://`` / ``s3a://`` (s3fs), ``gs://`` / ``gcs://`` (gcsfs), ``abfs://`` /
+        ``abfss://`` / ``az://`` (adlfs).
+    storage_options
+        Non-secret filesystem options (the keys of
+        :data:`bigseg.io.objectstore.OPTION_KEYS`); credentials come from each cloud's
+        standard environment, never from here. Ignored for local paths.
+
+    Returns
+    -------
+    Storage
+        :data:`local`, or a :class:`~bigseg.io.objectstore.FsspecStorage`.
+
+    Raises
+    ------
+    ConfigError
+        An unsupported scheme, a storage option that is not allowed, or the extra that
+        installs the scheme's filesystem is missing (``pip install 'bigseg[s3]'``).
+    """
+    scheme = url_scheme(location)
+    if scheme in (None, "file"):
+        return local
+    if scheme not in SCHEMES:
+        raise ConfigError(
+            f"{location}: unsupported URL scheme {scheme!r} (supported: plain paths, file://, "
+            + ", ".join(f"{s}://" for s in SCHEMES)
+            + ")"
+        )
+    from bigseg.io.objectstore import FsspecStorage
+
+    return FsspecStorage(scheme, storage_options)

@@ -161,7 +161,8 @@ def _unify(table: str, schemas: list[pa.Schema]) -> pa.Schema:
 def plan_inputs(cfg: RunConfig) -> dict[str, list[InputFile]]:
     """List every configured input file; fails early naming a missing path."""
     base = Path(cfg.base_dir)
-    return {t: list_inputs(t, tc, base) for t, tc in cfg.data.tables().items()}
+    opts = cfg.storage_options.as_dict()
+    return {t: list_inputs(t, tc, base, opts) for t, tc in cfg.data.tables().items()}
 
 
 def _previous(cfg: RunConfig, inputs: dict, key_fp: str | None) -> tuple[Store | None, str]:
@@ -262,7 +263,7 @@ def ingest(cfg: RunConfig, client) -> Store:
     """
     out, lay = cfg.output_dir, Layout(cfg.output_dir)
     inputs = plan_inputs(cfg)
-    check_paths(out, [cfg.path(tc.path) for tc in cfg.data.tables().values()])
+    check_paths(out, cfg.local_input_paths())
     key_fp = privacy.key_fingerprint(privacy.key_from_env()) if cfg.privacy.pseudonymize else None
     old, why = _previous(cfg, inputs, key_fp)
     known = {fp["path"] for fp in old.manifest["inputs"]} if old else set()

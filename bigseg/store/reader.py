@@ -4,10 +4,14 @@ rename columns to canonical names and coerce types.
 Every problem raises :class:`~bigseg.errors.DataError` naming the file, the column and
 the rule broken. ``customer_id`` keeps its type and value exactly: integer ids stay
 int64, string ids (zero-padded ones included) stay strings; CSV ids are always strings.
+
+A table whose ``path`` is an object-storage URL is listed and read through the storage
+seam (:func:`bigseg.io.storage.storage_for`), see :func:`_list_url_inputs`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 from collections.abc import Iterator
@@ -20,8 +24,9 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from bigseg.config import TableConfig
-from bigseg.errors import DataError
+from bigseg.errors import BigsegError, DataError, StorageError
 from bigseg.io import tables
+from bigseg.io.storage import FileInfo, is_remote, local_path, storage_for
 from bigseg.schema import ID, SCHEMAS
 from bigseg.store import rules
 
@@ -38,15 +43,27 @@ class InputFile:
     size: int
     mtime: float
     partition: dict = field(default_factory=dict)
+    #: object storage: the ETag, and the non-secret storage options to open it with
+    etag: str | None = None
+    storage_options: dict | None = None
 
     def fingerprint(self) -> dict:
-        return {"path": self.path, "size": self.size, "mtime": self.mtime}
+        """What says the file changed: path, size and mtime (for a URL: last-modified,
+        plus the ETag when the store gives one)."""
+        fp = {"path": self.path, "size": self.size, "mtime": self.mtime}
+        if self.etag is not None:
+            fp["etag"] = self.etag
+        return fp
 
 
-def list_inputs(table: str, tc: TableConfig, base: Path) -> list[InputFile]:
+def list_inputs(
+    table: str, tc: TableConfig, base: Path, storage_options: dict | None = None
+) -> list[InputFile]:
     """All files of one configured table, in a stable (sorted) order."""
     fmt = tc.resolved_format()
-    raw = Path(tc.path).expanduser()
+    if is_remote(tc.path):
+        return _list_url_inputs(table, tc.path, fmt, storage_options)
+    raw = Path(local_path(tc.path)).expanduser()
     path = raw if raw.is_absolute() else base / raw
     spec = str(path)
     if any(ch in spec for ch in "*?["):
@@ -100,9 +117,18 @@ def _source_names(table: str, tc: TableConfig) -> dict[str, str]:
 def _open_batches(
     f: InputFile, tc: TableConfig, wanted: list[str]
 ) -> Iterator[tuple[pa.RecordBatch, list[str]]]:
+    if is_remote(f.path):
+        yield from _open_url_batches(f, tc, wanted)
+        return
+    yield from _open_source_batches(f, f.path, f.path, tc, wanted)
+
+
+def _open_source_batches(f, src, header_src, tc, wanted):
+    """Batches of ``f`` read from ``src`` (a local path or an open file); a CSV header is
+    read from ``header_src`` first."""
     if f.format == "parquet":
         try:
-            pf = tables.open_parquet(f.path)
+            pf = tables.open_parquet(src)
         except Exception as e:  # noqa: BLE001 - any read failure: name the file
             raise DataError(f"{f.path}: cannot read as Parquet ({type(e).__name__}: {e})") from None
         names = pf.schema_arrow.names
@@ -119,14 +145,14 @@ def _open_batches(
     try:
         # read the header once to learn the columns, then stream only those we need,
         # all as strings: type coercion (and its error messages) happens in one place
-        with pacsv.open_csv(f.path, read_options=read_opts, parse_options=parse_opts) as r:
+        with pacsv.open_csv(header_src, read_options=read_opts, parse_options=parse_opts) as r:
             names = r.schema.names
         present = [c for c in wanted if c in names]
         conv = pacsv.ConvertOptions(
             column_types={c: pa.binary() for c in present}, include_columns=present
         )
         with pacsv.open_csv(
-            f.path, read_options=read_opts, parse_options=parse_opts, convert_options=conv
+            src, read_options=read_opts, parse_options=parse_opts, convert_options=conv
         ) as r:
             for b in r:
                 yield b, names
@@ -290,3 +316,67 @@ def read_file(f: InputFile, tc: TableConfig, validation=None) -> Iterator[Coerce
         if b.num_rows:
             yield coerce_batch(f.table, b, f, tc, names, validation, row0)
         row0 += b.num_rows
+
+
+# -- inputs on object storage (s3://, gs://, abfs://) ----------------------------------------
+def _list_url_inputs(
+    table: str, url: str, fmt: str, storage_options: dict | None
+) -> list[InputFile]:
+    """The files of a table on object storage, from one listing of its prefix (or one
+    glob): a file, a prefix (hive partitions and ``_``/``.`` names as for directories)
+    or a glob. ``mtime`` is the object's last-modified time and ``etag`` its ETag."""
+    st = storage_for(url, storage_options)
+    try:
+        if any(ch in url.split("://", 1)[1] for ch in "*?["):
+            found, root = st.glob(url), None
+        else:
+            found = st.find(url)
+            root = None if [i.path for i in found] == [url] else url.rstrip("/") + "/"
+        missing = not found and not st.exists(url)
+    except BigsegError:
+        raise
+    except Exception as e:  # noqa: BLE001 - unreachable, refused, no credentials: exit 8
+        raise StorageError(
+            f"data.{table}.path: {url}: cannot list ({type(e).__name__}: {e}). Check the "
+            "endpoint and the credentials in the environment (AWS_* variables or profile, "
+            "GOOGLE_APPLICATION_CREDENTIALS, AZURE_* variables)"
+        ) from None
+    if missing:
+        raise DataError(f"data.{table}.path: {url} does not exist")
+    files: list[tuple[FileInfo, dict]] = []
+    for i in found:
+        if root is None:
+            files.append((i, {}))
+            continue
+        rel = Path(i.path[len(root) :])
+        suffixes = (".parquet", ".parq", ".pq", "") if fmt == "parquet" else _CSV_SUFFIXES
+        if rel.suffix.lower() in suffixes and not any(p.startswith((".", "_")) for p in rel.parts):
+            files.append((i, _hive_keys(rel)))
+    if not files:
+        raise DataError(f"data.{table}.path: {url} holds no {fmt} files")
+    opts = dict(storage_options) if storage_options else None
+    return [
+        InputFile(table, i.path, fmt, i.size, i.mtime_ns / 1e9, part, i.etag, opts)
+        for i, part in files
+    ]
+
+
+_CSV_SUFFIXES = (".csv", ".tsv", ".txt", ".gz")
+
+
+def _open_url_batches(f: InputFile, tc: TableConfig, wanted: list[str]):
+    """Batches of an input file on object storage, streamed through the storage seam."""
+    st = storage_for(f.path, f.storage_options)
+    with contextlib.ExitStack() as stack:
+
+        def open_one():
+            try:
+                fh = stack.enter_context(st.open_read(f.path))
+            except OSError as e:
+                raise DataError(f"{f.path}: cannot open ({type(e).__name__}: {e})") from None
+            if f.format == "csv" and f.path.lower().endswith(".gz"):
+                return stack.enter_context(pa.CompressedInputStream(fh, "gzip"))
+            return fh
+
+        header = open_one() if f.format == "csv" else None
+        yield from _open_source_batches(f, open_one(), header, tc, wanted)

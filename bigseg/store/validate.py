@@ -51,7 +51,8 @@ def validate_inputs(cfg: RunConfig, client) -> dict:
     warnings: list[str] = []
     try:
         inputs = plan_inputs(cfg)
-        check_paths(cfg.output_dir, [cfg.path(tc.path) for tc in cfg.data.tables().values()])
+        if not cfg.is_remote:  # validate writes nothing: a URL output is not checked here
+            check_paths(cfg.output_dir, cfg.local_input_paths())
     except BigsegError as e:
         return {"files": [], "problems": [str(e)], "warnings": []}
     tables = cfg.data.tables()
