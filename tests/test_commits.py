@@ -547,3 +547,23 @@ def test_manifest_on_disk_is_json_with_the_documented_schema(output):
     assert m["created"].endswith("Z")
     assert set(m["datasets"]["metrics"]) == {"files", "rows"}
     assert set(m["datasets"]["metrics"]["files"][0]) == {"path", "size", "sha256"}
+
+
+def test_an_s3_store_that_strips_create_only_is_refused(s3):
+    """Behind a proxy that drops ``If-None-Match`` (a store that ignores create-only
+    writes), the probe's second create succeeds: refused by name before any commit."""
+    import s3server
+
+    proxy = s3server.StripCreateOnly(s3.endpoint)
+    try:
+        direct = storage_for(s3.url())
+        stripped = storage_for(s3.url(), {"endpoint_url": proxy.endpoint})
+        commits.probe_create_only(direct, s3.url("out"))  # the server itself honours it
+        with pytest.raises(StoreUnsafe, match="create-only"):
+            commits.probe_create_only(stripped, s3.url("out"))
+        assert proxy.stripped >= 2  # both creates went through the proxy, header dropped
+        with pytest.raises(StoreUnsafe):
+            commits.commit(stripped, s3.url("out"), 0, {}, "run-a")
+        assert commits.latest(direct, s3.url("out")) is None  # nothing was committed
+    finally:
+        proxy.close()
