@@ -220,8 +220,8 @@ def small_run(synth_data, tmp_path_factory, local_client):
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory):
     """moto's standalone S3 server, a subprocess on 127.0.0.1 and a free port, for the
-    whole session (``tests/s3server.py``); yields its endpoint URL."""
-    import s3server
+    whole session (``bigseg/testing/s3server.py``); yields its endpoint URL."""
+    from bigseg.testing import s3server
 
     server = s3server.start(tmp_path_factory.mktemp("moto"))
     try:
@@ -234,7 +234,7 @@ def s3_server(tmp_path_factory):
 def s3(s3_server, monkeypatch):
     """A fresh bucket on the test server, with the AWS environment (dummy credentials,
     ``AWS_ENDPOINT_URL``) set for this test: an :class:`s3server.S3Bucket`."""
-    import s3server
+    from bigseg.testing import s3server
 
     for name in s3server.CLEARED:
         monkeypatch.delenv(name, raising=False)

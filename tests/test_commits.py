@@ -29,7 +29,7 @@ from bigseg.io.storage import LocalStorage, Storage, storage_for
 #: the storages every test runs on: name -> (request, tmp_path) -> (storage, root)
 OUTPUTS = {
     "local": lambda request, tmp_path: (LocalStorage(), tmp_path / "out"),
-    # moto's S3 server (tests/s3server.py): create-only is If-None-Match: * there
+    # moto's S3 server (bigseg/testing/s3server.py): create-only is If-None-Match: * there
     "s3": lambda request, tmp_path: (
         storage_for(request.getfixturevalue("s3").url()),
         request.getfixturevalue("s3").url("out"),
@@ -552,7 +552,7 @@ def test_manifest_on_disk_is_json_with_the_documented_schema(output):
 def test_an_s3_store_that_strips_create_only_is_refused(s3):
     """Behind a proxy that drops ``If-None-Match`` (a store that ignores create-only
     writes), the probe's second create succeeds: refused by name before any commit."""
-    import s3server
+    from bigseg.testing import s3server
 
     proxy = s3server.StripCreateOnly(s3.endpoint)
     try:

@@ -314,10 +314,9 @@ def test_ingest_reads_transactions_from_s3_into_a_local_output(s3, tmp_path):
 
 
 def test_an_unreachable_store_is_exit_8_naming_the_input(tmp_path, monkeypatch):
-    import s3server
-
     from bigseg.errors import StorageError
     from bigseg.store.reader import list_inputs
+    from bigseg.testing import s3server
 
     for name, value in s3server.environment(f"http://127.0.0.1:{s3server.free_port()}").items():
         monkeypatch.setenv(name, value)

@@ -1,4 +1,4 @@
-"""A real S3-compatible server for the tests: moto's standalone server, run as a
+"""A real S3-compatible server for the tests and benchmarks: moto's standalone server, run as a
 subprocess on 127.0.0.1 with a random free port (what s3fs's and Dask's own test suites
 use). Fixtures in ``conftest.py``: ``s3_server`` (session: the endpoint) and ``s3``
 (per test: a fresh bucket and the AWS environment pointing at the server).
