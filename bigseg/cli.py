@@ -2,12 +2,13 @@
 
 Exit codes: 0 success; 1 unexpected error; 2 bad config; 3 bad input data; 4 GPU asked for
 but unusable; 5 cluster unreachable or backend missing; 6 publish refused (unsafe path,
-lock); 7 model missing or tampered with; 130 interrupted.
+lock); 7 model missing or tampered with; 8 out of space; 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import os
@@ -17,7 +18,7 @@ import time
 from pathlib import Path
 
 from bigseg import __version__
-from bigseg.errors import BigsegError
+from bigseg.errors import BigsegError, ConfigError
 
 DEMO_CUSTOMERS = 200_000
 
@@ -331,6 +332,11 @@ def _erase(args) -> int:
         f"erased {res['customers_found']:,} of {res['requested']:,} requested customers "
         f"found in the store; {res['newly_logged']:,} id hash(es) added to {res['log']}",
     )
+    missing = res.get("not_found") or []
+    if missing:  # repr: an id's spaces are part of it
+        shown = ", ".join(repr(i) for i in missing[:20])
+        more = f" and {len(missing) - 20:,} more" if len(missing) > 20 else ""
+        _out(args, f"not found in the store ({len(missing):,}): {shown}{more}")
     for where, n in res["rows_removed"].items():
         _out(args, f"  {where:<40} {n:>12,} rows removed")
     if not res["rows_removed"]:
@@ -439,8 +445,15 @@ def _stage(args) -> int:
 
         from bigseg.config import load_run_config
 
+        try:
+            as_of = dt.date.fromisoformat(args.as_of)
+        except ValueError as e:
+            raise ConfigError(
+                f"--as-of {args.as_of}: not a date ({e}); write it as YYYY-MM-DD, "
+                f"e.g. --as-of 2026-06-30"
+            ) from None
         cfg = load_run_config(args.config)
-        args.config = cfg.model_copy(update={"as_of": dt.date.fromisoformat(args.as_of)})
+        args.config = cfg.model_copy(update={"as_of": as_of})
     metrics = _run_stages(args, stages)
     if args.command in ("run", "score"):
         _summary(args, metrics)
@@ -483,6 +496,26 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"bigseg {args.command}: interrupted", file=sys.stderr)
         return 130
+    except OSError as e:
+        if e.errno not in OUT_OF_SPACE:
+            raise
+        print(f"bigseg {args.command}: error: {out_of_space(e)}", file=sys.stderr)
+        return 8
+
+
+#: errno values of a full disk or an exhausted quota
+OUT_OF_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def out_of_space(e: OSError) -> str:
+    """The message of exit code 8 for a write that ran out of space."""
+    where = f" writing {e.filename}" if e.filename else ""
+    return (
+        f"out of space{where} ({os.strerror(e.errno)}). The output being written was not "
+        f"published: every output keeps its last complete version, and the next run "
+        f"clears what this one staged. Free space under output: (or point output: at a "
+        f"larger disk) and run again"
+    )
 
 
 if __name__ == "__main__":

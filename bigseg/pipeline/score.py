@@ -21,6 +21,7 @@ import uuid
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 
 from bigseg.errors import ModelError
 from bigseg.io.commit import read_json, staged_dir
@@ -172,7 +173,8 @@ def _publish(ctx: RunContext, seg: FittedSegmenter, stage: ResumableStage, stats
     )
     share = ctx.cfg.prediction.high_value_share
     ok = len(vals) and np.isfinite(vals).all()
-    thr = float(np.quantile(vals, 1 - share)) if ok else np.inf
+    # no value model (no values at all): no threshold and no high_value column
+    thr = float(np.quantile(vals, 1 - share)) if ok else (np.inf if len(vals) else None)
     report: dict = {}
     aff = None
     if stats and all(s["categories"] is not None for s in stats):
@@ -200,8 +202,12 @@ def _publish(ctx: RunContext, seg: FittedSegmenter, stage: ResumableStage, stats
     report["high_value_threshold"] = thr
     # campaign tools read audiences/segment=<id>.parquet: the buckets' audience rows
     # (saved by the score writes) streamed to the writer one at a time
+    id_type = pa.string() if ctx.store.manifest.get("id_type") == "string" else pa.int64()
     rows = offers.write_audiences(
-        (scoring.read_audience(str(p)) for p in aud), ctx.out, segment_ids=list(seg.ids)
+        (scoring.read_audience(str(p)) for p in aud),
+        ctx.out,
+        segment_ids=list(seg.ids),
+        id_type=id_type,
     )
     report["audiences"] = {str(k): int(v) for k, v in rows.items()}
     return report
@@ -226,7 +232,18 @@ def _drift(ctx: RunContext, ref: dict | None, stats: list) -> dict:
         report["segments"] = drift.segment_shift(ref["segment_shares"], tot["segments"])
     trained = dt.date.fromisoformat(ref["as_of"])
     age = max((ctx.as_of - trained).days, 0)  # scoring a date before training: 0
-    retrain, reasons = drift.should_retrain(report, age, ctx.cfg.drift.policy())
+    if trained == ctx.as_of:
+        # the model was trained for this very as_of: what differs from its reference is
+        # its own training window (as_of - horizon) against as_of, not drift since
+        retrain, reasons = (
+            False,
+            [
+                f"model trained for as_of {ref['as_of']}: drift is judged when a later "
+                f"as_of is scored with it"
+            ],
+        )
+    else:
+        retrain, reasons = drift.should_retrain(report, age, ctx.cfg.drift.policy())
     if retrain:
         log.warning("retraining recommended: %s", "; ".join(reasons))
     return {
