@@ -418,8 +418,8 @@ def test_main_guard_detection_reads_the_script(tmp_path):
 WARNING_LINE = r" WARNING bigseg|bigseg/\S+\.py:\d+: \w*Warning|CLV fit|Gamma-Gamma q|retraining"
 
 
-@pytest.mark.slow  # a 20,000-customer demo: about a minute or more on 2 cores
 def test_demo_first_run_emits_no_warning(tmp_path):
+    """A 20,000-customer demo (about 25 s on 2 cores)."""
     import re
     import subprocess
     import sys
@@ -512,3 +512,24 @@ def test_empty_audiences_keep_the_string_id_type(tmp_path, local_client):
         s = pq.read_schema(f)
         assert str(s.field("customer_id").type) == "string", f
         assert pq.read_metadata(f).num_rows == 0
+
+
+def test_a_run_does_not_recommend_retraining_the_model_it_just_trained(
+    tmp_path, local_client, caplog
+):
+    from bigseg.backend import resolve
+    from bigseg.config import load_run_config
+    from bigseg.pipeline import run_stages
+
+    (tmp_path / "tx").mkdir()
+    transactions(120, per_customer=8).to_parquet(tmp_path / "tx" / "a.parquet")
+    strict = {"max_feature_psi": 0.001}  # any drift at all is a reason
+    cfg = load_run_config(job(tmp_path, {"transactions": {"path": "tx"}}, drift=strict))
+    m = run_stages(cfg, local_client, resolve("cpu"))
+    assert m["retrain"]["recommended"] is False and m["retrain"]["reasons"] == []
+    assert m["retrain"]["not_judged"].startswith("model trained in this run")
+    assert m["drift"]["features"]["max_psi"] > 0.001  # measured and reported all the same
+    assert "retraining recommended" not in caplog.text
+    # a later run that scores with that model judges the drift
+    later = run_stages(cfg, local_client, resolve("cpu"), stages=("score",))
+    assert later["retrain"]["recommended"] is True

@@ -76,9 +76,12 @@ def score(
     seg: FittedSegmenter,
     serving: ServingModels,
     unpublished_model: bool,
+    trained_here: bool = False,
 ) -> dict:
     """The ``score`` stage (module docstring); returns its report. ``unpublished_model``:
-    a model fitted in this run is not published yet, so a killed run is never resumed."""
+    a model fitted in this run is not published yet, so a killed run is never resumed.
+    ``trained_here``: this run trained the model, so its drift against its own training
+    window is reported but is no reason to retrain."""
     v = version(ctx)
     mpath = ctx.layout.model_manifest(v)
     manifest = read_json(mpath) if local.is_file(mpath) else {}
@@ -118,7 +121,7 @@ def score(
         list(seg.ids),
         list(serving.features or []),
     )
-    report.update(_drift(ctx, ref, stats))
+    report.update(_drift(ctx, ref, stats, trained_here))
     stage.remove()
     return report
 
@@ -213,7 +216,7 @@ def _publish(ctx: RunContext, seg: FittedSegmenter, stage: ResumableStage, stats
     return report
 
 
-def _drift(ctx: RunContext, ref: dict | None, stats: list) -> dict:
+def _drift(ctx: RunContext, ref: dict | None, stats: list, trained_here: bool = False) -> dict:
     """Population stability of the features, scores and segment shares against the
     training reference, and the retrain policy's verdict (``drift``, ``retrain``;
     policy in :mod:`bigseg.monitor.drift`), from the per-bucket bin counts."""
@@ -232,21 +235,20 @@ def _drift(ctx: RunContext, ref: dict | None, stats: list) -> dict:
         report["segments"] = drift.segment_shift(ref["segment_shares"], tot["segments"])
     trained = dt.date.fromisoformat(ref["as_of"])
     age = max((ctx.as_of - trained).days, 0)  # scoring a date before training: 0
-    if trained == ctx.as_of:
-        # the model was trained for this very as_of: what differs from its reference is
-        # its own training window (as_of - horizon) against as_of, not drift since
-        retrain, reasons = (
-            False,
-            [
-                f"model trained for as_of {ref['as_of']}: drift is judged when a later "
-                f"as_of is scored with it"
-            ],
-        )
-    else:
-        retrain, reasons = drift.should_retrain(report, age, ctx.cfg.drift.policy())
-    if retrain:
+    retrain, reasons = drift.should_retrain(report, age, ctx.cfg.drift.policy())
+    verdict = {"recommended": retrain, "reasons": reasons}
+    if retrain and trained_here:
+        # this run has just trained the model: what differs from its reference is its
+        # own training window (as_of - horizon) against as_of, not drift since training
+        verdict = {
+            "recommended": False,
+            "reasons": [],
+            "not_judged": "model trained in this run: its reference is its own training "
+            "window; drift is judged by a later run that scores with it",
+        }
+    elif retrain:
         log.warning("retraining recommended: %s", "; ".join(reasons))
     return {
         "drift": {**report, "reference_as_of": ref["as_of"], "model_age_days": age},
-        "retrain": {"recommended": retrain, "reasons": reasons},
+        "retrain": verdict,
     }
