@@ -493,6 +493,7 @@ def test_iso_offsets_are_converted_to_utc_mixed_with_naive(tmp_path, local_clien
 def test_without_campaigns_response_is_skipped_quietly(normal_run, caplog):
     m = strict_json((normal_run.parent / "out" / "metrics.json").read_text())
     assert "no campaigns data" in m["response"]["skipped"]
+    assert "no marketing consent data" in m["audiences_skipped"]
 
 
 def test_empty_audiences_keep_the_string_id_type(tmp_path, local_client):
@@ -533,3 +534,32 @@ def test_a_run_does_not_recommend_retraining_the_model_it_just_trained(
     # a later run that scores with that model judges the drift
     later = run_stages(cfg, local_client, resolve("cpu"), stages=("score",))
     assert later["retrain"]["recommended"] is True
+
+
+def test_too_few_customers_for_min_segment_size_merge_to_one_and_say_so(
+    tmp_path, local_client, caplog
+):
+    from bigseg.backend import resolve
+    from bigseg.config import load_run_config
+    from bigseg.pipeline import run_stages
+
+    (tmp_path / "tx").mkdir()
+    transactions(40, per_customer=6).to_parquet(tmp_path / "tx" / "a.parquet")
+    cfg = load_run_config(
+        job(
+            tmp_path,
+            {"transactions": {"path": "tx"}},
+            segmentation={"k": 3},
+            privacy={"min_segment_size": 50},
+        )
+    )
+    m = run_stages(cfg, local_client, resolve("cpu"))  # the whole run, on to the report
+    seg = m["segmentation"]
+    assert seg["k"] == 1 and seg["merged_small_segments"][0]["k"] == 3, seg
+    assert seg["merged_small_segments"][-1]["k_after"] == 1
+    s = pd.read_parquet(tmp_path / "out" / "segments")
+    assert s["segment"].nunique() == 1 and len(s) == 40
+    scores = pd.read_parquet(next((tmp_path / "out" / "scores").glob("as_of=*")))
+    assert len(scores) == 40 and (tmp_path / "out" / "report.html").is_file()
+    said = [r for r in caplog.records if "below privacy.min_segment_size=50" in r.message]
+    assert said and said[0].levelname == "WARNING" and "only 40 customers" in said[0].message

@@ -213,6 +213,13 @@ def _publish(ctx: RunContext, seg: FittedSegmenter, stage: ResumableStage, stats
         id_type=id_type,
     )
     report["audiences"] = {str(k): int(v) for k, v in rows.items()}
+    st = ctx.store
+    if not (st.has("customers") and "consent_marketing" in st.schema("customers")):
+        # transactions-only input: not a problem to warn about, but said once here
+        report["audiences_skipped"] = (
+            "no marketing consent data (data.customers with consent_marketing): nobody "
+            "has opted in, so every audience is empty"
+        )
     return report
 
 
