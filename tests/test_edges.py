@@ -563,3 +563,16 @@ def test_too_few_customers_for_min_segment_size_merge_to_one_and_say_so(
     assert len(scores) == 40 and (tmp_path / "out" / "report.html").is_file()
     said = [r for r in caplog.records if "below privacy.min_segment_size=50" in r.message]
     assert said and said[0].levelname == "WARNING" and "only 40 customers" in said[0].message
+
+
+@pytest.mark.parametrize("k", [5, "auto"])
+def test_fewer_customers_than_segments_asked_for(k, tmp_path, cluster_yaml, caplog):
+    (tmp_path / "tx").mkdir()
+    transactions(3, per_customer=40).to_parquet(tmp_path / "tx" / "a.parquet")
+    cfg = job(tmp_path, {"transactions": {"path": "tx"}}, segmentation={"k": k})
+    assert main(["run", str(cfg), "--cluster", cluster_yaml, "--quiet"]) == 0
+    m = strict_json((tmp_path / "out" / "metrics.json").read_text())
+    assert m["segmentation"]["k"] <= 3 and m["n_customers"] == 3
+    assert "only 3 customers, so at most 3 segments" in caplog.text
+    s = pd.read_parquet(next((tmp_path / "out" / "scores").glob("as_of=*")))
+    assert len(s) == 3
