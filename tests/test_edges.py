@@ -576,3 +576,25 @@ def test_fewer_customers_than_segments_asked_for(k, tmp_path, cluster_yaml, capl
     assert "only 3 customers, so at most 3 segments" in caplog.text
     s = pd.read_parquet(next((tmp_path / "out" / "scores").glob("as_of=*")))
     assert len(s) == 3
+
+
+def test_a_held_lock_is_refused_before_a_cluster_starts(tmp_path, capsys, caplog, monkeypatch):
+    import os
+    import socket
+
+    import bigseg.engine
+
+    (tmp_path / "tx").mkdir()
+    transactions(20).to_parquet(tmp_path / "tx" / "a.parquet")
+    cfg = job(tmp_path, {"transactions": {"path": "tx"}})
+    (tmp_path / "out").mkdir()
+    holder = {"pid": os.getpid(), "host": socket.gethostname(), "command": "run"}
+    (tmp_path / "out" / ".lock").write_text(json.dumps(holder))
+
+    def no_cluster(*a, **k):
+        raise AssertionError("a cluster was started before the lock was checked")
+
+    monkeypatch.setattr(bigseg.engine, "connect", no_cluster)
+    assert main(["run", str(cfg), "--quiet"]) == 6
+    err = capsys.readouterr().err
+    assert "another bigseg run is writing this output" in err and ".lock" in err, err
