@@ -7,7 +7,7 @@ Removes the listed customers from everything bigseg keeps under ``output:``:
   (``last_erasure``: when, how many ids, rows removed per table; no ids);
 * ``features/``, ``segments/``, every ``scores/as_of=*/`` and ``audiences/``;
 * ``quarantine/<table>/``: rejected rows keep their values as text, and a row is removed
-  when its ``customer_id`` value (trimmed) is one of the ids; a rejected row whose id is
+  when its ``customer_id`` value, exactly or trimmed, is one of the ids; a rejected row whose id is
   missing or unreadable names no customer and stays;
 * leftovers that may hold copies of the rows: ``.staging/`` (partial outputs of failed
   runs), ``*.~old`` copies of an interrupted publish (put back or deleted first, see
@@ -107,9 +107,18 @@ _INT = re.compile(r"[+-]?[0-9]+")
 QUARANTINE = "quarantine"
 
 
+def id_lines(lines: Iterable[str | None]) -> list[str]:
+    """The ids of ``lines`` exactly as ingest keeps them: a line ending (``\\n``, ``\\r\\n``,
+    ``\\r``) is not part of an id, leading and trailing spaces are; blank lines (empty or
+    only whitespace: never an id, see :mod:`bigseg.store.rules`) are skipped, duplicates
+    dropped, order kept."""
+    out = (s.rstrip("\r\n") for s in lines if s is not None)
+    return list(dict.fromkeys(s for s in out if s.strip()))
+
+
 def read_ids(path: str | Path) -> list[str]:
-    """Customer ids from a text file, one per line (surrounding whitespace and blank
-    lines ignored, duplicates dropped, order kept).
+    """Customer ids from a text file, one per line (:func:`id_lines`: CRLF or LF line
+    endings, spaces kept as part of the id, blank lines ignored, duplicates dropped).
 
     Raises
     ------
@@ -123,7 +132,7 @@ def read_ids(path: str | Path) -> list[str]:
         text = p.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as e:
         raise DataError(f"{p}: cannot read the ids file ({type(e).__name__}: {e})") from None
-    ids = list(dict.fromkeys(s.strip() for s in text.splitlines() if s.strip()))
+    ids = id_lines(text.splitlines())
     if not ids:
         raise DataError(f"{p}: the ids file lists no customer id (one id per line expected)")
     return ids
@@ -135,6 +144,7 @@ def _canonical(texts: list[str], id_type: str | None, where: str) -> list[str]:
         return list(texts)
     out = []
     for t in texts:
+        t = t.strip()  # an integer id has no spaces: " 42" can only mean 42
         if not _INT.fullmatch(t):
             raise DataError(
                 f"{where}: {t!r} is not an integer, but this store's customer ids are int64"
@@ -153,9 +163,10 @@ def _filter_file(src: str, dst: str, match: pa.Array, trim: bool) -> tuple[int, 
     if "customer_id" not in md.schema.to_arrow_schema().names:
         return 0, []
     ids = _as_text_array(tables.read_parquet(src, columns=["customer_id"]).column(0))
-    if trim:
-        ids = pc.utf8_trim_whitespace(ids)
     hit = pc.fill_null(pc.is_in(ids, value_set=match), False)
+    if trim:  # a raw id in quarantine: exactly, or trimmed (" 42" of an int64 store)
+        trimmed = pc.fill_null(pc.is_in(pc.utf8_trim_whitespace(ids), value_set=match), False)
+        hit = pc.or_(hit, trimmed)
     n = pc.sum(hit).as_py() or 0
     if n == 0:
         return 0, []
@@ -377,7 +388,8 @@ def erase(cfg, ids: str | Path | Iterable[str], client=None) -> dict:
     -------
     dict
         ``requested`` (distinct ids), ``newly_logged`` (hashes added to the log),
-        ``customers_found`` (ids found in the store), ``rows_removed`` (per directory,
+        ``customers_found`` (ids found in the store), ``not_found`` (the requested ids,
+        as given, that the store does not hold), ``rows_removed`` (per directory,
         and per table for ``store/`` and ``quarantine/``), ``cleaned`` (leftovers
         deleted), ``log`` (path of the erasure log).
 
@@ -389,11 +401,7 @@ def erase(cfg, ids: str | Path | Iterable[str], client=None) -> dict:
         ``BIGSEG_PSEUDONYM_KEY`` unset, or not the key the store or log was made with.
     """
     out = Path(cfg.output_dir)
-    texts = (
-        read_ids(ids)
-        if isinstance(ids, str | Path)
-        else list(dict.fromkeys(s.strip() for s in ids if s and s.strip()))
-    )
+    texts = read_ids(ids) if isinstance(ids, str | Path) else id_lines(ids)
     where = str(ids) if isinstance(ids, str | Path) else "ids"
     if not texts:
         raise DataError(f"{where}: no customer id to erase")
@@ -409,10 +417,13 @@ def erase(cfg, ids: str | Path | Iterable[str], client=None) -> dict:
     # 2. the store last, with its manifest's row counts
     r, found = _erase_store(out, store, stored, len(canon), shared, client)
     removed.update(r)
+    stored_text = _as_text_array(pa.chunked_array([stored])).to_pylist()
+    missing = [c for c, s in zip(canon, stored_text, strict=True) if s not in found]
     summary = {
         "requested": len(canon),
         "newly_logged": added,
         "customers_found": len(found),
+        "not_found": missing,
         "rows_removed": dict(sorted(removed.items())),
         "cleaned": cleaned,
         "log": str(Layout(out).erasure_log),

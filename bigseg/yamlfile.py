@@ -32,15 +32,45 @@ def format_validation_error(source: str, err: ValidationError) -> str:
     return "\n".join(lines)
 
 
+class _BadDate(ValueError):
+    """A YAML timestamp that names no real date (``2026-09-31``)."""
+
+    def __init__(self, node, err: ValueError):
+        super().__init__(str(err))
+        self.line, self.value = node.start_mark.line + 1, node.value
+
+
+class _Loader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` whose dates that do not exist raise :class:`_BadDate` (with
+    the line) instead of a bare ``ValueError`` from deep inside the parser."""
+
+
+def _timestamp(loader, node):
+    try:
+        return yaml.SafeLoader.construct_yaml_timestamp(loader, node)
+    except ValueError as e:
+        raise _BadDate(node, e) from None
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp)
+
+
 def load_yaml(path: str | Path) -> dict:
     """Read a YAML mapping, with errors that name the file."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"{p}: config file not found")
+    text = p.read_text()
     try:
-        doc = yaml.safe_load(p.read_text())
+        doc = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as e:
         raise ConfigError(f"{p}: not valid YAML: {e}") from None
+    except _BadDate as e:
+        line = text.splitlines()[e.line - 1].strip()
+        raise ConfigError(
+            f"{p}: line {e.line} ({line!r}): {e.value} is not a date that exists ({e}); "
+            f"write a real calendar date as YYYY-MM-DD"
+        ) from None
     if doc is None:
         doc = {}
     if not isinstance(doc, dict):

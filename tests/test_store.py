@@ -174,7 +174,9 @@ def test_bad_values_and_null_ids_are_named(local_client, tmp_path):
     df2.to_parquet(tmp_path / "b.parquet")
     # 1 bad row of 50 is more than the default 1%: refused, naming file, row, column, rule
     cfg = _job(tmp_path, {"transactions": {"path": "a.csv"}})
-    with pytest.raises(DataError, match=r"amount: not a number: 1 \(e\.g\. .*a\.csv row 3\)"):
+    with pytest.raises(
+        DataError, match=r"amount: not a number: 1 \(e\.g\. .*a\.csv row 3, value 'twelve'\)"
+    ):
         ingest(cfg, local_client)
     cfg = _job(tmp_path, {"transactions": {"path": "b.parquet"}})
     with pytest.raises(DataError, match=r"customer_id: null: 1 \(e\.g\. .*b\.parquet row 5\)"):

@@ -157,6 +157,10 @@ def connect(
             yield current
             return
     cfg = resolve_cluster_config(config, **overrides)
+    if cfg.type in ("local", "local-gpu"):  # spawned workers re-import the script
+        from bigseg.engine.mainguard import check_main_guard
+
+        check_main_guard()
     with open_cluster(cfg) as client:
         yield client
 

@@ -87,7 +87,9 @@ def _optimise(fun, theta0: np.ndarray) -> tuple[np.ndarray, bool]:
             log.info("CLV fit: %s at a stationary point; accepted", res.message)
             res.success = True
     if at_bound or not res.success:
-        log.warning(
+        # INFO: the fit's ``ok`` is recorded (metrics.json ``clv``) and the run states it
+        # once (:func:`bigseg.pipeline.features.compute`)
+        log.info(
             "CLV fit: converged=%s, parameter at bound=%s (%s)", res.success, at_bound, res.message
         )
     return res.x, bool(res.success and not at_bound)
@@ -357,8 +359,8 @@ def fit_gamma_gamma(x, m, weights=None, penalizer: float = 0.0) -> GammaGamma:
     ll = -_gg_nll(theta, x, m / scale, w, 0.0)[0] * w.sum() - w.sum() * np.log(scale)
     gg = GammaGamma(float(p), float(q), float(v_s * scale), float(ll), float(w.sum()), ok)
     log.info("Gamma-Gamma fit on %g customers: p=%.4g q=%.4g v=%.4g", gg.n, gg.p, gg.q, gg.v)
-    if gg.q <= 1.0:
-        log.warning("Gamma-Gamma q=%.3g <= 1: the population mean spend is infinite", gg.q)
+    if gg.q <= 1.0:  # stated once per run by the caller; q is in metrics.json ``clv``
+        log.info("Gamma-Gamma q=%.3g <= 1: the population mean spend is infinite", gg.q)
     return gg
 
 

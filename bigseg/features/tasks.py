@@ -45,8 +45,11 @@ def matrix(df: pd.DataFrame, features: list[str]) -> np.ndarray:
 def write_parquet(df: pd.DataFrame, path: str) -> int:
     """``df`` as a zstd Parquet part in a publication's staging dir; returns its rows.
     No mkdir: a task cancelled after a failure must not re-create a staging dir that
-    was cleaned up."""
-    tables.write_parquet(path, tables.from_pandas(df), compression="zstd")
+    was cleaned up. An empty bucket writes no file: its text columns would be typed
+    ``null`` and break readers of the whole dataset (``pd.read_parquet(dir)``)."""
+    if len(df) == 0:
+        return 0
+    tables.write_parquet(path, tables.text_for_null(tables.from_pandas(df)), compression="zstd")
     return len(df)
 
 
@@ -58,6 +61,17 @@ def n_labelled(res: BucketFeatures, cutoff: Cutoff, target: str) -> int:
     """Rows at ``cutoff`` with a finite ``target`` label."""
     df = res.frame(cutoff)
     return int(np.isfinite(df[target].to_numpy(np.float64)).sum()) if target in df else 0
+
+
+def label_counts(res: BucketFeatures, cutoff: Cutoff, target: str) -> tuple[int, int]:
+    """(rows at ``cutoff`` with a finite ``target`` label, rows whose label is > 0:
+    churners for ``churn``, buyers in the label window for ``value``)."""
+    df = res.frame(cutoff)
+    if target not in df:
+        return 0, 0
+    y = df[target].to_numpy(np.float64)
+    ok = np.isfinite(y)
+    return int(ok.sum()), int((y[ok] > 0).sum())
 
 
 def sample_frame(

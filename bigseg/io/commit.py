@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import uuid
 from collections.abc import Iterator
@@ -76,9 +77,31 @@ def json_text(obj) -> str:
     return json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n"
 
 
-def write_json_atomic(path: Location, obj) -> None:
-    """:func:`write_bytes_atomic` of ``obj`` as :func:`json_text`."""
-    write_text_atomic(path, json_text(obj))
+def finite(obj):
+    """``obj`` with every non-finite float (NaN, +-Infinity; numpy's too) replaced by
+    ``None`` and numpy scalars made plain Python values, in nested dicts, lists and
+    tuples: what strict JSON can hold."""
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [finite(v) for v in obj]
+    if hasattr(obj, "item") and type(obj).__module__ == "numpy" and getattr(obj, "ndim", 1) == 0:
+        obj = obj.item()  # a numpy scalar
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def strict_json_text(obj) -> str:
+    """:func:`json_text` of strict JSON (RFC 8259): ``null`` where a value is undefined,
+    never ``NaN`` or ``Infinity`` (``metrics.json``, run records)."""
+    return json.dumps(finite(obj), indent=2, sort_keys=False, default=str, allow_nan=False) + "\n"
+
+
+def write_json_atomic(path: Location, obj, *, strict: bool = False) -> None:
+    """:func:`write_bytes_atomic` of ``obj`` as :func:`json_text` (``strict``:
+    :func:`strict_json_text`)."""
+    write_text_atomic(path, strict_json_text(obj) if strict else json_text(obj))
 
 
 def read_json(path: Location):

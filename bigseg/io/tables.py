@@ -33,6 +33,23 @@ def from_pandas(df) -> pa.Table:
     )
 
 
+def text_for_null(table: pa.Table) -> pa.Table:
+    """``table`` with every ``null``-typed column (a text column whose values in this
+    part are all missing: no second offer, no segment reason) typed ``string``, so the
+    parts of one dataset share a schema and read back together."""
+    if not any(pa.types.is_null(f.type) for f in table.schema):
+        return table
+    return table.cast(
+        pa.schema(
+            [
+                pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f
+                for f in table.schema
+            ],
+            metadata=table.schema.metadata,
+        )
+    )
+
+
 # -- Parquet ---------------------------------------------------------------------------------
 def read_parquet(path: Location, columns=None, read_dictionary=None) -> pa.Table:
     """One Parquet file (optionally only ``columns``; ``read_dictionary`` columns come

@@ -76,32 +76,49 @@ def run_stages(
     ``run_policy`` says what it did and why."""
     if model_version is not None:
         check_model_version(cfg.output_dir, model_version, stages)
+    check_output(cfg)
     check_workers_see(cfg, client, inputs="ingest" in stages)
     with output_lock(cfg.output_dir, " ".join(stages)):
-        gated = (
-            tuple(stages) == STAGES
-            and model_version is None
-            and cfg.drift.retrain == "policy"
-            and latest_version(cfg.output_dir) is not None
+        return _locked(cfg, client, backend, stages, model_version)
+
+
+def check_output(cfg: RunConfig) -> None:
+    """Refuse an ``output:`` that exists and is not a directory (:class:`ConfigError`)."""
+    out = cfg.output_dir
+    if local.exists(out) and not local.is_dir(out):
+        raise ConfigError(
+            f"output: {out} is an existing file, but bigseg writes a directory there (the "
+            f"store, models, scores and metrics.json); set output: to a directory path "
+            f"(a new one is created)"
         )
-        if not gated:
-            return _run(cfg, client, backend, stages, model_version)
-        m = _run(cfg, client, backend, ("ingest", "score"), None)
-        verdict = dict(m.get("retrain") or {})
-        retrain = bool(verdict.get("recommended"))
-        policy = {
-            "mode": "policy",
-            "retrained": retrain,
-            "model_before": m.get("model_version"),
-            "reasons": verdict.get("reasons", []),
-        }
-        if retrain:
-            log.warning("bigseg run: retraining (%s)", "; ".join(policy["reasons"]))
-            rest = ("features", "segment", "train", "score", "report")
-        else:
-            log.info("bigseg run: model %s kept (no retrain rule met)", policy["model_before"])
-            rest = ("report",)
-        return _run(cfg, client, backend, rest, None, run_policy=policy)
+
+
+def _locked(cfg, client, backend, stages, model_version) -> dict:
+    """:func:`run_stages` with the output lock held."""
+    gated = (
+        tuple(stages) == STAGES
+        and model_version is None
+        and cfg.drift.retrain == "policy"
+        and latest_version(cfg.output_dir) is not None
+    )
+    if not gated:
+        return _run(cfg, client, backend, stages, model_version)
+    m = _run(cfg, client, backend, ("ingest", "score"), None)
+    verdict = dict(m.get("retrain") or {})
+    retrain = bool(verdict.get("recommended"))
+    policy = {
+        "mode": "policy",
+        "retrained": retrain,
+        "model_before": m.get("model_version"),
+        "reasons": verdict.get("reasons", []),
+    }
+    if retrain:
+        log.warning("bigseg run: retraining (%s)", "; ".join(policy["reasons"]))
+        rest = ("features", "segment", "train", "score", "report")
+    else:
+        log.info("bigseg run: model %s kept (no retrain rule met)", policy["model_before"])
+        rest = ("report",)
+    return _run(cfg, client, backend, rest, None, run_policy=policy)
 
 
 def _run(cfg, client, backend, stages, model_version, run_policy: dict | None = None) -> dict:
@@ -129,6 +146,8 @@ def run_pipeline(
     if model_version is not None:  # before a cluster starts or anything is written
         check_model_version(cfg.output_dir, model_version, stages)
     backend = resolve(device)
+    check_output(cfg)
     local.makedirs(cfg.output_dir)
-    with connect(cluster) as client:
-        return run_stages(cfg, client, backend, stages, model_version=model_version)
+    # the lock first: a second run on this output is refused before a cluster starts
+    with output_lock(cfg.output_dir, " ".join(stages)), connect(cluster) as client:
+        return _locked(cfg, client, backend, stages, model_version)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from bigseg import features as feats_mod
 from bigseg.errors import DataError
 from bigseg.features import tasks as ftasks
@@ -9,6 +11,11 @@ from bigseg.io.commit import staged_dir
 from bigseg.pipeline.context import RunContext
 from bigseg.pipeline.products import FeatureSet
 from bigseg.predict import fairness
+
+log = logging.getLogger(__name__)
+
+#: customers a run that segments and trains needs at least
+MIN_CUSTOMERS = 2
 
 
 def compute(ctx: RunContext) -> FeatureSet:
@@ -38,6 +45,14 @@ def compute(ctx: RunContext) -> FeatureSet:
         for k in range(n)
     ]
     sizes = ctx.map_buckets(ftasks.n_rows, futs, "score", desc="features", bar=True)
+    if not ctx.score_only and sum(sizes) < MIN_CUSTOMERS:
+        raise DataError(
+            f"{sum(sizes)} customer(s) with a purchase on or before as_of={ctx.as_of} in "
+            f"{cfg.data.transactions.path}: segmenting and training need at least "
+            f"{MIN_CUSTOMERS}. Check as_of, the consent flags (privacy.require_consent) and "
+            f"data.transactions; with fewer customers, score them with a model trained on "
+            f"more (`bigseg score`)"
+        )
     hits = ctx.map_buckets(ftasks.cached, futs, desc="feature cache")
     reused = int(sum(hits))
     frac = min(1.0, feats_mod.CLV_SAMPLE / max(sum(sizes), 1))
@@ -48,6 +63,7 @@ def compute(ctx: RunContext) -> FeatureSet:
         "clv fit",
     )
     clv = dict(zip(names, fits, strict=True))
+    _state_clv(clv)
     futs = ctx.map_buckets(feats_mod.add_clv, futs, clv, cfg.horizon_days)
     cols = ctx.map_buckets(ftasks.columns, futs, "score", desc="feature columns")
     fc = cfg.fairness
@@ -61,6 +77,32 @@ def compute(ctx: RunContext) -> FeatureSet:
         "clv": clv,
     }
     return FeatureSet(tuple(futs), tuple(model_features), vocab, clv, int(sum(sizes)), report)
+
+
+def _state_clv(clv: dict) -> None:
+    """Say once per run (INFO) what the CLV fits of the cutoffs mean for the CLV
+    features. The fits (``converged``, Gamma-Gamma ``q``) are in ``metrics.json``
+    ``clv``; the features feed the models, which learn how far to trust them, so a
+    heavy spend tail or an imprecise optimum is stated, not warned about on every run."""
+    fits = {k: v for k, v in clv.items() if v}
+    loose = [
+        k
+        for k, v in fits.items()
+        if not all(m.get("converged", True) for m in v.values() if isinstance(m, dict))
+    ]
+    heavy = [k for k, v in fits.items() if v["gamma_gamma"]["q"] <= 1.0]
+    if loose:
+        log.info(
+            "CLV: the fit at cutoff(s) %s stopped short of a precise optimum; the CLV "
+            "features there are approximate",
+            ", ".join(loose),
+        )
+    if heavy:
+        log.info(
+            "CLV: spend has an infinite-mean tail at cutoff(s) %s (Gamma-Gamma q <= 1); "
+            "expected order values lean on each customer's own mean",
+            ", ".join(heavy),
+        )
 
 
 def write(ctx: RunContext, fs: FeatureSet) -> dict:

@@ -54,7 +54,8 @@ class Recorder:
         path = self.layout.metrics
         old = read_json(path) if local.is_file(path) else {}
         merged = {**old, **self.metrics, "timings": {**old.get("timings", {}), **self.timings}}
-        write_json_atomic(path, merged)
+        # strict JSON: a value that is undefined (NaN, an infinite threshold) is null
+        write_json_atomic(path, merged, strict=True)
         self.metrics = merged
         return merged
 
@@ -97,7 +98,7 @@ class Recorder:
             },
         }
         path = self.layout.runs / f"{now.strftime('%Y%m%dT%H%M%S%fZ')}.json"
-        write_json_atomic(path, rec)
+        write_json_atomic(path, rec, strict=True)
         return path
 
     def report(self) -> None:

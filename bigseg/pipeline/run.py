@@ -38,6 +38,8 @@ class Run:
         self._serving: ServingModels | None = None
         #: the model version this run publishes, created when a stage first writes to it
         self._writer: VersionWriter | None = None
+        #: this run trained the models that score (drift is then no retrain reason)
+        self._trained = False
 
     # -- products, made on first use ---------------------------------------------------
     def context(self) -> RunContext:
@@ -112,13 +114,15 @@ class Run:
         with self.rec.timed("train"):
             self._serving, report = train.train(ctx, fs, seg, self.writer())
         self._writer = None  # published
+        self._trained = True
         self.rec.add(report)
 
     def score(self) -> None:
         with self.rec.timed("score"):
             ctx, fs = self.context(), self.features()
             seg, serving = self.segmenter(), self.serving()
-            self.rec.add(score.score(ctx, fs, seg, serving, self._writer is not None))
+            fresh = self._writer is not None
+            self.rec.add(score.score(ctx, fs, seg, serving, fresh, self._trained))
 
     def run(self, stages, run_policy: dict | None = None) -> dict:
         """Run ``stages`` in order; write ``metrics.json`` and the run record."""

@@ -21,6 +21,7 @@ import uuid
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 
 from bigseg.errors import ModelError
 from bigseg.io.commit import read_json, staged_dir
@@ -75,9 +76,12 @@ def score(
     seg: FittedSegmenter,
     serving: ServingModels,
     unpublished_model: bool,
+    trained_here: bool = False,
 ) -> dict:
     """The ``score`` stage (module docstring); returns its report. ``unpublished_model``:
-    a model fitted in this run is not published yet, so a killed run is never resumed."""
+    a model fitted in this run is not published yet, so a killed run is never resumed.
+    ``trained_here``: this run trained the model, so its drift against its own training
+    window is reported but is no reason to retrain."""
     v = version(ctx)
     mpath = ctx.layout.model_manifest(v)
     manifest = read_json(mpath) if local.is_file(mpath) else {}
@@ -117,7 +121,7 @@ def score(
         list(seg.ids),
         list(serving.features or []),
     )
-    report.update(_drift(ctx, ref, stats))
+    report.update(_drift(ctx, ref, stats, trained_here))
     stage.remove()
     return report
 
@@ -172,7 +176,8 @@ def _publish(ctx: RunContext, seg: FittedSegmenter, stage: ResumableStage, stats
     )
     share = ctx.cfg.prediction.high_value_share
     ok = len(vals) and np.isfinite(vals).all()
-    thr = float(np.quantile(vals, 1 - share)) if ok else np.inf
+    # no value model (no values at all): no threshold and no high_value column
+    thr = float(np.quantile(vals, 1 - share)) if ok else (np.inf if len(vals) else None)
     report: dict = {}
     aff = None
     if stats and all(s["categories"] is not None for s in stats):
@@ -200,14 +205,25 @@ def _publish(ctx: RunContext, seg: FittedSegmenter, stage: ResumableStage, stats
     report["high_value_threshold"] = thr
     # campaign tools read audiences/segment=<id>.parquet: the buckets' audience rows
     # (saved by the score writes) streamed to the writer one at a time
+    id_type = pa.string() if ctx.store.manifest.get("id_type") == "string" else pa.int64()
     rows = offers.write_audiences(
-        (scoring.read_audience(str(p)) for p in aud), ctx.out, segment_ids=list(seg.ids)
+        (scoring.read_audience(str(p)) for p in aud),
+        ctx.out,
+        segment_ids=list(seg.ids),
+        id_type=id_type,
     )
     report["audiences"] = {str(k): int(v) for k, v in rows.items()}
+    st = ctx.store
+    if not (st.has("customers") and "consent_marketing" in st.schema("customers")):
+        # transactions-only input: not a problem to warn about, but said once here
+        report["audiences_skipped"] = (
+            "no marketing consent data (data.customers with consent_marketing): nobody "
+            "has opted in, so every audience is empty"
+        )
     return report
 
 
-def _drift(ctx: RunContext, ref: dict | None, stats: list) -> dict:
+def _drift(ctx: RunContext, ref: dict | None, stats: list, trained_here: bool = False) -> dict:
     """Population stability of the features, scores and segment shares against the
     training reference, and the retrain policy's verdict (``drift``, ``retrain``;
     policy in :mod:`bigseg.monitor.drift`), from the per-bucket bin counts."""
@@ -227,9 +243,19 @@ def _drift(ctx: RunContext, ref: dict | None, stats: list) -> dict:
     trained = dt.date.fromisoformat(ref["as_of"])
     age = max((ctx.as_of - trained).days, 0)  # scoring a date before training: 0
     retrain, reasons = drift.should_retrain(report, age, ctx.cfg.drift.policy())
-    if retrain:
+    verdict = {"recommended": retrain, "reasons": reasons}
+    if retrain and trained_here:
+        # this run has just trained the model: what differs from its reference is its
+        # own training window (as_of - horizon) against as_of, not drift since training
+        verdict = {
+            "recommended": False,
+            "reasons": [],
+            "not_judged": "model trained in this run: its reference is its own training "
+            "window; drift is judged by a later run that scores with it",
+        }
+    elif retrain:
         log.warning("retraining recommended: %s", "; ".join(reasons))
     return {
         "drift": {**report, "reference_as_of": ref["as_of"], "model_age_days": age},
-        "retrain": {"recommended": retrain, "reasons": reasons},
+        "retrain": verdict,
     }

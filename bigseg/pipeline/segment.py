@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pandas as pd
 
 from bigseg.errors import ModelError
@@ -29,6 +31,8 @@ from bigseg.segment.stability import match_segments, migration_matrix
 SEGMENT_FEATURES = ["recency_days", "purchase_rate", "monetary_mean", "tenure_days"]
 #: a sample this large scores the candidate k and places the names
 SAMPLE_ROWS = 20_000
+
+log = logging.getLogger(__name__)
 
 
 def previous(ctx: RunContext) -> FittedSegmenter | None:
@@ -58,6 +62,22 @@ def load(ctx: RunContext) -> FittedSegmenter:
     return seg
 
 
+def at_most_customers(scfg, n: int):
+    """The ``segmentation`` config with no more segments than customers (``n``)."""
+    top = scfg.k if scfg.k != "auto" else scfg.k_max
+    if top <= n:
+        return scfg
+    log.warning(
+        "segmentation: only %d customers, so at most %d segments (segmentation.k: %s)",
+        n,
+        n,
+        scfg.k,
+    )
+    if scfg.k != "auto":
+        return scfg.model_copy(update={"k": n})
+    return scfg.model_copy(update={"k_min": min(scfg.k_min, n), "k_max": n})
+
+
 def fit(
     ctx: RunContext, fs: FeatureSet, prev: FittedSegmenter | None, writer: VersionWriter
 ) -> tuple[FittedSegmenter, dict]:
@@ -85,7 +105,7 @@ def fit(
         old_centres = prev.preprocessor().inverse_transform(prev.arrays["centres"])
         old_z = pre.transform(pd.DataFrame(old_centres, columns=feats))
     seg, scores, rule, merged = fit_method(
-        cfg.segmentation,
+        at_most_customers(cfg.segmentation, fs.n_score),
         seed,
         ctx.backend,
         blocks,

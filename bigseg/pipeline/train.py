@@ -27,23 +27,72 @@ log = logging.getLogger(__name__)
 DRIFT_EXEMPT = ("tenure_days",)
 
 
+#: a target is learnt only from this many labelled customers of each kind: for churn,
+#: churners and customers who bought again; for value, buyers in the label window
+MIN_LABELLED = 5
+
+
+def unlearnable(ctx: RunContext, fs: FeatureSet, target: str) -> str | None:
+    """Why ``target`` (churn or value) cannot be learnt from the training cutoff's labels
+    (the window ``(as_of - horizon, as_of]``), or None when it can."""
+    counts = ctx.map_buckets(
+        ftasks.label_counts, list(fs.buckets), "train", target, desc=f"{target} labels"
+    )
+    n, pos = sum(c[0] for c in counts), sum(c[1] for c in counts)
+    h = dt.timedelta(days=ctx.cfg.horizon_days)
+    window = f"({ctx.as_of - h}, {ctx.as_of}]"
+    if target == "churn" and min(pos, n - pos) < MIN_LABELLED:
+        few = (
+            ("bought again", "the window lies past the data, or customers rarely buy "
+             "again: set as_of within the data, or a longer horizon_days")
+            if n - pos < pos
+            else ("churned", "nearly every customer bought again: a churn this rare is "
+                  "not learnt; a shorter horizon_days or more customers may help")
+        )  # fmt: skip
+        return (
+            f"{min(pos, n - pos)} of the {n} customers known at {ctx.as_of - h} {few[0]} "
+            f"in the label window {window} (at least {MIN_LABELLED} of each kind needed): "
+            f"{few[1]}"
+        )
+    if target == "value" and pos < MIN_LABELLED:
+        return (
+            f"{pos} of the {n} customers known at {ctx.as_of - h} bought in the label "
+            f"window {window} (at least {MIN_LABELLED} repeat buyers needed): the window "
+            f"lies past the data, or customers buy only once: set as_of within the data, "
+            f"or a longer horizon_days"
+        )
+    return None
+
+
 def targets(ctx: RunContext, fs: FeatureSet) -> tuple[list[str], dict]:
-    """The targets to train, and a report of any skipped: ``response`` needs a campaign
-    sent in the label window."""
+    """The targets to train, and a report of any skipped (``{target: {"skipped":
+    reason}}``, logged as a warning): churn and value need enough labelled customers
+    of each kind (:func:`unlearnable`), ``response`` a campaign sent in the label
+    window."""
     pcfg = ctx.cfg.prediction
-    out = [t for t in pcfg.targets if t in ("churn", "value")]
+    out, report = [], {}
+    for t in (t for t in pcfg.targets if t in ("churn", "value")):
+        why = unlearnable(ctx, fs, t)
+        if why is None:
+            out.append(t)
+        else:
+            log.warning("target %r skipped, its scores column left out: %s", t, why)
+            report[t] = {"skipped": why}
     if "response" not in pcfg.targets:
-        return out, {}
+        return out, report
+    st = ctx.store
+    if not (st.has("campaigns") and "responded_at" in st.schema("campaigns")):
+        # transactions-only input is a first-class case: nothing to warn about
+        why = "no campaigns data (data.campaigns with responded_at): nothing to learn from"
+        log.info("target 'response' skipped: %s", why)
+        return out, {**report, "response": {"skipped": why}}
     labelled = ctx.map_buckets(
         ftasks.n_labelled, list(fs.buckets), "train", "response", desc="response labels"
     )
     if sum(labelled) > 0:
-        return [*out, "response"], {}
-    log.warning(
-        "target 'response' skipped: no campaign sent in the label window "
-        "(or no campaigns table with responded_at)"
-    )
-    return out, {"response": {"skipped": "no campaign responses to learn from"}}
+        return [*out, "response"], report
+    log.warning("target 'response' skipped: no campaign sent in the label window")
+    return out, {**report, "response": {"skipped": "no campaign responses to learn from"}}
 
 
 def _count(ctx: RunContext, fs: FeatureSet, cutoff: str) -> int:
@@ -64,6 +113,12 @@ def train(
             f"not enough history to train: no customer bought on or before "
             f"as_of - horizon = {ctx.as_of - h}"
         )
+    if not tgts:  # nothing to learn: the version serves segments only
+        serving = ServingModels({}, {}, fs.names)
+        writer.write_json("drift_reference.json", _drift_reference(ctx, fs, seg, serving))
+        report["training_window"] = _window(ctx)
+        writer.publish(_manifest(ctx, fs, serving, {}))
+        return serving, report
     windows = (["backtest"] if _count(ctx, fs, "backtest") > 0 else []) + ["train"]
     feats = (*fs.names, *segmented.segment_features(list(seg.ids)))
     plan = training.TrainPlan(

@@ -232,6 +232,7 @@ def write_audiences(
     final: str | Path | None = None,
     segment_ids: Iterable[int] | None = None,
     row_group_rows: int = 65_536,
+    id_type: pa.DataType | None = None,
 ) -> dict[int, int]:
     """Write ``<final>/segment=<id>.parquet``, one file per segment, atomically.
 
@@ -264,6 +265,9 @@ def write_audiences(
         file with the schema), so that every segment has its file.
     row_group_rows : int
         Rows buffered per segment before a row group is written.
+    id_type : pyarrow.DataType, optional
+        The store's customer id type, for the empty files when no frame has a row
+        (default ``int64``).
 
     Returns
     -------
@@ -281,7 +285,7 @@ def write_audiences(
     with staged_dir(output, final) as d, _SegmentFiles(d, row_group_rows) as files:
         for df in frames:
             files.add(df)
-        files.finish(segment_ids or ())
+        files.finish(segment_ids or (), id_type)
     return dict(sorted(files.counts.items()))
 
 
@@ -345,12 +349,12 @@ class _SegmentFiles:
             if self.pending[s] >= self.row_group_rows:
                 self.flush(s)
 
-    def finish(self, segment_ids: Iterable[int]) -> None:
+    def finish(self, segment_ids: Iterable[int], id_type: pa.DataType | None = None) -> None:
         """Write what is buffered, and an empty file for each of ``segment_ids`` that
-        got no row."""
+        got no row (ids typed as the rows written, else ``id_type``, else int64)."""
         for s in list(self.buf):
             self.flush(s)
-        schema = self.schema or _schema(pa.int64())
+        schema = self.schema or _schema(id_type or pa.int64())
         for s in segment_ids:
             s = int(s)
             if s not in self.counts:

@@ -96,17 +96,13 @@ def score_bucket(
     reasons = segment_reasons(Z, idx, seg.arrays["centres"], pre.features)
     for r, col in enumerate(reasons, start=1):
         out[f"segment_reason_{r}"] = col
-    n, models, feats = len(df), serving.models, serving.features
+    models, feats = serving.models, serving.features
     importance = {}
     X = segmented.model_matrix(df, feats, segs) if models else None
-    # churn and value columns always exist (NaN without a model); response only with one
-    targets = [
-        (t, col) for t, col in segmented.TARGET_COLUMNS.items() if t != "response" or t in models
-    ]
+    # a target's column only with its model: a target that could not be learnt is
+    # absent from the scores (metrics.json says why), never a column of NaN
+    targets = [(t, col) for t, col in segmented.TARGET_COLUMNS.items() if t in models]
     for t, col in targets:
-        if t not in models:
-            out[col] = np.full(n, np.nan, np.float32)
-            continue
         pred, contrib = segmented.predict_explain(
             X, segs, models[t], serving.choice.get(t, {}), drivers
         )
@@ -164,13 +160,12 @@ def stage_scores(
 
 
 def part_value_sample(part_path: str, k: int, fraction: float, seed: int) -> np.ndarray:
-    """Phase 2: the bucket's sample of value predictions for the global thresholds."""
-    return _sample(
-        _floats(tables.read_arrow(part_path, ["value_prediction"]), "value_prediction"),
-        k,
-        fraction,
-        seed,
-    )
+    """Phase 2: the bucket's sample of value predictions for the global thresholds
+    (empty without a value model)."""
+    t = tables.read_arrow(part_path)
+    if "value_prediction" not in t.column_names:
+        return np.zeros(0, np.float32)
+    return _sample(_floats(t, "value_prediction"), k, fraction, seed)
 
 
 def write_scores(
@@ -184,7 +179,8 @@ def write_scores(
     audience_path: str,
 ) -> int:
     """Phase 2 of one bucket: the saved scores with next-best offers (when ``affinity``
-    is given) and ``high_value`` (value prediction >= ``threshold``), written as Parquet
+    is given) and ``high_value`` (value prediction >= ``threshold``; None: no value
+    model, no column), written as Parquet
     to ``path`` (in the publication's staging dir), and the bucket's audience rows
     (:func:`audience`) saved to ``audience_path`` (read back by :func:`read_audience`);
     returns the row count."""
@@ -194,9 +190,11 @@ def write_scores(
     share = [c for c in t.column_names if c.startswith(OFFER_INPUT_PREFIX)]
     scores = t.drop_columns(share)
     seg = scores.column("segment").to_numpy()
-    aud = scores.select(
-        ["customer_id", "segment", "segment_name", "churn_probability", "value_prediction"]
-    ).to_pandas()
+    preds = [c for c in ("churn_probability", "value_prediction") if c in scores.column_names]
+    aud = scores.select(["customer_id", "segment", "segment_name", *preds]).to_pandas()
+    for c in ("churn_probability", "value_prediction"):
+        if c not in aud:  # a target not learnt: its audience tier is None
+            aud[c] = np.full(len(aud), np.nan)
     if affinity is not None:
         frame = pd.DataFrame(
             {"customer_id": aud["customer_id"].to_numpy(), **{c: _floats(t, c) for c in share}}
@@ -206,12 +204,14 @@ def write_scores(
         for f, col in zip(extra.schema, extra.columns, strict=True):
             scores = scores.append_column(f, col)
         aud["offer_1"] = nbo["offer_1"].to_numpy()
-    high = _floats(scores, "value_prediction") >= threshold
-    scores = scores.append_column("high_value", pa.array(high, pa.bool_()))
+    if threshold is not None:  # None: no value model, so no high_value either
+        high = _floats(scores, "value_prediction") >= threshold
+        scores = scores.append_column("high_value", pa.array(high, pa.bool_()))
     tables.write_arrow_atomic(
         audience_path, tables.from_pandas(audience(store, k, aud, value_cuts))
     )
-    tables.write_parquet(path, scores, compression="zstd")
+    if scores.num_rows:  # an empty bucket: no file (see features.tasks.write_parquet)
+        tables.write_parquet(path, tables.text_for_null(scores), compression="zstd")
     return scores.num_rows
 
 
@@ -235,7 +235,7 @@ def profile(frame: pd.DataFrame, scores: pd.DataFrame, k: int, features: list[st
     sumsq = np.stack([np.bincount(labels, weights=vals[j] ** 2, minlength=k) for j in cols], axis=1)
     out = {"counts": counts, "sums": sums, "sumsq": sumsq, "present": present}
     for col in ("churn_probability", "value_prediction"):
-        v = scores[col].to_numpy(np.float64)
+        v = scores[col].to_numpy(np.float64) if col in scores else np.full(len(labels), np.nan)
         out[col] = np.bincount(labels, weights=v, minlength=k)  # NaN when the model is absent
     return out
 

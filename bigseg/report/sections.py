@@ -157,7 +157,9 @@ def profile_z(shown: list[dict]) -> tuple[list[str], np.ndarray, np.ndarray]:
 
 def profiles(shown: list[dict], descriptions: dict) -> str:
     feats, raw, z = profile_z(shown)
-    spread = np.nan_to_num(np.nanmax(np.abs(z), axis=0), nan=0.0)
+    # |z| >= 0, so NaN as 0 gives nanmax's result, without its warning on a feature
+    # missing in every segment
+    spread = np.nan_to_num(np.abs(z), nan=0.0).max(axis=0)
     keep = sorted(np.argsort(-spread, kind="stable")[:MAX_PROFILE_FEATURES])
     parts = [
         note(

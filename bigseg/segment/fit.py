@@ -49,9 +49,10 @@ def fit_method(
 
 def merge_small(seg: Segmenter, blocks: Blocks, min_size: int) -> tuple[Segmenter, list[dict]]:
     """Refit with fewer segments while any segment has fewer than ``min_size``
-    customers, as the method merges (:meth:`~bigseg.segment.base.Segmenter.without`);
-    methods that do not merge are left alone. Returns the segmenter and one record per
-    round."""
+    customers, as the method merges (:meth:`~bigseg.segment.base.Segmenter.without`),
+    down to one segment when the data allow no more; methods that do not merge are left
+    alone. Returns the segmenter and one record per round. When even one segment holds
+    fewer than ``min_size`` customers, a warning says so (the report suppresses it)."""
     merged: list[dict] = []
     if not seg.merges_small or min_size <= 0:
         return seg, merged
@@ -60,8 +61,17 @@ def merge_small(seg: Segmenter, blocks: Blocks, min_size: int) -> tuple[Segmente
         k = len(arrays["centres"])
         counts = np.sum(blocks.map(serialize.segment_counts, meta, arrays, k), axis=0)
         small = np.flatnonzero(counts < min_size)
-        if len(small) == 0 or k - len(small) < 2:
+        if len(small) and k == 1:
+            log.warning(
+                "only %d customers: one segment, below privacy.min_segment_size=%d, so "
+                "the report suppresses its figures (lower min_segment_size to see them)",
+                int(counts.sum()),
+                min_size,
+            )
+        if len(small) == 0 or k == 1:
             return seg, merged
+        if k - len(small) < 1:  # every segment is small: as few as the data allow
+            small = small[np.argsort(counts[small], kind="stable")][: max(k - 1, 0)]
         merged.append(
             {
                 "k": int(k),
@@ -70,7 +80,8 @@ def merge_small(seg: Segmenter, blocks: Blocks, min_size: int) -> tuple[Segmente
             }
         )
         log.info(
-            "segments %s have fewer than %d customers; refitting with k=%d",
+            "segments %s have fewer than %d customers (privacy.min_segment_size); "
+            "refitting with k=%d",
             small.tolist(),
             min_size,
             k - len(small),

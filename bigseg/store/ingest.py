@@ -34,7 +34,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import pyarrow as pa
@@ -228,7 +228,20 @@ def _schemas(old: Store | None, split: list[dict]):
             f"ids must have one type in every table"
         )
     if not schemas.get("transactions"):
-        raise DataError("data.transactions: the input files hold no valid rows")
+        bad, examples = Counter(), {}
+        for r in split:
+            if r["table"] == "transactions":
+                bad.update(r["bad"])
+                for k, v in r["examples"].items():
+                    examples.setdefault(k, v)
+        why = "; ".join(
+            f"{k}: {n} (e.g. {examples.get(k, '?')}){record.hint('transactions', k)}"
+            for k, n in bad.most_common(5)
+        )
+        raise DataError(
+            "data.transactions: the input files hold no valid rows"
+            + (f"; every row broke a rule: {why}" if why else "")
+        )
     return schemas, id_types, touched
 
 

@@ -82,6 +82,27 @@ def quarantine_report(split, merged, jobs, old) -> dict:
     }
 
 
+#: rule (after "<column>: ") -> how to fix it, for the error of a refused ingest
+HINTS = {
+    "not a timestamp": (
+        "dates must be ISO 8601 (2024-03-01, 2024-03-01T10:00:00+02:00); for another "
+        "layout set data.{table}.csv.timestamp_format (e.g. '%d/%m/%Y')"
+    ),
+    "not a number": (
+        "numbers need a decimal point and no currency sign or thousands separator "
+        "(12.50, not '12,50' or '$12.50'): convert the column before ingest"
+    ),
+}
+
+
+def hint(table: str, reason: str) -> str:
+    """`` [fix: ...]`` for ``reason`` (a rule of :mod:`bigseg.store.rules`) in ``table``,
+    or ""."""
+    rule = reason.partition(": ")[2]
+    h = next((v for k, v in HINTS.items() if rule.startswith(k)), None)
+    return f" [fix: {h.format(table=table)}]" if h else ""
+
+
 def enforce_bad_share(report: dict, max_share: float) -> None:
     problems = []
     for t, v in report.items():
@@ -89,7 +110,7 @@ def enforce_bad_share(report: dict, max_share: float) -> None:
         total = v["rows"] + n_bad
         if total and n_bad / total > max_share:
             top = ", ".join(
-                f"{r}: {c} (e.g. {v['examples'].get(r, '?')})"
+                f"{r}: {c} (e.g. {v['examples'].get(r, '?')}){hint(t, r)}"
                 for r, c in sorted(v["bad"].items(), key=lambda x: -x[1])[:5]
             )
             problems.append(

@@ -72,6 +72,8 @@ def list_inputs(
     elif path.is_file():
         paths, parts = [str(path)], [{}]
     elif path.is_dir():
+        if not tc.format:
+            _refuse_mixed_formats(table, path)
         suffixes = (
             (".parquet", ".parq", ".pq", "")
             if fmt == "parquet"
@@ -94,6 +96,32 @@ def list_inputs(
         st = os.stat(p)
         out.append(InputFile(table, p, fmt, st.st_size, st.st_mtime, dict(part or {})))
     return out
+
+
+_FORMAT_SUFFIXES = {
+    "parquet": (".parquet", ".parq", ".pq"),
+    "csv": (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz"),
+}
+
+
+def _refuse_mixed_formats(table: str, path: Path) -> None:
+    """A directory holding files of more than one format, with no ``format`` given:
+    refused (reading only the inferred format would drop the others' rows silently)."""
+    found: dict[str, list[str]] = {}
+    for p in sorted(path.rglob("*")):
+        rel = p.relative_to(path)
+        if not p.is_file() or any(part.startswith((".", "_")) for part in rel.parts):
+            continue
+        for fmt, suffixes in _FORMAT_SUFFIXES.items():
+            if p.name.lower().endswith(suffixes):
+                found.setdefault(fmt, []).append(str(rel))
+    if len(found) > 1:
+        listing = "; ".join(f"{f}: {len(v)} file(s), e.g. {v[0]}" for f, v in found.items())
+        raise DataError(
+            f"data.{table}.path: {path} holds files of more than one format ({listing}) and "
+            f"data.{table}.format is not set. Convert them to one format, or keep each "
+            f"format in its own directory; set data.{table}.format to read only one of them."
+        )
 
 
 def _hive_keys(rel: Path) -> dict:
@@ -176,8 +204,24 @@ def _to_timestamp(arr: pa.Array, fmt: str | None) -> pa.Array:
         try:
             return arr.cast(pa.timestamp("us"))
         except pa.ArrowInvalid:
+            pass
+        try:
             return arr.cast(pa.timestamp("us", tz="UTC")).cast(pa.timestamp("us"))
+        except pa.ArrowInvalid:
+            return _mixed_offsets(arr)
     return arr.cast(pa.timestamp("us"))
+
+
+def _mixed_offsets(arr: pa.Array) -> pa.Array:
+    """ISO 8601 text where some values carry a UTC offset (``Z``, ``+02:00``) and some do
+    not: the former converted to UTC, the latter taken as UTC (raises ArrowInvalid when
+    a value is neither)."""
+    arr = pc.utf8_trim_whitespace(arr)
+    has_tz = pc.match_substring_regex(arr, r"(Z|[+-]\d\d:?\d\d)$")
+    none = pa.scalar(None, arr.type)
+    aware = pc.if_else(has_tz, arr, none).cast(pa.timestamp("us", tz="UTC"))
+    naive = pc.if_else(has_tz, none, arr).cast(pa.timestamp("us"))
+    return pc.coalesce(naive, aware.cast(pa.timestamp("us")))
 
 
 def _coerce_id(arr: pa.Array, where: str) -> pa.Array:

@@ -7,6 +7,9 @@ Rules (first broken rule per row is the reason):
 
 =====================  =============================================================
 ``<col>: null``        a required column is empty (customer ids, timestamps, amounts)
+``customer_id: blank`` a text id that is empty or only whitespace (a guest checkout,
+                       a missing value): never a customer. Leading and trailing
+                       spaces of any other id are part of it and are kept
 ``<col>: not a ...``   a value that cannot be read as the column's type
 ``<col>: invalid       text that is not valid UTF-8 (CSV input)
 UTF-8``
@@ -108,6 +111,10 @@ def check_values(
             r.mark(_np(pc.greater(arr, future)), f"{name}: in the future")
         elif pa.types.is_timestamp(t):
             r.mark(_np(pc.greater(arr, future)), f"{name}: in the future")
+    ids = cols.get("customer_id")
+    if ids is not None and (pa.types.is_string(ids.type) or pa.types.is_large_string(ids.type)):
+        blank = pc.or_(pc.equal(pc.utf8_length(ids), 0), pc.utf8_is_space(ids))
+        r.mark(_np(blank), "customer_id: blank")
     if "amount" in cols:
         a = cols["amount"]
         r.mark(~_np(pc.is_finite(a)) & ~_np(pc.is_null(a)), "amount: not finite")

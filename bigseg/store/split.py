@@ -70,11 +70,12 @@ class _Split:
                 "customer_id",
                 privacy.pseudonymize(bad.column("customer_id"), self.key),
             )
-        for reason, row in zip(
-            bad.column("_reason").to_pylist(), bad.column("_row").to_pylist(), strict=True
+        for i, (reason, row) in enumerate(
+            zip(bad.column("_reason").to_pylist(), bad.column("_row").to_pylist(), strict=True)
         ):
             self.reasons[reason] += 1
-            self.examples.setdefault(reason, f"{self.f.path} row {row}")
+            if reason not in self.examples:
+                self.examples[reason] = _example(self.f.path, bad, i, row, reason)
         if self.qwriter is None:
             qdir = Path(self.parts).parent / QUARANTINE / self.f.table
             qdir.mkdir(exist_ok=True)
@@ -152,6 +153,17 @@ class _Split:
             "erased_skipped": self.skipped,
             "schema": None if schema is None else _drop_src(schema).serialize().to_pybytes(),
         }
+
+
+def _example(path: str, bad: pa.Table, i: int, row: int, reason: str) -> str:
+    """Where a rejected row is, with its value when the rule names a column (never an
+    id: it may identify a person)."""
+    col = reason.split(":", 1)[0]
+    where = f"{path} row {row}"
+    if col == "customer_id" or col not in bad.column_names:
+        return where
+    value = bad.column(col)[i].as_py()
+    return where if value is None else f"{where}, value {value!r}"
 
 
 def _split_file(

@@ -1,0 +1,600 @@
+"""The edges of issue 19 item 3: each gives its documented exit code and a message that
+names the file, key or rule and the fix, and loses or changes nothing (the previous
+outputs stay byte-identical, nothing half-written)."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from bigseg.cli import main
+
+
+def strict_json(text: str):
+    """``json.loads`` that refuses NaN and Infinity (as strict parsers do)."""
+
+    def refuse(name):
+        raise ValueError(f"not strict JSON: {name}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def snapshot(out: Path) -> dict:
+    """Every file under ``out`` (staging and the lock aside) with its SHA-256."""
+    return {
+        str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(out.rglob("*"))
+        if p.is_file() and ".staging" not in p.parts and p.name != ".lock"
+    }
+
+
+@pytest.fixture(scope="module")
+def cluster_yaml(local_client, tmp_path_factory) -> str:
+    """A ``type: scheduler`` cluster config for the session's local cluster: the CLI
+    connects to it instead of starting one (and leaves it running)."""
+    p = tmp_path_factory.mktemp("cluster") / "cluster.yaml"
+    p.write_text(f"type: scheduler\naddress: {local_client.scheduler.address}\ntimeout: 10\n")
+    return str(p)
+
+
+def transactions(n_customers=80, per_customer=6, seed=0, ids=None) -> pd.DataFrame:
+    """Repeat buyers over two years up to 2025-12-31 (int ids unless ``ids`` given)."""
+    rng = np.random.default_rng(seed)
+    ids = list(range(1, n_customers + 1)) if ids is None else list(ids)
+    rows = []
+    for i, c in enumerate(ids):
+        k = per_customer if isinstance(per_customer, int) else per_customer[i]
+        days = rng.choice(730, k, replace=False)  # no duplicate rows
+        for d in days:
+            rows.append((c, pd.Timestamp("2024-01-01") + pd.Timedelta(days=int(d)), 10 + i % 7))
+    df = pd.DataFrame(rows, columns=["customer_id", "timestamp", "amount"])
+    df["amount"] = df["amount"].astype(float)
+    return df
+
+
+def job(tmp_path: Path, data: dict, **extra) -> Path:
+    doc = {
+        "data": data,
+        "horizon_days": 90,
+        "seed": 1,
+        "segmentation": {"k": 2},
+        "prediction": {"n_estimators": 20},
+        "privacy": {"min_segment_size": 1},
+        "output": str(tmp_path / "out"),
+        **extra,
+    }
+    p = tmp_path / "job.yaml"
+    p.write_text(yaml.safe_dump(doc))
+    return p
+
+
+# -- metrics.json is strict JSON ---------------------------------------------------------------
+def test_strict_json_text_writes_null_for_undefined_values():
+    from bigseg.io.commit import strict_json_text
+
+    doc = {
+        "thr": float("inf"),
+        "auc": float("nan"),
+        "np": np.float32("nan"),
+        "ok": np.float64(0.5),
+        "n": np.int64(3),
+        "nested": [{"x": -float("inf")}, (1.0, float("nan"))],
+    }
+    got = strict_json(strict_json_text(doc))
+    assert got == {
+        "thr": None,
+        "auc": None,
+        "np": None,
+        "ok": 0.5,
+        "n": 3,
+        "nested": [{"x": None}, [1.0, None]],
+    }
+
+
+def test_metrics_json_is_strict_even_with_undefined_values(tmp_path):
+    from bigseg.backend import resolve
+    from bigseg.config import load_run_config
+    from bigseg.pipeline.record import Recorder
+
+    cfg = load_run_config(job(tmp_path, {"transactions": {"path": "tx"}}))
+    rec = Recorder(cfg, resolve("cpu"))
+    rec.add({"high_value_threshold": float("inf"), "churn": {"auc": float("nan")}})
+    rec.write_metrics()
+    rec.add({"as_of": "2025-12-31"})
+    rec.write_metrics()  # merged over the file it wrote
+    text = (cfg.output_dir / "metrics.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    m = strict_json(text)
+    assert m["high_value_threshold"] is None and m["churn"]["auc"] is None
+    record = rec.write_run_record(["score"])
+    strict_json(record.read_text())
+
+
+# -- ids: blank ones are quarantined, spaces are part of an id, erase matches exactly ---------
+PADDED = ["A", " A", "A ", "B", "C\t", "D"]
+
+
+def padded_csv(path: Path) -> pd.DataFrame:
+    """String ids that differ only by their spaces, plus blank ids (guest rows)."""
+    df = transactions(ids=PADDED, per_customer=5)
+    guests = transactions(ids=["", "   ", "", "\t"], per_customer=3, seed=1)
+    both = pd.concat([df, guests], ignore_index=True)
+    out = both.assign(timestamp=both["timestamp"].dt.strftime("%Y-%m-%d"))
+    out.to_csv(path, index=False)
+    return both
+
+
+def test_blank_ids_are_quarantined_and_spaces_kept(tmp_path, local_client):
+    from bigseg.config import load_run_config
+    from bigseg.store import ingest
+
+    (tmp_path / "tx").mkdir()
+    both = padded_csv(tmp_path / "tx" / "tx.csv")
+    cfg = load_run_config(
+        job(
+            tmp_path,
+            {"transactions": {"path": "tx", "format": "csv"}},
+            validation={"max_bad_share": 0.5},
+        )
+    )
+    store = ingest(cfg, local_client)
+    q = pq.read_table(cfg.output_dir / "quarantine" / "transactions").to_pandas()
+    n_blank = int(both["customer_id"].str.strip().eq("").sum())
+    assert (q["_reason"] == "customer_id: blank").sum() == n_blank == 12
+    assert q["_file"].str.endswith("tx.csv").all()
+    ids = pd.concat(
+        [store.read_bucket("transactions", k).to_pandas() for k in range(store.n_buckets)]
+    )["customer_id"]
+    assert sorted(ids.unique()) == sorted(PADDED)  # no "" customer, " A" is not "A"
+    assert store.manifest["tables"]["transactions"]["rows"] + len(q) == len(both)
+    assert store.manifest["quarantine"]["transactions"]["customer_id: blank"] == n_blank
+
+
+@pytest.fixture
+def pseudonym_key(monkeypatch):
+    monkeypatch.setenv("BIGSEG_PSEUDONYM_KEY", "edges-test-key-0123456789")
+
+
+def test_erase_reads_crlf_and_matches_ids_exactly(
+    tmp_path, local_client, cluster_yaml, pseudonym_key, capsys
+):
+    (tmp_path / "tx").mkdir()
+    padded_csv(tmp_path / "tx" / "tx.csv")
+    cfg = job(
+        tmp_path,
+        {"transactions": {"path": "tx", "format": "csv"}},
+        validation={"max_bad_share": 0.5},
+    )
+    assert main(["ingest", str(cfg), "--cluster", cluster_yaml, "--quiet"]) == 0
+    ids = tmp_path / "ids.txt"
+    ids.write_bytes(b" A\r\nA \r\n\r\nC\t\r\nZ\r\n nobody \r\n")
+    assert main(["erase", str(cfg), "--ids", str(ids), "--cluster", cluster_yaml]) == 0
+    out = capsys.readouterr().out
+    assert "erased 3 of 5 requested" in out, out
+    assert "not found in the store (2): 'Z', ' nobody '" in out, out
+    from bigseg.store import open_store
+
+    store = open_store(tmp_path / "out")
+    left = pd.concat(
+        [store.read_bucket("transactions", k).to_pandas() for k in range(store.n_buckets)]
+    )["customer_id"]
+    assert sorted(left.unique()) == ["A", "B", "D"]  # " A", "A ", "C\t" erased; "A" kept
+
+
+# -- mixed formats: refused, not half-read -----------------------------------------------------
+def test_mixed_formats_without_format_exit_3_and_change_nothing(tmp_path, cluster_yaml, capsys):
+    d = tmp_path / "tx"
+    d.mkdir()
+    transactions(40).to_parquet(d / "a.parquet")
+    cfg = job(tmp_path, {"transactions": {"path": "tx"}})
+    assert main(["ingest", str(cfg), "--cluster", cluster_yaml, "--quiet"]) == 0
+    before = snapshot(tmp_path / "out")
+    more = transactions(40, seed=2, ids=range(100, 140))
+    more.assign(timestamp=more["timestamp"].dt.strftime("%Y-%m-%d")).to_csv(
+        d / "b.csv", index=False
+    )
+    assert main(["ingest", str(cfg), "--cluster", cluster_yaml, "--quiet"]) == 3
+    err = capsys.readouterr().err
+    assert "more than one format" in err and "parquet: 1 file(s)" in err, err
+    assert "csv: 1 file(s), e.g. b.csv" in err and "data.transactions.format" in err, err
+    assert str(d) in err and "Traceback" not in err
+    assert snapshot(tmp_path / "out") == before
+
+
+# -- exit codes instead of tracebacks ------------------------------------------------------------
+def test_impossible_date_in_the_config_exits_2(tmp_path, capsys):
+    p = tmp_path / "job.yaml"
+    p.write_text("data:\n  transactions: {path: tx}\nas_of: 2026-09-31\noutput: out\n")
+    assert main(["validate", str(p)]) == 2
+    err = capsys.readouterr().err
+    assert str(p) in err and "line 3" in err and "as_of: 2026-09-31" in err, err
+    assert "YYYY-MM-DD" in err and "Traceback" not in err
+
+
+def test_output_that_is_a_file_exits_2(tmp_path, capsys):
+    (tmp_path / "tx").mkdir()
+    transactions(20).to_parquet(tmp_path / "tx" / "a.parquet")
+    cfg = job(tmp_path, {"transactions": {"path": "tx"}})
+    (tmp_path / "out").write_text("my notes\n")
+    assert main(["run", str(cfg), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "output:" in err and "is an existing file" in err and str(tmp_path / "out") in err
+    assert (tmp_path / "out").read_text() == "my notes\n"
+
+
+def test_score_as_of_not_iso_exits_2(tmp_path, capsys):
+    cfg = job(tmp_path, {"transactions": {"path": "tx"}})
+    assert main(["score", str(cfg), "--as-of", "2026/06/30", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "--as-of 2026/06/30" in err and "YYYY-MM-DD" in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def _fail_parquet_writes():
+    """On a worker: every Parquet write of a dataset part fails as on a full disk."""
+    import errno as _errno
+
+    from bigseg.io import tables
+
+    def full(path, *a, **k):
+        raise OSError(_errno.ENOSPC, "No space left on device", str(path))
+
+    tables._real_write_parquet = tables.write_parquet
+    tables.write_parquet = full
+
+
+def _restore_parquet_writes():
+    from bigseg.io import tables
+
+    tables.write_parquet = getattr(tables, "_real_write_parquet", tables.write_parquet)
+
+
+@pytest.fixture(scope="module")
+def normal_run(tmp_path_factory, local_client, cluster_yaml):
+    """A whole run (CLI) on 120 repeat buyers: both targets learnt."""
+    d = tmp_path_factory.mktemp("normal")
+    (d / "tx").mkdir()
+    transactions(120, per_customer=8).to_parquet(d / "tx" / "a.parquet")
+    targets = ["churn", "value", "response"]
+    cfg = job(
+        d, {"transactions": {"path": "tx"}}, prediction={"n_estimators": 20, "targets": targets}
+    )
+    assert main(["run", str(cfg), "--cluster", cluster_yaml, "--quiet"]) == 0
+    return cfg
+
+
+def test_disk_full_mid_run_exits_8_and_keeps_the_outputs(
+    normal_run, local_client, cluster_yaml, capsys
+):
+    out = normal_run.parent / "out"
+    before = snapshot(out)
+    local_client.run(_fail_parquet_writes)
+    try:
+        rc = main(["run", str(normal_run), "--cluster", cluster_yaml, "--quiet"])
+    finally:
+        local_client.run(_restore_parquet_writes)
+    err = capsys.readouterr().err
+    assert rc == 8, err
+    assert "out of space writing" in err and "No space left on device" in err, err
+    assert "Free space under output:" in err and "Traceback" not in err
+    assert snapshot(out) == before
+
+
+def test_disk_full_writing_the_report_exits_8(normal_run, monkeypatch, capsys):
+    from bigseg.io.storage import local
+
+    out = normal_run.parent / "out"
+    before = snapshot(out)
+
+    def full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(local, "write_bytes", full)
+    assert main(["report", str(normal_run), "--quiet"]) == 8
+    err = capsys.readouterr().err
+    assert "out of space writing" in err and "report.html" in err, err
+    assert snapshot(out) == before
+
+
+def test_normal_run_has_both_targets(normal_run):
+    out = normal_run.parent / "out"
+    m = strict_json((out / "metrics.json").read_text())
+    assert "skipped" not in m["churn"] and "skipped" not in m.get("value", {})
+    s = pd.read_parquet(next((out / "scores").glob("as_of=*")))
+    assert {"churn_probability", "value_prediction", "high_value"} <= set(s.columns)
+    assert s["churn_probability"].notna().all() and s["value_prediction"].notna().all()
+
+
+# -- a target that cannot be learnt is absent, with the reason, never NaN ---------------------
+def test_one_purchase_each_skips_both_targets_with_reasons(tmp_path, cluster_yaml, caplog):
+    (tmp_path / "tx").mkdir()
+    transactions(200, per_customer=1).to_parquet(tmp_path / "tx" / "a.parquet")
+    cfg = job(tmp_path, {"transactions": {"path": "tx"}})
+    assert main(["run", str(cfg), "--cluster", cluster_yaml, "--quiet"]) == 0
+    out = tmp_path / "out"
+    m = strict_json((out / "metrics.json").read_text())
+    for t in ("churn", "value"):
+        assert "label window" in m[t]["skipped"], m[t]
+    assert "repeat buyers" in m["value"]["skipped"]
+    assert m["high_value_threshold"] is None
+    s = pd.read_parquet(next((out / "scores").glob("as_of=*")))
+    assert len(s) == 200 and s["customer_id"].is_unique
+    absent = {"churn_probability", "value_prediction", "high_value"}
+    assert not absent & set(s.columns), s.columns
+    assert not any(c.startswith(("churn_", "value_")) for c in s.columns)
+    skipped = [r for r in caplog.records if "skipped, its scores column left out" in r.message]
+    assert {r.levelname for r in skipped} == {"WARNING"} and len(skipped) == 2
+    assert (out / "report.html").is_file()
+
+
+def test_as_of_years_after_the_data_skips_the_targets(tmp_path, cluster_yaml):
+    (tmp_path / "tx").mkdir()
+    transactions(120, per_customer=8).to_parquet(tmp_path / "tx" / "a.parquet")
+    cfg = job(tmp_path, {"transactions": {"path": "tx"}}, as_of="2030-12-31")
+    assert main(["run", str(cfg), "--cluster", cluster_yaml, "--quiet"]) == 0
+    out = tmp_path / "out"
+    m = strict_json((out / "metrics.json").read_text())
+    assert "0 of the 120 customers" in m["churn"]["skipped"], m["churn"]
+    assert "0 of the 120 customers" in m["value"]["skipped"], m["value"]
+    s = pd.read_parquet(next((out / "scores").glob("as_of=*")))
+    assert "churn_probability" not in s and "value_prediction" not in s and len(s) == 120
+
+
+# -- a dataset too small to segment or learn from -------------------------------------------
+def test_single_customer_exits_3_and_publishes_nothing(tmp_path, cluster_yaml, capsys):
+    (tmp_path / "tx").mkdir()
+    transactions(1, per_customer=30).to_parquet(tmp_path / "tx" / "a.parquet")
+    cfg = job(tmp_path, {"transactions": {"path": "tx"}})
+    assert main(["run", str(cfg), "--cluster", cluster_yaml, "--quiet"]) == 3
+    err = capsys.readouterr().err
+    assert "1 customer" in err and "Traceback" not in err, err
+    out = tmp_path / "out"
+    for d in ("features", "segments", "scores", "models"):
+        assert not (out / d).exists() or not any((out / d).rglob("*.parquet")), d
+
+
+# -- empty buckets -----------------------------------------------------------------------------
+def test_twenty_customers_read_back_with_pandas(tmp_path, local_client):
+    from bigseg.backend import resolve
+    from bigseg.config import load_run_config
+    from bigseg.pipeline import run_stages
+    from bigseg.synth import generate
+
+    generate(20, tmp_path / "gen", seed=0)
+    data = {"transactions": {"path": str(tmp_path / "gen" / "raw" / "transactions")}}
+    cfg = load_run_config(job(tmp_path, data))
+    run_stages(cfg, local_client, resolve("cpu"))
+    out = tmp_path / "out"
+    n = {}
+    for d in ("features", "segments", next((out / "scores").glob("as_of=*"))):
+        df = pd.read_parquet(out / d)  # every part, whichever sorts first
+        assert df["customer_id"].is_unique, d
+        n[str(d)] = len(df)
+    assert len(set(n.values())) == 1 and 10 < min(n.values()) <= 20, n
+
+
+# -- warnings that mean something ------------------------------------------------------------
+def test_a_script_without_main_guard_is_refused_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    script = tmp_path / "job.py"
+    script.write_text(
+        "from bigseg.engine import connect\n\nwith connect(n_workers=1) as client:\n    pass\n"
+    )
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("bigseg.errors.ConfigError: ") and f"{script}, line 3" in last, last
+    assert 'if __name__ == "__main__":' in last
+    assert "Nanny" not in r.stderr and r.stderr.count("\n") < 20, r.stderr
+
+
+def test_main_guard_detection_reads_the_script(tmp_path):
+    import subprocess
+    import sys
+
+    script = tmp_path / "probe.py"
+    script.write_text(
+        "from bigseg.engine.mainguard import unguarded_call\n"
+        "print('top', unguarded_call())\n"
+        "def f():\n"
+        "    return unguarded_call()\n"
+        "if __name__ == '__main__':\n"
+        "    print('guarded', unguarded_call(), f())\n"
+    )
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True)
+    assert r.stdout.splitlines() == [f"top ('{script}', 2)", "guarded None None"]
+
+
+WARNING_LINE = r" WARNING bigseg|bigseg/\S+\.py:\d+: \w*Warning|CLV fit|Gamma-Gamma q|retraining"
+
+
+def test_demo_first_run_emits_no_warning(tmp_path):
+    """A 20,000-customer demo (about 25 s on 2 cores)."""
+    import re
+    import subprocess
+    import sys
+
+    r = subprocess.run(
+        [sys.executable, "-W", "default", "-m", "bigseg.cli", "demo", "--customers", "20000",
+         "--out", str(tmp_path / "demo"), "--quiet"],
+        capture_output=True, text=True, timeout=1800,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    found = [ln for ln in r.stderr.splitlines() if re.search(WARNING_LINE, ln)]
+    assert not found, "\n".join(found)
+    m = strict_json((tmp_path / "demo" / "metrics.json").read_text())
+    assert m["retrain"]["recommended"] is False
+
+
+# -- small-data UX (item 5) ----------------------------------------------------------------
+def test_day_first_dates_exit_3_naming_file_column_value_and_option(tmp_path, cluster_yaml, capsys):
+    (tmp_path / "tx").mkdir()
+    df = transactions(30)
+    df.assign(timestamp=df["timestamp"].dt.strftime("%d/%m/%Y")).to_csv(
+        tmp_path / "tx" / "orders.csv", index=False
+    )
+    cfg = job(tmp_path, {"transactions": {"path": "tx", "format": "csv"}})
+    assert main(["ingest", str(cfg), "--cluster", cluster_yaml, "--quiet"]) == 3
+    err = capsys.readouterr().err
+    assert "timestamp: not a timestamp" in err and "orders.csv row" in err, err
+    assert "value '" in err and "data.transactions.csv.timestamp_format" in err, err
+    assert not (tmp_path / "out" / "store").exists()
+
+
+def test_decimal_comma_amounts_name_the_fix(tmp_path, cluster_yaml, capsys):
+    (tmp_path / "tx").mkdir()
+    df = transactions(30)
+    df = df.assign(timestamp=df["timestamp"].dt.strftime("%Y-%m-%d"))
+    df["amount"] = df["amount"].map(lambda a: f"{a:.2f}".replace(".", ","))
+    df.to_csv(tmp_path / "tx" / "orders.csv", index=False)
+    cfg = job(tmp_path, {"transactions": {"path": "tx", "format": "csv"}})
+    assert main(["ingest", str(cfg), "--cluster", cluster_yaml, "--quiet"]) == 3
+    err = capsys.readouterr().err
+    assert "amount: not a number" in err and "orders.csv row" in err, err
+    assert "value '1" in err and "'12,50'" in err and "decimal point" in err, err
+
+
+def test_iso_offsets_are_converted_to_utc_mixed_with_naive(tmp_path, local_client):
+    from bigseg.config import load_run_config
+    from bigseg.store import ingest
+
+    (tmp_path / "tx").mkdir()
+    (tmp_path / "tx" / "tx.csv").write_text(
+        "customer_id,timestamp,amount\n"
+        "1,2024-03-01T10:00:00+02:00,5.0\n"
+        "1,2024-03-02T10:00:00,6.0\n"
+        "2,2024-03-03T23:30:00-01:00,7.0\n"
+        "2,2024-03-04T00:00:00Z,8.0\n"
+    )
+    cfg = load_run_config(job(tmp_path, {"transactions": {"path": "tx", "format": "csv"}}))
+    store = ingest(cfg, local_client)
+    t = pd.concat(
+        [store.read_bucket("transactions", k).to_pandas() for k in range(store.n_buckets)]
+    ).sort_values("amount")
+    assert t["timestamp"].astype(str).tolist() == [
+        "2024-03-01 08:00:00",
+        "2024-03-02 10:00:00",
+        "2024-03-04 00:30:00",
+        "2024-03-04 00:00:00",
+    ]
+    assert "quarantine" not in store.manifest or not store.manifest["quarantine"]
+
+
+def test_without_campaigns_response_is_skipped_quietly(normal_run, caplog):
+    m = strict_json((normal_run.parent / "out" / "metrics.json").read_text())
+    assert "no campaigns data" in m["response"]["skipped"]
+    assert "no marketing consent data" in m["audiences_skipped"]
+
+
+def test_empty_audiences_keep_the_string_id_type(tmp_path, local_client):
+    from bigseg.backend import resolve
+    from bigseg.config import load_run_config
+    from bigseg.pipeline import run_stages
+
+    (tmp_path / "tx").mkdir()
+    transactions(ids=[f"C{i:03d}" for i in range(60)], per_customer=6).to_parquet(
+        tmp_path / "tx" / "a.parquet"
+    )
+    cfg = load_run_config(job(tmp_path, {"transactions": {"path": "tx"}}))
+    run_stages(cfg, local_client, resolve("cpu"))
+    files = sorted((tmp_path / "out" / "audiences").glob("*.parquet"))
+    assert files
+    for f in files:  # no consent data: empty, but typed as the store's ids
+        s = pq.read_schema(f)
+        assert str(s.field("customer_id").type) == "string", f
+        assert pq.read_metadata(f).num_rows == 0
+
+
+def test_a_run_does_not_recommend_retraining_the_model_it_just_trained(
+    tmp_path, local_client, caplog
+):
+    from bigseg.backend import resolve
+    from bigseg.config import load_run_config
+    from bigseg.pipeline import run_stages
+
+    (tmp_path / "tx").mkdir()
+    transactions(120, per_customer=8).to_parquet(tmp_path / "tx" / "a.parquet")
+    strict = {"max_feature_psi": 0.001}  # any drift at all is a reason
+    cfg = load_run_config(job(tmp_path, {"transactions": {"path": "tx"}}, drift=strict))
+    m = run_stages(cfg, local_client, resolve("cpu"))
+    assert m["retrain"]["recommended"] is False and m["retrain"]["reasons"] == []
+    assert m["retrain"]["not_judged"].startswith("model trained in this run")
+    assert m["drift"]["features"]["max_psi"] > 0.001  # measured and reported all the same
+    assert "retraining recommended" not in caplog.text
+    # a later run that scores with that model judges the drift
+    later = run_stages(cfg, local_client, resolve("cpu"), stages=("score",))
+    assert later["retrain"]["recommended"] is True
+
+
+def test_too_few_customers_for_min_segment_size_merge_to_one_and_say_so(
+    tmp_path, local_client, caplog
+):
+    from bigseg.backend import resolve
+    from bigseg.config import load_run_config
+    from bigseg.pipeline import run_stages
+
+    (tmp_path / "tx").mkdir()
+    transactions(40, per_customer=6).to_parquet(tmp_path / "tx" / "a.parquet")
+    cfg = load_run_config(
+        job(
+            tmp_path,
+            {"transactions": {"path": "tx"}},
+            segmentation={"k": 3},
+            privacy={"min_segment_size": 50},
+        )
+    )
+    m = run_stages(cfg, local_client, resolve("cpu"))  # the whole run, on to the report
+    seg = m["segmentation"]
+    assert seg["k"] == 1 and seg["merged_small_segments"][0]["k"] == 3, seg
+    assert seg["merged_small_segments"][-1]["k_after"] == 1
+    s = pd.read_parquet(tmp_path / "out" / "segments")
+    assert s["segment"].nunique() == 1 and len(s) == 40
+    scores = pd.read_parquet(next((tmp_path / "out" / "scores").glob("as_of=*")))
+    assert len(scores) == 40 and (tmp_path / "out" / "report.html").is_file()
+    said = [r for r in caplog.records if "below privacy.min_segment_size=50" in r.message]
+    assert said and said[0].levelname == "WARNING" and "only 40 customers" in said[0].message
+
+
+@pytest.mark.parametrize("k", [5, "auto"])
+def test_fewer_customers_than_segments_asked_for(k, tmp_path, cluster_yaml, caplog):
+    (tmp_path / "tx").mkdir()
+    transactions(3, per_customer=40).to_parquet(tmp_path / "tx" / "a.parquet")
+    cfg = job(tmp_path, {"transactions": {"path": "tx"}}, segmentation={"k": k})
+    assert main(["run", str(cfg), "--cluster", cluster_yaml, "--quiet"]) == 0
+    m = strict_json((tmp_path / "out" / "metrics.json").read_text())
+    assert m["segmentation"]["k"] <= 3 and m["n_customers"] == 3
+    assert "only 3 customers, so at most 3 segments" in caplog.text
+    s = pd.read_parquet(next((tmp_path / "out" / "scores").glob("as_of=*")))
+    assert len(s) == 3
+
+
+def test_a_held_lock_is_refused_before_a_cluster_starts(tmp_path, capsys, caplog, monkeypatch):
+    import os
+    import socket
+
+    import bigseg.engine
+
+    (tmp_path / "tx").mkdir()
+    transactions(20).to_parquet(tmp_path / "tx" / "a.parquet")
+    cfg = job(tmp_path, {"transactions": {"path": "tx"}})
+    (tmp_path / "out").mkdir()
+    holder = {"pid": os.getpid(), "host": socket.gethostname(), "command": "run"}
+    (tmp_path / "out" / ".lock").write_text(json.dumps(holder))
+
+    def no_cluster(*a, **k):
+        raise AssertionError("a cluster was started before the lock was checked")
+
+    monkeypatch.setattr(bigseg.engine, "connect", no_cluster)
+    assert main(["run", str(cfg), "--quiet"]) == 6
+    err = capsys.readouterr().err
+    assert "another bigseg run is writing this output" in err and ".lock" in err, err
