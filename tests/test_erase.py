@@ -234,7 +234,8 @@ def test_erase_plain_string_ids_everywhere_and_for_good(raw_data, tmp_path, loca
     (out / ".metrics.json.0badc0de.tmp").write_text(json.dumps({"x": erased[:5]}))
 
     ids_file = tmp_path / "erase.txt"
-    ids_file.write_text("\n".join(f"  {i} " for i in erased) + "\n\nCUST-999999\n")
+    # ids exactly as ingest keeps them (spaces would be part of an id), CRLF line ends
+    ids_file.write_bytes(("\r\n".join(erased) + "\r\n\r\nCUST-999999\r\n").encode())
     assert main(["erase", str(cfg_path), "--ids", str(ids_file)]) == 0
     printed = capsys.readouterr().out
     assert f"erased {len(present)} of {N_ERASED + 1} requested" in printed

@@ -150,4 +150,5 @@ def run_pipeline(
     local.makedirs(cfg.output_dir)
     # the lock first: a second run on this output is refused before a cluster starts
     with output_lock(cfg.output_dir, " ".join(stages)), connect(cluster) as client:
+        check_workers_see(cfg, client, inputs="ingest" in stages)
         return _locked(cfg, client, backend, stages, model_version)
