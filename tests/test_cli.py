@@ -89,6 +89,7 @@ def _demo(out, cluster, *extra) -> subprocess.CompletedProcess:
     return subprocess.run([*BIGSEG, *args], capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow  # heavy: runs in `make test-slow` (CI runs both)
 def test_demo_end_to_end_through_the_cli(tmp_path):
     out = tmp_path / "demo"
     r = _demo(out, _two_worker_cfg(tmp_path))

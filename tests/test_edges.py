@@ -335,6 +335,7 @@ def test_one_purchase_each_skips_both_targets_with_reasons(tmp_path, cluster_yam
     assert (out / "report.html").is_file()
 
 
+@pytest.mark.slow  # heavy: runs in `make test-slow` (CI runs both)
 def test_as_of_years_after_the_data_skips_the_targets(tmp_path, cluster_yaml):
     (tmp_path / "tx").mkdir()
     transactions(120, per_customer=8).to_parquet(tmp_path / "tx" / "a.parquet")
@@ -362,6 +363,7 @@ def test_single_customer_exits_3_and_publishes_nothing(tmp_path, cluster_yaml, c
 
 
 # -- empty buckets -----------------------------------------------------------------------------
+@pytest.mark.slow  # heavy: runs in `make test-slow` (CI runs both)
 def test_twenty_customers_read_back_with_pandas(tmp_path, local_client):
     from bigseg.backend import resolve
     from bigseg.config import load_run_config
@@ -418,6 +420,7 @@ def test_main_guard_detection_reads_the_script(tmp_path):
 WARNING_LINE = r" WARNING bigseg|bigseg/\S+\.py:\d+: \w*Warning|CLV fit|Gamma-Gamma q|retraining"
 
 
+@pytest.mark.slow  # heavy: runs in `make test-slow` (CI runs both)
 def test_demo_first_run_emits_no_warning(tmp_path):
     """A 20,000-customer demo (about 25 s on 2 cores)."""
     import re
@@ -496,6 +499,7 @@ def test_without_campaigns_response_is_skipped_quietly(normal_run, caplog):
     assert "no marketing consent data" in m["audiences_skipped"]
 
 
+@pytest.mark.slow  # heavy: runs in `make test-slow` (CI runs both)
 def test_empty_audiences_keep_the_string_id_type(tmp_path, local_client):
     from bigseg.backend import resolve
     from bigseg.config import load_run_config
@@ -515,6 +519,7 @@ def test_empty_audiences_keep_the_string_id_type(tmp_path, local_client):
         assert pq.read_metadata(f).num_rows == 0
 
 
+@pytest.mark.slow  # heavy: runs in `make test-slow` (CI runs both)
 def test_a_run_does_not_recommend_retraining_the_model_it_just_trained(
     tmp_path, local_client, caplog
 ):
@@ -536,6 +541,7 @@ def test_a_run_does_not_recommend_retraining_the_model_it_just_trained(
     assert later["retrain"]["recommended"] is True
 
 
+@pytest.mark.slow  # heavy: runs in `make test-slow` (CI runs both)
 def test_too_few_customers_for_min_segment_size_merge_to_one_and_say_so(
     tmp_path, local_client, caplog
 ):
@@ -566,6 +572,7 @@ def test_too_few_customers_for_min_segment_size_merge_to_one_and_say_so(
 
 
 @pytest.mark.parametrize("k", [5, "auto"])
+@pytest.mark.slow  # heavy: runs in `make test-slow` (CI runs both)
 def test_fewer_customers_than_segments_asked_for(k, tmp_path, cluster_yaml, caplog):
     (tmp_path / "tx").mkdir()
     transactions(3, per_customer=40).to_parquet(tmp_path / "tx" / "a.parquet")

@@ -57,6 +57,7 @@ CHECK = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # heavy: runs in `make test-slow` (CI runs both)
 def test_fused_kernel_matches_the_cpu_pass_under_the_cuda_simulator():
     env = {
         **os.environ,

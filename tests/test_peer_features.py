@@ -82,6 +82,7 @@ def test_same_features_as_pandas(script, data, reference, tmp_path):
         )
 
 
+@pytest.mark.slow  # heavy: runs in `make test-slow` (CI runs both)
 def test_polars_end_to_end(data, reference, tmp_path):
     pytest.importorskip("polars")
     scores = tmp_path / "scores.parquet"

@@ -129,6 +129,8 @@ def test_same_seed_same_scores_with_one_and_two_workers(run_2w, synth_data, tmp_
     assert checksum(a) == checksum(b)
 
 
+@pytest.mark.slow  # heavy: runs in `make test-slow` (CI runs both); the default suite
+# starts external clusters in test_engine.py and test_no_shared_disk.py
 def test_pipeline_through_external_scheduler(external_cluster, synth_data, tmp_path):
     from bigseg.pipeline import run_pipeline
 

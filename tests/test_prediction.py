@@ -164,6 +164,7 @@ def test_campaign_response_is_predicted_for_every_customer(run):
     assert "response.ubj" in manifest["files"]
 
 
+@pytest.mark.slow  # heavy: runs in `make test-slow` (CI runs both)
 def test_balanced_classes_weight_the_rare_class(tmp_path, local_client):
     """With ``balance_classes`` the published churn model carries XGBoost's
     ``scale_pos_weight`` = negatives / positives of its training rows (read back from the

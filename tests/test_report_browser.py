@@ -206,6 +206,7 @@ def test_full_metrics_report_renders_in_browser(browser, tmp_path):
     check_in_browser(browser, page, tmp_path, set(CHARTS))
 
 
+@pytest.mark.slow  # heavy: runs in `make test-slow` (CI runs both)
 def test_the_check_notices_a_chart_that_did_not_draw(browser, tmp_path):
     """The load check is not a rubber stamp: an empty chart and a script error are caught."""
     browser = require(browser)

@@ -328,6 +328,7 @@ def test_an_unreachable_store_is_exit_8_naming_the_input(tmp_path, monkeypatch):
     assert e.value.exit_code == 8 and "bigseg-test-secret-value" not in str(e.value)
 
 
+@pytest.mark.slow  # heavy: runs in `make test-slow` (CI runs both)
 def test_validate_reads_s3_inputs_for_an_s3_output(s3, tmp_path, capsys):
     """``bigseg validate`` writes nothing, so an object-storage output is no problem."""
     st = storage_for(s3.url())

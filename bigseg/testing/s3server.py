@@ -17,6 +17,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from bigseg.io.storage import local
+
 START_TIMEOUT_S = 30.0
 
 #: the environment every S3 test runs with: dummy credentials, the server's endpoint
@@ -63,7 +65,7 @@ def start(log_dir: Path) -> S3Server:
     port = free_port()
     log_path = log_dir / "moto.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    with open(log_path, "wb") as log:
+    with local.open_write(log_path) as log:  # the server's request log, read by benchmarks
         proc = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
