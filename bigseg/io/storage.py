@@ -178,23 +178,23 @@ class Storage(abc.ABC):
         nothing is left."""
 
 
-def fsync_dir(d: Location) -> None:
-    """Make a directory's entries (a rename, a new file) durable."""
-    with contextlib.suppress(OSError):
-        fd = os.open(d, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def fsync_file(path: Location) -> None:
+def _fsync(path: Location) -> None:
     with contextlib.suppress(OSError):
         fd = os.open(path, os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def fsync_dir(d: Location) -> None:
+    """Make a directory's entries (a rename, a new file) durable."""
+    _fsync(d)
+
+
+def fsync_file(path: Location) -> None:
+    """Make a file's bytes durable."""
+    _fsync(path)
 
 
 class LocalStorage(Storage):

@@ -22,7 +22,7 @@ def compute(ctx: RunContext) -> FeatureSet:
     """Vocabularies of the categorical columns first (so every bucket has the same
     columns), then the per-bucket features through the feature cache, then CLV (fitted
     on a sample of all buckets, the cutoffs side by side, applied per bucket)."""
-    c, store, n = ctx.client, ctx.store, ctx.n_buckets
+    store, n = ctx.store, ctx.n_buckets
     vocab = feats_mod.merge_vocab(
         ctx.gather([ctx.submit(feats_mod.vocab_counts, store, k) for k in range(n)], "vocabularies")
     )
@@ -59,7 +59,7 @@ def compute(ctx: RunContext) -> FeatureSet:
     samples = [ctx.submit(feats_mod.clv_sample, f, k, frac, cfg.seed) for k, f in enumerate(futs)]
     names = list(cuts)
     fits = ctx.gather(  # the cutoffs fit side by side
-        [c.submit(feats_mod.fit_clv_cutoff, name, *samples, pure=False) for name in names],
+        [ctx.submit(feats_mod.fit_clv_cutoff, name, *samples) for name in names],
         "clv fit",
     )
     clv = dict(zip(names, fits, strict=True))

@@ -11,22 +11,12 @@ from bigseg.io.commit import delete_file, write_text_atomic
 from bigseg.io.layout import Layout
 
 
-def _is_url(p: str) -> bool:
-    return "://" in p and not p.startswith("file://")
-
-
 def check_workers_see(cfg: RunConfig, client, inputs: bool = True) -> None:
     """Refuse (exit 2), before anything is computed, a local ``output:`` or input path
     that a worker cannot see: workers read and write those paths themselves. The output
     is checked with a marker file the client writes there, so a different directory of
     the same name on a worker's own disk does not pass."""
-    paths = []
-    if inputs:
-        paths = [
-            str(cfg.path(t.path))
-            for t in cfg.data.tables().values()
-            if not _is_url(t.path) and cfg.path(t.path).exists()
-        ]
+    paths = [str(p) for p in cfg.local_input_paths() if p.exists()] if inputs else []
     out = Layout(cfg.output_dir)
     marker = out.root / f".bigseg-visible-{secrets.token_hex(8)}"
     token = secrets.token_hex(16)

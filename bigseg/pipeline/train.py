@@ -107,7 +107,8 @@ def train(
     report."""
     pcfg, buckets = ctx.cfg.prediction, list(fs.buckets)
     tgts, report = targets(ctx, fs)
-    if _count(ctx, fs, "train") == 0:
+    n_train = _count(ctx, fs, "train")
+    if n_train == 0:
         h = dt.timedelta(days=ctx.cfg.horizon_days)
         raise DataError(
             f"not enough history to train: no customer bought on or before "
@@ -115,7 +116,7 @@ def train(
         )
     if not tgts:  # nothing to learn: the version serves segments only
         serving = ServingModels({}, {}, fs.names)
-        writer.write_json("drift_reference.json", _drift_reference(ctx, fs, seg, serving))
+        writer.write_json("drift_reference.json", _drift_reference(ctx, fs, seg, serving, n_train))
         report["training_window"] = _window(ctx)
         writer.publish(_manifest(ctx, fs, serving, {}))
         return serving, report
@@ -142,7 +143,7 @@ def train(
     }
     evaluation, backtest_info = {}, {}
     if "backtest" in windows:
-        choice, evaluation, backtest_info = _backtest(ctx, fs, plan, submitted)
+        choice, evaluation, backtest_info = _backtest(ctx, fs, plan, submitted, n_train)
     final = {
         t: training.collect(ctx.client, fits, "models")
         for t, (fits, _) in submitted["train"].fits.items()
@@ -163,14 +164,15 @@ def train(
         {t: {s: r["model"] for s, r in c.items()} for t, c in choice.items()},
         feats,
     )
-    writer.write_json("drift_reference.json", _drift_reference(ctx, fs, plan.seg, serving))
+    ref = _drift_reference(ctx, fs, plan.seg, serving, n_train)
+    writer.write_json("drift_reference.json", ref)
     report.update(evaluation)
     report["training_window"] = _window(ctx)
     writer.publish(_manifest(ctx, fs, serving, {t: evaluation.get(t) for t in tgts}))
     return serving, report
 
 
-def _backtest(ctx: RunContext, fs: FeatureSet, plan, submitted: dict):
+def _backtest(ctx: RunContext, fs: FeatureSet, plan, submitted: dict, n_eval: int):
     """Backtest models fitted one window earlier, tested on the final cutoff's matrices:
     each segment's model chosen (or the global one), the final segment models
     submitted, then the choice evaluated (and audited for fairness) while they train.
@@ -179,7 +181,7 @@ def _backtest(ctx: RunContext, fs: FeatureSet, plan, submitted: dict):
     bt, info = {}, {}
     for t, (fits, _) in submitted["backtest"].fits.items():
         bt[t], info[t] = training.collect(c, fits, "backtest models")
-    n_eval, cap = _count(ctx, fs, "train"), pcfg.max_backtest_rows
+    cap = pcfg.max_backtest_rows
     frac = 1.0 if cap == 0 or n_eval <= cap else cap / n_eval
     cat, backtest_ids = training.backtest_rows(
         c, list(fs.buckets), submitted["train"].rows, "train", bt, frac
@@ -246,14 +248,14 @@ def _manifest(ctx: RunContext, fs: FeatureSet, serving: ServingModels, metrics: 
 
 
 def _drift_reference(
-    ctx: RunContext, fs: FeatureSet, seg: FittedSegmenter, serving: ServingModels
+    ctx: RunContext, fs: FeatureSet, seg: FittedSegmenter, serving: ServingModels, n_train: int
 ) -> dict:
     """What scoring compares against, on a sample of the training cutoff's customers:
     bins of every model feature, bins of the final models' predictions (as served),
     and the segment shares. ``tenure_days`` is left out: it grows with calendar time
     for every customer, so it shifts between any two cutoffs by construction."""
     buckets, seed = list(fs.buckets), ctx.cfg.seed
-    frac = min(1.0, 50_000 / max(_count(ctx, fs, "train"), 1))
+    frac = min(1.0, 50_000 / max(n_train, 1))
     cols = [f for f in fs.names if f not in DRIFT_EXEMPT]
     sample = pd.concat(
         ctx.gather(
