@@ -4,7 +4,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "run"]
+__all__ = ["__version__", "read_scores", "run"]
 
 
 def run(config, *, cluster=None, device="auto", quiet=True):
@@ -18,3 +18,37 @@ def run(config, *, cluster=None, device="auto", quiet=True):
     from bigseg.pipeline import run_pipeline
 
     return run_pipeline(config, cluster=cluster, device=device, quiet=quiet)
+
+
+def read_scores(output, as_of=None, *, storage_options=None):
+    """The committed scores of one ``as_of`` as a :class:`pyarrow.Table`.
+
+    Parameters
+    ----------
+    output : str or Path
+        The run config's ``output:``: a local path or an object-storage URL
+        (``s3://lake/bigseg``); credentials come from the standard environment.
+    as_of : date or str, optional
+        The scoring date; default: the latest one committed.
+    storage_options : dict, optional
+        Non-secret options of the store (``endpoint_url``, ``region``, ...).
+
+    Returns
+    -------
+    pyarrow.Table
+        One row per customer, with an ``as_of`` column; exactly the files the latest
+        commit lists (never a listing of data folders).
+
+    Raises
+    ------
+    bigseg.errors.DatasetMissing
+        Nothing committed, or no scores at that date (exit 3 from the CLI).
+
+    Examples
+    --------
+    >>> import bigseg
+    >>> scores = bigseg.read_scores("bigseg-demo")  # doctest: +SKIP
+    """
+    from bigseg.io.output import read_scores as _read
+
+    return _read(output, as_of, storage_options)

@@ -114,11 +114,16 @@ def _demo(args) -> int:
         metrics = run_stages(cfg, client, backend)
     metrics.setdefault("timings", {})["generate"] = round(gen_s, 3)
     _summary(args, metrics)
+    from bigseg.store.lock import open_output
+
+    committed = open_output(cfg)
     _out(
         args,
         f"config:  {cfg_path}",
-        f"metrics: {out / 'metrics.json'}",
-        f"report:  {out / 'report.html'}",
+        f"metrics: {committed.files('metrics')[0]}",
+        f"report:  {committed.files('report')[0]}",
+        f"commit:  {committed.parent} (read the outputs with bigseg.read_scores or the "
+        f"commit manifests under {out / '_bigseg' / 'commits'})",
     )
     return 0
 
@@ -162,10 +167,10 @@ def _erase(args) -> int:
     cfg = load_run_config(args.config)
     ids = read_ids(args.ids)  # bad ids file, no store, no key: fail before a cluster starts
     check_ready(cfg)
-    from bigseg.store.lock import output_lock
+    from bigseg.store.lock import output_lease
 
-    with output_lock(cfg.output_dir, "erase"), connect(args.cluster) as client:
-        res = erase(cfg, ids, client)
+    with output_lease(cfg, "bigseg erase") as held, connect(args.cluster) as client:
+        res = erase(cfg, ids, client, held)
     _out(
         args,
         f"erased {res['customers_found']:,} of {res['requested']:,} requested customers "
@@ -267,16 +272,16 @@ def _stage(args) -> int:
     stages = STAGE_COMMANDS[args.command]
     if args.command == "report":
         from bigseg.config import load_run_config
-        from bigseg.io.layout import Layout
         from bigseg.report import write_report
+        from bigseg.store.lock import output_session
 
         cfg = load_run_config(args.config)
-        mpath = Layout(cfg.output_dir).metrics
-        if not mpath.is_file():
-            raise BigsegError(f"{mpath}: no metrics yet; run `bigseg run {args.config}` first")
-        path = write_report(
-            cfg.output_dir, json.loads(mpath.read_text()), cfg.privacy.min_segment_size
-        )
+        with output_session(cfg, "bigseg report") as out:
+            if not out.has("metrics"):
+                raise BigsegError(
+                    f"{out.root}: no metrics committed yet; run `bigseg run {args.config}` first"
+                )
+            path = write_report(out, out.read_json("metrics"), cfg.privacy.min_segment_size)
         _out(args, f"report: {path}")
         return 0
     if args.command == "score" and args.as_of:

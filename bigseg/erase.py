@@ -85,21 +85,20 @@ from bigseg.errors import ConfigError, DataError
 from bigseg.io import tables
 from bigseg.io.commit import (
     clear_staging,
-    clone_tree,
     delete_file,
-    is_leftover,
     is_temporary,
-    new_staging,
-    publish_dir,
-    recover_all,
+    link_files,
     remove_tree,
     replace_file,
     write_json_atomic,
 )
-from bigseg.io.layout import Layout
+from bigseg.io.gc import collect
+from bigseg.io.layout import AUDIENCES, FEATURES, SEGMENTS, STORE, Layout
+from bigseg.io.output import Output, scores_dataset
 from bigseg.store.buckets import bucket_of
-from bigseg.store.erasure import LOG_NAME, append_log, erase_key, erasure_hashes, load_log
-from bigseg.store.store import MANIFEST, bucket_dirname, open_store
+from bigseg.store.erasure import LOG_DIR, append_log, erase_key, erasure_hashes, load_log
+from bigseg.store.lock import begin, finish, output_lease
+from bigseg.store.store import MANIFEST, open_store
 
 log = logging.getLogger(__name__)
 
@@ -198,64 +197,67 @@ def _filter_files(client, jobs: list[tuple[str, str]], match, trim: bool, desc: 
     return gather(client, futs, desc, bar=True)
 
 
-def _erase_dir(
-    out: Path,
-    final: Path,
-    files: list[Path],
+def _erase_dataset(
+    output: Output,
+    name: str,
     match,
     client,
     *,
     group_depth: int,
     trim: bool = False,
+    only: set[str] | None = None,
     skip: tuple[str, ...] = (),
     finish=None,
 ) -> tuple[dict[str, int], set[str]]:
-    """Rebuild ``final`` without the matching rows of ``files`` and publish it; a
-    directory with no match is left untouched. Returns (rows removed per
-    ``final/<first group_depth parts>``, ids found)."""
+    """Write dataset ``name`` anew under this run's prefix without the matching rows:
+    the committed files are shared (hard links), the files with a match (among ``only``
+    when given) rewritten. A dataset with no match is left as it is. Returns (rows
+    removed per ``name/<first group_depth parts>``, ids found)."""
+    members = output.members(name)
+    files = {
+        rel: loc
+        for rel, loc in members.items()
+        if rel.endswith(".parquet") and (only is None or str(loc) in only)
+    }
     if not files:
         return {}, set()
-    stage = new_staging(out, f"erase-{final.name}")
-    try:
-        clone_tree(final, stage, skip)
-        jobs = [(str(f), str(stage / f.relative_to(final))) for f in files]
-        res = _filter_files(client, jobs, match, trim, f"erase: {final.relative_to(out)}")
-        removed: Counter = Counter()
-        found: set[str] = set()
-        for f, (n, ids) in zip(files, res, strict=True):
-            if n:
-                rel = f.relative_to(final).parts[:group_depth]
-                removed["/".join((str(final.relative_to(out)), *rel))] += n
-                found.update(ids)
-        if not removed:
-            return {}, set()
-        if finish is not None:
-            finish(stage, removed)
-        publish_dir(stage, final)
-        log.info("erase: %s rewritten (%s rows removed)", final, sum(removed.values()))
-        return dict(removed), found
-    finally:
-        remove_tree(stage)  # gone already once published
+    stage = Path(output.run_root) / name
+    remove_tree(stage)  # an earlier attempt of this same run
+    link_files(members, stage, skip)
+    jobs = [(str(loc), str(stage / rel)) for rel, loc in files.items()]
+    res = _filter_files(client, jobs, match, trim, f"erase: {name}")
+    removed: Counter = Counter()
+    found: set[str] = set()
+    for rel, (n, ids) in zip(files, res, strict=True):
+        if n:
+            removed["/".join((name, *Path(rel).parts[:group_depth]))] += n
+            found.update(ids)
+    if not removed:
+        remove_tree(stage)
+        return {}, set()
+    if finish is not None:
+        finish(stage, removed)
+    meta = {k: v for k, v in output.need(name).items() if k not in ("files", "prefix")}
+    output.put(name, stage, **meta)
+    log.info("erase: %s rewritten (%s rows removed)", name, sum(removed.values()))
+    return dict(removed), found
 
 
 def _clean_leftovers(out: Path) -> list[str]:
-    """Put back or delete interrupted publishes, delete ``.staging/`` and temp files."""
-    lay = Layout(out)
-    cleaned = []
-    for d in [out, lay.scores_root, lay.models]:
-        cleaned += [str(p.relative_to(out)) for p in recover_all(d)]
-    cleaned += [str(p.relative_to(out)) for p in clear_staging(lay)]
+    """Delete what may hold copies of the rows outside the commits: the feature cache,
+    the cache's staging and temporary files (the runs' own prefixes are collected after
+    the commit, see :func:`erase`)."""
+    cleaned = [str(p.relative_to(out)) for p in clear_staging(Layout(out))]
     from bigseg.features import cache as feature_cache  # (erase sits above features)
 
     cache = feature_cache.cache_root(out)
     if cache.is_dir():  # per-bucket features of past runs (ids included): recomputed on demand
         feature_cache.clear(out)
         cleaned.append(str(cache.relative_to(out)))
-    for d in [out, lay.store]:
-        for p in sorted(d.glob(".*.tmp")) if d.is_dir() else []:
-            if p.is_file() and is_temporary(p.name):
-                delete_file(p)
-                cleaned.append(str(p.relative_to(out)))
+    for p in sorted(out.glob(".*.tmp")):
+        if p.is_file() and is_temporary(p.name):
+            delete_file(p)
+            cleaned.append(str(p.relative_to(out)))
     return cleaned
 
 
@@ -292,7 +294,8 @@ def check_ready(cfg) -> tuple:
     got = load_log(out)
     if got is not None and got[0] != fp:
         raise ConfigError(
-            f"{out / LOG_NAME} was written with another {privacy.ENV}; set the key used before"
+            f"{out / LOG_DIR}: erasures were logged with another {privacy.ENV}; set the key "
+            "used before"
         )
     return store, key
 
@@ -320,39 +323,25 @@ def _id_forms(manifest: dict, texts: list[str], key: bytes, where: str):
     return canon, stored, match
 
 
-def _erase_outputs(out: Path, shared, client) -> dict[str, int]:
+def _erase_outputs(output: Output, shared, client) -> dict[str, int]:
     """Erase from audiences, every scores date, segments, features and quarantine."""
-    lay = Layout(out)
     removed: dict[str, int] = {}
-    targets = [lay.audiences]
-    if lay.scores_root.is_dir():
-        targets += sorted(
-            p for p in lay.scores_root.glob("as_of=*") if p.is_dir() and not is_leftover(p)
-        )
-    targets += [lay.segments, lay.features]
-    for d in targets:
-        if d.is_dir():
-            r, _ = _erase_dir(out, d, sorted(d.rglob("*.parquet")), shared, client, group_depth=0)
+    names = [AUDIENCES, *(scores_dataset(d) for d in output.scores_dates()), SEGMENTS, FEATURES]
+    for name in names:
+        if output.has(name):
+            r, _ = _erase_dataset(output, name, shared, client, group_depth=0)
             removed.update(r)
-    q = lay.quarantine
-    if q.is_dir():
-        r, _ = _erase_dir(
-            out, q, sorted(q.rglob("*.parquet")), shared, client, group_depth=1, trim=True
-        )
+    if output.has(QUARANTINE):
+        r, _ = _erase_dataset(output, QUARANTINE, shared, client, group_depth=1, trim=True)
         removed.update(r)
     return removed
 
 
-def _erase_store(out: Path, store, stored, n_ids: int, shared, client):
+def _erase_store(output: Output, store, stored, n_ids: int, shared, client):
     """Erase from the store's buckets the ids hash to, with its manifest's row counts.
     Returns (rows removed per table, ids found)."""
     buckets = sorted(set(bucket_of(stored, store.n_buckets).tolist()))
-    files = [
-        f
-        for t in store.tables
-        for k in buckets
-        for f in sorted((Path(store.root) / t / bucket_dirname(k)).glob("*.parquet"))
-    ]
+    only = {f for t in store.tables for k in buckets for f in store.parts.get(t, {}).get(k, [])}
 
     def finish(stage: Path, rem: Counter) -> None:
         man = json.loads(json.dumps(store.manifest))
@@ -364,14 +353,13 @@ def _erase_store(out: Path, store, stored, n_ids: int, shared, client):
             "ids_requested": n_ids,
             "rows_removed": per_table,
         }
+        delete_file(stage / MANIFEST)  # a link to the committed manifest: replace, not write
         write_json_atomic(stage / MANIFEST, man)
 
-    return _erase_dir(
-        out, Path(store.root), files, shared, client, group_depth=1, skip=(MANIFEST,), finish=finish
-    )
+    return _erase_dataset(output, STORE, shared, client, group_depth=1, only=only, finish=finish)
 
 
-def erase(cfg, ids: str | Path | Iterable[str], client=None) -> dict:
+def erase(cfg, ids: str | Path | Iterable[str], client=None, held=None) -> dict:
     """Erase customers from every output under ``cfg.output_dir`` (see module docstring).
 
     Parameters
@@ -383,6 +371,9 @@ def erase(cfg, ids: str | Path | Iterable[str], client=None) -> dict:
     client : distributed.Client, optional
         Rewrite files as tasks on this cluster (``output`` must be visible to every
         worker, as for the pipeline); None rewrites them in this process.
+    held : Lease, optional
+        The output's lease when the caller took it (``bigseg erase`` does, before the
+        cluster starts); otherwise erase takes it.
 
     Returns
     -------
@@ -400,23 +391,31 @@ def erase(cfg, ids: str | Path | Iterable[str], client=None) -> dict:
     ConfigError
         ``BIGSEG_PSEUDONYM_KEY`` unset, or not the key the store or log was made with.
     """
-    out = Path(cfg.output_dir)
     texts = read_ids(ids) if isinstance(ids, str | Path) else id_lines(ids)
     where = str(ids) if isinstance(ids, str | Path) else "ids"
     if not texts:
         raise DataError(f"{where}: no customer id to erase")
+    if held is None:
+        with output_lease(cfg, "bigseg erase") as lease:
+            return erase(cfg, texts, client, lease)
+    out = Path(cfg.output_dir)
     store, key = check_ready(cfg)
     canon, stored, match = _id_forms(store.manifest, texts, key, where)
 
     # 1. the log first: from now on no ingest brings them back, whatever happens next
     added = append_log(out, key, erasure_hashes(canon, key))
     cleaned = _clean_leftovers(out)
-    store = open_store(out)  # after a possible recovery of store/
+    output = begin(cfg, "bigseg erase", {"ids": sorted(canon)})
     shared = client.scatter(match, broadcast=True) if client is not None else match
-    removed = _erase_outputs(out, shared, client)
+    removed = _erase_outputs(output, shared, client)
     # 2. the store last, with its manifest's row counts
-    r, found = _erase_store(out, store, stored, len(canon), shared, client)
+    r, found = _erase_store(output, store, stored, len(canon), shared, client)
     removed.update(r)
+    # 3. one commit without them, then only that commit kept: older commits (and runs
+    # that died before committing) hold the rows
+    finish(output, held)
+    gone = collect(output.storage, output.root, keep=1)
+    cleaned += gone.deleted
     stored_text = _as_text_array(pa.chunked_array([stored])).to_pylist()
     missing = [c for c, s in zip(canon, stored_text, strict=True) if s not in found]
     summary = {
@@ -426,7 +425,7 @@ def erase(cfg, ids: str | Path | Iterable[str], client=None) -> dict:
         "not_found": missing,
         "rows_removed": dict(sorted(removed.items())),
         "cleaned": cleaned,
-        "log": str(Layout(out).erasure_log),
+        "log": str(out / LOG_DIR),
     }
     log.info("erase: %s", summary)
     return summary

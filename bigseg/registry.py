@@ -1,9 +1,9 @@
-"""Model registry: ``output/models/<version>/`` in safe formats, never pickle.
+"""Model registry: dataset ``models/<version>`` in safe formats, never pickle.
 
 A version holds JSON (preprocessing, segmenter) and XGBoost UBJSON files, plus
 ``manifest.json`` with a SHA-256 per file, the feature list and its schema hash, the
-training window, metrics and library versions. ``output/models/LATEST`` names the newest
-version. Loading refuses a file whose hash does not match, a pickle, or a model whose
+training window, metrics and library versions. The dataset ``models/LATEST`` (no files)
+names the newest version. Loading refuses a file whose hash does not match, a pickle, or a model whose
 feature schema differs from the input's.
 """
 
@@ -15,7 +15,6 @@ import json
 from pathlib import Path
 
 from bigseg.errors import ModelError
-from bigseg.io import layout as io_layout
 from bigseg.io.commit import (
     copy_file,
     new_staging,
@@ -26,7 +25,8 @@ from bigseg.io.commit import (
     write_json_atomic,
     write_text_atomic,
 )
-from bigseg.io.layout import MODEL_MANIFEST, Layout
+from bigseg.io.layout import MODEL_MANIFEST
+from bigseg.io.output import LATEST_MODEL, Output, model_dataset
 from bigseg.machine import library_versions
 
 SAFE_SUFFIXES = (".json", ".ubj", ".npz")
@@ -47,13 +47,14 @@ def schema_hash(features: list[str]) -> str:
 
 class VersionWriter:
     """Collects the files of a new model version in a staging dir; :meth:`publish`
-    writes the manifest and moves the version into place atomically."""
+    writes the manifest and records the version as this run's dataset (and as
+    ``models/LATEST``)."""
 
-    def __init__(self, output: str | Path):
-        self.output = Path(output)
-        self.layout = Layout(self.output)
+    def __init__(self, output: Output):
+        self.output = output
+        self.layout = output.layout
         self.name = "v" + dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
-        self.dir = new_staging(self.output, f"model-{self.name}")
+        self.dir = new_staging(self.layout, f"model-{self.name}")
 
     def write_json(self, name: str, obj) -> None:
         write_text_atomic(self.dir / name, json.dumps(obj, indent=1, default=str))
@@ -76,36 +77,43 @@ class VersionWriter:
         }
         write_json_atomic(self.dir / MODEL_MANIFEST, manifest)
         final = publish_dir(self.dir, self.layout.model(self.name))
-        write_text_atomic(self.layout.latest, self.name + "\n")
+        self.output.put(model_dataset(self.name), final, version=self.name)
+        self.output.put_pointer(LATEST_MODEL, version=self.name)
         return final
 
     def discard(self) -> None:
         remove_tree(self.dir, attempts=1)
 
 
-def latest_version(output: str | Path) -> str:
-    """The newest published model version (``models/LATEST``).
+def latest_version(output: Output) -> str:
+    """The newest model version (dataset ``models/LATEST``).
 
     Raises
     ------
     ModelError
-        No model was published yet.
+        No model was committed yet.
     """
-    version = io_layout.latest_version(output)
+    version = output.latest_model()
     if version is None:
         raise ModelError(
-            f"{Layout(output).models}: no model yet; run `bigseg segment` / `bigseg train` first"
+            f"{output.root}: no model yet; run `bigseg segment` / `bigseg train` first"
         )
     return version
 
 
 def load_version(
-    output: str | Path, version: str | None = None, features: list[str] | None = None
+    output: Output, version: str | None = None, features: list[str] | None = None
 ) -> tuple[Path, dict]:
     """Open and verify a model version: every file's hash, no pickles, and (when
     ``features`` is given) the same feature schema. Returns (dir, manifest)."""
     version = version or latest_version(output)
-    d = Layout(output).model(version)
+    entry = output.entry(model_dataset(version))
+    if entry is None:
+        raise ModelError(
+            f"{output.root}: model version {version!r} not found; available: "
+            f"{', '.join(output.model_versions()) or 'none'}"
+        )
+    d = Path(output.root) / entry["prefix"]
     mpath = d / MODEL_MANIFEST
     if not mpath.is_file():
         raise ModelError(f"{d}: model version not found (no manifest.json)")

@@ -65,12 +65,9 @@ def bucket_signature(store: Store, k: int) -> list:
     """(table, file name, size, mtime in ns) of every store file of bucket ``k``."""
     sig = []
     for table in sorted(store.tables):
-        d = store.bucket_dir(table, k)
-        if not d.is_dir():
-            continue
-        for f in sorted(d.glob("*.parquet")):
+        for f in sorted(store.parts.get(table, {}).get(k, [])):
             size, mtime_ns = local.info(f)
-            sig.append((table, f.name, size, mtime_ns))
+            sig.append((table, Path(f).name, size, mtime_ns))
     return sig
 
 

@@ -235,6 +235,18 @@ def clone_tree(src: Location, dst: Location, skip: tuple[str, ...] = ()) -> None
                 local.link(Path(root) / n, dst / rel / n)
 
 
+def link_files(members: dict, dst: Location, skip: tuple[str, ...] = ()) -> None:
+    """Stage the committed files ``members`` (``{path below dst: location}``) under
+    ``dst``: shared, not copied, where the storage can (hard links on local disk). A file
+    of the copy must be replaced (:func:`replace_file`), never written through."""
+    dst = Path(dst)
+    for rel, src in members.items():
+        if Path(rel).name in skip:
+            continue
+        (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+        local.link(src, dst / rel)
+
+
 def replace_file(path: Location) -> Path:
     """Make way for a new file at ``path`` in a staged tree from :func:`clone_tree`
     (the shared file of the published tree stays as it was). Returns ``path``."""

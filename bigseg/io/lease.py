@@ -89,8 +89,25 @@ def current(storage: Storage, root: Location, tries: int = 5) -> tuple[int, dict
     raise PublishError(f"{directory}: the lease changed {tries} times while being read")
 
 
+def _dead_here(holder) -> bool:
+    """True when ``holder`` (``host:pid``) was a process on this host that is gone:
+    its lease need not be waited out (a run killed with SIGKILL, then re-run)."""
+    host, _, pid = str(holder).rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 def _live(record: dict, now: float) -> bool:
-    return not record.get("released") and float(record.get("expires", 0)) > now
+    if record.get("released") or float(record.get("expires", 0)) <= now:
+        return False
+    return not _dead_here(record.get("holder"))
 
 
 def _held(root: Location, epoch: int, record: dict, now: float) -> LeaseHeld:

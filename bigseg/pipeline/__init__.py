@@ -1,6 +1,6 @@
 """The pipeline: ingest -> features -> segment -> train -> score -> report.
 
-This module holds the order of the stages, the output lock and the retrain policy.
+This module holds the order of the stages, the output's lease and the retrain policy.
 One module per stage does the work (:mod:`~bigseg.pipeline.features`,
 :mod:`~bigseg.pipeline.segment`, :mod:`~bigseg.pipeline.train`,
 :mod:`~bigseg.pipeline.score`, :mod:`~bigseg.pipeline.record`), in a frozen
@@ -14,19 +14,21 @@ models.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
-from pathlib import Path
 
 from bigseg.backend import Backend
 from bigseg.config import RunConfig
 from bigseg.errors import ConfigError, ModelError
-from bigseg.io.layout import Layout, latest_version, model_versions
+from bigseg.io.output import Output
 from bigseg.io.storage import local
 from bigseg.pipeline.preflight import check_workers_see
 from bigseg.pipeline.run import Run
 from bigseg.pipeline.segment import SEGMENT_FEATURES
 from bigseg.predict.training import VALID_FRACTION
-from bigseg.store.lock import output_lock
+from bigseg.store import plan_inputs
+from bigseg.store.lock import begin, open_output, output_lease
 
 __all__ = [
     "SEGMENT_FEATURES",
@@ -34,7 +36,6 @@ __all__ = [
     "VALID_FRACTION",
     "Run",
     "check_model_version",
-    "model_versions",
     "run_pipeline",
     "run_stages",
 ]
@@ -44,20 +45,20 @@ log = logging.getLogger(__name__)
 STAGES = ("ingest", "features", "segment", "train", "score", "report")
 
 
-def check_model_version(output: str | Path, version: str, stages=("score",)) -> None:
-    """Refuse, before anything is written, a model version that is not published under
-    ``output/models/`` (:class:`ModelError`, naming the available ones) or one given to
-    stages that fit a segmenter or models themselves (:class:`ConfigError`)."""
+def check_model_version(output: Output, version: str, stages=("score",)) -> None:
+    """Refuse, before anything is written, a model version that the latest commit does
+    not hold (:class:`ModelError`, naming the available ones) or one given to stages that
+    fit a segmenter or models themselves (:class:`ConfigError`)."""
     fitting = [s for s in stages if s in ("segment", "train")]
     if fitting:
         raise ConfigError(
             f"model version {version!r}: a chosen model version only applies "
             f"to scoring, not to the {'/'.join(fitting)} stage(s)"
         )
-    available = model_versions(output)
+    available = output.model_versions()
     if version not in available:
         raise ModelError(
-            f"{Layout(output).models}: no model version {version!r}; available: "
+            f"{output.root}: no model version {version!r}; available: "
             f"{', '.join(available) if available else 'none (train one first)'}"
         )
 
@@ -74,12 +75,12 @@ def run_stages(
     the drift and model-age rules recommend retraining (``metrics.json`` ``retrain``) does
     it go on to segment, train and score again with the new model. ``metrics.json``
     ``run_policy`` says what it did and why."""
-    if model_version is not None:
-        check_model_version(cfg.output_dir, model_version, stages)
     check_output(cfg)
-    check_workers_see(cfg, client, inputs="ingest" in stages)
-    with output_lock(cfg.output_dir, " ".join(stages)):
-        return _locked(cfg, client, backend, stages, model_version)
+    with output_lease(cfg, "bigseg " + " ".join(stages)) as held:
+        if model_version is not None:
+            check_model_version(open_output(cfg), model_version, stages)
+        check_workers_see(cfg, client, inputs="ingest" in stages)
+        return _locked(cfg, client, backend, stages, model_version, held)
 
 
 def check_output(cfg: RunConfig) -> None:
@@ -93,17 +94,17 @@ def check_output(cfg: RunConfig) -> None:
         )
 
 
-def _locked(cfg, client, backend, stages, model_version) -> dict:
-    """:func:`run_stages` with the output lock held."""
+def _locked(cfg, client, backend, stages, model_version, held) -> dict:
+    """:func:`run_stages` with the output's lease ``held``."""
     gated = (
         tuple(stages) == STAGES
         and model_version is None
         and cfg.drift.retrain == "policy"
-        and latest_version(cfg.output_dir) is not None
+        and open_output(cfg).latest_model() is not None
     )
     if not gated:
-        return _run(cfg, client, backend, stages, model_version)
-    m = _run(cfg, client, backend, ("ingest", "score"), None)
+        return _run(cfg, client, backend, stages, model_version, held)
+    m = _run(cfg, client, backend, ("ingest", "score"), None, held)
     verdict = dict(m.get("retrain") or {})
     retrain = bool(verdict.get("recommended"))
     policy = {
@@ -118,13 +119,29 @@ def _locked(cfg, client, backend, stages, model_version) -> dict:
     else:
         log.info("bigseg run: model %s kept (no retrain rule met)", policy["model_before"])
         rest = ("report",)
-    return _run(cfg, client, backend, rest, None, run_policy=policy)
+    return _run(cfg, client, backend, rest, None, held, run_policy=policy)
 
 
-def _run(cfg, client, backend, stages, model_version, run_policy: dict | None = None) -> dict:
+def _run(cfg, client, backend, stages, model_version, held, run_policy=None) -> dict:
+    """One run of ``stages``: its own prefix ``runs/<run_id>/`` and one commit."""
     score_only = set(stages) <= {"score", "report"} or tuple(stages) == ("ingest", "score")
-    r = Run(cfg, client, backend, score_only=score_only, model_version=model_version)
-    return r.run(stages, run_policy)
+    inputs = plan_inputs(cfg) if "ingest" in stages else None
+    out = begin(
+        cfg,
+        "bigseg " + " ".join(stages),
+        {"model": model_version, "policy": run_policy},
+        _fingerprint(inputs),
+    )
+    r = Run(cfg, client, backend, out, score_only=score_only, model_version=model_version)
+    return r.run(stages, run_policy, held=held, inputs=inputs)
+
+
+def _fingerprint(inputs) -> str:
+    """A fingerprint of the planned input files (their paths, sizes, times, ETags)."""
+    if inputs is None:
+        return ""
+    fps = {t: [f.fingerprint() for f in fs] for t, fs in sorted(inputs.items())}
+    return hashlib.sha256(json.dumps(fps, sort_keys=True).encode()).hexdigest()
 
 
 def run_pipeline(
@@ -143,12 +160,13 @@ def run_pipeline(
     from bigseg.engine import connect
 
     cfg = config if isinstance(config, RunConfig) else load_run_config(config)
-    if model_version is not None:  # before a cluster starts or anything is written
-        check_model_version(cfg.output_dir, model_version, stages)
     backend = resolve(device)
     check_output(cfg)
     local.makedirs(cfg.output_dir)
-    # the lock first: a second run on this output is refused before a cluster starts
-    with output_lock(cfg.output_dir, " ".join(stages)), connect(cluster) as client:
-        check_workers_see(cfg, client, inputs="ingest" in stages)
-        return _locked(cfg, client, backend, stages, model_version)
+    # the lease first: a second run on this output is refused before a cluster starts
+    with output_lease(cfg, "bigseg " + " ".join(stages)) as held:
+        if model_version is not None:  # before a cluster starts or anything is written
+            check_model_version(open_output(cfg), model_version, stages)
+        with connect(cluster) as client:
+            check_workers_see(cfg, client, inputs="ingest" in stages)
+            return _locked(cfg, client, backend, stages, model_version, held)

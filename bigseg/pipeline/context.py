@@ -14,6 +14,7 @@ from bigseg.features import tasks as ftasks
 from bigseg.features import to_us
 from bigseg.features.bucket import Cutoff
 from bigseg.io.layout import Layout
+from bigseg.io.output import Output
 from bigseg.progress import gather
 from bigseg.store import Store, open_store
 
@@ -22,7 +23,9 @@ from bigseg.store import Store, open_store
 class RunContext:
     """Config, cluster, device, output and dates of one run.
 
-    ``as_of`` is the config's, or the day of the last transaction in the store.
+    ``output`` is the committed state plus what this run wrote (read datasets through it);
+    ``layout`` names the paths under this run's own prefix ``runs/<run_id>/`` (write
+    there). ``as_of`` is the config's, or the day of the last transaction in the store.
     ``score_only``: features are needed at ``as_of`` only (a scheduled ``bigseg score``).
     ``model_version``: the published version a score-only run scores with (None:
     ``LATEST``).
@@ -31,6 +34,7 @@ class RunContext:
     cfg: RunConfig
     client: Any
     backend: Backend
+    output: Output
     layout: Layout
     store: Store
     as_of: dt.date
@@ -43,19 +47,21 @@ class RunContext:
         cfg: RunConfig,
         client,
         backend: Backend,
+        output: Output,
         *,
         score_only: bool = False,
         model_version: str | None = None,
     ) -> RunContext:
-        layout = Layout(cfg.output_dir)
-        store = open_store(layout.root)
+        store = open_store(output)
         as_of = cfg.as_of if cfg.as_of is not None else _last_day(client, store)
-        return cls(cfg, client, backend, layout, store, as_of, score_only, model_version)
+        return cls(
+            cfg, client, backend, output, output.layout, store, as_of, score_only, model_version
+        )
 
     @property
     def out(self):
-        """The output directory (for messages and the output-level I/O helpers)."""
-        return self.layout.root
+        """The output's root (messages, and the feature cache kept across runs)."""
+        return self.output.root
 
     @property
     def as_of_from_data(self) -> bool:

@@ -118,6 +118,7 @@ def write(ctx: RunContext, fs: FeatureSet) -> dict:
             for k, f in enumerate(buckets)
         ]
         n = sum(ctx.gather(futs, "write features", bar=True))
+    ctx.output.put("features", ctx.layout.features)
     if n == 0:
         raise DataError(f"no customer has a purchase on or before as_of={ctx.as_of}")
     return {

@@ -1,5 +1,6 @@
-"""What a run leaves behind besides its datasets: ``metrics.json`` (the stages' reports
-merged over the previous file) and the run record ``runs/<UTC time>.json``."""
+"""What a run leaves behind besides its datasets: ``metrics.json`` (dataset ``metrics``:
+the stages' reports merged over the committed one) and the run record
+``_bigseg/records/<UTC time>.json``."""
 
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ from pathlib import Path
 from bigseg import progress
 from bigseg.backend import Backend
 from bigseg.config import RunConfig
-from bigseg.io.commit import read_json, write_json_atomic
-from bigseg.io.layout import Layout, latest_version
-from bigseg.io.storage import local
+from bigseg.io.commit import write_json_atomic
+from bigseg.io.manifest import META
+from bigseg.io.output import Output
 from bigseg.machine import hardware_info, library_versions
 from bigseg.store import open_store
 
@@ -26,12 +27,13 @@ log = logging.getLogger(__name__)
 class Recorder:
     """Collects the stages' reports and timings of one run and writes them out."""
 
-    def __init__(self, cfg: RunConfig, backend: Backend, model_version: str | None = None):
+    def __init__(
+        self, cfg: RunConfig, backend: Backend, output: Output, model_version: str | None = None
+    ):
         self.cfg = cfg
         self.backend = backend
         self.model_version = model_version
-        self.layout = Layout(cfg.output_dir)
-        self.out = self.layout.root
+        self.output = output
         #: this run's reports, merged in stage order (later keys win)
         self.metrics: dict = {}
         self.timings: dict[str, float] = {}
@@ -49,23 +51,26 @@ class Recorder:
         log.info("stage %s: %.2fs", stage, self.timings[stage])
 
     def write_metrics(self) -> dict:
-        """Merge this run's reports and timings over ``metrics.json`` and write it
-        atomically; returns the merged metrics."""
-        path = self.layout.metrics
-        old = read_json(path) if local.is_file(path) else {}
+        """Merge this run's reports and timings over the committed ``metrics.json`` and
+        write it as this run's dataset ``metrics``; returns the merged metrics."""
+        out = self.output
+        old = out.read_json("metrics") if out.has("metrics") else {}
         merged = {**old, **self.metrics, "timings": {**old.get("timings", {}), **self.timings}}
         # strict JSON: a value that is undefined (NaN, an infinite threshold) is null
+        path = out.layout.metrics
         write_json_atomic(path, merged, strict=True)
+        out.put("metrics", path)
         self.metrics = merged
         return merged
 
-    def write_run_record(self, stages) -> Path:
-        """``output/runs/<UTC time>.json``: enough to reproduce or audit what this run
+    def write_run_record(self, stages, commit: int | None) -> Path:
+        """``output/_bigseg/records/<UTC time>.json``: enough to reproduce or audit what this run
         published: stages, as_of, the whole config, seed, a fingerprint of the ingested
         inputs (path, size, mtime of every file and the store's mapping hash), the model
         version, library versions, hardware, timings and a summary (customers, segments,
         drift verdict)."""
-        man = open_store(self.out).manifest if local.is_dir(self.layout.store) else {}
+        out = self.output
+        man = open_store(out).manifest if out.has("store") else {}
         fp = hashlib.sha256(
             json.dumps(
                 {k: man.get(k) for k in ("inputs", "mapping_hash", "key_fingerprint")},
@@ -73,12 +78,14 @@ class Recorder:
                 default=str,
             ).encode()
         ).hexdigest()
-        version = self.model_version or latest_version(self.layout)
+        version = self.model_version or out.latest_model()
         now = dt.datetime.now(dt.UTC)
         m = self.metrics
         rec = {
             "finished": now.isoformat(timespec="seconds"),
             "stages": list(stages),
+            "commit": commit,
+            "run_id": out.run_id,
             "as_of": m.get("as_of"),
             "config": self.cfg.model_dump(mode="json"),
             "seed": self.cfg.seed,
@@ -97,7 +104,7 @@ class Recorder:
                 "score_resume": m.get("score_resume"),
             },
         }
-        path = self.layout.runs / f"{now.strftime('%Y%m%dT%H%M%S%fZ')}.json"
+        path = Path(out.root) / META / "records" / f"{now.strftime('%Y%m%dT%H%M%S%fZ')}.json"
         write_json_atomic(path, rec, strict=True)
         return path
 
@@ -106,5 +113,5 @@ class Recorder:
         from bigseg.report import write_report
 
         with self.timed("report"):
-            path = write_report(self.out, self.metrics, self.cfg.privacy.min_segment_size)
+            path = write_report(self.output, self.metrics, self.cfg.privacy.min_segment_size)
         self.metrics["report"] = str(path)

@@ -6,12 +6,14 @@ import time
 
 from bigseg.backend import Backend
 from bigseg.config import RunConfig
+from bigseg.io.output import Output
 from bigseg.pipeline import features, score, segment, train
 from bigseg.pipeline.context import RunContext
 from bigseg.pipeline.products import FeatureSet, FittedSegmenter, ServingModels
 from bigseg.pipeline.record import Recorder
 from bigseg.registry import VersionWriter
 from bigseg.store import ingest
+from bigseg.store.lock import finish
 
 
 class Run:
@@ -25,13 +27,15 @@ class Run:
         cfg: RunConfig,
         client,
         backend: Backend,
+        output: Output,
         *,
         score_only: bool = False,
         model_version: str | None = None,
     ):
         self.cfg, self.client, self.backend = cfg, client, backend
+        self.output = output
         self.score_only, self.model_version = score_only, model_version
-        self.rec = Recorder(cfg, backend, model_version)
+        self.rec = Recorder(cfg, backend, output, model_version)
         self._ctx: RunContext | None = None
         self._features: FeatureSet | None = None
         self._seg: FittedSegmenter | None = None
@@ -48,6 +52,7 @@ class Run:
                 self.cfg,
                 self.client,
                 self.backend,
+                self.output,
                 score_only=self.score_only,
                 model_version=self.model_version,
             )
@@ -78,15 +83,15 @@ class Run:
     def writer(self) -> VersionWriter:
         """A loaded segmenter is copied into the new version: it serves its models."""
         if self._writer is None:
-            self._writer = VersionWriter(self.cfg.output_dir)
+            self._writer = VersionWriter(self.output)
             if self._seg is not None and self._seg.source is not None:
                 self._writer.copy_from(self._seg.source, list(FittedSegmenter.FILES))
         return self._writer
 
     # -- stages ------------------------------------------------------------------------
-    def ingest(self) -> None:
+    def ingest(self, inputs=None) -> None:
         with self.rec.timed("ingest"):
-            store = ingest(self.cfg, self.client)
+            store = ingest(self.cfg, self.client, self.output, inputs)
         m = store.manifest
         self.rec.add(
             {
@@ -124,12 +129,17 @@ class Run:
             fresh = self._writer is not None
             self.rec.add(score.score(ctx, fs, seg, serving, fresh, self._trained))
 
-    def run(self, stages, run_policy: dict | None = None) -> dict:
-        """Run ``stages`` in order; write ``metrics.json`` and the run record."""
+    def run(self, stages, run_policy: dict | None = None, held=None, inputs=None) -> dict:
+        """Run ``stages`` in order, write ``metrics.json``, commit (under the lease
+        ``held``) and write the run record."""
         if run_policy is not None:
             self.rec.add({"run_policy": run_policy})
         t0 = time.perf_counter()
-        steps = {"features": self.features_stage, "report": self.rec.report}
+        steps = {
+            "features": self.features_stage,
+            "report": self.rec.report,
+            "ingest": lambda: self.ingest(inputs),
+        }
         for s in stages:
             if s == "report":
                 self.rec.timings["total"] = round(time.perf_counter() - t0, 3)
@@ -138,5 +148,6 @@ class Run:
         if "report" not in stages:
             self.rec.timings["total"] = round(time.perf_counter() - t0, 3)
         metrics = self.rec.write_metrics()
-        self.rec.write_run_record(stages)
+        n = finish(self.output, held)
+        self.rec.write_run_record(stages, n)
         return metrics

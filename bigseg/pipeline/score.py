@@ -24,9 +24,9 @@ import numpy as np
 import pyarrow as pa
 
 from bigseg.errors import ModelError
-from bigseg.io.commit import read_json, staged_dir
-from bigseg.io.layout import latest_version as published_latest
-from bigseg.io.layout import scores_dirname
+from bigseg.io.commit import staged_dir
+from bigseg.io.layout import MODEL_MANIFEST, scores_dirname
+from bigseg.io.output import model_dataset, scores_dataset
 from bigseg.io.resume import ResumableStage, loads_stats
 from bigseg.io.storage import local
 from bigseg.machine import library_versions
@@ -42,13 +42,13 @@ log = logging.getLogger(__name__)
 
 def version(ctx: RunContext) -> str:
     """The model version that scores: the chosen one, else ``LATEST``."""
-    return ctx.model_version or latest_version(ctx.out)
+    return ctx.model_version or latest_version(ctx.output)
 
 
 def load_models(ctx: RunContext, fs: FeatureSet) -> ServingModels:
     """The models, per-segment choice and model features of the published version that
     scores, verified against this run's features."""
-    d, manifest = load_version(ctx.out, version(ctx), features=list(fs.names))
+    d, manifest = load_version(ctx.output, version(ctx), features=list(fs.names))
     if "model_features" not in manifest:
         raise ModelError(
             f"{d}: model version predates per-segment models; retrain with "
@@ -63,11 +63,10 @@ def load_models(ctx: RunContext, fs: FeatureSet) -> ServingModels:
 
 
 def _drift_reference(ctx: RunContext) -> dict | None:
-    v = ctx.model_version or published_latest(ctx.layout)
-    if v is None:
+    v = ctx.model_version or ctx.output.latest_model()
+    if v is None or "drift_reference.json" not in ctx.output.members(model_dataset(v)):
         return None
-    path = ctx.layout.model(v) / "drift_reference.json"
-    return read_json(path) if local.is_file(path) else None
+    return ctx.output.read_json(model_dataset(v), "drift_reference.json")
 
 
 def score(
@@ -83,8 +82,7 @@ def score(
     ``trained_here``: this run trained the model, so its drift against its own training
     window is reported but is no reason to retrain."""
     v = version(ctx)
-    mpath = ctx.layout.model_manifest(v)
-    manifest = read_json(mpath) if local.is_file(mpath) else {}
+    manifest = ctx.output.read_json(model_dataset(v), MODEL_MANIFEST)
     fp = fingerprint(ctx, v, manifest, unpublished_model)
     stage = ResumableStage(ctx.layout, scores_dirname(ctx.as_of), fp)
     if stage.record is None:
@@ -202,16 +200,19 @@ def _publish(ctx: RunContext, seg: FittedSegmenter, stage: ResumableStage, stats
             for k in range(n)
         ]
         ctx.gather(futs, "write scores", bar=True)
+    where = ctx.layout.scores(ctx.as_of)
+    ctx.output.put(scores_dataset(ctx.as_of), where, as_of=str(ctx.as_of))
     report["high_value_threshold"] = thr
     # campaign tools read audiences/segment=<id>.parquet: the buckets' audience rows
     # (saved by the score writes) streamed to the writer one at a time
     id_type = pa.string() if ctx.store.manifest.get("id_type") == "string" else pa.int64()
     rows = offers.write_audiences(
         (scoring.read_audience(str(p)) for p in aud),
-        ctx.out,
+        ctx.layout.root,
         segment_ids=list(seg.ids),
         id_type=id_type,
     )
+    ctx.output.put("audiences", ctx.layout.audiences)
     report["audiences"] = {str(k): int(v) for k, v in rows.items()}
     st = ctx.store
     if not (st.has("customers") and "consent_marketing" in st.schema("customers")):

@@ -39,7 +39,7 @@ def previous(ctx: RunContext) -> FittedSegmenter | None:
     """The published segmenter of the run's model version (``LATEST`` unless one was
     chosen), if any that clusters on :data:`SEGMENT_FEATURES`."""
     try:
-        d, _ = load_version(ctx.out, ctx.model_version)
+        d, _ = load_version(ctx.output, ctx.model_version)
     except ModelError:
         return None
     seg = read_json(d / "segmenter.json")
@@ -58,7 +58,7 @@ def previous(ctx: RunContext) -> FittedSegmenter | None:
 def load(ctx: RunContext) -> FittedSegmenter:
     seg = previous(ctx)
     if seg is None:
-        raise ModelError(f"{ctx.layout.models}: no segmenter yet; run `bigseg segment`")
+        raise ModelError(f"{ctx.out}: no segmenter yet; run `bigseg segment`")
     return seg
 
 
@@ -183,6 +183,7 @@ def write(ctx: RunContext, fs: FeatureSet, seg: FittedSegmenter) -> dict:
             for k, s in enumerate(new)
         ]
         ctx.gather(futs, "write segments", bar=True)
+    ctx.output.put("segments", ctx.layout.segments)
     return report
 
 
@@ -191,15 +192,15 @@ def _scores(out: dict):
 
 
 def _migration(ctx: RunContext, new_scores: list) -> dict | None:
-    """Customers per (previous segment -> new segment), from the published
-    ``segments/`` of the last run (same bucketing), before it is replaced."""
-    old = ctx.layout.segments
-    if not local.is_dir(old) or not any(
-        n.startswith("part-") and n.endswith(".parquet") for n in local.list(old)
-    ):
+    """Customers per (previous segment -> new segment), from the committed
+    ``segments`` of the last run (same bucketing), before it is replaced."""
+    if not ctx.output.has("segments"):
+        return None
+    old = ctx.output.members("segments")
+    names = [f"part-{k:05d}.parquet" for k in range(len(new_scores))]
+    if not all(n in old for n in names):
         return None
     futs = [
-        ctx.submit(stasks.migration, s, str(old / f"part-{k:05d}.parquet"))
-        for k, s in enumerate(new_scores)
+        ctx.submit(stasks.migration, s, str(old[n])) for n, s in zip(names, new_scores, strict=True)
     ]
     return migration_matrix(ctx.gather(futs, "migration"))

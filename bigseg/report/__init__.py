@@ -10,8 +10,9 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-from bigseg.io.commit import read_json, write_text_atomic
-from bigseg.io.layout import Layout, latest_version
+from bigseg.io.commit import write_text_atomic
+from bigseg.io.layout import MODEL_MANIFEST
+from bigseg.io.output import Output, model_dataset
 from bigseg.report import charts, sections
 from bigseg.report.charts import bar_chart, calibration_chart, figure, heatmap
 from bigseg.report.sections import fmt, note, section
@@ -292,20 +293,21 @@ def _offers_table(offers: dict, min_segment_size: int) -> str:
     return "".join(rows)
 
 
-def write_report(output: str | Path, metrics: dict, min_segment_size: int = 50) -> Path:
-    """Render ``metrics`` to ``output/report.html`` (atomically) and return its path; the
-    model card reads the manifest of ``output/models/LATEST`` when there is one."""
-    lay = Layout(output)
-    write_text_atomic(lay.report, render(metrics, min_segment_size, _latest_model(lay)))
-    return lay.report
+def write_report(output: Output, metrics: dict, min_segment_size: int = 50) -> Path:
+    """Render ``metrics`` to this run's ``report.html`` (dataset ``report``) and return
+    its path; the model card reads the manifest of the latest model when there is one."""
+    path = output.layout.report
+    write_text_atomic(path, render(metrics, min_segment_size, _latest_model(output)))
+    output.put("report", path)
+    return path
 
 
-def _latest_model(lay: Layout) -> dict | None:
+def _latest_model(output: Output) -> dict | None:
+    version = output.latest_model()
+    if version is None:
+        return None
     try:
-        version = latest_version(lay)
-        if version is None:
-            return None
-        m = read_json(lay.model_manifest(version))
+        m = output.read_json(model_dataset(version), MODEL_MANIFEST)
     except (OSError, ValueError):
         return None
     keys = ("version", "created", "as_of", "training_window", "seed", "device", "libraries")

@@ -1,13 +1,17 @@
 """The erasure log: which customers were erased from an output, so that ingest keeps them
 out.
 
-``output/erasure_log.jsonl`` (:attr:`bigseg.io.layout.Layout.erasure_log`) gets one line
-per ``bigseg erase`` request that adds ids: the keyed hashes of the ids (HMAC-SHA256
+Each ``bigseg erase`` request that adds ids writes one object of its own,
+``_bigseg/erasure/<UTC time>-<random>.json`` (create-only: concurrent requests cannot
+overwrite each other), holding the keyed hashes of the ids (HMAC-SHA256
 keyed with ``BIGSEG_PSEUDONYM_KEY``, domain-separated from the pseudonyms, 128 bits in
 hex), the key's fingerprint and a timestamp. :func:`bigseg.store.ingest.ingest` skips
 every input row whose id hashes into the log (:func:`ingest_filter`, :func:`is_erased`).
 A key is required: an unkeyed or salted hash of an integer id is reversed by hashing
 every possible id. The erase operation itself is :mod:`bigseg.erase`.
+
+Outputs written before the commit log kept one file, ``erasure_log.jsonl`` (one line per
+request): it is never moved or rewritten, and is read together with the objects.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -26,9 +31,13 @@ from bigseg import privacy
 from bigseg.errors import ConfigError
 from bigseg.io import commit
 from bigseg.io.layout import ERASURE_LOG, Layout
+from bigseg.io.manifest import META
+from bigseg.io.storage import local
 
-#: the erasure log, directly under ``output:``
+#: the legacy erasure log file, directly under ``output:``
 LOG_NAME = ERASURE_LOG
+#: the folder of the per-request erasure objects, under ``output:``
+LOG_DIR = f"{META}/erasure"
 #: keeps erasure hashes distinct from pseudonyms made with the same key
 _DOMAIN = b"bigseg erasure v1\x00"
 _HEX = 32
@@ -114,35 +123,57 @@ def is_erased(ids: pa.Array | pa.ChunkedArray, key: bytes, hashes: np.ndarray) -
     return hashes[pos] == h
 
 
-def load_log(output: str | Path) -> tuple[str, np.ndarray] | None:
-    """``(key fingerprint, sorted unique hashes)`` of ``output/erasure_log.jsonl``, or
-    None when there is none.
+def log_entries(output: str | Path) -> list[tuple[str, dict]]:
+    """``(where, entry)`` of every erasure request logged for ``output``: the legacy
+    ``erasure_log.jsonl`` lines, then the per-request objects in name (time) order.
 
     Raises
     ------
     ConfigError
-        The log's lines were written with different keys, or it cannot be parsed.
+        An entry cannot be parsed.
     """
-    path = Layout(output).erasure_log
-    if not path.is_file():
-        return None
-    fps, hashes = set(), []
-    for i, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
+    found = []
+    legacy = Layout(output).erasure_log
+    if legacy.is_file():
+        lines = legacy.read_text().splitlines()
+        found += [(f"{legacy} line {i}", t) for i, t in enumerate(lines, 1) if t.strip()]
+    folder = Path(output) / LOG_DIR
+    if folder.is_dir():
+        found += [
+            (str(folder / n), local.read_text(folder / n))
+            for n in sorted(local.list(folder))
+            if n.endswith(".json")
+        ]
+    entries = []
+    for where, text in found:
         try:
-            entry = json.loads(line)
-            fps.add(entry["key_fingerprint"])
-            hashes += entry["hashes"]
+            entry = json.loads(text)
+            entry["key_fingerprint"], entry["hashes"]  # noqa: B018 - both required
         except (ValueError, KeyError, TypeError) as e:
-            raise ConfigError(f"{path} line {i}: not an erasure log entry ({e})") from None
+            raise ConfigError(f"{where}: not an erasure log entry ({e})") from None
+        entries.append((where, entry))
+    return entries
+
+
+def load_log(output: str | Path) -> tuple[str, np.ndarray] | None:
+    """``(key fingerprint, sorted unique hashes)`` of every logged erasure of ``output``
+    (:func:`log_entries`), or None when there is none.
+
+    Raises
+    ------
+    ConfigError
+        The entries were written with different keys, or one cannot be parsed.
+    """
+    entries = log_entries(output)
+    fps = {e["key_fingerprint"] for _, e in entries}
     if len(fps) > 1:
         raise ConfigError(
-            f"{path}: entries were written with different keys; "
+            f"{Path(output) / LOG_DIR}: erasure requests were logged with different keys; "
             f"rebuild the log with one key from the original ids"
         )
     if not fps:
         return None
+    hashes = [h for _, e in entries for h in e["hashes"]]
     return fps.pop(), np.unique(np.array(hashes, dtype=f"S{_HEX}"))
 
 
@@ -159,7 +190,7 @@ def ingest_filter(output: str | Path) -> tuple[str, np.ndarray] | None:
     if got is None:
         return None
     fp, hashes = got
-    where = Layout(output).erasure_log
+    where = Path(output) / LOG_DIR
     key = erase_key(f"ingest into {output} (customers were erased there: {where})")
     if privacy.key_fingerprint(key) != fp:
         raise ConfigError(
@@ -171,9 +202,8 @@ def ingest_filter(output: str | Path) -> tuple[str, np.ndarray] | None:
 
 
 def append_log(output: str | Path, key: bytes, hashes: np.ndarray) -> int:
-    """Add the hashes not yet logged, as one line; the file is replaced atomically.
+    """Log the hashes not yet logged, as one new create-only object (one per request).
     Returns how many were added."""
-    path = Layout(output).erasure_log
     got = load_log(output)
     new = np.unique(hashes)
     if got is not None:
@@ -188,8 +218,9 @@ def append_log(output: str | Path, key: bytes, hashes: np.ndarray) -> int:
         "count": len(new),
         "hashes": [h.decode() for h in new],
     }
-    old = path.read_bytes() if path.is_file() else b""
-    if old and not old.endswith(b"\n"):
-        old += b"\n"
-    commit.write_bytes_atomic(path, old + (json.dumps(entry) + "\n").encode())
+    now = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    where = Path(output) / LOG_DIR / f"{now}-{uuid.uuid4().hex[:12]}.json"
+    local.makedirs(where.parent)
+    if not commit.create_only(where, (json.dumps(entry) + "\n").encode()):
+        raise AssertionError(f"{where}: a fresh random name exists")  # a bug, not input
     return len(new)

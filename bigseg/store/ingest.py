@@ -19,14 +19,16 @@ ingest refuses to run without it rather than let erased customers back in.
 
 **Incremental**: input files already in the store's manifest (same path, size and
 modification time) are not read again. New files are split and merged into *new* part
-files of the buckets they touch; untouched buckets are carried over as hard links (no
-copy, no rewrite: :func:`bigseg.io.commit.clone_tree`). If an ingested file changed or disappeared, or the column mapping or
-pseudonymisation changed, the store is rebuilt from scratch.
+files of the buckets they touch; the committed files of untouched buckets are carried
+over as hard links (no copy, no rewrite: :func:`bigseg.io.commit.link_files`). If an
+ingested file changed or disappeared, or the column mapping or pseudonymisation changed,
+the store is rebuilt from scratch.
 
-Everything is written under ``output/.staging/`` and published whole
-(:func:`bigseg.io.commit.publish_dir`): a failed or
-refused ingest (e.g. more than ``validation.max_bad_share`` bad rows) leaves the previous
-store and quarantine untouched.
+Everything is written under the run's own prefix (``runs/<run_id>/store``,
+``.../quarantine``) and becomes the datasets ``store`` and ``quarantine`` of the run's
+commit (:mod:`bigseg.io.output`): a failed or refused ingest (e.g. more than
+``validation.max_bad_share`` bad rows) commits nothing, and the previous store and
+quarantine stay current.
 """
 
 from __future__ import annotations
@@ -45,13 +47,14 @@ from bigseg.errors import DataError
 from bigseg.io import tables
 from bigseg.io.commit import (
     check_paths,
-    clone_tree,
+    link_files,
     new_staging,
     publish_dir,
     remove_tree,
     write_json_atomic,
 )
-from bigseg.io.layout import QUARANTINE, Layout
+from bigseg.io.layout import QUARANTINE
+from bigseg.io.output import Output
 from bigseg.progress import gather
 from bigseg.schema import DERIVED, SCHEMAS
 from bigseg.store import erasure, rules
@@ -165,10 +168,12 @@ def plan_inputs(cfg: RunConfig) -> dict[str, list[InputFile]]:
     return {t: list_inputs(t, tc, base, opts) for t, tc in cfg.data.tables().items()}
 
 
-def _previous(cfg: RunConfig, inputs: dict, key_fp: str | None) -> tuple[Store | None, str]:
+def _previous(
+    cfg: RunConfig, output: Output, inputs: dict, key_fp: str | None
+) -> tuple[Store | None, str]:
     """The store to extend incrementally, or (None, why it is rebuilt)."""
     try:
-        old = open_store(cfg.output_dir)
+        old = open_store(output)
     except DataError:
         return None, "no store yet"
     m = old.manifest
@@ -268,35 +273,50 @@ def _merge_all(client, jobs, unified, parts: Path, store_dir: Path, qdir: Path, 
     return gather(client, futs, "ingest: sort and write buckets", bar=True)
 
 
-def ingest(cfg: RunConfig, client) -> Store:
-    """Ingest the configured inputs into the bucketed store and publish it atomically.
+def ingest(cfg: RunConfig, client, output: Output | None = None, inputs=None) -> Store:
+    """Ingest the configured inputs into the bucketed store of ``output`` (a run's
+    :class:`~bigseg.io.output.Output`; without one, a run of its own that commits).
 
-    Only files not yet in the store are read (see the module docstring). Returns the
-    published :class:`Store`; its manifest's ``last_ingest`` says what this run did.
+    Only files not yet in the store are read (see the module docstring). ``inputs``:
+    :func:`plan_inputs` when the caller listed them already. Returns the new
+    :class:`Store`; its manifest's ``last_ingest`` says what this run did.
     """
-    out, lay = cfg.output_dir, Layout(cfg.output_dir)
-    inputs = plan_inputs(cfg)
-    check_paths(out, cfg.local_input_paths())
+    if output is None:
+        from bigseg.store.lock import output_session
+
+        with output_session(cfg, "bigseg ingest") as out:
+            return ingest(cfg, client, out, inputs)
+    inputs = plan_inputs(cfg) if inputs is None else inputs
+    check_paths(cfg.output_dir, cfg.local_input_paths())
     key_fp = privacy.key_fingerprint(privacy.key_from_env()) if cfg.privacy.pseudonymize else None
-    old, why = _previous(cfg, inputs, key_fp)
+    old, why = _previous(cfg, output, inputs, key_fp)
     known = {fp["path"] for fp in old.manifest["inputs"]} if old else set()
     new = {t: [f for f in fs if f.path not in known] for t, fs in inputs.items()}
     n_files = sum(len(fs) for fs in new.values())
     if old is not None and n_files == 0:
         log.info("store is up to date: no new input files")
         return old
-    erased = erasure.ingest_filter(out)  # None unless customers were erased here
     log.info(
         "ingest: %d new file(s); %s", n_files, "incremental" if old else f"full rebuild ({why})"
     )
-    n_buckets = old.n_buckets if old else _choose_buckets(cfg, inputs, client)
-    staging = new_staging(out, "store")
+    n_buckets = old.n_buckets if old else _choose_buckets(cfg, output, inputs, client)
+    _build(cfg, client, output, old, inputs, new, key_fp, n_buckets)
+    store = open_store(output)
+    log.info("store written: %s", {t: v["rows"] for t, v in store.manifest["tables"].items()})
+    return store
+
+
+def _build(cfg, client, output: Output, old, inputs, new, key_fp, n_buckets) -> None:
+    """Split and merge the new files into this run's ``store`` and ``quarantine``."""
+    lay = output.layout
+    erased = erasure.ingest_filter(cfg.output_dir)  # None unless customers were erased here
+    staging = new_staging(lay, "store")
     try:
         store_dir, qdir = staging / "store", staging / QUARANTINE
         if old is not None:
-            clone_tree(old.root, store_dir, skip=(MANIFEST,))
-            if lay.quarantine.is_dir():
-                clone_tree(lay.quarantine, qdir, skip=(MANIFEST,))
+            link_files(output.members("store"), store_dir, skip=(MANIFEST,))
+            if output.has("quarantine"):
+                link_files(output.members("quarantine"), qdir)
         parts = staging / "_parts"
         for t in new:
             (parts / t).mkdir(parents=True, exist_ok=True)
@@ -328,16 +348,15 @@ def ingest(cfg: RunConfig, client) -> Store:
         publish_dir(store_dir, lay.store)
     finally:
         remove_tree(staging)
-    store = open_store(out)
-    log.info("store published: %s", {t: v["rows"] for t, v in store.manifest["tables"].items()})
-    return store
+    output.put("quarantine", lay.quarantine)
+    output.put("store", lay.store)
 
 
-def _choose_buckets(cfg: RunConfig, inputs: dict[str, list[InputFile]], client) -> int:
+def _choose_buckets(cfg: RunConfig, output: Output, inputs, client) -> int:
     if cfg.store.buckets != "auto":
         return int(cfg.store.buckets)
     try:  # keep the bucket count of an existing store: later stages rely on it
-        return open_store(cfg.output_dir).n_buckets
+        return open_store(output).n_buckets
     except DataError:
         pass
     total = sum(f.size for fs in inputs.values() for f in fs)

@@ -1,92 +1,84 @@
-"""One writer per output directory.
+"""One writer per output, and the session a writing command runs in.
 
-Every command that writes under ``output:`` holds ``output/.lock`` for its whole run: a
-file created create-only (:func:`bigseg.io.commit.create_only`: atomic on local and NFSv3+
-file systems) holding who took it. A second run on the same output fails at once with
-:class:`~bigseg.errors.PublishError` (exit code 6), naming the holder. A lock left by a
-process that no longer exists on this host (killed with SIGKILL, machine rebooted) is
-stale and taken over, with a warning; a lock from another host is never taken over
-automatically (delete it by hand once that run is known to be gone).
+Every command that writes under ``output:`` holds the output's *lease*
+(:mod:`bigseg.io.lease`: create-only epoch objects under ``_bigseg/lease/``, renewed while
+the run lives) for its whole run, taken before a cluster starts. A second run on the same
+output fails at once with :class:`~bigseg.errors.LeaseHeld` (exit 6), naming the holder
+and when its lease expires. A lease left by a process that died is taken over when it
+expires, or at once when its holder was a process on this host that no longer exists.
 
-Once the lock is held, staging directories left under ``output/.staging/`` by runs that
-died are deleted (:func:`~bigseg.io.commit.remove_stale_staging`): with the lock
-held nobody else can be writing there. The score stage's resumable staging is kept for
-the score stage to reuse or discard.
+:func:`output_session` is a writing command's unit of work: the lease, an output written
+before the commit log adopted as commit 1 (:mod:`bigseg.store.adopt`), the committed state
+opened (:class:`~bigseg.io.output.Output`) with this run's prefix, and on success one
+commit of what the run wrote. A failure commits nothing: the previous commit stays the
+current state and the run's files wait under ``runs/<run_id>/`` for a re-run of the same
+inputs to reuse them or for ``bigseg gc`` to delete them.
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
-import json
 import logging
-import os
-import socket
 from collections.abc import Iterator
-from pathlib import Path
 
-from bigseg.errors import PublishError
-from bigseg.io.commit import create_only, delete_file, remove_stale_staging
-from bigseg.io.layout import Layout
+from bigseg import __version__
+from bigseg.io import commits
+from bigseg.io.commit import remove_stale_staging
+from bigseg.io.lease import Lease, lease
+from bigseg.io.output import Output
 
 log = logging.getLogger(__name__)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+@contextlib.contextmanager
+def output_lease(cfg, what: str) -> Iterator[Lease]:
+    """Hold the lease of ``cfg``'s output while the block runs (``what`` names the
+    command); an output from before the commit log is adopted first."""
+    from bigseg.store.adopt import adopt_legacy
+
+    storage, root = cfg.storage(), _root(cfg)
+    storage.makedirs(root)
+    with lease(storage, root, what) as held:
+        adopt_legacy(storage, root, held)
+        if not cfg.is_remote:  # the feature cache's staging left by dead runs
+            remove_stale_staging(root)
+        yield held
 
 
-def _holder(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
+def _root(cfg):
+    from pathlib import Path
+
+    return cfg.output_url if cfg.is_remote else Path(cfg.output_url)
+
+
+def open_output(cfg) -> Output:
+    """The committed state of ``cfg``'s output (no lease: for readers)."""
+    return Output.open(_root(cfg), cfg.storage())
+
+
+def begin(cfg, what: str, key: dict | None = None, inputs: str = "") -> Output:
+    """Open the output and start a run on it: its id hashes the parent commit, the
+    config, ``what`` and ``key`` (the stages, a model version), the ``inputs``
+    fingerprint, ``as_of`` and the code version (:func:`bigseg.io.commits.run_id`)."""
+    out = open_output(cfg)
+    conf = {"config": cfg.model_dump(mode="json"), "what": what, **(key or {})}
+    out.begin(commits.run_id(out.parent, conf, inputs, cfg.as_of, __version__))
+    return out
+
+
+def finish(out: Output, held: Lease | None) -> int | None:
+    """Commit what the run wrote (nothing written: no commit); the new number."""
+    if not out.changed:
+        return None
+    n = out.commit(lease=held)
+    log.info("%s: committed %d (run %s)", out.root, n, out.run_id)
+    return n
 
 
 @contextlib.contextmanager
-def output_lock(output: str | Path, what: str) -> Iterator[Path]:
-    """Hold ``output/.lock`` while the block runs (``what`` names the command)."""
-    out = Path(output)
-    out.mkdir(parents=True, exist_ok=True)
-    path = Layout(out).lock
-    me = {
-        "pid": os.getpid(),
-        "host": socket.gethostname(),
-        "command": what,
-        "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-    }
-    for _ in range(2):
-        if not create_only(path, json.dumps(me).encode()):
-            h = _holder(path)
-            if (
-                h.get("host") == me["host"]
-                and isinstance(h.get("pid"), int)
-                and not _alive(h["pid"])
-            ):
-                log.warning(
-                    "%s: taking over a stale lock of pid %s (%s, started %s)",
-                    path,
-                    h.get("pid"),
-                    h.get("command"),
-                    h.get("started"),
-                )
-                delete_file(path)
-                continue
-            raise PublishError(
-                f"{path}: another bigseg run is writing this output (pid {h.get('pid')} on "
-                f"{h.get('host')}, `{h.get('command')}`, started {h.get('started')}); it must "
-                f"finish first. If that run is gone, delete {path}"
-            )
-        break
-    try:
-        remove_stale_staging(out)
-        yield path
-    finally:
-        if _holder(path).get("pid") == me["pid"]:
-            delete_file(path)
+def output_session(cfg, what: str, key: dict | None = None, inputs: str = "") -> Iterator[Output]:
+    """Lease, open, run the block, commit (see the module docstring)."""
+    with output_lease(cfg, what) as held:
+        out = begin(cfg, what, key, inputs)
+        yield out
+        finish(out, held)

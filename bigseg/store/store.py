@@ -1,4 +1,5 @@
-"""The customer-bucketed store: ``output/store/<table>/bucket=NNNNN/part-*.parquet``.
+"""The customer-bucketed store: dataset ``store``, files
+``runs/<run>/store/<table>/bucket=NNNNN/part-*.parquet`` (listed by the commit).
 
 Each bucket holds every row of the customers whose ``hash(customer_id) % n_buckets``
 equals its number, sorted by customer id (then time). Every later stage is a map over
@@ -8,18 +9,21 @@ schema and row count of every table and the input files it was built from.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
 
 from bigseg.errors import DataError
 from bigseg.io import tables
-from bigseg.io.commit import read_json, recover
-from bigseg.io.layout import STORE_MANIFEST, Layout
+from bigseg.io.layout import STORE_MANIFEST
+from bigseg.io.output import Output
 from bigseg.schema import SCHEMAS
 
 MANIFEST = STORE_MANIFEST
+#: a bucket's part file, below the dataset's prefix: ``<table>/bucket=NNNNN/<name>``
+_PART = re.compile(r"^([^/]+)/bucket=(\d{5})/[^/]+\.parquet$")
 
 
 def bucket_dirname(k: int) -> str:
@@ -32,6 +36,8 @@ class Store:
 
     root: str
     manifest: dict
+    #: the committed part files, ``{table: {bucket: [location, ...]}}``
+    parts: dict = field(default_factory=dict)
 
     @property
     def n_buckets(self) -> int:
@@ -57,7 +63,7 @@ class Store:
         customer id; the string columns named in ``dictionary`` come dictionary-encoded
         straight from the Parquet dictionary pages (no per-row string decoding)."""
         d = self.bucket_dir(table, k)
-        files = sorted(d.glob("*.parquet"))
+        files = sorted(self.parts.get(table, {}).get(k, []))
         if not files:
             raise DataError(f"{d}: bucket has no data files; the store is damaged, re-run ingest")
         schema = self.schema(table)
@@ -76,15 +82,30 @@ class Store:
         return t.sort_by(keys) if keys else t
 
 
-def open_store(output: str | Path) -> Store:
-    """Open the published store under ``output/store``.
+def parts_of(members: dict) -> dict:
+    """``{table: {bucket: [location, ...]}}`` from a store dataset's files."""
+    parts: dict = {}
+    for rel, loc in members.items():
+        m = _PART.match(rel)
+        if m:
+            parts.setdefault(m.group(1), {}).setdefault(int(m.group(2)), []).append(str(loc))
+    return parts
+
+
+def open_store(output: str | Path | Output) -> Store:
+    """Open the committed store (dataset ``store``; ``output`` a path or an
+    :class:`~bigseg.io.output.Output`, whose pending store wins when the run wrote one).
 
     Raises :class:`~bigseg.errors.DataError` when there is none yet.
     """
-    lay = Layout(output)
-    root = lay.store
-    recover(root)
-    m = lay.store_manifest
-    if not m.is_file():
-        raise DataError(f"{root}: no bucketed store here; run `bigseg ingest CONFIG` first")
-    return Store(str(root), read_json(m))
+    out = output if isinstance(output, Output) else Output.open(output)
+    if not out.has("store"):
+        raise DataError(f"{out.root}: no bucketed store here; run `bigseg ingest CONFIG` first")
+    members = out.members("store")
+    manifest = out.read_json("store", MANIFEST)
+    root = (
+        out.root
+        if not out.need("store").get("prefix")
+        else f"{out.root}/{out.need('store')['prefix']}"
+    )
+    return Store(str(root), manifest, parts_of(members))
