@@ -306,6 +306,22 @@ def _stage(args) -> int:
     return 0
 
 
+def _gc(args) -> int:
+    from bigseg.config import load_run_config
+    from bigseg.io.gc import gc
+
+    cfg = load_run_config(args.config)
+    report = gc(cfg.storage(), _output_root(cfg), args.keep, dry_run=args.dry_run)
+    _out(args, f"gc {cfg.output_url}: {report.summary()}")
+    return 0
+
+
+def _output_root(cfg):
+    from bigseg.store.lock import open_output
+
+    return open_output(cfg).root
+
+
 def _terminated(signum, frame):
     raise SystemExit(128 + signum)
 
@@ -329,6 +345,7 @@ def main(argv: list[str] | None = None) -> int:
         "generate": _generate,
         "validate": _validate,
         "erase": _erase,
+        "gc": _gc,
         "cluster-check": _cluster_check,
         "benchmark": _benchmark,
     }

@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_commands(sub)
     _add_stage_commands(sub)
     _add_erase(sub)
+    _add_gc(sub)
     _add_benchmark(sub)
     _add_cluster_check(sub)
     return ap
@@ -87,6 +88,15 @@ def _add_erase(sub) -> None:
         "--ids", required=True, metavar="FILE", help="text file, one raw customer id per line"
     )
     _common(p)
+
+
+def _add_gc(sub) -> None:
+    p = sub.add_parser("gc", help="delete what no kept commit references (never a referenced file)")
+    p.add_argument("config", help="run config (YAML)")
+    p.add_argument("--keep", required=True, type=int, metavar="N", help="keep the newest N commits")
+    p.add_argument("--dry-run", action="store_true", help="report, delete nothing")
+    p.add_argument("--quiet", action="store_true", help="no summary")
+    p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
 
 
 def _add_benchmark(sub) -> None:

@@ -96,7 +96,9 @@ def _read_entry(d: Path) -> dict | None:
 
 
 def _write_entry(output: str | Path, bucket_dir: Path, key: str, res: dict) -> None:
-    with staged_dir(output, bucket_dir / key) as tmp:
+    # staged inside the cache (cache/features/.staging): the output's top level holds
+    # only what the commit log owns
+    with staged_dir(cache_root(output), bucket_dir / key) as tmp:
         names = list(res["frames"])
         for i, name in enumerate(names):  # Arrow IPC (Feather): 3-4x cheaper to write
             # than Parquet for these all-numeric frames, as small with lz4, read back whole

@@ -1,7 +1,8 @@
 """The one I/O seam: the only package that touches storage.
 
-* :mod:`bigseg.io.layout`: every output path name, written once (:class:`Layout`), and
-  the one reader of ``models/LATEST`` (:func:`latest_version`);
+* :mod:`bigseg.io.layout`: every output path name, written once (:class:`Layout`);
+* :mod:`bigseg.io.output`: an output as the commit log sees it (:class:`Output`): where
+  each dataset is, and what a run adds before its one commit;
 * :mod:`bigseg.io.storage`: the :class:`Storage` interface, :class:`LocalStorage` and
   :func:`storage_for` (a location -> its storage);
 * :mod:`bigseg.io.objectstore`: :class:`FsspecStorage`, object storage (``s3://``,
@@ -21,7 +22,7 @@ Outside this package nothing renames, links, deletes or writes tables
 (``pyproject.toml``'s banned-api and ``tests/test_io_seam.py``).
 """
 
-from bigseg.io.layout import Layout, as_layout, latest_version
+from bigseg.io.layout import Layout, as_layout
 from bigseg.io.objectstore import FsspecStorage
 from bigseg.io.storage import FileInfo, LocalStorage, Storage, local, storage_for
 
@@ -32,7 +33,6 @@ __all__ = [
     "LocalStorage",
     "Storage",
     "as_layout",
-    "latest_version",
     "local",
     "storage_for",
 ]

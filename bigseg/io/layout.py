@@ -3,27 +3,29 @@
 ::
 
     output/
-      store/<table>/bucket=NNNNN/part-*.parquet, store/_manifest.json
-      quarantine/<table>/*.parquet
-      features/  segments/  scores/as_of=YYYY-MM-DD/  audiences/segment=<id>.parquet
-      models/<version>/...  models/LATEST (names the newest version)
-      cache/features/bucket=NNNNN/<key>/
-      runs/<timestamp>.json  metrics.json  report.html
-      erasure_log.jsonl      (bigseg erase; never moved: an erased customer must not
-                              come back through a lost log)
-      .staging/              (staged outputs not yet published)
-      .lock                  (one writer per output)
+      _bigseg/commits/<n>.json     the commit log: each commit lists every dataset's files
+      _bigseg/lease/<epoch>.json   one writer per output (bigseg.io.lease)
+      _bigseg/erasure/*.json       the erasure log, one object per request
+      _bigseg/records/*.json       run records
+      runs/<run_id>/               what one run wrote, named as below:
+        store/<table>/bucket=NNNNN/part-*.parquet, store/_manifest.json
+        quarantine/<table>/*.parquet
+        features/  segments/  scores/as_of=YYYY-MM-DD/  audiences/segment=<id>.parquet
+        models/<version>/...  metrics.json  report.html
+        .staging/                  (work in progress of that run)
+      cache/features/bucket=NNNNN/<key>/   (the feature cache, shared by runs)
 
-:class:`Layout` names the paths; :func:`latest_version` is the one reader of
-``models/LATEST``.
+A :class:`Layout` rooted at ``runs/<run_id>`` names the paths a run writes
+(:attr:`bigseg.io.output.Output.layout`); readers find datasets through the commit
+(:class:`bigseg.io.output.Output`), never by these paths. An output written before the
+commit log had the run's names directly under ``output/`` (plus ``models/LATEST`` and
+``erasure_log.jsonl``): :mod:`bigseg.store.adopt` adopts it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-
-from bigseg.io.storage import Storage, local
 
 STORE = "store"
 QUARANTINE = "quarantine"
@@ -147,21 +149,3 @@ class Layout:
 def as_layout(output: str | Path | Layout) -> Layout:
     """``output`` as a :class:`Layout` (a Layout is returned as it is)."""
     return output if isinstance(output, Layout) else Layout(Path(output))
-
-
-def latest_version(output: str | Path | Layout, storage: Storage = local) -> str | None:
-    """The model version ``models/LATEST`` names, or None before the first one.
-
-    The only reader of ``models/LATEST``."""
-    p = as_layout(output).latest
-    if not storage.is_file(p):
-        return None
-    return storage.read_text(p).strip()
-
-
-def model_versions(output: str | Path | Layout, storage: Storage = local) -> list[str]:
-    """Names of the published model versions (those with a manifest), sorted."""
-    lay = as_layout(output)
-    if not storage.is_dir(lay.models):
-        return []
-    return sorted(n for n in storage.list(lay.models) if storage.is_file(lay.model_manifest(n)))

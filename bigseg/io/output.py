@@ -228,8 +228,7 @@ def read_scores(output: Location, as_of=None, storage_options=None):
     day = str(as_of) if as_of is not None else dates[-1]
     if day not in dates:
         raise DatasetMissing(
-            f"{output}: no scores as of {day} in commit {out.parent}; committed: "
-            f"{', '.join(dates)}"
+            f"{output}: no scores as of {day} in commit {out.parent}; committed: {', '.join(dates)}"
         )
     parts = []
     for loc in out.files(scores_dataset(day)):

@@ -281,13 +281,14 @@ def ingest(cfg: RunConfig, client, output: Output | None = None, inputs=None) ->
     :func:`plan_inputs` when the caller listed them already. Returns the new
     :class:`Store`; its manifest's ``last_ingest`` says what this run did.
     """
+    # before the lease: an output inside an input gets nothing written, not even a lease
+    check_paths(cfg.output_dir, cfg.local_input_paths())
     if output is None:
         from bigseg.store.lock import output_session
 
         with output_session(cfg, "bigseg ingest") as out:
             return ingest(cfg, client, out, inputs)
     inputs = plan_inputs(cfg) if inputs is None else inputs
-    check_paths(cfg.output_dir, cfg.local_input_paths())
     key_fp = privacy.key_fingerprint(privacy.key_from_env()) if cfg.privacy.pseudonymize else None
     old, why = _previous(cfg, output, inputs, key_fp)
     known = {fp["path"] for fp in old.manifest["inputs"]} if old else set()

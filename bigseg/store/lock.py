@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from bigseg import __version__
 from bigseg.io import commits
 from bigseg.io.commit import remove_stale_staging
+from bigseg.io.layout import Layout
 from bigseg.io.lease import Lease, lease
 from bigseg.io.output import Output
 
@@ -41,7 +42,7 @@ def output_lease(cfg, what: str) -> Iterator[Lease]:
     with lease(storage, root, what) as held:
         adopt_legacy(storage, root, held)
         if not cfg.is_remote:  # the feature cache's staging left by dead runs
-            remove_stale_staging(root)
+            remove_stale_staging(Layout(root).feature_cache)
         yield held
 
 
