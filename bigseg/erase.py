@@ -1,19 +1,20 @@
 """``bigseg erase CONFIG --ids FILE``: the right to erasure.
 
-Removes the listed customers from everything bigseg keeps under ``output:``:
+Removes the listed customers from everything bigseg keeps under ``output:``, as one new
+commit (:mod:`bigseg.io.commits`) in which no dataset holds them:
 
-* ``store/`` (every table; only the buckets the ids hash to are read), with the row
-  counts of ``store/_manifest.json`` updated and the erasure recorded there
+* ``store`` (every table; only the buckets the ids hash to are read), with the row
+  counts of the store's ``_manifest.json`` updated and the erasure recorded there
   (``last_erasure``: when, how many ids, rows removed per table; no ids);
-* ``features/``, ``segments/``, every ``scores/as_of=*/`` and ``audiences/``;
-* ``quarantine/<table>/``: rejected rows keep their values as text, and a row is removed
-  when its ``customer_id`` value, exactly or trimmed, is one of the ids; a rejected row whose id is
-  missing or unreadable names no customer and stays;
-* leftovers that may hold copies of the rows: ``.staging/`` (partial outputs of failed
-  runs), ``*.~old`` copies of an interrupted publish (put back or deleted first, see
-  :func:`bigseg.io.commit.recover`) and temporary ``.*.tmp`` files;
+* ``features``, ``segments``, every ``scores/as_of=*`` and ``audiences``;
+* ``quarantine``: rejected rows keep their values as text, and a row is removed when its
+  ``customer_id`` value, exactly or trimmed, is one of the ids; a rejected row whose id
+  is missing or unreadable names no customer and stays;
+* every older version: after committing, erase keeps only its own commit and deletes
+  every file under ``runs/`` it does not list (:func:`bigseg.io.gc.collect` with
+  ``keep=1``): superseded commits and runs that died before committing held the rows;
 * the per-bucket feature cache ``cache/features/`` (deleted whole; the next run
-  recomputes it, see :mod:`bigseg.features.cache`).
+  recomputes it, see :mod:`bigseg.features.cache`) and temporary ``.*.tmp`` files.
 
 Not rewritten, because they hold no per-customer rows and no ids (``tests/test_erase.py``
 scans them): ``models/`` (XGBoost trees, preprocessing moments, segment centres or
@@ -34,8 +35,8 @@ pseudonyms (:func:`bigseg.privacy.pseudonymize`) to find the rows; the store man
 matched on both forms, raw and pseudonymised, so outputs left from a run with the other
 setting are covered as well.
 
-**Erasure log** (:mod:`bigseg.store.erasure`). ``output/erasure_log.jsonl`` gets one
-line per erase request that adds ids: the keyed hashes of the ids (HMAC-SHA256 keyed with ``BIGSEG_PSEUDONYM_KEY``,
+**Erasure log** (:mod:`bigseg.store.erasure`). Each erase request that adds ids writes
+one create-only object ``_bigseg/erasure/<time>-<random>.json``: the keyed hashes of the ids (HMAC-SHA256 keyed with ``BIGSEG_PSEUDONYM_KEY``,
 domain-separated from the pseudonyms, 128 bits in hex), the key's fingerprint and a
 timestamp. :func:`bigseg.store.ingest.ingest` skips every input row, good or rejected,
 whose id hashes into the log, so re-ingesting old raw files does not bring an erased
@@ -50,21 +51,19 @@ log from the original ids.
 
 **Guarantees.**
 
-* Per directory, atomic: each directory that holds a listed customer is rebuilt in
-  ``output/.staging/`` (unchanged files shared with the published directory, files with
-  matching rows rewritten without them) and committed with
-  :func:`bigseg.io.commit.publish_dir`. A reader sees the old or the new
-  directory, never a mix; a failure leaves that directory as it was.
-* Not atomic across directories: a crash after some directories were swapped leaves
-  the others with the customers' rows. The log is written first, so every later ingest
-  already excludes them, and running the same command again completes the erasure.
+* Atomic: the files with matching rows are rewritten without them under the erase's
+  own prefix ``runs/<run_id>/``, the others carried forward by reference, and one commit
+  publishes all datasets at once. A reader sees the state before or after the erasure,
+  never a mix; a failure commits nothing, and running the same command again completes
+  the erasure. The log is written first, so every later ingest already excludes them.
 * Idempotent: directories without matching rows are not touched and ids already in the
   log are not added again, so a second run with the same ids changes nothing.
-* Do not run it while another bigseg command writes the same output (it deletes
-  ``.staging/`` leftovers, and a concurrent run could publish outputs computed before
-  the erasure).
+* It holds the output's lease: no other bigseg command writes the output meanwhile.
 * Deleted files are unlinked, not overwritten: their blocks stay on disk until reused,
-  and copies outside ``output:`` (backups, snapshots) are outside bigseg's reach.
+  and copies outside ``output:`` (backups, snapshots) are outside bigseg's reach. On
+  object storage with bucket versioning or soft delete, a deleted object stays as an
+  old version until the bucket's lifecycle rules expire it: set those rules (or delete
+  the versions) for an erasure to reach them.
 """
 
 from __future__ import annotations
@@ -75,7 +74,7 @@ import logging
 import re
 from collections import Counter
 from collections.abc import Iterable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -87,14 +86,12 @@ from bigseg.io.commit import (
     clear_staging,
     delete_file,
     is_temporary,
-    link_files,
     remove_tree,
-    replace_file,
     write_json_atomic,
 )
 from bigseg.io.gc import collect
 from bigseg.io.layout import AUDIENCES, FEATURES, SEGMENTS, STORE, Layout
-from bigseg.io.output import Output, scores_dataset
+from bigseg.io.output import Output, member_of, scores_dataset
 from bigseg.store.buckets import bucket_of
 from bigseg.store.erasure import LOG_DIR, append_log, erase_key, erasure_hashes, load_log
 from bigseg.store.lock import begin, finish, output_lease
@@ -154,10 +151,10 @@ def _canonical(texts: list[str], id_type: str | None, where: str) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def _filter_file(src: str, dst: str, match: pa.Array, trim: bool) -> tuple[int, list[str]]:
-    """Rewrite ``dst`` (the staged copy of ``src``, see :func:`bigseg.io.commit.clone_tree`)
-    without the rows whose ``customer_id``, as text, is in ``match``. Returns (rows
-    removed, distinct ids matched); a file without matches is left as it is."""
+def _filter_file(src, dst, match: pa.Array, trim: bool) -> tuple[int, list[str]]:
+    """Write ``dst``: ``src`` without the rows whose ``customer_id``, as text, is in
+    ``match``. Returns (rows removed, distinct ids matched); without a match nothing is
+    written (``src`` stays the dataset's file)."""
     md = tables.read_parquet_metadata(src)
     if "customer_id" not in md.schema.to_arrow_schema().names:
         return 0, []
@@ -176,8 +173,8 @@ def _filter_file(src: str, dst: str, match: pa.Array, trim: bool) -> tuple[int, 
         comp = md.row_group(0).column(0).compression.lower()
         comp = "none" if comp == "uncompressed" else comp
         rg = max(md.row_group(i).num_rows for i in range(md.num_row_groups)) or None
-    # a new file: the published one stays as it was
-    tables.write_parquet(replace_file(dst), t, compression=comp, row_group_size=rg)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tables.write_parquet(dst, t, compression=comp, row_group_size=rg)
     return int(n), found
 
 
@@ -206,39 +203,40 @@ def _erase_dataset(
     group_depth: int,
     trim: bool = False,
     only: set[str] | None = None,
-    skip: tuple[str, ...] = (),
     finish=None,
 ) -> tuple[dict[str, int], set[str]]:
-    """Write dataset ``name`` anew under this run's prefix without the matching rows:
-    the committed files are shared (hard links), the files with a match (among ``only``
-    when given) rewritten. A dataset with no match is left as it is. Returns (rows
-    removed per ``name/<first group_depth parts>``, ids found)."""
-    members = output.members(name)
+    """Dataset ``name`` anew without the matching rows: the files with a match (among
+    ``only`` when given) rewritten under this run's prefix, the others carried forward by
+    reference. A dataset with no match is left as it is. Returns (rows removed per
+    ``name/<first group_depth parts>``, ids found)."""
+    entry = output.need(name)
     files = {
-        rel: loc
-        for rel, loc in members.items()
-        if rel.endswith(".parquet") and (only is None or str(loc) in only)
+        m: p
+        for m, p in output.members(name).items()
+        if m.endswith(".parquet") and (only is None or str(p) in only)
     }
     if not files:
         return {}, set()
-    stage = Path(output.run_root) / name
+    stage = output.layout.root / name
     remove_tree(stage)  # an earlier attempt of this same run
-    link_files(members, stage, skip)
-    jobs = [(str(loc), str(stage / rel)) for rel, loc in files.items()]
+    jobs = [(p, stage / m) for m, p in files.items()]
     res = _filter_files(client, jobs, match, trim, f"erase: {name}")
     removed: Counter = Counter()
     found: set[str] = set()
-    for rel, (n, ids) in zip(files, res, strict=True):
+    for m, (n, ids) in zip(files, res, strict=True):
         if n:
-            removed["/".join((name, *Path(rel).parts[:group_depth]))] += n
+            removed["/".join((name, *PurePosixPath(m).parts[:group_depth]))] += n
             found.update(ids)
     if not removed:
         remove_tree(stage)
         return {}, set()
     if finish is not None:
         finish(stage, removed)
-    meta = {k: v for k, v in output.need(name).items() if k not in ("files", "prefix")}
-    output.put(name, stage, **meta)
+    mine = output.put(name, stage)["files"]
+    new = {member_of(name, f["path"]) for f in mine}
+    carried = [f for f in entry["files"] if member_of(name, f["path"]) not in new]
+    meta = {k: v for k, v in entry.items() if k not in ("files", "prefix")}
+    output.put_files(name, [*carried, *mine], prefix=output.need(name)["prefix"], **meta)
     log.info("erase: %s rewritten (%s rows removed)", name, sum(removed.values()))
     return dict(removed), found
 
@@ -353,7 +351,6 @@ def _erase_store(output: Output, store, stored, n_ids: int, shared, client):
             "ids_requested": n_ids,
             "rows_removed": per_table,
         }
-        delete_file(stage / MANIFEST)  # a link to the committed manifest: replace, not write
         write_json_atomic(stage / MANIFEST, man)
 
     return _erase_dataset(output, STORE, shared, client, group_depth=1, only=only, finish=finish)

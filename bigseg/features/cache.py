@@ -36,7 +36,7 @@ from pathlib import Path
 from bigseg.io import tables
 from bigseg.io.commit import read_json, remove_tree, staged_dir, write_text_atomic
 from bigseg.io.layout import Layout
-from bigseg.io.storage import local
+from bigseg.io.storage import storage_of
 from bigseg.store import Store
 from bigseg.store.store import bucket_dirname
 
@@ -65,9 +65,9 @@ def bucket_signature(store: Store, k: int) -> list:
     """(table, file name, size, mtime in ns) of every store file of bucket ``k``."""
     sig = []
     for table in sorted(store.tables):
-        for f in sorted(store.parts.get(table, {}).get(k, [])):
-            size, mtime_ns = local.info(f)
-            sig.append((table, Path(f).name, size, mtime_ns))
+        for f in sorted(store.parts.get(table, {}).get(k, []), key=str):
+            size, mtime_ns = storage_of(f).info(f)
+            sig.append((table, f.name, size, mtime_ns))
     return sig
 
 

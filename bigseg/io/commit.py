@@ -37,7 +37,15 @@ from pathlib import Path
 
 from bigseg.errors import PublishError
 from bigseg.io.layout import MANAGED, Layout, as_layout
-from bigseg.io.storage import TEMPORARY, Location, fsync_dir, fsync_file, local
+from bigseg.io.storage import (
+    TEMPORARY,
+    Location,
+    fsync_dir,
+    fsync_file,
+    is_object,
+    local,
+    storage_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +68,11 @@ def is_temporary(name: str) -> bool:
 
 # -- single files ----------------------------------------------------------------------------
 def write_bytes_atomic(path: Location, data: bytes) -> None:
-    """Replace ``path`` with ``data`` whole and durably (parents made as needed)."""
+    """Replace ``path`` with ``data`` whole and durably (parents made as needed; an
+    object is whole by itself)."""
+    if is_object(path):
+        path.write_bytes(data)
+        return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     local.write_bytes(path, data)
@@ -105,7 +117,11 @@ def write_json_atomic(path: Location, obj, *, strict: bool = False) -> None:
 
 
 def read_json(path: Location):
-    return json.loads(local.read_text(path))
+    return json.loads(storage_of(path).read_text(path))
+
+
+def read_bytes(path: Location) -> bytes:
+    return storage_of(path).read_bytes(path)
 
 
 def create_only(path: Location, data: bytes) -> bool:
@@ -122,11 +138,14 @@ def open_log(path: Location):
 
 def delete_file(path: Location) -> None:
     """Delete one file; nothing when it is not there."""
-    local.delete(path)
+    storage_of(path).delete(path)
 
 
 def copy_file(src: Location, dst: Location) -> None:
-    """Copy one file with its modification time."""
+    """Copy one file with its modification time (objects: a server-side copy)."""
+    if is_object(dst):
+        dst.storage.copy(src, dst)
+        return
     local.copy(src, dst)
 
 
@@ -175,6 +194,9 @@ def new_staging(output: str | Path | Layout, name: str) -> Path:
 def remove_tree(path: Location, attempts: int = 20) -> None:
     """Delete a staging tree (or a file), retrying while cancelled tasks may still be
     finishing a write into it."""
+    if is_object(path):
+        path.storage.delete_tree(path)
+        return
     if not local.delete_tree(path, attempts=attempts):
         log.warning("could not fully remove %s", path)
 
@@ -282,7 +304,19 @@ def publish_dir(staging: Location, final: Location) -> Path:
 @contextlib.contextmanager
 def staged_dir(output: str | Path | Layout, final: Location) -> Iterator[Path]:
     """Context manager: yields a staging dir, publishes it to ``final`` on success and
-    deletes it on any error, leaving the previous ``final`` untouched."""
+    deletes it on any error, leaving the previous ``final`` untouched.
+
+    On object storage ``final`` is yielded itself, emptied first: it lies under a run's
+    own prefix, which no reader sees before the run commits, and an object store has no
+    rename to publish a staged copy with."""
+    if is_object(final):
+        remove_tree(final)
+        try:
+            yield final
+        except BaseException:
+            remove_tree(final)
+            raise
+        return
     staging = new_staging(output, Path(final).name)
     try:
         yield staging

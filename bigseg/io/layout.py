@@ -27,6 +27,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from bigseg.io.storage import as_path
+
 STORE = "store"
 QUARANTINE = "quarantine"
 FEATURES = "features"
@@ -63,7 +65,7 @@ class Layout:
     root: Path
 
     def __post_init__(self):
-        object.__setattr__(self, "root", Path(self.root))
+        object.__setattr__(self, "root", as_path(self.root))
 
     @property
     def store(self) -> Path:

@@ -23,10 +23,12 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import time
 from collections.abc import Mapping
 from datetime import datetime
+from pathlib import PurePosixPath
 from typing import Any, BinaryIO
 
 from bigseg.errors import ConfigError
@@ -155,7 +157,8 @@ class FsspecStorage(Storage):
 
     def __reduce__(self):
         # the scheme and the non-secret options only: a worker builds its own filesystem
-        return (type(self), (self.scheme, self.options))
+        # (one per process and options: tasks share its connections)
+        return (shared, (self.scheme, tuple(sorted(self.options.items()))))
 
     def __repr__(self) -> str:
         return f"FsspecStorage({self.scheme!r}, {self.options!r})"
@@ -185,8 +188,16 @@ class FsspecStorage(Storage):
 
     @property
     def filesystem(self):
-        """The filesystem for pyarrow reads and writes (pyarrow wraps fsspec ones)."""
-        return self.fs
+        """The filesystem for pyarrow reads and writes: fsspec's, wrapped for pyarrow."""
+        if getattr(self, "_pafs", None) is None:
+            import pyarrow.fs as pafs
+
+            self._pafs = pafs.PyFileSystem(pafs.FSSpecHandler(self.fs))
+        return self._pafs
+
+    def key(self, path: Location) -> str:
+        """``path`` without its scheme (``bucket/key``): what pyarrow's filesystem takes."""
+        return self.fs._strip_protocol(str(path))
 
     def _url(self, key: str) -> str:
         """A key the filesystem returned (``bucket/key``) as a full URL."""
@@ -293,3 +304,106 @@ class FsspecStorage(Storage):
         with contextlib.suppress(FileNotFoundError):
             self.fs.rm(p, recursive=True)
         return not self.exists(p)
+
+
+@functools.lru_cache(maxsize=16)
+def shared(scheme: str, options: tuple = ()) -> FsspecStorage:
+    """The process's storage for ``scheme`` and ``options`` (how a pickled
+    :class:`FsspecStorage` comes back: tasks in one worker share its filesystem)."""
+    return FsspecStorage(scheme, dict(options))
+
+
+class ObjectPath:
+    """A location in object storage that reads like a :class:`pathlib.Path`:
+    ``/`` joins, :attr:`name`, :attr:`parent`, and the few file operations bigseg's
+    writers use, each through its :class:`FsspecStorage` (which it carries, pickled
+    without secrets, so a task on a worker reaches the same store with the same
+    non-secret options). ``mkdir`` does nothing: object stores have no folders."""
+
+    __slots__ = ("storage", "url")
+
+    def __init__(self, url: str, storage: FsspecStorage):
+        self.url = str(url).rstrip("/")
+        self.storage = storage
+
+    def __reduce__(self):
+        return (ObjectPath, (self.url, self.storage))
+
+    # -- pure path ----------------------------------------------------------------------
+    def __truediv__(self, part) -> ObjectPath:
+        return ObjectPath(f"{self.url}/{str(part).strip('/')}", self.storage)
+
+    def joinpath(self, *parts) -> ObjectPath:
+        p = self
+        for part in parts:
+            p = p / part
+        return p
+
+    def __str__(self) -> str:
+        return self.url
+
+    def __repr__(self) -> str:
+        return f"ObjectPath({self.url!r})"
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, ObjectPath) and other.url == self.url
+
+    def __lt__(self, other) -> bool:
+        return str(self) < str(other)
+
+    def __hash__(self) -> int:
+        return hash(self.url)
+
+    @property
+    def name(self) -> str:
+        return self.url.rsplit("/", 1)[-1]
+
+    @property
+    def suffix(self) -> str:
+        n = self.name
+        return n[n.rfind(".") :] if "." in n.lstrip(".") else ""
+
+    @property
+    def parent(self) -> ObjectPath:
+        return ObjectPath(self.url.rsplit("/", 1)[0], self.storage)
+
+    def with_name(self, name: str) -> ObjectPath:
+        return self.parent / name
+
+    def relative_to(self, other) -> PurePosixPath:
+        base = str(other).rstrip("/") + "/"
+        if not self.url.startswith(base):
+            raise ValueError(f"{self.url} is not under {other}")
+        return PurePosixPath(self.url[len(base) :])
+
+    @property
+    def key(self) -> str:
+        return self.storage.key(self.url)
+
+    # -- file operations ----------------------------------------------------------------
+    def mkdir(self, parents: bool = False, exist_ok: bool = False) -> None:
+        """Nothing: a prefix exists once a key under it does."""
+
+    def exists(self) -> bool:
+        return self.storage.exists(self.url)
+
+    def is_file(self) -> bool:
+        return self.storage.is_file(self.url)
+
+    def is_dir(self) -> bool:
+        return self.storage.is_dir(self.url)
+
+    def iterdir(self):
+        return [self / n for n in self.storage.list(self.url)]
+
+    def read_bytes(self) -> bytes:
+        return self.storage.read_bytes(self.url)
+
+    def read_text(self, encoding: str = "utf-8") -> str:
+        return self.read_bytes().decode(encoding)
+
+    def write_bytes(self, data: bytes) -> None:
+        self.storage.write_bytes(self.url, data)
+
+    def write_text(self, text: str, encoding: str = "utf-8") -> None:
+        self.write_bytes(text.encode(encoding))

@@ -28,7 +28,7 @@ from bigseg.errors import DatasetMissing
 from bigseg.io import commits
 from bigseg.io.layout import Layout
 from bigseg.io.manifest import dataset_entry, join
-from bigseg.io.storage import Location, Storage, is_remote, storage_for
+from bigseg.io.storage import TEMPORARY, Location, Storage, as_path, is_remote, storage_for
 
 #: the dataset naming the newest model version (``{"files": [], "version": "v..."}``)
 LATEST_MODEL = "models/LATEST"
@@ -46,6 +46,14 @@ def model_dataset(version: str) -> str:
 
 def _clean(prefix: str) -> str:
     return str(PurePosixPath(prefix)) if prefix else ""
+
+
+def member_of(name: str, path: str) -> str:
+    """``runs/<run_id>/<name>/<member>`` -> ``<member>`` (a file directly in the run's
+    folder, such as ``metrics.json``, is its own member)."""
+    parts = path.split("/", 2)
+    rest = parts[2] if len(parts) == 3 and parts[0] == commits.RUNS else path
+    return rest[len(name) + 1 :] if rest.startswith(name + "/") else rest
 
 
 def _rel(root: Location, path: Location) -> str:
@@ -112,27 +120,30 @@ class Output:
             )
         return e
 
-    def files(self, name: str, hint: str = "") -> list[Location]:
-        """The dataset's files as full locations, in manifest order."""
-        return [join(self.root, f["path"]) for f in self.need(name, hint)["files"]]
+    def path(self, rel: str = ""):
+        """``rel`` (relative to the root) as a path object: a :class:`~pathlib.Path`, or
+        an :class:`~bigseg.io.objectstore.ObjectPath` carrying this output's storage."""
+        return as_path(join(self.root, rel) if rel else self.root, self.storage)
 
-    def file(self, name: str, member: str, hint: str = "") -> Location:
-        """The file ``member`` (its path below the dataset's prefix) of a dataset."""
-        e = self.need(name, hint)
-        for f in e["files"]:
-            if f["path"] == f"{e['prefix']}/{member}" or (
-                not e.get("prefix") and f["path"] == member
-            ):
-                return join(self.root, f["path"])
-        where = join(self.root, e.get("prefix") or ".")
-        raise DatasetMissing(f"{where}: dataset {name!r} has no file {member!r}")
+    def files(self, name: str, hint: str = "") -> list:
+        """The dataset's files as path objects, in manifest order."""
+        return [self.path(f["path"]) for f in self.need(name, hint)["files"]]
 
-    def members(self, name: str) -> dict[str, Location]:
-        """``{path below the dataset's prefix: location}`` of every file of a dataset."""
-        e = self.need(name)
-        pre = e.get("prefix", "")
-        cut = len(pre) + 1 if pre else 0
-        return {f["path"][cut:]: join(self.root, f["path"]) for f in e["files"]}
+    def file(self, name: str, member: str, hint: str = ""):
+        """The file ``member`` (see :meth:`members`) of a dataset."""
+        found = self.members(name, hint).get(member)
+        if found is None:
+            raise DatasetMissing(f"{self.root}: dataset {name!r} has no file {member!r}")
+        return found
+
+    def members(self, name: str, hint: str = "") -> dict:
+        """``{member: path}`` of every file of a dataset. A file's member name is its path
+        below the folder its run wrote the dataset in (``runs/<run_id>/<name>/``), so it
+        is the same whichever run wrote it: a dataset may list files of several runs (an
+        incremental ingest carries the untouched files of the store forward)."""
+        return {
+            member_of(name, f["path"]): self.path(f["path"]) for f in self.need(name, hint)["files"]
+        }
 
     def scores_dates(self) -> list[str]:
         """The ``as_of`` dates with committed (or this run's) scores, ascending."""
@@ -151,7 +162,7 @@ class Output:
 
     def read_json(self, name: str, member: str | None = None):
         where = self.file(name, member) if member else self.files(name)[0]
-        return json.loads(self.storage.read_text(where))
+        return json.loads(self.storage.read_text(str(where)))
 
     # -- writing ------------------------------------------------------------------------
     def begin(self, run_id: str) -> Layout:
@@ -167,14 +178,18 @@ class Output:
 
     @property
     def layout(self) -> Layout:
-        """The paths this run writes (local outputs: a :class:`Layout` under its prefix)."""
-        return Layout(Path(self.run_root))
+        """The paths this run writes: a :class:`Layout` rooted at its prefix."""
+        return Layout(as_path(self.run_root, self.storage))
 
     def put(self, name: str, directory: Location, **meta) -> dict:
         """Record ``directory`` (written by this run, complete) as dataset ``name``: its
         files are listed and checksummed (the writer's own prefix, never another's)."""
         prefix = _rel(self.root, directory)
-        rels = [_rel(self.root, i.path) for i in self.storage.find(directory)]
+        rels = [
+            _rel(self.root, i.path)
+            for i in self.storage.find(directory)
+            if not TEMPORARY.match(i.path.rsplit("/", 1)[-1])
+        ]
         return self.put_files(name, rels, prefix=prefix, **meta)
 
     def put_files(self, name: str, files: Iterable, prefix: str = "", **meta) -> dict:

@@ -328,6 +328,38 @@ class LocalStorage(Storage):
 local = LocalStorage()
 
 
+def as_path(location: Location, storage: Storage | None = None, storage_options=None):
+    """``location`` as a path object: a :class:`~pathlib.Path` for a local path (or
+    ``file://`` URL), an :class:`~bigseg.io.objectstore.ObjectPath` for an object-storage
+    URL (with ``storage``, or one built from ``storage_options``). Path objects of either
+    kind are returned as they are."""
+    from bigseg.io.objectstore import ObjectPath
+
+    if isinstance(location, Path | ObjectPath):
+        return location
+    if not is_remote(location):
+        return _lp(location)
+    if storage is None or storage is local:
+        storage = storage_for(location, storage_options)
+    return ObjectPath(str(location), storage)
+
+
+def is_object(path) -> bool:
+    """True for an :class:`~bigseg.io.objectstore.ObjectPath`."""
+    from bigseg.io.objectstore import ObjectPath
+
+    return isinstance(path, ObjectPath)
+
+
+def storage_of(path) -> Storage:
+    """The storage that holds a path object (or a location)."""
+    from bigseg.io.objectstore import ObjectPath
+
+    if isinstance(path, ObjectPath):
+        return path.storage
+    return storage_for(path)
+
+
 def storage_for(location: Location, storage_options: Mapping[str, Any] | None = None) -> Storage:
     """The storage that holds ``location``.
 
@@ -353,7 +385,7 @@ def storage_for(location: Location, storage_options: Mapping[str, Any] | None = 
         An unsupported scheme, a storage option that is not allowed, or the extra that
         installs the scheme's filesystem is missing (``pip install 'bigseg[s3]'``).
     """
-    scheme = url_scheme(location)
+    scheme = url_scheme(str(location))
     if scheme in (None, "file"):
         return local
     if scheme not in SCHEMES:

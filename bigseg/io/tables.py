@@ -6,6 +6,10 @@ published whole by :func:`bigseg.io.commit.publish_dir`. A table written straigh
 its final name goes through :func:`write_parquet_atomic` / :func:`write_arrow_atomic`
 (temporary name, ``fsync``, rename). Options are passed through unchanged, so the bytes
 are what pyarrow writes with them.
+
+Every function takes a local path or an :class:`~bigseg.io.objectstore.ObjectPath`; the
+latter is read and written through its store's filesystem (a whole object appears only
+once its upload completes, so there is no temporary name to rename on object stores).
 """
 
 from __future__ import annotations
@@ -16,7 +20,27 @@ import pyarrow as pa
 import pyarrow.feather as feather
 import pyarrow.parquet as pq
 
-from bigseg.io.storage import Location, fsync_dir, fsync_file, local, temp_name
+from bigseg.io.storage import Location, fsync_dir, fsync_file, is_object, local, temp_name
+
+
+def _where(path) -> dict:
+    """pyarrow's ``(path, filesystem=...)`` arguments for a path object."""
+    if is_object(path):
+        return {"path": path.key, "filesystem": path.storage.filesystem}
+    return {"path": str(path), "filesystem": None}
+
+
+def _open_out(path):
+    """A pyarrow output stream at ``path`` (an object: its upload)."""
+    if is_object(path):
+        return path.storage.filesystem.open_output_stream(path.key)
+    return pa.OSFile(str(path), "wb")
+
+
+def _open_in(path):
+    if is_object(path):
+        return path.storage.filesystem.open_input_file(path.key)
+    return pa.memory_map(str(path))
 
 
 def from_pandas(df) -> pa.Table:
@@ -54,30 +78,40 @@ def text_for_null(table: pa.Table) -> pa.Table:
 def read_parquet(path: Location, columns=None, read_dictionary=None) -> pa.Table:
     """One Parquet file (optionally only ``columns``; ``read_dictionary`` columns come
     dictionary-encoded)."""
-    return pq.read_table(path, columns=columns, read_dictionary=read_dictionary)
+    w = _where(path)
+    return pq.read_table(
+        w["path"], columns=columns, read_dictionary=read_dictionary, filesystem=w["filesystem"]
+    )
 
 
 def read_parquet_metadata(path: Location) -> pq.FileMetaData:
-    return pq.read_metadata(path)
+    w = _where(path)
+    return pq.read_metadata(w["path"], filesystem=w["filesystem"])
 
 
 def open_parquet(path: Location) -> pq.ParquetFile:
     """A Parquet file for streaming reads (``iter_batches``)."""
-    return pq.ParquetFile(path)
+    w = _where(path)
+    return pq.ParquetFile(w["path"], filesystem=w["filesystem"])
 
 
 def write_parquet(path: Location, table: pa.Table, **options) -> None:
     """Write ``table`` to ``path`` (in a staging directory) with pyarrow's ``options``."""
-    pq.write_table(table, path, **options)
+    w = _where(path)
+    pq.write_table(table, w["path"], filesystem=w["filesystem"], **options)
 
 
 def parquet_writer(path: Location, schema: pa.Schema, **options) -> pq.ParquetWriter:
     """A streaming Parquet writer at ``path`` (in a staging directory); close it (or use
     it as a context manager)."""
-    return pq.ParquetWriter(path, schema, **options)
+    w = _where(path)
+    return pq.ParquetWriter(w["path"], schema, filesystem=w["filesystem"], **options)
 
 
 def _atomic(path: Location, write) -> None:
+    if is_object(path):
+        write(path)
+        return
     path = Path(path)
     tmp = temp_name(path)
     try:
@@ -99,12 +133,41 @@ def write_parquet_atomic(path: Location, table: pa.Table, **options) -> None:
 # -- Arrow IPC -------------------------------------------------------------------------------
 def arrow_writer(path: Location, schema: pa.Schema, options=None) -> pa.ipc.RecordBatchFileWriter:
     """A streaming Arrow IPC file writer at ``path`` (in a staging directory)."""
+    if is_object(path):
+        return _ClosingWriter(_open_out(path), schema, options)
     return pa.ipc.new_file(str(path), schema, options=options)
+
+
+class _ClosingWriter:
+    """An IPC file writer that also closes the stream it writes to (an upload)."""
+
+    def __init__(self, sink, schema, options):
+        self.sink = sink
+        self.writer = pa.ipc.new_file(sink, schema, options=options)
+
+    def write(self, batch) -> None:
+        self.writer.write(batch)
+
+    def write_batch(self, batch) -> None:
+        self.writer.write_batch(batch)
+
+    def write_table(self, table) -> None:
+        self.writer.write_table(table)
+
+    def close(self) -> None:
+        self.writer.close()
+        self.sink.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 def read_arrow(path: Location, columns: list[str] | None = None) -> pa.Table:
     """An Arrow IPC file, memory-mapped (optionally only ``columns``)."""
-    with pa.memory_map(str(path)) as src:
+    with _open_in(path) as src:
         t = pa.ipc.open_file(src).read_all()
     return t.select(columns) if columns is not None else t
 
@@ -116,7 +179,7 @@ def write_arrow_atomic(path: Location, table: pa.Table, compression: str | None 
 
     def write(tmp: Path) -> None:
         with (
-            pa.OSFile(str(tmp), "wb") as sink,
+            _open_out(tmp) as sink,
             pa.ipc.new_file(sink, table.schema, options=options) as w,
         ):
             w.write_table(table)
@@ -126,8 +189,12 @@ def write_arrow_atomic(path: Location, table: pa.Table, compression: str | None 
 
 def write_feather(path: Location, df, compression: str = "lz4") -> None:
     """A pandas frame as a Feather (Arrow IPC) file (in a staging directory)."""
-    feather.write_feather(df, str(path), compression=compression)
+    with _open_out(path) as sink:
+        feather.write_feather(df, sink, compression=compression)
 
 
 def read_feather(path: Location):
-    return feather.read_feather(str(path))
+    if not is_object(path):
+        return feather.read_feather(str(path))
+    with _open_in(path) as src:
+        return feather.read_feather(src)

@@ -45,16 +45,10 @@ from bigseg import privacy
 from bigseg.config import RunConfig
 from bigseg.errors import DataError
 from bigseg.io import tables
-from bigseg.io.commit import (
-    check_paths,
-    link_files,
-    new_staging,
-    publish_dir,
-    remove_tree,
-    write_json_atomic,
-)
+from bigseg.io.commit import check_paths, delete_file, remove_tree, write_json_atomic
 from bigseg.io.layout import QUARANTINE
 from bigseg.io.output import Output
+from bigseg.io.storage import as_path
 from bigseg.progress import gather
 from bigseg.schema import DERIVED, SCHEMAS
 from bigseg.store import erasure, rules
@@ -70,18 +64,24 @@ log = logging.getLogger(__name__)
 def _merge_bucket(
     table: str,
     k: int,
-    parts: str,
-    out: str,
+    parts,
+    out,
     schema_bytes: bytes,
     part_name: str,
-    qroot: str,
+    qroot,
     paths: dict[int, str],
+    sources: list[int],
+    carried: bool,
 ) -> tuple[int, dict]:
+    """Sort bucket ``k`` of ``table``: the split parts of the input files ``sources``
+    (no listing), duplicates to quarantine, one new part file. ``carried``: the bucket
+    keeps committed files of earlier ingests (an empty new part is then not needed)."""
     schema = pa.ipc.read_schema(pa.py_buffer(schema_bytes))
     schema = schema.append(pa.field(SRC_FILE, pa.int32())).append(pa.field(SRC_ROW, pa.int64()))
-    d = Path(parts) / table / f"b{k:05d}"
+    d = as_path(parts) / table / f"b{k:05d}"
+    files = [d / f"f{i:06d}{PART_SUFFIX}" for i in sorted(sources)]
     pieces = []
-    for p in sorted(d.glob(f"*{PART_SUFFIX}")) if d.exists() else []:
+    for p in files:
         t = tables.read_arrow(p)
         for field in schema:
             if field.name not in t.column_names:
@@ -107,15 +107,15 @@ def _merge_bucket(
         q["_reason"] = pa.array(["duplicate row"] * dup.num_rows, pa.string())
         q["_file"] = pa.array([paths[i] for i in dup.column(SRC_FILE).to_pylist()], pa.string())
         q["_row"] = dup.column(SRC_ROW)
-        dup_file = Path(qroot) / table / f"dup-{part_name}-b{k:05d}.parquet"
+        dup_file = as_path(qroot) / table / f"dup-{part_name}-b{k:05d}.parquet"
         tables.write_parquet(dup_file, pa.table(q))
         t = t.filter(pa.array(~r.bad))
         example = f"{q['_file'][0]} row {q['_row'][0]}"
         bad = {"duplicate row": (dup.num_rows, example)}
     t = t.drop_columns([SRC_FILE, SRC_ROW])
-    dest = Path(out) / table / bucket_dirname(k)
-    dest.mkdir(exist_ok=True)  # the table dir exists unless the run failed and was cleaned
-    if t.num_rows or not any(dest.iterdir()):
+    dest = as_path(out) / table / bucket_dirname(k)
+    dest.mkdir(parents=True, exist_ok=True)
+    if t.num_rows or not carried:  # every bucket has a file, if an empty one
         tables.write_parquet(
             dest / f"{part_name}.parquet",
             t,
@@ -123,7 +123,8 @@ def _merge_bucket(
             row_group_size=1 << 20,
             **store_encodings(t.schema),
         )
-    remove_tree(d, attempts=1)
+    for p in files:
+        delete_file(p)
     return t.num_rows, bad
 
 
@@ -190,7 +191,7 @@ def _previous(
     return old, ""
 
 
-def _split_all(client, cfg, files, parts: Path, start: int, n_buckets, key_fp, erased) -> list:
+def _split_all(client, cfg, files, parts, start: int, n_buckets, key_fp, erased) -> list:
     """Split every new input file into per-bucket parts (one task per file)."""
     tables_cfg = cfg.data.tables()
     if erased is not None:  # one copy per worker, not one per task
@@ -202,7 +203,7 @@ def _split_all(client, cfg, files, parts: Path, start: int, n_buckets, key_fp, e
             tables_cfg[f.table],
             cfg.validation,
             n_buckets,
-            str(parts),
+            parts,
             start + i,
             key_fp,
             erased,
@@ -250,22 +251,22 @@ def _schemas(old: Store | None, split: list[dict]):
     return schemas, id_types, touched
 
 
-def _merge_all(client, jobs, unified, parts: Path, store_dir: Path, qdir: Path, paths) -> list:
+def _merge_all(client, jobs, unified, parts, store_dir, qdir, paths, sources, old) -> list:
     """Sort and write every touched bucket (one task per table and bucket)."""
     batch = f"part-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
-    for t in unified:
-        (store_dir / t).mkdir(parents=True, exist_ok=True)
     futs = [
         client.submit(
             _merge_bucket,
             t,
             k,
-            str(parts),
-            str(store_dir),
+            parts,
+            store_dir,
             unified[t].serialize().to_pybytes(),
             batch,
-            str(qdir),
+            qdir,
             paths,
+            sources.get((t, k), []),
+            bool(old is not None and old.parts.get(t, {}).get(k)),
             pure=False,
         )
         for t, k in jobs
@@ -308,25 +309,27 @@ def ingest(cfg: RunConfig, client, output: Output | None = None, inputs=None) ->
 
 
 def _build(cfg, client, output: Output, old, inputs, new, key_fp, n_buckets) -> None:
-    """Split and merge the new files into this run's ``store`` and ``quarantine``."""
+    """Split and merge the new files into this run's ``store`` and ``quarantine``: new
+    part files under the run's prefix, the committed files of the old store (and
+    quarantine) carried forward by reference (never copied or rewritten)."""
     lay = output.layout
     erased = erasure.ingest_filter(cfg.output_dir)  # None unless customers were erased here
-    staging = new_staging(lay, "store")
+    store_dir, qdir, parts = lay.store, lay.quarantine, lay.root / "_parts"
+    for d in (store_dir, qdir, parts):  # what an earlier attempt of this run left
+        remove_tree(d)
+    for t in new:  # split tasks make no parents: a cancelled one cannot re-create them
+        (parts / t).mkdir(parents=True, exist_ok=True)
+    for t in SCHEMAS:
+        (qdir / t).mkdir(parents=True, exist_ok=True)
+    start = len(old.manifest["inputs"]) if old else 0
+    files = [f for fs in new.values() for f in fs]
     try:
-        store_dir, qdir = staging / "store", staging / QUARANTINE
-        if old is not None:
-            link_files(output.members("store"), store_dir, skip=(MANIFEST,))
-            if output.has("quarantine"):
-                link_files(output.members("quarantine"), qdir)
-        parts = staging / "_parts"
-        for t in new:
-            (parts / t).mkdir(parents=True, exist_ok=True)
-        for t in SCHEMAS:
-            (qdir / t).mkdir(parents=True, exist_ok=True)
-        start = len(old.manifest["inputs"]) if old else 0
-        files = [f for fs in new.values() for f in fs]
         split = _split_all(client, cfg, files, parts, start, n_buckets, key_fp, erased)
         paths = {start + i: f.path for i, f in enumerate(files)}
+        sources: dict = defaultdict(list)
+        for i, r in enumerate(split):
+            for k in r["buckets"]:
+                sources[(r["table"], k)].append(start + i)
         schemas, id_types, touched = _schemas(old, split)
         unified = {t: _unify(t, s) for t, s in schemas.items()}
         jobs = [
@@ -335,22 +338,30 @@ def _build(cfg, client, output: Output, old, inputs, new, key_fp, n_buckets) -> 
             for k in range(n_buckets)
             if old is None or k in touched[t] or not old.has(t)
         ]
-        merged = _merge_all(client, jobs, unified, parts, store_dir, qdir, paths)
-        remove_tree(parts, attempts=1)
-        report = record.quarantine_report(split, merged, jobs, old)
-        record.enforce_bad_share(report, cfg.validation.max_bad_share)
-        manifest = record.manifest(
-            cfg, old, unified, inputs, new, id_types, key_fp, n_buckets, jobs, merged, report
-        )
-        manifest["raw_id_type"] = record.raw_id_type(old, split)
-        manifest["last_ingest"]["erased_rows_skipped"] = record.erased_skipped(split)
-        write_json_atomic(store_dir / MANIFEST, manifest)
-        publish_dir(qdir, lay.quarantine)
-        publish_dir(store_dir, lay.store)
+        merged = _merge_all(client, jobs, unified, parts, store_dir, qdir, paths, sources, old)
     finally:
-        remove_tree(staging)
-    output.put("quarantine", lay.quarantine)
-    output.put("store", lay.store)
+        remove_tree(parts, attempts=1)
+    report = record.quarantine_report(split, merged, jobs, old)
+    record.enforce_bad_share(report, cfg.validation.max_bad_share)
+    manifest = record.manifest(
+        cfg, old, unified, inputs, new, id_types, key_fp, n_buckets, jobs, merged, report
+    )
+    manifest["raw_id_type"] = record.raw_id_type(old, split)
+    manifest["last_ingest"]["erased_rows_skipped"] = record.erased_skipped(split)
+    write_json_atomic(store_dir / MANIFEST, manifest)
+    _record(output, old, "quarantine", qdir)
+    _record(output, old, "store", store_dir)
+
+
+def _record(output: Output, old, name: str, written) -> None:
+    """Dataset ``name``: the files this run wrote, plus (incremental) the committed ones."""
+    mine = output.put(name, written)["files"]
+    carried = []
+    if old is not None and name in output.base:
+        carried = [
+            f for f in output.base[name]["files"] if f["path"].rsplit("/", 1)[-1] != MANIFEST
+        ]
+    output.put_files(name, [*carried, *mine], prefix=output.need(name).get("prefix", ""))
 
 
 def _choose_buckets(cfg: RunConfig, output: Output, inputs, client) -> int:

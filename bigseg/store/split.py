@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -16,6 +15,7 @@ from bigseg import privacy
 from bigseg.config import TableConfig
 from bigseg.io import tables
 from bigseg.io.layout import QUARANTINE
+from bigseg.io.storage import as_path
 from bigseg.schema import SCHEMAS, SENTIMENT
 from bigseg.sentiment import sentiment_scores
 from bigseg.store import erasure
@@ -77,7 +77,7 @@ class _Split:
             if reason not in self.examples:
                 self.examples[reason] = _example(self.f.path, bad, i, row, reason)
         if self.qwriter is None:
-            qdir = Path(self.parts).parent / QUARANTINE / self.f.table
+            qdir = as_path(self.parts).parent / QUARANTINE / self.f.table
             qdir.mkdir(exist_ok=True)
             name = f"{uuid.uuid4().hex[:8]}-f{self.idx:06d}.parquet"
             self.qwriter = tables.parquet_writer(qdir / name, bad.schema)
@@ -122,7 +122,7 @@ class _Split:
             k = int(b_sorted[s])
             w = self.writers.get(k)
             if w is None:
-                d = Path(self.parts) / self.f.table / f"b{k:05d}"
+                d = as_path(self.parts) / self.f.table / f"b{k:05d}"
                 # no parents=True: if the run failed and its staging dir is gone,
                 # this task stops here instead of re-creating it
                 d.mkdir(exist_ok=True)

@@ -63,7 +63,7 @@ class Store:
         customer id; the string columns named in ``dictionary`` come dictionary-encoded
         straight from the Parquet dictionary pages (no per-row string decoding)."""
         d = self.bucket_dir(table, k)
-        files = sorted(self.parts.get(table, {}).get(k, []))
+        files = sorted(self.parts.get(table, {}).get(k, []), key=str)
         if not files:
             raise DataError(f"{d}: bucket has no data files; the store is damaged, re-run ingest")
         schema = self.schema(table)
@@ -88,7 +88,7 @@ def parts_of(members: dict) -> dict:
     for rel, loc in members.items():
         m = _PART.match(rel)
         if m:
-            parts.setdefault(m.group(1), {}).setdefault(int(m.group(2)), []).append(str(loc))
+            parts.setdefault(m.group(1), {}).setdefault(int(m.group(2)), []).append(loc)
     return parts
 
 
