@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from bigseg.errors import ConfigError
 from bigseg.io.objectstore import OPTION_KEYS
-from bigseg.io.storage import Storage, local_path, storage_for, url_scheme
+from bigseg.io.storage import Storage, as_path, local_path, storage_for, url_scheme
 from bigseg.io.storage import is_remote as _remote
 from bigseg.methods import METHOD_NAMES
 from bigseg.schema import SCHEMAS, TABLES
@@ -317,6 +317,12 @@ class RunConfig(_Strict):
     def output_url(self) -> str:
         """The output location: its URL, or its absolute local path."""
         return self.location(self.output)
+
+    @property
+    def output_path(self):
+        """The output as a path object: a :class:`~pathlib.Path`, or an
+        :class:`~bigseg.io.objectstore.ObjectPath` with this config's storage options."""
+        return as_path(self.output_url, self.storage())
 
     @property
     def output_dir(self) -> Path:

@@ -92,9 +92,10 @@ from bigseg.io.commit import (
 from bigseg.io.gc import collect
 from bigseg.io.layout import AUDIENCES, FEATURES, SEGMENTS, STORE, Layout
 from bigseg.io.output import Output, member_of, scores_dataset
+from bigseg.io.storage import is_object
 from bigseg.store.buckets import bucket_of
 from bigseg.store.erasure import LOG_DIR, append_log, erase_key, erasure_hashes, load_log
-from bigseg.store.lock import begin, finish, output_lease
+from bigseg.store.lock import begin, finish, open_output, output_lease
 from bigseg.store.store import MANIFEST, open_store
 
 log = logging.getLogger(__name__)
@@ -241,17 +242,20 @@ def _erase_dataset(
     return dict(removed), found
 
 
-def _clean_leftovers(out: Path) -> list[str]:
+def _clean_leftovers(out) -> list[str]:
     """Delete what may hold copies of the rows outside the commits: the feature cache,
-    the cache's staging and temporary files (the runs' own prefixes are collected after
-    the commit, see :func:`erase`)."""
-    cleaned = [str(p.relative_to(out)) for p in clear_staging(Layout(out))]
+    and on local disk staging and temporary files (the runs' own prefixes are collected
+    after the commit, see :func:`erase`)."""
     from bigseg.features import cache as feature_cache  # (erase sits above features)
 
+    cleaned = []
     cache = feature_cache.cache_root(out)
     if cache.is_dir():  # per-bucket features of past runs (ids included): recomputed on demand
         feature_cache.clear(out)
         cleaned.append(str(cache.relative_to(out)))
+    if is_object(out):
+        return cleaned
+    cleaned += [str(p.relative_to(out)) for p in clear_staging(Layout(out))]
     for p in sorted(out.glob(".*.tmp")):
         if p.is_file() and is_temporary(p.name):
             delete_file(p)
@@ -274,9 +278,9 @@ def check_ready(cfg) -> tuple:
     ConfigError
         No key, or not the key the store was pseudonymised or the log was written with.
     """
-    out = Path(cfg.output_dir)
+    out = cfg.output_path
     try:
-        store = open_store(out)
+        store = open_store(open_output(cfg))
     except DataError:
         raise DataError(
             f"{out}: no bucketed store (store/_manifest.json) here, so nothing "
@@ -339,7 +343,9 @@ def _erase_store(output: Output, store, stored, n_ids: int, shared, client):
     """Erase from the store's buckets the ids hash to, with its manifest's row counts.
     Returns (rows removed per table, ids found)."""
     buckets = sorted(set(bucket_of(stored, store.n_buckets).tolist()))
-    only = {f for t in store.tables for k in buckets for f in store.parts.get(t, {}).get(k, [])}
+    only = {
+        str(f) for t in store.tables for k in buckets for f in store.parts.get(t, {}).get(k, [])
+    }
 
     def finish(stage: Path, rem: Counter) -> None:
         man = json.loads(json.dumps(store.manifest))
@@ -395,7 +401,7 @@ def erase(cfg, ids: str | Path | Iterable[str], client=None, held=None) -> dict:
     if held is None:
         with output_lease(cfg, "bigseg erase") as lease:
             return erase(cfg, texts, client, lease)
-    out = Path(cfg.output_dir)
+    out = cfg.output_path
     store, key = check_ready(cfg)
     canon, stored, match = _id_forms(store.manifest, texts, key, where)
 

@@ -27,15 +27,16 @@ from bigseg.io.commit import (
 )
 from bigseg.io.layout import MODEL_MANIFEST
 from bigseg.io.output import LATEST_MODEL, Output, model_dataset
+from bigseg.io.storage import is_object, storage_of
 from bigseg.machine import library_versions
 
 SAFE_SUFFIXES = (".json", ".ubj", ".npz")
 _PICKLE_MAGIC = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
 
 
-def sha256_file(path: Path) -> str:
+def sha256_file(path) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with storage_of(path).open_read(path) as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
@@ -54,7 +55,10 @@ class VersionWriter:
         self.output = output
         self.layout = output.layout
         self.name = "v" + dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
-        self.dir = new_staging(self.layout, f"model-{self.name}")
+        final = self.layout.model(self.name)
+        # object storage: written in place (under the run's prefix, unseen until the
+        # commit); a local disk stages and renames as ever
+        self.dir = final if is_object(final) else new_staging(self.layout, f"model-{self.name}")
 
     def write_json(self, name: str, obj) -> None:
         write_text_atomic(self.dir / name, json.dumps(obj, indent=1, default=str))
@@ -76,7 +80,9 @@ class VersionWriter:
             "files": files,
         }
         write_json_atomic(self.dir / MODEL_MANIFEST, manifest)
-        final = publish_dir(self.dir, self.layout.model(self.name))
+        final = self.layout.model(self.name)
+        if self.dir != final:
+            publish_dir(self.dir, final)
         self.output.put(model_dataset(self.name), final, version=self.name)
         self.output.put_pointer(LATEST_MODEL, version=self.name)
         return final
@@ -113,7 +119,7 @@ def load_version(
             f"{output.root}: model version {version!r} not found; available: "
             f"{', '.join(output.model_versions()) or 'none'}"
         )
-    d = Path(output.root) / entry["prefix"]
+    d = output.path(entry["prefix"])
     mpath = d / MODEL_MANIFEST
     if not mpath.is_file():
         raise ModelError(f"{d}: model version not found (no manifest.json)")
@@ -128,7 +134,7 @@ def load_version(
         p = d / name
         if not p.is_file():
             raise ModelError(f"{p}: listed in the manifest but missing")
-        with open(p, "rb") as f:
+        with storage_of(p).open_read(p) as f:
             if f.read(2) in _PICKLE_MAGIC:
                 raise ModelError(f"{p}: refusing to load a pickle")
         if sha256_file(p) != digest:

@@ -14,6 +14,7 @@ once its upload completes, so there is no temporary name to rename on object sto
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pyarrow as pa
@@ -27,7 +28,9 @@ def _where(path) -> dict:
     """pyarrow's ``(path, filesystem=...)`` arguments for a path object."""
     if is_object(path):
         return {"path": path.key, "filesystem": path.storage.filesystem}
-    return {"path": str(path), "filesystem": None}
+    if isinstance(path, str | os.PathLike):
+        return {"path": str(path), "filesystem": None}
+    return {"path": path, "filesystem": None}  # an open file
 
 
 def _open_out(path):

@@ -85,6 +85,8 @@ def run_stages(
 
 def check_output(cfg: RunConfig) -> None:
     """Refuse an ``output:`` that exists and is not a directory (:class:`ConfigError`)."""
+    if cfg.is_remote:
+        return
     out = cfg.output_dir
     if local.exists(out) and not local.is_dir(out):
         raise ConfigError(
@@ -162,7 +164,6 @@ def run_pipeline(
     cfg = config if isinstance(config, RunConfig) else load_run_config(config)
     backend = resolve(device)
     check_output(cfg)
-    local.makedirs(cfg.output_dir)
     # the lease first: a second run on this output is refused before a cluster starts
     with output_lease(cfg, "bigseg " + " ".join(stages)) as held:
         if model_version is not None:  # before a cluster starts or anything is written

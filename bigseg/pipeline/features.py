@@ -33,7 +33,7 @@ def compute(ctx: RunContext) -> FeatureSet:
     futs = [
         ctx.submit(
             feats_mod.cached_bucket_frames,
-            str(ctx.out),
+            ctx.output.path(),
             store,
             k,
             cuts,
@@ -113,7 +113,7 @@ def write(ctx: RunContext, fs: FeatureSet) -> dict:
     with staged_dir(ctx.layout, ctx.layout.features) as d:
         futs = [
             ctx.submit(
-                ftasks.write_features, f, "score", str(d / f"part-{k:05d}.parquet"), list(fs.names)
+                ftasks.write_features, f, "score", d / f"part-{k:05d}.parquet", list(fs.names)
             )
             for k, f in enumerate(buckets)
         ]

@@ -17,14 +17,10 @@ def check_workers_see(cfg: RunConfig, client, inputs: bool = True) -> None:
     is checked with a marker file the client writes there, so a different directory of
     the same name on a worker's own disk does not pass."""
     paths = [str(p) for p in cfg.local_input_paths() if p.exists()] if inputs else []
-    out = Layout(cfg.output_dir)
-    marker = out.root / f".bigseg-visible-{secrets.token_hex(8)}"
-    token = secrets.token_hex(16)
-    write_text_atomic(marker, token)
-    try:
-        unseen = unseen_paths(client, paths, (str(marker), token))
-    finally:
-        delete_file(marker)
+    if cfg.is_remote:  # object storage: every worker reaches it by URL
+        unseen = unseen_paths(client, paths) if paths else {}
+    else:
+        unseen = _unseen_with_marker(cfg, client, paths)
     if unseen:
         lines = "; ".join(f"{w} cannot see {', '.join(p)}" for w, p in unseen.items())
         raise ConfigError(
@@ -33,3 +29,16 @@ def check_workers_see(cfg: RunConfig, client, inputs: bool = True) -> None:
             f"every worker mounts at the same path; otherwise put the inputs and output: on "
             f"object storage and give URLs (output: s3://bucket/prefix, path: s3://...)"
         )
+
+
+def _unseen_with_marker(cfg: RunConfig, client, paths: list[str]) -> dict:
+    """The output is checked with a marker the client writes there (a folder of the
+    same name on a worker's own disk does not pass)."""
+    out = Layout(cfg.output_dir)
+    marker = out.root / f".bigseg-visible-{secrets.token_hex(8)}"
+    token = secrets.token_hex(16)
+    write_text_atomic(marker, token)
+    try:
+        return unseen_paths(client, paths, (str(marker), token))
+    finally:
+        delete_file(marker)

@@ -104,7 +104,7 @@ class Recorder:
                 "score_resume": m.get("score_resume"),
             },
         }
-        path = Path(out.root) / META / "records" / f"{now.strftime('%Y%m%dT%H%M%S%fZ')}.json"
+        path = out.path(f"{META}/records/{now.strftime('%Y%m%dT%H%M%S%fZ')}.json")
         write_json_atomic(path, rec, strict=True)
         return path
 

@@ -24,11 +24,10 @@ import numpy as np
 import pyarrow as pa
 
 from bigseg.errors import ModelError
-from bigseg.io.commit import staged_dir
+from bigseg.io.commit import read_bytes, staged_dir
 from bigseg.io.layout import MODEL_MANIFEST, scores_dirname
 from bigseg.io.output import model_dataset, scores_dataset
 from bigseg.io.resume import ResumableStage, loads_stats
-from bigseg.io.storage import local
 from bigseg.machine import library_versions
 from bigseg.monitor import drift
 from bigseg.pipeline.context import RunContext
@@ -57,7 +56,7 @@ def load_models(ctx: RunContext, fs: FeatureSet) -> ServingModels:
     models: dict = {}
     for t, files in manifest["models"].items():
         for f in files:
-            models.setdefault(t, {})[model_key(t, f)] = local.read_bytes(d / f)
+            models.setdefault(t, {})[model_key(t, f)] = read_bytes(d / f)
     choice = {t: {int(k): v for k, v in c.items()} for t, c in manifest["model_choice"].items()}
     return ServingModels(models, choice, tuple(manifest["model_features"]))
 
@@ -94,7 +93,7 @@ def score(
     ref = _drift_reference(ctx)
     job = scoring.ScoreJob(seg, serving, ctx.cfg.prediction.drivers, fs.names, fs.categories, ref)
     futs = [
-        ctx.submit(scoring.stage_scores, f, "score", job, str(stage.part(k)), str(stage.stats(k)))
+        ctx.submit(scoring.stage_scores, f, "score", job, stage.part(k), stage.stats(k))
         for k, f in todo.items()
     ]
     texts = ctx.gather(futs, "score", bar=True)
@@ -165,10 +164,7 @@ def _publish(ctx: RunContext, seg: FittedSegmenter, stage: ResumableStage, stats
     frac = min(1.0, 200_000 / max(total, 1))
     vals = np.concatenate(
         ctx.gather(
-            [
-                ctx.submit(scoring.part_value_sample, str(stage.part(k)), k, frac, seed)
-                for k in range(n)
-            ],
+            [ctx.submit(scoring.part_value_sample, stage.part(k), k, frac, seed) for k in range(n)],
             "value threshold",
         )
     )
@@ -188,14 +184,14 @@ def _publish(ctx: RunContext, seg: FittedSegmenter, stage: ResumableStage, stats
         futs = [
             ctx.submit(
                 scoring.write_scores,
-                str(stage.part(k)),
+                stage.part(k),
                 thr,
                 aff,
                 cuts,
                 ctx.store,
                 k,
-                str(d / f"part-{k:05d}.parquet"),
-                str(aud[k]),
+                d / f"part-{k:05d}.parquet",
+                aud[k],
             )
             for k in range(n)
         ]
@@ -207,7 +203,7 @@ def _publish(ctx: RunContext, seg: FittedSegmenter, stage: ResumableStage, stats
     # (saved by the score writes) streamed to the writer one at a time
     id_type = pa.string() if ctx.store.manifest.get("id_type") == "string" else pa.int64()
     rows = offers.write_audiences(
-        (scoring.read_audience(str(p)) for p in aud),
+        (scoring.read_audience(p) for p in aud),
         ctx.layout.root,
         segment_ids=list(seg.ids),
         id_type=id_type,

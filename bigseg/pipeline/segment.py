@@ -9,7 +9,6 @@ import pandas as pd
 from bigseg.errors import ModelError
 from bigseg.features import SKEWED
 from bigseg.io.commit import read_json, staged_dir
-from bigseg.io.storage import local
 from bigseg.pipeline.context import RunContext
 from bigseg.pipeline.products import FeatureSet, FittedSegmenter, ServingModels
 from bigseg.predict import scoring
@@ -43,7 +42,7 @@ def previous(ctx: RunContext) -> FittedSegmenter | None:
     except ModelError:
         return None
     seg = read_json(d / "segmenter.json")
-    if seg.get("features") != SEGMENT_FEATURES or not local.is_file(d / "segmenter.npz"):
+    if seg.get("features") != SEGMENT_FEATURES or not (d / "segmenter.npz").is_file():
         return None
     return FittedSegmenter(
         pre=read_json(d / "preprocess.json"),
@@ -179,7 +178,7 @@ def write(ctx: RunContext, fs: FeatureSet, seg: FittedSegmenter) -> dict:
     }
     with staged_dir(ctx.layout, ctx.layout.segments) as d:
         futs = [
-            ctx.submit(stasks.write_segments, s, str(d / f"part-{k:05d}.parquet"))
+            ctx.submit(stasks.write_segments, s, d / f"part-{k:05d}.parquet")
             for k, s in enumerate(new)
         ]
         ctx.gather(futs, "write segments", bar=True)
@@ -200,7 +199,5 @@ def _migration(ctx: RunContext, new_scores: list) -> dict | None:
     names = [f"part-{k:05d}.parquet" for k in range(len(new_scores))]
     if not all(n in old for n in names):
         return None
-    futs = [
-        ctx.submit(stasks.migration, s, str(old[n])) for n, s in zip(names, new_scores, strict=True)
-    ]
+    futs = [ctx.submit(stasks.migration, s, old[n]) for n, s in zip(names, new_scores, strict=True)]
     return migration_matrix(ctx.gather(futs, "migration"))

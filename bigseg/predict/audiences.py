@@ -16,6 +16,7 @@ import pyarrow as pa
 from bigseg.io import tables
 from bigseg.io.commit import staged_dir
 from bigseg.io.layout import Layout
+from bigseg.io.storage import as_path
 from bigseg.predict.affinity import next_best_offers
 
 __all__ = [
@@ -280,8 +281,8 @@ def write_audiences(
         If a frame lacks a column, has a null segment, or its ``customer_id`` type
         differs from the first frame's (Arrow conversion errors propagate as they are).
     """
-    output = Path(output)
-    final = Path(final) if final is not None else Layout(output).audiences
+    output = as_path(output)
+    final = as_path(final) if final is not None else Layout(output).audiences
     with staged_dir(output, final) as d, _SegmentFiles(d, row_group_rows) as files:
         for df in frames:
             files.add(df)

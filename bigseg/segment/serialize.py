@@ -14,7 +14,7 @@ import io
 
 import numpy as np
 
-from bigseg.io.commit import write_bytes_atomic
+from bigseg.io.commit import read_bytes, write_bytes_atomic
 from bigseg.segment.methods import METHODS
 
 UNUSUAL = "Unusual customers"
@@ -41,7 +41,7 @@ def save(path_npz, arrays: dict[str, np.ndarray]) -> None:
 
 
 def load_arrays(path_npz) -> dict[str, np.ndarray]:
-    with np.load(path_npz, allow_pickle=False) as z:
+    with np.load(io.BytesIO(read_bytes(path_npz)), allow_pickle=False) as z:
         return {k: z[k] for k in z.files}
 
 

@@ -29,10 +29,9 @@ import pyarrow as pa
 
 from bigseg import privacy
 from bigseg.errors import ConfigError
-from bigseg.io import commit
 from bigseg.io.layout import ERASURE_LOG, Layout
 from bigseg.io.manifest import META
-from bigseg.io.storage import local
+from bigseg.io.storage import as_path, storage_of
 
 #: the legacy erasure log file, directly under ``output:``
 LOG_NAME = ERASURE_LOG
@@ -137,13 +136,10 @@ def log_entries(output: str | Path) -> list[tuple[str, dict]]:
     if legacy.is_file():
         lines = legacy.read_text().splitlines()
         found += [(f"{legacy} line {i}", t) for i, t in enumerate(lines, 1) if t.strip()]
-    folder = Path(output) / LOG_DIR
-    if folder.is_dir():
-        found += [
-            (str(folder / n), local.read_text(folder / n))
-            for n in sorted(local.list(folder))
-            if n.endswith(".json")
-        ]
+    folder = as_path(output) / LOG_DIR
+    for p in sorted(folder.iterdir(), key=str) if folder.is_dir() else []:  # one listing
+        if p.name.endswith(".json"):
+            found.append((str(p), p.read_text()))
     entries = []
     for where, text in found:
         try:
@@ -168,7 +164,7 @@ def load_log(output: str | Path) -> tuple[str, np.ndarray] | None:
     fps = {e["key_fingerprint"] for _, e in entries}
     if len(fps) > 1:
         raise ConfigError(
-            f"{Path(output) / LOG_DIR}: erasure requests were logged with different keys; "
+            f"{as_path(output) / LOG_DIR}: erasure requests were logged with different keys; "
             f"rebuild the log with one key from the original ids"
         )
     if not fps:
@@ -190,7 +186,7 @@ def ingest_filter(output: str | Path) -> tuple[str, np.ndarray] | None:
     if got is None:
         return None
     fp, hashes = got
-    where = Path(output) / LOG_DIR
+    where = as_path(output) / LOG_DIR
     key = erase_key(f"ingest into {output} (customers were erased there: {where})")
     if privacy.key_fingerprint(key) != fp:
         raise ConfigError(
@@ -219,8 +215,8 @@ def append_log(output: str | Path, key: bytes, hashes: np.ndarray) -> int:
         "hashes": [h.decode() for h in new],
     }
     now = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    where = Path(output) / LOG_DIR / f"{now}-{uuid.uuid4().hex[:12]}.json"
-    local.makedirs(where.parent)
-    if not commit.create_only(where, (json.dumps(entry) + "\n").encode()):
+    where = as_path(output) / LOG_DIR / f"{now}-{uuid.uuid4().hex[:12]}.json"
+    where.parent.mkdir(parents=True, exist_ok=True)
+    if not storage_of(where).put_if_absent(where, (json.dumps(entry) + "\n").encode()):
         raise AssertionError(f"{where}: a fresh random name exists")  # a bug, not input
     return len(new)

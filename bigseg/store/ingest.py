@@ -283,7 +283,8 @@ def ingest(cfg: RunConfig, client, output: Output | None = None, inputs=None) ->
     :class:`Store`; its manifest's ``last_ingest`` says what this run did.
     """
     # before the lease: an output inside an input gets nothing written, not even a lease
-    check_paths(cfg.output_dir, cfg.local_input_paths())
+    if not cfg.is_remote:
+        check_paths(cfg.output_dir, cfg.local_input_paths())
     if output is None:
         from bigseg.store.lock import output_session
 
@@ -313,7 +314,7 @@ def _build(cfg, client, output: Output, old, inputs, new, key_fp, n_buckets) -> 
     part files under the run's prefix, the committed files of the old store (and
     quarantine) carried forward by reference (never copied or rewritten)."""
     lay = output.layout
-    erased = erasure.ingest_filter(cfg.output_dir)  # None unless customers were erased here
+    erased = erasure.ingest_filter(cfg.output_path)  # None unless customers were erased here
     store_dir, qdir, parts = lay.store, lay.quarantine, lay.root / "_parts"
     for d in (store_dir, qdir, parts):  # what an earlier attempt of this run left
         remove_tree(d)
