@@ -11,6 +11,8 @@ import pytest
 import yaml
 
 from bigseg.cli import main
+from bigseg.io.output import scores_dataset
+from bigseg.testing.outputs import committed, files, metrics_path, report_path
 
 BIGSEG = [sys.executable, "-m", "bigseg.cli"]
 
@@ -94,10 +96,15 @@ def test_demo_end_to_end_through_the_cli(tmp_path):
     out = tmp_path / "demo"
     r = _demo(out, _two_worker_cfg(tmp_path))
     assert r.returncode == 0, r.stderr[-3000:]
-    assert f"report:  {out / 'report.html'}" in r.stdout
+    # the paths printed are those the commit lists, and the commit is named
+    assert f"metrics: {metrics_path(out)}" in r.stdout
+    assert f"report:  {report_path(out)}" in r.stdout
+    assert f"commit:  {committed(out).parent} " in r.stdout
     assert (out / "bigseg.yaml").is_file() and (out / "raw" / "transactions").is_dir()
     assert (out / "ground_truth").is_dir()
-    assert list((out / "scores").glob("as_of=*/part-*.parquet"))
+    (day,) = committed(out).scores_dates()
+    parts = files(out, scores_dataset(day))
+    assert parts and all(p.name.startswith("part-") and p.suffix == ".parquet" for p in parts)
 
 
 @pytest.mark.slow  # heavy: runs in `make test-slow` (CI runs both)
@@ -107,4 +114,4 @@ def test_a_second_demo_reuses_the_data_and_republishes(tmp_path):
     r2 = _demo(out, cluster, "--quiet")
     assert r2.returncode == 0, r2.stderr[-3000:]
     assert r2.stdout == ""
-    assert len(list((out / "models").glob("v*"))) == 2
+    assert len(committed(out).model_versions()) == 2

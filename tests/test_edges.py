@@ -1,6 +1,7 @@
 """The edges of issue 19 item 3: each gives its documented exit code and a message that
-names the file, key or rule and the fix, and loses or changes nothing (the previous
-outputs stay byte-identical, nothing half-written)."""
+names the file, key or rule and the fix, and loses or changes nothing (the latest commit
+stays the same, every file it lists byte-identical and readable; nothing half-written is
+published)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ import pytest
 import yaml
 
 from bigseg.cli import main
+from bigseg.io.output import scores_dataset
+from bigseg.testing.outputs import committed, files, metrics_path, report_path
 
 
 def strict_json(text: str):
@@ -28,12 +31,35 @@ def strict_json(text: str):
 
 
 def snapshot(out: Path) -> dict:
-    """Every file under ``out`` (staging and the lock aside) with its SHA-256."""
-    return {
-        str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(out.rglob("*"))
-        if p.is_file() and ".staging" not in p.parts and p.name != ".lock"
-    }
+    """The latest commit of ``out``: its number, its datasets, and the SHA-256 of every
+    file it lists, read back now (each must still match the checksum committed)."""
+    o = committed(out)
+    assert o.committed, f"{out}: nothing committed"
+    digests = {}
+    for name, entry in o.datasets().items():
+        for f in entry["files"]:
+            digest = hashlib.sha256((out / f["path"]).read_bytes()).hexdigest()
+            assert digest == f["sha256"], f"{name}: {f['path']} changed after its commit"
+            digests[f["path"]] = digest
+    return {"commit": o.parent, "datasets": o.datasets(), "files": digests}
+
+
+def read_dataset(out: Path, name: str) -> pd.DataFrame:
+    """Dataset ``name`` of the latest commit, read with pandas from exactly its files."""
+    parts = files(out, name)
+    assert parts, f"{out}: dataset {name} has no files"
+    return pd.read_parquet([str(p) for p in parts])
+
+
+def read_scores(out: Path) -> pd.DataFrame:
+    """The committed scores of the one date scored."""
+    (day,) = committed(out).scores_dates()
+    return read_dataset(out, scores_dataset(day))
+
+
+def read_metrics(out: Path) -> dict:
+    """The committed ``metrics.json``, parsed strictly."""
+    return strict_json(metrics_path(out).read_text())
 
 
 @pytest.fixture(scope="module")
@@ -102,20 +128,25 @@ def test_strict_json_text_writes_null_for_undefined_values():
 def test_metrics_json_is_strict_even_with_undefined_values(tmp_path):
     from bigseg.backend import resolve
     from bigseg.config import load_run_config
+    from bigseg.io.output import Output
     from bigseg.pipeline.record import Recorder
 
     cfg = load_run_config(job(tmp_path, {"transactions": {"path": "tx"}}))
-    rec = Recorder(cfg, resolve("cpu"))
+    out = Output.open(cfg.output_dir)
+    out.begin("strict-json")
+    rec = Recorder(cfg, resolve("cpu"), out)
     rec.add({"high_value_threshold": float("inf"), "churn": {"auc": float("nan")}})
     rec.write_metrics()
     rec.add({"as_of": "2025-12-31"})
     rec.write_metrics()  # merged over the file it wrote
-    text = (cfg.output_dir / "metrics.json").read_text()
+    n = out.commit()
+    text = metrics_path(cfg.output_dir).read_text()
     assert "NaN" not in text and "Infinity" not in text
     m = strict_json(text)
     assert m["high_value_threshold"] is None and m["churn"]["auc"] is None
-    record = rec.write_run_record(["score"])
-    strict_json(record.read_text())
+    assert m["as_of"] == "2025-12-31"
+    record = rec.write_run_record(["score"], n)
+    assert strict_json(record.read_text())["commit"] == n
 
 
 # -- ids: blank ones are quarantined, spaces are part of an id, erase matches exactly ---------
@@ -146,7 +177,10 @@ def test_blank_ids_are_quarantined_and_spaces_kept(tmp_path, local_client):
         )
     )
     store = ingest(cfg, local_client)
-    q = pq.read_table(cfg.output_dir / "quarantine" / "transactions").to_pandas()
+    rejected = committed(cfg.output_dir).members("quarantine")  # {table/file: location}
+    q = pq.read_table(
+        [str(p) for m, p in rejected.items() if m.startswith("transactions/")]
+    ).to_pandas()
     n_blank = int(both["customer_id"].str.strip().eq("").sum())
     assert (q["_reason"] == "customer_id: blank").sum() == n_blank == 12
     assert q["_file"].str.endswith("tx.csv").all()
@@ -306,9 +340,9 @@ def test_disk_full_writing_the_report_exits_8(normal_run, monkeypatch, capsys):
 
 def test_normal_run_has_both_targets(normal_run):
     out = normal_run.parent / "out"
-    m = strict_json((out / "metrics.json").read_text())
+    m = read_metrics(out)
     assert "skipped" not in m["churn"] and "skipped" not in m.get("value", {})
-    s = pd.read_parquet(next((out / "scores").glob("as_of=*")))
+    s = read_scores(out)
     assert {"churn_probability", "value_prediction", "high_value"} <= set(s.columns)
     assert s["churn_probability"].notna().all() and s["value_prediction"].notna().all()
 
@@ -320,19 +354,19 @@ def test_one_purchase_each_skips_both_targets_with_reasons(tmp_path, cluster_yam
     cfg = job(tmp_path, {"transactions": {"path": "tx"}})
     assert main(["run", str(cfg), "--cluster", cluster_yaml, "--quiet"]) == 0
     out = tmp_path / "out"
-    m = strict_json((out / "metrics.json").read_text())
+    m = read_metrics(out)
     for t in ("churn", "value"):
         assert "label window" in m[t]["skipped"], m[t]
     assert "repeat buyers" in m["value"]["skipped"]
     assert m["high_value_threshold"] is None
-    s = pd.read_parquet(next((out / "scores").glob("as_of=*")))
+    s = read_scores(out)
     assert len(s) == 200 and s["customer_id"].is_unique
     absent = {"churn_probability", "value_prediction", "high_value"}
     assert not absent & set(s.columns), s.columns
     assert not any(c.startswith(("churn_", "value_")) for c in s.columns)
     skipped = [r for r in caplog.records if "skipped, its scores column left out" in r.message]
     assert {r.levelname for r in skipped} == {"WARNING"} and len(skipped) == 2
-    assert (out / "report.html").is_file()
+    assert report_path(out).is_file()
 
 
 @pytest.mark.slow  # heavy: runs in `make test-slow` (CI runs both)
@@ -342,10 +376,10 @@ def test_as_of_years_after_the_data_skips_the_targets(tmp_path, cluster_yaml):
     cfg = job(tmp_path, {"transactions": {"path": "tx"}}, as_of="2030-12-31")
     assert main(["run", str(cfg), "--cluster", cluster_yaml, "--quiet"]) == 0
     out = tmp_path / "out"
-    m = strict_json((out / "metrics.json").read_text())
+    m = read_metrics(out)
     assert "0 of the 120 customers" in m["churn"]["skipped"], m["churn"]
     assert "0 of the 120 customers" in m["value"]["skipped"], m["value"]
-    s = pd.read_parquet(next((out / "scores").glob("as_of=*")))
+    s = read_scores(out)
     assert "churn_probability" not in s and "value_prediction" not in s and len(s) == 120
 
 
@@ -357,9 +391,12 @@ def test_single_customer_exits_3_and_publishes_nothing(tmp_path, cluster_yaml, c
     assert main(["run", str(cfg), "--cluster", cluster_yaml, "--quiet"]) == 3
     err = capsys.readouterr().err
     assert "1 customer" in err and "Traceback" not in err, err
-    out = tmp_path / "out"
-    for d in ("features", "segments", "scores", "models"):
-        assert not (out / d).exists() or not any((out / d).rglob("*.parquet")), d
+    published = [
+        n
+        for n in committed(tmp_path / "out").names()
+        if n in ("features", "segments") or n.startswith(("scores/", "models/"))
+    ]
+    assert not published, published
 
 
 # -- empty buckets -----------------------------------------------------------------------------
@@ -376,10 +413,10 @@ def test_twenty_customers_read_back_with_pandas(tmp_path, local_client):
     run_stages(cfg, local_client, resolve("cpu"))
     out = tmp_path / "out"
     n = {}
-    for d in ("features", "segments", next((out / "scores").glob("as_of=*"))):
-        df = pd.read_parquet(out / d)  # every part, whichever sorts first
+    for d in ("features", "segments", scores_dataset(committed(out).scores_dates()[-1])):
+        df = read_dataset(out, d)  # every part, whichever sorts first
         assert df["customer_id"].is_unique, d
-        n[str(d)] = len(df)
+        n[d] = len(df)
     assert len(set(n.values())) == 1 and 10 < min(n.values()) <= 20, n
 
 
@@ -435,7 +472,7 @@ def test_demo_first_run_emits_no_warning(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     found = [ln for ln in r.stderr.splitlines() if re.search(WARNING_LINE, ln)]
     assert not found, "\n".join(found)
-    m = strict_json((tmp_path / "demo" / "metrics.json").read_text())
+    m = read_metrics(tmp_path / "demo")
     assert m["retrain"]["recommended"] is False
 
 
@@ -451,7 +488,7 @@ def test_day_first_dates_exit_3_naming_file_column_value_and_option(tmp_path, cl
     err = capsys.readouterr().err
     assert "timestamp: not a timestamp" in err and "orders.csv row" in err, err
     assert "value '" in err and "data.transactions.csv.timestamp_format" in err, err
-    assert not (tmp_path / "out" / "store").exists()
+    assert not committed(tmp_path / "out").has("store")
 
 
 def test_decimal_comma_amounts_name_the_fix(tmp_path, cluster_yaml, capsys):
@@ -494,7 +531,7 @@ def test_iso_offsets_are_converted_to_utc_mixed_with_naive(tmp_path, local_clien
 
 
 def test_without_campaigns_response_is_skipped_quietly(normal_run, caplog):
-    m = strict_json((normal_run.parent / "out" / "metrics.json").read_text())
+    m = read_metrics(normal_run.parent / "out")
     assert "no campaigns data" in m["response"]["skipped"]
     assert "no marketing consent data" in m["audiences_skipped"]
 
@@ -511,9 +548,9 @@ def test_empty_audiences_keep_the_string_id_type(tmp_path, local_client):
     )
     cfg = load_run_config(job(tmp_path, {"transactions": {"path": "tx"}}))
     run_stages(cfg, local_client, resolve("cpu"))
-    files = sorted((tmp_path / "out" / "audiences").glob("*.parquet"))
-    assert files
-    for f in files:  # no consent data: empty, but typed as the store's ids
+    parts = files(tmp_path / "out", "audiences")
+    assert parts
+    for f in parts:  # no consent data: empty, but typed as the store's ids
         s = pq.read_schema(f)
         assert str(s.field("customer_id").type) == "string", f
         assert pq.read_metadata(f).num_rows == 0
@@ -563,10 +600,10 @@ def test_too_few_customers_for_min_segment_size_merge_to_one_and_say_so(
     seg = m["segmentation"]
     assert seg["k"] == 1 and seg["merged_small_segments"][0]["k"] == 3, seg
     assert seg["merged_small_segments"][-1]["k_after"] == 1
-    s = pd.read_parquet(tmp_path / "out" / "segments")
+    s = read_dataset(tmp_path / "out", "segments")
     assert s["segment"].nunique() == 1 and len(s) == 40
-    scores = pd.read_parquet(next((tmp_path / "out" / "scores").glob("as_of=*")))
-    assert len(scores) == 40 and (tmp_path / "out" / "report.html").is_file()
+    scores = read_scores(tmp_path / "out")
+    assert len(scores) == 40 and report_path(tmp_path / "out").is_file()
     said = [r for r in caplog.records if "below privacy.min_segment_size=50" in r.message]
     assert said and said[0].levelname == "WARNING" and "only 40 customers" in said[0].message
 
@@ -578,30 +615,33 @@ def test_fewer_customers_than_segments_asked_for(k, tmp_path, cluster_yaml, capl
     transactions(3, per_customer=40).to_parquet(tmp_path / "tx" / "a.parquet")
     cfg = job(tmp_path, {"transactions": {"path": "tx"}}, segmentation={"k": k})
     assert main(["run", str(cfg), "--cluster", cluster_yaml, "--quiet"]) == 0
-    m = strict_json((tmp_path / "out" / "metrics.json").read_text())
+    m = read_metrics(tmp_path / "out")
     assert m["segmentation"]["k"] <= 3 and m["n_customers"] == 3
     assert "only 3 customers, so at most 3 segments" in caplog.text
-    s = pd.read_parquet(next((tmp_path / "out" / "scores").glob("as_of=*")))
+    s = read_scores(tmp_path / "out")
     assert len(s) == 3
 
 
-def test_a_held_lock_is_refused_before_a_cluster_starts(tmp_path, capsys, caplog, monkeypatch):
+def test_a_held_lease_is_refused_before_a_cluster_starts(tmp_path, capsys, caplog, monkeypatch):
     import os
     import socket
 
     import bigseg.engine
+    from bigseg.io.lease import LEASES, lease
+    from bigseg.io.storage import local
 
     (tmp_path / "tx").mkdir()
     transactions(20).to_parquet(tmp_path / "tx" / "a.parquet")
     cfg = job(tmp_path, {"transactions": {"path": "tx"}})
     (tmp_path / "out").mkdir()
-    holder = {"pid": os.getpid(), "host": socket.gethostname(), "command": "run"}
-    (tmp_path / "out" / ".lock").write_text(json.dumps(holder))
 
     def no_cluster(*a, **k):
-        raise AssertionError("a cluster was started before the lock was checked")
+        raise AssertionError("a cluster was started before the lease was checked")
 
     monkeypatch.setattr(bigseg.engine, "connect", no_cluster)
-    assert main(["run", str(cfg), "--quiet"]) == 6
+    with lease(local, tmp_path / "out", "bigseg run"):  # a live run holds the output
+        assert main(["run", str(cfg), "--quiet"]) == 6
     err = capsys.readouterr().err
-    assert "another bigseg run is writing this output" in err and ".lock" in err, err
+    assert "another bigseg run holds this output's lease" in err and LEASES in err, err
+    assert f"{socket.gethostname()}:{os.getpid()} (`bigseg run`)" in err, err
+    assert not committed(tmp_path / "out").committed  # and nothing was run

@@ -3,21 +3,23 @@
 
 from __future__ import annotations
 
-import glob
 import hashlib
-import json
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
+import bigseg
 from bigseg.backend import resolve
 from bigseg.config import load_run_config
 from bigseg.engine import connect
+from bigseg.io.output import scores_dataset
 from bigseg.pipeline import run_stages
 from bigseg.registry import load_version
 from bigseg.segment import METHODS
+from bigseg.testing.outputs import committed, files, report_path
+from bigseg.testing.outputs import metrics as read_metrics
 
 TABLES = ("transactions", "customers", "events", "campaigns", "reviews")
 SCORE_COLUMNS = [
@@ -44,13 +46,24 @@ def write_config(path, data_dir, out, **extra):
     return load_run_config(path)
 
 
-def read_scores(out) -> pd.DataFrame:
-    dirs = glob.glob(f"{out}/scores/as_of=*")
-    assert len(dirs) == 1, dirs
-    files = sorted(glob.glob(f"{dirs[0]}/part-*.parquet"))
-    assert files, f"no scores under {out}"
-    df = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+def read_scores(out, as_of=None) -> pd.DataFrame:
+    """The committed scores (:func:`bigseg.read_scores`), sorted by customer; without
+    ``as_of`` the latest commit must hold scores of exactly one date."""
+    dates = committed(out).scores_dates()
+    if as_of is None:
+        assert len(dates) == 1, dates
+    day = str(as_of) if as_of is not None else dates[0]
+    parts = files(out, scores_dataset(day))
+    assert parts and all(p.name.startswith("part-") for p in parts), parts
+    df = bigseg.read_scores(out, as_of).to_pandas()
     return df.sort_values("customer_id").reset_index(drop=True)
+
+
+def read_dataset(out, name: str) -> pd.DataFrame:
+    """Every Parquet file the latest commit lists for dataset ``name``, concatenated."""
+    parts = files(out, name)
+    assert parts and all(p.suffix == ".parquet" for p in parts), parts
+    return pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
 
 
 def checksum(df: pd.DataFrame) -> str:
@@ -85,12 +98,12 @@ def test_outputs_follow_the_contract(run_2w, synth_data):
     assert refused and not refused & set(scores["customer_id"])
     assert metrics["excluded_no_consent"] > 0
     # segments/ and features/ hold the same customers
-    seg = pd.read_parquet(out / "segments")
-    feats = pd.read_parquet(out / "features")
+    seg = read_dataset(out, "segments")
+    feats = read_dataset(out, "features")
     assert set(seg["customer_id"]) == set(scores["customer_id"]) == set(feats["customer_id"])
     assert "name" not in feats.columns and "email" not in feats.columns
     # metrics.json
-    m = json.loads((out / "metrics.json").read_text())
+    m = read_metrics(out)
     assert m["n_customers"] == len(scores)
     top = m["segments"][0]["top_features"]
     assert len(top) == 3 and all(abs(t["z"]) >= 0 for t in top)
@@ -99,10 +112,10 @@ def test_outputs_follow_the_contract(run_2w, synth_data):
     assert {"auc", "pr_auc", "brier"} <= set(m["churn"])
     assert set(m["timings"]) >= {"ingest", "features", "segment", "train", "score", "report"}
     # models: safe formats, hashes verified on load
-    vdir, manifest = load_version(out)
+    vdir, manifest = load_version(committed(out))
     assert {"churn.ubj", "value.ubj", "segmenter.json", "preprocess.json"} <= set(manifest["files"])
     assert not list(vdir.glob("*.pkl"))
-    html = (out / "report.html").read_text()
+    html = report_path(out).read_text()
     assert "<svg" in html and m["segments"][0]["name"] in html
     assert "src=" not in html and "<link" not in html  # self-contained: nothing to fetch
 
@@ -190,22 +203,27 @@ def test_user_csv_with_other_column_names_keeps_string_ids(local_client, tmp_pat
     scores = read_scores(tmp_path / "out")
     import pyarrow.parquet as pq
 
-    first = sorted(glob.glob(f"{tmp_path}/out/scores/as_of=*/part-*.parquet"))[0]
+    (day,) = committed(tmp_path / "out").scores_dates()
+    first = files(tmp_path / "out", scores_dataset(day))[0]
     assert str(pq.read_schema(first).field("customer_id").type) == "string"
     assert set(scores["customer_id"]) <= set(df["CustID"])
     assert all(len(i) == 6 for i in scores["customer_id"])
     assert "000000" in set(scores["customer_id"]) or "000001" in set(scores["customer_id"])
     # features needing tables the user did not give are absent, not zero-filled
-    feats = pd.read_parquet(tmp_path / "out" / "features")
+    feats = read_dataset(tmp_path / "out", "features")
     assert "recency_days" in feats and "clv_expected_value" in feats
     assert not [c for c in feats if c.startswith(("events_", "campaign_", "review_", "channel_"))]
 
 
-def test_stage_commands_reuse_published_outputs(run_2w, local_client):
+def test_stage_commands_reuse_published_outputs(run_2w, local_client, tmp_path):
     """`bigseg score` alone reloads the published model and reproduces the scores."""
     import datetime as dt
+    import shutil
 
     cfg, metrics = run_2w
+    # a copy: the session's run stays as other tests expect it (one commit)
+    shutil.copytree(cfg.output_dir, tmp_path / "out")
+    cfg = cfg.model_copy(update={"output": str(tmp_path / "out")})
     before = read_scores(cfg.output_dir)
     run_stages(cfg, local_client, resolve("cpu"), stages=("score",))
     assert checksum(read_scores(cfg.output_dir)) == checksum(before)
@@ -214,10 +232,8 @@ def test_stage_commands_reuse_published_outputs(run_2w, local_client):
     run_stages(
         cfg.model_copy(update={"as_of": earlier}), local_client, resolve("cpu"), stages=("score",)
     )
-    dirs = sorted(p.name for p in (cfg.output_dir / "scores").iterdir())
-    assert dirs == [f"as_of={earlier}", f"as_of={metrics['as_of']}"]
-    first = pd.read_parquet(cfg.output_dir / "scores" / f"as_of={metrics['as_of']}")
-    assert checksum(first.sort_values("customer_id").reset_index(drop=True)) == checksum(before)
+    assert committed(cfg.output_dir).scores_dates() == [str(earlier), metrics["as_of"]]
+    assert checksum(read_scores(cfg.output_dir, metrics["as_of"])) == checksum(before)
 
 
 # kmeans runs in run_2w; hdbscan stays in the default suite, the rest in test-slow
@@ -248,7 +264,7 @@ def test_every_segmentation_method_runs_and_reloads(method, synth_data, tmp_path
     else:
         assert scores["segment"].nunique() >= 3
     if method == "hierarchical":
-        assert "<svg" in (cfg.output_dir / "report.html").read_text().split("Dendrogram")[1]
+        assert "<svg" in report_path(cfg.output_dir).read_text().split("Dendrogram")[1]
     # the stored segmenter (JSON + npz, no pickle) reproduces the assignment on its own
     before = checksum(scores)
     run_stages(cfg, local_client, resolve("cpu"), stages=("score",))
@@ -298,7 +314,7 @@ def test_small_segments_are_merged(method, synth_data, tmp_path, local_client):
             privacy={"min_segment_size": 150},
         )
         m = run_stages(cfg, local_client, resolve("cpu"), stages=("ingest", "segment"))
-        seg = pd.concat(pd.read_parquet(f) for f in glob.glob(f"{out}/segments/*.parquet"))
+        seg = read_dataset(out, "segments")
         return m["segmentation"], seg["segment"].value_counts()
 
     kept, counts = sizes(False)

@@ -4,19 +4,20 @@ offers and audiences (issue: prediction that beats the classics)."""
 
 from __future__ import annotations
 
-import glob
 import json
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from test_pipeline import read_dataset, read_scores
 
 from bigseg.backend import resolve
 from bigseg.config import load_run_config
 from bigseg.pipeline import run_stages
 from bigseg.registry import load_version
 from bigseg.synth import generate
+from bigseg.testing.outputs import committed, files
 
 TABLES = ("transactions", "customers", "events", "campaigns", "reviews")
 
@@ -44,13 +45,13 @@ def run(tmp_path_factory, local_client):
     (d / "job.yaml").write_text(yaml.safe_dump(doc))
     cfg = load_run_config(d / "job.yaml")
     metrics = run_stages(cfg, local_client, resolve("cpu"))
-    scores = pd.concat(pd.read_parquet(f) for f in glob.glob(f"{d}/out/scores/*/*.parquet"))
+    scores = read_scores(d / "out")
     return d, cfg, metrics, scores
 
 
 def test_each_segment_is_served_by_the_model_its_backtest_chose(run):
     d, cfg, m, scores = run
-    vdir, manifest = load_version(cfg.output_dir)
+    vdir, manifest = load_version(committed(cfg.output_dir))
     for t in ("churn", "value"):
         per = m[t]["per_segment"]
         assert set(per) == {str(s) for s in scores["segment"].unique()}
@@ -105,7 +106,7 @@ def test_churn_model_beats_both_baselines_and_is_calibrated(run):
 
 def test_every_scored_customer_has_predictions_and_drivers(run):
     d, cfg, m, scores = run
-    _, manifest = load_version(cfg.output_dir)
+    _, manifest = load_version(committed(cfg.output_dir))
     feats = set(manifest["model_features"])
     for t in ("churn", "value"):
         for r in (1, 2, 3):
@@ -126,16 +127,18 @@ def test_fairness_audit_finds_the_planted_bias(run):
     assert dp["ratio"] < 0.8 and dp["highest_group"] == "F"
     assert any(x.startswith("gender:") for x in f["flags"])
     assert "age" in f["attributes"]
-    _, manifest = load_version(cfg.output_dir)  # protected attributes are not model inputs
+    # protected attributes are not model inputs
+    _, manifest = load_version(committed(cfg.output_dir))
     assert not {"gender", "age"} & set(manifest["model_features"])
     json.dumps(f)  # JSON-serialisable as stored
 
 
 def test_audiences_honour_marketing_consent(run):
     d, cfg, m, scores = run
-    files = sorted((cfg.output_dir / "audiences").glob("segment=*.parquet"))
-    assert {f.stem.split("=")[1] for f in files} == {str(s) for s in scores["segment"].unique()}
-    aud = pd.concat(pd.read_parquet(f) for f in files)
+    parts = files(cfg.output_dir, "audiences")
+    assert all(f.name.startswith("segment=") and f.suffix == ".parquet" for f in parts), parts
+    assert {f.stem.split("=")[1] for f in parts} == {str(s) for s in scores["segment"].unique()}
+    aud = read_dataset(cfg.output_dir, "audiences")
     cust = pd.read_parquet(d / "raw" / "customers")
     yes = set(cust.loc[cust["consent_marketing"].fillna(False).astype(bool), "customer_id"])
     assert set(aud["customer_id"]) == yes & set(scores["customer_id"])
@@ -145,8 +148,8 @@ def test_audiences_honour_marketing_consent(run):
     assert offers.shape[0] == len(scores)
     # an offer is never a category the customer has already bought
     feats = (
-        pd.read_parquet(cfg.output_dir / "features")
-        if (cfg.output_dir / "features").exists()
+        read_dataset(cfg.output_dir, "features")
+        if committed(cfg.output_dir).has("features")
         else None
     )
     assert feats is None or len(feats) == len(scores)
@@ -160,7 +163,7 @@ def test_campaign_response_is_predicted_for_every_customer(run):
     assert r["baseline_past_response_rate_auc"] is not None
     assert scores["response_probability"].between(0, 1).all()
     assert scores["response_driver_1"].notna().all()
-    _, manifest = load_version(cfg.output_dir)
+    _, manifest = load_version(committed(cfg.output_dir))
     assert "response.ubj" in manifest["files"]
 
 
@@ -188,7 +191,7 @@ def test_balanced_classes_weight_the_rare_class(tmp_path, local_client):
     (d / "job.yaml").write_text(yaml.safe_dump(doc))
     cfg = load_run_config(d / "job.yaml")
     run_stages(cfg, local_client, resolve("cpu"), stages=("ingest", "segment", "train"))
-    model_dir, _ = load_version(cfg.output_dir)
+    model_dir, _ = load_version(committed(cfg.output_dir))
     b = xgb.Booster(model_file=str(model_dir / "churn.ubj"))
     weight = float(
         json.loads(b.save_config())["learner"]["objective"]["reg_loss_param"]["scale_pos_weight"]
@@ -218,7 +221,7 @@ def test_training_samples_refines_and_falls_back(tmp_path, local_client):
         (d / f"{name}.yaml").write_text(yaml.safe_dump(doc))
         cfg = load_run_config(d / f"{name}.yaml")
         m = run_stages(cfg, local_client, resolve("cpu"), stages=("ingest", "segment", "train"))
-        model_dir, _ = load_version(cfg.output_dir)
+        model_dir, _ = load_version(committed(cfg.output_dir))
         seen[name] = m
         return m["churn"]["training"], (model_dir / "churn.ubj").read_bytes()
 

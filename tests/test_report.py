@@ -284,16 +284,29 @@ def test_threshold_zero_shows_all_and_missing_parts_are_left_out():
 
 
 def test_write_report_reads_the_latest_model(tmp_path):
-    v = tmp_path / "models" / "v1"
+    from bigseg.io.output import LATEST_MODEL, Output, model_dataset
+    from bigseg.testing.outputs import committed, report_path
+
+    # a first run commits model v1 as the latest (dataset models/LATEST)
+    first = Output.open(tmp_path)
+    first.begin("run-1")
+    v = first.layout.model("v1")
     v.mkdir(parents=True)
     (v / "manifest.json").write_text(
         json.dumps({"version": "v1-abc", "created": "now", "files": {"x": "y"}})
     )
-    (tmp_path / "models" / "LATEST").write_text("v1\n")
-    path = write_report(tmp_path, full_metrics(), 50)
+    first.put(model_dataset("v1"), v, version="v1")
+    first.put_pointer(LATEST_MODEL, version="v1")
+    first.commit()
+    # a later run's report: its model card reads the committed latest model
+    out = Output.open(tmp_path)
+    out.begin("run-2")
+    path = write_report(out, full_metrics(), 50)
+    assert out.commit() == 2
     text = path.read_text()
     assert path.name == "report.html" and "v1-abc" in text and TINY not in text
-    assert not list(tmp_path.glob(".report*"))
+    assert path == report_path(tmp_path) and committed(tmp_path).latest_model() == "v1"
+    assert not list(path.parent.glob(".report*"))
 
 
 def test_gains_curve():

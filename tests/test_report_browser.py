@@ -26,6 +26,7 @@ from bigseg.backend import resolve
 from bigseg.config import load_run_config
 from bigseg.pipeline import run_stages
 from bigseg.report import render
+from bigseg.testing.outputs import report_path
 
 TABLES = ("transactions", "customers", "events", "campaigns", "reviews")
 #: charts a hierarchical run with a fairness audit and a second segmentation must have
@@ -184,7 +185,9 @@ def real_report(browser, tmp_path_factory, local_client):
     cfg = load_run_config(root / "job.yaml")
     run_stages(cfg, local_client, resolve("cpu"))
     metrics = run_stages(cfg, local_client, resolve("cpu"), stages=("segment", "report"))
-    return cfg.output_dir / "report.html", metrics
+    page = report_path(cfg.output_dir)  # the report the latest commit lists
+    assert str(page) == metrics["report"]  # the second run's own report
+    return page, metrics
 
 
 def test_real_report_renders_with_every_chart(browser, real_report, tmp_path):

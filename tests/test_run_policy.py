@@ -4,18 +4,19 @@ with it first and retrains only when the drift / model-age rules recommend it.""
 from __future__ import annotations
 
 import datetime as dt
-import json
 
 import pytest
 from test_pipeline import write_config
 
 from bigseg.backend import resolve
+from bigseg.io.output import scores_dataset
 from bigseg.pipeline import run_stages
 from bigseg.synth import generate
+from bigseg.testing.outputs import committed, files, metrics, report_path
 
 
 def _versions(out) -> list[str]:
-    return sorted(p.name for p in (out / "models").glob("v*"))
+    return committed(out).model_versions()
 
 
 @pytest.mark.slow  # heavy: runs in `make test-slow` (CI runs both)
@@ -46,14 +47,14 @@ def test_run_retrains_only_when_the_policy_says_so(tmp_path, local_client):
     m = run_stages(cfg.model_copy(update={"as_of": as_of}), local_client, cpu)
     assert m["run_policy"]["retrained"] is False and m["run_policy"]["model_before"] == first
     assert _versions(out) == [first]
-    assert (out / "scores" / f"as_of={as_of}").is_dir() and (out / "report.html").is_file()
+    assert files(out, scores_dataset(as_of)) and report_path(out).is_file()
 
     # a week later the model is older than max_model_age_days (3) -> retrained
     later = as_of + dt.timedelta(days=7)
     m = run_stages(cfg.model_copy(update={"as_of": later}), local_client, cpu)
     pol = m["run_policy"]
     assert pol["retrained"] is True and any("model age" in r for r in pol["reasons"])
-    assert len(_versions(out)) == 2 and (out / "models" / "LATEST").read_text().strip() != first
-    assert (out / "scores" / f"as_of={later}").is_dir()
-    saved = json.loads((out / "metrics.json").read_text())
+    assert len(_versions(out)) == 2 and committed(out).latest_model() not in (None, first)
+    assert files(out, scores_dataset(later))
+    saved = metrics(out)
     assert saved["run_policy"]["retrained"] is True

@@ -1,5 +1,6 @@
-"""``bigseg score CONFIG --model VERSION``: scoring with an earlier published model
-version instead of ``output/models/LATEST``, and a clean refusal of an unknown one.
+"""``bigseg score CONFIG --model VERSION``: scoring with an earlier committed model
+version instead of the latest (dataset ``models/LATEST``), and a clean refusal of an
+unknown one.
 
 Two versions are trained on the same store (the second with other XGBoost settings, so
 their predictions differ); scores made with ``--model <first>`` while the second is
@@ -8,6 +9,7 @@ LATEST must equal the scores made when the first was LATEST."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from test_pipeline import checksum, read_scores, write_config
@@ -15,9 +17,27 @@ from test_pipeline import checksum, read_scores, write_config
 from bigseg.backend import resolve
 from bigseg.cli import main
 from bigseg.errors import ConfigError, ModelError
-from bigseg.pipeline import model_versions, run_pipeline, run_stages
+from bigseg.io.commits import PROBES
+from bigseg.io.lease import LEASES, current
+from bigseg.io.storage import local
+from bigseg.pipeline import run_pipeline, run_stages
+from bigseg.store.adopt import RECORDS
+from bigseg.testing.outputs import committed, metrics
 
 CPU = resolve("cpu")
+
+
+def model_versions(out) -> list[str]:
+    return committed(out).model_versions()
+
+
+def latest_model(out) -> str | None:
+    return committed(out).latest_model()
+
+
+def records(out) -> set[Path]:
+    """The run records (``_bigseg/records/<time>.json``)."""
+    return set((Path(out) / RECORDS).glob("*.json"))
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +69,7 @@ def two_versions(tmp_path_factory, local_client):
         prediction={"targets": ["churn", "value"], "n_estimators": 5, "max_depth": 2},
     )
     run_stages(cfg2, local_client, CPU, stages=("features", "train"))
-    second = (out / "models" / "LATEST").read_text().strip()
+    second = latest_model(out)
     assert model_versions(out) == [first, second]
     run_stages(cfg, local_client, CPU, stages=("score",))
     scores_second = read_scores(out)
@@ -57,9 +77,15 @@ def two_versions(tmp_path_factory, local_client):
 
 
 def _snapshot(out) -> dict:
+    """Every file and folder of the output with its size and time, but the lease's epochs
+    (each command takes and releases the lease) and the folder of the create-only probe
+    (its probe object is deleted at once); the lease must be released, not held."""
+    held = current(local, out)
+    assert held is None or held[1]["released"], held
     return {
         str(p.relative_to(out)): (p.stat().st_size, p.stat().st_mtime_ns)
         for p in sorted(out.rglob("*"))
+        if not (p.is_relative_to(out / LEASES) or p.is_relative_to(out / PROBES))
     }
 
 
@@ -68,18 +94,18 @@ def test_score_with_an_earlier_version_equals_scoring_when_it_was_latest(two_ver
     out = cfg.output_dir
     # the two versions really score differently, or the test below proves nothing
     assert checksum(scores_first) != checksum(scores_second)
-    runs_before = set((out / "runs").iterdir())
+    runs_before = records(out)
     assert main(["score", str(path), "--model", first, "--quiet"]) == 0
-    assert (out / "models" / "LATEST").read_text().strip() == second  # LATEST untouched
+    assert latest_model(out) == second  # LATEST untouched
     got = read_scores(out)
     assert checksum(got) == checksum(scores_first)
-    assert json.loads((out / "metrics.json").read_text())["model_version"] == first
-    (rec,) = set((out / "runs").iterdir()) - runs_before
+    assert metrics(out)["model_version"] == first
+    (rec,) = records(out) - runs_before
     assert json.loads(rec.read_text())["model_version"] == first
     # without --model, LATEST (the second version) scores again
     assert main(["score", str(path), "--quiet"]) == 0
     assert checksum(read_scores(out)) == checksum(scores_second)
-    assert json.loads((out / "metrics.json").read_text())["model_version"] == second
+    assert metrics(out)["model_version"] == second
 
 
 def test_unknown_version_fails_cleanly_naming_the_available_ones(two_versions, capsys):
@@ -90,7 +116,7 @@ def test_unknown_version_fails_cleanly_naming_the_available_ones(two_versions, c
     assert main(["score", str(path), "--model", "v-nope", "--quiet"]) == ModelError.exit_code
     err = capsys.readouterr().err
     assert "'v-nope'" in err and first in err and second in err
-    assert _snapshot(out) == before  # nothing written, not even the lock
+    assert _snapshot(out) == before  # nothing written, and the lease released
     # a path outside models/ is not a version either
     assert main(["score", str(path), "--model", "../store"]) == ModelError.exit_code
     assert _snapshot(out) == before

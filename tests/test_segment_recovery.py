@@ -4,8 +4,6 @@ through the real pipeline (ingest, features, segment) on a local Dask cluster.""
 
 from __future__ import annotations
 
-import glob
-
 import pandas as pd
 import pytest
 import yaml
@@ -15,6 +13,7 @@ from bigseg.backend import resolve
 from bigseg.config import load_run_config
 from bigseg.pipeline import SEGMENT_FEATURES, run_stages
 from bigseg.synth import PERSONAS, generate
+from bigseg.testing.outputs import files
 
 TABLES = ("transactions", "customers", "events", "campaigns", "reviews")
 
@@ -34,7 +33,7 @@ def recovered(tmp_path_factory, local_client):
     (d / "job.yaml").write_text(yaml.safe_dump(doc))
     cfg = load_run_config(d / "job.yaml")
     metrics = run_stages(cfg, local_client, resolve("cpu"), stages=("ingest", "segment"))
-    seg = pd.concat(pd.read_parquet(f) for f in sorted(glob.glob(f"{d}/out/segments/*.parquet")))
+    seg = pd.concat(pd.read_parquet(f) for f in files(d / "out", "segments"))
     truth = pd.read_parquet(d / "ground_truth")
     return metrics, seg.merge(truth[["customer_id", "persona"]], on="customer_id")
 

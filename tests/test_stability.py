@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,6 +11,12 @@ from bigseg.backend import resolve
 from bigseg.config import load_run_config
 from bigseg.pipeline import run_stages
 from bigseg.segment.stability import match_segments
+from bigseg.testing.outputs import files, metrics
+
+
+def _segments(out) -> pd.DataFrame:
+    """The committed ``segments`` dataset (exactly the files the latest commit lists)."""
+    return pd.concat([pd.read_parquet(f) for f in files(out, "segments")], ignore_index=True)
 
 
 def test_hungarian_matching_keeps_ids_and_gives_fresh_ones():
@@ -47,12 +51,12 @@ def test_rerun_with_more_data_keeps_ids_and_names(tmp_path, local_client):
     }
     (tmp_path / "job.yaml").write_text(yaml.safe_dump(doc))
     run_stages(load_run_config(tmp_path / "job.yaml"), local_client, resolve("cpu"))
-    first = json.loads((tmp_path / "out" / "metrics.json").read_text())
-    seg1 = pd.read_parquet(tmp_path / "out" / "segments")
+    first = metrics(tmp_path / "out")
+    seg1 = _segments(tmp_path / "out")
     # one more week of data: the new file lands in the input directory
     (tmp_path / "late" / "b.parquet").rename(tmp_path / "early" / "b.parquet")
     run_stages(load_run_config(tmp_path / "job.yaml"), local_client, resolve("cpu"))
-    second = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    second = metrics(tmp_path / "out")
     assert second["last_ingest"]["mode"] == "incremental"
     before = {s["id"]: s["name"] for s in first["segments"]}
     after = {s["id"]: s["name"] for s in second["segments"]}
@@ -63,7 +67,7 @@ def test_rerun_with_more_data_keeps_ids_and_names(tmp_path, local_client):
         assert after[i] == before[i]
     # most customers stay in their segment, and the matrix accounts for all of them
     mig = second["segment_migration"]
-    seg2 = pd.read_parquet(tmp_path / "out" / "segments")
+    seg2 = _segments(tmp_path / "out")
     assert sum(mig.values()) == len(seg2)
     stayed = sum(n for k, n in mig.items() if k.split("->")[0] == k.split("->")[1])
     assert stayed / len(seg2) > 0.8

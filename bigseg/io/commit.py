@@ -1,24 +1,23 @@
-"""Publishing outputs atomically, with one durability policy.
+"""Atomic writes, staging and one durability policy.
 
-Everything bigseg publishes is first written to a *staging* location beside its final
-place, then committed in one step: readers see the old complete output or the new
-complete output, never a half-written one. Callers only stage, publish and discard;
-how a commit happens is this module's business (``DESIGN.md`` section 7):
+What a run writes goes under its own prefix ``runs/<run_id>/`` and becomes visible only
+through the commit that lists it (:mod:`bigseg.io.commits`): nobody reads a run's files
+before then, so nothing here has to be atomic towards readers of committed data. Within a
+run, a dataset folder is written whole or not at all:
 
-* on a local file system, :func:`publish_dir` moves the staged directory into place by
-  rename. With no previous version that is one atomic ``rename``; with one, the old
-  version is renamed aside (``<final>.~old``), the new one renamed in, the old one
-  deleted. If the process dies between the two renames, :func:`recover` (called before
-  every read and publish) puts the old version back;
-* an object-store backend (a later issue) commits by writing a manifest create-only,
-  with the same calls.
+* on a local file system :func:`staged_dir` stages it beside its final place and moves
+  it in by rename (:func:`publish_dir`), so a run that dies never leaves a half folder
+  under the name a re-run of the same run id would take up;
+* on object storage :func:`staged_dir` writes the final place directly (emptied first):
+  there is no rename, and an object appears only once its upload completes.
 
-**Durability policy** (the one policy, everywhere): a name becomes visible only after
-its bytes are durable. :func:`write_bytes_atomic` and its JSON/text forms ``fsync`` the
-file before the rename and the directory after it; :func:`publish_dir` ``fsync``\\ s every
-file of the staged tree before the rename and the parent directory after it;
-:meth:`~bigseg.io.storage.Storage.put_if_absent` (create-only) is durable when it
-returns.
+**Durability policy** (the one policy, everywhere): a name becomes visible only after its
+bytes are durable. :func:`write_bytes_atomic` and its JSON/text forms ``fsync`` the file
+before the rename and the directory after it; :func:`publish_dir` ``fsync``\\ s every file
+of the staged tree before the rename and the parent directory after it;
+:meth:`~bigseg.io.storage.Storage.put_if_absent` (create-only, what commits and leases
+rest on) is durable when it returns. :func:`recover` undoes an interrupted publish of the
+layout from before the commit log (adopted by :mod:`bigseg.store.adopt`).
 
 :func:`dask.dataframe.to_parquet` is not used for publishing: it is not atomic, and with
 ``overwrite=True`` removes the original data even when the write fails.
@@ -124,12 +123,6 @@ def read_bytes(path: Location) -> bytes:
     return storage_of(path).read_bytes(path)
 
 
-def create_only(path: Location, data: bytes) -> bool:
-    """Create ``path`` with ``data`` unless something is there (False then): the
-    create-only write locks and commits rest on."""
-    return local.put_if_absent(path, data)
-
-
 def open_log(path: Location):
     """A file to write a log into, in place (not atomic: no reader takes it for complete
     output); binary, with a real file descriptor (a subprocess may write to it)."""
@@ -173,11 +166,6 @@ def recover_all(parent: Location) -> list[Path]:
         if p.exists():
             local.delete_tree(p)
     return found
-
-
-def is_leftover(path: Location) -> bool:
-    """True for the previous version an interrupted publish left beside its output."""
-    return Path(path).name.endswith(_OLD)
 
 
 def staging_root(output: str | Path | Layout) -> Path:
@@ -240,21 +228,6 @@ def clear_staging(output: str | Path | Layout) -> list[Path]:
         else:
             local.delete(p)
     return found
-
-
-def clone_tree(src: Location, dst: Location, skip: tuple[str, ...] = ()) -> None:
-    """Stage a copy of the published tree ``src`` at ``dst`` to change a few files of
-    it: files are shared with ``src``, not copied, where the storage can (hard links on
-    a local file system). Temporary files and the names in ``skip`` are left out.
-
-    A file of the copy must be replaced (:func:`replace_file`), never written through."""
-    src, dst = Path(src), Path(dst)
-    for root, _dirs, names in os.walk(src):
-        rel = Path(root).relative_to(src)
-        (dst / rel).mkdir(parents=True, exist_ok=True)
-        for n in names:
-            if n not in skip and not is_temporary(n):
-                local.link(Path(root) / n, dst / rel / n)
 
 
 def link_files(members: dict, dst: Location, skip: tuple[str, ...] = ()) -> None:

@@ -36,9 +36,10 @@ SEGMENTS = "segments"
 SCORES = "scores"
 AUDIENCES = "audiences"
 MODELS = "models"
+#: names of the layout before the commit log (adopted by bigseg.store.adopt)
 LATEST = "LATEST"
 STAGING = ".staging"
-LOCK = ".lock"
+LOCK = ".lock"  # (before the commit log)
 METRICS = "metrics.json"
 REPORT = "report.html"
 RUNS = "runs"
@@ -111,11 +112,6 @@ class Layout:
         return self.model(version) / MODEL_MANIFEST
 
     @property
-    def latest(self) -> Path:
-        """``models/LATEST``: read it with :func:`latest_version` only."""
-        return self.models / LATEST
-
-    @property
     def feature_cache(self) -> Path:
         return self.root.joinpath(*FEATURE_CACHE)
 
@@ -138,10 +134,6 @@ class Layout:
     @property
     def staging(self) -> Path:
         return self.root / STAGING
-
-    @property
-    def lock(self) -> Path:
-        return self.root / LOCK
 
     def managed(self) -> list[Path]:
         """The directories bigseg replaces when it publishes (:data:`MANAGED`)."""

@@ -32,6 +32,7 @@ from bigseg.io.layout import (
     AUDIENCES,
     FEATURES,
     LATEST,
+    LOCK,
     METRICS,
     MODEL_MANIFEST,
     MODELS,
@@ -79,7 +80,7 @@ def _legacy(root: Path) -> dict[str, Path]:
 
 
 def _leftovers(root: Path) -> list[Path]:
-    names = [*_DIRS, SCORES, MODELS, STAGING, ".lock", *_FILES.values()]
+    names = [*_DIRS, SCORES, MODELS, STAGING, LOCK, *_FILES.values()]
     return [root / n for n in names if (root / n).exists()]
 
 

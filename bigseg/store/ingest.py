@@ -20,7 +20,7 @@ ingest refuses to run without it rather than let erased customers back in.
 **Incremental**: input files already in the store's manifest (same path, size and
 modification time) are not read again. New files are split and merged into *new* part
 files of the buckets they touch; the committed files of untouched buckets are carried
-over as hard links (no copy, no rewrite: :func:`bigseg.io.commit.link_files`). If an
+by reference (the new commit lists them; no copy, no rewrite). If an
 ingested file changed or disappeared, or the column mapping or pseudonymisation changed,
 the store is rebuilt from scratch.
 
