@@ -21,10 +21,9 @@ from bigseg.config import load_run_config
 from bigseg.errors import LeaseHeld, PublishError
 from bigseg.io.commits import read_commit
 from bigseg.io.lease import LEASES, current
-from bigseg.io.manifest import numbered
+from bigseg.io.manifest import RECORDS, numbered
 from bigseg.io.storage import local
 from bigseg.pipeline import run_stages
-from bigseg.store.adopt import RECORDS
 from bigseg.store.lock import output_lease
 from bigseg.testing.outputs import committed
 

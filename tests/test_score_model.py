@@ -19,9 +19,9 @@ from bigseg.cli import main
 from bigseg.errors import ConfigError, ModelError
 from bigseg.io.commits import PROBES
 from bigseg.io.lease import LEASES, current
+from bigseg.io.manifest import RECORDS
 from bigseg.io.storage import local
 from bigseg.pipeline import run_pipeline, run_stages
-from bigseg.store.adopt import RECORDS
 from bigseg.testing.outputs import committed, metrics
 
 CPU = resolve("cpu")

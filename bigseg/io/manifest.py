@@ -19,6 +19,9 @@ from bigseg.io.storage import Location, Storage
 META = "_bigseg"
 COMMITS = f"{META}/commits"
 PROBES = f"{META}/probe"
+#: run records (``bigseg.pipeline.record``) and erasure requests (``bigseg.store.erasure``)
+RECORDS = f"{META}/records"
+ERASURES = f"{META}/erasure"
 #: where runs write the files commits list (the only prefix :mod:`bigseg.io.gc` deletes in)
 RUNS = "runs"
 #: digits of a commit (and lease epoch) number in its name

@@ -16,7 +16,7 @@ from bigseg import progress
 from bigseg.backend import Backend
 from bigseg.config import RunConfig
 from bigseg.io.commit import write_json_atomic
-from bigseg.io.manifest import META
+from bigseg.io.manifest import RECORDS
 from bigseg.io.output import Output
 from bigseg.machine import hardware_info, library_versions
 from bigseg.store import open_store
@@ -104,7 +104,7 @@ class Recorder:
                 "score_resume": m.get("score_resume"),
             },
         }
-        path = out.path(f"{META}/records/{now.strftime('%Y%m%dT%H%M%S%fZ')}.json")
+        path = out.path(f"{RECORDS}/{now.strftime('%Y%m%dT%H%M%S%fZ')}.json")
         write_json_atomic(path, rec, strict=True)
         return path
 

@@ -45,12 +45,12 @@ from bigseg.io.layout import (
     STORE,
     STORE_MANIFEST,
 )
+from bigseg.io.manifest import RECORDS
 from bigseg.io.output import LATEST_MODEL, Output
 from bigseg.io.storage import Storage, is_remote, local
 
 log = logging.getLogger(__name__)
 
-RECORDS = f"{commits.META}/records"
 _DIRS = (STORE, QUARANTINE, FEATURES, SEGMENTS, AUDIENCES)
 _FILES = {"metrics": METRICS, "report": REPORT}
 

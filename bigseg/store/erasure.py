@@ -30,13 +30,13 @@ import pyarrow as pa
 from bigseg import privacy
 from bigseg.errors import ConfigError
 from bigseg.io.layout import ERASURE_LOG, Layout
-from bigseg.io.manifest import META
+from bigseg.io.manifest import ERASURES
 from bigseg.io.storage import as_path, storage_of
 
 #: the legacy erasure log file, directly under ``output:``
 LOG_NAME = ERASURE_LOG
 #: the folder of the per-request erasure objects, under ``output:``
-LOG_DIR = f"{META}/erasure"
+LOG_DIR = ERASURES
 #: keeps erasure hashes distinct from pseudonyms made with the same key
 _DOMAIN = b"bigseg erasure v1\x00"
 _HEX = 32
