@@ -66,6 +66,9 @@ class VersionWriter:
     def write_bytes(self, name: str, data: bytes) -> None:
         write_bytes_atomic(self.dir / name, data)
 
+    def has(self, name: str) -> bool:
+        return (self.dir / name).is_file()
+
     def copy_from(self, version_dir: Path, names: list[str]) -> None:
         for n in names:
             copy_file(version_dir / n, self.dir / n)

@@ -164,3 +164,24 @@ def test_an_output_from_before_the_commit_log_is_adopted_as_commit_1(copied, loc
     # the erasure log is never moved or rewritten
     assert json.loads((out / "erasure_log.jsonl").read_text())["hashes"] == ["a" * 32]
     assert bigseg.read_scores(out).num_rows == metrics["n_customers"]
+
+
+@pytest.mark.slow
+def test_segment_then_train_as_separate_commands(copied, local_client):
+    """`bigseg segment` commits its segmenter as a version of its own; `bigseg score`
+    refuses it (no models yet, exit 7); `bigseg train` takes it up and scoring works."""
+    from bigseg.errors import ModelError
+
+    cfg, _ = copied
+    out = cfg.output_dir
+    run_stages(cfg, local_client, resolve("cpu"), stages=("segment",))
+    o = Output.open(out)
+    seg_only = o.latest_model()
+    assert o.read_json(f"models/{seg_only}", "manifest.json")["segmenter_only"] is True
+    with pytest.raises(ModelError, match="segmenter only"):
+        run_stages(cfg, local_client, resolve("cpu"), stages=("score",))
+    run_stages(cfg, local_client, resolve("cpu"), stages=("train",))
+    trained = Output.open(out).latest_model()
+    assert trained != seg_only
+    run_stages(cfg, local_client, resolve("cpu"), stages=("score",))
+    assert bigseg.read_scores(out).num_rows > 0

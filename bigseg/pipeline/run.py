@@ -129,6 +129,15 @@ class Run:
             fresh = self._writer is not None
             self.rec.add(score.score(ctx, fs, seg, serving, fresh, self._trained))
 
+    def _publish_segmenter(self) -> None:
+        """A run that fitted a segmenter but trained no models (``bigseg segment``)
+        publishes it as a version of its own, for ``bigseg train`` to take up."""
+        if self._writer is None or not self._writer.has("segmenter.json"):
+            return
+        ctx = self.context()
+        self._writer.publish({"segmenter_only": True, "as_of": str(ctx.as_of)})
+        self._writer = None
+
     def run(self, stages, run_policy: dict | None = None, held=None, inputs=None) -> dict:
         """Run ``stages`` in order, write ``metrics.json``, commit (under the lease
         ``held``) and write the run record."""
@@ -147,6 +156,7 @@ class Run:
             (steps[s] if s in steps else getattr(self, s))()
         if "report" not in stages:
             self.rec.timings["total"] = round(time.perf_counter() - t0, 3)
+        self._publish_segmenter()
         metrics = self.rec.write_metrics()
         n = finish(self.output, held)
         self.rec.write_run_record(stages, n)

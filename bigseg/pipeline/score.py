@@ -48,6 +48,11 @@ def load_models(ctx: RunContext, fs: FeatureSet) -> ServingModels:
     """The models, per-segment choice and model features of the published version that
     scores, verified against this run's features."""
     d, manifest = load_version(ctx.output, version(ctx), features=list(fs.names))
+    if manifest.get("segmenter_only"):
+        raise ModelError(
+            f"{d}: model version {manifest.get('version')} holds a segmenter only (from "
+            "`bigseg segment`); run `bigseg train` before scoring"
+        )
     if "model_features" not in manifest:
         raise ModelError(
             f"{d}: model version predates per-segment models; retrain with "

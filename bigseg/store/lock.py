@@ -60,10 +60,16 @@ def open_output(cfg) -> Output:
 def begin(cfg, what: str, key: dict | None = None, inputs: str = "") -> Output:
     """Open the output and start a run on it: its id hashes the parent commit, the
     config, ``what`` and ``key`` (the stages, a model version), the ``inputs``
-    fingerprint, ``as_of`` and the code version (:func:`bigseg.io.commits.run_id`)."""
+    fingerprint, ``as_of`` and the code version (:func:`bigseg.io.commits.run_id`).
+
+    Called with the lease held: what a killed attempt of this same run left staged in
+    its folder is removed (all but the resumable score staging, which the score stage
+    reuses or discards)."""
     out = open_output(cfg)
     conf = {"config": cfg.model_dump(mode="json"), "what": what, **(key or {})}
     out.begin(commits.run_id(out.parent, conf, inputs, cfg.as_of, __version__))
+    if not cfg.is_remote:
+        remove_stale_staging(out.layout)
     return out
 
 
