@@ -192,6 +192,11 @@ class Output:
         ]
         return self.put_files(name, rels, prefix=prefix, **meta)
 
+    def put_file(self, name: str, path: Location, **meta) -> dict:
+        """Record one file (written by this run) as dataset ``name`` (no listing)."""
+        rel = _rel(self.root, path)
+        return self.put_files(name, [rel], prefix=rel.rsplit("/", 1)[0], **meta)
+
     def put_files(self, name: str, files: Iterable, prefix: str = "", **meta) -> dict:
         """Record dataset ``name`` from files given relative to the root (or as entries)."""
         e = dataset_entry(self.storage, self.root, files, prefix=_clean(prefix), **meta)

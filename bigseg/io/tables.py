@@ -34,15 +34,18 @@ def _where(path) -> dict:
 
 
 def _open_out(path):
-    """A pyarrow output stream at ``path`` (an object: its upload)."""
+    """A pyarrow output stream at ``path`` (an object: its upload, one PUT or a
+    multipart upload on close)."""
     if is_object(path):
-        return path.storage.filesystem.open_output_stream(path.key)
+        return pa.PythonFile(path.storage.open_write(path), mode="w")
     return pa.OSFile(str(path), "wb")
 
 
 def _open_in(path):
+    """A whole file to read (an object: fetched with one GET; pyarrow's own filesystem
+    wrapper asks for the object's size and type several times per file)."""
     if is_object(path):
-        return path.storage.filesystem.open_input_file(path.key)
+        return pa.BufferReader(path.storage.read_bytes(path))
     return pa.memory_map(str(path))
 
 
@@ -81,15 +84,18 @@ def text_for_null(table: pa.Table) -> pa.Table:
 def read_parquet(path: Location, columns=None, read_dictionary=None) -> pa.Table:
     """One Parquet file (optionally only ``columns``; ``read_dictionary`` columns come
     dictionary-encoded)."""
+    if is_object(path):  # ranged reads through one open file: the footer, then the columns
+        with path.storage.open_read(path) as f:
+            return pq.read_table(f, columns=columns, read_dictionary=read_dictionary)
     w = _where(path)
-    return pq.read_table(
-        w["path"], columns=columns, read_dictionary=read_dictionary, filesystem=w["filesystem"]
-    )
+    return pq.read_table(w["path"], columns=columns, read_dictionary=read_dictionary)
 
 
 def read_parquet_metadata(path: Location) -> pq.FileMetaData:
-    w = _where(path)
-    return pq.read_metadata(w["path"], filesystem=w["filesystem"])
+    if is_object(path):
+        with path.storage.open_read(path) as f:
+            return pq.read_metadata(f)
+    return pq.read_metadata(_where(path)["path"])
 
 
 def open_parquet(path: Location) -> pq.ParquetFile:
@@ -100,8 +106,11 @@ def open_parquet(path: Location) -> pq.ParquetFile:
 
 def write_parquet(path: Location, table: pa.Table, **options) -> None:
     """Write ``table`` to ``path`` (in a staging directory) with pyarrow's ``options``."""
-    w = _where(path)
-    pq.write_table(table, w["path"], filesystem=w["filesystem"], **options)
+    if is_object(path):
+        with _open_out(path) as sink:
+            pq.write_table(table, sink, **options)
+        return
+    pq.write_table(table, _where(path)["path"], **options)
 
 
 def parquet_writer(path: Location, schema: pa.Schema, **options) -> pq.ParquetWriter:

@@ -59,7 +59,7 @@ class Recorder:
         # strict JSON: a value that is undefined (NaN, an infinite threshold) is null
         path = out.layout.metrics
         write_json_atomic(path, merged, strict=True)
-        out.put("metrics", path)
+        out.put_file("metrics", path)
         self.metrics = merged
         return merged
 

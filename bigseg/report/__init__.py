@@ -298,7 +298,7 @@ def write_report(output: Output, metrics: dict, min_segment_size: int = 50) -> P
     its path; the model card reads the manifest of the latest model when there is one."""
     path = output.layout.report
     write_text_atomic(path, render(metrics, min_segment_size, _latest_model(output)))
-    output.put("report", path)
+    output.put_file("report", path)
     return path
 
 

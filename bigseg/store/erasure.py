@@ -31,7 +31,7 @@ from bigseg import privacy
 from bigseg.errors import ConfigError
 from bigseg.io.layout import ERASURE_LOG, Layout
 from bigseg.io.manifest import ERASURES
-from bigseg.io.storage import as_path, storage_of
+from bigseg.io.storage import as_path, is_object, storage_of
 
 #: the legacy erasure log file, directly under ``output:``
 LOG_NAME = ERASURE_LOG
@@ -133,7 +133,7 @@ def log_entries(output: str | Path) -> list[tuple[str, dict]]:
     """
     found = []
     legacy = Layout(output).erasure_log
-    if legacy.is_file():
+    if not is_object(legacy) and legacy.is_file():  # object stores never had the old log
         lines = legacy.read_text().splitlines()
         found += [(f"{legacy} line {i}", t) for i, t in enumerate(lines, 1) if t.strip()]
     folder = as_path(output) / LOG_DIR
