@@ -1,6 +1,7 @@
 """Right to erasure: ``bigseg erase`` removes customers from every output (store, features,
-segments, scores, audiences, quarantine, leftovers), keeps them out of later ingests,
-is idempotent, and a failure in the middle leaves readable outputs that a re-run fixes."""
+segments, scores, audiences, quarantine, older commits, dead runs' folders, leftovers) in
+one commit, keeps them out of later ingests, is idempotent, and a failure in the middle
+commits nothing (the previous commit stays readable) and a re-run completes it."""
 
 from __future__ import annotations
 
@@ -26,10 +27,14 @@ from bigseg.cli import build_parser, main
 from bigseg.config import load_run_config
 from bigseg.erase import erase
 from bigseg.errors import ConfigError, DataError
+from bigseg.io import commits
+from bigseg.io.lease import LEASES
+from bigseg.io.storage import local
 from bigseg.pipeline import run_stages
 from bigseg.privacy import ENV, pseudonymize
 from bigseg.store import ingest, open_store
-from bigseg.store.erasure import LOG_NAME
+from bigseg.store.erasure import LOG_DIR, LOG_NAME
+from bigseg.testing.outputs import committed
 
 KEY = "erase-test-key-0123456789"
 TABLES = ("transactions", "customers", "events", "campaigns", "reviews")
@@ -112,21 +117,30 @@ def _config(path: Path, raw: Path, out: Path, **extra):
     return load_run_config(path)
 
 
-def _group(rel: Path) -> str:
-    """store/<table>, quarantine/<table>, scores/as_of=..., or the top directory."""
-    parts = rel.parts
-    return "/".join(parts[:2]) if parts[0] in ("store", "quarantine", "scores") else parts[0]
+def _group(name: str, member: str) -> str:
+    """store/<table>, quarantine/<table>, or the dataset's name (scores/as_of=...)."""
+    return f"{name}/{member.split('/')[0]}" if name in ("store", "quarantine") else name
+
+
+def _committed_parquet(out: Path) -> list[tuple[str, Path]]:
+    """``(group, file)`` of every Parquet file the latest commit lists."""
+    o = committed(out)
+    return [
+        (_group(name, m), Path(p))
+        for name in o.names()
+        for m, p in sorted(o.members(name).items())
+        if m.endswith(".parquet")
+    ]
 
 
 def _counts(out: Path, needles: set[str]) -> dict[str, tuple[int, int]]:
-    """Per output directory: (rows, rows whose customer_id, as text, is a needle)."""
+    """Per committed dataset (per table for the store and quarantine): (rows, rows whose
+    customer_id, as text, is a needle). What readers see; the scans by _leaks and _id_cells
+    read every file under ``out``, committed or not."""
     res: dict[str, list[int]] = {}
-    for p in sorted(out.rglob("*.parquet")):
-        rel = p.relative_to(out)
-        if rel.parts[0] in (".staging", "raw", "cache"):  # the feature cache: erase deletes
-            continue  # it whole (the scans by _leaks and _id_cells still read it, if any)
+    for group, p in _committed_parquet(out):
         t = pq.read_table(p)
-        g = res.setdefault(_group(rel), [0, 0])
+        g = res.setdefault(group, [0, 0])
         g[0] += t.num_rows
         if "customer_id" in t.column_names:
             ids = pc.utf8_trim_whitespace(t.column("customer_id").cast(pa.string()))
@@ -163,15 +177,12 @@ def _id_cells(out: Path, values: set[str]) -> list[str]:
 
 
 def _present(out: Path, needles: set[str]) -> set[str]:
-    """The needles that are a customer id in some table of the store."""
+    """The needles that are a customer id in some table of the committed store."""
     found = set()
-    for t in TABLES:
-        found |= needles & set(
-            pq.read_table(out / "store" / t, columns=["customer_id"])
-            .column(0)
-            .cast(pa.string())
-            .to_pylist()
-        )
+    for group, p in _committed_parquet(out):
+        if group.startswith("store/"):
+            ids = pq.read_table(p, columns=["customer_id"]).column(0).cast(pa.string())
+            found |= needles & set(ids.to_pylist())
     return found
 
 
@@ -185,11 +196,39 @@ def _raw_rows(raw: Path, ids: set) -> dict[str, int]:
 
 
 def _files(out: Path) -> dict[str, tuple]:
+    """``{path: (inode, mtime)}`` of every file under ``out`` but the lease's records
+    (every command takes and releases the lease)."""
     return {
         str(p.relative_to(out)): (p.stat().st_ino, p.stat().st_mtime_ns)
         for p in sorted(out.rglob("*"))
-        if p.is_file()
+        if p.is_file() and not p.relative_to(out).as_posix().startswith(LEASES + "/")
     }
+
+
+def _commit(out: Path) -> tuple[int, dict]:
+    """The latest commit: its number and datasets."""
+    o = committed(out)
+    return o.parent, o.base
+
+
+def _models(out: Path) -> dict:
+    """The committed model versions: their manifest entries, and (inode, mtime) of each
+    file they list."""
+    o = committed(out)
+    names = [n for n in o.names() if n.startswith("models/")]
+    return {
+        "entries": {n: o.entry(n) for n in names},
+        "files": {
+            str(p): (Path(p).stat().st_ino, Path(p).stat().st_mtime_ns)
+            for n in names
+            for p in o.files(n)
+        },
+    }
+
+
+def _log_objects(out: Path) -> list[Path]:
+    """The erasure log: one object per request that added ids."""
+    return sorted((out / LOG_DIR).glob("*.json"))
 
 
 def _check_erased(out: Path, before: dict, after: dict) -> None:
@@ -225,13 +264,33 @@ def test_erase_plain_string_ids_everywhere_and_for_good(raw_data, tmp_path, loca
         assert before[g][1] > 0, g  # the erased customers are really there
     assert any(k.startswith("scores/") and v[1] for k, v in before.items())
     assert _leaks(out, erased)  # the scan finds them before
-    models = {p: v for p, v in _files(out).items() if p.startswith("models/")}
-    # leftovers of interrupted runs that hold copies of the rows
+    models = _models(out)
+    assert models["entries"] and models["files"]
+    # the commit the erase builds on lists the rows: gc must drop it and its files
+    parent = committed(out).parent
+    # leftovers of interrupted runs that hold copies of the rows: a run that died before
+    # committing (its staging and a dataset it wrote), a publish interrupted inside the
+    # committed run's folder, temporary files, the staging of an older bigseg
+    feature_file = next(p for g, p in _committed_parquet(out) if g == "features")
+    segments = next(p for g, p in _committed_parquet(out) if g == "segments").parent
+    live_run = feature_file.parents[1]
+    dead_run = out / "runs" / "0123456789abcdef01234567"
+    (dead_run / ".staging" / "features-0123456789ab").mkdir(parents=True)
+    shutil.copy(feature_file, dead_run / ".staging" / "features-0123456789ab" / "part-0.parquet")
+    shutil.copytree(segments, dead_run / "segments")
+    shutil.copytree(segments, live_run / "segments.~old")
+    (live_run / ".metrics.json.0badc0de.tmp").write_text(json.dumps({"x": erased[:5]}))
+    (out / ".metrics.json.0badc0de.tmp").write_text(json.dumps({"x": erased[:5]}))
     stale = out / ".staging" / "features-0123456789ab"
     stale.mkdir(parents=True)
-    shutil.copy(next((out / "features").glob("*.parquet")), stale / "part-00000.parquet")
-    shutil.copytree(out / "segments", out / "segments.~old")
-    (out / ".metrics.json.0badc0de.tmp").write_text(json.dumps({"x": erased[:5]}))
+    shutil.copy(feature_file, stale / "part-00000.parquet")
+    leftovers = [
+        dead_run,
+        live_run / "segments.~old",
+        live_run / ".metrics.json.0badc0de.tmp",
+        out / ".metrics.json.0badc0de.tmp",
+        stale,
+    ]
 
     ids_file = tmp_path / "erase.txt"
     # ids exactly as ingest keeps them (spaces would be part of an id), CRLF line ends
@@ -247,19 +306,25 @@ def test_erase_plain_string_ids_everywhere_and_for_good(raw_data, tmp_path, loca
     _check_erased(out, before, after)
     assert after["quarantine/transactions"][0] > 0  # the kept customers' rejected rows stay
     assert _counts(out, set(kept))["quarantine/transactions"][1] > 0
-    assert not _leaks(out, erased)  # every file, the log and report included
-    assert not (out / "segments.~old").exists() and not list((out / ".staging").iterdir())
-    assert not (out / ".metrics.json.0badc0de.tmp").exists()
+    # every file: runs/ (every run's folder), _bigseg/ (commits, records, erasure log),
+    # the report and the models included
+    assert not _leaks(out, erased)
+    # their files deleted (gc may leave the empty folders of a kept run's prefix)
+    left = [p for p in leftovers if p.is_file() or any(f.is_file() for f in p.rglob("*"))]
+    assert not left and not list((out / ".staging").iterdir())
+    # one commit left (the erase's): no older commit lists the erased rows
+    assert commits.numbers(local, out / commits.COMMITS) == [parent + 1]
     # models hold no customer rows (the scan above covers them): not rewritten
-    assert {p: v for p, v in _files(out).items() if p.startswith("models/")} == models
+    assert _models(out) == models
     m = open_store(out).manifest
     assert m["last_erasure"]["ids_requested"] == N_ERASED + 1
+    assert len(_log_objects(out)) == 1 and not (out / LOG_NAME).exists()
 
-    # a second erasure of the same ids changes nothing, not even the log
-    files = _files(out)
+    # a second erasure of the same ids changes nothing, not even the log (no new commit)
+    files, state = _files(out), _commit(out)
     again = erase(cfg, ids_file, local_client)
     assert again["rows_removed"] == {} and again["newly_logged"] == 0
-    assert again["customers_found"] == 0 and _files(out) == files
+    assert again["customers_found"] == 0 and _files(out) == files and _commit(out) == state
 
     # re-ingesting: the same files are up to date; touched files force a full rebuild,
     # and the whole pipeline on it brings nobody back
@@ -303,7 +368,9 @@ def test_erase_pseudonymised_int_ids_survives_failures(
             if expect_store_rows:
                 assert n == before[f"store/{t}"][0]
 
-    # 1. a write fails half-way through a directory: nothing changes, nothing is left over
+    # 1. a write fails half-way through a dataset: nothing is committed, the previous
+    # commit is whole and readable
+    state = _commit(out)
     real, calls = erase_mod._filter_file, Counter()
 
     def failing(src, dst, match, trim):
@@ -316,52 +383,54 @@ def test_erase_pseudonymised_int_ids_survives_failures(
     with pytest.raises(OSError, match="disk full"):
         erase(cfg, ids_file, None)
     monkeypatch.setattr(erase_mod, "_filter_file", real)
-    assert _counts(out, set(pseudo)) == before
-    assert not list((out / ".staging").iterdir())
+    assert _commit(out) == state and _counts(out, set(pseudo)) == before
+    assert not list(out.glob("runs/*/.staging/*")) and not list(out.glob(".staging/*"))
     readable(True)
-    assert (out / LOG_NAME).is_file()  # logged first: ingest already keeps them out
+    assert len(_log_objects(out)) == 1  # logged first: ingest already keeps them out
 
-    # 2. the process dies before the store is swapped: the others are erased, the store
-    # is the previous one, complete
-    real_publish = erase_mod.publish_dir
+    # 2. the process dies after every dataset was rewritten, before the commit: readers
+    # still see the previous commit, every dataset as it was (all or nothing)
+    real_finish = erase_mod.finish
 
-    def no_store(stage, final):
-        if Path(final).name == "store":
-            raise RuntimeError("killed")
-        return real_publish(stage, final)
+    def killed(output, held):
+        raise RuntimeError("killed")
 
-    monkeypatch.setattr(erase_mod, "publish_dir", no_store)
+    monkeypatch.setattr(erase_mod, "finish", killed)
     with pytest.raises(RuntimeError, match="killed"):
         erase(cfg, ids_file, local_client)
-    monkeypatch.setattr(erase_mod, "publish_dir", real_publish)
-    mid = _counts(out, set(pseudo))
-    assert mid["features"][1] == 0 and mid["store/transactions"] == before["store/transactions"]
+    monkeypatch.setattr(erase_mod, "finish", real_finish)
+    assert _commit(out) == state and _counts(out, set(pseudo)) == before
     readable(True)
 
-    # 3. a re-run completes it
+    # 3. a re-run completes it, in one commit that replaces every older one
     res = erase(cfg, ids_file, local_client)
-    assert res["rows_removed"] == {
-        g: v[1] for g, v in before.items() if g.startswith("store/") and v[1]
-    }
+    assert res["rows_removed"] == {g: v[1] for g, v in before.items() if v[1]}
     assert res["customers_found"] == len(present) and res["newly_logged"] == 0
+    assert commits.numbers(local, out / commits.COMMITS) == [state[0] + 1]
     after = _counts(out, set(pseudo))
     _check_erased(out, before, after)
     readable(False)
+    # every file under output: runs/ (the previous commit's files and both failed
+    # attempts' included) and _bigseg/
     assert not _leaks(out, pseudo)  # pseudonyms, in any file
     assert not _id_cells(out, {str(i) for i in erased})  # raw ids, in any id column
-    log_text = (out / LOG_NAME).read_text()
-    assert KEY not in log_text and len(json.loads(log_text.splitlines()[0])["hashes"]) == N_ERASED
+    (log_file,) = _log_objects(out)  # one request logged them; the re-runs added none
+    log_text = log_file.read_text()
+    assert KEY not in log_text and len(json.loads(log_text)["hashes"]) == N_ERASED
+    assert not (out / LOG_NAME).exists()  # the legacy log is never written
 
     # 4. idempotent
-    files = _files(out)
-    assert erase(cfg, ids_file, local_client)["rows_removed"] == {} and _files(out) == files
+    files, state = _files(out), _commit(out)
+    assert erase(cfg, ids_file, local_client)["rows_removed"] == {}
+    assert _files(out) == files and _commit(out) == state
 
     # 5. a full re-ingest of the raw files (rejected rows included) keeps them out
     for p in raw.rglob("*.parquet"):
         os.utime(p, (p.stat().st_atime, p.stat().st_mtime + 60))
     store = ingest(cfg, local_client)
     assert store.manifest["last_ingest"]["erased_rows_skipped"] == _raw_rows(raw, set(erased))
-    assert not _leaks(out / "store", pseudo) and not _leaks(out / "quarantine", pseudo)
+    assert committed(out).parent == state[0] + 1
+    assert not _leaks(out, pseudo)  # the new store and quarantine, and every other file
 
 
 def test_erase_errors(raw_data, tmp_path, local_client, monkeypatch, capsys):

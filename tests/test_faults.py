@@ -35,7 +35,12 @@ from test_pipeline import checksum, read_scores, write_config
 from bigseg.backend import resolve
 from bigseg.engine import connect
 from bigseg.errors import ClusterError
+from bigseg.io import commits
+from bigseg.io.lease import LEASES, current
+from bigseg.io.storage import local
 from bigseg.pipeline import run_stages
+from bigseg.testing.outputs import committed, files
+from bigseg.testing.outputs import metrics as read_metrics
 
 BIGSEG = [sys.executable, "-m", "bigseg.cli"]
 CPU = resolve("cpu")
@@ -73,12 +78,22 @@ def worker_pids(client) -> dict[str, int]:
     return client.run(os.getpid)
 
 
-def hash_tree(root: Path) -> dict[str, str]:
+def hash_committed(out: Path, prefixes: tuple[str, ...] = ("",)) -> dict:
+    """The latest commit (number, datasets) and the SHA-256 of every file it lists for
+    the datasets whose names start with one of ``prefixes``."""
+    o = committed(out)
+    names = [n for n in o.names() if n.startswith(prefixes)]
     return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
+        "commit": (o.parent, o.base),
+        **{
+            str(p): hashlib.sha256(p.read_bytes()).hexdigest() for n in names for p in files(out, n)
+        },
     }
+
+
+def staged(out: Path) -> list[Path]:
+    """Every entry of every run's staging (``runs/<run_id>/.staging/``)."""
+    return sorted(out.glob(f"{commits.RUNS}/*/.staging/*"))
 
 
 class Killer(threading.Thread):
@@ -161,9 +176,8 @@ def test_job_killed_during_the_write_leaves_the_published_scores_intact(trained,
         "cpu",
         "--quiet",
     ]
-    published = {d: hash_tree(out / d) for d in ("scores", "audiences")}
-    assert published["scores"], "nothing published before the kill"
-    staging = out / ".staging"
+    published = hash_committed(out, ("scores/", "audiences"))
+    assert len(published) > 1 and committed(out).scores_dates(), "nothing committed before"
     log = tmp_path / "killed.log"
     with open(log, "wb") as f:
         proc = subprocess.Popen(
@@ -173,10 +187,8 @@ def test_job_killed_during_the_write_leaves_the_published_scores_intact(trained,
         deadline = time.monotonic() + HANG_LIMIT_S
         caught = None
         while caught is None:
-            caught = (
-                next((p for p in staging.glob("as_of=*/part-*") if p.is_file()), None)
-                if staging.is_dir()
-                else None
+            caught = next(
+                (p for p in out.glob("runs/*/.staging/as_of=*/part-*") if p.is_file()), None
             )
             if caught is None:
                 assert proc.poll() is None, (
@@ -188,21 +200,27 @@ def test_job_killed_during_the_write_leaves_the_published_scores_intact(trained,
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)  # reaped: its pid is gone, so its lock is stale
-    # killed in the write: the staging dir was never moved into place
+        proc.wait(timeout=30)  # reaped: its pid is gone, so its lease is taken over at once
+    # killed in the write: the staging dir was never moved into place, nothing committed
     assert caught.parent.is_dir(), "the kill came after the publish"
-    for d, hashes in published.items():
-        assert hash_tree(out / d) == hashes, f"{d}/ changed by a killed job"
-    assert not list((out / "scores").glob("*.~old"))
+    assert hash_committed(out, ("scores/", "audiences")) == published, "changed by a killed job"
+    killed_run = caught.parents[2]
+    assert not any(
+        (out / f["path"]).is_relative_to(killed_run)
+        for e in committed(out).base.values()
+        for f in e["files"]
+    )
     n_staged = len(list(caught.parent.iterdir()))
     # a re-run completes and reproduces the same scores, resuming every bucket (the kill
     # came in phase 2) and removing the dead run's staging
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=HANG_LIMIT_S)
     assert r.returncode == 0, r.stderr[-3000:]
     assert checksum(read_scores(out)) == undisturbed
+    # the same inputs on the same commit: the same run id, the killed run's folder reused
+    assert out / commits.RUNS / commits.latest(local, out)[1]["run_id"] == killed_run
     assert not caught.parent.exists()
-    assert sorted(p.name for p in staging.iterdir()) == []
-    resume = json.loads((out / "metrics.json").read_text())["score_resume"]
+    assert staged(out) == []
+    resume = read_metrics(out)["score_resume"]
     print(f"killed with {n_staged} part file(s) staged; the re-run resumed {resume}")
 
 
@@ -225,7 +243,15 @@ def train_config(trained, tmp_path, name: str):
 
     cfg0 = trained[0]
     out = tmp_path / name
-    shutil.copytree(cfg0.output_dir, out, ignore=shutil.ignore_patterns(".lock", ".staging"))
+    # not the lease's records (another output's), nor staging
+    shutil.copytree(
+        cfg0.output_dir,
+        out,
+        ignore=lambda d, names: (
+            [n for n in names if Path(d, n) == cfg0.output_dir / LEASES]
+            + [n for n in names if n == ".staging"]
+        ),
+    )
     return write_config(
         tmp_path / f"{name}.yaml",
         cfg0.output_dir.parent,
@@ -288,7 +314,7 @@ def test_worker_killed_during_training_gives_the_same_model(trained, client, tmp
     run_stages(ref, client, CPU, stages=("features", "train"))
     from bigseg.registry import load_version
 
-    (a, _), (b, _) = load_version(cfg.output_dir), load_version(ref.output_dir)
+    (a, _), (b, _) = (load_version(committed(c.output_dir)) for c in (cfg, ref))
     assert (a / "churn.ubj").read_bytes() == (b / "churn.ubj").read_bytes()
 
 
@@ -404,7 +430,7 @@ class CrashOnBucket(WorkerPlugin):
         real, name = scoring.write_scores, f"part-{self.bucket:05d}.parquet"
 
         def write_scores(*args, **kwargs):
-            if any(isinstance(a, str) and a.endswith(name) for a in args):
+            if any(isinstance(a, str | os.PathLike) and str(a).endswith(name) for a in args):
                 os._exit(1)
             return real(*args, **kwargs)
 
@@ -415,9 +441,10 @@ class CrashOnBucket(WorkerPlugin):
 def test_task_that_always_kills_its_worker_fails_cleanly_naming_it(trained, tmp_path):
     cfg, _, _ = trained
     out = cfg.output_dir
-    last = json.loads((out / "metrics.json").read_text())["as_of"]
+    last = read_metrics(out)["as_of"]
     as_of = dt.date.fromisoformat(last) - dt.timedelta(days=30)  # nothing published there
-    before = hash_tree(out / "scores")
+    assert str(as_of) not in committed(out).scores_dates()
+    before = hash_committed(out)
     # Dask gives up on a task after it killed allowed-failures + 1 workers (default 3).
     # One task at a time per worker (saturation 1.0; the default lets a 1-thread worker
     # hold 2): a task queued on the worker when the culprit kills it would count that
@@ -439,7 +466,8 @@ def test_task_that_always_kills_its_worker_fails_cleanly_naming_it(trained, tmp_
     msg = str(err.value)
     print(f"failed after {took:.1f}s: {msg}")
     assert msg.startswith("write scores: task 3 of 8 ") and "2 times" in msg, msg
-    assert not (out / "scores" / f"as_of={as_of}").exists()
-    assert hash_tree(out / "scores") == before
-    assert not list((out / ".staging").glob(f"as_of={as_of}-*"))  # staging removed
-    assert not (out / ".lock").exists()
+    assert str(as_of) not in committed(out).scores_dates()
+    assert hash_committed(out) == before  # nothing committed, no committed file changed
+    assert not list(out.glob(f"runs/*/.staging/as_of={as_of}-*"))  # staging removed
+    assert not list(out.glob(f"runs/*/scores/as_of={as_of}"))
+    assert current(local, out)[1]["released"]  # the lease was given back

@@ -14,6 +14,7 @@ from bigseg.config import load_run_config
 from bigseg.erase import erase
 from bigseg.features import cache
 from bigseg.pipeline import run_stages
+from bigseg.testing.outputs import files
 
 STAGES = ("ingest", "features")
 
@@ -47,14 +48,16 @@ def _job(root, out="out"):
 
 
 def _features(out) -> pd.DataFrame:
-    df = pd.read_parquet(out / "features")
+    parts = [pd.read_parquet(p) for p in files(out, "features") if p.suffix == ".parquet"]
+    df = pd.concat(parts, ignore_index=True)
     return df.sort_values("customer_id").reset_index(drop=True)
 
 
 def _digest(out) -> dict:
     return {
         p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted((out / "features").glob("*.parquet"))
+        for p in sorted(files(out, "features"))
+        if p.suffix == ".parquet"
     }
 
 
@@ -99,7 +102,10 @@ def test_changed_request_or_code_misses(tmp_path, local_client):
     assert m["features_cache"]["reused"] == 0
     # one entry per bucket: the old date's entries were replaced, not accumulated
     root = cache.cache_root(tmp_path / "out")
-    assert all(len(list(b.iterdir())) == 1 for b in root.iterdir())
+    buckets = sorted(root.glob("bucket=*"))
+    assert len(buckets) == 8 and all(len(list(b.iterdir())) == 1 for b in buckets)
+    # the entries' staging (inside the cache) holds nothing once they are written
+    assert not list(root.glob(".staging/*"))
 
 
 def test_erase_clears_the_cache(tmp_path, local_client, monkeypatch):

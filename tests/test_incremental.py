@@ -13,6 +13,7 @@ import yaml
 from bigseg.config import load_run_config
 from bigseg.features import bucket_frames, to_us
 from bigseg.store import ingest, open_store
+from bigseg.testing.outputs import committed
 
 
 def _tx(ids, day0, n, seed):
@@ -28,8 +29,10 @@ def _tx(ids, day0, n, seed):
     )
 
 
-def _inodes(root):
-    return {str(p.relative_to(root)): os.stat(p).st_ino for p in root.rglob("*.parquet")}
+def _inodes(out):
+    """``{member: (path, inode)}`` of the committed store's part files."""
+    members = committed(out).members("store")
+    return {m: (str(p), os.stat(p).st_ino) for m, p in members.items() if m.endswith(".parquet")}
 
 
 def test_new_files_touch_only_their_buckets(tmp_path, local_client):
@@ -44,19 +47,22 @@ def test_new_files_touch_only_their_buckets(tmp_path, local_client):
     cfg = load_run_config(tmp_path / "job.yaml")
     first = ingest(cfg, local_client)
     assert first.manifest["last_ingest"]["mode"] == "full"
-    before = _inodes(tmp_path / "out" / "store")
-    # nothing new: the same store, not even re-published
+    out = tmp_path / "out"
+    before, n = _inodes(out), committed(out).parent
+    # nothing new: the same store, not even re-published (no new commit)
     again = ingest(cfg, local_client)
-    assert again.manifest == first.manifest and _inodes(tmp_path / "out" / "store") == before
+    assert again.manifest == first.manifest and _inodes(out) == before
+    assert committed(out).parent == n
     # a new file with two customers only (later dates): touches at most two buckets
     _tx(np.array([7, 12]), 300, 20, 1).to_parquet(d / "b.parquet")
     inc = ingest(cfg, local_client)
     li = inc.manifest["last_ingest"]
     assert li["mode"] == "incremental" and li["new_files"] == 1
     assert 1 <= len(li["changed_buckets"]) <= 2
-    after = _inodes(tmp_path / "out" / "store")
-    for rel, ino in before.items():  # every old file is still the same file (hard link)
-        assert after[rel] == ino
+    assert committed(out).parent == n + 1 and inc.root != first.root  # a new run's store
+    after = _inodes(out)
+    for rel, file in before.items():  # every old file is still the same file, not a copy
+        assert after[rel] == file
     assert len(after) == len(before) + len(li["changed_buckets"])
     assert inc.manifest["tables"]["transactions"]["rows"] == 4020
     # buckets with two parts read back sorted by customer then time

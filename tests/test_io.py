@@ -9,7 +9,8 @@ import sys
 import pyarrow as pa
 
 from bigseg.io import commit, tables
-from bigseg.io.layout import Layout, latest_version, model_versions
+from bigseg.io.layout import Layout
+from bigseg.io.output import LATEST_MODEL, Output, model_dataset
 from bigseg.io.storage import TEMPORARY, local
 
 
@@ -48,25 +49,41 @@ def test_publish_replaces_and_recovers(tmp_path):
     assert not list((tmp_path / ".staging").iterdir())
 
 
-def test_clone_tree_shares_and_replace_file_keeps_the_original(tmp_path):
+def test_link_files_shares_and_replace_file_keeps_the_original(tmp_path):
     src, dst = tmp_path / "src", tmp_path / "dst"
     (src / "b").mkdir(parents=True)
     (src / "b" / "f").write_text("old")
     (src / "skip.json").write_text("{}")
-    (src / ".f.0123abcd.tmp").write_text("partial")
-    commit.clone_tree(src, dst, skip=("skip.json",))
+    (src / "c").write_text("not a member")
+    commit.link_files(
+        {"b/f": src / "b" / "f", "skip.json": src / "skip.json"}, dst, skip=("skip.json",)
+    )
     assert sorted(str(p.relative_to(dst)) for p in dst.rglob("*")) == ["b", "b/f"]
+    assert (dst / "b" / "f").stat().st_ino == (src / "b" / "f").stat().st_ino  # shared
     commit.replace_file(dst / "b" / "f").write_text("new")
     assert (src / "b" / "f").read_text() == "old"
 
 
-def test_latest_version_is_the_one_reader(tmp_path):
-    lay = Layout(tmp_path)
-    assert latest_version(tmp_path) is None and model_versions(tmp_path) == []
+def test_latest_model_is_read_from_the_commit(tmp_path):
+    """``models/LATEST`` is a dataset of the commit (no file): the one reader is
+    :meth:`Output.latest_model`; a model version exists when a commit lists it."""
+    out = Output.open(tmp_path)
+    assert out.latest_model() is None and out.model_versions() == []
+    lay = out.begin("r1")
+    assert lay.root == tmp_path / "runs" / "r1"
     commit.write_json_atomic(lay.model_manifest("v1"), {})
-    commit.write_text_atomic(lay.latest, "v1\n")
-    assert latest_version(lay) == "v1" and model_versions(tmp_path) == ["v1"]
-    assert lay.scores("2024-01-31") == tmp_path / "scores" / "as_of=2024-01-31"
+    out.put(model_dataset("v1"), lay.model("v1"), version="v1")
+    out.put_pointer(LATEST_MODEL, version="v1")
+    # this run sees its own model before it commits, nobody else does
+    assert out.latest_model() == "v1" and Output.open(tmp_path).latest_model() is None
+    # a folder that no commit lists is no model version, LATEST file or not
+    commit.write_json_atomic(Layout(tmp_path).model_manifest("v0"), {})
+    commit.write_text_atomic(tmp_path / "models" / "LATEST", "v0\n")
+    assert out.commit() == 1
+    again = Output.open(tmp_path)
+    assert again.latest_model() == "v1" and again.model_versions() == ["v1"]
+    assert again.members(model_dataset("v1")) == {"manifest.json": lay.model_manifest("v1")}
+    assert lay.scores("2024-01-31") == tmp_path / "runs" / "r1" / "scores" / "as_of=2024-01-31"
 
 
 def test_store_imports_neither_features_nor_erase():

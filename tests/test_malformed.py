@@ -16,7 +16,9 @@ import yaml
 
 from bigseg.config import load_run_config
 from bigseg.errors import DataError
+from bigseg.io.lease import LEASES
 from bigseg.store import ingest
+from bigseg.testing.outputs import committed
 
 
 def good_tx(n=400, seed=0) -> pd.DataFrame:
@@ -196,11 +198,35 @@ def _setup(tmp_path: Path, fmt: str, max_bad: float) -> tuple[object, Path]:
     return load_run_config(tmp_path / "job.yaml"), d
 
 
+def _quarantine(out: Path, table: str) -> pd.DataFrame:
+    """The committed quarantine of ``table``: every file the latest commit lists for it."""
+    members = committed(out).members("quarantine")
+    parts = [pq.read_table(p) for m, p in sorted(members.items()) if m.startswith(table + "/")]
+    assert parts, sorted(members)
+    return pa.concat_tables(parts, promote_options="default").to_pandas()
+
+
 def _snapshot(out: Path) -> dict:
+    """The latest commit (number and datasets) and the SHA-256 of every file under
+    ``out`` but the lease's records (every run, refused or not, takes and releases it) and
+    the folders of runs that no commit lists (a failed run's files wait there for a re-run
+    or ``bigseg gc``)."""
+    o = committed(out)
+    runs = {f["path"].split("/")[1] for e in o.base.values() for f in e["files"]}
+
+    def kept(rel: str) -> bool:
+        parts = rel.split("/")
+        if parts[0] == "runs":
+            return len(parts) > 2 and parts[1] in runs
+        return not rel.startswith(LEASES + "/")
+
     return {
-        str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(out.rglob("*"))
-        if p.is_file()
+        "commit": (o.parent, o.base),
+        **{
+            rel: hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(out.rglob("*"))
+            if p.is_file() and kept(rel := p.relative_to(out).as_posix())
+        },
     }
 
 
@@ -222,7 +248,8 @@ def test_refused_ingest_names_the_problem_and_changes_nothing(kind, tmp_path, lo
     assert expected in msg, msg
     assert "z-bad" in msg, msg  # names the file
     assert _snapshot(cfg.output_dir) == before
-    assert not any((cfg.output_dir / ".staging").iterdir())
+    assert not list(cfg.output_dir.glob("runs/*/.staging/*"))
+    assert not list(cfg.output_dir.glob(".staging/*"))
 
 
 @pytest.mark.parametrize("kind", sorted(ROW_LEVEL))
@@ -232,7 +259,7 @@ def test_bad_rows_go_to_quarantine_with_a_reason(kind, tmp_path, local_client):
     bad = d / ("z-bad.parquet" if fmt == "parquet" else "z-bad.csv")
     write(bad)
     store = ingest(cfg, local_client)
-    q = pq.read_table(cfg.output_dir / "quarantine" / "transactions").to_pandas()
+    q = _quarantine(cfg.output_dir, "transactions")
     assert (q["_reason"] == expected).any(), q["_reason"].tolist()
     row = q[q["_reason"] == expected].iloc[0]
     if expected != "duplicate row":
@@ -271,7 +298,7 @@ def test_quarantine_drops_pii(tmp_path, local_client):
         )
     )
     store = ingest(load_run_config(tmp_path / "job.yaml"), local_client)
-    q = pd.read_parquet(tmp_path / "out" / "quarantine" / "customers")
+    q = _quarantine(tmp_path / "out", "customers")
     assert q["_reason"].tolist() == ["age: out of range"]
     assert "email" not in q.columns and "name" not in q.columns
     assert "email" not in store.schema("customers") and "name" not in store.schema("customers")

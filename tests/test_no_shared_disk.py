@@ -18,7 +18,10 @@ from test_pipeline import write_config
 
 from bigseg.backend import resolve
 from bigseg.errors import ConfigError
+from bigseg.io.lease import LEASES, current
+from bigseg.io.storage import local
 from bigseg.pipeline import run_stages
+from bigseg.testing.outputs import committed
 
 
 @pytest.fixture(scope="module")
@@ -74,8 +77,13 @@ def test_a_local_output_the_workers_cannot_see_is_refused_before_any_work(
     msg = str(e.value)
     assert "cannot see" in msg and str(cfg.output_dir) in msg and "s3://" in msg, msg
     assert str(synth_data / "raw") in msg  # the inputs too
-    # nothing was computed or left behind: the output holds no dataset, no marker
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == []
+    # nothing was computed or left behind: the output holds no commit, no run's files, no
+    # marker; only the lease's records (taken before the check, then released)
+    out = tmp_path / "out"
+    left = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if not p.is_dir())
+    assert left and all(p.startswith(LEASES + "/") for p in left), left
+    assert current(local, out)[1]["released"] and not committed(out).committed
+    assert not (out / "runs").exists()
 
 
 def test_the_cli_exits_2_naming_the_fix(isolated_cluster, synth_data, tmp_path):

@@ -12,12 +12,14 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+import bigseg
 from bigseg.backend import resolve
 from bigseg.config import load_run_config
 from bigseg.engine import connect
 from bigseg.errors import ConfigError
 from bigseg.pipeline import run_stages
 from bigseg.privacy import ENV, pseudonymize
+from bigseg.testing.outputs import committed
 
 KEY = "correct-horse-battery-staple-0042"
 TABLES = ("transactions", "customers", "events", "campaigns", "reviews")
@@ -84,7 +86,7 @@ def test_pseudonymised_run_leaks_no_id_pii_or_key(
     with caplog.at_level(logging.DEBUG), connect(n_workers=2, reuse_current=False) as client:
         run_stages(cfg, client, resolve("cpu"))
     out = tmp_path / "out"
-    scores = pd.read_parquet(next((out / "scores").iterdir()))
+    scores = bigseg.read_scores(out).to_pandas()  # the committed scores
     assert scores["customer_id"].str.fullmatch(r"[0-9a-f]{32}").all()
     # the pseudonym is the keyed HMAC of the raw id
     consenting = customers.loc[customers["consent_profiling"], "customer_id"]
@@ -92,7 +94,8 @@ def test_pseudonymised_run_leaks_no_id_pii_or_key(
     assert set(scores["customer_id"]) <= expected
     logs = caplog.text + "".join(capfd.readouterr())
     needles = ["CUST-0", KEY, *pii]
-    assert _scan(out, needles) == []
+    assert (out / "runs").is_dir() and (out / "_bigseg" / "commits").is_dir()
+    assert _scan(out, needles) == []  # every file: runs/, _bigseg/ (commits, records) ...
     assert not [n for n in needles if n in logs]
 
 
@@ -113,7 +116,10 @@ def test_pseudonymize_without_key_is_a_config_error(
     )
     with pytest.raises(ConfigError, match=ENV):
         ingest(load_run_config(tmp_path / "job.yaml"), local_client)
-    assert not (tmp_path / "out" / "store").exists()
+    # nothing committed, no store written anywhere
+    out = tmp_path / "out"
+    assert not committed(out).committed and not committed(out).has("store")
+    assert not list(out.glob("runs/*/store")) and not (out / "store").exists()
 
 
 def test_plain_hash_would_be_reversible_keyed_is_not():

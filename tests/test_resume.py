@@ -1,6 +1,8 @@
 """Resumable scoring and clean staging: a score run SIGKILLed after some buckets are
-finished resumes from them and publishes the scores of an undisturbed run; a score-only
-run stages no model version; staging left by dead runs is removed by the next run.
+finished resumes from them (a re-run of the same inputs gets the same run id, so the same
+folder ``runs/<run_id>/``) and commits the scores of an undisturbed run; a score-only run
+stages no model version; staging left by dead runs is removed by the next lease holder
+(the feature cache's) or by ``gc`` (a dead run's own folder).
 
 Every kill targets the process group of a CLI subprocess this module started."""
 
@@ -9,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,9 +21,17 @@ import pytest
 from test_pipeline import checksum, read_scores, write_config
 
 from bigseg.backend import resolve
+from bigseg.io import commits
+from bigseg.io.commit import write_text_atomic
+from bigseg.io.gc import collect
+from bigseg.io.layout import Layout
+from bigseg.io.lease import LEASES
 from bigseg.io.resume import ResumableStage
+from bigseg.io.storage import local
 from bigseg.pipeline import run_stages
-from bigseg.store.lock import output_lock
+from bigseg.store.lock import begin, output_lease
+from bigseg.testing.outputs import committed, files
+from bigseg.testing.outputs import metrics as read_metrics
 
 BIGSEG = [sys.executable, "-m", "bigseg.cli"]
 CPU = resolve("cpu")
@@ -49,17 +60,32 @@ def trained(tmp_path_factory, local_client):
 
 
 def _staging(out: Path) -> list[str]:
-    root = out / ".staging"
-    return sorted(p.name for p in root.iterdir()) if root.is_dir() else []
+    """What is staged under ``out``: every run's ``.staging/`` and the feature cache's."""
+    found = [*out.glob("runs/*/.staging/*"), *Layout(out).feature_cache.glob(".staging/*")]
+    return sorted(str(p.relative_to(out)) for p in found)
+
+
+def _last_run(out: Path) -> Path:
+    """The folder of the run that made the latest commit."""
+    return out / commits.RUNS / commits.latest(local, out)[1]["run_id"]
+
+
+def _committed_files(out: Path) -> dict[str, int]:
+    """``{path: mtime in ns}`` of every file the latest commit lists."""
+    o = committed(out)
+    return {str(p): p.stat().st_mtime_ns for n in o.names() for p in files(out, n)}
 
 
 def test_score_only_run_stages_no_model_version(trained, local_client):
     cfg, undisturbed, metrics = trained
     out = cfg.output_dir
-    versions = sorted(p.name for p in (out / "models").iterdir())
+    versions, n = committed(out).model_versions(), committed(out).parent
     run_stages(cfg, local_client, CPU, stages=("score",))
+    assert committed(out).parent == n + 1
+    run = _last_run(out)
     assert _staging(out) == []  # no model-v* copy of the segmenter, no score staging
-    assert sorted(p.name for p in (out / "models").iterdir()) == versions
+    assert not (run / "models").exists()  # the run wrote no model version
+    assert committed(out).model_versions() == versions
     assert checksum(read_scores(out)) == undisturbed
     assert metrics["score_resume"] == {
         "buckets": BUCKETS,
@@ -68,34 +94,74 @@ def test_score_only_run_stages_no_model_version(trained, local_client):
     }
 
 
-def test_stale_staging_of_dead_runs_is_removed_under_the_lock(trained, local_client):
+def test_stale_staging_of_dead_runs_is_removed_under_the_lease(trained, local_client):
     cfg, undisturbed, _ = trained
     out = cfg.output_dir
-    root = out / ".staging"
+    # a dead run's feature cache entries, half written
+    cache_staging = Layout(out).feature_cache / ".staging"
+    for name in ("bucket=00000-0123456789ab", "bucket=00001-0123456789ab"):
+        (cache_staging / name).mkdir(parents=True)
+        (cache_staging / name / "0.arrow").write_bytes(b"half written")
+    (cache_staging / ".x.json.0badc0de.tmp").write_text("{}")
+    # a dead run's own folder: never committed
+    dead_run = out / "runs" / "0123456789abcdef01234567"
     for name in (
         "features-0123456789ab",
         "model-v20990101T000000000000Z-0123456789ab",
         "as_of=1997-09-30-0123456789ab",
     ):
-        (root / name).mkdir(parents=True)
-        (root / name / "part-00000.parquet").write_bytes(b"half written")
-    (root / ".x.json.0badc0de.tmp").write_text("{}")
-    resumable = root / "score-as_of=1997-01-01-0123456789abcdef"
-    resumable.mkdir()
+        (dead_run / ".staging" / name).mkdir(parents=True)
+        (dead_run / ".staging" / name / "part-00000.parquet").write_bytes(b"half written")
+    # the next score run's own folder (a re-run of the same inputs on the same commit gets
+    # the same id) with a resumable score staging of another fingerprint
+    score_run = Path(begin(cfg, "bigseg score", {"model": None, "policy": None}).run_root)
+    resumable = score_run / ".staging" / "score-as_of=1997-01-01-0123456789abcdef"
+    resumable.mkdir(parents=True)
     (resumable / "record.json").write_text(json.dumps({"fingerprint": "0123456789abcdef"}))
-    # a dead run's lock: a pid that no longer exists on this host
+    # and what a killed attempt of that run left half written
+    half = score_run / ".staging" / "as_of=1997-09-30-0123456789ab"
+    half.mkdir()
+    (half / "part-00000.parquet").write_bytes(b"half written")
+    # a dead run's lease, live for another hour: a pid that no longer exists on this host
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    (out / ".lock").write_text(
-        json.dumps({"pid": dead.pid, "host": os.uname().nodename, "command": "score"})
+    epochs = commits.numbers(local, out / LEASES)
+    epoch = (epochs[-1] if epochs else 0) + 1
+    write_text_atomic(
+        out / LEASES / commits.numbered(epoch),
+        json.dumps(
+            {
+                "epoch": epoch,
+                "holder": f"{socket.gethostname()}:{dead.pid}",
+                "run": "bigseg score",
+                "token": "dead",
+                "expires": time.time() + 3600,
+                "written": time.time(),
+                "released": False,
+            }
+        ),
     )
-    with output_lock(out, "test"):
-        # the lock holder removed the dead runs' staging, keeping the resumable one
-        assert _staging(out) == [resumable.name]
-    # the score stage discards a resumable staging of another fingerprint
+    with output_lease(cfg, "test"):  # taken over at once: its holder is gone
+        # the lease holder removed the cache's stale staging; the runs' folders stay
+        assert sorted(_staging(out)) == sorted(
+            [
+                *(str(p.relative_to(out)) for p in (dead_run / ".staging").iterdir()),
+                str(resumable.relative_to(out)),
+                str(half.relative_to(out)),
+            ]
+        )
+    # the score run (in that very folder) removes its killed attempt's staging, and its
+    # score stage discards a resumable staging of another fingerprint
     run_stages(cfg, local_client, CPU, stages=("score",))
-    assert _staging(out) == []
+    assert _last_run(out) == score_run
+    assert not resumable.exists() and not half.exists()
     assert checksum(read_scores(out)) == undisturbed
+    # the dead run's folder is not listed by any commit: gc collects it
+    assert (dead_run / ".staging").is_dir()
+    kept = _committed_files(out)
+    collect(local, out, keep=1)
+    assert _staging(out) == [] and not dead_run.exists()
+    assert _committed_files(out) == kept
 
 
 def test_resumable_stage_with_another_fingerprint_starts_afresh(tmp_path):
@@ -121,7 +187,7 @@ def _kill_after_first_bucket(cmd: list[str], out: Path, log: Path) -> tuple[int,
     try:
         deadline = time.monotonic() + LIMIT_S
         while True:
-            stats = list((out / ".staging").glob("score-*/stats-*.json"))
+            stats = list(out.glob("runs/*/.staging/score-*/stats-*.json"))
             if stats:
                 os.killpg(proc.pid, signal.SIGKILL)
                 break
@@ -134,8 +200,8 @@ def _kill_after_first_bucket(cmd: list[str], out: Path, log: Path) -> tuple[int,
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)  # reaped: its pid is gone, so its lock is stale
-    stats = list((out / ".staging").glob("score-*/stats-*.json"))
-    parts = list((out / ".staging").glob("score-*/part-*.arrow"))
+    stats = list(out.glob("runs/*/.staging/score-*/stats-*.json"))
+    parts = list(out.glob("runs/*/.staging/score-*/part-*.arrow"))
     return len(stats), len(parts)
 
 
@@ -143,8 +209,8 @@ def _kill_after_first_bucket(cmd: list[str], out: Path, log: Path) -> tuple[int,
 def test_killed_score_run_resumes_from_finished_buckets(trained, tmp_path):
     cfg, undisturbed, _ = trained
     out = cfg.output_dir
-    published = sorted((out / "scores").rglob("*"))
-    mtimes = {p: p.stat().st_mtime_ns for p in published}
+    before = committed(out)
+    mtimes = _committed_files(out)
     cluster = tmp_path / "two.yaml"
     cluster.write_text("type: local\nn_workers: 2\n")
     cmd = [
@@ -159,15 +225,20 @@ def test_killed_score_run_resumes_from_finished_buckets(trained, tmp_path):
     ]
     finished, parts = _kill_after_first_bucket(cmd, out, tmp_path / "killed.log")
     assert finished >= 1 and parts >= finished
-    # nothing published changed: phase 2 never started or its staging was not moved
-    assert {p: p.stat().st_mtime_ns for p in sorted((out / "scores").rglob("*"))} == mtimes
+    # nothing committed: the latest commit is the same and its files are untouched
+    after = committed(out)
+    assert (after.parent, after.base) == (before.parent, before.base)
+    assert _committed_files(out) == mtimes
+    (killed_run,) = {p.parents[2] for p in out.glob("runs/*/.staging/score-*/stats-*.json")}
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=LIMIT_S)
     assert r.returncode == 0, r.stderr[-3000:]
-    m = json.loads((out / "metrics.json").read_text())
+    assert committed(out).parent == before.parent + 1
+    assert _last_run(out) == killed_run  # the re-run took up the killed run's folder
+    m = read_metrics(out)
     resumed = m["score_resume"]["resumed"]
     assert finished <= resumed <= BUCKETS and m["score_resume"]["buckets"] == BUCKETS
-    runs = sorted((out / "runs").glob("*.json"))
-    assert json.loads(runs[-1].read_text())["summary"]["score_resume"]["resumed"] == resumed
+    records = sorted((out / commits.META / "records").glob("*.json"))
+    assert json.loads(records[-1].read_text())["summary"]["score_resume"]["resumed"] == resumed
     assert checksum(read_scores(out)) == undisturbed
     assert _staging(out) == []
     print(f"killed with {finished} of {BUCKETS} buckets finished; re-run resumed {resumed}")

@@ -3,7 +3,7 @@ atomic publication."""
 
 from __future__ import annotations
 
-import json
+import hashlib
 
 import numpy as np
 import pandas as pd
@@ -18,6 +18,7 @@ from bigseg.io.commit import publish_dir, recover
 from bigseg.store import ingest, open_store
 from bigseg.store.buckets import auto_buckets, bucket_of, hash_ids
 from bigseg.store.validate import validate_inputs
+from bigseg.testing.outputs import committed, files
 
 
 def test_hash_is_stable_and_pinned():
@@ -89,7 +90,9 @@ def test_ingest_buckets_are_sorted_and_partition_customers(local_client, tmp_pat
     pd.testing.assert_frame_equal(back, want, check_dtype=False)
     assert store.manifest["tables"]["transactions"]["rows"] == len(df)
     # the store's encodings: delta for ids and times, no dictionary tried on numbers
-    f = next((tmp_path / "out" / "store" / "transactions").rglob("*.parquet"))
+    f = next(p for p in files(tmp_path / "out", "store") if p.parent.parent.name == "transactions")
+    k = int(f.parent.name[len("bucket=") :])
+    assert str(f) in {str(p) for p in store.parts["transactions"][k]}
     rg = pq.read_metadata(f).row_group(0)
     enc = {rg.column(i).path_in_schema: rg.column(i).encodings for i in range(rg.num_columns)}
     assert "DELTA_BINARY_PACKED" in enc["customer_id"] and "DELTA_BINARY_PACKED" in enc["timestamp"]
@@ -185,7 +188,7 @@ def test_bad_values_and_null_ids_are_named(local_client, tmp_path):
     cfg = _job(tmp_path, {"transactions": {"path": "a.csv"}}, validation={"max_bad_share": 0.05})
     store = ingest(cfg, local_client)
     assert store.manifest["tables"]["transactions"]["rows"] == 49
-    q = pd.read_parquet(tmp_path / "out" / "quarantine" / "transactions")
+    q = _committed_table(tmp_path / "out", "quarantine", "transactions").to_pandas()
     assert q[["amount", "_reason", "_row"]].values.tolist() == [
         ["twelve", "amount: not a number", 3]
     ]
@@ -209,17 +212,47 @@ def test_failed_ingest_leaves_previous_store_untouched(local_client, tmp_path):
     _tx().to_parquet(tmp_path / "tx" / "a.parquet")
     cfg = _job(tmp_path, {"transactions": {"path": "tx"}})
     store = ingest(cfg, local_client)
-    before = (tmp_path / "out" / "store" / "_manifest.json").read_text()
-    files_before = sorted(p.name for p in (tmp_path / "out" / "store").rglob("*.parquet"))
+    out = tmp_path / "out"
+    before = committed(out)
+    digests = _digests(out)
+    assert any(p.endswith("_manifest.json") for p in digests)
     (tmp_path / "tx" / "z-truncated.parquet").write_bytes(
         (tmp_path / "tx" / "a.parquet").read_bytes()[:200]
     )
     with pytest.raises(DataError, match="z-truncated.parquet"):
         ingest(cfg, local_client)
-    assert (tmp_path / "out" / "store" / "_manifest.json").read_text() == before
-    assert sorted(p.name for p in (tmp_path / "out" / "store").rglob("*.parquet")) == files_before
-    assert not list((tmp_path / "out" / ".staging").iterdir())
-    assert open_store(tmp_path / "out").manifest == store.manifest
+    # nothing committed: the latest commit is the same, its files unchanged and readable
+    after = committed(out)
+    assert (after.parent, after.base) == (before.parent, before.base)
+    assert _digests(out) == digests
+    assert not list(out.glob("runs/*/.staging/*")) and not list(out.glob(".staging/*"))
+    again = open_store(out)
+    assert again.manifest == store.manifest
+    for k in range(again.n_buckets):
+        assert again.read_bucket("transactions", k).num_rows > 0
+
+
+def _committed_table(out, name: str, under: str) -> pa.Table:
+    """Every Parquet file the latest commit lists for dataset ``name`` below ``under/``
+    (the files of one table), concatenated."""
+    members = committed(out).members(name)
+    parts = [
+        pq.read_table(p)
+        for m, p in sorted(members.items())
+        if m.startswith(under + "/") and m.endswith(".parquet")
+    ]
+    assert parts, (name, under, sorted(members))
+    return pa.concat_tables(parts, promote_options="default")
+
+
+def _digests(out) -> dict[str, str]:
+    """SHA-256 of every file the latest commit lists (store and quarantine)."""
+    o = committed(out)
+    return {
+        str(p): hashlib.sha256(p.read_bytes()).hexdigest()
+        for name in o.names()
+        for p in files(out, name)
+    }
 
 
 def test_output_inside_an_input_directory_is_refused(local_client, tmp_path):
@@ -255,5 +288,5 @@ def test_interrupted_swap_is_recovered(tmp_path):
 def test_manifest_records_inputs(local_client, tmp_path):
     _tx().to_parquet(tmp_path / "t.parquet")
     store = ingest(_job(tmp_path, {"transactions": {"path": "t.parquet"}}), local_client)
-    m = json.loads((tmp_path / "out" / "store" / "_manifest.json").read_text())
+    m = committed(tmp_path / "out").read_json("store", "_manifest.json")
     assert m["inputs"][0]["path"].endswith("t.parquet") and m == store.manifest

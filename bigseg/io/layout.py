@@ -50,8 +50,11 @@ STORE_MANIFEST = "_manifest.json"
 #: a model version's manifest, inside ``models/<version>/``
 MODEL_MANIFEST = "manifest.json"
 
-#: the directories bigseg owns under ``output:`` (published and replaced as wholes)
-MANAGED = (STORE, FEATURES, SEGMENTS, SCORES, MODELS, QUARANTINE, AUDIENCES, STAGING)
+#: the directories bigseg owns under ``output:``: what runs, gc and erase write and delete
+#: in (``runs/``, ``_bigseg/``, ``cache/``), and the folders of the layout before the
+#: commit log, which adoption deletes
+MANAGED = (RUNS, "_bigseg", FEATURE_CACHE[0], STORE, FEATURES, SEGMENTS, SCORES, MODELS,
+           QUARANTINE, AUDIENCES, STAGING)  # fmt: skip
 
 
 def scores_dirname(as_of) -> str:

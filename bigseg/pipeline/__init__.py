@@ -21,6 +21,7 @@ import logging
 from bigseg.backend import Backend
 from bigseg.config import RunConfig
 from bigseg.errors import ConfigError, ModelError
+from bigseg.io.commit import check_paths
 from bigseg.io.output import Output
 from bigseg.io.storage import local
 from bigseg.pipeline.preflight import check_workers_see
@@ -75,7 +76,7 @@ def run_stages(
     the drift and model-age rules recommend retraining (``metrics.json`` ``retrain``) does
     it go on to segment, train and score again with the new model. ``metrics.json``
     ``run_policy`` says what it did and why."""
-    check_output(cfg)
+    check_output(cfg, stages)
     with output_lease(cfg, "bigseg " + " ".join(stages)) as held:
         if model_version is not None:
             check_model_version(open_output(cfg), model_version, stages)
@@ -83,11 +84,15 @@ def run_stages(
         return _locked(cfg, client, backend, stages, model_version, held)
 
 
-def check_output(cfg: RunConfig) -> None:
-    """Refuse an ``output:`` that exists and is not a directory (:class:`ConfigError`)."""
+def check_output(cfg: RunConfig, stages=STAGES) -> None:
+    """Refuse an ``output:`` that exists and is not a directory (:class:`ConfigError`),
+    and, before ingest, one that lies inside an input or holds one (nothing is written,
+    not even the lease)."""
     if cfg.is_remote:
         return
     out = cfg.output_dir
+    if "ingest" in stages:
+        check_paths(out, cfg.local_input_paths())
     if local.exists(out) and not local.is_dir(out):
         raise ConfigError(
             f"output: {out} is an existing file, but bigseg writes a directory there (the "
@@ -163,7 +168,7 @@ def run_pipeline(
 
     cfg = config if isinstance(config, RunConfig) else load_run_config(config)
     backend = resolve(device)
-    check_output(cfg)
+    check_output(cfg, stages)
     # the lease first: a second run on this output is refused before a cluster starts
     with output_lease(cfg, "bigseg " + " ".join(stages)) as held:
         if model_version is not None:  # before a cluster starts or anything is written

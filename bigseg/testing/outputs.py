@@ -17,10 +17,20 @@ def committed(out) -> Output:
     return Output.open(Path(out))
 
 
+def _prefix(o: Output, name: str) -> Path:
+    """The one folder that holds every file of dataset ``name``; an AssertionError when
+    the dataset lists files of several runs (an incremental store, an erased dataset
+    carries the files it did not rewrite): read those through :func:`files`."""
+    e = o.need(name)
+    pre = e["prefix"]
+    outside = [f["path"] for f in e["files"] if not f["path"].startswith(pre + "/")]
+    assert not outside, f"{name}: files outside {pre}/: {outside[:3]}; use files()"
+    return Path(o.root) / pre
+
+
 def dataset_dir(out, name: str) -> Path:
-    """The folder that holds dataset ``name`` in the latest commit (its prefix)."""
-    o = committed(out)
-    return Path(o.root) / o.need(name)["prefix"]
+    """The folder that holds dataset ``name`` in the latest commit (see :func:`_prefix`)."""
+    return _prefix(committed(out), name)
 
 
 def files(out, name: str) -> list[Path]:
@@ -32,14 +42,14 @@ def scores_dir(out, as_of=None) -> Path:
     """The folder of the committed scores at ``as_of`` (default: the latest date)."""
     o = committed(out)
     day = str(as_of) if as_of is not None else o.scores_dates()[-1]
-    return Path(o.root) / o.need(scores_dataset(day))["prefix"]
+    return _prefix(o, scores_dataset(day))
 
 
 def model_dir(out, version: str | None = None) -> Path:
     """The folder of a committed model version (default: the latest)."""
     o = committed(out)
     v = version or o.latest_model()
-    return Path(o.root) / o.need(model_dataset(v))["prefix"]
+    return _prefix(o, model_dataset(v))
 
 
 def metrics_path(out) -> Path:
