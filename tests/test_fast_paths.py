@@ -85,11 +85,13 @@ def test_store_reads_named_columns_as_dictionaries(tmp_path):
     from bigseg.store.store import Store, bucket_dirname
 
     schema = {"customer_id": "int64", "channel": "string"}
-    store = Store(str(tmp_path), {"n_buckets": 1, "tables": {"transactions": {"schema": schema}}})
     d = tmp_path / "transactions" / bucket_dirname(0)
     d.mkdir(parents=True)
     t = pa.table({"customer_id": [1, 1, 2], "channel": ["web", "app", "web"]})
     pq.write_table(t, d / "part-0.parquet")
+    # a store reads the part files its commit lists, never a folder listing
+    manifest = {"n_buckets": 1, "tables": {"transactions": {"schema": schema}}}
+    store = Store(str(tmp_path), manifest, {"transactions": {0: [d / "part-0.parquet"]}})
     got = store.read_bucket("transactions", 0, dictionary=("channel", "nope"))
     assert pa.types.is_dictionary(got.schema.field("channel").type)
     assert got.column("channel").to_pylist() == ["web", "app", "web"]
