@@ -37,6 +37,11 @@ def test_the_whole_pipeline_on_s3_with_workers_that_share_no_disk(
 ):
     import s3fs
 
+    def _visible(paths: list[str]) -> list[str]:  # here: shipped by value to the workers
+        import os
+
+        return [p for p in paths if os.path.exists(p)]
+
     fs = s3fs.S3FileSystem(endpoint_url=s3.endpoint)
     fs.put(str(synth_data / "raw") + "/", f"{s3.name}/raw/", recursive=True)
     monkeypatch.delenv("AWS_ENDPOINT_URL")  # from the config only, on client and workers
@@ -53,6 +58,10 @@ def test_the_whole_pipeline_on_s3_with_workers_that_share_no_disk(
     )
     try:
         with Client(cluster.address, timeout=30, set_as_default=False) as c:
+            # on each worker: none of the client's data, output or temporary folders
+            mine = [str(synth_data), str(tmp_path), str(local_cfg.output_dir)]
+            seen = c.run(_visible, mine)
+            assert len(seen) == 2 and all(v == [] for v in seen.values()), seen
             metrics = run_stages(cfg, c, resolve("cpu"))
     finally:
         _stop(cluster.processes)
