@@ -86,7 +86,9 @@ def test_faults_on_an_s3_output(s3, small_run, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     n, second = latest(store, url)
     assert n == 2 and second["parent"] == 1
-    resume = json.loads(store.read_text(f"{url}/{second['datasets']['metrics']['files'][0]['path']}"))
+    resume = json.loads(
+        store.read_text(f"{url}/{second['datasets']['metrics']['files'][0]['path']}")
+    )
     assert resume["score_resume"]["resumed"] >= saved
     assert _scores(bigseg.read_scores(url, as_of=metrics["as_of"])) == committed
 
