@@ -37,16 +37,30 @@ import subprocess
 import sys
 import threading
 import time
+from fnmatch import fnmatch
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 
+def _scores(out: Path) -> dict[str, dict[str, Path]]:
+    """``{dataset: {member: file}}`` of every ``scores/as_of=<date>`` dataset of the
+    latest commit (the published scores; a run's unpublished files are not read)."""
+    from bigseg.io.output import Output, scores_dataset
+
+    o = Output.open(out)
+    return {
+        scores_dataset(day): {m: Path(p) for m, p in o.members(scores_dataset(day)).items()}
+        for day in o.scores_dates()
+    }
+
+
 def scores_checksum(out: Path) -> tuple[str, int]:
-    (d,) = sorted((out / "scores").glob("as_of=*"))
+    ((_, members),) = _scores(out).items()  # one as_of date
+    parts = [members[m] for m in sorted(members) if fnmatch(m, "part-*.parquet")]
     df = (
-        pd.concat([pd.read_parquet(f) for f in sorted(d.glob("part-*.parquet"))], ignore_index=True)
+        pd.concat([pd.read_parquet(f) for f in parts], ignore_index=True)
         .sort_values("customer_id")
         .reset_index(drop=True)
     )
@@ -55,11 +69,13 @@ def scores_checksum(out: Path) -> tuple[str, int]:
 
 
 def files_digest(out: Path) -> str:
+    """Names and bytes of the published scores' files (a name is ``scores/as_of=D/<member>``,
+    whichever run's folder holds it)."""
     h = hashlib.sha256()
-    for p in sorted((out / "scores").rglob("*")):
-        if p.is_file():
-            h.update(str(p.relative_to(out)).encode())
-            h.update(p.read_bytes())
+    for name, members in sorted(_scores(out).items()):
+        for m in sorted(members):
+            h.update(f"{name}/{m}".encode())
+            h.update(members[m].read_bytes())
     return h.hexdigest()
 
 
@@ -74,6 +90,7 @@ def main() -> None:
     from bigseg.benchmark.env import hardware, versions
     from bigseg.config import load_run_config
     from bigseg.engine import connect
+    from bigseg.io.output import Output
     from bigseg.pipeline import run_stages
 
     d = Path(args.dir)
@@ -162,7 +179,7 @@ def main() -> None:
         t0 = time.perf_counter()
         rerun = subprocess.run(cli, env=env, capture_output=True)
         took = time.perf_counter() - t0
-        metrics = json.loads((out / "metrics.json").read_text())
+        metrics = Output.open(out).read_json("metrics")
         jobs.append(
             {
                 "kill_at_s": at,

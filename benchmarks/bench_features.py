@@ -283,8 +283,10 @@ def ts_literal(cutoff_us: int) -> str:
     return str(np.datetime64(cutoff_us, "us")).replace("T", " ")
 
 
-def duckdb_query(glob: str, cutoff_us: int) -> str:
+def duckdb_query(glob: str | list[str], cutoff_us: int) -> str:
+    """The RFM query over a glob, or over a list of files."""
     buy = "FILTER (WHERE amount > 0)"
+    src = f"'{glob}'" if isinstance(glob, str) else "[" + ", ".join(f"'{f}'" for f in glob) + "]"
     return f"""
         SELECT customer_id,
           ({cutoff_us} - epoch_us(max(timestamp) {buy})) / {DAY_US}.0 AS recency_days,
@@ -293,13 +295,13 @@ def duckdb_query(glob: str, cutoff_us: int) -> str:
           avg(amount) {buy} AS monetary_mean,
           max(amount) {buy} AS monetary_max,
           ({cutoff_us} - epoch_us(min(timestamp) {buy})) / {DAY_US}.0 AS tenure_days
-        FROM read_parquet('{glob}')
+        FROM read_parquet({src})
         WHERE timestamp <= TIMESTAMP '{ts_literal(cutoff_us)}'
         GROUP BY customer_id
         HAVING count(*) {buy} > 0"""
 
 
-def run_duckdb(con, glob: str, cutoff_us: int) -> pa.Table:
+def run_duckdb(con, glob: str | list[str], cutoff_us: int) -> pa.Table:
     r = con.sql(duckdb_query(glob, cutoff_us)).arrow()
     return r.read_all() if isinstance(r, pa.RecordBatchReader) else r
 
@@ -464,7 +466,8 @@ def main(argv=None) -> dict:
             info["store_rows"] = store.manifest["tables"]["transactions"]["rows"]
             info["n_buckets"] = store.n_buckets
             assert info["store_rows"] == args.transactions, info
-            store_glob = str(Path(store.root) / "transactions" / "*" / "*.parquet")
+            # the store's files as its commit lists them (every bucket of the one ingest)
+            store_files = sorted(str(f) for fs in store.parts["transactions"].values() for f in fs)
             for name, fn in (("bigseg", bucket_rfm), ("bigseg_full", bucket_full)):
                 if name not in tools:
                     continue
@@ -492,7 +495,7 @@ def main(argv=None) -> dict:
         con.execute("SET threads = 2")
         for name, fn, a in (
             ("duckdb", run_duckdb, (con, glob, cutoff_us)),
-            ("duckdb_store", run_duckdb, (con, store_glob, cutoff_us)),
+            ("duckdb_store", run_duckdb, (con, store_files, cutoff_us)),
             ("polars", run_polars, (glob, cutoff_us)),
             ("pandas", run_pandas, (raw, cutoff_us)),
         ):

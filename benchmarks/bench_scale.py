@@ -52,6 +52,7 @@ def main(argv=None) -> dict:
 
     from bigseg.engine import connect
     from bigseg.features import to_us
+    from bigseg.io.output import Output
 
     data = Path(args.data)
     stages: dict[str, dict] = {}
@@ -95,7 +96,9 @@ def main(argv=None) -> dict:
                 info["n_buckets"] = store.n_buckets
                 info["store_rows"] = store.manifest["tables"]["transactions"]["rows"]
                 info["store_bytes"] = sum(
-                    f.stat().st_size for f in Path(store.root).rglob("*.parquet")
+                    f.stat().st_size
+                    for f in Output.open(out).files("store")
+                    if f.name.endswith(".parquet")
                 )
                 assert info["store_rows"] == args.transactions, info
                 futs, n = stage("features_rfm", bf.run_store_features, client, store, cutoff_us)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import glob
 import json
 import tempfile
 import time
@@ -39,6 +38,7 @@ def main() -> None:
     from bigseg.backend import resolve
     from bigseg.config import load_run_config
     from bigseg.engine import connect
+    from bigseg.io.output import Output
     from bigseg.machine import hardware_info, library_versions
     from bigseg.pipeline import SEGMENT_FEATURES, run_stages
     from bigseg.synth import PERSONAS, generate
@@ -69,7 +69,11 @@ def main() -> None:
             t0 = time.perf_counter()
             m = run_stages(cfg, c, resolve("cpu"), stages=("ingest", "segment"))
             wall = time.perf_counter() - t0
-            seg = pd.concat(pd.read_parquet(f) for f in glob.glob(f"{out}/segments/*.parquet"))
+            seg = pd.concat(
+                pd.read_parquet(f)
+                for name, f in Output.open(out).members("segments").items()
+                if "/" not in name and name.endswith(".parquet")
+            )
             seg = seg.merge(truth, on="customer_id")
             ari = float(adjusted_rand_score(seg["persona"], seg["segment"]))
             s = m["segmentation"]
