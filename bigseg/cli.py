@@ -1,8 +1,8 @@
 """Command line: parse, load configs, open the engine, call the pipeline. No business logic.
 
 Exit codes: 0 success; 1 unexpected error; 2 bad config; 3 bad input data; 4 GPU asked for
-but unusable; 5 cluster unreachable or backend missing; 6 publish refused (unsafe path,
-lock); 7 model missing or tampered with; 8 out of space; 130 interrupted.
+but unusable; 5 cluster unreachable or unfit, or backend missing; 6 publish refused (unsafe
+path, lock); 7 model missing or tampered with; 8 out of space; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -251,10 +251,25 @@ def _benchmark(args) -> int:
 
 def _cluster_check(args) -> int:
     from bigseg.engine import cluster_check, format_cluster_info
+    from bigseg.errors import ClusterError
 
-    info = cluster_check(args.cluster_file, min_workers=args.min_workers)
+    checks = {}
+    if args.config:  # read before connecting: a bad config is exit 2 at once
+        from bigseg.config import load_run_config
+        from bigseg.pipeline.preflight import storage_problems
+
+        cfg = load_run_config(args.config)
+        checks["storage"] = lambda client: storage_problems(cfg, client)
+    info = cluster_check(args.cluster_file, min_workers=args.min_workers, checks=checks)
     print(format_cluster_info(info))
-    return 0
+    if info["problems"]:
+        n, job = len(info["problems"]), args.config or "a bigseg job"
+        print(
+            f"bigseg cluster-check: error: {n} problem(s) above, each with its fix: this "
+            f"cluster cannot run {job}",
+            file=sys.stderr,
+        )
+    return ClusterError.exit_code if info["problems"] else 0
 
 
 STAGE_COMMANDS = {

@@ -169,9 +169,20 @@ def _add_benchmark(sub) -> None:
 
 def _add_cluster_check(sub) -> None:
     p = sub.add_parser(
-        "cluster-check", help="connect to a cluster; print workers, threads, memory, GPUs"
+        "cluster-check",
+        help="connect to a cluster; print workers, threads, memory, GPUs; check versions "
+        "and, with --config, that every worker reads the inputs and writes under output:",
+        description="Exit 0 when the cluster can run a job, 5 when it cannot: one 'problem' "
+        "line each, with its fix.",
     )
     p.add_argument("cluster_file", metavar="CLUSTER.yaml")
+    p.add_argument(
+        "--config",
+        metavar="CONFIG",
+        default=None,
+        help="a run config: also check that every worker can read each input and write "
+        "and delete under output:",
+    )
     p.add_argument("--min-workers", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
     p.add_argument("-v", "--verbose", action="store_true")

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -103,25 +104,33 @@ ISOLATED_WORKER = (
 )
 
 
-def _worker_command(cluster: ExternalCluster, hide: Path | None) -> list[str]:
-    args = "worker --host 127.0.0.1 --nworkers 1 --nthreads 1 --no-dashboard --memory-limit 2GiB"
+def _worker_command(
+    cluster: ExternalCluster, hide: Path | None, extra: Sequence[str] = ()
+) -> list[str]:
+    base = "worker --host 127.0.0.1 --nworkers 1 --nthreads 1 --no-dashboard --memory-limit 2GiB"
+    args = [*base.split(), *extra]
     if hide is None:
-        return [str(DASK_CLI), *args.split(), "--scheduler-file", str(cluster.scheduler_file)]
+        return [str(DASK_CLI), *args, "--scheduler-file", str(cluster.scheduler_file)]
     # the scheduler file is in the hidden directory: give the address
     return [
         "unshare", "--mount", "--propagation", "private", "--", "sh", "-c", ISOLATED_WORKER, "sh",
-        str(hide), str(DASK_CLI), *args.split(), "--local-directory", str(hide / "worker"),
+        str(hide), str(DASK_CLI), *args, "--local-directory", str(hide / "worker"),
         cluster.address,
     ]  # fmt: skip
 
 
 def start_external_cluster(
-    root: Path, n_workers: int = 2, hide: Path | None = None
+    root: Path,
+    n_workers: int = 2,
+    hide: Path | None = None,
+    extra_workers: Sequence[Sequence[str]] = (),
 ) -> ExternalCluster:
     """Start ``dask scheduler`` and ``n_workers`` single-threaded ``dask worker`` processes
     on 127.0.0.1, wait until all workers are connected, and write a scheduler config.
     ``hide``: each worker in its own mount namespace that hides this directory
-    (:data:`ISOLATED_WORKER`), as on a cluster whose workers share no disk with the client."""
+    (:data:`ISOLATED_WORKER`), as on a cluster whose workers share no disk with the client.
+    ``extra_workers``: one more worker for each entry, with these extra ``dask worker``
+    arguments (e.g. ``["--preload", "patch.py"]``); logged to ``extra-worker-<i>.log``."""
     from distributed import Client
 
     if not DASK_CLI.exists():
@@ -133,7 +142,7 @@ def start_external_cluster(
         config_path=root / "scheduler.yaml",
         scheduler_file=sched_file,
         log_dir=root,
-        n_workers=n_workers,
+        n_workers=n_workers + len(extra_workers),
     )
     deadline = time.monotonic() + START_TIMEOUT_S
     try:
@@ -151,6 +160,11 @@ def start_external_cluster(
             cluster.processes.append(
                 _spawn(_worker_command(cluster, hide), root / f"worker-{i}.log")
             )
+        for i, extra in enumerate(extra_workers):
+            cluster.processes.append(
+                _spawn(_worker_command(cluster, hide, extra), root / f"extra-worker-{i}.log")
+            )
+        n_workers = cluster.n_workers
         with Client(cluster.address, timeout=30, set_as_default=False) as probe:
             _wait_for(
                 cluster,

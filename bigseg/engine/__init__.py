@@ -11,7 +11,7 @@ import logging
 import operator
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ import distributed
 from distributed import Client
 
 from bigseg.engine._clusters import open_cluster
+from bigseg.engine.checks import Problem, gather_versions, version_problems
 from bigseg.engine.config import (
     CLUSTER_TYPES,
     ClusterConfig,
@@ -43,6 +44,7 @@ __all__ = [
     "KubernetesClusterConfig",
     "LocalClusterConfig",
     "LocalGPUClusterConfig",
+    "Problem",
     "SchedulerClusterConfig",
     "SlurmClusterConfig",
     "SSHClusterConfig",
@@ -166,12 +168,18 @@ def connect(
 
 
 def cluster_check(
-    path: str | os.PathLike, *, min_workers: int = 0, timeout: float = 120.0
+    path: str | os.PathLike,
+    *,
+    min_workers: int = 0,
+    timeout: float = 120.0,
+    checks: Mapping[str, Callable[[Client], list[Problem]]] | None = None,
 ) -> dict[str, Any]:
-    """Connect with a cluster config file, run one tiny task, and describe the cluster.
+    """Connect with a cluster config file, run one tiny task, describe the cluster and
+    check what would break a job on it.
 
     Used by ``bigseg cluster-check FILE``; print the result with
-    :func:`format_cluster_info`.
+    :func:`format_cluster_info`. The packages of :data:`bigseg.engine.checks.PACKAGES`
+    must have the client's versions on the scheduler and on every worker.
 
     Parameters
     ----------
@@ -182,12 +190,18 @@ def cluster_check(
         e.g. for SLURM jobs still in the queue.
     timeout : float, default 120
         Seconds to wait for ``min_workers`` and for the test task.
+    checks : mapping of name -> callable, optional
+        More checks, each ``client -> list of Problem``, run after the version check
+        (``bigseg cluster-check --config`` adds ``"storage"``:
+        :func:`bigseg.pipeline.preflight.storage_problems`).
 
     Returns
     -------
     dict
-        :func:`cluster_info` plus ``config`` (the file), ``type`` and, when there are
-        workers, ``roundtrip_s`` (seconds the test task took).
+        :func:`cluster_info` plus ``config`` (the file), ``type``, ``versions`` (the
+        client's), ``checks`` (``{name: [Problem, ...]}``, ``"versions"`` first),
+        ``problems`` (all of them: the cluster cannot run a job while any is left) and,
+        when there are workers, ``roundtrip_s`` (seconds the test task took).
 
     Examples
     --------
@@ -211,4 +225,15 @@ def cluster_check(
             except Exception as e:  # noqa: BLE001
                 raise ClusterError(f"{path}: test task failed: {type(e).__name__}: {e}") from e
             info["roundtrip_s"] = time.perf_counter() - t0
-    return {"config": str(path), "type": cfg.type, **info}
+        versions = gather_versions(client)
+        found = {"versions": version_problems(versions, info["scheduler_address"])}
+        for name, check in (checks or {}).items():
+            found[name] = list(check(client))
+    return {
+        "config": str(path),
+        "type": cfg.type,
+        **info,
+        "versions": versions["client"],
+        "checks": found,
+        "problems": [p for ps in found.values() for p in ps],
+    }

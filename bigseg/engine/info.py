@@ -98,7 +98,9 @@ def cluster_info(client: Client) -> dict[str, Any]:
 
 
 def format_cluster_info(info: dict[str, Any]) -> str:
-    """Render :func:`cluster_info` output as readable multi-line text.
+    """Render :func:`cluster_info` output as readable multi-line text (with
+    :func:`bigseg.engine.cluster_check`'s too: the client's versions, each check's verdict
+    and one ``problem`` line per problem, with its fix).
 
     Examples
     --------
@@ -122,4 +124,16 @@ def format_cluster_info(info: dict[str, Any]) -> str:
         )
     if "roundtrip_s" in info:
         lines.append(f"test task  ok in {info['roundtrip_s'] * 1000:.1f} ms")
+    if info.get("versions"):
+        lines.append("versions   " + "  ".join(f"{k} {v}" for k, v in info["versions"].items()))
+    if "checks" in info:
+        lines.append(
+            "checks     " + "   ".join(_verdict(n, ps) for n, ps in info["checks"].items())
+        )
+    lines += [f"problem    {p}" for p in info.get("problems", ())]
     return "\n".join(lines)
+
+
+def _verdict(name: str, problems: list) -> str:
+    n = len(problems)
+    return f"{name}: " + ("ok" if not n else f"{n} problem" + "s" * (n > 1))
