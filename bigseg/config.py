@@ -23,6 +23,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from bigseg.errors import ConfigError
+from bigseg.io.delta import check_table_options
 from bigseg.io.objectstore import OPTION_KEYS
 from bigseg.io.storage import Storage, as_path, local_path, storage_for, url_scheme
 from bigseg.io.storage import is_remote as _remote
@@ -43,12 +44,19 @@ class CsvOptions(_Strict):
     header: bool = True
 
 
+class DeltaOptions(_Strict):
+    #: the version to read (time travel; strict: ``"3"`` or ``true`` is refused); default latest
+    version: int | None = Field(None, ge=0, strict=True)
+
+
 class TableConfig(_Strict):
     path: str
-    format: Literal["parquet", "csv"] | None = None
+    #: ``delta``: a Delta Lake table (:mod:`bigseg.io.delta`), never inferred from the path
+    format: Literal["parquet", "csv", "delta"] | None = None
     #: canonical name -> source column name
     columns: dict[str, str] = Field(default_factory=dict)
     csv: CsvOptions = CsvOptions()
+    delta: DeltaOptions | None = None
 
     def resolved_format(self) -> str:
         if self.format:
@@ -369,8 +377,9 @@ def parse_run_config(doc: dict, source: str = "<config>", base_dir: str | Path =
         for table, tc in cfg.data.tables().items():
             _check_url(f"data.{table}.path", tc.path)
         cfg.storage()  # an unsupported scheme or a missing extra, named now
-        for tc in cfg.data.tables().values():
+        for table, tc in cfg.data.tables().items():
             cfg.storage(tc.path)
+            check_table_options(f"data.{table}", tc.format, tc.delta)
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}") from None
     return cfg

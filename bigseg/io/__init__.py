@@ -11,6 +11,8 @@
   policy;
 * :mod:`bigseg.io.resume`: resumable staging of a bucket-by-bucket stage;
 * :mod:`bigseg.io.tables`: Parquet and Arrow IPC reads and writes;
+* :mod:`bigseg.io.delta`: Delta Lake inputs (``format: delta``): a snapshot's data files,
+  read through the optional deltalake package, refused where they would mislead;
 * :mod:`bigseg.io.commits` (with :mod:`bigseg.io.manifest`): the commit log, publication
   by one create-only write of ``_bigseg/commits/<n>.json`` on any storage (``DESIGN.md``
   section 7), and its readers;

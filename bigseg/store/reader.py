@@ -24,11 +24,11 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from bigseg.config import TableConfig
-from bigseg.errors import BigsegError, DataError, StorageError
-from bigseg.io import tables
+from bigseg.errors import BigsegError, ConfigError, DataError, StorageError
+from bigseg.io import delta, tables
 from bigseg.io.storage import FileInfo, is_remote, local_path, storage_for
 from bigseg.schema import ID, SCHEMAS
-from bigseg.store import rules
+from bigseg.store import coerce, rules
 
 BATCH_ROWS = 256 * 1024
 
@@ -61,10 +61,11 @@ def list_inputs(
 ) -> list[InputFile]:
     """All files of one configured table, in a stable (sorted) order."""
     fmt = tc.resolved_format()
+    if fmt == "delta":
+        return _list_delta_inputs(table, tc, base, storage_options)
     if is_remote(tc.path):
         return _list_url_inputs(table, tc.path, fmt, storage_options)
-    raw = Path(local_path(tc.path)).expanduser()
-    path = raw if raw.is_absolute() else base / raw
+    path = _local(tc.path, base)
     spec = str(path)
     if any(ch in spec for ch in "*?["):
         paths = sorted(p for p in glob.glob(spec, recursive=True) if os.path.isfile(p))
@@ -72,6 +73,8 @@ def list_inputs(
     elif path.is_file():
         paths, parts = [str(path)], [{}]
     elif path.is_dir():
+        if (path / "_delta_log").is_dir():
+            raise _delta_as_files(table, path)
         if not tc.format:
             _refuse_mixed_formats(table, path)
         suffixes = (
@@ -96,6 +99,36 @@ def list_inputs(
         st = os.stat(p)
         out.append(InputFile(table, p, fmt, st.st_size, st.st_mtime, dict(part or {})))
     return out
+
+
+def _local(p: str, base: Path) -> Path:
+    raw = Path(local_path(p)).expanduser()
+    return raw if raw.is_absolute() else base / raw
+
+
+def _list_delta_inputs(table, tc, base, storage_options) -> list[InputFile]:
+    """A Delta table's snapshot (:mod:`bigseg.io.delta`): one input per data file, read
+    as Parquet, with the partition values from the log."""
+    where = f"data.{table}"
+    loc = tc.path if is_remote(tc.path) else str(_local(tc.path, base))
+    version, files = delta.snapshot(loc, tc.delta and tc.delta.version, storage_options, where)
+    if not files:
+        raise DataError(f"{where}.path: {loc} (Delta version {version}) holds no data files")
+    opts = dict(storage_options) if storage_options and is_remote(loc) else None
+    return [
+        InputFile(table, f.uri, "parquet", f.size, f.mtime, dict(f.partition), None, opts)
+        for f in files
+    ]
+
+
+def _delta_as_files(table: str, path) -> ConfigError:
+    """A Delta table given as a Parquet directory: its folder also holds the files that
+    deletes and overwrites removed from the table, which a listing would read back."""
+    return ConfigError(
+        f"data.{table}.path: {path} is a Delta table (it has _delta_log/): set "
+        f"data.{table}.format: delta (pip install 'bigseg[delta]'); read as Parquet files "
+        "it would bring back rows the table deleted or overwrote"
+    )
 
 
 _FORMAT_SUFFIXES = {
@@ -188,58 +221,6 @@ def _open_source_batches(f, src, header_src, tc, wanted):
         raise DataError(f"{f.path}: cannot parse as CSV ({e})") from None
 
 
-def _to_timestamp(arr: pa.Array, fmt: str | None) -> pa.Array:
-    if pa.types.is_timestamp(arr.type):
-        if arr.type.tz is not None:
-            arr = pc.cast(arr, pa.timestamp(arr.type.unit, tz="UTC"))
-            arr = arr.cast(pa.timestamp(arr.type.unit))
-        # nanosecond inputs (pandas' default) are truncated to microseconds: no loss that
-        # matters for customer behaviour, and no error on data that carry them
-        return arr.cast(pa.timestamp("us"), safe=False)
-    if pa.types.is_date(arr.type):
-        return arr.cast(pa.timestamp("us"))
-    if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
-        if fmt:
-            return pc.strptime(arr, format=fmt, unit="us", error_is_null=False)
-        try:
-            return arr.cast(pa.timestamp("us"))
-        except pa.ArrowInvalid:
-            pass
-        try:
-            return arr.cast(pa.timestamp("us", tz="UTC")).cast(pa.timestamp("us"))
-        except pa.ArrowInvalid:
-            return _mixed_offsets(arr)
-    return arr.cast(pa.timestamp("us"))
-
-
-def _mixed_offsets(arr: pa.Array) -> pa.Array:
-    """ISO 8601 text where some values carry a UTC offset (``Z``, ``+02:00``) and some do
-    not: the former converted to UTC, the latter taken as UTC (raises ArrowInvalid when
-    a value is neither)."""
-    arr = pc.utf8_trim_whitespace(arr)
-    has_tz = pc.match_substring_regex(arr, r"(Z|[+-]\d\d:?\d\d)$")
-    none = pa.scalar(None, arr.type)
-    aware = pc.if_else(has_tz, arr, none).cast(pa.timestamp("us", tz="UTC"))
-    naive = pc.if_else(has_tz, none, arr).cast(pa.timestamp("us"))
-    return pc.coalesce(naive, aware.cast(pa.timestamp("us")))
-
-
-def _coerce_id(arr: pa.Array, where: str) -> pa.Array:
-    t = arr.type
-    if pa.types.is_integer(t):
-        return arr.cast(pa.int64())
-    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_dictionary(t):
-        return arr.cast(pa.string())
-    if pa.types.is_floating(t):
-        as_int = pc.cast(arr, pa.int64(), safe=False)
-        if pc.all(pc.equal(pc.cast(as_int, t), arr)).as_py() is not False:
-            return as_int
-        raise DataError(
-            f"{where}: customer ids must be integers or strings; found non-integral floats"
-        )
-    raise DataError(f"{where}: customer ids must be integers or strings, got type {t}")
-
-
 @dataclass
 class Coerced:
     """One batch after mapping and coercion: the good rows, and the bad rows (raw values
@@ -302,10 +283,10 @@ def coerce_batch(
         where = f"{f.path}: column '{s}'" + (f" (canonical '{canon}')" if s != canon else "")
         try:
             if target == ID:
-                arr = _coerce_id(arr, where)
+                arr = coerce.coerce_id(arr, where)
             elif target == pa.timestamp("us"):
                 fmt = tc.csv.timestamp_format if f.format == "csv" else None
-                arr = _timestamps(arr, fmt, canon, r)
+                arr = coerce.timestamps(arr, fmt, canon, r)
             elif pa.types.is_string(arr.type) and not pa.types.is_string(target):
                 arr = rules.parse_strings(arr, target, canon, r)
             else:
@@ -313,7 +294,7 @@ def coerce_batch(
         except pa.ArrowException as e:
             raise DataError(f"{where}: cannot convert to {target}: {e}") from None
         if canon in schema.required:
-            r.mark(_isnull(arr), f"{canon}: null")
+            r.mark(coerce.isnull(arr), f"{canon}: null")
         cols[canon] = arr
     rules.check_values(
         table, cols, r, max_amount=v.max_amount, categories=v.categories.get(table, {})
@@ -329,26 +310,6 @@ def coerce_batch(
     q["_file"] = pa.array([f.path] * len(idx), pa.string())
     q["_row"] = pa.array(np.flatnonzero(bad_mask) + row0, pa.int64())
     return Coerced(good.filter(keep), pa.table(q), np.flatnonzero(~bad_mask) + row0)
-
-
-def _isnull(arr) -> np.ndarray:
-    return np.asarray(pc.is_null(arr).to_numpy(zero_copy_only=False), dtype=bool)
-
-
-def _timestamps(arr: pa.Array, fmt: str | None, canon: str, r: rules.Reasons) -> pa.Array:
-    """Like :func:`_to_timestamp`, but unreadable strings are marked and become null."""
-    try:
-        return _to_timestamp(arr, fmt)
-    except pa.ArrowException:
-        if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
-            raise
-    out = None
-    for f in [fmt] if fmt else ["%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d"]:
-        got = pc.strptime(pc.utf8_trim_whitespace(arr), format=f, unit="us", error_is_null=True)
-        out = got if out is None else pc.coalesce(out, got)
-    unreadable = _isnull(out) & ~_isnull(arr)
-    r.mark(unreadable, f"{canon}: not a timestamp" + (f" in format {fmt}" if fmt else ""))
-    return out
 
 
 def read_file(f: InputFile, tc: TableConfig, validation=None) -> Iterator[Coerced]:
@@ -387,6 +348,12 @@ def _list_url_inputs(
         ) from None
     if missing:
         raise DataError(f"data.{table}.path: {url} does not exist")
+    if (
+        root
+        and fmt == "parquet"
+        and any(i.path[len(root) :].startswith("_delta_log/") for i in found)
+    ):
+        raise _delta_as_files(table, url)
     files: list[tuple[FileInfo, dict]] = []
     for i in found:
         if root is None:
