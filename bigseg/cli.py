@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from bigseg.cli_args import build_parser
-from bigseg.errors import BigsegError, ConfigError
+from bigseg.errors import BigsegError
 
 
 def _out(args, *lines) -> None:
@@ -300,17 +300,10 @@ def _stage(args) -> int:
         _out(args, f"report: {path}")
         return 0
     if args.command == "score" and args.as_of:
-        import datetime as dt
-
         from bigseg.config import load_run_config
+        from bigseg.exporter import parse_as_of
 
-        try:
-            as_of = dt.date.fromisoformat(args.as_of)
-        except ValueError as e:
-            raise ConfigError(
-                f"--as-of {args.as_of}: not a date ({e}); write it as YYYY-MM-DD, "
-                f"e.g. --as-of 2026-06-30"
-            ) from None
+        as_of = parse_as_of(args.as_of)
         cfg = load_run_config(args.config)
         args.config = cfg.model_copy(update={"as_of": as_of})
     metrics = _run_stages(args, stages)
@@ -329,6 +322,12 @@ def _gc(args) -> int:
     report = gc(cfg.storage(), _output_root(cfg), args.keep, dry_run=args.dry_run)
     _out(args, f"gc {cfg.output_url}: {report.summary()}")
     return 0
+
+
+def _export(args) -> int:
+    from bigseg.exporter import command
+
+    return command(args, lambda line: _out(args, line))
 
 
 def _output_root(cfg):
@@ -361,6 +360,7 @@ def main(argv: list[str] | None = None) -> int:
         "validate": _validate,
         "erase": _erase,
         "gc": _gc,
+        "export": _export,
         "cluster-check": _cluster_check,
         "benchmark": _benchmark,
     }

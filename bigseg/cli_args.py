@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_commands(sub)
     _add_stage_commands(sub)
     _add_erase(sub)
+    _add_export(sub)
     _add_gc(sub)
     _add_benchmark(sub)
     _add_cluster_check(sub)
@@ -88,6 +89,28 @@ def _add_erase(sub) -> None:
         "--ids", required=True, metavar="FILE", help="text file, one raw customer id per line"
     )
     _common(p)
+
+
+def _add_export(sub) -> None:
+    p = sub.add_parser(
+        "export",
+        help="the committed scores as one plain Parquet dataset, <to>/as_of=DATE/part-*.parquet",
+    )
+    p.add_argument("config", help="run config (YAML)")
+    p.add_argument(
+        "--to",
+        required=True,
+        metavar="PATH_OR_URL",
+        help="destination folder or URL (s3://bucket/prefix), outside output:",
+    )
+    p.add_argument(
+        "--as-of",
+        default=None,
+        metavar="DATE",
+        help="export only this scoring date (YYYY-MM-DD); default: every committed date",
+    )
+    p.add_argument("--quiet", action="store_true", help="no summary")
+    p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
 
 
 def _add_gc(sub) -> None:

@@ -30,6 +30,7 @@ def test_help_lists_the_commands():
         "score",
         "run",
         "report",
+        "export",
         "cluster-check",
     ):
         assert cmd in out
