@@ -64,6 +64,11 @@ def main(argv: list[str]) -> int:
                 problems.append(f"{role}: {why}")
             if container["image"] != cfg.image:
                 problems.append(f"{role}: image {container['image']}, config {cfg.image}")
+            missing = (cfg.env.keys() | cfg.secret_env.keys()) - {
+                e["name"] for e in container["env"]
+            }
+            if missing:
+                problems.append(f"{role}: environment lacks {sorted(missing)}")
         if pod.get("serviceAccountName") != cfg.service_account:
             problems.append(f"{role}: service account {pod.get('serviceAccountName')!r}")
     for p in problems:

@@ -277,8 +277,13 @@ def kubernetes_cluster_spec(
     scripts that distributed no longer installs (only ``dask scheduler`` and ``dask
     worker``), so the pods of an image holding just bigseg's locked environment would not
     start: both become the ``dask`` subcommands. ``service_account`` and ``labels`` go on
-    both pods, which read and write object storage with the identity bound to them.
+    both pods, which read and write object storage with the identity bound to them, and
+    ``secret_env`` becomes variables taken from Secrets (the pseudonym key).
     """
+    from_secrets = [
+        {"name": var, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}}
+        for var, ref in cfg.secret_env.items()
+    ]
     spec = make_cluster_spec(
         name=cfg.name,
         image=cfg.image,
@@ -292,6 +297,7 @@ def kubernetes_cluster_spec(
         container = part["spec"]["containers"][0]
         if container["args"][0] == "dask-scheduler":
             container["args"] = ["dask", "scheduler", *container["args"][1:]]
+        container["env"] = [*(container.get("env") or []), *from_secrets]
         if cfg.service_account:
             part["spec"]["serviceAccountName"] = cfg.service_account
         if cfg.labels:
