@@ -5,10 +5,14 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 LOCK   := requirements.lock
+# The image's environment (Dockerfile, deploy/install.sh): the runtime with the object-storage
+# extras and the Kubernetes one (the client in a pod starts the DaskCluster), no dev tools.
+IMAGE_LOCK   := requirements-image.lock
+IMAGE_EXTRAS := --extra s3 --extra gcs --extra azure --extra kubernetes
 # The one platform the lock is made for: the Python and OS that CI runs.
 LOCK_TARGET := --python-version 3.11 --python-platform x86_64-manylinux_2_28
 
-.PHONY: demo test test-slow test-latest lint layers lock lock-check bench clean
+.PHONY: demo test test-slow test-latest lint layers lock lock-image lock-check bench clean
 
 # uv comes from the lock too, so the bootstrap pip install names the locked version; `uv pip sync`
 # then makes .venv equal to the lock (removing anything else), and bigseg goes in editable, built
@@ -46,15 +50,23 @@ test-latest:
 lint: $(STAMP)
 	$(BIN)/ruff check bigseg tests benchmarks tools
 	$(BIN)/ruff format --check bigseg tests benchmarks tools
+	$(BIN)/hadolint Dockerfile
 	$(MAKE) --no-print-directory layers
 
 # The declared layers and no import cycles: the contracts in pyproject.toml [tool.importlinter].
 layers: $(STAMP)
 	$(BIN)/lint-imports --no-cache
 
-# Refresh the lock to the newest versions pyproject.toml allows; commit the result.
+# Refresh the lock to the newest versions pyproject.toml allows, then the image's; commit both.
 lock: $(STAMP)
 	$(BIN)/uv pip compile -q --upgrade --extra dev $(LOCK_TARGET) pyproject.toml -o $(LOCK)
+	$(MAKE) --no-print-directory lock-image
+
+# The image's lock, constrained by requirements.lock: a package both hold has the version CI
+# tested (tests/test_deploy.py checks it); only the packages the dev lock lacks move on.
+lock-image: $(STAMP)
+	$(BIN)/uv pip compile -q --upgrade $(IMAGE_EXTRAS) --constraint $(LOCK) $(LOCK_TARGET) \
+		pyproject.toml -o $(IMAGE_LOCK)
 
 # .venv holds exactly the lock: what CI tested is what is installed.
 lock-check: $(STAMP)

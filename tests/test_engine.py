@@ -89,6 +89,15 @@ def test_unknown_nested_key_names_key_path(tmp_path):
         ("type: slurm\ncores: 4\n", "memory"),
         ("type: ssh\nhosts: [only-one]\n", "hosts"),
         ("type: kubernetes\nname: Bad_Name\n", "name"),
+        ("type: kubernetes\nservice_account: Bad_Account\n", "service_account"),
+        ("type: kubernetes\nlabels: {'bad key!': x}\n", "labels"),
+        ("type: kubernetes\nlabels: {app: 'not a value!'}\n", "labels"),
+        (
+            "type: kubernetes\nsecret_env: {KEY: {name: Bad_Secret, key: k}}\n",
+            "secret_env.KEY.name",
+        ),
+        ("type: kubernetes\nenv: {K: '1'}\nsecret_env: {K: {name: s, key: k}}\n", "secret_env"),
+        ("type: kubernetes\nenv: {'1-BAD': x}\n", "env"),
     ],
 )
 def test_bad_value_names_file_and_key(tmp_path, text, key):

@@ -267,16 +267,51 @@ def _open_slurm(cfg: SlurmClusterConfig) -> Iterator[Client]:
     return _own_cluster(make, "a SLURM cluster")
 
 
+def kubernetes_cluster_spec(
+    cfg: KubernetesClusterConfig, make_cluster_spec: Callable[..., dict]
+) -> dict[str, Any]:
+    """The DaskCluster resource for ``cfg``: the operator's own spec
+    (``dask_kubernetes.operator.make_cluster_spec``) with three changes.
+
+    The operator starts the pods with ``dask-scheduler`` and ``dask-worker``, console
+    scripts that distributed no longer installs (only ``dask scheduler`` and ``dask
+    worker``), so the pods of an image holding just bigseg's locked environment would not
+    start: both become the ``dask`` subcommands. ``service_account`` and ``labels`` go on
+    both pods, which read and write object storage with the identity bound to them, and
+    ``secret_env`` becomes variables taken from Secrets (the pseudonym key).
+    """
+    from_secrets = [
+        {"name": var, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}}
+        for var, ref in cfg.secret_env.items()
+    ]
+    spec = make_cluster_spec(
+        name=cfg.name,
+        image=cfg.image,
+        n_workers=cfg.n_workers,
+        resources=dict(cfg.resources),
+        env=dict(cfg.env),
+        worker_command="dask worker",
+    )
+    for role in ("scheduler", "worker"):
+        part = spec["spec"][role]
+        container = part["spec"]["containers"][0]
+        if container["args"][0] == "dask-scheduler":
+            container["args"] = ["dask", "scheduler", *container["args"][1:]]
+        container["env"] = [*(container.get("env") or []), *from_secrets]
+        if cfg.service_account:
+            part["spec"]["serviceAccountName"] = cfg.service_account
+        if cfg.labels:
+            part.setdefault("metadata", {}).setdefault("labels", {}).update(cfg.labels)
+    return spec
+
+
 def _open_kubernetes(cfg: KubernetesClusterConfig) -> Iterator[Client]:
     require("dask_kubernetes", "kubernetes", "kubernetes")
     operator = require("dask_kubernetes.operator", "kubernetes", "kubernetes")
-    kwargs: dict[str, Any] = dict(name=cfg.name, image=cfg.image, n_workers=cfg.n_workers)
+    spec = kubernetes_cluster_spec(cfg, operator.make_cluster_spec)
+    kwargs: dict[str, Any] = dict(custom_cluster_spec=spec)
     if cfg.namespace:
         kwargs["namespace"] = cfg.namespace
-    if cfg.resources:
-        kwargs["resources"] = dict(cfg.resources)
-    if cfg.env:
-        kwargs["env"] = dict(cfg.env)
     log.info("starting a Kubernetes cluster %r (%d workers)", cfg.name, cfg.n_workers)
     return _own_cluster(
         lambda: operator.KubeCluster(**kwargs), f"the Kubernetes cluster {cfg.name!r}"

@@ -168,6 +168,18 @@ class SlurmClusterConfig(_Strict):
         return v
 
 
+#: Kubernetes object names (RFC 1123 subdomain) and label values (at most 63 characters)
+_DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+_LABEL_VALUE = r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+
+
+class SecretKeyRef(_Strict):
+    """One key of a Kubernetes Secret in the cluster's namespace."""
+
+    name: str = Field(max_length=253, pattern=_DNS_SUBDOMAIN)
+    key: str = Field(max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")
+
+
 class KubernetesClusterConfig(_Strict):
     """A DaskCluster resource via the Dask operator (``dask_kubernetes.operator.KubeCluster``)."""
 
@@ -179,6 +191,46 @@ class KubernetesClusterConfig(_Strict):
     #: e.g. {"requests": {"cpu": "2", "memory": "8Gi"}, "limits": {...}}
     resources: dict[str, Any] = Field(default_factory=dict)
     env: dict[str, str] = Field(default_factory=dict)
+    #: Kubernetes ServiceAccount of the scheduler and worker pods: the workers read and
+    #: write object storage themselves, with the cloud identity bound to it (IRSA, GKE or
+    #: Azure workload identity); the namespace's default account when omitted
+    service_account: str | None = Field(None, max_length=253, pattern=_DNS_SUBDOMAIN)
+    #: environment variables of the pods taken from Secrets, never written in this file:
+    #: e.g. {"BIGSEG_PSEUDONYM_KEY": {"name": "bigseg-pseudonym-key", "key": "key"}}
+    secret_env: dict[str, SecretKeyRef] = Field(default_factory=dict)
+    #: labels of the scheduler and worker pods, e.g. {"azure.workload.identity/use": "true"}
+    #: (AKS gives the identity only to pods with that label)
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("env", "secret_env")
+    @classmethod
+    def _env_names(cls, v: dict):
+        for name in v:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                raise ValueError(f"{name!r} is not an environment variable name")
+        return v
+
+    @field_validator("secret_env")
+    @classmethod
+    def _env_once(cls, v: dict, info):
+        both = sorted(set(v) & set(info.data.get("env") or {}))
+        if both:
+            raise ValueError(f"{', '.join(both)}: set in env too; give each variable once")
+        return v
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, v: dict[str, str]):
+        for key, value in v.items():
+            prefix, _, name = key.rpartition("/")
+            bad_prefix = prefix and not (
+                len(prefix) <= 253 and re.fullmatch(_DNS_SUBDOMAIN, prefix)
+            )
+            if bad_prefix or not re.fullmatch(_LABEL_VALUE, name):
+                raise ValueError(f"{key!r} is not a Kubernetes label key ([prefix/]name)")
+            if value and not re.fullmatch(_LABEL_VALUE, value):
+                raise ValueError(f"{key}: {value!r} is not a Kubernetes label value")
+        return v
 
 
 #: any cluster config model; ``type`` tells which
