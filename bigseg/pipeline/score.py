@@ -117,6 +117,11 @@ def score(
     report["segments"] = evaluate.segment_profiles(
         [s["profile"] for s in stats], list(seg.ids), list(seg.names), list(fs.names)
     )
+    # why each segment has its name: the rule that fired and the facts it checked
+    naming = dict(zip(seg.ids, seg.meta.get("naming") or [], strict=False))
+    for s in report["segments"]:
+        n = naming.get(s["id"], {})
+        s.update({k: n[k] for k in ("name_rule", "facts") if k in n})
     report["drivers"] = evaluate.driver_importance(
         [s["importance"] for s in stats],
         list(serving.models),

@@ -17,8 +17,9 @@ from bigseg.report import projection
 from bigseg.segment import serialize
 from bigseg.segment import tasks as stasks
 from bigseg.segment.blocks import Blocks
+from bigseg.segment.facts import NAMING_ROWS, fact_rows, segment_facts
 from bigseg.segment.fit import fit_method
-from bigseg.segment.naming import name_segments, rfm_position
+from bigseg.segment.naming import holds, name_segments
 from bigseg.segment.preprocess import Preprocessor
 from bigseg.segment.stability import match_segments, migration_matrix
 
@@ -28,7 +29,7 @@ from bigseg.segment.stability import match_segments, migration_matrix
 #: "segment recovery"): adding counts over fixed windows, trends, channel or campaign
 #: shares added within-persona noise and lowered the agreement with the personas.
 SEGMENT_FEATURES = ["recency_days", "purchase_rate", "monetary_mean", "tenure_days"]
-#: a sample this large scores the candidate k and places the names
+#: a sample this large scores the candidate k
 SAMPLE_ROWS = 20_000
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,7 @@ def fit(
     ctx: RunContext, fs: FeatureSet, prev: FittedSegmenter | None, writer: VersionWriter
 ) -> tuple[FittedSegmenter, dict]:
     """Fit ``segmentation.method`` on every customer at ``as_of``, name the segments by
-    their RFM position, and keep ids and names of the segments that continue ``prev``.
+    the facts of their customers, and keep ids and names of the segments that continue ``prev``.
     Writes the segmenter into the pending model version ``writer``; returns it and the
     ``segmentation`` report."""
     cfg, seed, buckets = ctx.cfg, ctx.cfg.seed, list(fs.buckets)
@@ -114,15 +115,11 @@ def fit(
         cfg.privacy.min_segment_size,
     )
     meta, arrays = seg.export()
-    centers = pre.inverse_transform(arrays["centres"])
-    positions = rfm_position(
-        {f: centers[:, i] for i, f in enumerate(feats)},
-        {f: pop[f].to_numpy() for f in pop.columns},
+    naming = _name(
+        ctx, fs, FittedSegmenter(pre.to_dict(), meta, arrays, (), ()), len(arrays["centres"])
     )
-    names = name_segments(positions)
-    if "noise_segment" in meta:
-        names[meta["noise_segment"]] = serialize.UNUSUAL
-    ids, continues, names = _continuity(prev, old_z, arrays["centres"], names)
+    ids, continues, naming = _continuity(prev, old_z, arrays["centres"], naming)
+    names = [n["name"] for n in naming]
     report = {
         "method": seg.name,
         "k": len(names),
@@ -135,28 +132,51 @@ def fit(
     writer.write_json("preprocess.json", pre.to_dict())
     writer.write_json(
         "segmenter.json",
-        {**meta, "features": feats, "names": names, "segment_ids": ids, "rfm_positions": positions},
+        {**meta, "features": feats, "names": names, "segment_ids": ids, "naming": naming},
     )
     serialize.save(writer.dir / "segmenter.npz", arrays)
+    meta = {**meta, "naming": naming}
     fitted = FittedSegmenter(pre.to_dict(), meta, arrays, tuple(names), tuple(ids))
     return fitted, {"segmentation": report}
 
 
-def _continuity(prev: FittedSegmenter | None, old_z, centers_z, names: list[str]):
-    """Stable ids and names: a segment that continues one of ``prev`` keeps its id and
-    name; a new one gets a fresh id, and "(new)" when its name is already taken.
-    Returns ``(ids, previous id or None per segment, names)``."""
-    k = len(names)
+def _name(ctx: RunContext, fs: FeatureSet, seg: FittedSegmenter, k: int) -> list[dict]:
+    """Name each of the ``k`` segments of ``seg`` (fitted, not yet named) from its facts,
+    measured on a sample of every bucket (:mod:`bigseg.segment.facts`). Returns per
+    segment ``{"name", "name_rule", "facts"}``; the noise segment of a density method is
+    "Unusual customers" whatever its facts."""
+    frac = min(1.0, NAMING_ROWS / max(fs.n_score, 1))
+    futs = [ctx.submit(fact_rows, f, seg, b, frac, ctx.cfg.seed) for b, f in enumerate(fs.buckets)]
+    facts = segment_facts(pd.concat(ctx.gather(futs, "segment facts")), k, ctx.cfg.horizon_days)
+    names, rules = name_segments(facts)
+    if "noise_segment" in seg.meta:
+        names[seg.meta["noise_segment"]] = serialize.UNUSUAL
+        rules[seg.meta["noise_segment"]] = "noise"
+    return [
+        {"name": n, "name_rule": r, "facts": f} for n, r, f in zip(names, rules, facts, strict=True)
+    ]
+
+
+def _continuity(prev: FittedSegmenter | None, old_z, centers_z, naming: list[dict]):
+    """Stable ids and names: a segment that continues one of ``prev`` keeps its id, and
+    its name while the name is still true of its facts (names state facts, so one that
+    stopped being true is replaced); a new one gets a fresh id, and "(new)" when its name
+    is already taken. Returns ``(ids, previous id or None per segment, naming)``."""
+    k = len(naming)
     if prev is None:
-        return list(range(k)), [None] * k, names
+        return list(range(k)), [None] * k, naming
     ids, continues = match_segments(old_z, centers_z, list(prev.ids))
     by_id = dict(zip(prev.ids, prev.names, strict=True))
-    kept = {by_id[c] for c in continues if c is not None}
-    names = [
-        by_id[c] if c is not None else (nm if nm not in kept else f"{nm} (new)")
-        for c, nm in zip(continues, names, strict=True)
+    keep = [
+        c is not None and (n["name_rule"] == "noise" or holds(by_id[c], n["facts"]))
+        for c, n in zip(continues, naming, strict=True)
     ]
-    return ids, continues, names
+    kept = {by_id[c] for c, ok in zip(continues, keep, strict=True) if ok}
+    out = []
+    for c, ok, n in zip(continues, keep, naming, strict=True):
+        name = by_id[c] if ok else (n["name"] if n["name"] not in kept else f"{n['name']} (new)")
+        out.append({**n, "name": name})
+    return ids, continues, out
 
 
 def write(ctx: RunContext, fs: FeatureSet, seg: FittedSegmenter) -> dict:
