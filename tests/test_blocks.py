@@ -31,6 +31,7 @@ def test_an_error_of_the_mapped_function_is_raised_as_is(local_client):
         blocks.map(_boom)
 
 
+@pytest.mark.slow
 def test_a_lost_worker_is_survived(local_client, caplog):
     import os
 

@@ -73,6 +73,7 @@ def _sha(p: Path) -> str:
     return hashlib.sha256(p.read_bytes()).hexdigest()
 
 
+@pytest.mark.slow
 def test_export_to_a_local_folder(copied, local_client, tmp_path, capsys):
     cfg_path, cfg, metrics = copied
     to = tmp_path / "lake" / "scores"

@@ -213,6 +213,7 @@ def _assert_true_names(segs: list[dict]) -> None:
             assert f["observed_churn"] < f["population_observed_churn"], s
 
 
+@pytest.mark.slow
 def test_cdnow_a_year_on_has_no_new_customers_and_loyal_is_loyal(cdnow_csv, tmp_path, local_client):
     segs = _cdnow_run(cdnow_csv, tmp_path, "1998-03-31", local_client)
     _assert_true_names(segs)

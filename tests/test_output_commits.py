@@ -75,6 +75,7 @@ def test_read_scores_reads_exactly_the_committed_files(small_run):
         bigseg.read_scores(cfg.output_dir, as_of="1999-01-01")
 
 
+@pytest.mark.slow
 def test_a_second_run_commits_on_top_and_carries_the_rest_forward(copied, local_client):
     cfg, metrics = copied
     out = cfg.output_dir
