@@ -128,6 +128,7 @@ def test_export_to_a_local_folder(copied, local_client, tmp_path, capsys):
     assert [p.name for p in (tmp_path / "one").iterdir()] == [f"as_of={day}"]
 
 
+@pytest.mark.slow
 def test_a_partition_that_differs_is_rewritten_whole(copied, tmp_path):
     cfg_path, cfg, metrics = copied
     to = tmp_path / "export"
