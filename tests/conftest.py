@@ -231,6 +231,24 @@ def small_run(synth_data, tmp_path_factory, local_client):
     return cfg, run_stages(cfg, local_client, resolve("cpu"))
 
 
+@pytest.fixture
+def copied_run(small_run, tmp_path):
+    """A private copy of the session's small run, to write into: ``(config path, config,
+    metrics)``. A commit lists paths relative to the output, so the copy is a valid output."""
+    import shutil
+
+    import yaml
+
+    from bigseg.config import load_run_config
+
+    cfg0, metrics = small_run
+    shutil.copytree(cfg0.output_dir, tmp_path / "out")
+    doc = yaml.safe_load((cfg0.output_dir.parent / "job.yaml").read_text())
+    doc["output"] = str(tmp_path / "out")
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(doc))
+    return tmp_path / "job.yaml", load_run_config(tmp_path / "job.yaml"), metrics
+
+
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory):
     """moto's standalone S3 server, a subprocess on 127.0.0.1 and a free port, for the

@@ -21,7 +21,6 @@ import yaml
 import bigseg
 from bigseg.backend import resolve
 from bigseg.cli import main
-from bigseg.config import load_run_config
 from bigseg.io.commits import latest
 from bigseg.io.export import MARKER
 from bigseg.io.output import Output
@@ -30,14 +29,9 @@ from bigseg.pipeline import run_stages
 
 
 @pytest.fixture
-def copied(small_run, tmp_path):
+def copied(copied_run):
     """A private copy of the session's small run: ``(config path, config, metrics)``."""
-    cfg0, metrics = small_run
-    shutil.copytree(cfg0.output_dir, tmp_path / "out")
-    doc = yaml.safe_load((cfg0.output_dir.parent / "job.yaml").read_text())
-    doc["output"] = str(tmp_path / "out")
-    (tmp_path / "job.yaml").write_text(yaml.safe_dump(doc))
-    return tmp_path / "job.yaml", load_run_config(tmp_path / "job.yaml"), metrics
+    return copied_run
 
 
 def _all_scores(output, **kw) -> pa.Table:

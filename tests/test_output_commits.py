@@ -12,12 +12,10 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-import yaml
 
 import bigseg
 from bigseg.backend import resolve
 from bigseg.cli import main
-from bigseg.config import load_run_config
 from bigseg.errors import DatasetMissing, LeaseHeld
 from bigseg.io.commits import COMMITS, latest, read_commit, referenced
 from bigseg.io.lease import lease
@@ -28,14 +26,9 @@ from bigseg.testing import outputs
 
 
 @pytest.fixture
-def copied(small_run, tmp_path):
+def copied(copied_run):
     """A private copy of the session's small run: ``(config, metrics)``."""
-    cfg0, metrics = small_run
-    shutil.copytree(cfg0.output_dir, tmp_path / "out")
-    doc = yaml.safe_load((cfg0.output_dir.parent / "job.yaml").read_text())
-    doc["output"] = str(tmp_path / "out")
-    (tmp_path / "job.yaml").write_text(yaml.safe_dump(doc))
-    return load_run_config(tmp_path / "job.yaml"), metrics
+    return copied_run[1], copied_run[2]
 
 
 def _sha(p: Path) -> str:
