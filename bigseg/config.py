@@ -338,8 +338,8 @@ class RunConfig(_Strict):
         stages that write there go through :meth:`storage` and :attr:`output_url`)."""
         if self.is_remote:
             raise ConfigError(
-                f"output: {self.output}: this command cannot write to object storage yet; "
-                "use a local output"
+                f"output: {self.output}: an object-storage URL where a local directory is "
+                "needed (the demo and the shared-disk checks); use a local output here"
             )
         return self.path(self.output).resolve()
 

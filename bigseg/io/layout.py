@@ -76,10 +76,6 @@ class Layout:
         return self.root / STORE
 
     @property
-    def store_manifest(self) -> Path:
-        return self.store / STORE_MANIFEST
-
-    @property
     def quarantine(self) -> Path:
         return self.root / QUARANTINE
 

@@ -10,8 +10,8 @@ Two shuffle-free passes scheduled on the cluster, each with bounded memory:
    quarantine exact duplicate rows, sort by customer id (then time), write one Parquet
    file into the bucket.
 
-**Erased customers stay erased**: when ``output/erasure_log.jsonl`` exists (written by
-``bigseg erase``, :mod:`bigseg.erase`), split drops every row, good or bad, whose
+**Erased customers stay erased**: when the erasure log holds entries (written by
+``bigseg erase``, :mod:`bigseg.erase`; see :mod:`bigseg.store.erasure`), split drops every row, good or bad, whose
 customer id's keyed hash is in the log, before anything is written, and counts them
 (``last_ingest.erased_rows_skipped`` in the manifest). The hashes are keyed with
 ``BIGSEG_PSEUDONYM_KEY``, so the key must then be set on the client and every worker;
