@@ -217,6 +217,9 @@ class PredictionConfig(_Strict):
     #: above it (at 10M customers, the full 7M-row evaluation took over two minutes);
     #: 0 = every customer
     max_backtest_rows: int = Field(1_000_000, ge=0)
+    #: past windows stacked for training (as_of - h, as_of - 2h, ...), as far as the
+    #: history allows: the models see customers at several ages, not one snapshot
+    training_windows: int = Field(4, ge=1, le=4)
     #: up to this many training rows, each model trains in one task on one worker
     #: (bit-identical models whatever the number of workers); above it, the global model
     #: trains with xgboost.dask on every worker holding data

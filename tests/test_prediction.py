@@ -15,6 +15,7 @@ from test_pipeline import read_dataset, read_scores
 from bigseg.backend import resolve
 from bigseg.config import load_run_config
 from bigseg.pipeline import run_stages
+from bigseg.predict import blend
 from bigseg.registry import load_version
 from bigseg.synth import generate
 from bigseg.testing.outputs import committed, files
@@ -87,6 +88,30 @@ def test_each_segment_is_served_by_the_model_its_backtest_chose(run):
     )
 
 
+def test_each_segment_is_served_by_the_source_its_backtest_chose(run):
+    """Model, BG/NBD or blend per target and segment, stated in metrics and manifest;
+    the served AUC comes with its DeLong interval and its lead over BG/NBD."""
+    _, cfg, m, _ = run
+    _, manifest = load_version(committed(cfg.output_dir))
+    for t, key in (("churn", "auc"), ("value", "rmse")):
+        per = m[t]["per_segment"]
+        assert manifest["serve"][t] == {s: r["served"] for s, r in per.items()}
+        for rec in per.values():
+            assert rec["served"] in blend.SOURCES
+            got = {k: rec[f"{key}_{k}"] for k in blend.SOURCES}
+            sign = 1 if key == "auc" else -1
+            if rec["served"] != "model":  # only a clear win displaces the model
+                assert sign * (got[rec["served"]] - got["model"]) > 0
+            assert all(sign * (got[rec["served"]] - v) >= -blend.MARGIN for v in got.values())
+        assert abs(sum(m[t]["served"].values()) - 1) < 1e-9
+        assert len(m[t]["training_windows"]) >= 2  # stacked: the history allows it
+    ch = m["churn"]
+    ci, lead = ch["auc_interval"], ch["lead_over_bgnbd"]
+    assert ci["low"] < ch["auc"] < ci["high"] and ci["auc"] == ch["auc"]
+    assert abs(lead["difference"] - (ch["auc"] - ch["baseline_bgnbd_auc"])) < 1e-9
+    assert lead["low"] < lead["difference"] < lead["high"]
+
+
 def test_churn_model_beats_both_baselines_and_is_calibrated(run):
     _, _, m, _ = run
     ch = m["churn"]
@@ -109,10 +134,13 @@ def test_every_scored_customer_has_predictions_and_drivers(run):
     _, manifest = load_version(committed(cfg.output_dir))
     feats = set(manifest["model_features"])
     for t in ("churn", "value"):
+        # a segment BG/NBD alone serves is explained by BG/NBD's three inputs
+        alone = scores["segment"].map(lambda s: manifest["serve"][t][str(s)] == "bgnbd")
         for r in (1, 2, 3):
             col = scores[f"{t}_driver_{r}"]
-            parts = col.str.extract(r"^(\S+) ([+-]\d+\.\d\d)$")
-            assert parts.notna().all().all(), col[parts[0].isna()].head()
+            assert (col[alone] == blend.BGNBD_DRIVERS[r - 1]).all()
+            parts = col[~alone].str.extract(r"^(\S+) ([+-]\d+\.\d\d)$")
+            assert parts.notna().all().all(), col[~alone][parts[0].isna()].head()
             assert set(parts[0]) <= feats
     assert scores["churn_probability"].between(0, 1).all()
     assert (scores["value_prediction"] >= 0).all() and scores["high_value"].any()

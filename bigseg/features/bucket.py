@@ -9,9 +9,10 @@ from typing import Literal
 import pandas as pd
 
 #: the dates features are computed at: ``score`` is ``as_of``, ``train`` one horizon
-#: before it (labels: the horizon up to ``as_of``), ``backtest`` two horizons before it
-Cutoff = Literal["score", "train", "backtest"]
-CUTOFFS: tuple[Cutoff, ...] = ("score", "train", "backtest")
+#: before it (labels: the horizon up to ``as_of``), ``backtest`` two horizons before it,
+#: ``back<n>`` n horizons before it (older windows stacked into training)
+Cutoff = Literal["score", "train", "backtest", "back3", "back4", "back5"]
+CUTOFFS: tuple[Cutoff, ...] = ("score", "train", "backtest", "back3", "back4", "back5")
 
 
 @dataclass(frozen=True)

@@ -123,6 +123,7 @@ def _pass(starts, ends, ts, amt, ch, ch_v, n_ch, k_ch, cat, n_cat, cutoff, w90, 
     """Per customer run ``[starts[i], ends[i])``, the rows at or before ``cutoff``."""
     n = len(starts)
     cnt = np.zeros(n)
+    days = np.zeros(n)
     net = np.zeros(n)
     gross = np.zeros(n)
     n_ret = np.zeros(n)
@@ -149,6 +150,7 @@ def _pass(starts, ends, ts, amt, ch, ch_v, n_ch, k_ch, cat, n_cat, cutoff, w90, 
     # a customer's values of the four float sums, summed as np.add.reduceat does
     b_net, b_gross = np.empty(longest), np.empty(longest)
     b_s90, b_sprev = np.empty(longest), np.empty(longest)
+    b_day = np.empty(longest, np.int64)
     for i in range(n):
         m = 0
         for r in range(starts[i], ends[i]):
@@ -161,6 +163,7 @@ def _pass(starts, ends, ts, amt, ch, ch_v, n_ch, k_ch, cat, n_cat, cutoff, w90, 
             b_s90[m] = 0.0
             b_sprev[m] = 0.0
             if a > 0:
+                b_day[int(cnt[i])] = t // DAY_US
                 cnt[i] += 1.0
                 b_gross[m] = a
                 if t > last[i]:
@@ -191,6 +194,10 @@ def _pass(starts, ends, ts, amt, ch, ch_v, n_ch, k_ch, cat, n_cat, cutoff, w90, 
             else:
                 n_ret[i] += 1.0
             m += 1
+        k = int(cnt[i])
+        if k:  # distinct purchase days: the run's rows need not be in time order
+            d = np.sort(b_day[:k])
+            days[i] = 1.0 + np.sum(d[1:] != d[:-1])
         net[i] = _reduce(b_net, m)
         gross[i] = _reduce(b_gross, m)
         s90[i] = _reduce(b_s90, m)
@@ -209,6 +216,7 @@ def _pass(starts, ends, ts, amt, ch, ch_v, n_ch, k_ch, cat, n_cat, cutoff, w90, 
                 spend[c] = 0.0
     return (
         cnt,
+        days,
         net,
         gross,
         n_ret,
@@ -321,6 +329,7 @@ def transaction_features(
 def _frame(uniq, r, cutoff_us, has_ch, ch_vocab, has_cat, cat_vocab, cat_v) -> pd.DataFrame:
     (
         cnt,
+        days,
         net,
         gross,
         n_ret,
@@ -342,6 +351,7 @@ def _frame(uniq, r, cutoff_us, has_ch, ch_vocab, has_cat, cat_vocab, cat_v) -> p
     cols = rfm_columns(
         cutoff_us,
         count=cnt[keep],
+        days=days[keep],
         net=net[keep],
         gross=gross[keep],
         returns=n_ret[keep],

@@ -17,6 +17,7 @@ import pandas as pd
 FEATURES: dict[str, str] = {
     "recency_days": "days since the last purchase",
     "frequency": "number of purchases",
+    "purchase_days": "days with a purchase (BG/NBD's repeat-purchase occasions, plus one)",
     "monetary_total": "net spend (purchases minus returns)",
     "monetary_mean": "mean purchase value",
     "monetary_max": "largest purchase",
@@ -35,6 +36,7 @@ FEATURE_NAMES = list(FEATURES)
 SKEWED = {
     "recency_days",
     "frequency",
+    "purchase_days",
     "monetary_total",
     "monetary_mean",
     "monetary_max",
@@ -63,6 +65,7 @@ def rfm_columns(
     cutoff_us: int,
     *,
     count: np.ndarray,
+    days: np.ndarray,
     net: np.ndarray,
     gross: np.ndarray,
     returns: np.ndarray,
@@ -77,7 +80,8 @@ def rfm_columns(
     """The :data:`FEATURE_NAMES` columns, in order, from each customer's aggregates of the
     rows at or before ``cutoff_us``: purchases, net amount, purchase amount, returns,
     last and first purchase time (int64 us), largest purchase, and the purchases and
-    purchase amount in the last 90 days and in the 90 days before. The one definition of
+    purchase amount in the last 90 days and in the 90 days before, and the distinct
+    (UTC) days with a purchase. The one definition of
     the RFM formulas: :func:`rfm_features` and the compiled pass
     (:func:`bigseg.features.fused.transaction_features`) gather the aggregates their own
     way and both derive the features here."""
@@ -86,6 +90,7 @@ def rfm_columns(
         return {
             "recency_days": days_since(cutoff_us, last),
             "frequency": count,
+            "purchase_days": days,
             "monetary_total": net,
             "monetary_mean": gross / np.maximum(count, 1),
             "monetary_max": largest,
@@ -180,6 +185,9 @@ def rfm_features(ids, ts_us: np.ndarray, amount: np.ndarray, cutoff_us: int) -> 
     cols = rfm_columns(
         cutoff_us,
         count=cnt,
+        days=_distinct_days(
+            ts[buy], np.repeat(np.arange(n), np.diff(np.r_[starts, len(ts)]))[buy], n
+        ),
         net=net,
         gross=gross,
         returns=n_ret,
@@ -193,6 +201,14 @@ def rfm_features(ids, ts_us: np.ndarray, amount: np.ndarray, cutoff_us: int) -> 
     )
     out = pd.DataFrame({"customer_id": uniq, **cols})
     return out[cnt > 0].reset_index(drop=True)
+
+
+def _distinct_days(ts_us: np.ndarray, run: np.ndarray, n: int) -> np.ndarray:
+    """Per customer (``run``: each row's customer index), the distinct days of ``ts_us``."""
+    if len(ts_us) == 0:
+        return np.zeros(n)
+    pairs = np.unique(np.stack([run, ts_us // DAY_US]), axis=1)
+    return np.bincount(pairs[0], minlength=n).astype(np.float64)
 
 
 def horizon_labels(

@@ -12,7 +12,7 @@ from bigseg.backend import Backend
 from bigseg.config import RunConfig
 from bigseg.features import tasks as ftasks
 from bigseg.features import to_us
-from bigseg.features.bucket import Cutoff
+from bigseg.features.bucket import CUTOFFS, Cutoff
 from bigseg.io.layout import Layout
 from bigseg.io.output import Output
 from bigseg.progress import gather
@@ -72,13 +72,12 @@ class RunContext:
         return self.store.n_buckets
 
     def cutoffs(self) -> dict[Cutoff, int]:
-        """Each cutoff as microseconds since the epoch."""
+        """Each cutoff as microseconds since the epoch: ``as_of`` and ``n`` horizons
+        before it, for ``n`` up to one more than the stacked training windows (the
+        backtest's stack ends one window further back)."""
         h = dt.timedelta(days=self.cfg.horizon_days)
-        return {
-            "score": to_us(self.as_of),
-            "train": to_us(self.as_of - h),
-            "backtest": to_us(self.as_of - 2 * h),
-        }
+        n = self.cfg.prediction.training_windows + 1
+        return {c: to_us(self.as_of - i * h) for i, c in enumerate(CUTOFFS[: n + 1])}
 
     def submit(self, fn, *args, **kwargs):
         """One task; never cached by key (``pure=False``): tasks read files."""

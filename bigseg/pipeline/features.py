@@ -37,7 +37,7 @@ def compute(ctx: RunContext) -> FeatureSet:
             store,
             k,
             cuts,
-            ("train", "backtest"),
+            tuple(c for c in cuts if c != "score"),
             cfg.horizon_days,
             cfg.privacy.require_consent,
             vocab,

@@ -63,7 +63,10 @@ def load_models(ctx: RunContext, fs: FeatureSet) -> ServingModels:
         for f in files:
             models.setdefault(t, {})[model_key(t, f)] = read_bytes(d / f)
     choice = {t: {int(k): v for k, v in c.items()} for t, c in manifest["model_choice"].items()}
-    return ServingModels(models, choice, tuple(manifest["model_features"]))
+    sources = {t: {int(k): v for k, v in c.items()} for t, c in manifest.get("serve", {}).items()}
+    return ServingModels(
+        models, choice, tuple(manifest["model_features"]), sources, manifest.get("blend", {})
+    )
 
 
 def _drift_reference(ctx: RunContext) -> dict | None:

@@ -16,7 +16,7 @@ from bigseg.monitor import drift
 from bigseg.pipeline.context import RunContext
 from bigseg.pipeline.products import FeatureSet, FittedSegmenter, ServingModels
 from bigseg.pipeline.segment import SEGMENT_FEATURES
-from bigseg.predict import evaluate, fairness, scoring, segmented, training
+from bigseg.predict import blend, evaluate, fairness, scoring, segmented, training
 from bigseg.predict.serving import model_file
 from bigseg.predict.xgb import _host_threads
 from bigseg.registry import VersionWriter, schema_hash
@@ -120,7 +120,8 @@ def train(
         report["training_window"] = _window(ctx)
         writer.publish(_manifest(ctx, fs, serving, {}))
         return serving, report
-    windows = (["backtest"] if _count(ctx, fs, "backtest") > 0 else []) + ["train"]
+    stacks = _stacks(ctx, fs)
+    windows = list(stacks)
     feats = (*fs.names, *segmented.segment_features(list(seg.ids)))
     plan = training.TrainPlan(
         tuple(tgts),
@@ -134,16 +135,24 @@ def train(
     )
     # the models of every target and both cutoffs are submitted before any is awaited;
     # at the final cutoff, the segment models wait for the backtest's choice
-    submitted = {w: training.submit_window(ctx.client, buckets, w, plan) for w in windows}
+    submitted = {w: training.submit_window(ctx.client, buckets, stacks[w], plan) for w in windows}
     if "backtest" in windows:  # every segment's model, to judge against the global
         for fits, refine in submitted["backtest"].fits.values():
             fits.update(refine(plan.ids))
+    no_bt = (
+        f"no backtest: {_SHORT} (before {ctx.as_of - 2 * dt.timedelta(days=ctx.cfg.horizon_days)})"
+    )
     choice = {
-        t: {s: {"model": "global", "note": "no backtest window"} for s in plan.ids} for t in tgts
+        t: {s: {"model": "global", "served": "model", "note": no_bt} for s in plan.ids}
+        for t in tgts
     }
-    evaluation, backtest_info = {}, {}
+    evaluation, backtest_info, coef = (
+        {t: {"served": {"model": 1.0, "note": no_bt}} for t in tgts},
+        {},
+        {},
+    )
     if "backtest" in windows:
-        choice, evaluation, backtest_info = _backtest(ctx, fs, plan, submitted, n_train)
+        choice, evaluation, backtest_info, coef = _backtest(ctx, fs, plan, submitted, n_train)
     final = {
         t: training.collect(ctx.client, fits, "models")
         for t, (fits, _) in submitted["train"].fits.items()
@@ -159,10 +168,13 @@ def train(
         if t in backtest_info:
             evaluation[t]["backtest_training"] = backtest_info[t]
         evaluation[t]["per_segment"] = {str(s): r for s, r in choice[t].items()}
+        evaluation[t]["training_windows"] = stacks["train"]
     serving = ServingModels(
         {t: m for t, (m, _) in final.items()},
         {t: {s: r["model"] for s, r in c.items()} for t, c in choice.items()},
         feats,
+        {t: {s: r["served"] for s, r in c.items()} for t, c in choice.items()},
+        coef,
     )
     ref = _drift_reference(ctx, fs, plan.seg, serving, n_train)
     writer.write_json("drift_reference.json", ref)
@@ -184,7 +196,7 @@ def _backtest(ctx: RunContext, fs: FeatureSet, plan, submitted: dict, n_eval: in
     cap = pcfg.max_backtest_rows
     frac = 1.0 if cap == 0 or n_eval <= cap else cap / n_eval
     cat, backtest_ids = training.backtest_rows(
-        c, list(fs.buckets), submitted["train"].rows, "train", bt, frac
+        c, list(fs.buckets), submitted["train"].primary, "train", bt, frac
     )
     choice = {
         t: segmented.choose(
@@ -196,10 +208,32 @@ def _backtest(ctx: RunContext, fs: FeatureSet, plan, submitted: dict, n_eval: in
         # at the final cutoff only the segment models the backtest chose: the others
         # would never serve a customer
         fits.update(refine([s for s, r in choice[t].items() if r["model"] == "segment"]))
+    coef = _serve_choice(cat, choice, plan)
     evaluation = {t: evaluate.evaluate(t, cat, choice[t]) for t in plan.targets}
     if ctx.cfg.fairness.protected:
         evaluation["fairness"] = _fairness(ctx, cat, choice, backtest_ids)
-    return choice, evaluation, info
+    return choice, evaluation, info, coef
+
+
+def _serve_choice(cat: dict, choice: dict, plan) -> dict:
+    """Per target and segment, the model, BG/NBD or their blend, whichever served the
+    backtest better (:func:`bigseg.predict.blend.choose`); the served backtest
+    predictions go in ``cat`` (``served_<target>``) for the metrics. Returns the
+    maps' coefficients per target."""
+    coef = {}
+    for t in plan.targets:
+        p = evaluate.chosen(cat, t, choice[t])
+        if t not in blend.BGNBD_COLUMN:
+            for rec in choice[t].values():
+                rec["served"] = "model"
+            continue
+        y, e = cat[t], cat[blend.BGNBD_COLUMN[t]]
+        coef[t], recs, cat[f"served_{t}"] = blend.choose(
+            t, y, cat["segment"], p, e, cat["u"], plan.ids
+        )
+        for s, rec in recs.items():
+            choice[t][s].update(rec)
+    return coef
 
 
 def _fairness(ctx: RunContext, cat: dict, choice: dict, backtest_ids: list) -> dict:
@@ -220,6 +254,31 @@ def _fairness(ctx: RunContext, cat: dict, choice: dict, backtest_ids: list) -> d
     )
 
 
+#: why a run has no backtest
+_SHORT = "the history is shorter than two horizons before as_of, so the model serves unjudged"
+
+
+def _stacks(ctx: RunContext, fs: FeatureSet) -> dict[str, list[str]]:
+    """The cutoffs each model stack trains on: the final models on ``train`` and up to
+    ``training_windows - 1`` older windows, the backtest's one window further back;
+    a window joins while its churn labels hold at least ``MIN_LABELLED`` of each kind
+    (older ones lie before the data, or hold too few customers to teach anything)."""
+    names = [c for c in ctx.cutoffs() if c != "score"]
+    usable = ["train"]
+    for c in names[1:]:
+        n, pos = map(sum, zip(*ctx.map_buckets(
+            ftasks.label_counts, list(fs.buckets), c, "churn", desc=f"labels at {c}"
+        ), strict=True))  # fmt: skip
+        if min(pos, n - pos) < MIN_LABELLED and not (c == "backtest" and n > 0):
+            break
+        usable.append(c)
+    w = ctx.cfg.prediction.training_windows
+    out = {"train": usable[:w]}
+    if "backtest" in usable:
+        out = {"backtest": usable[1 : w + 1], **out}
+    return out
+
+
 def _window(ctx: RunContext) -> dict:
     h = dt.timedelta(days=ctx.cfg.horizon_days)
     return {
@@ -235,6 +294,8 @@ def _manifest(ctx: RunContext, fs: FeatureSet, serving: ServingModels, metrics: 
         "schema_hash": schema_hash(list(fs.names)),
         "model_features": list(serving.features),
         "model_choice": serving.choice,
+        "serve": serving.sources,
+        "blend": serving.blend,
         "models": {t: sorted(model_file(t, k) for k in m) for t, m in serving.models.items()},
         "clv": dict(fs.clv),
         "segment_features": SEGMENT_FEATURES,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from bigseg.predict import segmented
-from bigseg.predict.ranking import roc_auc
+from bigseg.predict.ranking import auc_difference, auc_interval, roc_auc
 from bigseg.predict.xgb import evaluate_binary, evaluate_value
 from bigseg.report.gains import gains_curve
 
@@ -24,7 +24,10 @@ def baseline_auc(churn: np.ndarray, score: np.ndarray) -> float | None:
 
 def chosen(cat: dict, target: str, choice: dict) -> np.ndarray:
     """Backtest predictions of ``target`` as served: each row by its segment's model
-    where the backtest chose it, else by the global model."""
+    where the backtest chose it, else by the global model; where BG/NBD or a blend
+    serves a segment, their out-of-fold predictions (``served_<target>``)."""
+    if f"served_{target}" in cat:
+        return cat[f"served_{target}"]
     own = [int(s) for s, rec in choice.items() if rec["model"] == "segment"]
     mask = np.isin(cat["segment"], own)
     return np.where(mask, cat[f"pred_{target}_segment"], cat[f"pred_{target}_global"])
@@ -53,6 +56,7 @@ def evaluate(target: str, cat: dict, choice: dict) -> dict:
         out["global_model_only"] = evaluate_binary(y, cat["pred_churn_global"])
         out["baseline_recency_auc"] = baseline_auc(y, cat["recency_days"])
         out["baseline_bgnbd_auc"] = baseline_auc(y, -cat["clv_expected_purchases"])
+        out.update(_intervals(y, p, -cat["clv_expected_purchases"]))
     else:
         out = evaluate_value(y, p)
         out["global_model_only"] = evaluate_value(y, cat["pred_value_global"])
@@ -60,11 +64,35 @@ def evaluate(target: str, cat: dict, choice: dict) -> dict:
         ok = np.isfinite(ev)
         out["baseline_bgnbd"] = evaluate_value(y[ok], ev[ok]) if ok.any() else None
         out["by_segment"] = _by_segment(evaluate_value, y, p, segs)
+        out["served"] = served_shares(choice, segs)
         return out
+    out["served"] = served_shares(choice, segs)
     out["calibration"] = segmented.calibration_curve(y, p)
     out["gains"] = gains_curve(y, p)
     out["by_segment"] = _by_segment(evaluate_binary, y, p, segs)
     return out
+
+
+def _intervals(y: np.ndarray, p: np.ndarray, bgnbd: np.ndarray) -> dict:
+    """The served AUC's 95 % DeLong interval and its paired lead over BG/NBD's on the
+    same customers, so that a difference inside the noise is not sold as a win."""
+    y = np.asarray(y).astype(bool)
+    if y.all() or not y.any():
+        return {}
+    out = {"auc_interval": auc_interval(y, p)}
+    ok = np.isfinite(bgnbd)
+    if ok.all():
+        out["lead_over_bgnbd"] = auc_difference(y, p, bgnbd)
+    return out
+
+
+def served_shares(choice: dict, segs: np.ndarray) -> dict:
+    """Share of the backtest customers each source (model, BG/NBD, blend) served."""
+    by = {int(s): rec.get("served", "model") for s, rec in choice.items()}
+    uniq, inv = np.unique(np.asarray(segs), return_inverse=True)
+    src = np.array([by.get(int(s), "model") for s in uniq], dtype=object)[inv.ravel()]
+    n = max(len(src), 1)
+    return {k: float((src == k).sum() / n) for k in ("model", "bgnbd", "blend") if (src == k).any()}
 
 
 def fairness_inputs(cat: dict, choice: dict, high_churn: float, high_value_share: float) -> dict:

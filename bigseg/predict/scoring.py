@@ -24,7 +24,7 @@ from bigseg.features.tasks import matrix
 from bigseg.io import tables
 from bigseg.io.commit import write_text_atomic
 from bigseg.io.resume import dumps_stats
-from bigseg.predict import segmented
+from bigseg.predict import blend, segmented
 from bigseg.predict.serving import ServingModels
 from bigseg.segment.fitted import FittedSegmenter
 from bigseg.store import Store
@@ -106,10 +106,15 @@ def score_bucket(
         pred, contrib = segmented.predict_explain(
             X, segs, models[t], serving.choice.get(t, {}), drivers
         )
+        pred, alone = blend.serve(
+            t, pred, segs, df, serving.sources.get(t, {}), serving.blend.get(t, {})
+        )
         out[col] = np.maximum(pred, 0) if t == "value" else pred
         if contrib is None:  # drivers: off
             continue
         for r, drv in enumerate(segmented.top_drivers(contrib, feats, n_drivers), 1):
+            if alone.any() and r <= len(blend.BGNBD_DRIVERS):
+                drv[alone] = blend.BGNBD_DRIVERS[r - 1]
             out[f"{t}_driver_{r}"] = drv
         importance[t] = segmented.importance_sums(contrib, segs, list(seg.ids))
     return {"scores": out, "importance": importance}
@@ -302,6 +307,7 @@ def predict_sample(
     out = {}
     for t, m in serving.models.items():
         p = segmented.predict(X, segs, m, serving.choice.get(t, {}))
+        p, _ = blend.serve(t, p, segs, df, serving.sources.get(t, {}), serving.blend.get(t, {}))
         out[segmented.TARGET_COLUMNS[t]] = np.maximum(p, 0) if t == "value" else p
     return pd.DataFrame(out)
 

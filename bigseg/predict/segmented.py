@@ -303,7 +303,8 @@ def backtest_rows(
     if fraction < 1.0:
         keep = rows["u"] < fraction
         df, X, segs = df[keep], X[keep], segs[keep]
-    out = {"segment": segs, "customer_id": df["customer_id"].to_numpy()}
+    u = rows["u"][keep] if fraction < 1.0 else rows["u"]
+    out = {"segment": segs, "customer_id": df["customer_id"].to_numpy(), "u": u}
     for col in (
         "churn",
         "value",

@@ -12,13 +12,17 @@ class ServingModels:
 
     ``models[target]`` maps ``"global"`` and segment ids to UBJSON bytes; ``choice[target]``
     maps each segment id to ``"segment"`` (its own model) or ``"global"``; ``features``
-    are the model matrix's columns in order. Empty (no targets) before any training: the
-    scores then carry segments only.
+    are the model matrix's columns in order; ``sources[target]`` maps a segment id to
+    ``"model"``, ``"bgnbd"`` or ``"blend"`` (:mod:`bigseg.predict.blend`; absent:
+    ``"model"``), with the maps' coefficients in ``blend[target]``. Empty (no targets)
+    before any training: the scores then carry segments only.
     """
 
     models: Mapping[str, Mapping] = field(default_factory=dict)
     choice: Mapping[str, Mapping[int, str]] = field(default_factory=dict)
     features: tuple[str, ...] | None = None
+    sources: Mapping[str, Mapping[int, str]] = field(default_factory=dict)
+    blend: Mapping[str, Mapping[str, list]] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return bool(self.models)

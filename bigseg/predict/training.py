@@ -47,19 +47,23 @@ class TrainPlan:
 
 @dataclass(frozen=True)
 class Window:
-    """The models submitted at one cutoff: per-bucket ``rows`` futures (the matrices,
-    held while their models train) and per target ``(fits, refine)``, where ``fits`` maps
-    ``"global"`` (and, once refined, segment ids) to a future of, or the value,
-    ``(UBJSON bytes, info)``, and ``refine(segment ids)`` submits those segments' models
-    and returns them as ``{id: future}``."""
+    """The models submitted on one stack of cutoffs: per-bucket ``rows`` futures (the
+    matrices of every cutoff of the stack, held while their models train), ``primary``
+    (those of the stack's latest cutoff, which the backtest judges on) and per target
+    ``(fits, refine)``, where ``fits`` maps ``"global"`` (and, once refined, segment
+    ids) to a future of, or the value, ``(UBJSON bytes, info)``, and ``refine(segment
+    ids)`` submits those segments' models and returns them as ``{id: future}``."""
 
     rows: list
+    primary: list
     fits: dict[str, tuple[dict, Callable]]
 
 
-def submit_window(client, buckets: list, cutoff: Cutoff, plan: TrainPlan) -> Window:
-    """Submit the global model of every target at ``cutoff``, from one matrix per bucket
-    built once for all of them."""
+def submit_window(client, buckets: list, cutoffs: list[Cutoff], plan: TrainPlan) -> Window:
+    """Submit the global model of every target trained on the stacked cutoffs (each
+    row a customer at one cutoff, features and labels relative to it), from one matrix
+    per bucket and cutoff built once for all of them. A customer's sampling number and
+    validation split are the same at every cutoff, so no customer trains and validates."""
     rows = [
         client.submit(
             segmented.model_rows,
@@ -72,16 +76,16 @@ def submit_window(client, buckets: list, cutoff: Cutoff, plan: TrainPlan) -> Win
             plan.seg,
             pure=False,
         )
+        for cutoff in cutoffs
         for f in buckets
     ]
     cnt = gather(
         client,
         [client.submit(segmented.row_counts, r, plan.ids, pure=False) for r in rows],
-        f"training rows at {cutoff}",
+        f"training rows at {', '.join(cutoffs)}",
     )
-    return Window(
-        rows, {t: _submit_target(client, t, cutoff, rows, cnt, plan) for t in plan.targets}
-    )
+    fits = {t: _submit_target(client, t, cutoffs[0], rows, cnt, plan) for t in plan.targets}
+    return Window(rows, rows[: len(buckets)], fits)
 
 
 def _fraction(rows: int, cap: int) -> float:

@@ -1,0 +1,163 @@
+"""Which prediction serves each segment: the model, the BG/NBD baseline, or a blend.
+
+BG/NBD is hard to beat early in customers' lives, when a model trained on younger
+customers scores older ones; the model wins where behaviour beyond purchase counts
+matters. The backtest (fitted one horizon earlier, judged on the last labelled window)
+decides per target and segment, so the product is never worse there than the classic
+model it competes with:
+
+- **model**: the XGBoost prediction as chosen per segment (global or the segment's own);
+- **bgnbd**: BG/NBD's expected purchases (churn) or expected spend (value), mapped to the
+  target's scale by a fit on the backtest rows (logistic for churn, linear for value);
+- **blend**: both inputs in one such fit (the model's logit and BG/NBD's log expected
+  purchases; for value, the two spends).
+
+The maps have two or three coefficients, fitted on every backtest row. Each source is
+judged out of fold (two halves of the customers by a stable hash, each half predicted
+by the fit on the other), so the blend's fit never grades itself. Ties go to the model.
+Response has no BG/NBD analogue: the model serves it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bigseg.predict.ranking import roc_auc
+
+SOURCES = ("model", "bgnbd", "blend")
+#: the BG/NBD column each target is compared with
+BGNBD_COLUMN = {"churn": "clv_expected_purchases", "value": "clv_expected_value"}
+#: a source must beat the model by more than this (AUC points, or a share of the RMSE)
+#: to serve: below it the difference is noise on a few thousand customers
+MARGIN = 1e-4
+
+
+def _design(target: str, source: str, p: np.ndarray, e: np.ndarray) -> np.ndarray:
+    """The inputs of a source's map: an intercept, then the model's logit (churn) or
+    prediction (value) for ``blend``, then BG/NBD's log1p expected purchases (churn) or
+    expected spend (value)."""
+    e = np.maximum(np.asarray(e, np.float64), 0.0)
+    xe = np.log1p(e) if target == "churn" else e
+    cols = [np.ones(len(e))]
+    if source == "blend":
+        p = np.asarray(p, np.float64)
+        if target == "churn":
+            q = np.clip(p, 1e-6, 1 - 1e-6)
+            cols.append(np.log(q / (1 - q)))
+        else:
+            cols.append(p)
+    cols.append(xe)
+    return np.column_stack(cols)
+
+
+def _fit_logistic(X: np.ndarray, y: np.ndarray, ridge: float = 1e-6) -> np.ndarray:
+    """Logistic regression by Newton's method (a few columns, so exact and fast); a tiny
+    ridge keeps it finite when a column separates the classes."""
+    w = np.zeros(X.shape[1])
+    lam = ridge * len(y)
+    for _ in range(50):
+        z = np.clip(X @ w, -30, 30)
+        p = 1.0 / (1.0 + np.exp(-z))
+        g = X.T @ (p - y) + lam * w
+        H = (X * (p * (1 - p))[:, None]).T @ X + lam * np.eye(X.shape[1])
+        step = np.linalg.solve(H, g)
+        w -= step
+        if np.abs(step).max() < 1e-9:
+            break
+    return w
+
+
+def fit(target: str, source: str, p: np.ndarray, e: np.ndarray, y: np.ndarray) -> list[float]:
+    """Coefficients of ``source``'s map fitted on rows (model prediction ``p``, BG/NBD
+    ``e``, label ``y``)."""
+    X = _design(target, source, p, e)
+    if target == "churn":
+        w = _fit_logistic(X, np.asarray(y, np.float64))
+    else:
+        w = np.linalg.lstsq(X, np.asarray(y, np.float64), rcond=None)[0]
+    return [float(v) for v in w]
+
+
+def apply(target: str, source: str, coef, p: np.ndarray, e: np.ndarray) -> np.ndarray:
+    """The served prediction of ``source`` (float32); ``model`` is ``p`` itself."""
+    if source == "model":
+        return np.asarray(p, np.float32)
+    z = _design(target, source, p, e) @ np.asarray(coef, np.float64)
+    if target == "churn":
+        return (1.0 / (1.0 + np.exp(-np.clip(z, -30, 30)))).astype(np.float32)
+    return np.maximum(z, 0.0).astype(np.float32)
+
+
+def _score(target: str, y: np.ndarray, p: np.ndarray) -> float | None:
+    """Higher is better: AUC for churn, minus the RMSE for value."""
+    if target == "churn":
+        yb = y.astype(bool)
+        return None if yb.all() or not yb.any() else roc_auc(yb, p)
+    return -float(np.sqrt(np.mean((y - p) ** 2))) if len(y) else None
+
+
+def choose(target: str, y, segs, p, e, u, ids: list[int]) -> tuple[dict, dict, np.ndarray]:
+    """Per segment, the source that serves it, from the backtest rows (label ``y``,
+    segment ``segs``, model prediction ``p`` as chosen per segment, BG/NBD column ``e``,
+    the customers' sampling numbers ``u`` for the folds).
+
+    Returns ``(coefficients per source, {segment: record}, served out-of-fold
+    prediction)``; a record holds ``served``, each source's backtest metric
+    (``auc_<source>`` or ``rmse_<source>``) and ``margin`` (the winner's lead over the
+    runner-up). Without a usable BG/NBD column every segment keeps the model."""
+    y, p, e = (np.asarray(a, np.float64) for a in (y, p, e))
+    ok = np.isfinite(e) & np.isfinite(y) & np.isfinite(p)
+    name = "auc" if target == "churn" else "rmse"
+    usable = target in BGNBD_COLUMN and ok.sum() >= 20 and _score(target, y[ok], p[ok]) is not None
+    if not usable:
+        why = "no BG/NBD fit at the backtest cutoff" if target in BGNBD_COLUMN else None
+        rec = {"served": "model", **({"note": why} if why else {})}
+        return {}, {int(s): dict(rec) for s in ids}, p.astype(np.float32)
+    coef = {s: fit(target, s, p[ok], e[ok], y[ok]) for s in ("bgnbd", "blend")}
+    oof = {"model": p.copy()}
+    # the folds from a bit of ``u`` below the backtest's own sampling (``u < fraction``)
+    half = np.floor(np.asarray(u, np.float64) * 1024) % 2 == 0
+    for s in ("bgnbd", "blend"):
+        out = np.full(len(y), np.nan)
+        for fold in (half, ~half):
+            train, test = ok & ~fold, ok & fold
+            c = fit(target, s, p[train], e[train], y[train]) if train.sum() >= 10 else coef[s]
+            out[test] = apply(target, s, c, p[test], e[test])
+        oof[s] = out
+    choice, served = {}, p.copy()
+    for sid in ids:
+        rows = ok & (np.asarray(segs) == sid)
+        rec: dict = {"served": "model", "n_backtest": int(rows.sum())}
+        scores = {s: _score(target, y[rows], oof[s][rows]) for s in SOURCES} if rows.any() else {}
+        if scores and all(v is not None for v in scores.values()):
+            rec.update({f"{name}_{s}": abs(v) for s, v in scores.items()})
+            ranked = sorted(SOURCES, key=lambda s: (-scores[s], SOURCES.index(s)))
+            best = ranked[0] if scores[ranked[0]] > scores["model"] + MARGIN else "model"
+            rest = max(v for s, v in scores.items() if s != best)
+            rec.update(served=best, margin=float(scores[best] - rest))
+            served[rows] = oof[best][rows]
+        choice[int(sid)] = rec
+    return coef, choice, served.astype(np.float32)
+
+
+#: the drivers of a prediction BG/NBD serves: its three inputs, nothing else
+BGNBD_DRIVERS = ("BG/NBD: frequency", "BG/NBD: recency_days", "BG/NBD: tenure_days")
+
+
+def serve(target: str, p: np.ndarray, segs: np.ndarray, frame, sources: dict, coef: dict):
+    """The served prediction of one target for rows of ``frame`` (``p`` the model's,
+    ``segs`` their segments): each segment by the source the backtest chose for it.
+    Returns ``(prediction, rows served by BG/NBD alone)``."""
+    out = np.asarray(p, np.float32).copy()
+    alone = np.zeros(len(out), dtype=bool)
+    picked = {int(s): src for s, src in sources.items() if src != "model"}
+    if not picked or len(out) == 0:
+        return out, alone
+    col = BGNBD_COLUMN[target]
+    e = frame[col].to_numpy(np.float64) if col in frame else np.full(len(out), np.nan)
+    for s, src in picked.items():
+        rows = (segs == s) & np.isfinite(e)  # no BG/NBD value: the model serves the row
+        if rows.any():
+            out[rows] = apply(target, src, coef[src], p[rows], e[rows])
+            alone |= rows if src == "bgnbd" else False
+    return out, alone
