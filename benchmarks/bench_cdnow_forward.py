@@ -45,7 +45,12 @@ def cdnow_raw():
         raise SystemExit("the CDNOW data ships with `lifetimes`: pip install -e '.[dev]'")
     path = Path(spec.submodule_search_locations[0]) / "datasets" / "CDNOW_master.txt"
     return pd.read_csv(
-        path, sep=r"\s+", header=None, skiprows=1, names=["CustID", "OrderDate", "CDs", "Total"], dtype=str
+        path,
+        sep=r"\s+",
+        header=None,
+        skiprows=1,
+        names=["CustID", "OrderDate", "CDs", "Total"],
+        dtype=str,
     )
 
 
@@ -121,7 +126,9 @@ def run_bigseg(csv: Path, work: Path, as_of: str, horizon: int) -> tuple[object,
     }
     cfg.write_text(yaml.safe_dump(doc))
     t0 = time.perf_counter()
-    subprocess.run([str(Path(sys.executable).parent / "bigseg"), "run", str(cfg), "--quiet"], check=True)
+    subprocess.run(
+        [str(Path(sys.executable).parent / "bigseg"), "run", str(cfg), "--quiet"], check=True
+    )
     took = time.perf_counter() - t0
     scores = bigseg.read_scores(out).to_pandas()
     m = metrics(out)

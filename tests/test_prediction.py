@@ -135,7 +135,7 @@ def test_every_scored_customer_has_predictions_and_drivers(run):
     feats = set(manifest["model_features"])
     for t in ("churn", "value"):
         # a segment BG/NBD alone serves is explained by BG/NBD's three inputs
-        alone = scores["segment"].map(lambda s: manifest["serve"][t][str(s)] == "bgnbd")
+        alone = scores["segment"].astype(str).map(manifest["serve"][t]).eq("bgnbd")
         for r in (1, 2, 3):
             col = scores[f"{t}_driver_{r}"]
             assert (col[alone] == blend.BGNBD_DRIVERS[r - 1]).all()

@@ -186,7 +186,9 @@ def _models(metrics: dict, shown: list[dict]) -> str:
             "<h3>Which model serves each segment</h3>"
             + note(
                 "Per segment the backtest keeps the better of the segment's own model and the "
-                "global model (churn: ROC-AUC, value: RMSE)."
+                "global model (churn: ROC-AUC, value: RMSE), then serves that model, BG/NBD "
+                "or a blend of the two, whichever scored best out of fold; the lead is "
+                "the winner's margin over the runner-up."
             )
             + _choice_table(per, {s["id"]: s["name"] for s in shown})
         )
@@ -200,7 +202,7 @@ def _model_tables(churn: dict, value: dict, response: dict | None = None) -> lis
     if churn.get("auc") is not None:
         g = (churn.get("global_model_only") or {}).get("auc")
         rows = [
-            ("bigseg (model chosen per segment)", churn.get("auc")),
+            ("bigseg (as served per segment)", churn.get("auc")),
             ("bigseg global model only", g),
             ("baseline: days since the last purchase", churn.get("baseline_recency_auc")),
             ("baseline: BG/NBD expected purchases", churn.get("baseline_bgnbd_auc")),
@@ -210,6 +212,7 @@ def _model_tables(churn: dict, value: dict, response: dict | None = None) -> lis
             + "".join(f"<tr><td>{_e(a)}</td><td>{fmt(b, 4)}</td></tr>" for a, b in rows)
             + "</table>"
         )
+        out.append(_lead(churn))
         extra = [
             (k, churn.get(k))
             for k in ("pr_auc", "brier", "lift_top10", "capture_top10", "positive_rate", "n")
@@ -258,10 +261,28 @@ def _model_tables(churn: dict, value: dict, response: dict | None = None) -> lis
     return out
 
 
+def _lead(churn: dict) -> str:
+    """The served AUC's interval and its lead over BG/NBD, in words."""
+    ci, lead = churn.get("auc_interval"), churn.get("lead_over_bgnbd")
+    if not ci:
+        return ""
+    text = f"ROC-AUC {fmt(ci['auc'], 4)}, 95 % interval {fmt(ci['low'], 4)} to {fmt(ci['high'], 4)}"
+    if lead:
+        d, lo, hi = lead["difference"], lead["low"], lead["high"]
+        verdict = "a real lead" if lo > 0 else "a real deficit" if hi < 0 else "within the noise"
+        text += (
+            f"; against BG/NBD on the same customers {d:+.4f} "
+            f"(95 % interval {lo:+.4f} to {hi:+.4f}: {verdict})"
+        )
+    served = ", ".join(f"{k} {v:.0%}" for k, v in (churn.get("served") or {}).items())
+    return note(text + (f". Customers served by: {served}." if served else "."))
+
+
 def _choice_table(per: dict, names: dict) -> str:
     rows = [
         "<table><tr><th>segment</th><th>churn model</th><th>AUC own / global</th>"
-        "<th>value model</th><th>RMSE own / global</th></tr>"
+        "<th>value model</th><th>RMSE own / global</th><th>churn served by (lead)</th>"
+        "<th>value served by (lead)</th></tr>"
     ]
     for sid, name in names.items():
         c = (per.get("churn") or {}).get(str(sid), {})
@@ -270,7 +291,9 @@ def _choice_table(per: dict, names: dict) -> str:
             f"<tr><td>{_e(sid)}: {_e(name)}</td><td>{_e(c.get('model', '–'))}</td>"
             f"<td>{fmt(c.get('auc_segment'), 3)} / {fmt(c.get('auc_global'), 3)}</td>"
             f"<td>{_e(v.get('model', '–'))}</td>"
-            f"<td>{fmt(v.get('rmse_segment'))} / {fmt(v.get('rmse_global'))}</td></tr>"
+            f"<td>{fmt(v.get('rmse_segment'))} / {fmt(v.get('rmse_global'))}</td>"
+            f"<td>{_e(c.get('served', '–'))} ({fmt(c.get('margin'), 4)})</td>"
+            f"<td>{_e(v.get('served', '–'))} ({fmt(v.get('margin'), 2)})</td></tr>"
         )
     rows.append("</table>")
     return "".join(rows)
