@@ -41,6 +41,9 @@ class CsvOptions(_Strict):
     delimiter: str = Field(",", min_length=1, max_length=1)
     #: strptime format for timestamp columns (e.g. ``"%d/%m/%Y"``); ISO 8601 when omitted
     timestamp_format: str | None = None
+    #: the decimal mark of number columns: ``","`` reads ``12,50`` as 12.5 (a value with a
+    #: ``.`` is then refused: it may be a thousands separator, never guessed at)
+    decimal: Literal[".", ","] = "."
     header: bool = True
 
 

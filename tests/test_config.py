@@ -39,6 +39,10 @@ def test_minimal_config_gets_defaults_and_resolves_paths(tmp_path):
             "data.transactions.columns.custid",
         ),
         ({"data": {}}, "data.transactions: required key is missing"),
+        (
+            {"data": {"transactions": {"path": "x", "csv": {"decimal": "'"}}}},
+            "data.transactions.csv.decimal",
+        ),
         ({"data": {"transactions": {"path": "x"}}, "as_of": "yesterday"}, "as_of"),
         (
             {"data": {"transactions": {"path": "x"}}, "privacy": {"min_segment_size": "many"}},

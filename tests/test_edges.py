@@ -243,6 +243,58 @@ def test_mixed_formats_without_format_exit_3_and_change_nothing(tmp_path, cluste
     assert snapshot(tmp_path / "out") == before
 
 
+def test_a_glob_over_mixed_formats_exit_3_and_change_nothing(tmp_path, cluster_yaml, capsys):
+    d = tmp_path / "tx"
+    (d / "more").mkdir(parents=True)
+    transactions(40).to_parquet(d / "a.parquet")
+    cfg = job(tmp_path, {"transactions": {"path": "tx/**"}})
+    assert main(["ingest", str(cfg), "--cluster", cluster_yaml, "--quiet"]) == 0
+    before = snapshot(tmp_path / "out")
+    more = transactions(40, seed=2, ids=range(100, 140))
+    more.assign(timestamp=more["timestamp"].dt.strftime("%Y-%m-%d")).to_csv(
+        d / "more" / "b.csv", index=False
+    )
+    assert main(["ingest", str(cfg), "--cluster", cluster_yaml, "--quiet"]) == 3
+    err = capsys.readouterr().err
+    assert f"data.transactions.path: {d}/** matches files of more than one format" in err, err
+    assert f"parquet: 1 file(s), e.g. {d}/a.parquet" in err, err
+    assert f"csv: 1 file(s), e.g. {d}/more/b.csv" in err, err
+    assert "data.transactions.format is not set" in err and "narrow the glob" in err, err
+    assert "Traceback" not in err
+    assert snapshot(tmp_path / "out") == before
+    # the fix the message names: with format set, the glob reads that format's files only
+    cfg = job(tmp_path, {"transactions": {"path": "tx/**", "format": "parquet"}})
+    assert main(["ingest", str(cfg), "--cluster", cluster_yaml, "--quiet"]) == 0
+    from bigseg.store import open_store
+
+    assert open_store(tmp_path / "out").manifest["tables"]["transactions"]["rows"] == 40 * 6
+
+
+def test_a_glob_or_prefix_over_mixed_formats_on_s3_is_refused(s3, tmp_path):
+    """Object storage goes through the same check (listing only: nothing is written)."""
+    import io
+
+    from bigseg.config import TableConfig
+    from bigseg.errors import DataError
+    from bigseg.io.storage import storage_for
+    from bigseg.store.reader import list_inputs
+
+    st = storage_for(s3.url())
+    buf = io.BytesIO()
+    transactions(5).to_parquet(buf)
+    st.write_bytes(s3.url("raw/tx/a.parquet"), buf.getvalue())
+    st.write_bytes(s3.url("raw/tx/b.csv"), transactions(5).to_csv(index=False).encode())
+    for path in ("raw/tx/*", "raw/**", "raw/tx/"):
+        with pytest.raises(DataError) as e:
+            list_inputs("transactions", TableConfig(path=s3.url(path)), tmp_path)
+        msg = str(e.value)
+        assert e.value.exit_code == 3 and "more than one format" in msg, msg
+        assert "parquet: 1 file(s)" in msg and "csv: 1 file(s)" in msg, msg
+        assert "data.transactions.format is not set" in msg, msg
+    tc = TableConfig(path=s3.url("raw/tx/*"), format="csv")
+    assert [f.path for f in list_inputs("transactions", tc, tmp_path)] == [s3.url("raw/tx/b.csv")]
+
+
 # -- exit codes instead of tracebacks ------------------------------------------------------------
 def test_impossible_date_in_the_config_exits_2(tmp_path, capsys):
     p = tmp_path / "job.yaml"
@@ -491,17 +543,75 @@ def test_day_first_dates_exit_3_naming_file_column_value_and_option(tmp_path, cl
     assert not committed(tmp_path / "out").has("store")
 
 
+def decimal_comma_csv(path: Path) -> pd.DataFrame:
+    """Transactions with amounts written ``12,50`` (quoted: the delimiter is a comma too);
+    returns them as numbers."""
+    df = transactions(30)
+    df["amount"] += 0.5
+    out = df.assign(
+        timestamp=df["timestamp"].dt.strftime("%Y-%m-%d"),
+        amount=df["amount"].map(lambda a: f"{a:.2f}".replace(".", ",")),
+    )
+    out.to_csv(path, index=False)
+    return df
+
+
 def test_decimal_comma_amounts_name_the_fix(tmp_path, cluster_yaml, capsys):
     (tmp_path / "tx").mkdir()
-    df = transactions(30)
-    df = df.assign(timestamp=df["timestamp"].dt.strftime("%Y-%m-%d"))
-    df["amount"] = df["amount"].map(lambda a: f"{a:.2f}".replace(".", ","))
-    df.to_csv(tmp_path / "tx" / "orders.csv", index=False)
+    decimal_comma_csv(tmp_path / "tx" / "orders.csv")
     cfg = job(tmp_path, {"transactions": {"path": "tx", "format": "csv"}})
     assert main(["ingest", str(cfg), "--cluster", cluster_yaml, "--quiet"]) == 3
     err = capsys.readouterr().err
     assert "amount: not a number" in err and "orders.csv row" in err, err
-    assert "value '1" in err and "'12,50'" in err and "decimal point" in err, err
+    assert "value '10,50'" in err and 'set data.transactions.csv.decimal: ","' in err, err
+    assert "thousands separators are not accepted" in err and "Traceback" not in err, err
+    assert not committed(tmp_path / "out").has("store")
+
+
+def test_csv_decimal_comma_reads_amounts_exactly(tmp_path, cluster_yaml, capsys):
+    from bigseg.store import open_store
+
+    (tmp_path / "tx").mkdir()
+    orders = tmp_path / "tx" / "orders.csv"
+    df = decimal_comma_csv(orders)
+    with orders.open("a") as f:  # a thousands separator: refused, never read as 1.2345
+        f.write('7,2024-03-01,"1.234,50"\n')
+    csv = {"decimal": ","}
+    cfg = job(tmp_path, {"transactions": {"path": "tx", "format": "csv", "csv": csv}})
+    assert main(["ingest", str(cfg), "--cluster", cluster_yaml, "--quiet"]) == 0
+    store = open_store(tmp_path / "out")
+    got = pd.concat(
+        [store.read_bucket("transactions", k).to_pandas() for k in range(store.n_buckets)]
+    )
+    key = ["customer_id", "timestamp"]
+    got = got.sort_values(key).reset_index(drop=True)[[*key, "amount"]]
+    want = df.assign(customer_id=df["customer_id"].astype(str)).sort_values(key)
+    pd.testing.assert_frame_equal(got, want.reset_index(drop=True), check_dtype=False)
+    members = committed(tmp_path / "out").members("quarantine")
+    q = pq.read_table([str(p) for m, p in members.items() if m.startswith("transactions/")])
+    assert q.select(["amount", "_reason"]).to_pylist() == [
+        {"amount": "1.234,50", "_reason": "amount: not a number with a decimal comma"}
+    ]
+    assert q.column("_file")[0].as_py() == str(orders)
+
+
+def test_the_fix_for_an_unreadable_number_follows_its_value():
+    from bigseg.store.manifest import hint
+
+    def fix(value):
+        return hint("transactions", "amount: not a number", f"tx.csv row 3, value {value!r}")
+
+    assert 'set data.transactions.csv.decimal: ","' in fix("12,50")
+    assert "strip the currency sign" in fix("$12.50") and "csv.decimal" not in fix("$12.50")
+    both = fix("€12,50")  # a currency sign and a decimal comma
+    assert "strip the currency sign" in both and 'csv.decimal: ","' in both, both
+    assert "strip the currency sign" in fix("12.50 EUR")
+    assert "thousands separator" in fix("1,234.50") and "decimal point" in fix("twelve")
+    assert "strip the currency" not in fix("TBD")  # capitals but no amount: not a code
+    in_parquet = hint("transactions", "amount: not a number", "t.parquet row 1, value '12,50'")
+    assert 'csv.decimal: ",";' in in_parquet and "the value has" not in in_parquet
+    comma = hint("transactions", "amount: not a number with a decimal comma", "x row 1")
+    assert "remove csv.decimal" in comma and "(12,50)" in comma, comma
 
 
 def test_iso_offsets_are_converted_to_utc_mixed_with_naive(tmp_path, local_client):
@@ -536,24 +646,103 @@ def test_without_campaigns_response_is_skipped_quietly(normal_run, caplog):
     assert "no marketing consent data" in m["audiences_skipped"]
 
 
-@pytest.mark.slow  # heavy: runs in `make test-slow` (CI runs both)
-def test_empty_audiences_keep_the_string_id_type(tmp_path, local_client):
-    from bigseg.backend import resolve
-    from bigseg.config import load_run_config
-    from bigseg.pipeline import run_stages
+# -- empty outputs keep the store's id type ----------------------------------------------------
+STRING_IDS = [f"C{i:03d}" for i in range(60)]
 
+
+def id_files(out: Path, names=None) -> dict[str, tuple[str, int]]:
+    """``{file: (customer_id type, rows)}`` for every committed Parquet file with a
+    ``customer_id`` column (of the datasets ``names``, default all)."""
+    got = {}
+    for name in names or committed(out).datasets():
+        for f in files(out, name):
+            if f.suffix == ".parquet" and "customer_id" in (s := pq.read_schema(f)).names:
+                got[f"{name}: {f.relative_to(out)}"] = (str(s.field("customer_id").type), f)
+    return {k: (t, pq.read_metadata(f).num_rows) for k, (t, f) in got.items()}
+
+
+def erase_everyone(cfg: Path, ids: list[str], cluster_yaml: str) -> None:
+    (cfg.parent / "ids.txt").write_text("".join(f"{i}\n" for i in ids))
+    args = ["erase", str(cfg), "--ids", str(cfg.parent / "ids.txt"), "--cluster", cluster_yaml]
+    assert main([*args, "--quiet"]) == 0
+
+
+def test_an_emptied_store_keeps_its_string_id_type(tmp_path, cluster_yaml, pseudonym_key, capsys):
     (tmp_path / "tx").mkdir()
-    transactions(ids=[f"C{i:03d}" for i in range(60)], per_customer=6).to_parquet(
-        tmp_path / "tx" / "a.parquet"
-    )
-    cfg = load_run_config(job(tmp_path, {"transactions": {"path": "tx"}}))
-    run_stages(cfg, local_client, resolve("cpu"))
-    parts = files(tmp_path / "out", "audiences")
-    assert parts
-    for f in parts:  # no consent data: empty, but typed as the store's ids
-        s = pq.read_schema(f)
-        assert str(s.field("customer_id").type) == "string", f
-        assert pq.read_metadata(f).num_rows == 0
+    transactions(ids=STRING_IDS[:3], per_customer=4).to_parquet(tmp_path / "tx" / "a.parquet")
+    cfg = job(tmp_path, {"transactions": {"path": "tx"}})
+    assert main(["ingest", str(cfg), "--cluster", cluster_yaml, "--quiet"]) == 0
+    out = tmp_path / "out"
+    parts = id_files(out, ["store"])  # 3 customers, 8 buckets: files of no row too
+    assert len(parts) == 8 and sum(n for _t, n in parts.values()) == 12, parts
+    assert {t for t, _n in parts.values()} == {"string"}, parts
+    erase_everyone(cfg, STRING_IDS[:3], cluster_yaml)
+    parts = id_files(out, ["store"])
+    assert set(parts.values()) == {("string", 0)}, parts
+    before = snapshot(out)
+    assert main(["features", str(cfg), "--cluster", cluster_yaml, "--quiet"]) == 3
+    err = capsys.readouterr().err
+    assert "the store holds no transactions" in err and "Traceback" not in err, err
+    assert snapshot(out) == before
+
+
+@pytest.fixture(scope="module")
+def string_id_run(tmp_path_factory, local_client, cluster_yaml) -> Path:
+    """A whole run (CLI) on 60 customers with string ids and no consent data."""
+    d = tmp_path_factory.mktemp("string-ids")
+    (d / "tx").mkdir()
+    transactions(ids=STRING_IDS, per_customer=6).to_parquet(d / "tx" / "a.parquet")
+    cfg = job(d, {"transactions": {"path": "tx"}})
+    assert main(["run", str(cfg), "--cluster", cluster_yaml, "--quiet"]) == 0
+    return cfg
+
+
+@pytest.mark.slow  # heavy: runs in `make test-slow` (CI runs both)
+def test_empty_audiences_keep_the_string_id_type(string_id_run):
+    parts = id_files(string_id_run.parent / "out", ["audiences"])
+    assert parts  # no consent data: empty, but typed as the store's ids
+    assert set(parts.values()) == {("string", 0)}, parts
+
+
+@pytest.mark.slow  # heavy: runs in `make test-slow` (CI runs both)
+def test_scoring_a_date_before_the_first_purchase_exits_3(string_id_run, cluster_yaml, capsys):
+    out = string_id_run.parent / "out"
+    before = snapshot(out)
+    args = ["score", str(string_id_run), "--as-of", "2023-06-30", "--cluster", cluster_yaml]
+    assert main([*args, "--quiet"]) == 3
+    err = capsys.readouterr().err
+    assert "no customer has a purchase on or before as_of=2023-06-30" in err, err
+    assert "nothing to score" in err and "Traceback" not in err, err
+    assert snapshot(out) == before
+
+
+@pytest.mark.slow  # heavy: runs in `make test-slow` (CI runs both)
+def test_erasing_everyone_leaves_empty_outputs_typed_as_the_store(
+    string_id_run, tmp_path, cluster_yaml, pseudonym_key, capsys
+):
+    import shutil
+
+    shutil.copytree(string_id_run.parent / "out", tmp_path / "out")
+    shutil.copytree(string_id_run.parent / "tx", tmp_path / "tx")
+    cfg = job(tmp_path, {"transactions": {"path": "tx"}})  # the run's config, on the copy
+    erase_everyone(cfg, STRING_IDS, cluster_yaml)
+    out = tmp_path / "out"
+    parts = id_files(out)  # every file of store, features, segments, scores, audiences
+    names = {k.split(":")[0] for k in parts}
+    assert {"store", "features", "segments", "audiences"} <= names, names
+    assert any(n.startswith("scores/") for n in names), names
+    assert set(parts.values()) == {("string", 0)}, parts
+    assert main(["export", str(cfg), "--to", str(tmp_path / "export"), "--quiet"]) == 0
+    exported = sorted((tmp_path / "export").rglob("*.parquet"))
+    assert exported and {
+        (str(pq.read_schema(f).field("customer_id").type), pq.read_metadata(f).num_rows)
+        for f in exported
+    } == {("string", 0)}
+    before = snapshot(out)
+    assert main(["score", str(cfg), "--cluster", cluster_yaml, "--quiet"]) == 3
+    err = capsys.readouterr().err
+    assert "the store holds no transactions" in err and "Traceback" not in err, err
+    assert snapshot(out) == before
 
 
 @pytest.mark.slow  # heavy: runs in `make test-slow` (CI runs both)

@@ -10,6 +10,7 @@ import numpy as np
 
 from bigseg.backend import Backend
 from bigseg.config import RunConfig
+from bigseg.errors import DataError
 from bigseg.features import tasks as ftasks
 from bigseg.features import to_us
 from bigseg.features.bucket import CUTOFFS, Cutoff
@@ -99,5 +100,11 @@ def _last_day(client, store: Store) -> dt.date:
         [client.submit(ftasks.max_timestamp, store, k, pure=False) for k in range(store.n_buckets)],
         "find last date",
     )
-    m = max(v for v in days if v is not None)
+    found = [v for v in days if v is not None]
+    if not found:  # every customer erased: no last date to default as_of to
+        raise DataError(
+            f"{store.root}: the store holds no transactions (every customer in it was "
+            "erased): nothing to compute. Ingest data first (`bigseg ingest`)"
+        )
+    m = max(found)
     return dt.date.fromisoformat(str(np.datetime64(m, "us").astype("datetime64[D]")))

@@ -45,6 +45,14 @@ def compute(ctx: RunContext) -> FeatureSet:
         for k in range(n)
     ]
     sizes = ctx.map_buckets(ftasks.n_rows, futs, "score", desc="features", bar=True)
+    if ctx.score_only and sum(sizes) == 0:
+        # nothing to score: refused before anything is written, as the features stage
+        # of a run refuses it (a scores dataset of no file reads back as no table)
+        raise DataError(
+            f"no customer has a purchase on or before as_of={ctx.as_of} in "
+            f"{cfg.data.transactions.path} (or every one was erased): nothing to score. "
+            "Score a date on or after the first purchase (--as-of), or ingest the data first"
+        )
     if not ctx.score_only and sum(sizes) < MIN_CUSTOMERS:
         raise DataError(
             f"{sum(sizes)} customer(s) with a purchase on or before as_of={ctx.as_of} in "

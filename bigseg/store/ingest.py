@@ -241,7 +241,8 @@ def _schemas(old: Store | None, split: list[dict]):
                 for k, v in r["examples"].items():
                     examples.setdefault(k, v)
         why = "; ".join(
-            f"{k}: {n} (e.g. {examples.get(k, '?')}){record.hint('transactions', k)}"
+            f"{k}: {n} (e.g. {examples.get(k, '?')})"
+            + record.hint("transactions", k, examples.get(k, ""))
             for k, n in bad.most_common(5)
         )
         raise DataError(

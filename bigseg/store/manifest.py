@@ -3,9 +3,12 @@ quarantine report of the rows that broke a rule."""
 
 from __future__ import annotations
 
+import ast
 import datetime as dt
 import hashlib
 import json
+import re
+import unicodedata
 from collections import Counter, defaultdict
 
 import pyarrow as pa
@@ -13,11 +16,17 @@ import pyarrow as pa
 import bigseg
 from bigseg.config import RunConfig
 from bigseg.errors import DataError
+from bigseg.store import formats
 from bigseg.store.store import Store
 
 
 def mapping_hash(cfg: RunConfig) -> str:
     doc = {t: tc.model_dump(mode="json") for t, tc in cfg.data.tables().items()}
+    for d in doc.values():
+        # csv.decimal came after stores were built: its default leaves their hash as it
+        # was, so an upgrade alone does not rebuild a store
+        if d["csv"]["decimal"] == ".":
+            del d["csv"]["decimal"]
     doc["_pseudonymize"] = cfg.privacy.pseudonymize
     doc["_validation"] = cfg.validation.model_dump(mode="json")
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
@@ -82,24 +91,71 @@ def quarantine_report(split, merged, jobs, old) -> dict:
     }
 
 
-#: rule (after "<column>: ") -> how to fix it, for the error of a refused ingest
+#: rule (after "<column>: ") -> how to fix it, for the error of a refused ingest (the
+#: first rule the reason starts with)
 HINTS = {
     "not a timestamp": (
         "dates must be ISO 8601 (2024-03-01, 2024-03-01T10:00:00+02:00); for another "
         "layout set data.{table}.csv.timestamp_format (e.g. '%d/%m/%Y')"
     ),
+    "not a number with a decimal comma": (
+        'with data.{table}.csv.decimal: "," numbers need a decimal comma and no ".", '
+        "thousands separator or currency sign (12,50); if the column has decimal "
+        "points, remove csv.decimal"
+    ),
     "not a number": (
         "numbers need a decimal point and no currency sign or thousands separator "
-        "(12.50, not '12,50' or '$12.50'): convert the column before ingest"
+        "(12.50, not '$12.50' or '1,234.50'), or a decimal comma with "
+        'data.{table}.csv.decimal: ","; convert the column before ingest'
     ),
 }
+#: the example value reads as a number with a decimal comma (12,50; -3,5)
+_DECIMAL_COMMA = re.compile(r"\s*[-+]?\d+,\d+\s*")
+_DECIMAL_COMMA_FIX = (
+    'the value has a decimal comma: set data.{table}.csv.decimal: "," (thousands '
+    "separators are not accepted: 1.234,50 must be written 1234,50)"
+)
+_CURRENCY_FIX = (
+    "strip the currency sign or code from the column before ingest ('$12.50' -> "
+    "12.50): bigseg does not guess currencies"
+)
 
 
-def hint(table: str, reason: str) -> str:
+def _example_value(example: str) -> tuple[str, str] | None:
+    """(file, value) of an example of :func:`bigseg.store.split._example`
+    (``"<file> row <n>, value '12,50'"``), or None."""
+    m = re.fullmatch(r"(.+) row \d+, value (.+)", example or "")
+    try:
+        v = ast.literal_eval(m.group(2)) if m else None
+    except (ValueError, SyntaxError):
+        return None
+    return (m.group(1), v) if isinstance(v, str) else None
+
+
+def _number_fixes(file: str, value: str) -> list[str]:
+    """The fixes a value that is not a number points to: a currency sign or code to
+    strip, a decimal comma to declare (both for '€12,50'; csv.decimal only where the
+    file is not Parquet, whose numbers are never parsed from text)."""
+    fixes = []
+    code = re.compile(r"\b[A-Z]{3}\b")  # ISO 4217: EUR, USD (beside digits: not "TBD")
+    sign = any(unicodedata.category(c) == "Sc" for c in value)
+    if sign or (code.search(value) and re.search(r"\d", value)):
+        fixes.append(_CURRENCY_FIX)
+        value = "".join(c for c in code.sub("", value) if unicodedata.category(c) != "Sc")
+    if _DECIMAL_COMMA.fullmatch(value) and "parquet" not in formats.by_format([file]):
+        fixes.append(_DECIMAL_COMMA_FIX)
+    return fixes
+
+
+def hint(table: str, reason: str, example: str = "") -> str:
     """`` [fix: ...]`` for ``reason`` (a rule of :mod:`bigseg.store.rules`) in ``table``,
-    or ""."""
+    or "". ``example``: where the first such row is, with its value; a value that is
+    not a number gets the fix it points to (a decimal comma to declare, a currency
+    sign to strip) rather than the general one."""
     rule = reason.partition(": ")[2]
-    h = next((v for k, v in HINTS.items() if rule.startswith(k)), None)
+    found = _example_value(example)
+    fixes = _number_fixes(*found) if rule == "not a number" and found else []
+    h = "; ".join(fixes) or next((v for k, v in HINTS.items() if rule.startswith(k)), None)
     return f" [fix: {h.format(table=table)}]" if h else ""
 
 
@@ -109,8 +165,9 @@ def enforce_bad_share(report: dict, max_share: float) -> None:
         n_bad = sum(v["bad"].values())
         total = v["rows"] + n_bad
         if total and n_bad / total > max_share:
+            ex = v["examples"]
             top = ", ".join(
-                f"{r}: {c} (e.g. {v['examples'].get(r, '?')}){hint(t, r)}"
+                f"{r}: {c} (e.g. {ex.get(r, '?')}){hint(t, r, ex.get(r, ''))}"
                 for r, c in sorted(v["bad"].items(), key=lambda x: -x[1])[:5]
             )
             problems.append(

@@ -28,7 +28,7 @@ from bigseg.errors import BigsegError, ConfigError, DataError, StorageError
 from bigseg.io import delta, tables
 from bigseg.io.storage import FileInfo, is_remote, local_path, storage_for
 from bigseg.schema import ID, SCHEMAS
-from bigseg.store import coerce, rules
+from bigseg.store import coerce, formats, rules
 
 BATCH_ROWS = 256 * 1024
 
@@ -64,11 +64,12 @@ def list_inputs(
     if fmt == "delta":
         return _list_delta_inputs(table, tc, base, storage_options)
     if is_remote(tc.path):
-        return _list_url_inputs(table, tc.path, fmt, storage_options)
+        return _list_url_inputs(table, tc.path, fmt, storage_options, explicit=bool(tc.format))
     path = _local(tc.path, base)
     spec = str(path)
     if any(ch in spec for ch in "*?["):
         paths = sorted(p for p in glob.glob(spec, recursive=True) if os.path.isfile(p))
+        paths = _glob_of_one_format(table, spec, paths, tc.format)
         parts = [{} for _ in paths]
     elif path.is_file():
         paths, parts = [str(path)], [{}]
@@ -76,7 +77,7 @@ def list_inputs(
         if (path / "_delta_log").is_dir():
             raise _delta_as_files(table, path)
         if not tc.format:
-            _refuse_mixed_formats(table, path)
+            formats.refuse_mixed(table, str(path), _visible_files(path))
         suffixes = (
             (".parquet", ".parq", ".pq", "")
             if fmt == "parquet"
@@ -85,9 +86,7 @@ def list_inputs(
         paths = sorted(
             str(p)
             for p in path.rglob("*")
-            if p.is_file()
-            and p.suffix.lower() in suffixes
-            and not any(part.startswith((".", "_")) for part in p.relative_to(path).parts)
+            if p.is_file() and p.suffix.lower() in suffixes and not _hidden(p.relative_to(path))
         )
         parts = [_hive_keys(Path(p).relative_to(path)) for p in paths]
     else:
@@ -131,30 +130,25 @@ def _delta_as_files(table: str, path) -> ConfigError:
     )
 
 
-_FORMAT_SUFFIXES = {
-    "parquet": (".parquet", ".parq", ".pq"),
-    "csv": (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz"),
-}
+def _hidden(rel) -> bool:
+    """A path below a table's folder or prefix that is no data: a ``.`` or ``_`` name
+    (``_SUCCESS``, ``.crc``, ``_delta_log/``) or one inside such a folder."""
+    return any(part.startswith((".", "_")) for part in Path(rel).parts)
 
 
-def _refuse_mixed_formats(table: str, path: Path) -> None:
-    """A directory holding files of more than one format, with no ``format`` given:
-    refused (reading only the inferred format would drop the others' rows silently)."""
-    found: dict[str, list[str]] = {}
-    for p in sorted(path.rglob("*")):
-        rel = p.relative_to(path)
-        if not p.is_file() or any(part.startswith((".", "_")) for part in rel.parts):
-            continue
-        for fmt, suffixes in _FORMAT_SUFFIXES.items():
-            if p.name.lower().endswith(suffixes):
-                found.setdefault(fmt, []).append(str(rel))
-    if len(found) > 1:
-        listing = "; ".join(f"{f}: {len(v)} file(s), e.g. {v[0]}" for f, v in found.items())
-        raise DataError(
-            f"data.{table}.path: {path} holds files of more than one format ({listing}) and "
-            f"data.{table}.format is not set. Convert them to one format, or keep each "
-            f"format in its own directory; set data.{table}.format to read only one of them."
-        )
+def _visible_files(path: Path) -> list[str]:
+    """The data files under directory ``path``, relative to it."""
+    rels = (p.relative_to(path) for p in sorted(path.rglob("*")) if p.is_file())
+    return [str(r) for r in rels if not _hidden(r)]
+
+
+def _glob_of_one_format(table: str, spec: str, paths: list[str], fmt: str | None) -> list[str]:
+    """The files a glob matched, as read: with ``format`` set, that format's files (as
+    for a directory); without, all of them, refused when they are of several formats."""
+    if fmt:
+        return formats.of_format(paths, fmt)
+    formats.refuse_mixed(table, spec, paths, glob=True)
+    return paths
 
 
 def _hive_keys(rel: Path) -> dict:
@@ -288,7 +282,8 @@ def coerce_batch(
                 fmt = tc.csv.timestamp_format if f.format == "csv" else None
                 arr = coerce.timestamps(arr, fmt, canon, r)
             elif pa.types.is_string(arr.type) and not pa.types.is_string(target):
-                arr = rules.parse_strings(arr, target, canon, r)
+                dec = tc.csv.decimal if f.format == "csv" else "."
+                arr = rules.parse_strings(arr, target, canon, r, dec)
             else:
                 arr = arr.cast(target)
         except pa.ArrowException as e:
@@ -325,14 +320,17 @@ def read_file(f: InputFile, tc: TableConfig, validation=None) -> Iterator[Coerce
 
 # -- inputs on object storage (s3://, gs://, abfs://) ----------------------------------------
 def _list_url_inputs(
-    table: str, url: str, fmt: str, storage_options: dict | None
+    table: str, url: str, fmt: str, storage_options: dict | None, explicit: bool = False
 ) -> list[InputFile]:
     """The files of a table on object storage, from one listing of its prefix (or one
     glob): a file, a prefix (hive partitions and ``_``/``.`` names as for directories)
-    or a glob. ``mtime`` is the object's last-modified time and ``etag`` its ETag."""
+    or a glob. ``mtime`` is the object's last-modified time and ``etag`` its ETag.
+    ``explicit``: ``format`` was set; without it, files of several formats are refused
+    as in a local directory or glob."""
     st = storage_for(url, storage_options)
+    is_glob = any(ch in url.split("://", 1)[1] for ch in "*?[")
     try:
-        if any(ch in url.split("://", 1)[1] for ch in "*?["):
+        if is_glob:
             found, root = st.glob(url), None
         else:
             found = st.find(url)
@@ -354,6 +352,14 @@ def _list_url_inputs(
         and any(i.path[len(root) :].startswith("_delta_log/") for i in found)
     ):
         raise _delta_as_files(table, url)
+    if is_glob:
+        keep = set(
+            _glob_of_one_format(table, url, [i.path for i in found], fmt if explicit else None)
+        )
+        found = [i for i in found if i.path in keep]
+    elif root and not explicit:
+        rel = [i.path[len(root) :] for i in found]
+        formats.refuse_mixed(table, url, [r for r in rel if not _hidden(r)])
     files: list[tuple[FileInfo, dict]] = []
     for i in found:
         if root is None:
@@ -361,7 +367,7 @@ def _list_url_inputs(
             continue
         rel = Path(i.path[len(root) :])
         suffixes = (".parquet", ".parq", ".pq", "") if fmt == "parquet" else _CSV_SUFFIXES
-        if rel.suffix.lower() in suffixes and not any(p.startswith((".", "_")) for p in rel.parts):
+        if rel.suffix.lower() in suffixes and not _hidden(rel):
             files.append((i, _hive_keys(rel)))
     if not files:
         raise DataError(f"data.{table}.path: {url} holds no {fmt} files")

@@ -10,7 +10,9 @@ Rules (first broken rule per row is the reason):
 ``customer_id: blank`` a text id that is empty or only whitespace (a guest checkout,
                        a missing value): never a customer. Leading and trailing
                        spaces of any other id are part of it and are kept
-``<col>: not a ...``   a value that cannot be read as the column's type
+``<col>: not a ...``   a value that cannot be read as the column's type (numbers:
+                       with ``.`` as the decimal mark, or ``,`` where
+                       ``csv.decimal: ","``; never a thousands separator)
 ``<col>: invalid       text that is not valid UTF-8 (CSV input)
 UTF-8``
 ``amount: not finite`` NaN or infinity
@@ -40,6 +42,9 @@ DEFAULT_CATEGORIES = {("events", "event_type"): ("session", "page_view", "app_op
 
 _FLOAT_RE = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$|^\s*[-+]?(inf|infinity|nan)\s*$"
 _INT_RE = r"^\s*[-+]?\d+\s*$"
+#: numbers written with a decimal comma (``csv.decimal: ","``): a ``.`` is then refused,
+#: as ``1.234`` may mean 1234 (a thousands separator) and must not be read as 1.234
+_FLOAT_COMMA_RE = _FLOAT_RE.replace(r"\.", ",")
 _TRUE = ("true", "1", "yes", "y", "t")
 _FALSE = ("false", "0", "no", "n", "f", "")
 
@@ -74,20 +79,26 @@ def _np(mask: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return np.asarray(pc.fill_null(mask, False).to_numpy(zero_copy_only=False), dtype=bool)
 
 
-def parse_strings(arr: pa.Array, target: pa.DataType, canon: str, r: Reasons) -> pa.Array:
+def parse_strings(
+    arr: pa.Array, target: pa.DataType, canon: str, r: Reasons, decimal: str = "."
+) -> pa.Array:
     """Strings -> ``target`` for numbers and booleans; unreadable values are marked and
-    become null (so the rest of the batch still converts)."""
+    become null (so the rest of the batch still converts). ``decimal``: the decimal mark
+    of floats, ``"."`` or ``","``."""
     if pa.types.is_boolean(target):
         low = pc.utf8_trim_whitespace(pc.utf8_lower(arr))
         known = pc.is_in(low, value_set=pa.array(_TRUE + _FALSE))
         r.mark(~_np(known) & ~_np(pc.is_null(arr)), f"{canon}: not a boolean")
         return pc.is_in(low, value_set=pa.array(_TRUE))
-    pattern = _INT_RE if pa.types.is_integer(target) else _FLOAT_RE
+    comma = decimal == "," and not pa.types.is_integer(target)
+    pattern = _INT_RE if pa.types.is_integer(target) else _FLOAT_COMMA_RE if comma else _FLOAT_RE
     ok = pc.match_substring_regex(arr, pattern, ignore_case=True)
     bad = ~_np(ok) & ~_np(pc.is_null(arr))
     what = "an integer" if pa.types.is_integer(target) else "a number"
-    r.mark(bad, f"{canon}: not {what}")
+    r.mark(bad, f"{canon}: not {what}" + (" with a decimal comma" if comma else ""))
     clean = pc.if_else(pa.array(bad), pa.scalar(None, arr.type), arr)
+    if comma:
+        clean = pc.replace_substring(clean, ",", ".")
     return pc.utf8_trim_whitespace(clean).cast(target)
 
 
