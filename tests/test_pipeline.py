@@ -295,6 +295,9 @@ def test_short_history_skips_the_backtest_but_still_scores(local_client, tmp_pat
     metrics = run_stages(load_run_config(tmp_path / "job.yaml"), local_client, resolve("cpu"))
     assert metrics["clv"]["backtest"] is None  # nobody had bought 180 days before as_of
     assert "auc" not in metrics.get("churn", {})  # no backtest, so no evaluation claimed
+    # what serves without a backtest, and why, is stated
+    assert metrics["value"]["served"] == {"model": 1.0}
+    assert metrics["value"]["served_reason"].startswith("no backtest: no customer had bought")
     scores = read_scores(tmp_path / "out")
     # 1 churner among ~300 buyers: churn cannot be learnt, so it is absent, with the reason
     assert "churn_probability" not in scores

@@ -139,20 +139,10 @@ def train(
     if "backtest" in windows:  # every segment's model, to judge against the global
         for fits, refine in submitted["backtest"].fits.values():
             fits.update(refine(plan.ids))
-    no_bt = (
-        f"no backtest: {_SHORT} (before {ctx.as_of - 2 * dt.timedelta(days=ctx.cfg.horizon_days)})"
-    )
-    choice = {
-        t: {s: {"model": "global", "served": "model", "note": no_bt} for s in plan.ids}
-        for t in tgts
-    }
-    evaluation, backtest_info, coef = (
-        {t: {"served": {"model": 1.0, "note": no_bt}} for t in tgts},
-        {},
-        {},
-    )
     if "backtest" in windows:
         choice, evaluation, backtest_info, coef = _backtest(ctx, fs, plan, submitted, n_train)
+    else:
+        choice, evaluation, backtest_info, coef = _unjudged(ctx, plan)
     final = {
         t: training.collect(ctx.client, fits, "models")
         for t, (fits, _) in submitted["train"].fits.items()
@@ -254,8 +244,22 @@ def _fairness(ctx: RunContext, cat: dict, choice: dict, backtest_ids: list) -> d
     )
 
 
-#: why a run has no backtest
-_SHORT = "the history is shorter than two horizons before as_of, so the model serves unjudged"
+def _unjudged(ctx: RunContext, plan) -> tuple[dict, dict, dict, dict]:
+    """Without a backtest the global model serves every segment; why is stated once
+    (INFO) and in ``metrics.json`` (``<target>.served_reason``)."""
+    day = ctx.as_of - 2 * dt.timedelta(days=ctx.cfg.horizon_days)
+    why = (
+        f"no backtest: no customer had bought by as_of - 2 x horizon_days = {day}, so the "
+        "model serves every segment without a comparison with BG/NBD; a longer history "
+        "(or a shorter horizon_days) gives one"
+    )
+    log.info("%s", why)
+    choice = {
+        t: {s: {"model": "global", "served": "model", "note": why} for s in plan.ids}
+        for t in plan.targets
+    }
+    evaluation = {t: {"served": {"model": 1.0}, "served_reason": why} for t in plan.targets}
+    return choice, evaluation, {}, {}
 
 
 def _stacks(ctx: RunContext, fs: FeatureSet) -> dict[str, list[str]]:
