@@ -98,7 +98,8 @@ def test_each_segment_is_served_by_the_source_its_backtest_chose(run):
         assert manifest["serve"][t] == {s: r["served"] for s, r in per.items()}
         for rec in per.values():
             assert rec["served"] in blend.SOURCES
-            got = {k: rec[f"{key}_{k}"] for k in blend.SOURCES}
+            # judged on all customers with the segment switched to each source
+            got = {k: rec[f"overall_{key}_{k}"] for k in blend.SOURCES}
             sign = 1 if key == "auc" else -1
             if rec["served"] != "model":  # only a clear win displaces the model
                 assert sign * (got[rec["served"]] - got["model"]) > 0

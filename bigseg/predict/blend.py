@@ -14,7 +14,8 @@ model it competes with:
 
 The maps have two or three coefficients, fitted on every backtest row. Each source is
 judged out of fold (two halves of the customers by a stable hash, each half predicted
-by the fit on the other), so the blend's fit never grades itself. Ties go to the model.
+by the fit on the other), so the blend's fit never grades itself, and on the metric
+over all customers (see :func:`choose`). Ties go to the model.
 Response has no BG/NBD analogue: the model serves it.
 """
 
@@ -96,16 +97,52 @@ def _score(target: str, y: np.ndarray, p: np.ndarray) -> float | None:
     return -float(np.sqrt(np.mean((y - p) ** 2))) if len(y) else None
 
 
+#: a segment's own maps need this many backtest rows in each fold (and, for churn, of
+#: each class); a smaller segment is served by the maps fitted on every segment's rows
+MIN_FIT_ROWS, MIN_FIT_CLASS = 200, 20
+
+
+def _enough(target: str, y: np.ndarray) -> bool:
+    if target == "churn":
+        return min(int((y > 0.5).sum()), int((y <= 0.5).sum())) >= MIN_FIT_CLASS
+    return len(y) >= MIN_FIT_ROWS
+
+
+#: the choice is searched on at most this many backtest rows (a stable sample): the
+#: AUC's standard error there is about 0.001, and each trial is one sort
+SEARCH_ROWS = 200_000
+
+
+def _oof(target: str, source: str, p, e, y, ok, half) -> np.ndarray:
+    """``source``'s predictions on the rows ``ok``, each fold by the map fitted on the
+    other fold."""
+    out = np.full(len(y), np.nan)
+    for fold in (half, ~half):
+        train, test = ok & ~fold, ok & fold
+        c = fit(target, source, p[train], e[train], y[train])
+        out[test] = apply(target, source, c, p[test], e[test])
+    return out
+
+
 def choose(target: str, y, segs, p, e, u, ids: list[int]) -> tuple[dict, dict, np.ndarray]:
     """Per segment, the source that serves it, from the backtest rows (label ``y``,
     segment ``segs``, model prediction ``p`` as chosen per segment, BG/NBD column ``e``,
     the customers' sampling numbers ``u`` for the folds).
 
+    The maps are fitted on every segment's rows, and each segment's source is chosen by
+    what it does to the metric over *all* customers (coordinate ascent from the model
+    everywhere, largest segment first, until nothing changes): a churn probability is
+    ranked against every other segment's, so a source that wins inside its segment
+    but is calibrated apart from its neighbours' is not served.
+
     Returns ``(coefficients per source, {segment: record}, served out-of-fold
-    prediction)``; a record holds ``served``, each source's backtest metric
-    (``auc_<source>`` or ``rmse_<source>``) and ``margin`` (the winner's lead over the
-    runner-up). Without a usable BG/NBD column every segment keeps the model."""
+    prediction)``; a record holds ``served``, each source's metric inside the segment
+    (``auc_<source>`` / ``rmse_<source>``), overall with the segment switched to it
+    (``overall_auc_<source>`` / ``overall_rmse_<source>``) and ``margin`` (the served
+    source's overall lead over the best alternative; below :data:`MARGIN` the model
+    keeps the segment). Without a usable BG/NBD column every segment keeps the model."""
     y, p, e = (np.asarray(a, np.float64) for a in (y, p, e))
+    segs = np.asarray(segs)
     ok = np.isfinite(e) & np.isfinite(y) & np.isfinite(p)
     name = "auc" if target == "churn" else "rmse"
     usable = target in BGNBD_COLUMN and ok.sum() >= 20 and _score(target, y[ok], p[ok]) is not None
@@ -113,31 +150,61 @@ def choose(target: str, y, segs, p, e, u, ids: list[int]) -> tuple[dict, dict, n
         why = "no BG/NBD fit at the backtest cutoff" if target in BGNBD_COLUMN else None
         rec = {"served": "model", **({"note": why} if why else {})}
         return {}, {int(s): dict(rec) for s in ids}, p.astype(np.float32)
-    coef = {s: fit(target, s, p[ok], e[ok], y[ok]) for s in ("bgnbd", "blend")}
-    oof = {"model": p.copy()}
-    # the folds from a bit of ``u`` below the backtest's own sampling (``u < fraction``)
-    half = np.floor(np.asarray(u, np.float64) * 1024) % 2 == 0
-    for s in ("bgnbd", "blend"):
-        out = np.full(len(y), np.nan)
-        for fold in (half, ~half):
-            train, test = ok & ~fold, ok & fold
-            c = fit(target, s, p[train], e[train], y[train]) if train.sum() >= 10 else coef[s]
-            out[test] = apply(target, s, c, p[test], e[test])
-        oof[s] = out
-    choice, served = {}, p.copy()
-    for sid in ids:
-        rows = ok & (np.asarray(segs) == sid)
-        rec: dict = {"served": "model", "n_backtest": int(rows.sum())}
-        scores = {s: _score(target, y[rows], oof[s][rows]) for s in SOURCES} if rows.any() else {}
-        if scores and all(v is not None for v in scores.values()):
-            rec.update({f"{name}_{s}": abs(v) for s, v in scores.items()})
-            ranked = sorted(SOURCES, key=lambda s: (-scores[s], SOURCES.index(s)))
-            best = ranked[0] if scores[ranked[0]] > scores["model"] + MARGIN else "model"
-            rest = max(v for s, v in scores.items() if s != best)
-            rec.update(served=best, margin=float(scores[best] - rest))
-            served[rows] = oof[best][rows]
-        choice[int(sid)] = rec
-    return coef, choice, served.astype(np.float32)
+    uu = np.asarray(u, np.float64)
+    # the folds, and the search sample, from bits of ``u`` below the backtest's own
+    # sampling (``u < fraction``)
+    half = np.floor(uu * 1024) % 2 == 0
+    maps = {s: {"*": fit(target, s, p[ok], e[ok], y[ok])} for s in ("bgnbd", "blend")}
+    preds = {"model": p, **{s: _oof(target, s, p, e, y, ok, half) for s in ("bgnbd", "blend")}}
+    for sid in ids:  # a segment with rows enough has maps of its own
+        rows = ok & (segs == sid)
+        if _enough(target, y[rows & half]) and _enough(target, y[rows & ~half]):
+            for s in ("bgnbd", "blend"):
+                maps[s][int(sid)] = fit(target, s, p[rows], e[rows], y[rows])
+                preds[s][rows] = _oof(target, s, p, e, y, rows, half)[rows]
+    search = ok & ((uu * 2**20) % 1 < SEARCH_ROWS / max(ok.sum(), 1))
+    assign, cur = {int(s): "model" for s in ids}, p.copy()
+    order = sorted(assign, key=lambda s: -int((segs == s).sum()))
+    trials: dict = {}
+    for _ in range(3):
+        changed = False
+        for sid in order:
+            rows = ok & (segs == sid)
+            if not rows.any():
+                continue
+            trial = {}
+            for src in SOURCES:
+                saved = cur[rows]
+                cur[rows] = preds[src][rows]
+                trial[src] = _score(target, y[search], cur[search])
+                cur[rows] = saved
+            trials[sid] = trial
+            if any(v is None for v in trial.values()):
+                continue
+            best = max(SOURCES, key=lambda s: (trial[s], -SOURCES.index(s)))
+            if trial[best] > trial[assign[sid]] + MARGIN:
+                assign[sid], changed = best, True
+                cur[rows] = preds[best][rows]
+        if not changed:
+            break
+    choice = {}
+    for sid in assign:
+        rows = ok & (segs == sid)
+        rec: dict = {"served": assign[sid], "n_backtest": int(rows.sum())}
+        inside = {s: _score(target, y[rows], preds[s][rows]) for s in SOURCES} if rows.any() else {}
+        rec.update({f"{name}_{s}": abs(v) for s, v in inside.items() if v is not None})
+        trial = trials.get(sid, {})
+        if trial and all(v is not None for v in trial.values()):
+            rec.update({f"overall_{name}_{s}": abs(v) for s, v in trial.items()})
+            rest = max(v for s, v in trial.items() if s != assign[sid])
+            rec["margin"] = float(trial[assign[sid]] - rest)
+        choice[sid] = rec
+    coef = {
+        str(sid): maps[src].get(sid, maps[src]["*"])
+        for sid, src in assign.items()
+        if src != "model"
+    }
+    return coef, choice, cur.astype(np.float32)
 
 
 #: the drivers of a prediction BG/NBD serves: its three inputs, nothing else
@@ -146,8 +213,9 @@ BGNBD_DRIVERS = ("BG/NBD: frequency", "BG/NBD: recency_days", "BG/NBD: tenure_da
 
 def serve(target: str, p: np.ndarray, segs: np.ndarray, frame, sources: dict, coef: dict):
     """The served prediction of one target for rows of ``frame`` (``p`` the model's,
-    ``segs`` their segments): each segment by the source the backtest chose for it.
-    Returns ``(prediction, rows served by BG/NBD alone)``."""
+    ``segs`` their segments): each segment by the source the backtest chose for it
+    (``coef[source]``: the map's coefficients). Returns ``(prediction, rows served by
+    BG/NBD alone)``."""
     out = np.asarray(p, np.float32).copy()
     alone = np.zeros(len(out), dtype=bool)
     picked = {int(s): src for s, src in sources.items() if src != "model"}
@@ -158,6 +226,6 @@ def serve(target: str, p: np.ndarray, segs: np.ndarray, frame, sources: dict, co
     for s, src in picked.items():
         rows = (segs == s) & np.isfinite(e)  # no BG/NBD value: the model serves the row
         if rows.any():
-            out[rows] = apply(target, src, coef[src], p[rows], e[rows])
+            out[rows] = apply(target, src, coef[str(s)], p[rows], e[rows])
             alone |= rows if src == "bgnbd" else False
     return out, alone

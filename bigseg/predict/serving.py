@@ -14,7 +14,7 @@ class ServingModels:
     maps each segment id to ``"segment"`` (its own model) or ``"global"``; ``features``
     are the model matrix's columns in order; ``sources[target]`` maps a segment id to
     ``"model"``, ``"bgnbd"`` or ``"blend"`` (:mod:`bigseg.predict.blend`; absent:
-    ``"model"``), with the maps' coefficients in ``blend[target]``. Empty (no targets)
+    ``"model"``), with the maps' coefficients in ``blend[target][source]``. Empty (no targets)
     before any training: the scores then carry segments only.
     """
 
