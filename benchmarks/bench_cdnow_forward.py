@@ -102,7 +102,9 @@ def judge(scores, tx, as_of: str, horizon: int) -> dict:
     }
 
 
-def run_bigseg(csv: Path, work: Path, as_of: str, horizon: int) -> tuple[object, dict]:
+def run_bigseg(
+    csv: Path, work: Path, as_of: str, horizon: int, prediction: dict
+) -> tuple[object, dict]:
     import pandas as pd
     import yaml
 
@@ -123,6 +125,7 @@ def run_bigseg(csv: Path, work: Path, as_of: str, horizon: int) -> tuple[object,
         "horizon_days": horizon,
         "seed": 0,
         "output": str(out),
+        **({"prediction": prediction} if prediction else {}),
     }
     cfg.write_text(yaml.safe_dump(doc))
     t0 = time.perf_counter()
@@ -139,9 +142,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--as-of", nargs="*", default=list(CUTOFFS))
     ap.add_argument("--horizon", type=int, default=90)
+    ap.add_argument(
+        "--prediction", default="{}", help='prediction config as YAML, e.g. "{training_windows: 1}"'
+    )
+    ap.add_argument("--out", default="benchmarks/results/cdnow-forward.json")
     args = ap.parse_args()
 
     import pandas as pd
+    import yaml
 
     from bigseg.machine import hardware_info, library_versions
 
@@ -159,7 +167,9 @@ def main() -> None:
         csv = work / "cdnow.csv"
         raw.to_csv(csv, index=False)
         for as_of in args.as_of:
-            scores, info = run_bigseg(csv, work, as_of, args.horizon)
+            scores, info = run_bigseg(
+                csv, work, as_of, args.horizon, yaml.safe_load(args.prediction)
+            )
             rows.append({**judge(scores, tx, as_of, args.horizon), **info})
             r = rows[-1]
             print(
@@ -171,13 +181,14 @@ def main() -> None:
     res = {
         "benchmark": "CDNOW forward: bigseg run vs BG/NBD (lifetimes) and recency, churn AUC",
         "horizon_days": args.horizon,
+        "prediction_config": yaml.safe_load(args.prediction),
         "cutoffs": rows,
         "hardware": hardware_info(),
         "libraries": library_versions(),
         "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": "python benchmarks/bench_cdnow_forward.py " + " ".join(sys.argv[1:]),
     }
-    out = Path("benchmarks/results/cdnow-forward.json")
+    out = Path(args.out)
     out.write_text(json.dumps(res, indent=2) + "\n")
     print(f"wrote {out}")
 

@@ -60,14 +60,16 @@ def test_bgnbd_serves_where_the_model_is_noise_and_the_model_where_it_is_not():
     # out-of-fold served predictions beat either source alone over all customers
     yb = y.astype(bool)
     assert roc_auc(yb, served) > max(roc_auc(yb, p), roc_auc(yb, -e))
-    assert set(coef) == {"bgnbd", "blend"} and len(coef["blend"]) == 3
+    # each segment BG/NBD or the blend serves has its map: 2 or 3 coefficients
+    assert set(coef) == {str(s) for s in (0, 1) if choice[s]["served"] != "model"}
+    assert len(coef["1"]) == (2 if choice[1]["served"] == "bgnbd" else 3)
 
 
 def test_serve_maps_only_the_chosen_segments_and_keeps_the_model_without_bgnbd():
     p = np.array([0.2, 0.8, 0.5, 0.5], np.float32)
     segs = np.array([0, 1, 1, 1])
     frame = pd.DataFrame({"clv_expected_purchases": [1.0, 0.1, np.nan, 3.0]})
-    coef = {"bgnbd": [0.5, -1.0]}
+    coef = {"1": [0.5, -1.0]}
     out, alone = blend.serve("churn", p, segs, frame, {0: "model", 1: "bgnbd"}, coef)
     assert out[0] == p[0] and out[2] == p[2]  # segment 0; and a row with no BG/NBD
     expect = 1 / (1 + np.exp(-(0.5 - np.log1p([0.1, 3.0]))))

@@ -120,7 +120,7 @@ def train(
         report["training_window"] = _window(ctx)
         writer.publish(_manifest(ctx, fs, serving, {}))
         return serving, report
-    stacks = _stacks(ctx, fs)
+    stacks, sizes = _stacks(ctx, fs)
     windows = list(stacks)
     feats = (*fs.names, *segmented.segment_features(list(seg.ids)))
     plan = training.TrainPlan(
@@ -135,7 +135,13 @@ def train(
     )
     # the models of every target and both cutoffs are submitted before any is awaited;
     # at the final cutoff, the segment models wait for the backtest's choice
-    submitted = {w: training.submit_window(ctx.client, buckets, stacks[w], plan) for w in windows}
+    submitted = {
+        w: training.submit_window(
+            ctx.client, buckets, stacks[w], plan,
+            _older_share(stacks[w], sizes, pcfg.max_train_rows),
+        )
+        for w in windows
+    }  # fmt: skip
     if "backtest" in windows:  # every segment's model, to judge against the global
         for fits, refine in submitted["backtest"].fits.values():
             fits.update(refine(plan.ids))
@@ -262,17 +268,21 @@ def _unjudged(ctx: RunContext, plan) -> tuple[dict, dict, dict, dict]:
     return choice, evaluation, {}, {}
 
 
-def _stacks(ctx: RunContext, fs: FeatureSet) -> dict[str, list[str]]:
+def _stacks(ctx: RunContext, fs: FeatureSet) -> tuple[dict[str, list[str]], dict[str, int]]:
     """The cutoffs each model stack trains on: the final models on ``train`` and up to
     ``training_windows - 1`` older windows, the backtest's one window further back;
     a window joins while its churn labels hold at least ``MIN_LABELLED`` of each kind
-    (older ones lie before the data, or hold too few customers to teach anything)."""
+    (older ones lie before the data, or hold too few customers to teach anything).
+    Also returns the customers at each cutoff."""
     names = [c for c in ctx.cutoffs() if c != "score"]
-    usable = ["train"]
-    for c in names[1:]:
+    usable, sizes = ["train"], {}
+    for c in names:
         n, pos = map(sum, zip(*ctx.map_buckets(
             ftasks.label_counts, list(fs.buckets), c, "churn", desc=f"labels at {c}"
         ), strict=True))  # fmt: skip
+        sizes[c] = n
+        if c == "train":
+            continue
         if min(pos, n - pos) < MIN_LABELLED and not (c == "backtest" and n > 0):
             break
         usable.append(c)
@@ -280,7 +290,14 @@ def _stacks(ctx: RunContext, fs: FeatureSet) -> dict[str, list[str]]:
     out = {"train": usable[:w]}
     if "backtest" in usable:
         out = {"backtest": usable[1 : w + 1], **out}
-    return out
+    return out, sizes
+
+
+def _older_share(stack: list[str], sizes: dict[str, int], cap: int) -> float:
+    """The share of an older window's customers the training sample can hold: the
+    global model's cap over the whole stack's rows (1 without a cap)."""
+    total = sum(sizes[c] for c in stack)
+    return 1.0 if cap == 0 or total <= cap else cap / total
 
 
 def _window(ctx: RunContext) -> dict:

@@ -75,6 +75,7 @@ def model_rows(
     seed: int,
     features: list[str],
     seg: FittedSegmenter,
+    keep: float = 1.0,
 ) -> dict:
     """Everything the models of cutoff ``name`` learn from in one bucket, built once for
     every target and segment: the float32 matrix ``X`` (``features``, segment one-hot
@@ -83,12 +84,24 @@ def model_rows(
     sampling number in [0, 1), independent of the split, by which :func:`select` keeps a
     training sample). Split and ``u`` are stable functions of the customer id and the
     seed, so a sample holds the same customers whatever the bucket placement or worker
-    count, and a larger sample holds every customer of a smaller one."""
+    count, and a larger sample holds every customer of a smaller one. ``keep`` < 1:
+    only the customers whose sampling number is below it (an older stacked window,
+    whose rows are thinned to the share the training sample needs)."""
     import pyarrow as pa
 
     from bigseg.store.buckets import hash_ids
 
     df = res.frame(name)
+    if len(df) == 0:  # e.g. an empty bucket (string ids: untyped)
+        v, u = np.zeros(0, dtype=bool), np.zeros(0, dtype=np.float64)
+    else:
+        h = hash_ids(pa.array(df["customer_id"].to_numpy()))
+        w = ((h ^ np.uint64(seed * 0x9E3779B97F4A7C15 % 2**64)) % np.uint64(10_000)) / 10_000
+        v = w < valid_fraction
+        u = sample_numbers(h, seed)
+    if keep < 1.0:  # only the customers any model's sample can hold: a bounded matrix
+        rows = u < keep
+        df, v, u = df[rows], v[rows], u[rows]
     segs = segment_ids(df, seg)
     X = model_matrix(df, features, segs)
     y = {}
@@ -99,13 +112,6 @@ def model_rows(
         y[t] = df[t].to_numpy(np.float32)
         if t == "value":  # net spend can dip below zero after returns; Tweedie needs y >= 0
             y[t] = np.maximum(y[t], 0)
-    if len(df) == 0:  # e.g. an empty bucket (string ids: untyped)
-        v, u = np.zeros(0, dtype=bool), np.zeros(0, dtype=np.float64)
-    else:
-        h = hash_ids(pa.array(df["customer_id"].to_numpy()))
-        w = ((h ^ np.uint64(seed * 0x9E3779B97F4A7C15 % 2**64)) % np.uint64(10_000)) / 10_000
-        v = w < valid_fraction
-        u = sample_numbers(h, seed)
     return {"X": X, "segs": segs, "y": y, "valid": v, "u": u}
 
 

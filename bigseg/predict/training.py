@@ -59,11 +59,16 @@ class Window:
     fits: dict[str, tuple[dict, Callable]]
 
 
-def submit_window(client, buckets: list, cutoffs: list[Cutoff], plan: TrainPlan) -> Window:
+def submit_window(
+    client, buckets: list, cutoffs: list[Cutoff], plan: TrainPlan, older: float = 1.0
+) -> Window:
     """Submit the global model of every target trained on the stacked cutoffs (each
     row a customer at one cutoff, features and labels relative to it), from one matrix
     per bucket and cutoff built once for all of them. A customer's sampling number and
-    validation split are the same at every cutoff, so no customer trains and validates."""
+    validation split are the same at every cutoff, so no customer trains and validates.
+    The older cutoffs' matrices hold only the share ``older`` of the customers (the
+    training sample's share of the whole stack): memory stays bounded by the sample,
+    not by customers times windows."""
     rows = [
         client.submit(
             segmented.model_rows,
@@ -74,9 +79,10 @@ def submit_window(client, buckets: list, cutoffs: list[Cutoff], plan: TrainPlan)
             plan.seed,
             list(plan.features),
             plan.seg,
+            1.0 if i == 0 else older,
             pure=False,
         )
-        for cutoff in cutoffs
+        for i, cutoff in enumerate(cutoffs)
         for f in buckets
     ]
     cnt = gather(
@@ -84,7 +90,12 @@ def submit_window(client, buckets: list, cutoffs: list[Cutoff], plan: TrainPlan)
         [client.submit(segmented.row_counts, r, plan.ids, pure=False) for r in rows],
         f"training rows at {', '.join(cutoffs)}",
     )
-    fits = {t: _submit_target(client, t, cutoffs[0], rows, cnt, plan) for t in plan.targets}
+    # an older window's counts stand for 1/older times as many customers
+    weights = [1.0 if i < len(buckets) else 1.0 / older for i in range(len(rows))]
+    fits = {
+        t: _submit_target(client, t, cutoffs[0], rows, list(zip(cnt, weights, strict=True)), plan)
+        for t in plan.targets
+    }
     return Window(rows, rows[: len(buckets)], fits)
 
 
@@ -93,12 +104,19 @@ def _fraction(rows: int, cap: int) -> float:
 
 
 def _submit_target(client, target: str, cutoff: str, rows: list, cnt: list, plan: TrainPlan):
-    """The global model of one target (:func:`_global_model`) and its ``refine``."""
+    """The global model of one target (:func:`_global_model`) and its ``refine``;
+    ``cnt``: per matrix, its :func:`~bigseg.predict.segmented.row_counts` and the
+    customers each of its rows stands for."""
     pcfg = plan.pcfg
     params = params_for(target, pcfg, plan.seed, plan.device)
 
     def total(key) -> tuple[int, int]:
-        return (sum(x[target][key][0] for x in cnt), sum(x[target][key][1] for x in cnt))
+        """Labelled rows and positives of the whole stack (thinned windows scaled up):
+        a sample's share is of these, so every window is sampled at one rate."""
+        return (
+            round(sum(x[target][key][0] * w for x, w in cnt)),
+            round(sum(x[target][key][1] * w for x, w in cnt)),
+        )
 
     n, pos = total(None)
     if n == 0:
