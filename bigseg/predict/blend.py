@@ -12,8 +12,8 @@ model it competes with:
 - **blend**: both inputs in one such fit (the model's logit and BG/NBD's log expected
   purchases; for value, the two spends).
 
-The maps have two or three coefficients, fitted on every backtest row. Each source is
-judged out of fold (two halves of the customers by a stable hash, each half predicted
+The maps have two or three coefficients, fitted on each segment's backtest rows (or on
+every segment's, for a small one). Each source is judged out of fold (two halves of the customers by a stable hash, each half predicted
 by the fit on the other), so the blend's fit never grades itself, and on the metric
 over all customers (see :func:`choose`). Ties go to the model.
 Response has no BG/NBD analogue: the model serves it.
@@ -124,23 +124,69 @@ def _oof(target: str, source: str, p, e, y, ok, half) -> np.ndarray:
     return out
 
 
+def _predictions(target: str, p, e, y, ok, segs, ids, half) -> tuple[dict, dict]:
+    """Each source's out-of-fold predictions and maps: a segment with rows enough in
+    both folds gets maps of its own (its calibration is its own), the others share
+    the maps fitted on every segment (under ``"*"``)."""
+    maps = {s: {"*": fit(target, s, p[ok], e[ok], y[ok])} for s in ("bgnbd", "blend")}
+    preds = {"model": p, **{s: _oof(target, s, p, e, y, ok, half) for s in ("bgnbd", "blend")}}
+    for sid in ids:
+        rows = ok & (segs == sid)
+        if _enough(target, y[rows & half]) and _enough(target, y[rows & ~half]):
+            for s in ("bgnbd", "blend"):
+                maps[s][int(sid)] = fit(target, s, p[rows], e[rows], y[rows])
+                preds[s][rows] = _oof(target, s, p, e, y, rows, half)[rows]
+    return preds, maps
+
+
+def _ascend(target: str, y, preds: dict, masks: dict, search) -> tuple[dict, dict, np.ndarray]:
+    """Coordinate ascent on the metric over the ``search`` rows: from the model
+    everywhere, largest segment first, each segment switched to the source that raises
+    the metric by more than :data:`MARGIN`, until a pass changes nothing. Returns the
+    assignment, each segment's last trial (metric per source) and the served vector."""
+    assign, cur = {sid: "model" for sid in masks}, preds["model"].copy()
+    trials: dict = {}
+    for _ in range(3):
+        changed = False
+        for sid in sorted(masks, key=lambda s: -int(masks[s].sum())):
+            rows = masks[sid]
+            if not rows.any():
+                continue
+            trial, saved = {}, cur[rows]
+            for src in SOURCES:
+                cur[rows] = preds[src][rows]
+                trial[src] = _score(target, y[search], cur[search])
+            cur[rows] = saved
+            trials[sid] = trial
+            if any(v is None for v in trial.values()):
+                continue
+            best = max(SOURCES, key=lambda s: (trial[s], -SOURCES.index(s)))
+            if trial[best] > trial[assign[sid]] + MARGIN:
+                assign[sid], changed = best, True
+                cur[rows] = preds[best][rows]
+        if not changed:
+            break
+    return assign, trials, cur
+
+
 def choose(target: str, y, segs, p, e, u, ids: list[int]) -> tuple[dict, dict, np.ndarray]:
     """Per segment, the source that serves it, from the backtest rows (label ``y``,
     segment ``segs``, model prediction ``p`` as chosen per segment, BG/NBD column ``e``,
     the customers' sampling numbers ``u`` for the folds).
 
-    The maps are fitted on every segment's rows, and each segment's source is chosen by
-    what it does to the metric over *all* customers (coordinate ascent from the model
-    everywhere, largest segment first, until nothing changes): a churn probability is
-    ranked against every other segment's, so a source that wins inside its segment
-    but is calibrated apart from its neighbours' is not served.
+    Each segment's source is chosen by what it does to the metric over *all*
+    customers (:func:`_ascend`): a churn probability is ranked against every other
+    segment's, so a source that wins inside its segment but is calibrated apart from
+    its neighbours' is not served (choosing inside each segment put the demo's served
+    AUC 0.005 below the global model's).
 
-    Returns ``(coefficients per source, {segment: record}, served out-of-fold
-    prediction)``; a record holds ``served``, each source's metric inside the segment
-    (``auc_<source>`` / ``rmse_<source>``), overall with the segment switched to it
-    (``overall_auc_<source>`` / ``overall_rmse_<source>``) and ``margin`` (the served
-    source's overall lead over the best alternative; below :data:`MARGIN` the model
-    keeps the segment). Without a usable BG/NBD column every segment keeps the model."""
+    Returns ``(the served map's coefficients per segment id (str), {segment: record},
+    served out-of-fold prediction)``; a record holds ``served``, each source's metric
+    inside the segment (``auc_<source>`` / ``rmse_<source>``), overall with the segment
+    switched to it (``overall_auc_<source>`` / ``overall_rmse_<source>``) and ``margin``
+    (the served source's overall lead over the best alternative; negative when the
+    model keeps a segment another source led by less than :data:`MARGIN`). Without a
+    usable BG/NBD column every segment keeps the model."""
     y, p, e = (np.asarray(a, np.float64) for a in (y, p, e))
     segs = np.asarray(segs)
     ok = np.isfinite(e) & np.isfinite(y) & np.isfinite(p)
@@ -154,42 +200,12 @@ def choose(target: str, y, segs, p, e, u, ids: list[int]) -> tuple[dict, dict, n
     # the folds, and the search sample, from bits of ``u`` below the backtest's own
     # sampling (``u < fraction``)
     half = np.floor(uu * 1024) % 2 == 0
-    maps = {s: {"*": fit(target, s, p[ok], e[ok], y[ok])} for s in ("bgnbd", "blend")}
-    preds = {"model": p, **{s: _oof(target, s, p, e, y, ok, half) for s in ("bgnbd", "blend")}}
-    for sid in ids:  # a segment with rows enough has maps of its own
-        rows = ok & (segs == sid)
-        if _enough(target, y[rows & half]) and _enough(target, y[rows & ~half]):
-            for s in ("bgnbd", "blend"):
-                maps[s][int(sid)] = fit(target, s, p[rows], e[rows], y[rows])
-                preds[s][rows] = _oof(target, s, p, e, y, rows, half)[rows]
     search = ok & ((uu * 2**20) % 1 < SEARCH_ROWS / max(ok.sum(), 1))
-    assign, cur = {int(s): "model" for s in ids}, p.copy()
-    order = sorted(assign, key=lambda s: -int((segs == s).sum()))
-    trials: dict = {}
-    for _ in range(3):
-        changed = False
-        for sid in order:
-            rows = ok & (segs == sid)
-            if not rows.any():
-                continue
-            trial = {}
-            for src in SOURCES:
-                saved = cur[rows]
-                cur[rows] = preds[src][rows]
-                trial[src] = _score(target, y[search], cur[search])
-                cur[rows] = saved
-            trials[sid] = trial
-            if any(v is None for v in trial.values()):
-                continue
-            best = max(SOURCES, key=lambda s: (trial[s], -SOURCES.index(s)))
-            if trial[best] > trial[assign[sid]] + MARGIN:
-                assign[sid], changed = best, True
-                cur[rows] = preds[best][rows]
-        if not changed:
-            break
+    preds, maps = _predictions(target, p, e, y, ok, segs, ids, half)
+    masks = {int(s): ok & (segs == s) for s in ids}
+    assign, trials, served = _ascend(target, y, preds, masks, search)
     choice = {}
-    for sid in assign:
-        rows = ok & (segs == sid)
+    for sid, rows in masks.items():
         rec: dict = {"served": assign[sid], "n_backtest": int(rows.sum())}
         inside = {s: _score(target, y[rows], preds[s][rows]) for s in SOURCES} if rows.any() else {}
         rec.update({f"{name}_{s}": abs(v) for s, v in inside.items() if v is not None})
@@ -204,7 +220,7 @@ def choose(target: str, y, segs, p, e, u, ids: list[int]) -> tuple[dict, dict, n
         for sid, src in assign.items()
         if src != "model"
     }
-    return coef, choice, cur.astype(np.float32)
+    return coef, choice, served.astype(np.float32)
 
 
 #: the drivers of a prediction BG/NBD serves: its three inputs, nothing else
