@@ -72,6 +72,33 @@ class StdoutToStderr(WorkerPlugin):
         pass
 
 
+class WorkerLogging(WorkerPlugin):
+    """Worker plugin for clusters bigseg starts itself: bigseg's records in a worker
+    are written like the client's (time, level, logger name, at the client's level).
+    Without it a worker's bigseg WARNING reached stderr as a bare message through
+    Python's last-resort handler, unrecognisable as bigseg's."""
+
+    idempotent = True
+
+    def __init__(self, level: int) -> None:
+        self.level = level
+
+    def setup(self, worker) -> None:
+        import logging
+
+        lg = logging.getLogger("bigseg")
+        lg.setLevel(self.level)
+        if not any(getattr(h, "_bigseg", False) for h in lg.handlers):
+            h = logging.StreamHandler()  # the worker's stderr
+            h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+            h._bigseg = True
+            lg.addHandler(h)
+            lg.propagate = False
+
+    def teardown(self, worker) -> None:
+        pass
+
+
 @contextmanager
 def _own_cluster(make: Callable[[], Any], what: str) -> Iterator[Client]:
     """Start a cluster with ``make()``, yield a client on it, close both on exit."""
@@ -89,6 +116,8 @@ def _own_cluster(make: Callable[[], Any], what: str) -> Iterator[Client]:
         try:
             log.info("connected to %s at %s", what, client.scheduler.address)
             client.register_plugin(StdoutToStderr(), name="bigseg-stdout-to-stderr")
+            level = logging.getLogger("bigseg").getEffectiveLevel()
+            client.register_plugin(WorkerLogging(level), name="bigseg-worker-logging")
             yield client
         finally:
             client.close()

@@ -294,10 +294,16 @@ def _stacks(ctx: RunContext, fs: FeatureSet) -> tuple[dict[str, list[str]], dict
 
 
 def _older_share(stack: list[str], sizes: dict[str, int], cap: int) -> float:
-    """The share of an older window's customers the training sample can hold: the
-    global model's cap over the whole stack's rows (1 without a cap)."""
-    total = sum(sizes[c] for c in stack)
-    return 1.0 if cap == 0 or total <= cap else cap / total
+    """The share of an older window's customers that trains: at most as many rows in
+    all the older windows together as in the latest one (they teach how customers
+    age; the latest window stays the one the models fit best), and within the global
+    model's cap over the whole stack."""
+    older = sum(sizes[c] for c in stack[1:])
+    if older == 0:
+        return 1.0
+    share = min(1.0, sizes[stack[0]] / older)
+    total = sizes[stack[0]] + share * older
+    return share if cap == 0 or total <= cap else share * cap / total
 
 
 def _window(ctx: RunContext) -> dict:
