@@ -279,3 +279,17 @@ def test_training_samples_refines_and_falls_back(tmp_path, local_client):
     assert searched["global"]["max_depth"] in (2, 3)
     dist, _ = train("dist", single_worker_max_rows=0)
     assert dist["global"]["mode"] == "distributed", dist["global"]
+
+
+def test_older_windows_weigh_as_much_as_the_latest_within_the_cap():
+    from bigseg.pipeline.train import _older_share
+
+    sizes = {"train": 1_000_000, "backtest": 900_000, "back3": 800_000}
+    rate, weight = _older_share(["train", "backtest", "back3"], sizes, 100_000)
+    r, latest, older = 1 / weight, 1_000_000, 1_700_000
+    # the latest window sampled at r, the older ones at `rate`: equal rows, 100k in all
+    assert abs(r * latest - rate * older) < 1 and abs(r * latest + rate * older - 100_000) < 1
+    # under the cap: every row of the latest window, as many of the older ones
+    rate, weight = _older_share(["train", "backtest"], {"train": 1000, "backtest": 4000}, 0)
+    assert (rate, weight) == (0.25, 1.0)
+    assert _older_share(["train"], {"train": 1000}, 100) == (1.0, 1.0)

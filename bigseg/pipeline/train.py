@@ -138,7 +138,7 @@ def train(
     submitted = {
         w: training.submit_window(
             ctx.client, buckets, stacks[w], plan,
-            _older_share(stacks[w], sizes, pcfg.max_train_rows),
+            *_older_share(stacks[w], sizes, pcfg.max_train_rows),
         )
         for w in windows
     }  # fmt: skip
@@ -293,17 +293,20 @@ def _stacks(ctx: RunContext, fs: FeatureSet) -> tuple[dict[str, list[str]], dict
     return out, sizes
 
 
-def _older_share(stack: list[str], sizes: dict[str, int], cap: int) -> float:
-    """The share of an older window's customers that trains: at most as many rows in
-    all the older windows together as in the latest one (they teach how customers
-    age; the latest window stays the one the models fit best), and within the global
-    model's cap over the whole stack."""
+def _older_share(stack: list[str], sizes: dict[str, int], cap: int) -> tuple[float, float]:
+    """How an older window's customers train: ``(rate, weight)``, the share of its
+    customers whose rows are built, and how many customers of the stack the global
+    sample is drawn from per built row. The older windows together weigh at most as
+    many rows as the latest one (they teach how customers age; the latest window stays
+    the one the models fit best), and the global model's cap holds over the whole
+    stack: the latest window is sampled at ``r``, the older ones at ``r * share``."""
     older = sum(sizes[c] for c in stack[1:])
     if older == 0:
-        return 1.0
+        return 1.0, 1.0
     share = min(1.0, sizes[stack[0]] / older)
-    total = sizes[stack[0]] + share * older
-    return share if cap == 0 or total <= cap else share * cap / total
+    stacked = sizes[stack[0]] + share * older
+    r = 1.0 if cap == 0 or stacked <= cap else cap / stacked
+    return r * share, 1.0 / r
 
 
 def _window(ctx: RunContext) -> dict:

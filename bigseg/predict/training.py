@@ -60,15 +60,20 @@ class Window:
 
 
 def submit_window(
-    client, buckets: list, cutoffs: list[Cutoff], plan: TrainPlan, older: float = 1.0
+    client,
+    buckets: list,
+    cutoffs: list[Cutoff],
+    plan: TrainPlan,
+    older: float = 1.0,
+    weight: float = 1.0,
 ) -> Window:
     """Submit the global model of every target trained on the stacked cutoffs (each
     row a customer at one cutoff, features and labels relative to it), from one matrix
     per bucket and cutoff built once for all of them. A customer's sampling number and
     validation split are the same at every cutoff, so no customer trains and validates.
-    The older cutoffs' matrices hold only the share ``older`` of the customers (the
-    training sample's share of the whole stack): memory stays bounded by the sample,
-    not by customers times windows."""
+    The older cutoffs' matrices hold only the share ``older`` of the customers, each
+    row standing for ``weight`` customers of the stack the samples are drawn from:
+    memory stays bounded by the sample, not by customers times windows."""
     rows = [
         client.submit(
             segmented.model_rows,
@@ -90,8 +95,7 @@ def submit_window(
         [client.submit(segmented.row_counts, r, plan.ids, pure=False) for r in rows],
         f"training rows at {', '.join(cutoffs)}",
     )
-    # an older window's counts stand for 1/older times as many customers
-    weights = [1.0 if i < len(buckets) else 1.0 / older for i in range(len(rows))]
+    weights = [1.0 if i < len(buckets) else weight for i in range(len(rows))]
     fits = {
         t: _submit_target(client, t, cutoffs[0], rows, list(zip(cnt, weights, strict=True)), plan)
         for t in plan.targets
