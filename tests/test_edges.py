@@ -8,6 +8,8 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -163,21 +165,29 @@ def padded_csv(path: Path) -> pd.DataFrame:
     return both
 
 
-def test_blank_ids_are_quarantined_and_spaces_kept(tmp_path, local_client):
-    from bigseg.config import load_run_config
-    from bigseg.store import ingest
+def test_blank_ids_are_quarantined_and_spaces_kept(tmp_path, cluster_yaml, caplog):
+    from bigseg.store import open_store
 
     (tmp_path / "tx").mkdir()
     both = padded_csv(tmp_path / "tx" / "tx.csv")
-    cfg = load_run_config(
-        job(
-            tmp_path,
-            {"transactions": {"path": "tx", "format": "csv"}},
-            validation={"max_bad_share": 0.5},
-        )
+    cfg = job(
+        tmp_path,
+        {"transactions": {"path": "tx", "format": "csv"}},
+        validation={"max_bad_share": 0.5},
     )
-    store = ingest(cfg, local_client)
-    rejected = committed(cfg.output_dir).members("quarantine")  # {table/file: location}
+    assert main(["ingest", str(cfg), "--cluster", cluster_yaml, "--quiet"]) == 0
+    # what the user sees (the CLI prints warnings on stderr): the rows left out, the rule
+    said = [
+        r for r in caplog.records if r.name.startswith("bigseg") and "quarantined" in r.getMessage()
+    ]
+    assert [r.levelname for r in said] == ["WARNING"], caplog.text
+    msg = said[0].getMessage()
+    assert "data.transactions: 12 of 42 rows quarantined, left out of the store" in msg, msg
+    assert f"customer_id: blank: 12 (e.g. {tmp_path / 'tx' / 'tx.csv'} row" in msg, msg
+    assert "is never a customer" in msg and "the quarantine dataset" in msg, msg
+    out = tmp_path / "out"
+    store = open_store(out)
+    rejected = committed(out).members("quarantine")  # {table/file: location}
     q = pq.read_table(
         [str(p) for m, p in rejected.items() if m.startswith("transactions/")]
     ).to_pandas()
@@ -296,13 +306,20 @@ def test_a_glob_or_prefix_over_mixed_formats_on_s3_is_refused(s3, tmp_path):
 
 
 # -- exit codes instead of tracebacks ------------------------------------------------------------
-def test_impossible_date_in_the_config_exits_2(tmp_path, capsys):
-    p = tmp_path / "job.yaml"
-    p.write_text("data:\n  transactions: {path: tx}\nas_of: 2026-09-31\noutput: out\n")
-    assert main(["validate", str(p)]) == 2
-    err = capsys.readouterr().err
-    assert str(p) in err and "line 3" in err and "as_of: 2026-09-31" in err, err
-    assert "YYYY-MM-DD" in err and "Traceback" not in err
+def test_impossible_date_in_the_config_exits_2(copied_run, tmp_path, capsys):
+    path, cfg, _m = copied_run  # an output holding a committed run
+    before = snapshot(cfg.output_dir)
+    text = path.read_text()
+    assert "as_of" not in text
+    p = tmp_path / "bad.yaml"  # the run's config, with an impossible as_of on its last line
+    p.write_text(text + "as_of: 2026-09-31\n")
+    line = len(p.read_text().splitlines())
+    for command in ("validate", "run"):
+        assert main([command, str(p), "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert str(p) in err and f"line {line}" in err and "as_of: 2026-09-31" in err, err
+        assert "YYYY-MM-DD" in err and "Traceback" not in err
+    assert snapshot(cfg.output_dir) == before
 
 
 def test_output_that_is_a_file_exits_2(tmp_path, capsys):
@@ -313,15 +330,18 @@ def test_output_that_is_a_file_exits_2(tmp_path, capsys):
     assert main(["run", str(cfg), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "output:" in err and "is an existing file" in err and str(tmp_path / "out") in err
+    assert "set output: to a directory path" in err and "Traceback" not in err, err
     assert (tmp_path / "out").read_text() == "my notes\n"
 
 
-def test_score_as_of_not_iso_exits_2(tmp_path, capsys):
-    cfg = job(tmp_path, {"transactions": {"path": "tx"}})
-    assert main(["score", str(cfg), "--as-of", "2026/06/30", "--quiet"]) == 2
+def test_score_as_of_not_iso_exits_2(copied_run, capsys):
+    path, cfg, _m = copied_run  # an output holding a committed run
+    before = snapshot(cfg.output_dir)
+    assert main(["score", str(path), "--as-of", "2026/06/30", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "--as-of 2026/06/30" in err and "YYYY-MM-DD" in err, err
-    assert not (tmp_path / "out").exists()
+    assert "e.g. --as-of 2026-06-30" in err and "Traceback" not in err, err
+    assert snapshot(cfg.output_dir) == before
 
 
 def _fail_parquet_writes():
@@ -344,8 +364,9 @@ def _restore_parquet_writes():
 
 
 @pytest.fixture(scope="module")
-def normal_run(tmp_path_factory, local_client, cluster_yaml):
-    """A whole run (CLI) on 120 repeat buyers: both targets learnt."""
+def normal_run_logged(tmp_path_factory, local_client, cluster_yaml):
+    """A whole run (CLI) on 120 repeat buyers (transactions only), asked for churn, value
+    and response: ``(config, the records the bigseg loggers logged during the run)``."""
     d = tmp_path_factory.mktemp("normal")
     (d / "tx").mkdir()
     transactions(120, per_customer=8).to_parquet(d / "tx" / "a.parquet")
@@ -353,8 +374,24 @@ def normal_run(tmp_path_factory, local_client, cluster_yaml):
     cfg = job(
         d, {"transactions": {"path": "tx"}}, prediction={"n_estimators": 20, "targets": targets}
     )
-    assert main(["run", str(cfg), "--cluster", cluster_yaml, "--quiet"]) == 0
-    return cfg
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger, level = logging.getLogger("bigseg"), logging.getLogger("bigseg").level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)  # INFO too: what was said quietly is seen
+    try:
+        assert main(["run", str(cfg), "--cluster", cluster_yaml, "--quiet"]) == 0
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    return cfg, records
+
+
+@pytest.fixture(scope="module")
+def normal_run(normal_run_logged):
+    """The config of :func:`normal_run_logged`: both targets learnt."""
+    return normal_run_logged[0]
 
 
 def test_disk_full_mid_run_exits_8_and_keeps_the_outputs(
@@ -387,6 +424,7 @@ def test_disk_full_writing_the_report_exits_8(normal_run, monkeypatch, capsys):
     assert main(["report", str(normal_run), "--quiet"]) == 8
     err = capsys.readouterr().err
     assert "out of space writing" in err and "report.html" in err, err
+    assert "Free space under output:" in err and "Traceback" not in err, err
     assert snapshot(out) == before
 
 
@@ -409,6 +447,9 @@ def test_one_purchase_each_skips_both_targets_with_reasons(tmp_path, cluster_yam
     m = read_metrics(out)
     for t in ("churn", "value"):
         assert "label window" in m[t]["skipped"], m[t]
+        assert "set as_of within the data, or a longer horizon_days" in m[t]["skipped"], m[t]
+    churn = m["churn"]["skipped"]
+    assert "0 of the" in churn and "bought again in the label window" in churn, churn
     assert "repeat buyers" in m["value"]["skipped"]
     assert m["high_value_threshold"] is None
     s = read_scores(out)
@@ -436,40 +477,42 @@ def test_as_of_years_after_the_data_skips_the_targets(tmp_path, cluster_yaml):
 
 
 # -- a dataset too small to segment or learn from -------------------------------------------
-def test_single_customer_exits_3_and_publishes_nothing(tmp_path, cluster_yaml, capsys):
+def test_single_customer_exits_3_and_publishes_nothing(copied_run, tmp_path, cluster_yaml, capsys):
+    out = copied_run[1].output_dir  # an output holding a committed run
+    before = snapshot(out)
     (tmp_path / "tx").mkdir()
     transactions(1, per_customer=30).to_parquet(tmp_path / "tx" / "a.parquet")
-    cfg = job(tmp_path, {"transactions": {"path": "tx"}})
+    cfg = job(tmp_path, {"transactions": {"path": "tx"}})  # that output, one customer's input
     assert main(["run", str(cfg), "--cluster", cluster_yaml, "--quiet"]) == 3
     err = capsys.readouterr().err
-    assert "1 customer" in err and "Traceback" not in err, err
-    published = [
-        n
-        for n in committed(tmp_path / "out").names()
-        if n in ("features", "segments") or n.startswith(("scores/", "models/"))
-    ]
-    assert not published, published
+    assert "1 customer(s) with a purchase on or before as_of=" in err, err
+    assert " in tx: segmenting and training need at least 2" in err, err  # the input, the rule
+    assert "score them with a model trained on more (`bigseg score`)" in err, err  # the fix
+    assert "Traceback" not in err
+    assert snapshot(out) == before  # the committed store, models and scores stay current
 
 
 # -- empty buckets -----------------------------------------------------------------------------
 @pytest.mark.slow  # heavy: runs in `make test-slow` (CI runs both)
-def test_twenty_customers_read_back_with_pandas(tmp_path, local_client):
-    from bigseg.backend import resolve
-    from bigseg.config import load_run_config
-    from bigseg.pipeline import run_stages
-    from bigseg.synth import generate
+def test_twenty_customers_read_back_with_pandas(tmp_path, cluster_yaml):
+    from bigseg.store import open_store
+    from bigseg.store.buckets import bucket_of
 
-    generate(20, tmp_path / "gen", seed=0)
-    data = {"transactions": {"path": str(tmp_path / "gen" / "raw" / "transactions")}}
-    cfg = load_run_config(job(tmp_path, data))
-    run_stages(cfg, local_client, resolve("cpu"))
+    # 20 customers of whom none falls in bucket 0 of 8: the first bucket, the one whose
+    # parts sort first, is certainly empty
+    candidates = np.arange(1, 100)
+    ids = candidates[bucket_of(candidates, 8) != 0][:20].tolist()
+    assert len(ids) == 20
+    (tmp_path / "tx").mkdir()
+    transactions(ids=ids, per_customer=6).to_parquet(tmp_path / "tx" / "a.parquet")
+    cfg = job(tmp_path, {"transactions": {"path": "tx"}}, store={"buckets": 8})
+    assert main(["run", str(cfg), "--cluster", cluster_yaml, "--quiet"]) == 0
     out = tmp_path / "out"
-    n = {}
+    store = open_store(out)
+    assert store.n_buckets == 8 and store.read_bucket("transactions", 0).num_rows == 0
     for d in ("features", "segments", scores_dataset(committed(out).scores_dates()[-1])):
-        df = read_dataset(out, d)  # every part, whichever sorts first
-        assert df["customer_id"].is_unique, d
-        n[d] = len(df)
-    assert len(set(n.values())) == 1 and 10 < min(n.values()) <= 20, n
+        df = read_dataset(out, d)  # pandas on the committed files as one list
+        assert sorted(df["customer_id"]) == sorted(ids), d  # every customer, once
 
 
 # -- warnings that mean something ------------------------------------------------------------
@@ -482,11 +525,12 @@ def test_a_script_without_main_guard_is_refused_in_one_line(tmp_path):
         "from bigseg.engine import connect\n\nwith connect(n_workers=1) as client:\n    pass\n"
     )
     r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
-    assert r.returncode != 0
-    last = r.stderr.strip().splitlines()[-1]
-    assert last.startswith("bigseg.errors.ConfigError: ") and f"{script}, line 3" in last, last
-    assert 'if __name__ == "__main__":' in last
-    assert "Nanny" not in r.stderr and r.stderr.count("\n") < 20, r.stderr
+    assert r.returncode == 2, r.stderr  # a config error (README, "Exit codes")
+    errors = [ln for ln in r.stderr.splitlines() if "error" in ln.lower()]
+    assert errors == [r.stderr.strip().splitlines()[-1]], r.stderr  # one line, the last
+    assert errors[0].startswith(f"bigseg: error: {script}, line 3: "), errors
+    assert 'put the bigseg calls under `if __name__ == "__main__":`' in errors[0], errors
+    assert "Traceback" not in r.stderr and "Nanny" not in r.stderr, r.stderr
 
 
 def test_main_guard_detection_reads_the_script(tmp_path):
@@ -512,7 +556,6 @@ WARNING_LINE = r" WARNING bigseg|bigseg/\S+\.py:\d+: \w*Warning|CLV fit|Gamma-Ga
 @pytest.mark.slow  # heavy: runs in `make test-slow` (CI runs both)
 def test_demo_first_run_emits_no_warning(tmp_path):
     """A 20,000-customer demo (about 25 s on 2 cores)."""
-    import re
     import subprocess
     import sys
 
@@ -540,6 +583,7 @@ def test_day_first_dates_exit_3_naming_file_column_value_and_option(tmp_path, cl
     err = capsys.readouterr().err
     assert "timestamp: not a timestamp" in err and "orders.csv row" in err, err
     assert "value '" in err and "data.transactions.csv.timestamp_format" in err, err
+    assert "Traceback" not in err
     assert not committed(tmp_path / "out").has("store")
 
 
@@ -566,6 +610,25 @@ def test_decimal_comma_amounts_name_the_fix(tmp_path, cluster_yaml, capsys):
     assert "value '10,50'" in err and 'set data.transactions.csv.decimal: ","' in err, err
     assert "thousands separators are not accepted" in err and "Traceback" not in err, err
     assert not committed(tmp_path / "out").has("store")
+
+
+def test_currency_sign_amounts_exit_3_naming_the_fix(tmp_path, cluster_yaml, capsys):
+    (tmp_path / "tx").mkdir()
+    orders = tmp_path / "tx" / "orders.csv"
+    df = transactions(30)
+    df["amount"] += 2.5
+    df.assign(
+        timestamp=df["timestamp"].dt.strftime("%Y-%m-%d"),
+        amount=df["amount"].map(lambda a: f"${a:.2f}"),  # $12.50
+    ).to_csv(orders, index=False)
+    cfg = job(tmp_path, {"transactions": {"path": "tx", "format": "csv"}})
+    assert main(["ingest", str(cfg), "--cluster", cluster_yaml, "--quiet"]) == 3
+    err = capsys.readouterr().err
+    assert f"amount: not a number: 180 (e.g. {orders} row " in err, err
+    assert ", value '$12.50')" in err, err  # the file, the column and the example value
+    assert "strip the currency sign or code from the column before ingest" in err, err
+    assert "csv.decimal" not in err and "Traceback" not in err, err
+    assert not committed(tmp_path / "out").committed  # no store, nothing at all
 
 
 def test_csv_decimal_comma_reads_amounts_exactly(tmp_path, cluster_yaml, capsys):
@@ -614,9 +677,8 @@ def test_the_fix_for_an_unreadable_number_follows_its_value():
     assert "remove csv.decimal" in comma and "(12,50)" in comma, comma
 
 
-def test_iso_offsets_are_converted_to_utc_mixed_with_naive(tmp_path, local_client):
-    from bigseg.config import load_run_config
-    from bigseg.store import ingest
+def test_iso_offsets_are_converted_to_utc_mixed_with_naive(tmp_path, cluster_yaml, caplog):
+    from bigseg.store import open_store
 
     (tmp_path / "tx").mkdir()
     (tmp_path / "tx" / "tx.csv").write_text(
@@ -626,8 +688,10 @@ def test_iso_offsets_are_converted_to_utc_mixed_with_naive(tmp_path, local_clien
         "2,2024-03-03T23:30:00-01:00,7.0\n"
         "2,2024-03-04T00:00:00Z,8.0\n"
     )
-    cfg = load_run_config(job(tmp_path, {"transactions": {"path": "tx", "format": "csv"}}))
-    store = ingest(cfg, local_client)
+    cfg = job(tmp_path, {"transactions": {"path": "tx", "format": "csv"}})
+    assert main(["ingest", str(cfg), "--cluster", cluster_yaml, "--quiet"]) == 0
+    assert "quarantined" not in caplog.text, caplog.text
+    store = open_store(tmp_path / "out")
     t = pd.concat(
         [store.read_bucket("transactions", k).to_pandas() for k in range(store.n_buckets)]
     ).sort_values("amount")
@@ -640,9 +704,18 @@ def test_iso_offsets_are_converted_to_utc_mixed_with_naive(tmp_path, local_clien
     assert "quarantine" not in store.manifest or not store.manifest["quarantine"]
 
 
-def test_without_campaigns_response_is_skipped_quietly(normal_run, caplog):
-    m = read_metrics(normal_run.parent / "out")
-    assert "no campaigns data" in m["response"]["skipped"]
+def test_without_campaigns_response_is_skipped_quietly(normal_run_logged):
+    cfg, records = normal_run_logged
+    quiet = [r for r in records if "target 'response' skipped: no campaigns data" in r.getMessage()]
+    assert [r.levelname for r in quiet] == ["INFO"], [r.getMessage() for r in records]
+    loud = [
+        r.getMessage()
+        for r in records
+        if r.levelno >= logging.WARNING and re.search(r"response|audience", r.getMessage())
+    ]
+    assert not loud, loud
+    m = read_metrics(cfg.parent / "out")  # the skip is recorded, with its reason
+    assert "no campaigns data (data.campaigns with responded_at)" in m["response"]["skipped"]
     assert "no marketing consent data" in m["audiences_skipped"]
 
 
@@ -769,23 +842,19 @@ def test_a_run_does_not_recommend_retraining_the_model_it_just_trained(
 
 @pytest.mark.slow  # heavy: runs in `make test-slow` (CI runs both)
 def test_too_few_customers_for_min_segment_size_merge_to_one_and_say_so(
-    tmp_path, local_client, caplog
+    tmp_path, cluster_yaml, caplog
 ):
-    from bigseg.backend import resolve
-    from bigseg.config import load_run_config
-    from bigseg.pipeline import run_stages
-
     (tmp_path / "tx").mkdir()
     transactions(40, per_customer=6).to_parquet(tmp_path / "tx" / "a.parquet")
-    cfg = load_run_config(
-        job(
-            tmp_path,
-            {"transactions": {"path": "tx"}},
-            segmentation={"k": 3},
-            privacy={"min_segment_size": 50},
-        )
+    cfg = job(
+        tmp_path,
+        {"transactions": {"path": "tx"}},
+        segmentation={"k": 3},
+        privacy={"min_segment_size": 50},
     )
-    m = run_stages(cfg, local_client, resolve("cpu"))  # the whole run, on to the report
+    # the whole run, on to the report
+    assert main(["run", str(cfg), "--cluster", cluster_yaml, "--quiet"]) == 0
+    m = read_metrics(tmp_path / "out")
     seg = m["segmentation"]
     assert seg["k"] == 1 and seg["merged_small_segments"][0]["k"] == 3, seg
     assert seg["merged_small_segments"][-1]["k_after"] == 1
@@ -833,4 +902,6 @@ def test_a_held_lease_is_refused_before_a_cluster_starts(tmp_path, capsys, caplo
     err = capsys.readouterr().err
     assert "another bigseg run holds this output's lease" in err and LEASES in err, err
     assert f"{socket.gethostname()}:{os.getpid()} (`bigseg run`)" in err, err
+    assert "Wait for it to finish; if it died, its lease expires by itself" in err, err
+    assert "Traceback" not in err
     assert not committed(tmp_path / "out").committed  # and nothing was run

@@ -56,13 +56,27 @@ def unguarded_call() -> tuple[str, int] | None:
     return str(path), line
 
 
+class MainGuardMissing(ConfigError, SystemExit):
+    """A script starts a local cluster at its unguarded top level. A :class:`ConfigError`
+    (``except ConfigError`` catches it) that is also a :class:`SystemExit` with the code
+    of a config error: uncaught, the script ends with exit code 2 and the one line
+    :func:`check_main_guard` printed, not a traceback (README, "Exit codes")."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.code = self.exit_code
+
+
 def check_main_guard() -> None:
-    """Raise :class:`ConfigError` (one line: the script, the line and the fix) when a
-    local cluster is about to start from a script's unguarded top level."""
+    """Print one line (the script, the line and the fix) to stderr and raise
+    :class:`MainGuardMissing` when a local cluster is about to start from a script's
+    unguarded top level."""
     found = unguarded_call()
     if found is not None:
         script, line = found
-        raise ConfigError(
+        message = (
             f"{script}, line {line}: local worker processes re-import this script, so "
             f'put the bigseg calls under `if __name__ == "__main__":` (see the README)'
         )
+        print(f"bigseg: error: {message}", file=sys.stderr)
+        raise MainGuardMissing(message)

@@ -345,6 +345,8 @@ def _build(cfg, client, output: Output, old, inputs, new, key_fp, n_buckets) -> 
         remove_tree(parts, attempts=1)
     report = record.quarantine_report(split, merged, jobs, old)
     record.enforce_bad_share(report, cfg.validation.max_bad_share)
+    for line in record.quarantined(report, cfg.validation.max_bad_share):
+        log.warning("%s", line)  # rows left out are said, never dropped silently
     manifest = record.manifest(
         cfg, old, unified, inputs, new, id_types, key_fp, n_buckets, jobs, merged, report
     )

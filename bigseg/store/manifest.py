@@ -108,6 +108,10 @@ HINTS = {
         "(12.50, not '$12.50' or '1,234.50'), or a decimal comma with "
         'data.{table}.csv.decimal: ","; convert the column before ingest'
     ),
+    "blank": (
+        "a row without a customer id (a guest checkout, a missing value) is never a "
+        "customer; give such rows their customer's id in the input if they have one"
+    ),
 }
 #: the example value reads as a number with a decimal comma (12,50; -3,5)
 _DECIMAL_COMMA = re.compile(r"\s*[-+]?\d+,\d+\s*")
@@ -159,20 +163,41 @@ def hint(table: str, reason: str, example: str = "") -> str:
     return f" [fix: {h.format(table=table)}]" if h else ""
 
 
+def _reasons(t: str, v: dict, top: int = 5) -> str:
+    """The ``top`` commonest reasons of table ``t``'s report ``v``: count, example, fix."""
+    ex = v["examples"]
+    return ", ".join(
+        f"{r}: {c} (e.g. {ex.get(r, '?')}){hint(t, r, ex.get(r, ''))}"
+        for r, c in sorted(v["bad"].items(), key=lambda x: -x[1])[:top]
+    )
+
+
+def quarantined(report: dict, max_share: float) -> list[str]:
+    """One line per table of ``report`` with rows quarantined by this ingest (within
+    ``validation.max_bad_share``): how many, why, where and the fix, for a warning."""
+    lines = []
+    for t, v in report.items():
+        n_bad = sum(v["bad"].values())
+        if n_bad:
+            lines.append(
+                f"data.{t}: {n_bad} of {v['rows'] + n_bad} rows quarantined, left out of the "
+                f"store: {_reasons(t, v)}. They are kept, with _reason, _file and _row, in "
+                f"the quarantine dataset under output:; fix them in the input and ingest "
+                f"again (more than validation.max_bad_share = {max_share:g} of a table "
+                f"refuses the ingest)"
+            )
+    return lines
+
+
 def enforce_bad_share(report: dict, max_share: float) -> None:
     problems = []
     for t, v in report.items():
         n_bad = sum(v["bad"].values())
         total = v["rows"] + n_bad
         if total and n_bad / total > max_share:
-            ex = v["examples"]
-            top = ", ".join(
-                f"{r}: {c} (e.g. {ex.get(r, '?')}){hint(t, r, ex.get(r, ''))}"
-                for r, c in sorted(v["bad"].items(), key=lambda x: -x[1])[:5]
-            )
             problems.append(
                 f"{t}: {n_bad} of {total} rows ({n_bad / total:.1%}) break rules, "
-                f"more than validation.max_bad_share = {max_share:g}: {top}"
+                f"more than validation.max_bad_share = {max_share:g}: {_reasons(t, v)}"
             )
     if problems:
         raise DataError("nothing was published:\n  " + "\n  ".join(problems))
