@@ -240,7 +240,9 @@ def test_stage_commands_reuse_published_outputs(run_2w, local_client, tmp_path):
 @pytest.mark.parametrize(
     "method",
     [
-        m if m == "hdbscan" else pytest.param(m, marks=pytest.mark.slow)
+        # every one in `make test-slow` (the CPU paths of each method also run in
+        # tests/test_devices.py's default suite)
+        pytest.param(m, marks=pytest.mark.slow)
         for m in METHODS
         if m != "kmeans"
     ],

@@ -190,6 +190,7 @@ def real_report(browser, tmp_path_factory, local_client):
     return page, metrics
 
 
+@pytest.mark.slow  # a whole pipeline run of its own: `make test-slow` (CI runs both)
 def test_real_report_renders_with_every_chart(browser, real_report, tmp_path):
     browser = require(browser)
     page, metrics = real_report

@@ -76,6 +76,7 @@ def _committed_files(out: Path) -> dict[str, int]:
     return {str(p): p.stat().st_mtime_ns for n in o.names() for p in files(out, n)}
 
 
+@pytest.mark.slow  # with its own trained output: `make test-slow` (CI runs both)
 def test_score_only_run_stages_no_model_version(trained, local_client):
     cfg, undisturbed, metrics = trained
     out = cfg.output_dir
@@ -94,6 +95,7 @@ def test_score_only_run_stages_no_model_version(trained, local_client):
     }
 
 
+@pytest.mark.slow  # with its own trained output: `make test-slow` (CI runs both)
 def test_stale_staging_of_dead_runs_is_removed_under_the_lease(trained, local_client):
     cfg, undisturbed, _ = trained
     out = cfg.output_dir
