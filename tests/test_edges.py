@@ -234,6 +234,12 @@ def test_erase_reads_crlf_and_matches_ids_exactly(
 
 
 # -- mixed formats: refused, not half-read -----------------------------------------------------
+def _csv_of_other_customers(path) -> None:
+    """40 customers the Parquet file beside it does not hold, as a CSV."""
+    more = transactions(40, seed=2, ids=range(100, 140))
+    more.assign(timestamp=more["timestamp"].dt.strftime("%Y-%m-%d")).to_csv(path, index=False)
+
+
 def test_mixed_formats_without_format_exit_3_and_change_nothing(tmp_path, cluster_yaml, capsys):
     d = tmp_path / "tx"
     d.mkdir()
@@ -241,10 +247,7 @@ def test_mixed_formats_without_format_exit_3_and_change_nothing(tmp_path, cluste
     cfg = job(tmp_path, {"transactions": {"path": "tx"}})
     assert main(["ingest", str(cfg), "--cluster", cluster_yaml, "--quiet"]) == 0
     before = snapshot(tmp_path / "out")
-    more = transactions(40, seed=2, ids=range(100, 140))
-    more.assign(timestamp=more["timestamp"].dt.strftime("%Y-%m-%d")).to_csv(
-        d / "b.csv", index=False
-    )
+    _csv_of_other_customers(d / "b.csv")
     assert main(["ingest", str(cfg), "--cluster", cluster_yaml, "--quiet"]) == 3
     err = capsys.readouterr().err
     assert "more than one format" in err and "parquet: 1 file(s)" in err, err
@@ -260,10 +263,7 @@ def test_a_glob_over_mixed_formats_exit_3_and_change_nothing(tmp_path, cluster_y
     cfg = job(tmp_path, {"transactions": {"path": "tx/**"}})
     assert main(["ingest", str(cfg), "--cluster", cluster_yaml, "--quiet"]) == 0
     before = snapshot(tmp_path / "out")
-    more = transactions(40, seed=2, ids=range(100, 140))
-    more.assign(timestamp=more["timestamp"].dt.strftime("%Y-%m-%d")).to_csv(
-        d / "more" / "b.csv", index=False
-    )
+    _csv_of_other_customers(d / "more" / "b.csv")
     assert main(["ingest", str(cfg), "--cluster", cluster_yaml, "--quiet"]) == 3
     err = capsys.readouterr().err
     assert f"data.transactions.path: {d}/** matches files of more than one format" in err, err
