@@ -11,10 +11,13 @@ that case before any process starts, from the script's source.
 from __future__ import annotations
 
 import ast
+import logging
 import sys
 from pathlib import Path
 
 from bigseg.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 def _guarded_lines(tree: ast.Module) -> list[tuple[int, int]]:
@@ -68,7 +71,7 @@ class MainGuardMissing(ConfigError, SystemExit):
 
 
 def check_main_guard() -> None:
-    """Print one line (the script, the line and the fix) to stderr and raise
+    """Log one line (the script, the line and the fix; on stderr by default) and raise
     :class:`MainGuardMissing` when a local cluster is about to start from a script's
     unguarded top level."""
     found = unguarded_call()
@@ -78,5 +81,7 @@ def check_main_guard() -> None:
             f"{script}, line {line}: local worker processes re-import this script, so "
             f'put the bigseg calls under `if __name__ == "__main__":` (see the README)'
         )
-        print(f"bigseg: error: {message}", file=sys.stderr)
+        # logged, not printed: without a logging setup Python's last-resort handler
+        # writes the bare line to stderr, and a script's own setup formats it
+        log.error("bigseg: error: %s", message)
         raise MainGuardMissing(message)
