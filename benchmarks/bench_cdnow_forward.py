@@ -56,6 +56,7 @@ def cdnow_raw():
 
 def bgnbd_expected(tx, as_of: str, horizon: int):
     """Expected purchases in ``horizon`` days per customer, BG/NBD fitted at ``as_of``."""
+    import pandas as pd
     from lifetimes import BetaGeoFitter
     from lifetimes.utils import summary_data_from_transaction_data
 
@@ -67,13 +68,7 @@ def bgnbd_expected(tx, as_of: str, horizon: int):
     e = bg.conditional_expected_number_of_purchases_up_to_time(
         horizon, s["frequency"], s["recency"], s["T"]
     )
-    return e, (pd_days(as_of) - hist.groupby("customer_id")["date"].max()).dt.days
-
-
-def pd_days(day: str):
-    import pandas as pd
-
-    return pd.Timestamp(day)
+    return e, (pd.Timestamp(as_of) - hist.groupby("customer_id")["date"].max()).dt.days
 
 
 def judge(scores, tx, as_of: str, horizon: int) -> dict:

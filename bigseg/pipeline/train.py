@@ -95,10 +95,6 @@ def targets(ctx: RunContext, fs: FeatureSet) -> tuple[list[str], dict]:
     return out, {**report, "response": {"skipped": "no campaign responses to learn from"}}
 
 
-def _count(ctx: RunContext, fs: FeatureSet, cutoff: str) -> int:
-    return sum(ctx.map_buckets(ftasks.n_rows, list(fs.buckets), cutoff, desc=f"count {cutoff}"))
-
-
 def train(
     ctx: RunContext, fs: FeatureSet, seg: FittedSegmenter, writer: VersionWriter
 ) -> tuple[ServingModels, dict]:
@@ -107,7 +103,10 @@ def train(
     report."""
     pcfg, buckets = ctx.cfg.prediction, list(fs.buckets)
     tgts, report = targets(ctx, fs)
-    n_train = _count(ctx, fs, "train")
+    # every customer known at the training cutoff has a churn label: the stacks'
+    # counts give the customers there too
+    stacks, sizes = _stacks(ctx, fs)
+    n_train = sizes["train"]
     if n_train == 0:
         h = dt.timedelta(days=ctx.cfg.horizon_days)
         raise DataError(
@@ -120,7 +119,6 @@ def train(
         report["training_window"] = _window(ctx)
         writer.publish(_manifest(ctx, fs, serving, {}))
         return serving, report
-    stacks, sizes = _stacks(ctx, fs)
     windows = list(stacks)
     feats = (*fs.names, *segmented.segment_features(list(seg.ids)))
     plan = training.TrainPlan(
