@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pytest
 
 from bigseg.features import behaviour as B
 from bigseg.store import rules
@@ -296,3 +297,31 @@ def test_fused_passes_take_string_ids():
         pd.testing.assert_frame_equal(
             fast_ev[name], B.engagement_features(ev, cut, ["web"]), check_exact=True
         )
+
+
+def test_a_refined_model_learns_from_and_is_judged_on_the_initial_models_true_predictions():
+    """A segment's model continues the global model on the segment's rows. Its trees
+    must fit the residuals of the global model's real predictions, and its early
+    stopping must see the real validation loss: quantized matrices with the segment's
+    own cuts route rows down the wrong branches of the global trees (whose splits lie
+    on other cuts), so both the residuals and the loss were wrong."""
+    from sklearn.metrics import log_loss
+
+    from bigseg.predict.xgb import _booster, train_task
+
+    rng = np.random.default_rng(1)
+    n = 20_000
+    X = rng.normal(size=(n, 6)).astype(np.float32)
+    y = (X[:, 0] + X[:, 1] * X[:, 3] + rng.normal(size=n) > 0).astype(np.float32)
+    v, sel = rng.random(n) < 0.2, X[:, 2] > 1.0  # a segment on one side of a feature
+    params = {"objective": "binary:logistic", "eval_metric": "logloss", "max_depth": 4}
+    gm, _ = train_task({**params, "eta": 0.3}, 100, 10, (X[~v], y[~v], X[v], y[v]))
+    rm, info = train_task(
+        {**params, "eta": 0.1}, 30, 5, (X[~v & sel], y[~v & sel], X[v & sel], y[v & sel]),
+        init=gm,
+    )  # fmt: skip
+    Xv, yv = X[v & sel], y[v & sel]
+    true = log_loss(yv, _booster(rm).inplace_predict(Xv))
+    assert info["valid_logloss"] == pytest.approx(true, rel=1e-5)
+    # kept only while it helps: never worse on the validation rows than where it began
+    assert true <= log_loss(yv, _booster(gm).inplace_predict(Xv)) + 1e-9

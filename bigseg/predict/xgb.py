@@ -263,14 +263,22 @@ def train_task(
     base = None
     if init is not None:
         base = xgb.Booster(model_file=bytearray(init[0] if isinstance(init, tuple) else init))
-    dtrain = xgb.QuantileDMatrix(
-        Xt, label=yt, max_bin=params.get("max_bin", 256), nthread=params["nthread"]
-    )
+    nthread = params["nthread"]
+    if base is None:
+        dtrain = xgb.QuantileDMatrix(
+            Xt, label=yt, max_bin=params.get("max_bin", 256), nthread=nthread
+        )
+    else:
+        # raw values: a QuantileDMatrix holds only bin indices of its own cuts, and the
+        # initial model's splits, placed on other cuts, then send rows down the wrong
+        # branches, so the new trees would fit the residuals of wrong predictions
+        dtrain = xgb.DMatrix(Xt, label=yt, nthread=nthread)
     evals = []
     if len(yv):
-        evals = [
-            (xgb.QuantileDMatrix(Xv, label=yv, ref=dtrain, nthread=params["nthread"]), "valid")
-        ]
+        # raw values too: a QuantileDMatrix with ``ref=dtrain`` gives the same predictions
+        # to a model trained from scratch, but evaluating it each round cost 40 % of a
+        # churn model's training time (xgboost 3.2; benchmarks/HISTORY.md)
+        evals = [(xgb.DMatrix(Xv, label=yv, nthread=nthread), "valid")]
     history: dict = {}
     with xgb.config_context(verbosity=0):
         b = xgb.train(
