@@ -134,9 +134,15 @@ def test_every_scored_customer_has_predictions_and_drivers(run):
     d, cfg, m, scores = run
     _, manifest = load_version(committed(cfg.output_dir))
     feats = set(manifest["model_features"])
+    at_as_of = scores[["customer_id"]].merge(
+        read_dataset(cfg.output_dir, "features"), on="customer_id", how="left"
+    )
     for t in ("churn", "value"):
-        # a segment BG/NBD alone serves is explained by BG/NBD's three inputs
-        alone = scores["segment"].astype(str).map(manifest["serve"][t]).eq("bgnbd")
+        # a segment BG/NBD alone serves is explained by BG/NBD's three inputs, on the
+        # rows with a BG/NBD value (the model serves the others)
+        alone = scores["segment"].astype(str).map(manifest["serve"][t]).eq("bgnbd") & (
+            np.isfinite(at_as_of[blend.BGNBD_COLUMN[t]].to_numpy(np.float64))
+        )
         for r in (1, 2, 3):
             col = scores[f"{t}_driver_{r}"]
             assert (col[alone] == blend.BGNBD_DRIVERS[r - 1]).all()
