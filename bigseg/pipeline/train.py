@@ -101,7 +101,7 @@ def train(
     """The ``train`` stage: models trained, chosen per segment, evaluated on the backtest
     and published with the segmenter in ``writer``. Returns the serving models and the
     report."""
-    pcfg, buckets = ctx.cfg.prediction, list(fs.buckets)
+    pcfg = ctx.cfg.prediction
     tgts, report = targets(ctx, fs)
     # every customer known at the training cutoff has a churn label: the stacks'
     # counts give the customers there too
@@ -131,27 +131,16 @@ def train(
         tuple(pcfg.search_max_depth or [pcfg.max_depth]),
         max(1, _host_threads(ctx.client) // (len(tgts) * len(windows))),
     )
-    # the models of every target and both cutoffs are submitted before any is awaited;
-    # at the final cutoff, the segment models wait for the backtest's choice
-    submitted = {
-        w: training.submit_window(
-            ctx.client, buckets, stacks[w], plan,
-            *_older_share(stacks[w], sizes, pcfg.max_train_rows),
-        )
-        for w in windows
-    }  # fmt: skip
-    if "backtest" in windows:  # every segment's model, to judge against the global
-        for fits, refine in submitted["backtest"].fits.values():
-            fits.update(refine(plan.ids))
+    submitted, predictions = _submit(ctx, fs, plan, stacks, sizes)
     if "backtest" in windows:
-        choice, evaluation, backtest_info, coef = _backtest(ctx, fs, plan, submitted, n_train)
+        choice, evaluation, backtest_info, coef = _backtest(ctx, fs, plan, submitted, predictions)
     else:
         choice, evaluation, backtest_info, coef = _unjudged(ctx, plan)
     final = {
         t: training.collect(ctx.client, fits, "models")
         for t, (fits, _) in submitted["train"].fits.items()
     }
-    del submitted  # the matrices are released once their models are done
+    del submitted, predictions  # the matrices are released once their models are done
     for t, (models, info) in final.items():
         for s, rec in choice[t].items():  # a segment model chosen in the backtest
             if rec["model"] == "segment" and s not in models:  # ... may be too small now
@@ -178,20 +167,52 @@ def train(
     return serving, report
 
 
-def _backtest(ctx: RunContext, fs: FeatureSet, plan, submitted: dict, n_eval: int):
-    """Backtest models fitted one window earlier, tested on the final cutoff's matrices:
-    each segment's model chosen (or the global one), the final segment models
-    submitted, then the choice evaluated (and audited for fairness) while they train.
-    Returns ``(choice, evaluation, backtest training info)``."""
-    pcfg, c = ctx.cfg.prediction, ctx.client
-    bt, info = {}, {}
+def _submit(ctx: RunContext, fs: FeatureSet, plan, stacks: dict, sizes: dict):
+    """Every model of every target and both cutoffs, submitted before any is awaited:
+    the matrices of both stacks first, then the backtest's global and segment models
+    and their predictions on the final cutoff's rows, then the final global models at
+    a lower priority (they train while the client chooses per segment). Returns the
+    windows (:class:`~bigseg.predict.training.Window`) and the backtest predictions'
+    futures (None without a backtest)."""
+    c, buckets, pcfg = ctx.client, list(fs.buckets), ctx.cfg.prediction
+    share = {w: _older_share(stacks[w], sizes, pcfg.max_train_rows) for w in stacks}
+    rows, cnt = {}, {}
+    for w in stacks:
+        rows[w], cnt[w] = training.submit_rows(c, buckets, stacks[w], plan, share[w][0])
+    counts = iter(ctx.gather([f for w in stacks for f in cnt[w]], "training rows"))
+    cnt = {w: [next(counts) for _ in cnt[w]] for w in stacks}
+    submitted, predictions = {}, None
+    for w in stacks:  # the backtest's first
+        final = w == "train" and "backtest" in stacks
+        submitted[w] = training.submit_window(
+            c, buckets, stacks[w], plan, rows[w], cnt[w], share[w][1],
+            training.FINAL_PRIORITY if final else 0,
+        )  # fmt: skip
+        if w != "backtest":
+            continue
+        fits = {}
+        for t, (f, refine) in submitted[w].fits.items():  # every segment's model
+            f.update(refine(plan.ids))
+            fits[t] = dict(f)
+        cap, n = pcfg.max_backtest_rows, sizes["train"]
+        frac = 1.0 if cap == 0 or n <= cap else cap / n
+        predictions = training.submit_backtest_rows(
+            c, buckets, rows["train"][: len(buckets)], "train", fits, frac
+        )
+    return submitted, predictions
+
+
+def _backtest(ctx: RunContext, fs: FeatureSet, plan, submitted: dict, predictions: list):
+    """Backtest models fitted one window earlier, tested on the final cutoff's matrices
+    (``predictions``: their futures): each segment's model chosen (or the global one),
+    the final segment models submitted, then the choice evaluated (and audited for
+    fairness) while they train. Returns ``(choice, evaluation, backtest training info,
+    the served maps' coefficients)``."""
+    c = ctx.client
+    cat, backtest_ids = training.gather_backtest(c, predictions)
+    info = {}
     for t, (fits, _) in submitted["backtest"].fits.items():
-        bt[t], info[t] = training.collect(c, fits, "backtest models")
-    cap = pcfg.max_backtest_rows
-    frac = 1.0 if cap == 0 or n_eval <= cap else cap / n_eval
-    cat, backtest_ids = training.backtest_rows(
-        c, list(fs.buckets), submitted["train"].primary, "train", bt, frac
-    )
+        info[t] = training.collect(c, fits, "backtest models")[1]
     choice = {
         t: segmented.choose(
             t, cat[t], cat["segment"], cat[f"pred_{t}_global"], cat[f"pred_{t}_segment"], plan.ids

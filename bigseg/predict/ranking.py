@@ -32,7 +32,9 @@ def mean_ranks(x) -> np.ndarray:
     """1-based ranks of ``x`` (ascending), ties sharing their mean rank (float64)."""
     x = np.asarray(x)
     n = x.size
-    order = np.argsort(x, kind="stable")
+    # not a stable sort: tied values share their mean rank, so their order is moot,
+    # and the default (SIMD) sort is twice as fast
+    order = np.argsort(x)
     xs = x[order]
     starts = np.flatnonzero(np.r_[True, xs[1:] != xs[:-1]])
     ends = np.r_[starts[1:], n]  # exclusive
@@ -61,7 +63,7 @@ def average_precision(y, score) -> float:
     s = _floats(score)
     if not y.any():
         raise ValueError("average_precision needs a positive in y")
-    order = np.argsort(-s, kind="stable")
+    order = np.argsort(-s)  # ties end in one threshold: their order is moot
     ss, ys = s[order], y[order]
     last = np.r_[np.flatnonzero(ss[1:] != ss[:-1]), ss.size - 1]  # end of each threshold
     tps = np.cumsum(ys, dtype=np.float64)[last]

@@ -59,21 +59,21 @@ class Window:
     fits: dict[str, tuple[dict, Callable]]
 
 
-def submit_window(
-    client,
-    buckets: list,
-    cutoffs: list[Cutoff],
-    plan: TrainPlan,
-    older: float = 1.0,
-    weight: float = 1.0,
-) -> Window:
-    """Submit the global model of every target trained on the stacked cutoffs (each
-    row a customer at one cutoff, features and labels relative to it), from one matrix
-    per bucket and cutoff built once for all of them. A customer's sampling number and
-    validation split are the same at every cutoff, so no customer trains and validates.
-    The older cutoffs' matrices hold only the share ``older`` of the customers, each
-    row standing for ``weight`` customers of the stack the samples are drawn from:
-    memory stays bounded by the sample, not by customers times windows."""
+#: Dask priorities (higher runs first among tasks ready to run): the matrices before
+#: any model, so the client learns the row counts without waiting behind a training
+#: task; the final cutoff's global models after the backtest's models and predictions,
+#: so they train while the client chooses per segment on the backtest
+ROWS_PRIORITY, FINAL_PRIORITY = 10, -10
+
+
+def submit_rows(
+    client, buckets: list, cutoffs: list[Cutoff], plan: TrainPlan, older: float = 1.0
+) -> tuple[list, list]:
+    """Futures of the :func:`~bigseg.predict.segmented.model_rows` matrices of every
+    cutoff of a stack (bucket order within each cutoff, the latest cutoff first), and
+    of their :func:`~bigseg.predict.segmented.row_counts`. The older cutoffs' matrices
+    hold only the share ``older`` of the customers: memory stays bounded by the sample,
+    not by customers times windows."""
     rows = [
         client.submit(
             segmented.model_rows,
@@ -85,20 +85,39 @@ def submit_window(
             list(plan.features),
             plan.seg,
             1.0 if i == 0 else older,
+            priority=ROWS_PRIORITY,
             pure=False,
         )
         for i, cutoff in enumerate(cutoffs)
         for f in buckets
     ]
-    cnt = gather(
-        client,
-        [client.submit(segmented.row_counts, r, plan.ids, pure=False) for r in rows],
-        f"training rows at {', '.join(cutoffs)}",
-    )
+    counts = [
+        client.submit(segmented.row_counts, r, plan.ids, priority=ROWS_PRIORITY, pure=False)
+        for r in rows
+    ]
+    return rows, counts
+
+
+def submit_window(
+    client,
+    buckets: list,
+    cutoffs: list[Cutoff],
+    plan: TrainPlan,
+    rows: list,
+    cnt: list,
+    weight: float = 1.0,
+    priority: int = 0,
+) -> Window:
+    """Submit the global model of every target trained on the stacked cutoffs (each
+    row a customer at one cutoff, features and labels relative to it), from the
+    matrices ``rows`` of :func:`submit_rows`, built once for all of them, and their
+    row counts ``cnt``. A customer's sampling number and validation split are the same
+    at every cutoff, so no customer trains and validates. Each row of an older cutoff
+    stands for ``weight`` customers of the stack the samples are drawn from."""
     weights = [1.0 if i < len(buckets) else weight for i in range(len(rows))]
+    counts = list(zip(cnt, weights, strict=True))
     fits = {
-        t: _submit_target(client, t, cutoffs[0], rows, list(zip(cnt, weights, strict=True)), plan)
-        for t in plan.targets
+        t: _submit_target(client, t, cutoffs[0], rows, counts, plan, priority) for t in plan.targets
     }
     return Window(rows, rows[: len(buckets)], fits)
 
@@ -107,10 +126,12 @@ def _fraction(rows: int, cap: int) -> float:
     return 1.0 if cap == 0 or rows <= cap else cap / rows
 
 
-def _submit_target(client, target: str, cutoff: str, rows: list, cnt: list, plan: TrainPlan):
-    """The global model of one target (:func:`_global_model`) and its ``refine``;
-    ``cnt``: per matrix, its :func:`~bigseg.predict.segmented.row_counts` and the
-    customers each of its rows stands for."""
+def _submit_target(
+    client, target: str, cutoff: str, rows: list, cnt: list, plan: TrainPlan, priority: int
+):
+    """The global model of one target (:func:`_global_model`, at Dask ``priority``) and
+    its ``refine``; ``cnt``: per matrix, its :func:`~bigseg.predict.segmented.row_counts`
+    and the customers each of its rows stands for."""
     pcfg = plan.pcfg
     params = params_for(target, pcfg, plan.seed, plan.device)
 
@@ -128,12 +149,16 @@ def _submit_target(client, target: str, cutoff: str, rows: list, cnt: list, plan
     if pcfg.balance_classes and target in segmented.BINARY and 0 < pos < n:
         params["scale_pos_weight"] = (n - pos) / pos  # negatives per positive
 
-    def parts(only, frac) -> list:
-        return [client.submit(segmented.select, r, target, only, frac, pure=False) for r in rows]
+    def parts(only, frac, priority=0) -> list:
+        return [
+            client.submit(segmented.select, r, target, only, frac, priority=priority, pure=False)
+            for r in rows
+        ]
 
     frac = _fraction(n, pcfg.max_train_rows)
     sampled = n if frac == 1.0 else pcfg.max_train_rows
-    out = {"global": _global_model(client, params, parts(None, frac), sampled, plan)}
+    sample = parts(None, frac, priority)
+    out = {"global": _global_model(client, params, sample, sampled, plan, priority)}
     if isinstance(out["global"], tuple):
         params["max_depth"] = out["global"][1]["max_depth"]
 
@@ -163,7 +188,9 @@ def _submit_target(client, target: str, cutoff: str, rows: list, cnt: list, plan
     return out, refine
 
 
-def _global_model(client, params: dict, sample: list, sampled: int, plan: TrainPlan):
+def _global_model(
+    client, params: dict, sample: list, sampled: int, plan: TrainPlan, priority: int = 0
+):
     """A future of the global model trained in one task; or, for a sample too large for
     one worker (``xgboost.dask``) or a search over tree depths, the value
     ``(UBJSON bytes, info)`` of the depth with the lowest validation loss."""
@@ -176,6 +203,7 @@ def _global_model(client, params: dict, sample: list, sampled: int, plan: TrainP
             pcfg.n_estimators,
             pcfg.early_stopping_rounds,
             *sample,
+            priority=priority,
             pure=False,
         )
     tried = []
@@ -222,18 +250,27 @@ def collect(client, submitted: dict, what: str) -> tuple[dict, dict]:
     return models, infos
 
 
-def backtest_rows(
-    client, buckets: list, rows: list, cutoff: Cutoff, models: dict, fraction: float
-) -> tuple[dict, list]:
-    """Every backtest model's predictions on the matrices of ``cutoff`` (those the final
-    models train on), concatenated over the buckets, and the customer ids per bucket."""
-    res = gather(
-        client,
-        [
-            client.submit(segmented.backtest_rows, f, r, cutoff, models, fraction, pure=False)
-            for f, r in zip(buckets, rows, strict=True)
-        ],
-        "backtest",
-    )
+def submit_backtest_rows(
+    client, buckets: list, rows: list, cutoff: Cutoff, fits: dict, fraction: float
+) -> list:
+    """Futures of every backtest model's predictions on the matrices of ``cutoff`` (those
+    the final models train on), per bucket (:func:`gather_backtest`): submitted with
+    the models' futures (``fits``: per target, ``{key: future or (bytes, info)}``), so
+    they run as soon as the models are done, ahead of lower-priority tasks."""
+    return [
+        client.submit(_backtest_rows, f, r, cutoff, fits, fraction, pure=False)
+        for f, r in zip(buckets, rows, strict=True)
+    ]
+
+
+def _backtest_rows(res, rows: dict, cutoff: Cutoff, fits: dict, fraction: float) -> dict:
+    models = {t: {k: v[0] for k, v in ms.items()} for t, ms in fits.items()}
+    return segmented.backtest_rows(res, rows, cutoff, models, fraction)
+
+
+def gather_backtest(client, futures: list) -> tuple[dict, list]:
+    """The backtest predictions concatenated over the buckets, and the customer ids per
+    bucket."""
+    res = gather(client, futures, "backtest")
     cat = {key: np.concatenate([r[key] for r in res]) for key in res[0]}
     return cat, [r["customer_id"] for r in res]
