@@ -180,8 +180,18 @@ class BGNBD:
         return _from_json(cls, d, ("r", "alpha", "a", "b"))
 
 
-def _bgnbd_nll(theta, x, t_x, T, w, penalizer):
-    """Mean negative log-likelihood (eq. 6 in log-sum-exp form) and its gradient in theta."""
+def _per_x(xu: np.ndarray, inv: np.ndarray):
+    """``f(c + x)`` for every row, evaluated once per distinct ``x`` (purchase counts
+    take few values): the special functions are most of a likelihood's cost, and the
+    values are the same as computed row by row."""
+    return lambda f, c: f(c + xu)[inv]
+
+
+def _bgnbd_nll(theta, xs, t_x, T, w, penalizer):
+    """Mean negative log-likelihood (eq. 6 in log-sum-exp form) and its gradient in
+    theta; ``xs``: ``(x, distinct x, inverse)``."""
+    x, xu, inv = xs
+    at = _per_x(xu, inv)
     r, alpha, a, b = np.exp(theta)
     pos = x > 0
     l1 = -(r + x) * np.log(alpha + T)
@@ -189,26 +199,27 @@ def _bgnbd_nll(theta, x, t_x, T, w, penalizer):
     l2 = np.where(pos, np.log(a) - np.log(bx) - (r + x) * np.log(alpha + t_x), -np.inf)
     lse = np.logaddexp(l1, l2)
     w1, w2 = np.exp(l1 - lse), np.exp(l2 - lse)
+    dg_abx = at(digamma, a + b)
     ll = (
-        gammaln(r + x)
+        at(gammaln, r)
         - gammaln(r)
         + r * np.log(alpha)
         + gammaln(a + b)
-        + gammaln(b + x)
+        + at(gammaln, b)
         - gammaln(b)
-        - gammaln(a + b + x)
+        - at(gammaln, a + b)
         + lse
     )
     g = np.stack(
         [
-            digamma(r + x)
+            at(digamma, r)
             - digamma(r)
             + np.log(alpha)
             - w1 * np.log(alpha + T)
             - w2 * np.log(alpha + t_x),
             r / alpha - (r + x) * (w1 / (alpha + T) + w2 / (alpha + t_x)),
-            digamma(a + b) - digamma(a + b + x) + w2 / a,
-            digamma(a + b) + digamma(b + x) - digamma(b) - digamma(a + b + x) - w2 / bx,
+            digamma(a + b) - dg_abx + w2 / a,
+            digamma(a + b) + at(digamma, b) - digamma(b) - dg_abx - w2 / bx,
         ]
     )
     sw = w.sum()
@@ -247,11 +258,12 @@ def fit_bgnbd(x, t_x, T, weights=None, penalizer: float = 0.0) -> BGNBD:
         )
     w = _weights(weights, x.size)
     scale = float(np.median(T[w > 0])) or float(T.max()) or 1.0
+    xs = (x, *np.unique(x, return_inverse=True))
     theta, ok = _optimise(
-        lambda th: _bgnbd_nll(th, x, t_x / scale, T / scale, w, penalizer), np.zeros(4)
+        lambda th: _bgnbd_nll(th, xs, t_x / scale, T / scale, w, penalizer), np.zeros(4)
     )
     r, alpha_s, a, b = np.exp(theta)
-    nll_s, _ = _bgnbd_nll(theta, x, t_x / scale, T / scale, w, 0.0)
+    nll_s, _ = _bgnbd_nll(theta, xs, t_x / scale, T / scale, w, 0.0)
     ll = -nll_s * w.sum() - (w @ x) * np.log(scale)  # back to the caller's time unit
     m = BGNBD(float(r), float(alpha_s * scale), float(a), float(b), float(ll), float(w.sum()), ok)
     log.info(
@@ -302,24 +314,28 @@ class GammaGamma:
         return _from_json(cls, d, ("p", "q", "v"))
 
 
-def _gg_nll(theta, x, m, w, penalizer):
+def _gg_nll(theta, xs, m, w, penalizer):
     """Mean negative Gamma-Gamma log-likelihood of the mean m of x transactions, and its
-    gradient: Gamma(px+q)/(Gamma(px)Gamma(q)) v^q m^(px-1) x^px / (v + m x)^(px+q)."""
+    gradient: Gamma(px+q)/(Gamma(px)Gamma(q)) v^q m^(px-1) x^px / (v + m x)^(px+q);
+    ``xs``: ``(x, distinct x, inverse)``."""
+    x, xu, inv = xs
     p, q, v = np.exp(theta)
-    px, lvmx = p * x, np.log(v + m * x)
+    px, lvmx, lx = p * x, np.log(v + m * x), np.log(xu)[inv]
+    gl_pxq, gl_px = _per_x(p * xu, inv)(gammaln, q), gammaln(p * xu)[inv]
+    dg_pxq, dg_px = _per_x(p * xu, inv)(digamma, q), digamma(p * xu)[inv]
     ll = (
-        gammaln(px + q)
-        - gammaln(px)
+        gl_pxq
+        - gl_px
         - gammaln(q)
         + q * np.log(v)
         + (px - 1.0) * np.log(m)
-        + px * np.log(x)
+        + px * lx
         - (px + q) * lvmx
     )
     g = np.stack(
         [
-            x * (digamma(px + q) - digamma(px) + np.log(m) + np.log(x) - lvmx),
-            digamma(px + q) - digamma(q) + np.log(v) - lvmx,
+            x * (dg_pxq - dg_px + np.log(m) + lx - lvmx),
+            dg_pxq - digamma(q) + np.log(v) - lvmx,
             q / v - (px + q) / (v + m * x),
         ]
     )
@@ -354,9 +370,10 @@ def fit_gamma_gamma(x, m, weights=None, penalizer: float = 0.0) -> GammaGamma:
         raise ValueError("no customers with x >= 1 and m > 0 to fit the Gamma-Gamma model")
     x, m, w = x[keep], m[keep], w[keep]
     scale = float(np.median(m))  # v is in money units: fit in units of the median spend
-    theta, ok = _optimise(lambda th: _gg_nll(th, x, m / scale, w, penalizer), np.zeros(3))
+    xs = (x, *np.unique(x, return_inverse=True))
+    theta, ok = _optimise(lambda th: _gg_nll(th, xs, m / scale, w, penalizer), np.zeros(3))
     p, q, v_s = np.exp(theta)
-    ll = -_gg_nll(theta, x, m / scale, w, 0.0)[0] * w.sum() - w.sum() * np.log(scale)
+    ll = -_gg_nll(theta, xs, m / scale, w, 0.0)[0] * w.sum() - w.sum() * np.log(scale)
     gg = GammaGamma(float(p), float(q), float(v_s * scale), float(ll), float(w.sum()), ok)
     log.info("Gamma-Gamma fit on %g customers: p=%.4g q=%.4g v=%.4g", gg.n, gg.p, gg.q, gg.v)
     if gg.q <= 1.0:  # stated once per run by the caller; q is in metrics.json ``clv``
