@@ -288,7 +288,7 @@ def test_training_samples_refines_and_falls_back(tmp_path, local_client):
 
 
 def test_older_windows_weigh_as_much_as_the_latest_within_the_cap():
-    from bigseg.pipeline.train import _older_share
+    from bigseg.pipeline.sampling import older_share as _older_share
 
     sizes = {"train": 1_000_000, "backtest": 900_000, "back3": 800_000}
     rate, weight = _older_share(["train", "backtest", "back3"], sizes, 100_000)

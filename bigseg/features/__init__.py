@@ -168,6 +168,8 @@ def bucket_frames(
     horizon_days: int,
     require_consent: bool,
     vocab: dict[str, list[str]] | None = None,
+    thin: dict[str, float] | None = None,
+    seed: int = 0,
 ) -> dict:
     """Features of bucket ``k`` at each named cutoff, with labels for ``labelled`` ones.
 
@@ -177,7 +179,11 @@ def bucket_frames(
     (a campaign sent in the horizon was responded to; NaN when none was sent). Customers without profiling
     consent are dropped and counted in ``excluded`` (at the latest cutoff). CLV columns
     are added later by :func:`add_clv` (they need a model fitted over all buckets).
+    ``thin``: cutoffs whose frames keep only the customers whose sampling number
+    (:mod:`bigseg.features.sample`, with ``seed``) lies below the given share; the
+    labels' counts of all their customers go in ``"thinned"``.
     """
+    thin = thin or {}
     vocab = vocab or {}
     tx = _read(store, "transactions", k)
     ids = tx.column("customer_id").to_numpy(zero_copy_only=False)
@@ -191,7 +197,7 @@ def bucket_frames(
     if reviews is not None and reviews.num_rows:
         scores = _sentiment(reviews)
     refuse = _non_consenting(store, k) if require_consent else None
-    frames, excluded = {}, 0
+    frames, excluded, thinned = {}, 0, {}
     last = max(cutoffs, key=cutoffs.get) if cutoffs else None
     # RFM, channel and category features of every cutoff in one compiled pass a cutoff
     # (the same frames as the three functions below, which serve when it declines)
@@ -214,6 +220,8 @@ def bucket_frames(
                 f = _join(
                     f, behaviour.category_features(tx, cut, vocab.get("transactions.category", []))
                 )
+        if name in thin:  # before the other tables are joined: only the sample is
+            f, thinned[name] = _thin(f, refuse, (ids, ts, amt), cut, horizon_days, thin[name], seed)
         if events is not None:
             f = _join(
                 f,
@@ -248,7 +256,29 @@ def bucket_frames(
         feats = [c for c in f.columns if c not in ("customer_id", *LABELS)]
         f[feats] = f[feats].astype(np.float32)
         frames[name] = f
-    return {"frames": frames, "excluded": excluded}
+    return {"frames": frames, "excluded": excluded, "thinned": thinned}
+
+
+def _thin(f, refuse, tx: tuple, cut: int, horizon_days: int, rate: float, seed: int):
+    """The customers of frame ``f`` (those without consent dropped) whose sampling
+    number lies below ``rate``, and the labels' counts of all of them (``[customers,
+    positives]`` per target, as :func:`bigseg.features.tasks.label_counts` gives)."""
+    from bigseg.features.sample import customer_numbers
+
+    if refuse is not None and len(refuse):
+        f = f[~f["customer_id"].isin(refuse)]
+    lab = horizon_labels(*tx, cut, horizon_days)
+    known = f[["customer_id"]].merge(lab, on="customer_id", how="left", sort=False)
+    bought = known["bought"].fillna(False).astype(bool).to_numpy()
+    spend = known["spend"].fillna(0.0).to_numpy(np.float64)
+    n = len(f)
+    counts = {
+        "rate": rate,
+        "churn": [n, int((~bought).sum())],
+        "value": [n, int((spend > 0).sum())],
+    }
+    keep = customer_numbers(f["customer_id"].to_numpy(), seed) < rate
+    return f[keep].reset_index(drop=True), counts
 
 
 def cached_bucket_frames(
@@ -260,6 +290,8 @@ def cached_bucket_frames(
     horizon_days: int,
     require_consent: bool,
     vocab: dict[str, list[str]] | None = None,
+    thin: dict[str, float] | None = None,
+    seed: int = 0,
 ) -> BucketFeatures:
     """:func:`bucket_frames` through the per-bucket cache under ``output/cache/features``
     (:mod:`bigseg.features.cache`): recomputed only when the bucket's store files or what
@@ -273,6 +305,7 @@ def cached_bucket_frames(
         "horizon_days": horizon_days,
         "require_consent": require_consent,
         "vocab": vocab or {},
+        **({"thin": thin, "seed": seed} if thin else {}),
     }
     return BucketFeatures.of(
         cache.cached(
@@ -281,7 +314,7 @@ def cached_bucket_frames(
             k,
             what,
             lambda: bucket_frames(
-                store, k, cutoffs, labelled, horizon_days, require_consent, vocab
+                store, k, cutoffs, labelled, horizon_days, require_consent, vocab, thin, seed
             ),
         )
     )
@@ -293,7 +326,9 @@ def clv_sample(res: BucketFeatures, k: int, fraction: float, seed: int) -> dict[
     out = {}
     for name, f in res.frames.items():
         cols = f[["purchase_days", "recency_days", "tenure_days", "monetary_mean"]]
-        out[name] = cols[rng.random(len(cols)) < fraction] if fraction < 1 else cols
+        # a thinned frame holds a share of its customers: as many are drawn from it
+        share = fraction / res.thinned[name]["rate"] if name in res.thinned else fraction
+        out[name] = cols[rng.random(len(cols)) < share] if share < 1 else cols
     return out
 
 
@@ -363,7 +398,7 @@ def add_clv(res: BucketFeatures, models: dict[str, dict], horizon_days: int) -> 
         for col, v in c.items():
             f[col] = np.asarray(v, dtype=np.float32)
         frames[name] = f
-    return BucketFeatures(frames, res.excluded, res.cached)
+    return BucketFeatures(frames, res.excluded, res.cached, res.thinned)
 
 
 def feature_columns(frame: pd.DataFrame) -> list[str]:

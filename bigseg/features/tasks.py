@@ -63,9 +63,35 @@ def n_labelled(res: BucketFeatures, cutoff: Cutoff, target: str) -> int:
     return int(np.isfinite(df[target].to_numpy(np.float64)).sum()) if target in df else 0
 
 
+def known_customers(
+    store: Store, k: int, cutoffs: dict[str, int], require_consent: bool
+) -> dict[str, int]:
+    """Customers of bucket ``k`` with a purchase on or before each cutoff (without
+    those who refused profiling, when consent is required): the rows each cutoff's
+    feature frame will hold, counted before any is computed, so the frames of the
+    oldest cutoffs can hold only the customers training will draw
+    (:func:`bigseg.pipeline.sampling.thin_rates`)."""
+    from bigseg.features import _non_consenting
+
+    t = store.read_bucket("transactions", k, ["customer_id", "timestamp"])
+    if t.num_rows == 0:
+        return dict.fromkeys(cutoffs, 0)
+    g = t.group_by("customer_id").aggregate([("timestamp", "min")])
+    first = g.column("timestamp_min").cast("int64").to_numpy()
+    refuse = _non_consenting(store, k) if require_consent else None
+    if refuse is not None and len(refuse):
+        ids = g.column("customer_id").to_numpy(zero_copy_only=False)
+        first = first[~np.isin(ids, refuse)]
+    return {c: int((first <= cut).sum()) for c, cut in cutoffs.items()}
+
+
 def label_counts(res: BucketFeatures, cutoff: Cutoff, target: str) -> tuple[int, int]:
     """(rows at ``cutoff`` with a finite ``target`` label, rows whose label is > 0:
-    churners for ``churn``, buyers in the label window for ``value``)."""
+    churners for ``churn``, buyers in the label window for ``value``), of every
+    customer at the cutoff (also where the frame holds only a sample)."""
+    if cutoff in res.thinned:
+        n, pos = res.thinned[cutoff].get(target, (0, 0))
+        return int(n), int(pos)
     df = res.frame(cutoff)
     if target not in df:
         return 0, 0

@@ -8,6 +8,7 @@ from bigseg import features as feats_mod
 from bigseg.errors import DataError
 from bigseg.features import tasks as ftasks
 from bigseg.io.commit import staged_dir
+from bigseg.pipeline import sampling
 from bigseg.pipeline.context import RunContext
 from bigseg.pipeline.products import FeatureSet
 from bigseg.predict import fairness
@@ -30,6 +31,7 @@ def compute(ctx: RunContext) -> FeatureSet:
     if ctx.score_only:  # a scheduled `bigseg score`: features at as_of only
         cuts = {"score": cuts["score"]}
     cfg = ctx.cfg
+    thin = {} if ctx.score_only else _thin_rates(ctx, cuts)
     futs = [
         ctx.submit(
             feats_mod.cached_bucket_frames,
@@ -41,6 +43,8 @@ def compute(ctx: RunContext) -> FeatureSet:
             cfg.horizon_days,
             cfg.privacy.require_consent,
             vocab,
+            thin,
+            cfg.seed,
         )
         for k in range(n)
     ]
@@ -85,6 +89,25 @@ def compute(ctx: RunContext) -> FeatureSet:
         "clv": clv,
     }
     return FeatureSet(tuple(futs), tuple(model_features), vocab, clv, int(sum(sizes)), report)
+
+
+def _thin_rates(ctx: RunContext, cuts: dict[str, int]) -> dict[str, float]:
+    """The share of each oldest cutoff's customers whose features are computed
+    (:func:`bigseg.pipeline.sampling.thin_rates`), from the customers each cutoff
+    holds: only they can be drawn into a training sample, so the frames stay bounded by
+    the sample, not by customers times windows."""
+    if not any(c in sampling.THINNED for c in cuts):
+        return {}
+    pcfg = ctx.cfg.prediction
+    counts = ctx.gather(
+        [
+            ctx.submit(ftasks.known_customers, ctx.store, k, cuts, ctx.cfg.privacy.require_consent)
+            for k in range(ctx.n_buckets)
+        ],
+        "customers per cutoff",
+    )
+    sizes = {c: sum(x[c] for x in counts) for c in cuts}
+    return sampling.thin_rates(sizes, pcfg.max_train_rows, pcfg.training_windows)
 
 
 def _state_clv(clv: dict) -> None:

@@ -13,6 +13,7 @@ import pandas as pd
 from bigseg.errors import DataError
 from bigseg.features import tasks as ftasks
 from bigseg.monitor import drift
+from bigseg.pipeline import sampling
 from bigseg.pipeline.context import RunContext
 from bigseg.pipeline.products import FeatureSet, FittedSegmenter, ServingModels
 from bigseg.pipeline.segment import SEGMENT_FEATURES
@@ -175,7 +176,7 @@ def _submit(ctx: RunContext, fs: FeatureSet, plan, stacks: dict, sizes: dict):
     windows (:class:`~bigseg.predict.training.Window`) and the backtest predictions'
     futures (None without a backtest)."""
     c, buckets, pcfg = ctx.client, list(fs.buckets), ctx.cfg.prediction
-    share = {w: _older_share(stacks[w], sizes, pcfg.max_train_rows) for w in stacks}
+    share = {w: sampling.older_share(stacks[w], sizes, pcfg.max_train_rows) for w in stacks}
     rows, cnt = {}, {}
     for w in stacks:
         rows[w], cnt[w] = training.submit_rows(c, buckets, stacks[w], plan, share[w][0])
@@ -310,22 +311,6 @@ def _stacks(ctx: RunContext, fs: FeatureSet) -> tuple[dict[str, list[str]], dict
     if "backtest" in usable:
         out = {"backtest": usable[1 : w + 1], **out}
     return out, sizes
-
-
-def _older_share(stack: list[str], sizes: dict[str, int], cap: int) -> tuple[float, float]:
-    """How an older window's customers train: ``(rate, weight)``, the share of its
-    customers whose rows are built, and how many customers of the stack the global
-    sample is drawn from per built row. The older windows together weigh at most as
-    many rows as the latest one (they teach how customers age; the latest window stays
-    the one the models fit best), and the global model's cap holds over the whole
-    stack: the latest window is sampled at ``r``, the older ones at ``r * share``."""
-    older = sum(sizes[c] for c in stack[1:])
-    if older == 0:
-        return 1.0, 1.0
-    share = min(1.0, sizes[stack[0]] / older)
-    stacked = sizes[stack[0]] + share * older
-    r = 1.0 if cap == 0 or stacked <= cap else cap / stacked
-    return r * share, 1.0 / r
 
 
 def _window(ctx: RunContext) -> dict:

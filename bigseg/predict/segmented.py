@@ -27,6 +27,7 @@ import pandas as pd
 import xgboost as xgb
 
 from bigseg.features.bucket import BucketFeatures
+from bigseg.features.sample import sample_numbers
 from bigseg.predict.ranking import roc_auc
 from bigseg.predict.xgb import _booster
 from bigseg.segment.fitted import FittedSegmenter
@@ -113,15 +114,6 @@ def model_rows(
         if t == "value":  # net spend can dip below zero after returns; Tweedie needs y >= 0
             y[t] = np.maximum(y[t], 0)
     return {"X": X, "segs": segs, "y": y, "valid": v, "u": u}
-
-
-def sample_numbers(hashes: np.ndarray, seed: int) -> np.ndarray:
-    """A number in [0, 1) per customer (from :func:`bigseg.store.buckets.hash_ids` of its
-    id and the seed), independent of the validation split: keeping the rows below ``f``
-    samples a share ``f`` of the customers, the same ones on every run and cluster."""
-    with np.errstate(over="ignore"):  # uint64 arithmetic wraps on purpose
-        mixed = (hashes ^ np.uint64(seed + 0x632BE59BD9B4E019)) * np.uint64(0xD6E8FEB86659FD93)
-    return (mixed >> np.uint64(11)).astype(np.float64) / float(2**53)
 
 
 def row_counts(rows: dict, ids: list[int]) -> dict:
