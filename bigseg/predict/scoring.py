@@ -25,6 +25,7 @@ from bigseg.io import tables
 from bigseg.io.commit import write_text_atomic
 from bigseg.io.resume import dumps_stats
 from bigseg.predict import blend, segmented
+from bigseg.predict.drivers import importance_sums, top_drivers, top_order
 from bigseg.predict.serving import ServingModels
 from bigseg.segment.fitted import FittedSegmenter
 from bigseg.store import Store
@@ -62,7 +63,7 @@ def segment_reasons(
     own_c, nxt_c = centres[seg], centres[nxt]
     pull = (Z - nxt_c) ** 2 - (Z - own_c) ** 2
     n_top = min(top, Z.shape[1])
-    order = segmented.top_order(pull, n_top)
+    order = top_order(pull, n_top)
     # every (feature, low/high) text made once, then picked per row
     texts = np.array([f"{f}{lv}" for f in features for lv in (": high", ": low")], dtype=object)
     rows = np.arange(n)
@@ -112,11 +113,11 @@ def score_bucket(
         out[col] = np.maximum(pred, 0) if t == "value" else pred
         if contrib is None:  # drivers: off
             continue
-        for r, drv in enumerate(segmented.top_drivers(contrib, feats, n_drivers), 1):
+        for r, drv in enumerate(top_drivers(contrib, feats, n_drivers), 1):
             if alone.any() and r <= len(blend.BGNBD_DRIVERS):
                 drv[alone] = blend.BGNBD_DRIVERS[r - 1]
             out[f"{t}_driver_{r}"] = drv
-        importance[t] = segmented.importance_sums(contrib, segs, list(seg.ids))
+        importance[t] = importance_sums(contrib, segs, list(seg.ids))
     return {"scores": out, "importance": importance}
 
 
