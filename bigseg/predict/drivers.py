@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+import pyarrow as pa
 
 
 @numba.njit(cache=True, nogil=True)
@@ -51,22 +52,16 @@ def top_order(v: np.ndarray, n: int, absolute: bool = False) -> np.ndarray:
     return _top(np.ascontiguousarray(v), n, absolute)
 
 
-def top_drivers(contrib: np.ndarray, features: list[str], n: int = 3) -> list[np.ndarray]:
-    """Per row, the ``n`` features with the largest absolute contribution, as readable
-    strings ``"<feature> +0.42"`` (raises the prediction) or ``"<feature> -0.42"``
-    (ties: the earlier feature first).
-
-    Each distinct (feature, value in hundredths) pair is formatted once and broadcast; a
-    bucket has a few thousand of them for a hundred thousand rows (formatting every row
-    was a third of scoring)."""
+def driver_codes(contrib: np.ndarray, features: list[str], n: int = 3) -> list[tuple]:
+    """Per rank ``r < n``: ``(texts, codes)``, the distinct texts of the rows' ``r``-th
+    driver (:func:`top_drivers`) and each row's position in them. Each distinct (feature,
+    value in hundredths) pair is formatted once; a bucket has a few thousand of them for
+    a hundred thousand rows (formatting every row was a third of scoring)."""
     rows, m = contrib.shape
-    if rows == 0:
-        return [np.zeros(0, dtype=object) for _ in range(n)]
-    n_top = min(n, m)
-    order = top_order(contrib, n_top, absolute=True)
+    order = top_order(contrib, min(n, m), absolute=True)
     names = np.asarray(features, dtype=object)
-    cols = []
-    for r in range(n_top):
+    out = []
+    for r in range(order.shape[1]):
         j = order[:, r]
         cents = np.rint(contrib[np.arange(rows), j].astype(np.float64) * 100).astype(np.int64)
         code = j.astype(np.int64) * (1 << 40) + (cents + (1 << 39))
@@ -79,8 +74,24 @@ def top_drivers(contrib: np.ndarray, features: list[str], n: int = 3) -> list[np
             ],
             dtype=object,
         )
-        cols.append(text[inv.ravel()])
-    return cols
+        out.append((text, inv.ravel()))
+    return out
+
+
+def top_drivers(contrib: np.ndarray, features: list[str], n: int = 3) -> list[np.ndarray]:
+    """Per row, the ``n`` features with the largest absolute contribution, as readable
+    strings ``"<feature> +0.42"`` (raises the prediction) or ``"<feature> -0.42"``
+    (ties: the earlier feature first)."""
+    if len(contrib) == 0:
+        return [np.zeros(0, dtype=object) for _ in range(n)]
+    return [text[codes] for text, codes in driver_codes(contrib, features, n)]
+
+
+def text_column(texts: np.ndarray, codes: np.ndarray):
+    """``texts[codes]`` as a pandas column of pandas' default string type, gathered by
+    Arrow from the few distinct texts: no Python object per row to convert (pandas 3
+    turned each object column into Arrow strings one row at a time)."""
+    return pa.array(texts, pa.string()).take(pa.array(codes)).to_pandas().array
 
 
 def importance_sums(contrib: np.ndarray, segs: np.ndarray, ids: list[int]) -> dict:
