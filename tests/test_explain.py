@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import xgboost as xgb
 
-from bigseg.predict import explain, segmented
+from bigseg.predict import drivers, explain, segmented
 
 
 def _data(n=3000, d=12, seed=0):
@@ -67,13 +67,17 @@ def test_top_order_equals_stable_argsort():
     rng = np.random.default_rng(3)
     v = rng.integers(-3, 4, size=(5000, 9)).astype(np.float32)  # many ties
     v[::7] = 0
+    v[1::11, 3] = np.nan  # NaN after every number, as a sort puts it
+    v[2::13, 5] = -np.inf
     for n in (1, 3, 9, 12):
         want = np.argsort(-v, axis=1, kind="stable")[:, :n]
-        assert np.array_equal(segmented.top_order(v, n), want)
+        assert np.array_equal(drivers.top_order(v, n), want)
+        want = np.argsort(-np.abs(v), axis=1, kind="stable")[:, :n]
+        assert np.array_equal(drivers.top_order(v, n, absolute=True), want)
 
 
 def test_top_drivers_text():
     c = np.array([[0.5, -1.234, 0.0, 0.004], [0.0, 0.0, 0.0, 0.0]], np.float32)
-    d = segmented.top_drivers(c, ["a", "b", "c", "d"], 3)
+    d = drivers.top_drivers(c, ["a", "b", "c", "d"], 3)
     assert [x[0] for x in d] == ["b -1.23", "a +0.50", "d +0.00"]
     assert [x[1] for x in d] == ["a +0.00", "b +0.00", "c +0.00"]

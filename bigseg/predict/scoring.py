@@ -25,12 +25,15 @@ from bigseg.io import tables
 from bigseg.io.commit import write_text_atomic
 from bigseg.io.resume import dumps_stats
 from bigseg.predict import blend, segmented
+from bigseg.predict.drivers import driver_codes, importance_sums, text_column, top_order
 from bigseg.predict.serving import ServingModels
 from bigseg.segment.fitted import FittedSegmenter
 from bigseg.store import Store
 
 #: feature columns saved beside the scores in phase 1 for the offers of phase 2
 OFFER_INPUT_PREFIX = "category_share_"
+#: segment reason columns per customer
+N_REASONS = 3
 
 
 @dataclass(frozen=True)
@@ -48,30 +51,39 @@ class ScoreJob:
 
 
 def segment_reasons(
-    Z: np.ndarray, seg: np.ndarray, centres: np.ndarray, features: list[str], top: int = 3
+    Z: np.ndarray, seg: np.ndarray, centres: np.ndarray, features: list[str], top: int = N_REASONS
 ) -> list[np.ndarray]:
     """Why each customer is in its segment: the features that pull it closest to its own
     segment's centre rather than to the next-closest one (largest
     ``(z - c_next)^2 - (z - c_own)^2``), as text like ``"recency_days: low"``."""
+    rc = reason_codes(Z, seg, centres, features, top)
+    if rc is None:
+        return [np.full(len(Z), None, dtype=object) for _ in range(top)]
+    texts, codes = rc
+    return [texts[c] for c in codes]
+
+
+def reason_codes(
+    Z: np.ndarray, seg: np.ndarray, centres: np.ndarray, features: list[str], top: int = N_REASONS
+) -> tuple[np.ndarray, list[np.ndarray]] | None:
+    """:func:`segment_reasons` as every (feature, low/high) text once and, per rank, each
+    row's position in them; None without rows or without a second segment."""
     n, k = len(Z), len(centres)
     if n == 0 or k < 2:
-        return [np.full(n, None, dtype=object) for _ in range(top)]
+        return None
     d2 = (Z * Z).sum(1)[:, None] - 2.0 * Z @ centres.T + (centres * centres).sum(1)[None, :]
     d2[np.arange(n), seg] = np.inf
     nxt = np.argmin(d2, axis=1)
     own_c, nxt_c = centres[seg], centres[nxt]
     pull = (Z - nxt_c) ** 2 - (Z - own_c) ** 2
-    n_top = min(top, Z.shape[1])
-    order = segmented.top_order(pull, n_top)
-    # every (feature, low/high) text made once, then picked per row
+    order = top_order(pull, min(top, Z.shape[1]))
     texts = np.array([f"{f}{lv}" for f in features for lv in (": high", ": low")], dtype=object)
     rows = np.arange(n)
-    out = []
-    for r in range(n_top):
+    codes = []
+    for r in range(order.shape[1]):
         j = order[:, r]
-        low = own_c[rows, j] < nxt_c[rows, j]
-        out.append(texts[2 * j + low])
-    return out
+        codes.append(2 * j + (own_c[rows, j] < nxt_c[rows, j]))
+    return texts, codes
 
 
 def score_bucket(
@@ -93,9 +105,13 @@ def score_bucket(
     segs = np.asarray(seg.ids, dtype=np.int32)[idx]
     out = pd.DataFrame({"customer_id": df["customer_id"].to_numpy(), "segment": segs})
     out["segment_name"] = np.asarray(seg.names, dtype=object)[idx]
-    reasons = segment_reasons(Z, idx, seg.arrays["centres"], pre.features)
-    for r, col in enumerate(reasons, start=1):
-        out[f"segment_reason_{r}"] = col
+    rc = reason_codes(Z, idx, seg.arrays["centres"], pre.features)
+    if rc is None:  # no second segment to compare with: no reasons
+        for r in range(1, N_REASONS + 1):
+            out[f"segment_reason_{r}"] = np.full(len(out), None, dtype=object)
+    else:
+        for r, codes in enumerate(rc[1], start=1):
+            out[f"segment_reason_{r}"] = text_column(rc[0], codes)
     models, feats = serving.models, serving.features
     importance = {}
     X = segmented.model_matrix(df, feats, segs) if models else None
@@ -112,11 +128,12 @@ def score_bucket(
         out[col] = np.maximum(pred, 0) if t == "value" else pred
         if contrib is None:  # drivers: off
             continue
-        for r, drv in enumerate(segmented.top_drivers(contrib, feats, n_drivers), 1):
+        for r, (texts, codes) in enumerate(driver_codes(contrib, feats, n_drivers), 1):
             if alone.any() and r <= len(blend.BGNBD_DRIVERS):
-                drv[alone] = blend.BGNBD_DRIVERS[r - 1]
-            out[f"{t}_driver_{r}"] = drv
-        importance[t] = segmented.importance_sums(contrib, segs, list(seg.ids))
+                texts = np.append(texts, blend.BGNBD_DRIVERS[r - 1])
+                codes = np.where(alone, len(texts) - 1, codes)
+            out[f"{t}_driver_{r}"] = text_column(texts, codes)
+        importance[t] = importance_sums(contrib, segs, list(seg.ids))
     return {"scores": out, "importance": importance}
 
 

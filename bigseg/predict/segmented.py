@@ -227,68 +227,6 @@ def _contribs(model: bytes, X: np.ndarray, exact: bool) -> np.ndarray:
     return np.asarray(c[:, :-1], dtype=np.float32)
 
 
-def top_order(v: np.ndarray, n: int) -> np.ndarray:
-    """Column positions of the ``n`` largest values of each row, largest first, ties by
-    position: exactly ``np.argsort(-v, axis=1, kind="stable")[:, :n]``, by a partial sort
-    (a full sort of every row was the slowest part of scoring); only rows where a tie
-    crosses the cut are fully sorted."""
-    rows, m = v.shape
-    if n >= m:
-        return np.argsort(-v, axis=1, kind="stable")[:, :n]
-    part = np.argpartition(-v, n - 1, axis=1)[:, :n]
-    pv = np.take_along_axis(v, part, axis=1)
-    part = np.take_along_axis(part, np.lexsort((part, -pv), axis=1), axis=1)
-    pv = np.take_along_axis(v, part, axis=1)
-    last = pv[:, -1:]
-    # more values equal to the last one kept than were kept: the cut splits a tie
-    split = (v == last).sum(axis=1) > (pv == last).sum(axis=1)
-    if split.any():
-        part[split] = np.argsort(-v[split], axis=1, kind="stable")[:, :n]
-    return part
-
-
-def top_drivers(contrib: np.ndarray, features: list[str], n: int = 3) -> list[np.ndarray]:
-    """Per row, the ``n`` features with the largest absolute contribution, as readable
-    strings ``"<feature> +0.42"`` (raises the prediction) or ``"<feature> -0.42"``
-    (ties: the earlier feature first).
-
-    Vectorised: the top ``n`` by a partial sort, then each distinct (feature, value in
-    hundredths) pair is formatted once and broadcast; a bucket has a few thousand of
-    them for a hundred thousand rows (formatting every row was a third of scoring)."""
-    rows, m = contrib.shape
-    if rows == 0:
-        return [np.zeros(0, dtype=object) for _ in range(n)]
-    n_top = min(n, m)
-    order = top_order(np.abs(contrib), n_top)
-    names = np.asarray(features, dtype=object)
-    cols = []
-    for r in range(n_top):
-        j = order[:, r]
-        cents = np.rint(contrib[np.arange(rows), j].astype(np.float64) * 100).astype(np.int64)
-        code = j.astype(np.int64) * (1 << 40) + (cents + (1 << 39))
-        uniq, inv = np.unique(code, return_inverse=True)
-        uj, uc = uniq >> 40, (uniq & ((1 << 40) - 1)) - (1 << 39)
-        text = np.array(
-            [
-                f"{names[a]} {'-' if c < 0 else '+'}{abs(c) // 100}.{abs(c) % 100:02d}"
-                for a, c in zip(uj.tolist(), uc.tolist(), strict=True)
-            ],
-            dtype=object,
-        )
-        cols.append(text[inv.ravel()])
-    return cols
-
-
-def importance_sums(contrib: np.ndarray, segs: np.ndarray, ids: list[int]) -> dict:
-    """Per segment id: the sum of |contribution| per feature and the row count (reduced
-    over buckets into mean |SHAP| importances per segment)."""
-    out = {}
-    for s in ids:
-        rows = segs == s
-        out[int(s)] = (np.abs(contrib[rows]).sum(axis=0, dtype=np.float64), int(rows.sum()))
-    return out
-
-
 def backtest_rows(
     res: BucketFeatures, rows: dict, name: str, models: dict[str, dict], fraction: float = 1.0
 ) -> dict:
