@@ -288,7 +288,7 @@ def coerce_batch(
                 arr = arr.cast(target)
         except pa.ArrowException as e:
             raise DataError(f"{where}: cannot convert to {target}: {e}") from None
-        if canon in schema.required:
+        if canon in schema.required and arr.null_count:
             r.mark(coerce.isnull(arr), f"{canon}: null")
         cols[canon] = arr
     rules.check_values(

@@ -24,7 +24,8 @@ from bigseg.store.reader import InputFile, read_file
 
 #: suffix of split's per-bucket part files (Arrow IPC), merged into the store's Parquet
 PART_SUFFIX = ".arrow"
-SRC_FILE, SRC_ROW = "__src_file", "__src_row"
+#: input row number of each row of a part file (merge names duplicates by it)
+SRC_ROW = "__src_row"
 
 
 class _Split:
@@ -99,8 +100,8 @@ class _Split:
             # a review's sentiment never changes: scored once here, not by every run
             scores = sentiment_scores(t.column("text").to_pandas())
             t = t.append_column(SENTIMENT, pa.array(scores, pa.float64()))
-        # provenance, so merge can name the file and row of a duplicate; dropped there
-        t = t.append_column(SRC_FILE, pa.array(np.full(t.num_rows, self.idx, np.int32)))
+        # provenance, so merge can name the row of a duplicate (the file is the part's);
+        # dropped there
         t = t.append_column(SRC_ROW, pa.array(rows, pa.int64()))
         self.schema = self.schema or t.schema
         if t.schema != self.schema:
@@ -192,4 +193,4 @@ def _split_file(
 
 
 def _drop_src(schema: pa.Schema) -> pa.Schema:
-    return pa.schema([f for f in schema if f.name not in (SRC_FILE, SRC_ROW)])
+    return pa.schema([f for f in schema if f.name != SRC_ROW])
