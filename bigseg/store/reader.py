@@ -268,11 +268,9 @@ def coerce_batch(
         else:
             continue
         if pa.types.is_binary(arr.type):  # CSV text arrives as bytes: check the encoding
-            bad_utf8 = rules.invalid_utf8(arr)
-            r.mark(bad_utf8, f"{canon}: invalid UTF-8")
-            if bad_utf8.any():
-                arr = pc.if_else(pa.array(bad_utf8), pa.scalar(None, arr.type), arr)
-            arr = arr.cast(pa.string())
+            arr, bad_utf8 = rules.as_utf8(arr)
+            if bad_utf8 is not None:
+                r.mark(bad_utf8, f"{canon}: invalid UTF-8")
         raw[canon] = arr
         where = f"{f.path}: column '{s}'" + (f" (canonical '{canon}')" if s != canon else "")
         try:

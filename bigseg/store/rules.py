@@ -189,17 +189,19 @@ def mark_duplicates(t: pa.Table, r: Reasons, sorted_by: list[str] | None = None)
     r.mark(dup, "duplicate row")
 
 
-def invalid_utf8(arr: pa.Array) -> np.ndarray:
-    """Rows of a binary column that are not valid UTF-8 (slow path only when some are)."""
+def as_utf8(arr: pa.Array) -> tuple[pa.Array, np.ndarray | None]:
+    """A binary column as text, and the mask of its rows that are not valid UTF-8 (None
+    when all are valid: the column is then validated once, by the cast itself); the
+    invalid rows become null."""
     try:
-        arr.cast(pa.string())
-        return np.zeros(len(arr), dtype=bool)
+        return arr.cast(pa.string()), None
     except pa.ArrowInvalid:
-        out = np.zeros(len(arr), dtype=bool)
-        for i, v in enumerate(arr.to_pylist()):
-            if v is not None:
-                try:
-                    v.decode("utf-8")
-                except UnicodeDecodeError:
-                    out[i] = True
-        return out
+        pass
+    bad = np.zeros(len(arr), dtype=bool)
+    for i, v in enumerate(arr.to_pylist()):
+        if v is not None:
+            try:
+                v.decode("utf-8")
+            except UnicodeDecodeError:
+                bad[i] = True
+    return pc.if_else(pa.array(bad), pa.scalar(None, arr.type), arr).cast(pa.string()), bad

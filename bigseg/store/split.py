@@ -10,6 +10,7 @@ from collections import Counter
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from bigseg import privacy
 from bigseg.config import TableConfig
@@ -71,11 +72,17 @@ class _Split:
                 "customer_id",
                 privacy.pseudonymize(bad.column("customer_id"), self.key),
             )
-        for i, (reason, row) in enumerate(
-            zip(bad.column("_reason").to_pylist(), bad.column("_row").to_pylist(), strict=True)
+        # counted per distinct reason, in the order the reasons first occur
+        codes = pc.dictionary_encode(bad.column("_reason").combine_chunks())
+        idx = codes.indices.to_numpy()
+        _, first = np.unique(idx, return_index=True)
+        for code, (reason, n) in enumerate(
+            zip(codes.dictionary.to_pylist(), np.bincount(idx), strict=True)
         ):
-            self.reasons[reason] += 1
+            self.reasons[reason] += int(n)
             if reason not in self.examples:
+                i = int(first[code])
+                row = bad.column("_row")[i].as_py()
                 self.examples[reason] = _example(self.f.path, bad, i, row, reason)
         if self.qwriter is None:
             qdir = as_path(self.parts).parent / QUARANTINE / self.f.table
