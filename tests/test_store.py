@@ -36,6 +36,13 @@ def test_hash_is_stable_and_pinned():
     assert (hash_ids(chunked) == hash_ids(pa.array(["a", "bb", "ccc"]))).all()
 
 
+def test_bucket_is_the_hash_modulo_the_count():
+    # power-of-two counts take a mask, the others a division: both are hash % n
+    ids = np.random.default_rng(0).integers(-(2**62), 2**62, 10_000)
+    for n in (1, 3, 8, 100, 4096):
+        assert (bucket_of(ids, n) == (hash_ids(ids) % np.uint64(n)).astype(np.int32)).all()
+
+
 def test_hash_spreads_ids_evenly():
     counts = np.bincount(bucket_of(np.arange(100_000), 16), minlength=16)
     assert counts.min() > 0.9 * 100_000 / 16
@@ -193,6 +200,27 @@ def test_bad_values_and_null_ids_are_named(local_client, tmp_path):
         ["twelve", "amount: not a number", 3]
     ]
     assert q["_file"].iloc[0].endswith("a.csv")
+
+
+def test_duplicates_across_files_name_the_later_file_and_row(local_client, tmp_path):
+    df = _tx(200)
+    (tmp_path / "tx").mkdir()
+    df.to_parquet(tmp_path / "tx" / "a.parquet")
+    # rows 7 and 40 of a.parquet again, at rows 2 and 4 of b.parquet
+    later = pd.concat([_tx(2, seed=1), df.iloc[[7]], _tx(1, seed=2), df.iloc[[40]]])
+    later.to_parquet(tmp_path / "tx" / "b.parquet", index=False)
+    cfg = _job(
+        tmp_path,
+        {"transactions": {"path": "tx"}},
+        store={"buckets": 4},
+        validation={"max_bad_share": 0.05},
+    )
+    store = ingest(cfg, local_client)
+    assert store.manifest["tables"]["transactions"]["rows"] == 203
+    q = _committed_table(tmp_path / "out", "quarantine", "transactions").to_pandas()
+    assert (q["_reason"] == "duplicate row").all()
+    got = sorted(zip(q["_file"].map(lambda f: f.rsplit("/", 1)[-1]), q["_row"], strict=True))
+    assert got == [("b.parquet", 2), ("b.parquet", 4)]
 
 
 def test_validate_reports_every_problem_at_once(local_client, tmp_path):

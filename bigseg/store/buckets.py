@@ -20,11 +20,19 @@ _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
 def _splitmix64(x: np.ndarray) -> np.ndarray:
+    # in place on one copy and one scratch array: each temporary of the plain
+    # expression costs a pass over memory (ingest hashes every input row)
+    z = x.astype(np.uint64, copy=True)
+    tmp = np.empty_like(z)
     with np.errstate(over="ignore"):
-        z = x.astype(np.uint64) + _GOLDEN
-        z = (z ^ (z >> np.uint64(30))) * _M1
-        z = (z ^ (z >> np.uint64(27))) * _M2
-        return z ^ (z >> np.uint64(31))
+        z += _GOLDEN
+        for shift, mult in ((30, _M1), (27, _M2)):
+            np.right_shift(z, np.uint64(shift), out=tmp)
+            z ^= tmp
+            z *= mult
+        np.right_shift(z, np.uint64(31), out=tmp)
+        z ^= tmp
+    return z
 
 
 @numba.njit(cache=True, nogil=True)
@@ -70,7 +78,12 @@ def hash_ids(ids: pa.Array | pa.ChunkedArray | np.ndarray) -> np.ndarray:
 
 def bucket_of(ids, n_buckets: int) -> np.ndarray:
     """Bucket number (int32 in ``[0, n_buckets)``) of each customer id."""
-    return (hash_ids(ids) % np.uint64(n_buckets)).astype(np.int32)
+    h = hash_ids(ids)
+    if n_buckets & (n_buckets - 1) == 0:  # a power of two (auto counts are): a mask, no division
+        h &= np.uint64(n_buckets - 1)
+    else:
+        h %= np.uint64(n_buckets)
+    return h.astype(np.int32)
 
 
 def auto_buckets(input_bytes: int, n_workers: int = 1) -> int:

@@ -39,7 +39,9 @@ import uuid
 from collections import Counter, defaultdict
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from bigseg import privacy
 from bigseg.config import RunConfig
@@ -55,7 +57,7 @@ from bigseg.store import erasure, rules
 from bigseg.store import manifest as record
 from bigseg.store.buckets import auto_buckets
 from bigseg.store.reader import InputFile, list_inputs
-from bigseg.store.split import PART_SUFFIX, SRC_FILE, SRC_ROW, _split_file
+from bigseg.store.split import PART_SUFFIX, SRC_ROW, _split_file
 from bigseg.store.store import MANIFEST, Store, bucket_dirname, open_store
 
 log = logging.getLogger(__name__)
@@ -76,43 +78,39 @@ def _merge_bucket(
     """Sort bucket ``k`` of ``table``: the split parts of the input files ``sources``
     (no listing), duplicates to quarantine, one new part file. ``carried``: the bucket
     keeps committed files of earlier ingests (an empty new part is then not needed)."""
-    schema = pa.ipc.read_schema(pa.py_buffer(schema_bytes))
-    schema = schema.append(pa.field(SRC_FILE, pa.int32())).append(pa.field(SRC_ROW, pa.int64()))
+    schema = pa.ipc.read_schema(pa.py_buffer(schema_bytes)).append(pa.field(SRC_ROW, pa.int64()))
     d = as_path(parts) / table / f"b{k:05d}"
-    files = [d / f"f{i:06d}{PART_SUFFIX}" for i in sorted(sources)]
+    sources = sorted(sources)
+    files = [d / f"f{i:06d}{PART_SUFFIX}" for i in sources]
     pieces = []
     for p in files:
         t = tables.read_arrow(p)
-        for field in schema:
-            if field.name not in t.column_names:
-                t = t.append_column(field, pa.nulls(t.num_rows, field.type))
-        pieces.append(t.select(schema.names).cast(schema))
+        if not t.schema.equals(schema):
+            for field in schema:
+                if field.name not in t.column_names:
+                    t = t.append_column(field, pa.nulls(t.num_rows, field.type))
+            t = t.select(schema.names).cast(schema)
+        pieces.append(t)
     t = pa.concat_tables(pieces) if pieces else schema.empty_table()
+    # a part holds the rows of one input file: its number is not stored per row
+    origin = np.repeat(np.array(sources, np.int32), [p.num_rows for p in pieces])
+    src_rows = t.column(SRC_ROW)
     keys = [("customer_id", "ascending")]
     if SCHEMAS[table].time_column in t.column_names:
         keys.append((SCHEMAS[table].time_column, "ascending"))
-    t = t.sort_by(keys)
+    # what Table.sort_by does, keeping the order to find a duplicate's file and row
+    order = pc.sort_indices(t, sort_keys=keys)
+    t = t.drop_columns([SRC_ROW]).take(order)
     r = rules.Reasons(t.num_rows)
-    rules.mark_duplicates(
-        t.drop_columns([SRC_FILE, SRC_ROW]), r, sorted_by=[name for name, _ in keys]
-    )
+    rules.mark_duplicates(t, r, sorted_by=[name for name, _ in keys])
     bad = {}
     if r.bad.any():
-        dup = t.filter(pa.array(r.bad))
-        q = {
-            c: dup.column(c).cast(pa.string())
-            for c in dup.column_names
-            if c not in (SRC_FILE, SRC_ROW)
-        }
-        q["_reason"] = pa.array(["duplicate row"] * dup.num_rows, pa.string())
-        q["_file"] = pa.array([paths[i] for i in dup.column(SRC_FILE).to_pylist()], pa.string())
-        q["_row"] = dup.column(SRC_ROW)
+        at = order.to_numpy()[r.bad]  # row numbers in the concatenated parts
         dup_file = as_path(qroot) / table / f"dup-{part_name}-b{k:05d}.parquet"
-        tables.write_parquet(dup_file, pa.table(q))
+        bad = _quarantine_duplicates(
+            t.filter(pa.array(r.bad)), [paths[i] for i in origin[at]], src_rows.take(at), dup_file
+        )
         t = t.filter(pa.array(~r.bad))
-        example = f"{q['_file'][0]} row {q['_row'][0]}"
-        bad = {"duplicate row": (dup.num_rows, example)}
-    t = t.drop_columns([SRC_FILE, SRC_ROW])
     dest = as_path(out) / table / bucket_dirname(k)
     dest.mkdir(parents=True, exist_ok=True)
     if t.num_rows or not carried:  # every bucket has a file, if an empty one
@@ -121,11 +119,25 @@ def _merge_bucket(
             t,
             compression="zstd",
             row_group_size=1 << 20,
+            # min/max only of the sort keys (what a reader can skip row groups by):
+            # those of every column took 17-20% of the write (300k store, measured)
+            write_statistics=[name for name, _ in keys],
             **store_encodings(t.schema),
         )
     for p in files:
         delete_file(p)
     return t.num_rows, bad
+
+
+def _quarantine_duplicates(dup: pa.Table, files: list[str], rows, dest) -> dict:
+    """Write the duplicate rows ``dup`` (from input ``files``, at ``rows``) to the
+    quarantine file ``dest``; their count and an example, as split reports reasons."""
+    q = {c: dup.column(c).cast(pa.string()) for c in dup.column_names}
+    q["_reason"] = pa.array(["duplicate row"] * dup.num_rows, pa.string())
+    q["_file"] = pa.array(files, pa.string())
+    q["_row"] = rows
+    tables.write_parquet(dest, pa.table(q))
+    return {"duplicate row": (dup.num_rows, f"{q['_file'][0]} row {q['_row'][0]}")}
 
 
 def store_encodings(schema: pa.Schema) -> dict:

@@ -268,11 +268,9 @@ def coerce_batch(
         else:
             continue
         if pa.types.is_binary(arr.type):  # CSV text arrives as bytes: check the encoding
-            bad_utf8 = rules.invalid_utf8(arr)
-            r.mark(bad_utf8, f"{canon}: invalid UTF-8")
-            if bad_utf8.any():
-                arr = pc.if_else(pa.array(bad_utf8), pa.scalar(None, arr.type), arr)
-            arr = arr.cast(pa.string())
+            arr, bad_utf8 = rules.as_utf8(arr)
+            if bad_utf8 is not None:
+                r.mark(bad_utf8, f"{canon}: invalid UTF-8")
         raw[canon] = arr
         where = f"{f.path}: column '{s}'" + (f" (canonical '{canon}')" if s != canon else "")
         try:
@@ -288,7 +286,7 @@ def coerce_batch(
                 arr = arr.cast(target)
         except pa.ArrowException as e:
             raise DataError(f"{where}: cannot convert to {target}: {e}") from None
-        if canon in schema.required:
+        if canon in schema.required and arr.null_count:
             r.mark(coerce.isnull(arr), f"{canon}: null")
         cols[canon] = arr
     rules.check_values(

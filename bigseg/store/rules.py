@@ -65,6 +65,17 @@ class Reasons:
             self._names.append(reason)
         self._code[m] = self._names.index(reason)
 
+    def mark_where(self, mask: pa.Array | pa.ChunkedArray, reason: str) -> None:
+        """:meth:`mark` for an Arrow boolean mask (a null marks nothing). A mask with no
+        true value, the usual case of clean data, is never converted to NumPy."""
+        n = (
+            sum(c.true_count for c in mask.chunks)
+            if isinstance(mask, pa.ChunkedArray)
+            else mask.true_count
+        )
+        if n:
+            self.mark(_np(mask), reason)
+
     @property
     def bad(self) -> np.ndarray:
         return self._code != 0
@@ -118,31 +129,32 @@ def check_values(
     for name, arr in cols.items():
         t = arr.type
         if pa.types.is_timestamp(t) and name != "signup_date":
-            r.mark(_np(pc.less(arr, epoch)), f"{name}: before 1970")
-            r.mark(_np(pc.greater(arr, future)), f"{name}: in the future")
+            r.mark_where(pc.less(arr, epoch), f"{name}: before 1970")
+            r.mark_where(pc.greater(arr, future), f"{name}: in the future")
         elif pa.types.is_timestamp(t):
-            r.mark(_np(pc.greater(arr, future)), f"{name}: in the future")
+            r.mark_where(pc.greater(arr, future), f"{name}: in the future")
     ids = cols.get("customer_id")
     if ids is not None and (pa.types.is_string(ids.type) or pa.types.is_large_string(ids.type)):
         blank = pc.or_(pc.equal(pc.utf8_length(ids), 0), pc.utf8_is_space(ids))
-        r.mark(_np(blank), "customer_id: blank")
+        r.mark_where(blank, "customer_id: blank")
     if "amount" in cols:
         a = cols["amount"]
-        r.mark(~_np(pc.is_finite(a)) & ~_np(pc.is_null(a)), "amount: not finite")
-        r.mark(_np(pc.greater(pc.abs(a), max_amount)), "amount: absurd")
+        r.mark_where(pc.invert(pc.is_finite(a)), "amount: not finite")  # NaN or infinite
+        r.mark_where(pc.greater(pc.abs(a), max_amount), "amount: absurd")
     if "age" in cols:
         a = cols["age"]
-        r.mark(_np(pc.or_(pc.less(a, 0), pc.greater(a, 120))), "age: out of range")
+        r.mark_where(pc.or_(pc.less(a, 0), pc.greater(a, 120)), "age: out of range")
     if "rating" in cols:
         a = cols["rating"]
-        r.mark(_np(pc.or_(pc.less(a, 1), pc.greater(a, 5))), "rating: out of range")
+        r.mark_where(pc.or_(pc.less(a, 1), pc.greater(a, 5)), "rating: out of range")
     vocab = {c: v for (tb, c), v in DEFAULT_CATEGORIES.items() if tb == table}
     vocab.update(categories or {})
     for name, values in vocab.items():
         if name in cols:
             arr = cols[name]
             known = pc.is_in(arr, value_set=pa.array(list(values), arr.type))
-            r.mark(~_np(known) & ~_np(pc.is_null(arr)), f"{name}: unknown category")
+            # is_in says false for a null: a missing value is no unknown category
+            r.mark_where(pc.and_(pc.invert(known), pc.is_valid(arr)), f"{name}: unknown category")
 
 
 def mark_duplicates(t: pa.Table, r: Reasons, sorted_by: list[str] | None = None) -> None:
@@ -177,17 +189,19 @@ def mark_duplicates(t: pa.Table, r: Reasons, sorted_by: list[str] | None = None)
     r.mark(dup, "duplicate row")
 
 
-def invalid_utf8(arr: pa.Array) -> np.ndarray:
-    """Rows of a binary column that are not valid UTF-8 (slow path only when some are)."""
+def as_utf8(arr: pa.Array) -> tuple[pa.Array, np.ndarray | None]:
+    """A binary column as text, and the mask of its rows that are not valid UTF-8 (None
+    when all are valid: the column is then validated once, by the cast itself); the
+    invalid rows become null."""
     try:
-        arr.cast(pa.string())
-        return np.zeros(len(arr), dtype=bool)
+        return arr.cast(pa.string()), None
     except pa.ArrowInvalid:
-        out = np.zeros(len(arr), dtype=bool)
-        for i, v in enumerate(arr.to_pylist()):
-            if v is not None:
-                try:
-                    v.decode("utf-8")
-                except UnicodeDecodeError:
-                    out[i] = True
-        return out
+        pass
+    bad = np.zeros(len(arr), dtype=bool)
+    for i, v in enumerate(arr.to_pylist()):
+        if v is not None:
+            try:
+                v.decode("utf-8")
+            except UnicodeDecodeError:
+                bad[i] = True
+    return pc.if_else(pa.array(bad), pa.scalar(None, arr.type), arr).cast(pa.string()), bad

@@ -10,6 +10,7 @@ from collections import Counter
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from bigseg import privacy
 from bigseg.config import TableConfig
@@ -24,7 +25,8 @@ from bigseg.store.reader import InputFile, read_file
 
 #: suffix of split's per-bucket part files (Arrow IPC), merged into the store's Parquet
 PART_SUFFIX = ".arrow"
-SRC_FILE, SRC_ROW = "__src_file", "__src_row"
+#: input row number of each row of a part file (merge names duplicates by it)
+SRC_ROW = "__src_row"
 
 
 class _Split:
@@ -70,11 +72,17 @@ class _Split:
                 "customer_id",
                 privacy.pseudonymize(bad.column("customer_id"), self.key),
             )
-        for i, (reason, row) in enumerate(
-            zip(bad.column("_reason").to_pylist(), bad.column("_row").to_pylist(), strict=True)
+        # counted per distinct reason, in the order the reasons first occur
+        codes = pc.dictionary_encode(bad.column("_reason").combine_chunks())
+        idx = codes.indices.to_numpy()
+        _, first = np.unique(idx, return_index=True)
+        for code, (reason, n) in enumerate(
+            zip(codes.dictionary.to_pylist(), np.bincount(idx), strict=True)
         ):
-            self.reasons[reason] += 1
+            self.reasons[reason] += int(n)
             if reason not in self.examples:
+                i = int(first[code])
+                row = bad.column("_row")[i].as_py()
                 self.examples[reason] = _example(self.f.path, bad, i, row, reason)
         if self.qwriter is None:
             qdir = as_path(self.parts).parent / QUARANTINE / self.f.table
@@ -99,8 +107,8 @@ class _Split:
             # a review's sentiment never changes: scored once here, not by every run
             scores = sentiment_scores(t.column("text").to_pandas())
             t = t.append_column(SENTIMENT, pa.array(scores, pa.float64()))
-        # provenance, so merge can name the file and row of a duplicate; dropped there
-        t = t.append_column(SRC_FILE, pa.array(np.full(t.num_rows, self.idx, np.int32)))
+        # provenance, so merge can name the row of a duplicate (the file is the part's);
+        # dropped there
         t = t.append_column(SRC_ROW, pa.array(rows, pa.int64()))
         self.schema = self.schema or t.schema
         if t.schema != self.schema:
@@ -192,4 +200,4 @@ def _split_file(
 
 
 def _drop_src(schema: pa.Schema) -> pa.Schema:
-    return pa.schema([f for f in schema if f.name not in (SRC_FILE, SRC_ROW)])
+    return pa.schema([f for f in schema if f.name != SRC_ROW])
