@@ -242,21 +242,24 @@ def bucket_frames(
                 excluded = int(drop.sum())
             f = f[~drop].reset_index(drop=True)
         if name in labelled:
-            lab = horizon_labels(ids, ts, amt, cut, horizon_days)
-            f = f.merge(lab, on="customer_id", how="left", sort=False)
-            f["churn"] = ~f.pop("bought").fillna(False).astype(bool)
-            f["value"] = f.pop("spend").fillna(0.0).astype(np.float64)
-            if campaigns is not None and "responded_at" in campaigns.column_names:
-                f = f.merge(
-                    behaviour.response_labels(campaigns, cut, horizon_days),
-                    on="customer_id",
-                    how="left",
-                    sort=False,
-                )
+            f = _with_labels(f, (ids, ts, amt), cut, horizon_days, campaigns)
         feats = [c for c in f.columns if c not in ("customer_id", *LABELS)]
         f[feats] = f[feats].astype(np.float32)
         frames[name] = f
     return {"frames": frames, "excluded": excluded, "thinned": thinned}
+
+
+def _with_labels(f, tx: tuple, cut: int, horizon_days: int, campaigns=None) -> pd.DataFrame:
+    """``f`` with the labels of the window ``(cut, cut + horizon]``: ``churn`` (no
+    purchase in it), ``value`` (net spend in it) and, with campaign responses,
+    ``response``; ``tx``: the bucket's transactions as ``(ids, timestamps, amounts)``."""
+    f = f.merge(horizon_labels(*tx, cut, horizon_days), on="customer_id", how="left", sort=False)
+    f["churn"] = ~f.pop("bought").fillna(False).astype(bool)
+    f["value"] = f.pop("spend").fillna(0.0).astype(np.float64)
+    if campaigns is not None and "responded_at" in campaigns.column_names:
+        labels = behaviour.response_labels(campaigns, cut, horizon_days)
+        f = f.merge(labels, on="customer_id", how="left", sort=False)
+    return f
 
 
 def _thin(f, refuse, tx: tuple, cut: int, horizon_days: int, rate: float, seed: int):
@@ -267,15 +270,12 @@ def _thin(f, refuse, tx: tuple, cut: int, horizon_days: int, rate: float, seed: 
 
     if refuse is not None and len(refuse):
         f = f[~f["customer_id"].isin(refuse)]
-    lab = horizon_labels(*tx, cut, horizon_days)
-    known = f[["customer_id"]].merge(lab, on="customer_id", how="left", sort=False)
-    bought = known["bought"].fillna(False).astype(bool).to_numpy()
-    spend = known["spend"].fillna(0.0).to_numpy(np.float64)
+    known = _with_labels(f[["customer_id"]], tx, cut, horizon_days)
     n = len(f)
     counts = {
         "rate": rate,
-        "churn": [n, int((~bought).sum())],
-        "value": [n, int((spend > 0).sum())],
+        "churn": [n, int(known["churn"].sum())],
+        "value": [n, int((known["value"] > 0).sum())],
     }
     keep = customer_numbers(f["customer_id"].to_numpy(), seed) < rate
     return f[keep].reset_index(drop=True), counts
