@@ -90,7 +90,14 @@ def run_chunks(
         )
         try:
             return client.gather(futures)
-        except BaseException:
+        except Exception:
+            # a running chunk cannot be stopped and would go on writing into the staging
+            # folder while the caller removes it: every chunk ends before the error rises
+            from distributed import wait
+
+            wait(futures)
+            raise
+        except BaseException:  # interrupted: stop what has not started, at once
             client.cancel(futures)
             raise
     summaries = []
