@@ -321,8 +321,9 @@ def _gg_nll(theta, xs, m, w, penalizer):
     x, xu, inv = xs
     p, q, v = np.exp(theta)
     px, lvmx, lx = p * x, np.log(v + m * x), np.log(xu)[inv]
-    gl_pxq, gl_px = _per_x(p * xu, inv)(gammaln, q), gammaln(p * xu)[inv]
-    dg_pxq, dg_px = _per_x(p * xu, inv)(digamma, q), digamma(p * xu)[inv]
+    at = _per_x(p * xu, inv)
+    gl_pxq, gl_px = at(gammaln, q), gammaln(p * xu)[inv]
+    dg_pxq, dg_px = at(digamma, q), digamma(p * xu)[inv]
     ll = (
         gl_pxq
         - gl_px

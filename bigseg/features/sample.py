@@ -12,6 +12,11 @@ import pyarrow as pa
 from bigseg.store.buckets import hash_ids
 
 
+def share_within(n: int, cap: int) -> float:
+    """The share of ``n`` customers a sample of at most ``cap`` keeps (``cap`` 0: all)."""
+    return 1.0 if cap == 0 or n <= cap else cap / n
+
+
 def sample_numbers(hashes: np.ndarray, seed: int) -> np.ndarray:
     """The number of each customer from :func:`bigseg.store.buckets.hash_ids` of its id,
     independent of the validation split (which mixes the same hashes otherwise)."""

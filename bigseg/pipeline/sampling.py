@@ -6,6 +6,7 @@ whose features are computed at all (:func:`thin_rates`)."""
 from __future__ import annotations
 
 from bigseg.features.bucket import CUTOFFS
+from bigseg.features.sample import share_within
 
 #: cutoffs that are only ever an older window of a stack (never a stack's latest, nor
 #: the cutoff the backtest judges on): their feature frames hold only the customers
@@ -25,7 +26,7 @@ def older_share(stack: list[str], sizes: dict[str, int], cap: int) -> tuple[floa
         return 1.0, 1.0
     share = min(1.0, sizes[stack[0]] / older)
     stacked = sizes[stack[0]] + share * older
-    r = 1.0 if cap == 0 or stacked <= cap else cap / stacked
+    r = share_within(stacked, cap)
     return r * share, 1.0 / r
 
 

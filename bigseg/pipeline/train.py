@@ -12,6 +12,7 @@ import pandas as pd
 
 from bigseg.errors import DataError
 from bigseg.features import tasks as ftasks
+from bigseg.features.sample import share_within
 from bigseg.monitor import drift
 from bigseg.pipeline import sampling
 from bigseg.pipeline.context import RunContext
@@ -195,8 +196,7 @@ def _submit(ctx: RunContext, fs: FeatureSet, plan, stacks: dict, sizes: dict):
         for t, (f, refine) in submitted[w].fits.items():  # every segment's model
             f.update(refine(plan.ids))
             fits[t] = dict(f)
-        cap, n = pcfg.max_backtest_rows, sizes["train"]
-        frac = 1.0 if cap == 0 or n <= cap else cap / n
+        frac = share_within(sizes["train"], pcfg.max_backtest_rows)
         predictions = training.submit_backtest_rows(
             c, buckets, rows["train"][: len(buckets)], "train", fits, frac
         )

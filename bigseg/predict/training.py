@@ -16,6 +16,7 @@ import numpy as np
 
 from bigseg.errors import DataError
 from bigseg.features.bucket import Cutoff
+from bigseg.features.sample import share_within
 from bigseg.predict import segmented
 from bigseg.predict.xgb import params_for, train_dask, train_task
 from bigseg.progress import gather
@@ -48,14 +49,12 @@ class TrainPlan:
 @dataclass(frozen=True)
 class Window:
     """The models submitted on one stack of cutoffs: per-bucket ``rows`` futures (the
-    matrices of every cutoff of the stack, held while their models train), ``primary``
-    (those of the stack's latest cutoff, which the backtest judges on) and per target
-    ``(fits, refine)``, where ``fits`` maps ``"global"`` (and, once refined, segment
+    matrices of every cutoff of the stack, held while their models train) and per
+    target ``(fits, refine)``, where ``fits`` maps ``"global"`` (and, once refined, segment
     ids) to a future of, or the value, ``(UBJSON bytes, info)``, and ``refine(segment
     ids)`` submits those segments' models and returns them as ``{id: future}``."""
 
     rows: list
-    primary: list
     fits: dict[str, tuple[dict, Callable]]
 
 
@@ -119,11 +118,7 @@ def submit_window(
     fits = {
         t: _submit_target(client, t, cutoffs[0], rows, counts, plan, priority) for t in plan.targets
     }
-    return Window(rows, rows[: len(buckets)], fits)
-
-
-def _fraction(rows: int, cap: int) -> float:
-    return 1.0 if cap == 0 or rows <= cap else cap / rows
+    return Window(rows, fits)
 
 
 def _submit_target(
@@ -155,7 +150,7 @@ def _submit_target(
             for r in rows
         ]
 
-    frac = _fraction(n, pcfg.max_train_rows)
+    frac = share_within(n, pcfg.max_train_rows)
     sampled = n if frac == 1.0 else pcfg.max_train_rows
     sample = parts(None, frac, priority)
     out = {"global": _global_model(client, params, sample, sampled, plan, priority)}
@@ -179,7 +174,7 @@ def _submit_target(
                     params,
                     pcfg.segment_rounds,
                     pcfg.early_stopping_rounds,
-                    *parts(s, _fraction(rows_s, pcfg.segment_max_train_rows)),
+                    *parts(s, share_within(rows_s, pcfg.segment_max_train_rows)),
                     init=base[0] if isinstance(base, tuple) else base,
                     pure=False,
                 )
