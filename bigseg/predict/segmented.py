@@ -147,6 +147,13 @@ def select(rows: dict, target: str, only: int | None = None, fraction: float = 1
     return rows["X"][t], y[t], rows["X"][w], y[w]
 
 
+def select_many(rows: dict, target: str, specs: dict) -> dict:
+    """:func:`select` for several models at once, ``{key: (only, fraction)}`` ->
+    ``{key: parts}``: one task per matrix and target instead of one per model keeps
+    the scheduler's work independent of the number of segments."""
+    return {k: select(rows, target, only, frac) for k, (only, frac) in specs.items()}
+
+
 def xy_parts(
     res: BucketFeatures,
     name: str,

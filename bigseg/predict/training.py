@@ -9,6 +9,7 @@ its global model (boosted further on the segment's rows) as soon as that one is 
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -144,51 +145,60 @@ def _submit_target(
     if pcfg.balance_classes and target in segmented.BINARY and 0 < pos < n:
         params["scale_pos_weight"] = (n - pos) / pos  # negatives per positive
 
-    def parts(only, frac, priority=0) -> list:
-        return [
-            client.submit(segmented.select, r, target, only, frac, priority=priority, pure=False)
-            for r in rows
-        ]
+    def enough(s) -> bool:
+        rows_s, pos_s = total(s)
+        return rows_s >= segmented.MIN_SEGMENT_ROWS and (
+            target not in segmented.BINARY
+            or min(pos_s, rows_s - pos_s) >= segmented.MIN_SEGMENT_CLASS
+        )
 
     frac = share_within(n, pcfg.max_train_rows)
     sampled = n if frac == 1.0 else pcfg.max_train_rows
-    sample = parts(None, frac, priority)
-    out = {"global": _global_model(client, params, sample, sampled, plan, priority)}
+    # every model's rows of a matrix in one task: the segments a refinement may ask
+    # for later are known now, and their samples are small (segment_max_train_rows)
+    specs = {
+        "global": (None, frac),
+        **{s: (s, share_within(total(s)[0], pcfg.segment_max_train_rows))
+           for s in plan.ids if enough(s)},
+    }  # fmt: skip
+    picked = [
+        client.submit(segmented.select_many, r, target, specs, priority=priority, pure=False)
+        for r in rows
+    ]
+    out = {"global": _global_model(client, params, picked, sampled, plan, priority)}
     if isinstance(out["global"], tuple):
         params["max_depth"] = out["global"][1]["max_depth"]
 
     def refine(segs) -> dict:
         """Submit the models of segments ``segs`` that have enough rows: the global
         model (a future, or its value) boosted further on the segment's rows."""
-        more = {}
         base = out["global"]
-        for s in segs:
-            rows_s, pos_s = total(s)
-            enough = rows_s >= segmented.MIN_SEGMENT_ROWS and (
-                target not in segmented.BINARY
-                or min(pos_s, rows_s - pos_s) >= segmented.MIN_SEGMENT_CLASS
+        return {
+            s: client.submit(
+                train_task,
+                params,
+                pcfg.segment_rounds,
+                pcfg.early_stopping_rounds,
+                *picked,
+                init=base[0] if isinstance(base, tuple) else base,
+                pick=s,
+                pure=False,
             )
-            if enough:
-                more[s] = client.submit(
-                    train_task,
-                    params,
-                    pcfg.segment_rounds,
-                    pcfg.early_stopping_rounds,
-                    *parts(s, share_within(rows_s, pcfg.segment_max_train_rows)),
-                    init=base[0] if isinstance(base, tuple) else base,
-                    pure=False,
-                )
-        return more
+            for s in segs
+            if s in specs
+        }
 
     return out, refine
 
 
 def _global_model(
-    client, params: dict, sample: list, sampled: int, plan: TrainPlan, priority: int = 0
+    client, params: dict, picked: list, sampled: int, plan: TrainPlan, priority: int = 0
 ):
     """A future of the global model trained in one task; or, for a sample too large for
     one worker (``xgboost.dask``) or a search over tree depths, the value
-    ``(UBJSON bytes, info)`` of the depth with the lowest validation loss."""
+    ``(UBJSON bytes, info)`` of the depth with the lowest validation loss. ``picked``:
+    per matrix, the :func:`~bigseg.predict.segmented.select_many` future holding the
+    sample under ``"global"``."""
     pcfg = plan.pcfg
     big = sampled > pcfg.single_worker_max_rows
     if not big and len(plan.depths) == 1:
@@ -197,10 +207,13 @@ def _global_model(
             {**params, "nthread": plan.nthread},
             pcfg.n_estimators,
             pcfg.early_stopping_rounds,
-            *sample,
+            *picked,
+            pick="global",
             priority=priority,
             pure=False,
         )
+    if big:  # xgboost.dask places one part per matrix
+        sample = [client.submit(operator.getitem, p, "global", pure=False) for p in picked]
     tried = []
     for depth in plan.depths:
         p = {**params, "max_depth": depth}
@@ -220,7 +233,8 @@ def _global_model(
                 {**p, "nthread": plan.nthread},
                 pcfg.n_estimators,
                 pcfg.early_stopping_rounds,
-                *sample,
+                *picked,
+                pick="global",
                 pure=False,
             ).result()
         loss = next((v for k, v in info.items() if k.startswith("valid_")), np.inf)

@@ -241,7 +241,7 @@ def _train_dask_once(
 
 
 def train_task(
-    params: dict, rounds: int, early_stopping_rounds: int, *parts, init=None
+    params: dict, rounds: int, early_stopping_rounds: int, *parts, init=None, pick=None
 ) -> tuple[bytes, dict]:
     """One XGBoost model on the concatenated parts (in bucket order), in the worker that
     runs this task, with ``params["nthread"]`` threads (default 1: models train side by
@@ -254,8 +254,14 @@ def train_task(
 
     Returns the booster (only the trees up to the best validation iteration) as UBJSON
     bytes and an info dict (best iteration, rows, validation loss at the best
-    iteration)."""
+    iteration).
+
+    ``pick``: the parts are dicts of several models' parts
+    (:func:`~bigseg.predict.segmented.select_many`); this model's are under ``pick``
+    (not ``key``: Dask's ``submit`` takes that for the task's name)."""
     t0 = time.perf_counter()
+    if pick is not None:
+        parts = tuple(p[pick] for p in parts)
     Xt, yt, Xv, yv = (np.concatenate([p[j] for p in parts]) for j in range(4))
     if len(yt) == 0:
         raise DataError("no training rows")
