@@ -60,9 +60,9 @@ def test_customers_without_a_purchase_before_the_cutoff_are_left_out():
 
 def test_labels_look_only_at_the_horizon():
     ids, ts, amt = _tx([(1, 10, 5.0), (1, 120, 7.0), (2, 95, 3.0), (3, 300, 9.0)])
-    lab = horizon_labels(ids, ts, amt, 100 * DAY, 90).set_index("customer_id")
-    assert lab.loc[1, "bought"] and lab.loc[1, "spend"] == 7.0
-    assert 2 not in lab.index and 3 not in lab.index  # before the cutoff / after the horizon
+    bought, spend = horizon_labels(np.array([3, 1, 2]), ids, ts, amt, 100 * DAY, 90)
+    assert bought.tolist() == [False, True, False]  # 2: before the cutoff, 3: after it
+    assert spend.tolist() == [0.0, 7.0, 0.0]
 
 
 def test_to_us_is_end_of_day():

@@ -253,9 +253,8 @@ def _with_labels(f, tx: tuple, cut: int, horizon_days: int, campaigns=None) -> p
     """``f`` with the labels of the window ``(cut, cut + horizon]``: ``churn`` (no
     purchase in it), ``value`` (net spend in it) and, with campaign responses,
     ``response``; ``tx``: the bucket's transactions as ``(ids, timestamps, amounts)``."""
-    f = f.merge(horizon_labels(*tx, cut, horizon_days), on="customer_id", how="left", sort=False)
-    f["churn"] = ~f.pop("bought").fillna(False).astype(bool)
-    f["value"] = f.pop("spend").fillna(0.0).astype(np.float64)
+    bought, spend = horizon_labels(f["customer_id"].to_numpy(), *tx, cut, horizon_days)
+    f = f.assign(churn=~bought, value=spend)
     if campaigns is not None and "responded_at" in campaigns.column_names:
         labels = behaviour.response_labels(campaigns, cut, horizon_days)
         f = f.merge(labels, on="customer_id", how="left", sort=False)
