@@ -273,6 +273,9 @@ def test_training_samples_refines_and_falls_back(tmp_path, local_client):
     assert segs and all(v["mode"] == "refined global" and v["trees_added"] >= 1 for v in segs)
     assert all(v["n_train"] < 1.3 * 400 for v in segs), segs
     # the backtest judged a stable sample of ~1,000 of the next window's customers
+    # 4000 customers: the latest cutoffs' frames held the backtest's sample only
+    assert 0 < seen["capped"]["sampled_frames"]["train"] < 0.5
+    assert "train" not in seen["full"]["sampled_frames"]
     n_eval = seen["full"]["churn"]["n"]
     assert n_eval > 2000 and 0.8 * 1000 < seen["capped"]["churn"]["n"] < 1.2 * 1000
     again, model2 = train(

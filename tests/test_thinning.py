@@ -13,8 +13,8 @@ import pandas as pd
 from bigseg import features as fm
 from bigseg.features import tasks as ftasks
 from bigseg.features.bucket import CUTOFFS, BucketFeatures
-from bigseg.features.sample import customer_numbers
-from bigseg.pipeline.sampling import THINNED, older_share, thin_rates
+from bigseg.features.sample import customer_numbers, share_within
+from bigseg.pipeline.sampling import POOLED, THINNED, older_share, thin_rates
 from bigseg.store import open_store
 
 
@@ -38,8 +38,8 @@ def test_thinned_frames_hold_every_row_training_draws(small_run):
     for k, res in enumerate(full):
         assert counts[k] == {c: len(res.frame(c)) for c in cuts}
     sizes = {c: sum(x[c] for x in counts) for c in cuts}
-    thin = thin_rates(sizes, cap=300, windows=4)
-    assert set(thin) == set(THINNED) and all(0 < q < 1 for q in thin.values()), thin
+    thin = thin_rates(sizes, cap=300, windows=4, pool=sizes["train"] // 3)
+    assert set(thin) == {*THINNED, *POOLED} and all(0 < q < 1 for q in thin.values()), thin
     for k, res in enumerate(full):
         part = BucketFeatures.of(
             fm.bucket_frames(store, k, cuts, labelled, 90, True, vocab, thin, cfg.seed)
@@ -57,13 +57,16 @@ def test_thinned_frames_hold_every_row_training_draws(small_run):
 
 def test_thin_rates_cover_every_stack_training_can_build():
     """Whatever windows turn out usable (learnt from their labels after the features),
-    no stack's older windows draw customers beyond their cutoff's thinning rate."""
+    no stack's older windows draw customers beyond their cutoff's thinning rate, and the
+    stacks' latest cutoffs hold at least the backtest's sample (all of them without a
+    cap on it)."""
     rng = np.random.default_rng(0)
     for _ in range(300):
         n = np.sort(rng.integers(0, 2_000_000, len(CUTOFFS) - 1))[::-1]
         sizes = dict(zip(CUTOFFS[1:], (int(x) for x in n), strict=True))
         cap, windows = int(rng.choice([0, 1000, 100_000, 10**9])), int(rng.integers(1, 5))
-        rates = thin_rates(sizes, cap, windows)
+        pool = int(rng.choice([0, 5000, 1_000_000]))
+        rates = thin_rates(sizes, cap, windows, pool)
         names = list(CUTOFFS[1:])
         for start, m in itertools.product((0, 1), range(2, windows + 1)):
             stack = names[start : start + m]
@@ -71,5 +74,17 @@ def test_thin_rates_cover_every_stack_training_can_build():
                 continue
             rate, _ = older_share(stack, sizes, cap)
             for c in stack[1:]:
-                assert c in THINNED or c not in rates
+                assert c in THINNED or c in POOLED or c not in rates
                 assert rates.get(c, 1.0) >= rate
+        for c in POOLED:
+            assert rates.get(c, 1.0) >= share_within(sizes[c], pool)
+            assert pool or c not in rates
+
+
+def test_pooled_cutoffs_are_thinned_only_beyond_the_backtest_sample():
+    sizes = {"train": 9_000_000, "backtest": 7_000_000, "back3": 6_000_000}
+    rates = thin_rates(sizes, 100_000, 4, 1_000_000)
+    assert rates["train"] == 1_000_000 / 9_000_000
+    assert 1_000_000 / 7_000_000 <= rates["backtest"] < 0.2
+    small = {"train": 700_000, "backtest": 600_000, "back3": 500_000}
+    assert not set(POOLED) & set(thin_rates(small, 100_000, 4, 1_000_000))

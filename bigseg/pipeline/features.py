@@ -86,17 +86,19 @@ def compute(ctx: RunContext) -> FeatureSet:
     )
     report = {
         "features_cache": {"buckets": n, "reused": reused, "recomputed": n - reused},
+        # the training cutoffs whose frames hold a sample of their customers: the share
+        "sampled_frames": {c: round(q, 6) for c, q in thin.items()},
         "clv": clv,
     }
-    return FeatureSet(tuple(futs), tuple(model_features), vocab, clv, int(sum(sizes)), report)
+    return FeatureSet(tuple(futs), tuple(model_features), vocab, clv, int(sum(sizes)), report, thin)
 
 
 def _thin_rates(ctx: RunContext, cuts: dict[str, int]) -> dict[str, float]:
-    """The share of each oldest cutoff's customers whose features are computed
+    """The share of each training cutoff's customers whose features are computed
     (:func:`bigseg.pipeline.sampling.thin_rates`), from the customers each cutoff
-    holds: only they can be drawn into a training sample, so the frames stay bounded by
-    the sample, not by customers times windows."""
-    if not any(c in sampling.THINNED for c in cuts):
+    holds: only they can be drawn into a training sample or the backtest, so the frames
+    stay bounded by the samples, not by customers times windows."""
+    if not any(c in sampling.THINNED or c in sampling.POOLED for c in cuts):
         return {}
     pcfg = ctx.cfg.prediction
     counts = ctx.gather(
@@ -107,7 +109,9 @@ def _thin_rates(ctx: RunContext, cuts: dict[str, int]) -> dict[str, float]:
         "customers per cutoff",
     )
     sizes = {c: sum(x[c] for x in counts) for c in cuts}
-    return sampling.thin_rates(sizes, pcfg.max_train_rows, pcfg.training_windows)
+    return sampling.thin_rates(
+        sizes, pcfg.max_train_rows, pcfg.training_windows, pcfg.max_backtest_rows
+    )
 
 
 def _state_clv(clv: dict) -> None:

@@ -1,7 +1,7 @@
 """How much of each cutoff's customers the models train on, known before the features
 are computed: the share of an older stacked window's customers whose training rows are
-built (:func:`older_share`), and from it the share of the oldest cutoffs' customers
-whose features are computed at all (:func:`thin_rates`)."""
+built (:func:`older_share`), and from it the share of each cutoff's customers whose
+features are computed at all (:func:`thin_rates`)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,10 @@ from bigseg.features.sample import share_within
 #: the cutoff the backtest judges on): their feature frames hold only the customers
 #: some training sample can draw
 THINNED = tuple(c for c in CUTOFFS if c.startswith("back") and c != "backtest")
+#: the stacks' latest cutoffs: their frames keep at most the backtest's sample of
+#: customers (``prediction.max_backtest_rows``), within which every training sample is
+#: drawn, so memory stays bounded by the samples however many customers there are
+POOLED = ("train", "backtest")
 
 
 def older_share(stack: list[str], sizes: dict[str, int], cap: int) -> tuple[float, float]:
@@ -30,15 +34,20 @@ def older_share(stack: list[str], sizes: dict[str, int], cap: int) -> tuple[floa
     return r * share, 1.0 / r
 
 
-def thin_rates(sizes: dict[str, int], cap: int, windows: int) -> dict[str, float]:
-    """Per cutoff of :data:`THINNED` whose customers (``sizes``: customers known at each
-    cutoff) a share below 1 of covers every training sample: that share, the largest
-    :func:`older_share` rate of any stack the cutoff can join (the final models' and
-    the backtest's, with any number of usable windows up to ``windows``: which windows
-    are usable is learnt from their labels, after the features). Their frames then
-    hold the customers whose sampling number lies below it: every row any model draws."""
+def thin_rates(sizes: dict[str, int], cap: int, windows: int, pool: int = 0) -> dict[str, float]:
+    """Per cutoff, the share of its customers (``sizes``: customers known at each
+    cutoff) whose features are computed, where it is below 1; the frames then hold the
+    customers whose sampling number lies below it.
+
+    A cutoff of :data:`THINNED` gets the largest :func:`older_share` rate of any stack
+    it can join (the final models' and the backtest's, with any number of usable
+    windows up to ``windows``: which windows are usable is learnt from their labels,
+    after the features): every row any model draws. A cutoff of :data:`POOLED` gets at
+    least the share that holds ``pool`` customers (the backtest's sample, which the
+    train cutoff is judged on; 0 = all): the global samples (``cap``) and the segments'
+    are drawn within it."""
     names = [c for c in CUTOFFS[1:] if c in sizes]
-    need = dict.fromkeys((c for c in names if c in THINNED), 0.0)
+    need = dict.fromkeys((c for c in names if c in THINNED or c in POOLED), 0.0)
     for start in (0, 1):  # the final models' stack, the backtest's
         full = names[start : start + windows]
         for m in range(2, len(full) + 1):
@@ -47,4 +56,7 @@ def thin_rates(sizes: dict[str, int], cap: int, windows: int) -> dict[str, float
             for c in stack[1:]:
                 if c in need:
                     need[c] = max(need[c], rate)
+    for c in POOLED:
+        if c in need:
+            need[c] = max(need[c], share_within(sizes[c], pool))
     return {c: q for c, q in need.items() if q < 1.0}

@@ -188,7 +188,7 @@ def _submit(ctx: RunContext, fs: FeatureSet, plan, stacks: dict, sizes: dict):
         final = w == "train" and "backtest" in stacks
         submitted[w] = training.submit_window(
             c, buckets, stacks[w], plan, rows[w], cnt[w], share[w][1],
-            training.FINAL_PRIORITY if final else 0,
+            training.FINAL_PRIORITY if final else 0, 1.0 / fs.rate(stacks[w][0]),
         )  # fmt: skip
         if w != "backtest":
             continue
@@ -350,7 +350,8 @@ def _drift_reference(
     and the segment shares. ``tenure_days`` is left out: it grows with calendar time
     for every customer, so it shifts between any two cutoffs by construction."""
     buckets, seed = list(fs.buckets), ctx.cfg.seed
-    frac = min(1.0, 50_000 / max(n_train, 1))
+    # drawn within the frames, which may hold a share of the customers
+    frac = min(1.0, 50_000 / max(n_train, 1) / fs.rate("train"))
     cols = [f for f in fs.names if f not in DRIFT_EXEMPT]
     sample = pd.concat(
         ctx.gather(

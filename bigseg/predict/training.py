@@ -107,14 +107,17 @@ def submit_window(
     cnt: list,
     weight: float = 1.0,
     priority: int = 0,
+    latest: float = 1.0,
 ) -> Window:
     """Submit the global model of every target trained on the stacked cutoffs (each
     row a customer at one cutoff, features and labels relative to it), from the
     matrices ``rows`` of :func:`submit_rows`, built once for all of them, and their
     row counts ``cnt``. A customer's sampling number and validation split are the same
     at every cutoff, so no customer trains and validates. Each row of an older cutoff
-    stands for ``weight`` customers of the stack the samples are drawn from."""
-    weights = [1.0 if i < len(buckets) else weight for i in range(len(rows))]
+    stands for ``weight`` customers of the stack the samples are drawn from, each row
+    of the latest for ``latest`` (above 1 where its frames hold a share of its
+    customers)."""
+    weights = [latest if i < len(buckets) else weight for i in range(len(rows))]
     counts = list(zip(cnt, weights, strict=True))
     fits = {
         t: _submit_target(client, t, cutoffs[0], rows, counts, plan, priority) for t in plan.targets

@@ -26,7 +26,8 @@ def fact_rows(
 ) -> pd.DataFrame:
     """One bucket's sample: ``segment`` (position, not id), ``tenure_days``,
     ``recency_days``, ``frequency``, ``spend_per_year`` and ``churn`` (1.0/0.0 for the
-    customers known at the train cutoff, NaN for the others or without that cutoff)."""
+    customers of the train cutoff's frame, NaN for the others or without that cutoff:
+    beyond ``max_backtest_rows`` customers that frame holds a stable sample of them)."""
     df = res.frame("score")
     if fraction < 1:
         df = df[np.random.default_rng([seed, k, 1]).random(len(df)) < fraction]
