@@ -221,7 +221,9 @@ class PredictionConfig(_Strict):
     #: the backtest (model choice per segment, metrics, fairness audit) judges the models
     #: on at most this many customers of the next window: a stable sample by customer id
     #: above it (at 10M customers, the full 7M-row evaluation took over two minutes);
-    #: 0 = every customer
+    #: 0 = every customer. Above it the training cutoffs' features are computed only for
+    #: that sample, which every training sample is drawn within (10M customers: peak
+    #: memory 16.1 -> 7.6 GiB; BENCHMARKS.md)
     max_backtest_rows: int = Field(1_000_000, ge=0)
     #: past windows stacked for training (as_of - h, as_of - 2h, ...), as far as the
     #: history allows: the models see customers at several ages, not one snapshot
