@@ -355,8 +355,8 @@ def test_worker_killed_during_distributed_training_never_hangs(tmp_path):
     abort its process when a worker dies (a C++ exception escaping a thread: "terminate
     called after throwing an instance of 'dmlc::Error' ... Broken pipe"); xgboost.dask
     runs it in the scheduler process, which for a local cluster is the driver, so bigseg
-    runs it in a child process of the driver instead (bigseg.predict.xgb
-    ``_tracker_in_child``): the driver must survive whatever the tracker does."""
+    runs it in a child process of the driver instead (bigseg.predict.tracker
+    ``tracker_in_child``): the driver must survive whatever the tracker does."""
     import psutil
 
     rank = 1  # the worker killed: the one XGBoost ranked 1

@@ -270,7 +270,9 @@ def test_training_samples_refines_and_falls_back(tmp_path, local_client):
     assert n_all > 2000 and full["global"]["mode"] == "task"
     assert 0.8 * 1200 < capped["global"]["n_train"] < 1.2 * 1200, capped["global"]
     segs = [v for k, v in seen["capped"]["churn"]["backtest_training"].items() if k != "global"]
-    assert segs and all(v["mode"] == "refined global" and v["trees_added"] >= 1 for v in segs)
+    # a refinement keeps no tree when none beat the global model on its validation rows
+    assert segs and all(v["mode"] == "refined global" and v["trees_added"] >= 0 for v in segs)
+    assert any(v["trees_added"] >= 1 for v in segs), segs
     assert all(v["n_train"] < 1.3 * 400 for v in segs), segs
     # the backtest judged a stable sample of ~1,000 of the next window's customers
     # 4000 customers: the latest cutoffs' frames held the backtest's sample only

@@ -8,13 +8,8 @@ beside the features instead).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
-import json
 import logging
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -23,6 +18,7 @@ from sklearn.metrics import brier_score_loss
 
 from bigseg.errors import BigsegError, ClusterError, DataError
 from bigseg.predict.ranking import average_precision, roc_auc, spearman, top_share
+from bigseg.predict.tracker import tracker_in_child
 
 log = logging.getLogger(__name__)
 
@@ -44,37 +40,6 @@ WORKER_LOSS_GRACE_S = 5.0
 #: longer than this fails instead of blocking its worker: a peer that died mid-operation
 #: otherwise holds the survivors (and their Dask threads) for XGBoost's default 30 min
 COLLECTIVE_TIMEOUT_S = 600
-#: seconds a tracker child may take to start (import xgboost, bind its port)
-TRACKER_START_TIMEOUT_S = 60.0
-
-#: XGBoost's collective tracker, run in a child process of the driver
-#: (:func:`_tracker_in_child`): it prints the workers' collective arguments as one JSON
-#: line, sends the rest of its console output to stderr, and waits for the training to
-#: end; it also ends when its stdin closes (the driver finished or died), so no tracker
-#: outlives its training.
-_TRACKER_CHILD = r"""
-import json, os, sys, threading
-sys.modules["sklearn"] = None  # xgboost works without it; importing it would take ~2 s
-from xgboost.tracker import RabitTracker
-
-n_workers, host, timeout = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
-tracker = RabitTracker(n_workers=n_workers, host_ip=host, port=0, sortby="task",
-                       timeout=timeout)
-tracker.start()
-sys.stdout.write(json.dumps(tracker.worker_args()) + "\n")
-sys.stdout.flush()
-os.dup2(2, 1)
-
-def driver_gone():
-    sys.stdin.buffer.read()
-    os._exit(0)
-
-threading.Thread(target=driver_gone, daemon=True).start()
-tracker.wait_for()
-os._exit(0)
-"""
-
-
 #: histogram bins per feature: the global models sample at most max_train_rows (100k)
 #: rows, and on those 64 bins trained 30 % faster per tree than XGBoost's 256 with an
 #: equal or lower validation loss (300k generated customers, churn and value;
@@ -217,7 +182,7 @@ def _train_dask_once(
     evals = []
     if arrays["Xv"] is not None:
         evals = [(dxgb.DaskDMatrix(client, arrays["Xv"], arrays["yv"]), "valid")]
-    with xgb.config_context(verbosity=0), _tracker_in_child(client):
+    with xgb.config_context(verbosity=0), tracker_in_child(client):
         out = dxgb.train(
             client,
             params,
@@ -272,26 +237,23 @@ def train_task(
     Xt, yt, Xv, yv = (np.concatenate([p[j] for p in parts]) for j in range(4))
     if len(yt) == 0:
         raise DataError("no training rows")
-    params = {"nthread": 1, **params}
+    params = {"nthread": 1, "max_bin": MAX_BIN, **params}
     base = None
     if init is not None:
         base = xgb.Booster(model_file=bytearray(init[0] if isinstance(init, tuple) else init))
     nthread = params["nthread"]
     if base is None:
-        dtrain = xgb.QuantileDMatrix(
-            Xt, label=yt, max_bin=params.get("max_bin", MAX_BIN), nthread=nthread
-        )
+        dtrain = xgb.QuantileDMatrix(Xt, label=yt, max_bin=params["max_bin"], nthread=nthread)
     else:
         # raw values: a QuantileDMatrix holds only bin indices of its own cuts, and the
         # initial model's splits, placed on other cuts, then send rows down the wrong
         # branches, so the new trees would fit the residuals of wrong predictions
         dtrain = xgb.DMatrix(Xt, label=yt, nthread=nthread)
-    evals = []
-    if len(yv):
-        # raw values too: a QuantileDMatrix with ``ref=dtrain`` gives the same predictions
-        # to a model trained from scratch, but evaluating it each round cost 40 % of a
-        # churn model's training time (xgboost 3.2; benchmarks/HISTORY.md)
-        evals = [(xgb.DMatrix(Xv, label=yv, nthread=nthread), "valid")]
+    dvalid = xgb.DMatrix(Xv, label=yv, nthread=nthread) if len(yv) else None
+    # raw values too (above): a QuantileDMatrix with ``ref=dtrain`` gives the same
+    # predictions to a model trained from scratch, but evaluating it each round cost 40 %
+    # of a churn model's training time (xgboost 3.2; benchmarks/HISTORY.md)
+    evals = [(dvalid, "valid")] if dvalid is not None else []
     history: dict = {}
     with xgb.config_context(verbosity=0):
         b = xgb.train(
@@ -304,11 +266,7 @@ def train_task(
             verbose_eval=False,
             xgb_model=base,
         )
-    best = getattr(b, "best_iteration", None) if evals else None
-    if best is None or best < 0:
-        best = b.num_boosted_rounds() - 1
-    start = base.num_boosted_rounds() if base is not None else 0
-    b = b[: best + 1]  # keep only the trees we use, so the stored model predicts as evaluated
+    b, best, metric, loss = _kept(b, base, dvalid, history)
     info = {
         "best_iteration": int(best),
         "n_train": int(len(yt)),
@@ -318,12 +276,37 @@ def train_task(
         "seconds": round(time.perf_counter() - t0, 3),
     }
     if base is not None:
-        info["trees_added"] = int(best + 1 - start)
-    hist = history.get("valid") or {}
-    if hist:  # validation loss at the kept iteration (for the optional depth search)
-        name, values = next(iter(hist.items()))
-        info["valid_" + name] = float(values[min(best - start, len(values) - 1)])
+        info["trees_added"] = int(best + 1 - base.num_boosted_rounds())
+    if metric is not None:  # validation loss at the kept iteration (for the depth search)
+        info["valid_" + metric] = loss
     return bytes(b.save_raw("ubj")), info
+
+
+#: evaluation metrics where higher is better (the others are losses)
+_HIGHER_BETTER = ("auc", "aucpr", "map", "ndcg", "pre")
+
+
+def _kept(b, base, dvalid, history: dict):
+    """``(booster, best iteration, metric, its validation value)`` of the trees kept: up
+    to the best validation iteration, or none of a refinement's when no new tree beat
+    the initial model on the validation rows (XGBoost's early stopping keeps at least
+    the first new tree, even when it made the validation loss worse)."""
+    best = getattr(b, "best_iteration", None) if dvalid is not None else None
+    if best is None or best < 0:
+        best = b.num_boosted_rounds() - 1
+    start = base.num_boosted_rounds() if base is not None else 0
+    hist = history.get("valid") or {}
+    if not hist:
+        return b[: best + 1], best, None, None
+    metric, values = next(iter(hist.items()))
+    value = float(values[min(best - start, len(values) - 1)])
+    if base is not None:
+        base.set_param({"eval_metric": metric})
+        before = float(base.eval(dvalid, "valid").rsplit(":", 1)[1])
+        if value <= before if metric in _HIGHER_BETTER else value >= before:
+            return base, start - 1, metric, before
+    # only the trees used, so the stored model predicts as evaluated
+    return b[: best + 1], best, metric, value
 
 
 def _concat_parts(*parts) -> tuple:
@@ -404,108 +387,3 @@ def evaluate_value(y: np.ndarray, p: np.ndarray) -> dict:
         "spearman": spearman(y, p),
         "capture_top10": float(pos[top].sum() / pos.sum()) if pos.sum() > 0 else None,
     }
-
-
-def _tracker_host(client) -> str | None:
-    """Host for a tracker in a child of this process: the scheduler's when the cluster
-    is on this machine (a loopback scheduler address, or a LocalCluster this process
-    started); None for a remote cluster, whose workers may not reach this machine."""
-    from distributed import LocalCluster
-    from distributed.comm import get_address_host
-
-    try:
-        host = get_address_host(client.scheduler.address).strip("[]")
-    except Exception:  # noqa: BLE001 - inproc or unusual addresses: keep XGBoost's way
-        return None
-    if host in ("127.0.0.1", "localhost", "::1") or isinstance(
-        getattr(client, "cluster", None), LocalCluster
-    ):
-        return host
-    return None
-
-
-@contextlib.contextmanager
-def _tracker_in_child(client):
-    """Run XGBoost's collective tracker in a child process of the driver, for clusters
-    on this machine.
-
-    xgboost.dask starts the tracker inside the scheduler process, which for a local
-    cluster is the driver itself. When a worker dies mid-boosting, the tracker's C++
-    thread can fail on the dead worker's socket ("Broken pipe") with an exception that
-    escapes the thread: ``std::terminate`` then aborts (SIGABRT) the whole driver, and
-    with it the scheduler, the other workers and the run. In a child process such an
-    abort only ends the child: the surviving workers fail in their communicator (or at
-    ``COLLECTIVE_TIMEOUT_S``), :func:`train_dask` notices the lost worker and trains
-    again with a new tracker. xgboost.dask (3.x) has no public hook for a tracker of the
-    caller's, so its ``_get_rabit_args`` is replaced for the duration of the call; with
-    another xgboost layout, or a remote cluster, XGBoost's own tracker is used."""
-    from xgboost import dask as dxgb
-    from xgboost.collective import Config as CollConfig
-
-    original = getattr(dxgb, "_get_rabit_args", None)
-    host = _tracker_host(client)
-    if original is None or host is None:
-        yield
-        return
-    children: list[subprocess.Popen] = []
-
-    def start(n_workers: int, timeout: int) -> dict:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", _TRACKER_CHILD, str(n_workers), host, str(timeout)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-        )
-        children.append(proc)
-        line = _read_line(proc, TRACKER_START_TIMEOUT_S)
-        if not line:
-            raise ClusterError(
-                f"the XGBoost tracker process did not start (exit code "
-                f"{proc.poll()}); see its messages above on stderr"
-            )
-        return json.loads(line)
-
-    async def get_rabit_args(client, n_workers, dconfig=None, coll_cfg=None):
-        coll_cfg = CollConfig() if coll_cfg is None else coll_cfg
-        timeout = 0 if coll_cfg.tracker_timeout is None else int(coll_cfg.tracker_timeout)
-        env = await asyncio.get_running_loop().run_in_executor(None, start, n_workers, timeout)
-        return coll_cfg.get_comm_config(env)
-
-    dxgb._get_rabit_args = get_rabit_args
-    try:
-        yield
-    finally:
-        dxgb._get_rabit_args = original
-        for proc in children:
-            _stop_tracker(proc)
-
-
-def _read_line(proc: subprocess.Popen, timeout: float) -> bytes:
-    """First stdout line of ``proc`` (b"" if it exits first or ``timeout`` passes)."""
-    import threading
-
-    got: list[bytes] = []
-    reader = threading.Thread(target=lambda: got.append(proc.stdout.readline()), daemon=True)
-    reader.start()
-    reader.join(timeout)
-    if not got:
-        proc.kill()
-        return b""
-    return got[0]
-
-
-def _stop_tracker(proc: subprocess.Popen) -> None:
-    """Close the tracker child's stdin (it exits at once if still waiting) and reap it;
-    an abort of the child (a worker died mid-training) is logged, not raised."""
-    with contextlib.suppress(OSError):
-        proc.stdin.close()
-    try:
-        rc = proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        rc = proc.wait()
-    with contextlib.suppress(OSError):
-        proc.stdout.close()
-    if rc not in (0, None):
-        log.warning(
-            "the XGBoost tracker process exited with code %s (a worker left during training?)", rc
-        )
