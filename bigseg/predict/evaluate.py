@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from bigseg.predict import segmented
-from bigseg.predict.ranking import auc_difference, auc_interval, roc_auc
+from bigseg.predict.ranking import auc_interval, auc_interval_and_difference, roc_auc
 from bigseg.predict.xgb import evaluate_binary, evaluate_value
 from bigseg.report.gains import gains_curve
 
@@ -34,7 +34,11 @@ def chosen(cat: dict, target: str, choice: dict) -> np.ndarray:
 
 
 def _by_segment(metric, y: np.ndarray, p: np.ndarray, segs: np.ndarray) -> dict:
-    return {str(s): metric(y[segs == s], p[segs == s]) for s in sorted(set(segs.tolist()))}
+    out = {}
+    for s in np.unique(segs):
+        rows = np.flatnonzero(segs == s)
+        out[str(s)] = metric(y[rows], p[rows])
+    return out
 
 
 def evaluate(target: str, cat: dict, choice: dict) -> dict:
@@ -79,20 +83,26 @@ def _intervals(y: np.ndarray, p: np.ndarray, bgnbd: np.ndarray) -> dict:
     y = np.asarray(y).astype(bool)
     if y.all() or not y.any():
         return {}
-    out = {"auc_interval": auc_interval(y, p)}
-    ok = np.isfinite(bgnbd)
-    if ok.all():
-        out["lead_over_bgnbd"] = auc_difference(y, p, bgnbd)
-    return out
+    if not np.isfinite(bgnbd).all():
+        return {"auc_interval": auc_interval(y, p)}
+    one, lead = auc_interval_and_difference(y, p, bgnbd)
+    return {"auc_interval": one, "lead_over_bgnbd": lead}
 
 
 def served_shares(choice: dict, segs: np.ndarray) -> dict:
     """Share of the backtest customers each source (model, BG/NBD, blend) served."""
+    segs = np.asarray(segs)
+    n = max(len(segs), 1)
+    # one count per chosen segment: every other row is the model's
+    count = {k: 0 for k in ("model", "bgnbd", "blend")}
+    count["model"] = len(segs)
     by = {int(s): rec.get("served", "model") for s, rec in choice.items()}
-    uniq, inv = np.unique(np.asarray(segs), return_inverse=True)
-    src = np.array([by.get(int(s), "model") for s in uniq], dtype=object)[inv.ravel()]
-    n = max(len(src), 1)
-    return {k: float((src == k).sum() / n) for k in ("model", "bgnbd", "blend") if (src == k).any()}
+    for s, src in by.items():
+        if src != "model":
+            m = int((segs == s).sum())
+            count[src] += m
+            count["model"] -= m
+    return {k: float(c / n) for k, c in count.items() if c}
 
 
 def fairness_inputs(cat: dict, choice: dict, high_churn: float, high_value_share: float) -> dict:
