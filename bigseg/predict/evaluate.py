@@ -94,8 +94,7 @@ def served_shares(choice: dict, segs: np.ndarray) -> dict:
     segs = np.asarray(segs)
     n = max(len(segs), 1)
     # one count per chosen segment: every other row is the model's
-    count = {k: 0 for k in ("model", "bgnbd", "blend")}
-    count["model"] = len(segs)
+    count = {"model": len(segs), "bgnbd": 0, "blend": 0}
     by = {int(s): rec.get("served", "model") for s, rec in choice.items()}
     for s, src in by.items():
         if src != "model":

@@ -98,13 +98,16 @@ def top_share(score, share: float = 0.1) -> np.ndarray:
     return np.sort(np.concatenate([above, at]))
 
 
+def _twice_below(ascending: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Per value of ``q``, twice the values of ``ascending`` (sorted) below it, ties
+    counting once: half-pair units keep every count an exact integer."""
+    return np.searchsorted(ascending, q, "left") + np.searchsorted(ascending, q, "right")
+
+
 def _below2(ascending: np.ndarray, q: np.ndarray) -> int:
-    """Twice the pairs (a value of ``ascending``, sorted, and one of ``q``) whose ``q``
-    value is the larger, plus the tied pairs: half-pair units keep the count an exact
-    integer."""
-    return int(
-        np.searchsorted(ascending, q, "left").sum() + np.searchsorted(ascending, q, "right").sum()
-    )
+    """Twice the pairs (a value of ``ascending`` and one of ``q``) whose ``q`` value is
+    the larger, plus the tied pairs."""
+    return int(_twice_below(ascending, q).sum())
 
 
 def _delong_components(y: np.ndarray, scores: list) -> tuple[np.ndarray, np.ndarray]:
@@ -121,14 +124,9 @@ def _delong_components(y: np.ndarray, scores: list) -> tuple[np.ndarray, np.ndar
         sp, sn = s[pos], s[neg]
         op, on = np.argsort(sp), np.argsort(sn)
         sp, sn = sp[op], sn[on]  # sorted queries: each search starts where the last ended
-        v10[i, op] = _halves(sn, sp) / n0
-        v01[i, on] = 1.0 - _halves(sp, sn) / n1
+        v10[i, op] = _twice_below(sn, sp) / 2 / n0
+        v01[i, on] = 1.0 - _twice_below(sp, sn) / 2 / n1
     return v10, v01
-
-
-def _halves(ascending: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """Per value of ``q``, the values of ``ascending`` below it, ties counting half."""
-    return (np.searchsorted(ascending, q, "left") + np.searchsorted(ascending, q, "right")) / 2
 
 
 def auc_interval(y, score, level: float = 0.95) -> dict:

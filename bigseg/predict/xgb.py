@@ -234,7 +234,7 @@ def train_task(
     t0 = time.perf_counter()
     if pick is not None:
         parts = tuple(p[pick] for p in parts)
-    Xt, yt, Xv, yv = (np.concatenate([p[j] for p in parts]) for j in range(4))
+    Xt, yt, Xv, yv = _concat_parts(*parts)
     if len(yt) == 0:
         raise DataError("no training rows")
     params = {"nthread": 1, "max_bin": MAX_BIN, **params}
@@ -282,15 +282,12 @@ def train_task(
     return bytes(b.save_raw("ubj")), info
 
 
-#: evaluation metrics where higher is better (the others are losses)
-_HIGHER_BETTER = ("auc", "aucpr", "map", "ndcg", "pre")
-
-
 def _kept(b, base, dvalid, history: dict):
     """``(booster, best iteration, metric, its validation value)`` of the trees kept: up
     to the best validation iteration, or none of a refinement's when no new tree beat
     the initial model on the validation rows (XGBoost's early stopping keeps at least
-    the first new tree, even when it made the validation loss worse)."""
+    the first new tree, even when it made the validation loss worse). The metrics of
+    :data:`OBJECTIVES` are losses: lower is better."""
     best = getattr(b, "best_iteration", None) if dvalid is not None else None
     if best is None or best < 0:
         best = b.num_boosted_rounds() - 1
@@ -303,7 +300,7 @@ def _kept(b, base, dvalid, history: dict):
     if base is not None:
         base.set_param({"eval_metric": metric})
         before = float(base.eval(dvalid, "valid").rsplit(":", 1)[1])
-        if value <= before if metric in _HIGHER_BETTER else value >= before:
+        if value >= before:
             return base, start - 1, metric, before
     # only the trees used, so the stored model predicts as evaluated
     return b[: best + 1], best, metric, value
