@@ -2,7 +2,15 @@
 on first use, so numba's CUDA target is imported only where the kernel runs). ``cuda`` is
 a module global so that numba's CUDA simulator can stand in for it in tests."""
 
-from numba import cuda, float32, float64, int64
+import numpy as np
+
+# numba-cuda (0.30 and earlier) registers an overload for ``np.row_stack`` when numba.cuda is
+# imported; NumPy 2.4 removed that alias of ``vstack``, so the import raised AttributeError
+# and the fused kernel never ran on a GPU. The alias names the same function.
+if not hasattr(np, "row_stack"):
+    np.row_stack = np.vstack
+
+from numba import cuda, float32, float64, int64  # noqa: E402 - after the alias above
 
 from bigseg.backend.kernels import MAX_D
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import warnings
 
 log = logging.getLogger(__name__)
 
@@ -73,18 +74,22 @@ def launch_lloyd(X, C, xp, with_labels: bool = False, inertia: bool = True):
     labels = xp.zeros(max(n, 1) if with_labels else 1, dtype=xp.int32)
     if n:
         grid = -(-n // ROWS_PER_BLOCK)
-        _lloyd_kernel()[grid, THREADS, 0, shared_bytes(k, d)](
-            xp.ascontiguousarray(X),
-            C32,
-            c2,
-            sums,
-            counts,
-            part,
-            labels,
-            bool(with_labels),
-            bool(inertia),
-            ROWS_PER_BLOCK,
-        )
+        with warnings.catch_warnings():
+            # numba warns when the grid is small (a few blocks of 4,096 rows): true for small
+            # inputs and not actionable by the user, who would see it once per worker.
+            warnings.filterwarnings("ignore", message=".*under-utilization")
+            _lloyd_kernel()[grid, THREADS, 0, shared_bytes(k, d)](
+                xp.ascontiguousarray(X),
+                C32,
+                c2,
+                sums,
+                counts,
+                part,
+                labels,
+                bool(with_labels),
+                bool(inertia),
+                ROWS_PER_BLOCK,
+            )
     total = None
     if inertia:
         p = part.get() if hasattr(part, "get") else part  # one sync: two numbers
