@@ -200,6 +200,26 @@ def test_transaction_features_equal_the_three_functions_to_the_bit():
         assert (fast["score"]["frequency"] > 128).any()  # a halved pairwise sum ran
 
 
+def test_a_sampled_cutoff_equals_the_full_frame_thinned_to_the_bit():
+    """The pass over a sampled cutoff's customers only gives the rows of the full frame
+    whose sampling number lies below the rate, with the same values."""
+    from bigseg.features.fused import transaction_features
+    from bigseg.features.sample import customer_numbers
+
+    day = 86_400 * 10**6
+    cutoffs = {"back3": 300 * day, "train": 450 * day}
+    tx = _tx_table(0)
+    full = transaction_features(tx, cutoffs, ["web", "app"], ["home", "toys"])
+    part = transaction_features(
+        tx, cutoffs, ["web", "app"], ["home", "toys"], sample={"back3": 0.3}, seed=7
+    )
+    keep = customer_numbers(full["back3"]["customer_id"].to_numpy(), 7) < 0.3
+    assert 0 < keep.sum() < len(keep)
+    want = full["back3"][keep].reset_index(drop=True)
+    pd.testing.assert_frame_equal(part["back3"], want, check_exact=True)
+    pd.testing.assert_frame_equal(part["train"], full["train"], check_exact=True)
+
+
 def test_transaction_features_decline_what_they_do_not_cover():
     from bigseg.features.fused import transaction_features
 

@@ -202,7 +202,12 @@ def bucket_frames(
     # RFM, channel and category features of every cutoff in one compiled pass a cutoff
     # (the same frames as the three functions below, which serve when it declines)
     fast = fused.transaction_features(
-        tx, cutoffs, vocab.get("transactions.channel"), vocab.get("transactions.category", [])
+        tx,
+        cutoffs,
+        vocab.get("transactions.channel"),
+        vocab.get("transactions.category", []),
+        sample=thin,
+        seed=seed,
     )
     fast_events = (
         fused.engagement_features(events, cutoffs, vocab.get("events.channel"))
@@ -262,19 +267,22 @@ def _with_labels(f, tx: tuple, cut: int, horizon_days: int, campaigns=None) -> p
 
 
 def _thin(f, refuse, tx: tuple, cut: int, horizon_days: int, rate: float, seed: int):
-    """The customers of frame ``f`` (those without consent dropped) whose sampling
-    number lies below ``rate``, and the labels' counts of all of them (``[customers,
-    positives]`` per target, as :func:`bigseg.features.tasks.label_counts` gives)."""
+    """The customers of frame ``f`` whose sampling number lies below ``rate`` (``f`` may
+    hold only them already), and the labels' counts of every customer known at ``cut``
+    (a purchase by then) and not refusing consent: ``[customers, positives]`` per
+    target, as :func:`bigseg.features.tasks.label_counts` gives."""
     from bigseg.features.sample import customer_numbers
 
+    ids, ts, amt = tx
+    known = pd.unique(ids[(ts <= cut) & (amt > 0)])  # rfm_features' customers
     if refuse is not None and len(refuse):
-        f = f[~f["customer_id"].isin(refuse)]
-    known = _with_labels(f[["customer_id"]], tx, cut, horizon_days)
-    n = len(f)
+        known = known[~np.isin(known, refuse)]
+    bought, spend = horizon_labels(known, ids, ts, amt, cut, horizon_days)
+    n = len(known)
     counts = {
         "rate": rate,
-        "churn": [n, int(known["churn"].sum())],
-        "value": [n, int((known["value"] > 0).sum())],
+        "churn": [n, int((~bought).sum())],
+        "value": [n, int((spend > 0).sum())],
     }
     keep = customer_numbers(f["customer_id"].to_numpy(), seed) < rate
     return f[keep].reset_index(drop=True), counts

@@ -35,6 +35,7 @@ import pyarrow as pa
 
 from bigseg.features import behaviour
 from bigseg.features.rfm import DAY_US, days_since, rfm_columns
+from bigseg.features.sample import customer_numbers
 
 _I64_MIN = np.iinfo(np.int64).min
 _I64_MAX = np.iinfo(np.int64).max
@@ -273,12 +274,19 @@ def _sorted_runs(table: pa.Table):
 
 
 def transaction_features(
-    tx: pa.Table, cutoffs: dict[str, int], channels: Sequence[str] | None, categories: Sequence[str]
+    tx: pa.Table,
+    cutoffs: dict[str, int],
+    channels: Sequence[str] | None,
+    categories: Sequence[str],
+    sample: dict[str, float] | None = None,
+    seed: int = 0,
 ) -> dict[str, pd.DataFrame] | None:
     """For each named cutoff, the frame ``rfm_features`` left-joined with
     ``channel_features(tx, cut, channels)`` and ``category_features(tx, cut, categories)``
     (the columns those add only when ``tx`` has ``channel`` / ``category``); None when
-    ``tx`` does not fit this path (see the module docstring)."""
+    ``tx`` does not fit this path (see the module docstring). ``sample``: cutoffs whose
+    frames hold only the customers whose sampling number (with ``seed``) lies below the
+    given share; the pass reads only their rows."""
     names = tx.column_names
     has_ch, has_cat = "channel" in names, "category" in names
     runs = _sorted_runs(tx)
@@ -305,11 +313,14 @@ def transaction_features(
         cat_codes = np.zeros(tx.num_rows, np.int64)
     ch_codes = np.ascontiguousarray(ch_codes, dtype=np.int64)
     cat_codes = np.ascontiguousarray(cat_codes, dtype=np.int64)
+    sample = sample or {}
+    u = customer_numbers(uniq, seed) if sample else None
     out = {}
     for name, cut in cutoffs.items():
+        sel = np.flatnonzero(u < sample[name]) if name in sample else slice(None)
         r = _pass(
-            starts,
-            ends,
+            starts[sel],
+            ends[sel],
             ts,
             amt,
             ch_codes,
@@ -322,7 +333,7 @@ def transaction_features(
             cut - 90 * DAY_US,
             cut - 180 * DAY_US,
         )
-        out[name] = _frame(uniq, r, cut, has_ch, ch_vocab, has_cat, cat_vocab, cat_v)
+        out[name] = _frame(uniq[sel], r, cut, has_ch, ch_vocab, has_cat, cat_vocab, cat_v)
     return out
 
 
