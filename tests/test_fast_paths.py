@@ -219,6 +219,17 @@ def test_a_sampled_cutoff_equals_the_full_frame_thinned_to_the_bit():
     pd.testing.assert_frame_equal(part["back3"], want, check_exact=True)
     pd.testing.assert_frame_equal(part["train"], full["train"], check_exact=True)
 
+    from bigseg.features.fused_events import engagement_features
+
+    ev = _events_table(0, True)
+    full = engagement_features(ev, cutoffs, ["web", "app"])
+    part = engagement_features(ev, cutoffs, ["web", "app"], sample={"back3": 0.3}, seed=7)
+    keep = customer_numbers(full["back3"]["customer_id"].to_numpy(), 7) < 0.3
+    assert 0 < keep.sum() < len(keep)
+    want = full["back3"][keep].reset_index(drop=True)
+    pd.testing.assert_frame_equal(part["back3"], want, check_exact=True)
+    pd.testing.assert_frame_equal(part["train"], full["train"], check_exact=True)
+
 
 def test_transaction_features_decline_what_they_do_not_cover():
     from bigseg.features.fused import transaction_features
@@ -274,7 +285,7 @@ def _events_table(seed: int = 0, page_views: bool = True) -> pa.Table:
 
 
 def test_engagement_features_equal_behaviours_to_the_bit():
-    from bigseg.features.fused import engagement_features
+    from bigseg.features.fused_events import engagement_features
 
     day = 86_400 * 10**6
     cutoffs = {"backtest": 200 * day, "train": 400 * day, "score": 720 * day, "early": 10 * day}
@@ -303,7 +314,8 @@ def _with_string_ids(t: pa.Table) -> pa.Table:
 
 
 def test_fused_passes_take_string_ids():
-    from bigseg.features.fused import engagement_features, transaction_features
+    from bigseg.features.fused import transaction_features
+    from bigseg.features.fused_events import engagement_features
 
     day = 86_400 * 10**6
     cutoffs = {"train": 300 * day, "score": 720 * day}

@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from bigseg.features import behaviour, fused, text
+from bigseg.features import behaviour, fused, fused_events, text
 from bigseg.features.bucket import BucketFeatures
 from bigseg.features.clv import BGNBD, GammaGamma, clv_features, rfm_to_bgnbd_inputs
 from bigseg.features.rfm import FEATURE_NAMES, FEATURES, SKEWED, horizon_labels, rfm_features
@@ -210,7 +210,7 @@ def bucket_frames(
         seed=seed,
     )
     fast_events = (
-        fused.engagement_features(events, cutoffs, vocab.get("events.channel"))
+        fused_events.engagement_features(events, cutoffs, vocab.get("events.channel"), thin, seed)
         if events is not None
         else None
     )
