@@ -189,42 +189,26 @@ def _per_x(xu: np.ndarray, inv: np.ndarray):
 
 def _bgnbd_nll(theta, xs, t_x, T, w, penalizer):
     """Mean negative log-likelihood (eq. 6 in log-sum-exp form) and its gradient in
-    theta; ``xs``: ``(x, distinct x, inverse)``."""
+    theta; ``xs``: ``(x, distinct x, inverse)``. The pass over the rows is
+    :func:`bigseg.features.clv_kernels.bgnbd_rows`."""
+    from bigseg.features.clv_kernels import bgnbd_rows
+
     x, xu, inv = xs
-    at = _per_x(xu, inv)
     r, alpha, a, b = np.exp(theta)
-    pos = x > 0
-    l1 = -(r + x) * np.log(alpha + T)
-    bx = np.where(pos, b + x - 1.0, 1.0)
-    l2 = np.where(pos, np.log(a) - np.log(bx) - (r + x) * np.log(alpha + t_x), -np.inf)
-    lse = np.logaddexp(l1, l2)
-    w1, w2 = np.exp(l1 - lse), np.exp(l2 - lse)
-    dg_abx = at(digamma, a + b)
-    ll = (
-        at(gammaln, r)
-        - gammaln(r)
-        + r * np.log(alpha)
-        + gammaln(a + b)
-        + at(gammaln, b)
-        - gammaln(b)
-        - at(gammaln, a + b)
-        + lse
-    )
-    g = np.stack(
-        [
-            at(digamma, r)
-            - digamma(r)
-            + np.log(alpha)
-            - w1 * np.log(alpha + T)
-            - w2 * np.log(alpha + t_x),
-            r / alpha - (r + x) * (w1 / (alpha + T) + w2 / (alpha + t_x)),
-            digamma(a + b) - dg_abx + w2 / a,
-            digamma(a + b) + at(digamma, b) - digamma(b) - dg_abx - w2 / bx,
-        ]
-    )
+    dg_abx = digamma(a + b + xu)
+    per_x = np.stack(
+        [gammaln(r + xu), gammaln(b + xu) - gammaln(a + b + xu), digamma(r + xu), dg_abx,
+         digamma(b + xu)]
+    )  # fmt: skip
+    s_ll, s_g = bgnbd_rows(x, inv, t_x, T, w, r, alpha, a, b, per_x)
     sw = w.sum()
-    f = -(w @ ll) / sw + penalizer * theta @ theta
-    grad = -(g @ w) / sw * np.exp(theta) + 2.0 * penalizer * theta
+    const = -gammaln(r) + r * np.log(alpha) + gammaln(a + b) - gammaln(b)
+    ll = s_ll + sw * const
+    g = s_g + sw * np.array(
+        [-digamma(r) + np.log(alpha), r / alpha, digamma(a + b), digamma(a + b) - digamma(b)]
+    )
+    f = -ll / sw + penalizer * theta @ theta
+    grad = -g / sw * np.exp(theta) + 2.0 * penalizer * theta
     return f, grad
 
 
