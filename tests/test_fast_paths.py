@@ -357,3 +357,16 @@ def test_a_refined_model_learns_from_and_is_judged_on_the_initial_models_true_pr
     assert info["valid_logloss"] == pytest.approx(true, rel=1e-5)
     # kept only while it helps: never worse on the validation rows than where it began
     assert true <= log_loss(yv, _booster(gm).inplace_predict(Xv)) + 1e-9
+
+
+def test_first_purchase_times_from_sorted_runs_equal_the_aggregation():
+    from bigseg.features.tasks import _first_times
+
+    tx = _tx_table(3).select(["customer_id", "timestamp"])
+    ids, first = _first_times(tx)  # sorted ids: the runs' reduction
+    shuffled = tx.take(pa.array(np.random.default_rng(0).permutation(tx.num_rows)))
+    ids2, first2 = _first_times(shuffled)  # unsorted: the hash aggregation
+    o, o2 = np.argsort(ids), np.argsort(ids2)
+    assert len(ids) == len(np.unique(tx.column("customer_id").to_numpy()))
+    np.testing.assert_array_equal(ids[o], ids2[o2])
+    np.testing.assert_array_equal(first[o], first2[o2])

@@ -76,13 +76,26 @@ def known_customers(
     t = store.read_bucket("transactions", k, ["customer_id", "timestamp"])
     if t.num_rows == 0:
         return dict.fromkeys(cutoffs, 0)
-    g = t.group_by("customer_id").aggregate([("timestamp", "min")])
-    first = g.column("timestamp_min").cast("int64").to_numpy()
+    ids, first = _first_times(t)
     refuse = _non_consenting(store, k) if require_consent else None
     if refuse is not None and len(refuse):
-        ids = g.column("customer_id").to_numpy(zero_copy_only=False)
         first = first[~np.isin(ids, refuse)]
     return {c: int((first <= cut).sum()) for c, cut in cutoffs.items()}
+
+
+def _first_times(t):
+    """Each customer's id and first timestamp (int64): one reduction over the customers'
+    runs where the ids are sorted (as the store writes a bucket), else a hash
+    aggregation."""
+    from bigseg.features.fused import _plain_numpy, _sorted_runs
+
+    runs = _sorted_runs(t)
+    ts = _plain_numpy(t, "timestamp", np.int64) if runs is not None else None
+    if ts is not None:
+        return runs[0], np.minimum.reduceat(ts, runs[1])
+    g = t.group_by("customer_id").aggregate([("timestamp", "min")])
+    ids = g.column("customer_id").to_numpy(zero_copy_only=False)
+    return ids, g.column("timestamp_min").cast("int64").to_numpy()
 
 
 def label_counts(res: BucketFeatures, cutoff: Cutoff, target: str) -> tuple[int, int]:
