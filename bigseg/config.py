@@ -204,7 +204,10 @@ class PredictionConfig(_Strict):
     #: calibrated and ranking metrics (AUC, lift) are unaffected by the class ratio; set
     #: true to weight positives by negatives/positives instead (probabilities then overstate)
     balance_classes: bool = False
-    early_stopping_rounds: int = Field(20, ge=1)
+    #: rounds without a better validation loss before boosting stops: 10 rather than 20
+    #: (300k generated customers: churn AUC 0.97470 -> 0.97481, value RMSE -0.04 %,
+    #: train stage 8.4 -> 7.0 s; a segment's refinement that adds no tree paid 20 rounds)
+    early_stopping_rounds: int = Field(10, ge=1)
     #: the global model learns from at most this many training rows: a sample by a stable
     #: hash of the customer id (the same customers on every run and cluster). On 1M
     #: generated customers (625k training rows), 100k rows cost 0.0008 churn AUC and
