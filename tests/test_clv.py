@@ -243,3 +243,19 @@ def test_expected_purchases_stay_finite_when_dropout_vanishes():
     np.testing.assert_allclose(
         e / m.prob_alive(x, t_x, T), (1.08 + x) / (4.4 + T) * 13.0, rtol=0.05
     )
+
+
+def test_bgnbd_likelihood_evaluates_where_a_parameter_underflows():
+    """Nelder-Mead (the fallback when L-BFGS-B fails) is not bounded: at log-parameters
+    where exp() underflows to 0 the likelihood must give a non-finite value, as NumPy
+    does, and not raise (the compiled pass once raised ZeroDivisionError there)."""
+    from bigseg.features.clv import _bgnbd_nll
+
+    x = np.array([0.0, 1.0, 3.0])
+    t_x = np.array([0.0, 0.5, 2.0])
+    T = np.array([1.0, 2.0, 3.0])
+    xs = (x, *np.unique(x, return_inverse=True))
+    f, g = _bgnbd_nll(np.array([0.0, -800.0, 0.0, -800.0]), xs, t_x, T, np.ones(3), 0.0)
+    assert not np.isfinite(f) or not np.all(np.isfinite(g))
+    f, g = _bgnbd_nll(np.zeros(4), xs, t_x, T, np.ones(3), 0.0)
+    assert np.isfinite(f) and np.all(np.isfinite(g))

@@ -12,7 +12,9 @@ import numba
 import numpy as np
 
 
-@numba.njit(cache=True, nogil=True)
+# error_model="numpy": where a parameter underflows to 0 (Nelder-Mead steps are unbounded)
+# a division gives inf or NaN, as the NumPy form did, instead of raising
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def bgnbd_rows(x, inv, t_x, T, w, r, alpha, a, b, per_x):  # pragma: no cover - compiled
     """Weighted sums over the customers of eq. (6)'s row terms and of their derivatives
     in ``(r, alpha, a, b)``. ``per_x`` rows, per distinct ``x``: ``gammaln(r + x)``,
