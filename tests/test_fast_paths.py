@@ -370,3 +370,24 @@ def test_first_purchase_times_from_sorted_runs_equal_the_aggregation():
     assert len(ids) == len(np.unique(tx.column("customer_id").to_numpy()))
     np.testing.assert_array_equal(ids[o], ids2[o2])
     np.testing.assert_array_equal(first[o], first2[o2])
+
+
+def test_segment_sums_equal_bincount_bit_for_bit():
+    from bigseg.predict.scoring import _segment_sums
+
+    rng = np.random.default_rng(4)
+    n, d, k = 5000, 6, 4
+    X = rng.lognormal(0, 3, (n, d)).astype(np.float32)
+    X[rng.random((n, d)) < 0.1] = np.nan
+    X[rng.random((n, d)) < 0.01] = np.inf
+    labels = rng.integers(0, k, n)
+    sums, sumsq, present = _segment_sums(np.asfortranarray(X), labels, k)
+    x64 = X.astype(np.float64)
+    ok = np.isfinite(x64)
+    vals = np.where(ok, x64, 0.0)
+    for j in range(d):
+        assert np.array_equal(sums[:, j], np.bincount(labels, weights=vals[:, j], minlength=k))
+        assert np.array_equal(
+            sumsq[:, j], np.bincount(labels, weights=vals[:, j] ** 2, minlength=k)
+        )
+        assert np.array_equal(present[:, j], np.bincount(labels, weights=ok[:, j], minlength=k))
