@@ -25,6 +25,8 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.special import digamma, expit, gammaln, hyp2f1
 
+from bigseg.features.clv_kernels import bgnbd_rows
+
 __all__ = [
     "BGNBD",
     "GammaGamma",
@@ -191,14 +193,11 @@ def _bgnbd_nll(theta, xs, t_x, T, w, penalizer):
     """Mean negative log-likelihood (eq. 6 in log-sum-exp form) and its gradient in
     theta; ``xs``: ``(x, distinct x, inverse)``. The pass over the rows is
     :func:`bigseg.features.clv_kernels.bgnbd_rows`."""
-    from bigseg.features.clv_kernels import bgnbd_rows
-
     x, xu, inv = xs
     r, alpha, a, b = np.exp(theta)
-    dg_abx = digamma(a + b + xu)
     per_x = np.stack(
-        [gammaln(r + xu), gammaln(b + xu) - gammaln(a + b + xu), digamma(r + xu), dg_abx,
-         digamma(b + xu)]
+        [gammaln(r + xu), gammaln(b + xu) - gammaln(a + b + xu), digamma(r + xu),
+         digamma(a + b + xu), digamma(b + xu)]
     )  # fmt: skip
     s_ll, s_g = bgnbd_rows(x, inv, t_x, T, w, r, alpha, a, b, per_x)
     sw = w.sum()
