@@ -100,9 +100,10 @@ def score(
     todo = {k: f for k, f in enumerate(fs.buckets) if k not in done}
     ref = _drift_reference(ctx)
     job = scoring.ScoreJob(seg, serving, ctx.cfg.prediction.drivers, fs.names, fs.categories, ref)
+    where = ctx.placed(list(todo.values()))
     futs = [
-        ctx.submit(scoring.stage_scores, f, "score", job, stage.part(k), stage.stats(k))
-        for k, f in todo.items()
+        ctx.submit(scoring.stage_scores, f, "score", job, stage.part(k), stage.stats(k), **at)
+        for (k, f), at in zip(todo.items(), where, strict=True)
     ]
     texts = ctx.gather(futs, "score", bar=True)
     stats = {k: loads_stats(t) for k, t in zip(todo, texts, strict=True)}

@@ -172,8 +172,8 @@ def train(
 def _submit(ctx: RunContext, fs: FeatureSet, plan, stacks: dict, sizes: dict):
     """Every model of every target and both cutoffs, submitted before any is awaited:
     the matrices of both stacks first, then the backtest's global and segment models
-    and their predictions on the final cutoff's rows, then the final global models at
-    a lower priority (they train while the client chooses per segment). Returns the
+    and their predictions on the final cutoff's rows, then the final global models (they
+    start on any idle worker and train while the client chooses per segment). Returns the
     windows (:class:`~bigseg.predict.training.Window`) and the backtest predictions'
     futures (None without a backtest)."""
     c, buckets, pcfg = ctx.client, list(fs.buckets), ctx.cfg.prediction
@@ -184,12 +184,10 @@ def _submit(ctx: RunContext, fs: FeatureSet, plan, stacks: dict, sizes: dict):
     counts = iter(ctx.gather([f for w in stacks for f in cnt[w]], "training rows"))
     cnt = {w: [next(counts) for _ in cnt[w]] for w in stacks}
     submitted, predictions = {}, None
-    for w in stacks:  # the backtest's first
-        final = w == "train" and "backtest" in stacks
+    for w in stacks:  # the backtest's first: its tasks run first among equals
         submitted[w] = training.submit_window(
-            c, buckets, stacks[w], plan, rows[w], cnt[w], share[w][1],
-            training.FINAL_PRIORITY if final else 0, 1.0 / fs.rate(stacks[w][0]),
-        )  # fmt: skip
+            c, buckets, stacks[w], plan, rows[w], cnt[w], share[w][1], 1.0 / fs.rate(stacks[w][0])
+        )
         if w != "backtest":
             continue
         fits = {}
@@ -363,11 +361,12 @@ def _drift_reference(
         ),
         ignore_index=True,
     )
+    where = ctx.placed(buckets)
     preds = pd.concat(
         ctx.gather(
             [
-                ctx.submit(scoring.predict_sample, f, "train", k, frac, seed, seg, serving)
-                for k, f in enumerate(buckets)
+                ctx.submit(scoring.predict_sample, f, "train", k, frac, seed, seg, serving, **at)
+                for k, (f, at) in enumerate(zip(buckets, where, strict=True))
             ],
             "score reference",
         ),
