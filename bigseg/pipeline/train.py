@@ -184,10 +184,11 @@ def _submit(ctx: RunContext, fs: FeatureSet, plan, stacks: dict, sizes: dict):
     counts = iter(ctx.gather([f for w in stacks for f in cnt[w]], "training rows"))
     cnt = {w: [next(counts) for _ in cnt[w]] for w in stacks}
     submitted, predictions = {}, None
-    for w in stacks:  # the backtest's first: its tasks run first among equals
+    for w in stacks:  # the backtest's first
         submitted[w] = training.submit_window(
-            c, buckets, stacks[w], plan, rows[w], cnt[w], share[w][1], 1.0 / fs.rate(stacks[w][0])
-        )
+            c, buckets, stacks[w], plan, rows[w], cnt[w], share[w][1],
+            1.0 / fs.rate(stacks[w][0]), training.BACKTEST_PRIORITY if w == "backtest" else 0,
+        )  # fmt: skip
         if w != "backtest":
             continue
         fits = {}

@@ -64,6 +64,10 @@ class Window:
 #: model's rows before any model, so the client learns the row counts without waiting
 #: behind a training task and every global model can start at once
 ROWS_PRIORITY = 10
+#: the backtest's models and predictions before the final cutoff's global models among
+#: ready tasks: the client's choice per segment waits on the former, and the latter
+#: fill any worker the backtest leaves idle
+BACKTEST_PRIORITY = 1
 
 
 def _key(kind: str) -> str:
@@ -116,6 +120,7 @@ def submit_window(
     cnt: list,
     weight: float = 1.0,
     latest: float = 1.0,
+    priority: int = 0,
 ) -> Window:
     """Submit the global model of every target trained on the stacked cutoffs (each
     row a customer at one cutoff, features and labels relative to it), from the
@@ -124,16 +129,20 @@ def submit_window(
     at every cutoff, so no customer trains and validates. Each row of an older cutoff
     stands for ``weight`` customers of the stack the samples are drawn from, each row
     of the latest for ``latest`` (above 1 where its frames hold a share of its
-    customers)."""
+    customers). Every model of the window runs at Dask ``priority``."""
     weights = [latest if i < len(buckets) else weight for i in range(len(rows))]
     counts = list(zip(cnt, weights, strict=True))
-    fits = {t: _submit_target(client, t, cutoffs[0], rows, counts, plan) for t in plan.targets}
+    fits = {
+        t: _submit_target(client, t, cutoffs[0], rows, counts, plan, priority) for t in plan.targets
+    }
     return Window(rows, fits)
 
 
-def _submit_target(client, target: str, cutoff: str, rows: list, cnt: list, plan: TrainPlan):
-    """The global model of one target (:func:`_global_model`) and
-    its ``refine``; ``cnt``: per matrix, its :func:`~bigseg.predict.segmented.row_counts`
+def _submit_target(
+    client, target: str, cutoff: str, rows: list, cnt: list, plan: TrainPlan, priority: int
+):
+    """The global model of one target (:func:`_global_model`, at Dask ``priority``, as are
+    its refinements) and its ``refine``; ``cnt``: per matrix, its :func:`~bigseg.predict.segmented.row_counts`
     and the customers each of its rows stands for."""
     pcfg = plan.pcfg
     params = params_for(target, pcfg, plan.seed, plan.device)
@@ -172,7 +181,7 @@ def _submit_target(client, target: str, cutoff: str, rows: list, cnt: list, plan
         client.submit(segmented.select_many, r, target, specs, priority=ROWS_PRIORITY, pure=False)
         for r in rows
     ]
-    out = {"global": _global_model(client, params, picked, sampled, plan)}
+    out = {"global": _global_model(client, params, picked, sampled, plan, priority)}
     if isinstance(out["global"], tuple):
         params["max_depth"] = out["global"][1]["max_depth"]
 
@@ -190,6 +199,7 @@ def _submit_target(client, target: str, cutoff: str, rows: list, cnt: list, plan
                 init=base[0] if isinstance(base, tuple) else base,
                 pick=s,
                 key=_key("train_segment"),
+                priority=priority,
             )
             for s in segs
             if s in specs
@@ -198,7 +208,9 @@ def _submit_target(client, target: str, cutoff: str, rows: list, cnt: list, plan
     return out, refine
 
 
-def _global_model(client, params: dict, picked: list, sampled: int, plan: TrainPlan):
+def _global_model(
+    client, params: dict, picked: list, sampled: int, plan: TrainPlan, priority: int = 0
+):
     """A future of the global model trained in one task; or, for a sample too large for
     one worker (``xgboost.dask``) or a search over tree depths, the value
     ``(UBJSON bytes, info)`` of the depth with the lowest validation loss. ``picked``:
@@ -215,6 +227,7 @@ def _global_model(client, params: dict, picked: list, sampled: int, plan: TrainP
             *picked,
             pick="global",
             key=_key("train_global"),
+            priority=priority,
         )
     if big:  # xgboost.dask places one part per matrix
         sample = [client.submit(operator.getitem, p, "global", pure=False) for p in picked]
@@ -271,7 +284,9 @@ def submit_backtest_rows(
     the models' futures (``fits``: per target, ``{key: future or (bytes, info)}``), so
     they run as soon as the models are done, ahead of lower-priority tasks."""
     return [
-        client.submit(_backtest_rows, f, r, cutoff, fits, fraction, pure=False)
+        client.submit(
+            _backtest_rows, f, r, cutoff, fits, fraction, priority=BACKTEST_PRIORITY, pure=False
+        )
         for f, r in zip(buckets, rows, strict=True)
     ]
 
