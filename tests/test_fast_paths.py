@@ -359,6 +359,69 @@ def test_a_refined_model_learns_from_and_is_judged_on_the_initial_models_true_pr
     assert true <= log_loss(yv, _booster(gm).inplace_predict(Xv)) + 1e-9
 
 
+def test_exact_cuts_are_the_bins_xgboost_trains_on():
+    """A feature with at most max_bin distinct values keeps every one as a cut (what
+    XGBoost's sketch gives), a wider one gets max_bin quantiles; XGBoost bins a matrix
+    at exactly the reference rows' values."""
+    import xgboost as xgb
+
+    from bigseg.predict.bins import cut_rows, quantized
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(5000, 3)).astype(np.float32)
+    X[:, 1] = rng.integers(0, 9, 5000)  # 9 distinct values
+    X[rng.random(5000) < 0.1, 2] = np.nan
+    X[:, 0][:5] = [np.nan] * 5
+    cuts = cut_rows(X, 16)
+    assert cuts.shape == (16, 3)
+    assert sorted(cuts[~np.isnan(cuts[:, 1]), 1]) == list(range(9))
+    c = cuts[:, 0]
+    assert np.all(np.diff(c) > 0) and c[0] == np.nanmin(X[:, 0]) and c[-1] == np.nanmax(X[:, 0])
+    ptr, values = quantized(X, np.zeros(5000), cuts, 16, 1).get_quantile_cut()
+    mine = xgb.QuantileDMatrix(cuts, max_bin=16).get_quantile_cut()
+    assert np.array_equal(ptr, mine[0]) and np.array_equal(values, mine[1])
+    assert set(range(1, 9)) <= set(values[ptr[1] : ptr[2]].tolist())  # a bin per value
+    # all-missing and empty columns give no cuts, and no error
+    assert np.isnan(cut_rows(np.full((4, 2), np.nan, np.float32), 8)).all()
+    assert np.isnan(cut_rows(np.zeros((0, 2), np.float32), 8)).all()
+
+
+def test_a_refinement_on_the_global_cuts_starts_from_the_global_models_true_margin():
+    """The global model trained on exact cuts, its refinement on the segment's rows
+    binned at the same cuts: the quantized rows take the global trees' branches exactly
+    as the raw values do (so the new trees fit true residuals), and the refinement's
+    reported validation loss is its real one."""
+    import xgboost as xgb
+    from sklearn.metrics import log_loss
+
+    from bigseg.predict.bins import cut_rows, quantized
+    from bigseg.predict.xgb import _booster, train_task
+
+    rng = np.random.default_rng(2)
+    n = 20_000
+    X = rng.normal(size=(n, 6)).astype(np.float32)
+    X[:, 4] = rng.integers(0, 5, n)
+    y = (X[:, 0] + X[:, 1] * X[:, 3] + 0.3 * X[:, 4] + rng.normal(size=n) > 0).astype(np.float32)
+    v, sel = rng.random(n) < 0.2, X[:, 2] > 1.0
+    params = {"objective": "binary:logistic", "eval_metric": "logloss", "max_depth": 4}
+    cuts = cut_rows(X[~v], 64)
+    gm, _ = train_task({**params, "eta": 0.3}, 100, 10, (X[~v], y[~v], X[v], y[v]), cuts=cuts)
+    g = _booster(gm)
+    seg = X[~v & sel]
+    np.testing.assert_array_equal(
+        g.predict(quantized(seg, np.zeros(len(seg)), cuts, 64, 1), output_margin=True),
+        g.predict(xgb.DMatrix(seg), output_margin=True),
+    )
+    rm, info = train_task(
+        {**params, "eta": 0.1}, 30, 5, (seg, y[~v & sel], X[v & sel], y[v & sel]),
+        init=gm, cuts=cuts,
+    )  # fmt: skip
+    Xv, yv = X[v & sel], y[v & sel]
+    true = log_loss(yv, _booster(rm).inplace_predict(Xv))
+    assert info["valid_logloss"] == pytest.approx(true, rel=1e-5)
+    assert true <= log_loss(yv, g.inplace_predict(Xv)) + 1e-9
+
+
 def test_first_purchase_times_from_sorted_runs_equal_the_aggregation():
     from bigseg.features.tasks import _first_times
 

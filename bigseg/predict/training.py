@@ -19,7 +19,7 @@ import numpy as np
 from bigseg.errors import DataError
 from bigseg.features.bucket import Cutoff
 from bigseg.features.sample import share_within
-from bigseg.predict import segmented
+from bigseg.predict import bins, segmented
 from bigseg.predict.xgb import params_for, train_dask, train_task
 from bigseg.progress import gather
 from bigseg.segment.fitted import FittedSegmenter
@@ -181,7 +181,14 @@ def _submit_target(
         client.submit(segmented.select_many, r, target, specs, priority=ROWS_PRIORITY, pure=False)
         for r in rows
     ]
-    out = {"global": _global_model(client, params, picked, sampled, plan, priority)}
+    # one worker trains the global model on exact cuts, its refinements on the same
+    # (bigseg.predict.bins); xgboost.dask sketches its own
+    cuts = None
+    if sampled <= pcfg.single_worker_max_rows:
+        cuts = client.submit(
+            bins.global_cuts, params["max_bin"], *picked, priority=priority, pure=False
+        )
+    out = {"global": _global_model(client, params, picked, sampled, plan, priority, cuts)}
     if isinstance(out["global"], tuple):
         params["max_depth"] = out["global"][1]["max_depth"]
 
@@ -198,6 +205,7 @@ def _submit_target(
                 *picked,
                 init=base[0] if isinstance(base, tuple) else base,
                 pick=s,
+                cuts=cuts,
                 key=_key("train_segment"),
                 priority=priority,
             )
@@ -209,13 +217,13 @@ def _submit_target(
 
 
 def _global_model(
-    client, params: dict, picked: list, sampled: int, plan: TrainPlan, priority: int = 0
+    client, params: dict, picked: list, sampled: int, plan: TrainPlan, priority=0, cuts=None
 ):
     """A future of the global model trained in one task; or, for a sample too large for
     one worker (``xgboost.dask``) or a search over tree depths, the value
     ``(UBJSON bytes, info)`` of the depth with the lowest validation loss. ``picked``:
     per matrix, the :func:`~bigseg.predict.segmented.select_many` future holding the
-    sample under ``"global"``."""
+    sample under ``"global"``; ``cuts``: the bins a model trained in one task uses."""
     pcfg = plan.pcfg
     big = sampled > pcfg.single_worker_max_rows
     if not big and len(plan.depths) == 1:
@@ -226,6 +234,7 @@ def _global_model(
             pcfg.early_stopping_rounds,
             *picked,
             pick="global",
+            cuts=cuts,
             key=_key("train_global"),
             priority=priority,
         )
@@ -252,6 +261,7 @@ def _global_model(
                 pcfg.early_stopping_rounds,
                 *picked,
                 pick="global",
+                cuts=cuts,
                 pure=False,
             ).result()
         loss = next((v for k, v in info.items() if k.startswith("valid_")), np.inf)

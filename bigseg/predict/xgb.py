@@ -17,6 +17,7 @@ import xgboost as xgb
 from sklearn.metrics import brier_score_loss
 
 from bigseg.errors import BigsegError, ClusterError, DataError
+from bigseg.predict import bins
 from bigseg.predict.ranking import average_precision, roc_auc, spearman, top_share
 from bigseg.predict.tracker import tracker_in_child
 
@@ -213,7 +214,7 @@ def _train_dask_once(
 
 
 def train_task(
-    params: dict, rounds: int, early_stopping_rounds: int, *parts, init=None, pick=None
+    params: dict, rounds: int, early_stopping_rounds: int, *parts, init=None, pick=None, cuts=None
 ) -> tuple[bytes, dict]:
     """One XGBoost model on the concatenated parts (in bucket order), in the worker that
     runs this task, with ``params["nthread"]`` threads (default 1: models train side by
@@ -230,7 +231,10 @@ def train_task(
 
     ``pick``: the parts are dicts of several models' parts
     (:func:`~bigseg.predict.segmented.select_many`); this model's are under ``pick``
-    (not ``key``: Dask's ``submit`` takes that for the task's name)."""
+    (not ``key``: Dask's ``submit`` takes that for the task's name).
+
+    ``cuts``: the histogram bins (:func:`bigseg.predict.bins.cut_rows`) to train on,
+    those of the global model when refining it; None: XGBoost sketches its own."""
     t0 = time.perf_counter()
     if pick is not None:
         parts = tuple(p[pick] for p in parts)
@@ -242,12 +246,14 @@ def train_task(
     if init is not None:
         base = xgb.Booster(model_file=bytearray(init[0] if isinstance(init, tuple) else init))
     nthread = params["nthread"]
-    if base is None:
+    if cuts is not None:
+        dtrain = bins.quantized(Xt, yt, cuts, params["max_bin"], nthread)
+    elif base is None:
         dtrain = xgb.QuantileDMatrix(Xt, label=yt, max_bin=params["max_bin"], nthread=nthread)
     else:
-        # raw values: a QuantileDMatrix holds only bin indices of its own cuts, and the
-        # initial model's splits, placed on other cuts, then send rows down the wrong
-        # branches, so the new trees would fit the residuals of wrong predictions
+        # a model trained on cuts not known here (xgboost.dask's): raw values, as a
+        # QuantileDMatrix of other cuts would send rows down the wrong branches of the
+        # initial model's splits, and the new trees fit the residuals of wrong predictions
         dtrain = xgb.DMatrix(Xt, label=yt, nthread=nthread)
     dvalid = xgb.DMatrix(Xv, label=yv, nthread=nthread) if len(yv) else None
     # raw values too (above): a QuantileDMatrix with ``ref=dtrain`` gives the same
