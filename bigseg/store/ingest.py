@@ -117,7 +117,10 @@ def _merge_bucket(
         tables.write_parquet(
             dest / f"{part_name}.parquet",
             t,
-            compression="zstd",
+            # lz4, not zstd: every later stage reads the store (1M customers, a 2.8M-row
+            # transactions bucket: written in 0.19 s instead of 0.24, read back in 0.10
+            # s instead of 0.16, 18 % larger; measured)
+            compression="lz4",
             row_group_size=1 << 20,
             # min/max only of the sort keys (what a reader can skip row groups by):
             # those of every column took 17-20% of the write (300k store, measured)
