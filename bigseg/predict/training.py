@@ -142,8 +142,9 @@ def _submit_target(
     client, target: str, cutoff: str, rows: list, cnt: list, plan: TrainPlan, priority: int
 ):
     """The global model of one target (:func:`_global_model`, at Dask ``priority``, as are
-    its refinements) and its ``refine``; ``cnt``: per matrix, its :func:`~bigseg.predict.segmented.row_counts`
-    and the customers each of its rows stands for."""
+    its refinements) and its ``refine``; ``cnt``: per matrix, its
+    :func:`~bigseg.predict.segmented.row_counts` and the customers each of its rows
+    stands for."""
     pcfg = plan.pcfg
     params = params_for(target, pcfg, plan.seed, plan.device)
 
