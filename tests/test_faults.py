@@ -227,12 +227,12 @@ def test_job_killed_during_the_write_leaves_the_published_scores_intact(trained,
 # -- 3. a worker killed while XGBoost trains -------------------------------------------
 def training_tasks(client) -> dict[str, str]:
     """``{key: worker address}`` of the XGBoost training tasks running now
-    (:func:`bigseg.predict.xgb.train_task`)."""
+    (:func:`bigseg.predict.xgb.train_task`, named by the kind of model they train)."""
     return {
         str(k): addr
         for addr, keys in client.processing().items()
         for k in keys
-        if str(k).startswith("train_task-")
+        if str(k).startswith(("train_global-", "train_segment-"))
     }
 
 
