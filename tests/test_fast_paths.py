@@ -422,6 +422,31 @@ def test_a_refinement_on_the_global_cuts_starts_from_the_global_models_true_marg
     assert true <= log_loss(yv, g.inplace_predict(Xv)) + 1e-9
 
 
+def test_known_customers_and_labels_from_sorted_ids_equal_the_hashing():
+    """The thinned cutoffs' counts: the customers with a purchase by the cutoff and their
+    labels, found along sorted ids, equal ``pd.unique`` and :func:`horizon_labels`."""
+    from bigseg.features.rfm import DAY_US, horizon_labels, known_with_labels
+
+    rng = np.random.default_rng(5)
+    n = 50_000
+    ids = np.sort(rng.integers(0, 8000, n)).astype(np.int64)
+    ts = rng.integers(0, 400, n).astype(np.int64) * DAY_US
+    amt = np.round(rng.normal(40, 30, n), 2)  # some returns (negative)
+    cut = 300 * DAY_US
+    refuse = np.array([3, 17, 4000, 99_999], np.int64)
+    for order in (np.arange(n), rng.permutation(n)):  # sorted (fast) and not (hashing)
+        i, t, a = ids[order], ts[order], amt[order]
+        known = pd.unique(i[(t <= cut) & (a > 0)])
+        known = known[~np.isin(known, refuse)]
+        want = horizon_labels(known, i, t, a, cut, 90)
+        got = known_with_labels(i, t, a, cut, 90, refuse)
+        np.testing.assert_array_equal(got[0], known)
+        np.testing.assert_array_equal(got[1], want[0])
+        np.testing.assert_array_equal(got[2], want[1])
+    empty = known_with_labels(ids[:0], ts[:0], amt[:0], cut, 90, None)
+    assert [len(x) for x in empty] == [0, 0, 0]
+
+
 def test_first_purchase_times_from_sorted_runs_equal_the_aggregation():
     from bigseg.features.tasks import _first_times
 

@@ -26,7 +26,14 @@ import pyarrow.compute as pc
 from bigseg.features import behaviour, fused, fused_events, text
 from bigseg.features.bucket import BucketFeatures
 from bigseg.features.clv import BGNBD, GammaGamma, clv_features, rfm_to_bgnbd_inputs
-from bigseg.features.rfm import FEATURE_NAMES, FEATURES, SKEWED, horizon_labels, rfm_features
+from bigseg.features.rfm import (
+    FEATURE_NAMES,
+    FEATURES,
+    SKEWED,
+    horizon_labels,
+    known_with_labels,
+    rfm_features,
+)
 from bigseg.schema import SENTIMENT
 from bigseg.store import Store
 
@@ -274,10 +281,7 @@ def _thin(f, refuse, tx: tuple, cut: int, horizon_days: int, rate: float, seed: 
     from bigseg.features.sample import customer_numbers
 
     ids, ts, amt = tx
-    known = pd.unique(ids[(ts <= cut) & (amt > 0)])  # rfm_features' customers
-    if refuse is not None and len(refuse):
-        known = known[~np.isin(known, refuse)]
-    bought, spend = horizon_labels(known, ids, ts, amt, cut, horizon_days)
+    known, bought, spend = known_with_labels(ids, ts, amt, cut, horizon_days, refuse)
     n = len(known)
     counts = {
         "rate": rate,

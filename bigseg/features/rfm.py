@@ -226,3 +226,31 @@ def horizon_labels(
     n = len(customers)
     buys = np.bincount(pos, weights=amt > 0, minlength=n)
     return buys > 0, np.bincount(pos, weights=amt, minlength=n)
+
+
+def known_with_labels(ids, ts, amt, cut: int, horizon_days: int, refuse):
+    """The customers with a purchase by ``cut`` (``rfm_features``' customers, less those
+    in ``refuse``) in order of first appearance, and their labels (:func:`horizon_labels`).
+    Where the ids are sorted (a bucket written by one ingest), the distinct ids and the
+    window's rows are found along the sorted runs instead of by hashing every row (the
+    same arrays; at 3M customers the hashing was ~10 % of the features stage)."""
+    bought_by = (ts <= cut) & (amt > 0)
+    ids = np.asarray(ids)
+    if ids.dtype.kind not in "iu" or (len(ids) > 1 and not bool(np.all(ids[1:] >= ids[:-1]))):
+        known = pd.unique(ids[bought_by])
+        if refuse is not None and len(refuse):
+            known = known[~np.isin(known, refuse)]
+        return (known, *horizon_labels(known, ids, ts, amt, cut, horizon_days))
+    k = ids[bought_by]
+    known = k[np.r_[True, k[1:] != k[:-1]]] if len(k) else k
+    if refuse is not None and len(refuse):
+        known = known[~np.isin(known, refuse)]
+    end = cut + horizon_days * DAY_US
+    w = (ts > cut) & (ts <= end)
+    iw = ids[w]
+    pos = np.searchsorted(known, iw)
+    ok = pos < len(known)
+    ok[ok] = known[pos[ok]] == iw[ok]
+    pos, a = pos[ok], amt[w][ok]
+    buys = np.bincount(pos, weights=a > 0, minlength=len(known))
+    return known, buys > 0, np.bincount(pos, weights=a, minlength=len(known))
