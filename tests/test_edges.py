@@ -746,8 +746,8 @@ def test_an_emptied_store_keeps_its_string_id_type(tmp_path, cluster_yaml, pseud
     cfg = job(tmp_path, {"transactions": {"path": "tx"}})
     assert main(["ingest", str(cfg), "--cluster", cluster_yaml, "--quiet"]) == 0
     out = tmp_path / "out"
-    parts = id_files(out, ["store"])  # 3 customers, 8 buckets: files of no row too
-    assert len(parts) == 8 and sum(n for _t, n in parts.values()) == 12, parts
+    parts = id_files(out, ["store"])  # 3 customers, 4 buckets: files of no row too
+    assert len(parts) == 4 and sum(n for _t, n in parts.values()) == 12, parts
     assert {t for t, _n in parts.values()} == {"string"}, parts
     erase_everyone(cfg, STRING_IDS[:3], cluster_yaml)
     parts = id_files(out, ["store"])

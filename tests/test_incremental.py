@@ -12,7 +12,7 @@ import yaml
 
 from bigseg.config import load_run_config
 from bigseg.features import bucket_frames, to_us
-from bigseg.store import ingest, open_store
+from bigseg.store import buckets, ingest, open_store
 from bigseg.testing.outputs import committed
 
 
@@ -98,6 +98,46 @@ def test_a_changed_file_triggers_a_full_rebuild(tmp_path, local_client):
     st = ingest(cfg, local_client)
     assert st.manifest["last_ingest"]["mode"] == "full"
     assert st.manifest["tables"]["transactions"]["rows"] == 300
+
+
+def test_a_store_that_outgrows_its_buckets_is_rebuilt_with_more(
+    tmp_path, local_client, monkeypatch
+):
+    d = tmp_path / "tx"
+    d.mkdir()
+    _tx(np.arange(1, 400), 0, 4000, 0).to_parquet(d / "a.parquet")
+    (tmp_path / "job.yaml").write_text(
+        yaml.safe_dump({"data": {"transactions": {"path": "tx"}}, "output": "out"})
+    )
+    cfg = load_run_config(tmp_path / "job.yaml")
+    first = ingest(cfg, local_client)
+    assert first.n_buckets == 4  # a small input on 2 workers
+    # the input is now 3 buckets' worth: still 4, nothing new, nothing rebuilt
+    monkeypatch.setattr(buckets, "BUCKET_INPUT_BYTES", (d / "a.parquet").stat().st_size // 3)
+    assert ingest(cfg, local_client).manifest == first.manifest
+    # a second file as large: ~6 buckets' worth wants 8, twice the store's count
+    _tx(np.arange(1, 600), 200, 4000, 1).to_parquet(d / "b.parquet")
+    grown = ingest(cfg, local_client)
+    assert grown.n_buckets == 8 and grown.manifest["last_ingest"]["mode"] == "full"
+    assert grown.manifest["tables"]["transactions"]["rows"] == 8000
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    (fresh / "job.yaml").write_text(
+        yaml.safe_dump(
+            {"data": {"transactions": {"path": str(d)}}, "store": {"buckets": 8}, "output": "out"}
+        )
+    )
+    full = ingest(load_run_config(fresh / "job.yaml"), local_client)
+    for k in range(8):
+        pd.testing.assert_frame_equal(
+            grown.read_bucket("transactions", k).to_pandas(),
+            full.read_bucket("transactions", k).to_pandas(),
+        )
+    # wanting fewer again never shrinks a store: a new file is appended incrementally
+    monkeypatch.undo()
+    _tx(np.array([7, 12]), 300, 20, 2).to_parquet(d / "c.parquet")
+    inc = ingest(cfg, local_client)
+    assert inc.n_buckets == 8 and inc.manifest["last_ingest"]["mode"] == "incremental"
 
 
 def test_features_at_a_cutoff_ignore_rows_ingested_later(tmp_path, local_client):

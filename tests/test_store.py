@@ -16,7 +16,7 @@ from bigseg.config import load_run_config
 from bigseg.errors import DataError, PublishError
 from bigseg.io.commit import publish_dir, recover
 from bigseg.store import ingest, open_store
-from bigseg.store.buckets import auto_buckets, bucket_of, hash_ids
+from bigseg.store.buckets import auto_buckets, bucket_of, hash_ids, outgrown
 from bigseg.store.validate import validate_inputs
 from bigseg.testing.outputs import committed, files
 
@@ -51,10 +51,17 @@ def test_hash_spreads_ids_evenly():
 
 
 def test_auto_buckets():
-    assert auto_buckets(0, 1) == 8
+    assert auto_buckets(0, 1) == 4
+    assert auto_buckets(0, 2) == 4
+    assert auto_buckets(300 * 2**20, 2) == 8  # 5 buckets' worth, rounded to a power of two
     assert auto_buckets(0, 16) == 32
     assert auto_buckets(10 * 2**30, 2) == 256  # 10 GiB of input: ~64 MiB per bucket
     assert auto_buckets(10**15, 2) == 4096
+
+
+def test_a_store_is_rebuilt_only_once_it_wants_twice_its_buckets():
+    assert not outgrown(4, 4) and not outgrown(8, 4)  # never shrunk
+    assert outgrown(4, 8) and outgrown(4, 16)
 
 
 def _job(tmp_path, data: dict, **extra) -> object:

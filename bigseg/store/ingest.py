@@ -21,7 +21,8 @@ ingest refuses to run without it rather than let erased customers back in.
 modification time) are not read again. New files are split and merged into *new* part
 files of the buckets they touch; the committed files of untouched buckets are carried
 by reference (the new commit lists them; no copy, no rewrite). If an
-ingested file changed or disappeared, or the column mapping or pseudonymisation changed,
+ingested file changed or disappeared, the column mapping or pseudonymisation changed, or
+the store outgrew its automatic bucket count (:func:`bigseg.store.buckets.outgrown`),
 the store is rebuilt from scratch.
 
 Everything is written under the run's own prefix (``runs/<run_id>/store``,
@@ -55,7 +56,7 @@ from bigseg.progress import gather
 from bigseg.schema import DERIVED, SCHEMAS
 from bigseg.store import erasure, rules
 from bigseg.store import manifest as record
-from bigseg.store.buckets import auto_buckets
+from bigseg.store.buckets import auto_buckets, outgrown
 from bigseg.store.reader import InputFile, list_inputs
 from bigseg.store.split import PART_SUFFIX, SRC_ROW, _split_file
 from bigseg.store.store import MANIFEST, Store, bucket_dirname, open_store
@@ -185,9 +186,10 @@ def plan_inputs(cfg: RunConfig) -> dict[str, list[InputFile]]:
 
 
 def _previous(
-    cfg: RunConfig, output: Output, inputs: dict, key_fp: str | None
+    cfg: RunConfig, output: Output, inputs: dict, key_fp: str | None, want: int | None
 ) -> tuple[Store | None, str]:
-    """The store to extend incrementally, or (None, why it is rebuilt)."""
+    """The store to extend incrementally, or (None, why it is rebuilt). ``want``: the
+    automatic bucket count for these inputs on this cluster (None: a fixed count)."""
     try:
         old = open_store(output)
     except DataError:
@@ -199,6 +201,8 @@ def _previous(
         return None, "the pseudonymisation key changed"
     if cfg.store.buckets != "auto" and int(cfg.store.buckets) != old.n_buckets:
         return None, f"store.buckets changed ({old.n_buckets} -> {cfg.store.buckets})"
+    if want is not None and outgrown(old.n_buckets, want):
+        return None, f"the store outgrew its {old.n_buckets} buckets ({want} now)"
     now = {f.path: f.fingerprint() for fs in inputs.values() for f in fs}
     for fp in m.get("inputs", []):
         if now.get(fp["path"]) != fp:
@@ -308,7 +312,8 @@ def ingest(cfg: RunConfig, client, output: Output | None = None, inputs=None) ->
             return ingest(cfg, client, out, inputs)
     inputs = plan_inputs(cfg) if inputs is None else inputs
     key_fp = privacy.key_fingerprint(privacy.key_from_env()) if cfg.privacy.pseudonymize else None
-    old, why = _previous(cfg, output, inputs, key_fp)
+    want = _auto_buckets(cfg, inputs, client)
+    old, why = _previous(cfg, output, inputs, key_fp, want)
     known = {fp["path"] for fp in old.manifest["inputs"]} if old else set()
     new = {t: [f for f in fs if f.path not in known] for t, fs in inputs.items()}
     n_files = sum(len(fs) for fs in new.values())
@@ -318,7 +323,7 @@ def ingest(cfg: RunConfig, client, output: Output | None = None, inputs=None) ->
     log.info(
         "ingest: %d new file(s); %s", n_files, "incremental" if old else f"full rebuild ({why})"
     )
-    n_buckets = old.n_buckets if old else _choose_buckets(cfg, output, inputs, client)
+    n_buckets = old.n_buckets if old else _choose_buckets(cfg, output, want)
     _build(cfg, client, output, old, inputs, new, key_fp, n_buckets)
     store = open_store(output)
     log.info("store written: %s", {t: v["rows"] for t, v in store.manifest["tables"].items()})
@@ -383,16 +388,25 @@ def _record(output: Output, old, name: str, written) -> None:
     output.put_files(name, [*carried, *mine], prefix=output.need(name).get("prefix", ""))
 
 
-def _choose_buckets(cfg: RunConfig, output: Output, inputs, client) -> int:
+def _auto_buckets(cfg: RunConfig, inputs, client) -> int | None:
+    """The automatic bucket count for ``inputs`` on this cluster; None if configured."""
     if cfg.store.buckets != "auto":
-        return int(cfg.store.buckets)
-    try:  # keep the bucket count of an existing store: later stages rely on it
-        return open_store(output).n_buckets
-    except DataError:
-        pass
+        return None
     total = sum(f.size for fs in inputs.values() for f in fs)
     n_workers = len(client.scheduler_info().get("workers", {})) or 1
     return auto_buckets(total, n_workers)
+
+
+def _choose_buckets(cfg: RunConfig, output: Output, want: int | None) -> int:
+    """The bucket count of a rebuilt store: the configured one, else the existing
+    store's unless it is outgrown (a rebuild for another reason keeps it), else ``want``."""
+    if want is None:
+        return int(cfg.store.buckets)
+    try:
+        current = open_store(output).n_buckets
+    except DataError:
+        return want
+    return want if outgrown(current, want) else current
 
 
 __all__ = ["ingest", "plan_inputs", "QUARANTINE"]
