@@ -85,19 +85,23 @@ def fit(
     the facts of their customers, and keep ids and names of the segments that continue ``prev``.
     Writes the segmenter into the pending model version ``writer``; returns it and the
     ``segmentation`` report."""
-    cfg, seed, buckets = ctx.cfg, ctx.cfg.seed, list(fs.buckets)
+    cfg, seed, units = ctx.cfg, ctx.cfg.seed, _units(fs)
     feats = SEGMENT_FEATURES
     log_feats = sorted(SKEWED & set(feats))
-    parts = ctx.map_buckets(stasks.moments, buckets, "score", feats, log_feats, desc="preprocess")
-    pre = Preprocessor.fit_moments(feats, log_feats, parts)
+    parts = [ctx.submit(stasks.moments, f, "score", feats, log_feats, e) for f, e in units]
+    pre = Preprocessor.fit_moments(feats, log_feats, ctx.gather(parts, "preprocess"))
     frac = min(1.0, SAMPLE_ROWS / max(fs.n_score, 1))
     pop = ctx.gather(
-        [ctx.submit(stasks.sample_rows, f, "score", k, frac, seed) for k, f in enumerate(buckets)],
+        [
+            ctx.submit(stasks.sample_rows, f, "score", k, frac, seed, e)
+            for k, (f, e) in enumerate(units)
+        ],
         "sample",
     )
     pop = pd.concat(pop, ignore_index=True)
+    scale = pre.to_dict()
     blocks = Blocks(
-        ctx.map_buckets(stasks.x_block, buckets, "score", pre.to_dict(), ctx.backend.name),
+        [ctx.submit(stasks.x_block, f, "score", scale, ctx.backend.name, e) for f, e in units],
         ctx.client,
     )
     old_z = None
@@ -140,13 +144,21 @@ def fit(
     return fitted, {"segmentation": report}
 
 
+def _units(fs: FeatureSet) -> list:
+    """``(bucket's features, eighth)`` of each unit of :mod:`bigseg.segment.tasks`."""
+    return [(fs.buckets[b], e) for b, e in stasks.units(len(fs.buckets))]
+
+
 def _name(ctx: RunContext, fs: FeatureSet, seg: FittedSegmenter, k: int) -> list[dict]:
     """Name each of the ``k`` segments of ``seg`` (fitted, not yet named) from its facts,
     measured on a sample of every bucket (:mod:`bigseg.segment.facts`). Returns per
     segment ``{"name", "name_rule", "facts"}``; the noise segment of a density method is
     "Unusual customers" whatever its facts."""
     frac = min(1.0, NAMING_ROWS / max(fs.n_score, 1))
-    futs = [ctx.submit(fact_rows, f, seg, b, frac, ctx.cfg.seed) for b, f in enumerate(fs.buckets)]
+    futs = [
+        ctx.submit(fact_rows, f, seg, k, frac, ctx.cfg.seed, e)
+        for k, (f, e) in enumerate(_units(fs))
+    ]
     facts = segment_facts(pd.concat(ctx.gather(futs, "segment facts")), k, ctx.cfg.horizon_days)
     names, rules = name_segments(facts)
     if "noise_segment" in seg.meta:

@@ -16,19 +16,20 @@ import pandas as pd
 
 from bigseg.features.bucket import BucketFeatures
 from bigseg.segment.fitted import FittedSegmenter
+from bigseg.segment.tasks import unit_frame
 
 #: customers sampled over all buckets to measure the facts
 NAMING_ROWS = 200_000
 
 
 def fact_rows(
-    res: BucketFeatures, seg: FittedSegmenter, k: int, fraction: float, seed: int
+    res: BucketFeatures, seg: FittedSegmenter, k: int, fraction: float, seed: int, eighth=None
 ) -> pd.DataFrame:
-    """One bucket's sample: ``segment`` (position, not id), ``tenure_days``,
+    """The sample of one unit ``k`` (:mod:`bigseg.segment.tasks`: a bucket or its ``eighth``): ``segment`` (position, not id), ``tenure_days``,
     ``recency_days``, ``frequency``, ``spend_per_year`` and ``churn`` (1.0/0.0 for the
     customers of the train cutoff's frame, NaN for the others or without that cutoff:
     beyond ``max_backtest_rows`` customers that frame holds a stable sample of them)."""
-    df = res.frame("score")
+    df = unit_frame(res, "score", eighth)
     if fraction < 1:
         df = df[np.random.default_rng([seed, k, 1]).random(len(df)) < fraction]
     out = pd.DataFrame(
