@@ -325,3 +325,45 @@ def test_manifest_records_inputs(local_client, tmp_path):
     store = ingest(_job(tmp_path, {"transactions": {"path": "t.parquet"}}), local_client)
     m = committed(tmp_path / "out").read_json("store", "_manifest.json")
     assert m["inputs"][0]["path"].endswith("t.parquet") and m == store.manifest
+
+
+def test_categorical_text_stays_text_through_dictionary_encoded_ingest(local_client, tmp_path):
+    """Parquet inputs' categorical columns are read dictionary-encoded and kept so into
+    the store's files (:data:`bigseg.schema.CATEGORICAL`); each row group brings its own
+    dictionary. The store still holds text, equal to the input's, with the category
+    rule and duplicate detection working on the encoded columns (a CSV input's text is
+    encoded by merge: ``test_hive_partitions_and_csv_formats``)."""
+    (tmp_path / "tx").mkdir()
+    rng = np.random.default_rng(3)
+    n = 3000
+    df = _tx(n, 400, seed=3)
+    df["channel"] = rng.choice(["web", "app", "store"], n)
+    df["category"] = rng.choice(["books", "garden", "toys", "music"], n)
+    df.loc[:499, "channel"] = "app"  # the first row group's dictionary starts elsewhere
+    df.loc[7, "channel"] = "fax"  # not a known channel: quarantined
+    rows = pd.concat([df, df.iloc[[11]]])  # a row again, in another row group: a duplicate
+    pq.write_table(pa.Table.from_pandas(rows, preserve_index=False), tmp_path / "tx" / "a.parquet",
+                   row_group_size=500)  # fmt: skip
+    cfg = _job(
+        tmp_path,
+        {"transactions": {"path": "tx"}},
+        store={"buckets": 4},
+        validation={"categories": {"transactions": {"channel": ["web", "app", "store"]}}},
+    )
+    store = ingest(cfg, local_client)
+    assert store.manifest["tables"]["transactions"]["schema"]["channel"] == "string"
+    assert store.manifest["quarantine"]["transactions"] == {
+        "channel: unknown category": 1,
+        "duplicate row": 1,
+    }
+    got = []
+    for k in range(4):
+        t = store.read_bucket("transactions", k)
+        assert t.schema.field("channel").type == pa.string()
+        assert t.schema.field("category").type == pa.string()
+        got.append(t.to_pandas())
+    got = pd.concat(got)
+    keys = ["customer_id", "timestamp", "amount", "channel", "category"]
+    want = df.drop(index=7)[keys].sort_values(keys).reset_index(drop=True)
+    back = got[keys].sort_values(keys).reset_index(drop=True)
+    pd.testing.assert_frame_equal(back, want, check_dtype=False)

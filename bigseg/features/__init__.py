@@ -34,7 +34,7 @@ from bigseg.features.rfm import (
     known_with_labels,
     rfm_features,
 )
-from bigseg.schema import SENTIMENT
+from bigseg.schema import CATEGORICAL, SENTIMENT
 from bigseg.store import Store
 
 __all__ = ["FEATURES", "FEATURE_NAMES", "SKEWED", "bucket_frames", "describe", "to_us"]
@@ -157,14 +157,10 @@ def _sentiment(reviews: pa.Table) -> np.ndarray:
     return scores
 
 
-#: categorical string columns the features factorise, read dictionary-encoded
-_CATEGORICAL = {"transactions": ("channel", "category"), "events": ("channel", "event_type")}
-
-
 def _read(store: Store, table: str, k: int) -> pa.Table | None:
     if not store.has(table):
         return None
-    return store.read_bucket(table, k, dictionary=_CATEGORICAL.get(table, ()))
+    return store.read_bucket(table, k, dictionary=CATEGORICAL.get(table, ()))
 
 
 def bucket_frames(
@@ -198,8 +194,8 @@ def bucket_frames(
     amt = tx.column("amount").to_numpy(zero_copy_only=False).astype(np.float64)
     events, campaigns, reviews = (_read(store, t, k) for t in ("events", "campaigns", "reviews"))
     # categorical strings encoded once for all cutoffs (features compare small codes)
-    tx = behaviour.encode_strings(tx, _CATEGORICAL["transactions"])
-    events = behaviour.encode_strings(events, _CATEGORICAL["events"])
+    tx = behaviour.encode_strings(tx, CATEGORICAL["transactions"])
+    events = behaviour.encode_strings(events, CATEGORICAL["events"])
     scores = None
     if reviews is not None and reviews.num_rows:
         scores = _sentiment(reviews)

@@ -98,10 +98,13 @@ def read_parquet_metadata(path: Location) -> pq.FileMetaData:
     return pq.read_metadata(_where(path)["path"])
 
 
-def open_parquet(path: Location) -> pq.ParquetFile:
-    """A Parquet file for streaming reads (``iter_batches``)."""
+def open_parquet(path: Location, dictionary=None, metadata=None) -> pq.ParquetFile:
+    """A Parquet file for streaming reads (``iter_batches``); the columns ``dictionary``
+    read dictionary-encoded (``metadata``: its footer, when already read)."""
     w = _where(path)
-    return pq.ParquetFile(w["path"], filesystem=w["filesystem"])
+    return pq.ParquetFile(
+        w["path"], filesystem=w["filesystem"], read_dictionary=dictionary, metadata=metadata
+    )
 
 
 def write_parquet(path: Location, table: pa.Table, **options) -> None:
@@ -143,19 +146,23 @@ def write_parquet_atomic(path: Location, table: pa.Table, **options) -> None:
 
 
 # -- Arrow IPC -------------------------------------------------------------------------------
-def arrow_writer(path: Location, schema: pa.Schema, options=None) -> pa.ipc.RecordBatchFileWriter:
-    """A streaming Arrow IPC file writer at ``path`` (in a staging directory)."""
+def arrow_writer(path: Location, schema: pa.Schema, options=None, stream: bool = False):
+    """A streaming Arrow IPC writer at ``path`` (in a staging directory): the file
+    format, or with ``stream`` the stream format (which, unlike a file, may replace a
+    column's dictionary from one batch to the next)."""
     if is_object(path):
-        return _ClosingWriter(_open_out(path), schema, options)
-    return pa.ipc.new_file(str(path), schema, options=options)
+        return _ClosingWriter(_open_out(path), schema, options, stream)
+    new = pa.ipc.new_stream if stream else pa.ipc.new_file
+    return new(str(path), schema, options=options)
 
 
 class _ClosingWriter:
     """An IPC file writer that also closes the stream it writes to (an upload)."""
 
-    def __init__(self, sink, schema, options):
+    def __init__(self, sink, schema, options, stream: bool = False):
         self.sink = sink
-        self.writer = pa.ipc.new_file(sink, schema, options=options)
+        new = pa.ipc.new_stream if stream else pa.ipc.new_file
+        self.writer = new(sink, schema, options=options)
 
     def write(self, batch) -> None:
         self.writer.write(batch)
@@ -177,10 +184,11 @@ class _ClosingWriter:
         self.close()
 
 
-def read_arrow(path: Location, columns: list[str] | None = None) -> pa.Table:
-    """An Arrow IPC file, memory-mapped (optionally only ``columns``)."""
+def read_arrow(path: Location, columns: list[str] | None = None, stream: bool = False) -> pa.Table:
+    """An Arrow IPC file (``stream``: in the stream format), memory-mapped (optionally
+    only ``columns``)."""
     with _open_in(path) as src:
-        t = pa.ipc.open_file(src).read_all()
+        t = (pa.ipc.open_stream if stream else pa.ipc.open_file)(src).read_all()
     return t.select(columns) if columns is not None else t
 
 

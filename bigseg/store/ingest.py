@@ -58,7 +58,7 @@ from bigseg.store import erasure, rules
 from bigseg.store import manifest as record
 from bigseg.store.buckets import auto_buckets, outgrown
 from bigseg.store.reader import InputFile, list_inputs
-from bigseg.store.split import PART_SUFFIX, SRC_ROW, _split_file
+from bigseg.store.split import PART_SUFFIX, SRC_ROW, _split_file, encoded
 from bigseg.store.store import MANIFEST, Store, bucket_dirname, open_store
 
 log = logging.getLogger(__name__)
@@ -79,13 +79,16 @@ def _merge_bucket(
     """Sort bucket ``k`` of ``table``: the split parts of the input files ``sources``
     (no listing), duplicates to quarantine, one new part file. ``carried``: the bucket
     keeps committed files of earlier ingests (an empty new part is then not needed)."""
-    schema = pa.ipc.read_schema(pa.py_buffer(schema_bytes)).append(pa.field(SRC_ROW, pa.int64()))
+    unified = pa.ipc.read_schema(pa.py_buffer(schema_bytes))
+    # the categorical text stays dictionary-encoded through the sort and into the
+    # Parquet writer (a part from a CSV input is encoded here)
+    schema = encoded(unified, table).append(pa.field(SRC_ROW, pa.int64()))
     d = as_path(parts) / table / f"b{k:05d}"
     sources = sorted(sources)
     files = [d / f"f{i:06d}{PART_SUFFIX}" for i in sources]
     pieces = []
     for p in files:
-        t = tables.read_arrow(p)
+        t = tables.read_arrow(p, stream=True)
         if not t.schema.equals(schema):
             for field in schema:
                 if field.name not in t.column_names:
@@ -126,6 +129,9 @@ def _merge_bucket(
             # min/max only of the sort keys (what a reader can skip row groups by):
             # those of every column took 17-20% of the write (300k store, measured)
             write_statistics=[name for name, _ in keys],
+            # no Arrow schema in the file: its text columns read back as text, not as
+            # the dictionaries they were written from (the Parquet types say the rest)
+            store_schema=False,
             **store_encodings(t.schema),
         )
     for p in files:

@@ -27,7 +27,7 @@ from bigseg.config import TableConfig
 from bigseg.errors import BigsegError, ConfigError, DataError, StorageError
 from bigseg.io import delta, tables
 from bigseg.io.storage import FileInfo, is_remote, local_path, storage_for
-from bigseg.schema import ID, SCHEMAS
+from bigseg.schema import CATEGORICAL, ID, SCHEMAS
 from bigseg.store import coerce, formats, rules
 
 BATCH_ROWS = 256 * 1024
@@ -188,7 +188,11 @@ def _open_source_batches(f, src, header_src, tc, wanted):
             raise DataError(f"{f.path}: cannot read as Parquet ({type(e).__name__}: {e})") from None
         names = pf.schema_arrow.names
         present = [c for c in wanted if c in names]
+        src_of = _source_names(f.table, tc)
+        dictionary = [src_of[c] for c in CATEGORICAL.get(f.table, ()) if src_of[c] in present]
         try:
+            if dictionary:
+                pf = tables.open_parquet(src, dictionary, pf.metadata)
             for b in pf.iter_batches(batch_size=BATCH_ROWS, columns=present):
                 yield b, names
         except Exception as e:  # noqa: BLE001
@@ -237,6 +241,10 @@ def _missing(table: str, canon: str, s: str, f: InputFile, names: list[str]) -> 
     )
 
 
+def _dictionary_of_strings(t: pa.DataType) -> bool:
+    return pa.types.is_dictionary(t) and pa.types.is_string(t.value_type)
+
+
 def coerce_batch(
     table: str,
     batch: pa.RecordBatch,
@@ -279,6 +287,8 @@ def coerce_batch(
             elif target == pa.timestamp("us"):
                 fmt = tc.csv.timestamp_format if f.format == "csv" else None
                 arr = coerce.timestamps(arr, fmt, canon, r)
+            elif target == pa.string() and _dictionary_of_strings(arr.type):
+                pass  # kept dictionary-encoded (schema.CATEGORICAL); its values are text
             elif pa.types.is_string(arr.type) and not pa.types.is_string(target):
                 dec = tc.csv.decimal if f.format == "csv" else "."
                 arr = rules.parse_strings(arr, target, canon, r, dec)

@@ -152,7 +152,8 @@ def check_values(
     for name, values in vocab.items():
         if name in cols:
             arr = cols[name]
-            known = pc.is_in(arr, value_set=pa.array(list(values), arr.type))
+            kind = arr.type.value_type if pa.types.is_dictionary(arr.type) else arr.type
+            known = pc.is_in(arr, value_set=pa.array(list(values), kind))
             # is_in says false for a null: a missing value is no unknown category
             r.mark_where(pc.and_(pc.invert(known), pc.is_valid(arr)), f"{name}: unknown category")
 

@@ -17,7 +17,7 @@ from bigseg.config import TableConfig
 from bigseg.io import tables
 from bigseg.io.layout import QUARANTINE
 from bigseg.io.storage import as_path
-from bigseg.schema import SCHEMAS, SENTIMENT
+from bigseg.schema import CATEGORICAL, SCHEMAS, SENTIMENT
 from bigseg.sentiment import sentiment_scores
 from bigseg.store import erasure
 from bigseg.store.buckets import bucket_of
@@ -135,9 +135,10 @@ class _Split:
                 # this task stops here instead of re-creating it
                 d.mkdir(exist_ok=True)
                 # intermediate part: Arrow IPC (no encoding or compression to pay
-                # for, read back memory-mapped by merge), removed by merge
+                # for, read back memory-mapped by merge), removed by merge; a stream,
+                # since each batch of a categorical column brings its own dictionary
                 part = d / f"f{self.idx:06d}{PART_SUFFIX}"
-                w = self.writers[k] = tables.arrow_writer(part, self.schema)
+                w = self.writers[k] = tables.arrow_writer(part, self.schema, stream=True)
             w.write_table(t.slice(s, e - s))
             self.counts[k] += e - s
 
@@ -159,7 +160,9 @@ class _Split:
             "id_type": None if schema is None else str(schema.field("customer_id").type),
             "raw_id_type": self.raw_id_type,
             "erased_skipped": self.skipped,
-            "schema": None if schema is None else _drop_src(schema).serialize().to_pybytes(),
+            "schema": None
+            if schema is None
+            else logical(_drop_src(schema)).serialize().to_pybytes(),
         }
 
 
@@ -201,3 +204,25 @@ def _split_file(
 
 def _drop_src(schema: pa.Schema) -> pa.Schema:
     return pa.schema([f for f in schema if f.name != SRC_ROW])
+
+
+def logical(schema: pa.Schema) -> pa.Schema:
+    """``schema`` with its dictionary-encoded columns as their values' type: what the
+    store's manifest and readers see (the encoding is the Parquet file's business)."""
+    return pa.schema(
+        [f.with_type(f.type.value_type) if pa.types.is_dictionary(f.type) else f for f in schema]
+    )
+
+
+def encoded(schema: pa.Schema, table: str) -> pa.Schema:
+    """``schema`` with the text columns of :data:`bigseg.schema.CATEGORICAL` dictionary-
+    encoded, as split writes them from Parquet inputs (the inverse of :func:`logical`)."""
+    cats = set(CATEGORICAL.get(table, ()))
+    return pa.schema(
+        [
+            f.with_type(pa.dictionary(pa.int32(), f.type))
+            if f.name in cats and pa.types.is_string(f.type)
+            else f
+            for f in schema
+        ]
+    )
