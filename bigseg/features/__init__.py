@@ -299,41 +299,14 @@ def cached_bucket_frames(
     vocab: dict[str, list[str]] | None = None,
     thin: dict[str, float] | None = None,
     seed: int = 0,
-    write: bool = True,
 ) -> BucketFeatures:
     """:func:`bucket_frames` through the per-bucket cache under ``output/cache/features``
     (:mod:`bigseg.features.cache`): recomputed only when the bucket's store files or what
     is asked changed. The result also says ``"cached"``: True when it came from the
-    cache. ``write`` False: a computed result is stored by :func:`store_cached_frames`."""
+    cache."""
     from bigseg.features import cache
 
-    args = (cutoffs, labelled, horizon_days, require_consent, vocab, thin, seed)
-    return BucketFeatures.of(
-        cache.cached(
-            output, store, k, _cache_request(*args), lambda: bucket_frames(store, k, *args), write
-        )
-    )
-
-
-def store_cached_frames(res: BucketFeatures, output: str, store: Store, k: int, *args) -> None:
-    """Store bucket ``k``'s computed frames in the feature cache (``args``: those of
-    :func:`cached_bucket_frames` after ``k``). A task of its own, so that the pipeline
-    runs it when a worker would otherwise idle (1M customers: 0.11 s a bucket, 0.9 s of
-    the features stage's wall when written inline; measured). ``res`` is the bucket's
-    features after :func:`add_clv`, whose columns the cache does not hold (they follow
-    from fits over every bucket): the frames before them are not kept alive for this."""
-    from bigseg.features import cache
-
-    if res.cached:
-        return
-    frames = {n: f.drop(columns=list(CLV_FEATURES)) for n, f in res.frames.items()}
-    entry = {"frames": frames, "excluded": res.excluded, "thinned": res.thinned}
-    cache.store_entry(output, store, k, _cache_request(*args), entry)
-
-
-def _cache_request(cutoffs, labelled, horizon_days, require_consent, vocab, thin, seed) -> dict:
-    """What a bucket's cached frames were computed for (part of the entry's key)."""
-    return {
+    what = {
         "cutoffs": cutoffs,
         "labelled": sorted(set(labelled) & set(cutoffs)),
         "horizon_days": horizon_days,
@@ -341,6 +314,17 @@ def _cache_request(cutoffs, labelled, horizon_days, require_consent, vocab, thin
         "vocab": vocab or {},
         **({"thin": thin, "seed": seed} if thin else {}),
     }
+    return BucketFeatures.of(
+        cache.cached(
+            output,
+            store,
+            k,
+            what,
+            lambda: bucket_frames(
+                store, k, cutoffs, labelled, horizon_days, require_consent, vocab, thin, seed
+            ),
+        )
+    )
 
 
 def clv_sample(res: BucketFeatures, k: int, fraction: float, seed: int) -> dict[str, pd.DataFrame]:

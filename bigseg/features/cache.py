@@ -119,13 +119,9 @@ def _plain(v):
     raise TypeError(f"not JSON serialisable: {type(v).__name__}")
 
 
-def cached(
-    output: str | Path, store: Store, k: int, what: dict, compute, write: bool = True
-) -> dict:
+def cached(output: str | Path, store: Store, k: int, what: dict, compute) -> dict:
     """``compute()`` for bucket ``k``, or its cached result when neither the bucket's data
-    nor ``what`` changed since it was stored. The result gets ``"cached": bool``. A
-    computed result is stored unless ``write`` is False (then :func:`store_entry` does,
-    later)."""
+    nor ``what`` changed since it was stored. The result gets ``"cached": bool``."""
     bucket_dir = cache_root(output) / bucket_dirname(k)
     key = entry_key(store, k, what)
     if (bucket_dir / key).is_dir():
@@ -133,18 +129,11 @@ def cached(
         if hit is not None:
             return {**hit, "cached": True}
     res = compute()
-    if write:
-        store_entry(output, store, k, what, res)
-    return {**res, "cached": False}
-
-
-def store_entry(output: str | Path, store: Store, k: int, what: dict, res: dict) -> None:
-    """Store ``res`` (frames and their counts) as bucket ``k``'s entry for ``what``."""
-    bucket_dir = cache_root(output) / bucket_dirname(k)
     try:
-        _write_entry(output, bucket_dir, entry_key(store, k, what), res)
+        _write_entry(output, bucket_dir, key, res)
     except OSError as e:  # a full or read-only disk must not fail the run
         log.warning("feature cache for bucket %d not written: %s", k, e)
+    return {**res, "cached": False}
 
 
 def clear(output: str | Path) -> None:

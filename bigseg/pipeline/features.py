@@ -17,9 +17,6 @@ log = logging.getLogger(__name__)
 
 #: customers a run that segments and trains needs at least
 MIN_CUSTOMERS = 2
-#: Dask priority of the feature cache's writes: below every other task (0, the
-#: backtest's 1), so a worker writes only when it has nothing else to run
-CACHE_PRIORITY = -10
 
 
 def compute(ctx: RunContext) -> FeatureSet:
@@ -35,18 +32,20 @@ def compute(ctx: RunContext) -> FeatureSet:
         cuts = {"score": cuts["score"]}
     cfg = ctx.cfg
     thin = {} if ctx.score_only else _thin_rates(ctx, cuts)
-    request = (
-        cuts,
-        tuple(c for c in cuts if c != "score"),
-        cfg.horizon_days,
-        cfg.privacy.require_consent,
-        vocab,
-        thin,
-        cfg.seed,
-    )
-    out = ctx.output.path()
     futs = [
-        ctx.submit(feats_mod.cached_bucket_frames, out, store, k, *request, write=False)
+        ctx.submit(
+            feats_mod.cached_bucket_frames,
+            ctx.output.path(),
+            store,
+            k,
+            cuts,
+            tuple(c for c in cuts if c != "score"),
+            cfg.horizon_days,
+            cfg.privacy.require_consent,
+            vocab,
+            thin,
+            cfg.seed,
+        )
         for k in range(n)
     ]
     sizes = ctx.map_buckets(ftasks.n_rows, futs, "score", desc="features", bar=True)
@@ -91,32 +90,7 @@ def compute(ctx: RunContext) -> FeatureSet:
         "sampled_frames": {c: round(q, 6) for c, q in thin.items()},
         "clv": clv,
     }
-    computed = tuple(k for k, hit in enumerate(hits) if not hit)
-    return FeatureSet(
-        tuple(futs), tuple(model_features), vocab, clv, int(sum(sizes)), report, thin,
-        (computed, request),
-    )  # fmt: skip
-
-
-def store_cache(ctx: RunContext, fs: FeatureSet) -> list:
-    """Submit the feature cache's entries of the buckets ``fs`` computed (not read from
-    the cache) at :data:`CACHE_PRIORITY`; returns their futures. Kept out of the
-    features stage's own tasks: the run submits them when the workers have other work
-    to fill the gaps with (:meth:`bigseg.pipeline.run.Run._store_cache`)."""
-    computed, request = fs.uncached
-    out = ctx.output.path()
-    return [
-        ctx.submit(
-            feats_mod.store_cached_frames,
-            fs.buckets[k],
-            out,
-            ctx.store,
-            k,
-            *request,
-            priority=CACHE_PRIORITY,
-        )
-        for k in computed
-    ]
+    return FeatureSet(tuple(futs), tuple(model_features), vocab, clv, int(sum(sizes)), report, thin)
 
 
 def _thin_rates(ctx: RunContext, cuts: dict[str, int]) -> dict[str, float]:

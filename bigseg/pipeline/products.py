@@ -22,9 +22,7 @@ class FeatureSet:
     allowed); ``vocab`` the categorical vocabularies; ``clv`` the BG/NBD and
     Gamma-Gamma fits per cutoff; ``n_score`` the customers at ``as_of``; ``report`` what
     ``metrics.json`` says about them; ``rates`` the share of the customers a cutoff's
-    frames hold, where below 1 (:func:`bigseg.pipeline.sampling.thin_rates`);
-    ``uncached`` the buckets computed rather than read from the feature cache, and what
-    they were computed for (:func:`bigseg.pipeline.features.store_cache`).
+    frames hold, where below 1 (:func:`bigseg.pipeline.sampling.thin_rates`).
     """
 
     buckets: tuple
@@ -34,7 +32,6 @@ class FeatureSet:
     n_score: int
     report: Mapping
     rates: Mapping[str, float] = field(default_factory=dict)
-    uncached: tuple = ((), ())
 
     def rate(self, cutoff: str) -> float:
         """The share of ``cutoff``'s customers its frames hold."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import time
 
 from bigseg.backend import Backend
@@ -12,7 +11,6 @@ from bigseg.pipeline import features, score, segment, train
 from bigseg.pipeline.context import RunContext
 from bigseg.pipeline.products import FeatureSet, FittedSegmenter, ServingModels
 from bigseg.pipeline.record import Recorder
-from bigseg.progress import gather
 from bigseg.registry import VersionWriter
 from bigseg.store import ingest
 from bigseg.store.lock import finish
@@ -46,8 +44,6 @@ class Run:
         self._writer: VersionWriter | None = None
         #: this run trained the models that score (drift is then no retrain reason)
         self._trained = False
-        #: futures of the feature cache's writes (:meth:`_store_cache`)
-        self._cache_writes: list = []
 
     # -- products, made on first use ---------------------------------------------------
     def context(self) -> RunContext:
@@ -63,24 +59,6 @@ class Run:
             if self._ctx.as_of_from_data:
                 self.rec.add({"as_of": str(self._ctx.as_of)})
         return self._ctx
-
-    def _store_cache(self) -> None:
-        """The cache entries of the features this run computed, submitted at the lowest
-        priority as the score stage starts: its per-bucket tasks keep the workers busy,
-        and the workers that finish first write them. Submitted during the features or
-        segment stage, the writes took the workers between two of the stage's short
-        tasks and held up the next (1M customers: features 8.0 -> 7.45 s, segment
-        1.25 -> 2.0 s; measured)."""
-        fs = self._features
-        if fs is not None and fs.uncached[0]:
-            self._cache_writes = features.store_cache(self.context(), fs)
-            self._features = dataclasses.replace(fs, uncached=((), ()))
-
-    def _settle(self) -> None:
-        """Wait for the feature cache's writes submitted by :meth:`_store_cache`."""
-        if self._cache_writes:
-            gather(self.client, self._cache_writes, "feature cache")
-            self._cache_writes = []
 
     def features(self) -> FeatureSet:
         if self._features is None:
@@ -149,9 +127,7 @@ class Run:
             ctx, fs = self.context(), self.features()
             seg, serving = self.segmenter(), self.serving()
             fresh = self._writer is not None
-            self._store_cache()  # written by the workers that finish their scores first
             self.rec.add(score.score(ctx, fs, seg, serving, fresh, self._trained))
-            self._settle()
 
     def _publish_segmenter(self) -> None:
         """A run that fitted a segmenter but trained no models (``bigseg segment``)
@@ -178,8 +154,6 @@ class Run:
                 self.rec.timings["total"] = round(time.perf_counter() - t0, 3)
                 self.rec.write_metrics()
             (steps[s] if s in steps else getattr(self, s))()
-        self._store_cache()  # a run without a score stage writes the cache at its end
-        self._settle()
         if "report" not in stages:
             self.rec.timings["total"] = round(time.perf_counter() - t0, 3)
         self._publish_segmenter()
