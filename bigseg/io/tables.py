@@ -157,7 +157,7 @@ def arrow_writer(path: Location, schema: pa.Schema, options=None, stream: bool =
 
 
 class _ClosingWriter:
-    """An IPC file writer that also closes the stream it writes to (an upload)."""
+    """An IPC writer that also closes the stream it writes to (an upload)."""
 
     def __init__(self, sink, schema, options, stream: bool = False):
         self.sink = sink
