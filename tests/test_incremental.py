@@ -71,28 +71,39 @@ def test_new_files_touch_only_their_buckets(tmp_path, local_client):
         keys = list(zip(t["customer_id"], t["timestamp"], strict=True))
         assert keys == sorted(keys)
     # the same result as a full ingest of both files
-    full_dir = tmp_path / "full"
-    full_dir.mkdir()
-    (full_dir / "job.yaml").write_text(
+    _assert_as_full_ingest(inc, d, tmp_path / "full", 16, local_client)
+
+
+def _assert_as_full_ingest(store, d, where, n_buckets: int, client) -> None:
+    """``store`` holds what a full ingest of the files in ``d`` into ``n_buckets``
+    buckets (a fresh output under ``where``) does, bucket by bucket."""
+    where.mkdir()
+    (where / "job.yaml").write_text(
         yaml.safe_dump(
-            {"data": {"transactions": {"path": str(d)}}, "store": {"buckets": 16}, "output": "out"}
+            {"data": {"transactions": {"path": str(d)}}, "store": {"buckets": n_buckets},
+             "output": "out"}
         )
-    )
-    full = ingest(load_run_config(full_dir / "job.yaml"), local_client)
-    for k in range(16):
-        a = inc.read_bucket("transactions", k).to_pandas()
+    )  # fmt: skip
+    full = ingest(load_run_config(where / "job.yaml"), client)
+    for k in range(n_buckets):
+        a = store.read_bucket("transactions", k).to_pandas()
         b = full.read_bucket("transactions", k).to_pandas()
         pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True))
 
 
-def test_a_changed_file_triggers_a_full_rebuild(tmp_path, local_client):
+def _one_file_job(tmp_path, n_ids: int, n_rows: int):
+    """``tx/a.parquet`` and a job ingesting ``tx`` with the automatic bucket count."""
     d = tmp_path / "tx"
     d.mkdir()
-    _tx(np.arange(1, 100), 0, 500, 0).to_parquet(d / "a.parquet")
+    _tx(np.arange(1, n_ids), 0, n_rows, 0).to_parquet(d / "a.parquet")
     (tmp_path / "job.yaml").write_text(
         yaml.safe_dump({"data": {"transactions": {"path": "tx"}}, "output": "out"})
     )
-    cfg = load_run_config(tmp_path / "job.yaml")
+    return d, load_run_config(tmp_path / "job.yaml")
+
+
+def test_a_changed_file_triggers_a_full_rebuild(tmp_path, local_client):
+    d, cfg = _one_file_job(tmp_path, 100, 500)
     ingest(cfg, local_client)
     _tx(np.arange(1, 100), 0, 300, 5).to_parquet(d / "a.parquet")  # rewritten in place
     st = ingest(cfg, local_client)
@@ -103,13 +114,7 @@ def test_a_changed_file_triggers_a_full_rebuild(tmp_path, local_client):
 def test_a_store_that_outgrows_its_buckets_is_rebuilt_with_more(
     tmp_path, local_client, monkeypatch
 ):
-    d = tmp_path / "tx"
-    d.mkdir()
-    _tx(np.arange(1, 400), 0, 4000, 0).to_parquet(d / "a.parquet")
-    (tmp_path / "job.yaml").write_text(
-        yaml.safe_dump({"data": {"transactions": {"path": "tx"}}, "output": "out"})
-    )
-    cfg = load_run_config(tmp_path / "job.yaml")
+    d, cfg = _one_file_job(tmp_path, 400, 4000)
     first = ingest(cfg, local_client)
     assert first.n_buckets == 4  # a small input on 2 workers
     # the input is now 3 buckets' worth: still 4, nothing new, nothing rebuilt
@@ -120,19 +125,7 @@ def test_a_store_that_outgrows_its_buckets_is_rebuilt_with_more(
     grown = ingest(cfg, local_client)
     assert grown.n_buckets == 8 and grown.manifest["last_ingest"]["mode"] == "full"
     assert grown.manifest["tables"]["transactions"]["rows"] == 8000
-    fresh = tmp_path / "fresh"
-    fresh.mkdir()
-    (fresh / "job.yaml").write_text(
-        yaml.safe_dump(
-            {"data": {"transactions": {"path": str(d)}}, "store": {"buckets": 8}, "output": "out"}
-        )
-    )
-    full = ingest(load_run_config(fresh / "job.yaml"), local_client)
-    for k in range(8):
-        pd.testing.assert_frame_equal(
-            grown.read_bucket("transactions", k).to_pandas(),
-            full.read_bucket("transactions", k).to_pandas(),
-        )
+    _assert_as_full_ingest(grown, d, tmp_path / "fresh", 8, local_client)
     # wanting fewer again never shrinks a store: a new file is appended incrementally
     monkeypatch.undo()
     _tx(np.array([7, 12]), 300, 20, 2).to_parquet(d / "c.parquet")
