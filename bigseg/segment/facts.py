@@ -25,8 +25,9 @@ NAMING_ROWS = 200_000
 def fact_rows(
     res: BucketFeatures, seg: FittedSegmenter, k: int, fraction: float, seed: int, eighth=None
 ) -> pd.DataFrame:
-    """The sample of one unit ``k`` (:mod:`bigseg.segment.tasks`: a bucket or its ``eighth``): ``segment`` (position, not id), ``tenure_days``,
-    ``recency_days``, ``frequency``, ``spend_per_year`` and ``churn`` (1.0/0.0 for the
+    """The sample of one unit ``k`` (:mod:`bigseg.segment.tasks`: a bucket, or its
+    ``eighth``): ``segment`` (position, not id), ``tenure_days``, ``recency_days``,
+    ``frequency``, ``spend_per_year`` and ``churn`` (1.0/0.0 for the
     customers of the train cutoff's frame, NaN for the others or without that cutoff:
     beyond ``max_backtest_rows`` customers that frame holds a stable sample of them)."""
     df = unit_frame(res, "score", eighth)

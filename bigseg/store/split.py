@@ -150,6 +150,7 @@ class _Split:
 
     def result(self) -> dict:
         schema = self.schema
+        stored = None if schema is None else logical(_drop_src(schema))
         return {
             "table": self.f.table,
             "path": self.f.path,
@@ -160,9 +161,7 @@ class _Split:
             "id_type": None if schema is None else str(schema.field("customer_id").type),
             "raw_id_type": self.raw_id_type,
             "erased_skipped": self.skipped,
-            "schema": None
-            if schema is None
-            else logical(_drop_src(schema)).serialize().to_pybytes(),
+            "schema": None if stored is None else stored.serialize().to_pybytes(),
         }
 
 
