@@ -75,7 +75,10 @@ def trained(tmp_path_factory, client):
 
 
 def worker_pids(client) -> dict[str, int]:
-    return client.run(os.getpid)
+    """The PIDs of the workers that answer. A worker SIGKILLed moments ago may still be
+    registered with the scheduler; it cannot answer, so it is left out rather than
+    failing the broadcast."""
+    return client.run(os.getpid, on_error="ignore")
 
 
 def hash_committed(out: Path, prefixes: tuple[str, ...] = ("",)) -> dict:
@@ -150,7 +153,8 @@ def test_worker_killed_during_scoring_gives_the_same_scores(trained, client, pha
     assert killer.killed_at is not None and killer.killed_at < done, (
         f"no {phase} task was killed while scoring ({done - t0:.2f}s): no fault injected"
     )
-    assert killer.pid not in worker_pids(client).values()  # it did die (and was replaced)
+    assert killer.pid not in worker_pids(client).values()  # it did die
+    wait_for_workers(client)  # and the nanny replaced it
     assert checksum(read_scores(cfg.output_dir)) == undisturbed
     print(
         f"{phase}: killed pid {killer.pid} {killer.killed_at - t0:.2f}s into scoring "
