@@ -133,6 +133,7 @@ def train(
         ctx.backend.xgboost_device,
         tuple(pcfg.search_max_depth or [pcfg.max_depth]),
         max(1, _host_threads(ctx.client) // (len(tgts) * len(windows))),
+        tuple(sorted(ctx.client.scheduler_info().get("workers", {}))),
     )
     submitted, predictions = _submit(ctx, fs, plan, stacks, sizes)
     if "backtest" in windows:
@@ -197,9 +198,10 @@ def _submit(ctx: RunContext, fs: FeatureSet, plan, stacks: dict, sizes: dict):
             f.update(refine(plan.ids))
             fits[t] = dict(f)
         frac = share_within(sizes["train"], pcfg.max_backtest_rows)
-        predictions = training.submit_backtest_rows(
-            c, buckets, rows["train"][: len(buckets)], "train", fits, frac
-        )
+        latest = rows["train"][: len(buckets)]
+        # evenly over the workers: where the matrices lie, Dask put 5 of 8 on one (1M)
+        where = ctx.placed(latest)
+        predictions = training.submit_backtest_rows(c, buckets, latest, "train", fits, frac, where)
     return submitted, predictions
 
 
