@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import operator
 
 import pandas as pd
 
@@ -203,7 +204,9 @@ def write(ctx: RunContext, fs: FeatureSet, seg: FittedSegmenter) -> dict:
         ServingModels(),
         ctx.cfg.prediction.drivers,
     )
-    new = ctx.map_buckets(_scores, scored)
+    # operator's, not a function of this module: a worker unpickling one would import
+    # the pipeline, and with it the estimators and scikit-learn (bigseg.segment.assign)
+    new = ctx.map_buckets(operator.getitem, scored, "scores")
     report = {
         "segment_migration": _migration(ctx, new),
         "projection": projection.compute(ctx.client, list(fs.buckets), new, seg.pre, ctx.cfg.seed),
@@ -216,10 +219,6 @@ def write(ctx: RunContext, fs: FeatureSet, seg: FittedSegmenter) -> dict:
         ctx.gather(futs, "write segments", bar=True)
     ctx.output.put("segments", ctx.layout.segments)
     return report
-
-
-def _scores(out: dict):
-    return out["scores"]
 
 
 def _migration(ctx: RunContext, new_scores: list) -> dict | None:

@@ -35,40 +35,11 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin
 
 from bigseg.backend import cuml_cluster, resolve
+from bigseg.segment.assign import _Assigner
 from bigseg.segment.base import check_fitted
 from bigseg.segment.blocks import as_blocks, block_shape, sample_block
 
 log = logging.getLogger(__name__)
-
-_CHUNK = 1 << 15
-
-
-class _Assigner:
-    """Nearest core point within its radius -> its label, else -1. Pickles to workers.
-
-    A k-d tree over the core points; the search is bounded by the largest radius (a
-    nearest point farther than that cannot be within its own radius), which makes
-    background rows cheap."""
-
-    def __init__(self, points: np.ndarray, labels: np.ndarray, radius: np.ndarray):
-        from scipy.spatial import cKDTree
-
-        self.labels = labels.astype(np.int32)
-        self.radius = radius.astype(np.float64)
-        self.bound = float(self.radius.max()) * (1 + 1e-9) if len(points) else 0.0
-        self.tree = cKDTree(points) if len(points) else None
-
-    def __call__(self, X: np.ndarray) -> np.ndarray:
-        out = np.full(X.shape[0], -1, dtype=np.int32)
-        if self.tree is None:
-            return out
-        for s in range(0, X.shape[0], _CHUNK):
-            x = np.asarray(X[s : s + _CHUNK], dtype=np.float64)
-            dist, idx = self.tree.query(x, k=1, distance_upper_bound=self.bound)
-            hit = np.flatnonzero(np.isfinite(dist))  # misses have dist inf, idx n
-            ok = hit[dist[hit] <= self.radius[idx[hit]]]
-            out[s + ok] = self.labels[idx[ok]]
-        return out
 
 
 def _assign_block(block, assigner: _Assigner, device: str, n_labels: int, with_labels: bool):

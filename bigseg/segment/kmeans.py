@@ -26,6 +26,7 @@ import numpy as np
 
 from bigseg.backend import resolve
 from bigseg.segment.blocks import Blocks, as_blocks, block_shape, sample_block
+from bigseg.segment.centers import _CentersModel
 from bigseg.segment.lloyd import (
     _CHUNK,
     _STEP,
@@ -35,7 +36,6 @@ from bigseg.segment.lloyd import (
     _block_labels,
     _block_moments,
     _block_stats,
-    _CentersModel,
     _check_init_name,
     _init_array,
     _lloyd_pass,

@@ -1,19 +1,16 @@
 """The Lloyd pass shared by the K-Means family: nearest centre, per-cluster sums and
-counts and inertia over one block, on NumPy (BLAS + a compiled numba loop) or CuPy; the
-per-block tasks built on it; and the use of fitted centres (:class:`_CentersModel`:
-predict, transform, score) that :class:`bigseg.segment.kmeans.KMeans` and
-:class:`bigseg.segment.minibatch.MiniBatchKMeans` share.
+counts and inertia over one block, on NumPy (BLAS + a compiled numba loop) or CuPy, and
+the per-block tasks built on it. No scikit-learn here: a worker assigning customers to
+fitted centres needs only this (:mod:`bigseg.segment.assign`); the estimators' use of
+fitted centres is :class:`bigseg.segment.centers._CentersModel`.
 """
 
 from __future__ import annotations
 
 import numba
 import numpy as np
-from sklearn.base import BaseEstimator, ClusterMixin
 
 from bigseg.backend import kernels, resolve
-from bigseg.segment.base import check_fitted
-from bigseg.segment.blocks import as_blocks
 
 _CHUNK = 1 << 16
 #: rows per chunk of the CPU pass: the chunk (128 KiB at d = 16) and its products stay in L2
@@ -177,32 +174,3 @@ def _init_array(init, k: int, d: int) -> np.ndarray:
     if C.shape != (k, d):
         raise ValueError(f"init has shape {C.shape}; expected ({k}, {d})")
     return C
-
-
-class _CentersModel(ClusterMixin, BaseEstimator):
-    """Use of fitted ``cluster_centers_``: nearest centre, distances, score."""
-
-    def predict(self, X):
-        """Nearest centre of each row, as NumPy labels (Dask input is gathered)."""
-        check_fitted(self, "cluster_centers_")
-        blocks, kind = as_blocks(X)
-        labs = blocks.map(_block_labels, self.cluster_centers_, resolve(self.device).name)
-        return np.concatenate(labs) if labs else np.zeros(0, np.int32)
-
-    def fit_predict(self, X, y=None):
-        return self.fit(X).predict(X)
-
-    def transform(self, X) -> np.ndarray:
-        """Distances of each row to every centre."""
-        check_fitted(self, "cluster_centers_")
-        blocks, _ = as_blocks(X)
-        return np.concatenate(
-            blocks.map(_block_distances, self.cluster_centers_, resolve(self.device).name)
-        )
-
-    def score(self, X, y=None) -> float:
-        """Opposite of the inertia of ``X`` (scikit-learn convention)."""
-        check_fitted(self, "cluster_centers_")
-        blocks, _ = as_blocks(X)
-        stats = blocks.map(_block_stats, self.cluster_centers_, resolve(self.device).name)
-        return -float(sum(s[2] for s in stats))

@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from bigseg.segment.assign import most_probable, nearest_centre, nearest_core, nearest_prototype
 from bigseg.segment.base import Segmenter
-from bigseg.segment.density import HDBSCAN, _Assigner
+from bigseg.segment.density import HDBSCAN
 from bigseg.segment.gmm import GaussianMixture
 from bigseg.segment.hierarchical import Hierarchical
-from bigseg.segment.kmeans import KMeans, assign_accumulate
+from bigseg.segment.kmeans import KMeans
 from bigseg.segment.som import SOM
 
 
@@ -93,7 +94,7 @@ class KMeansSegmenter(Segmenter):
 
     @classmethod
     def assign(cls, meta, arrays, Z):
-        return assign_accumulate(Z, arrays["centers"], np, with_labels=True)[3]
+        return nearest_centre(meta, arrays, Z)
 
 
 class GMMSegmenter(Segmenter):
@@ -134,12 +135,7 @@ class GMMSegmenter(Segmenter):
 
     @classmethod
     def assign(cls, meta, arrays, Z):
-        g = GaussianMixture(
-            len(arrays["weights"]), covariance_type=meta["covariance_type"], device="cpu"
-        )
-        g.weights_, g.means_ = arrays["weights"], arrays["means"]
-        g.precisions_cholesky_ = arrays["precisions_cholesky"]
-        return g.predict(Z).astype(np.int32)
+        return most_probable(meta, arrays, Z)
 
 
 class _PrototypeSegmenter(Segmenter):
@@ -148,8 +144,7 @@ class _PrototypeSegmenter(Segmenter):
 
     @classmethod
     def assign(cls, meta, arrays, Z):
-        near = assign_accumulate(Z, arrays["prototypes"], np, with_labels=True)[3]
-        return arrays["prototype_segment"][near].astype(np.int32)
+        return nearest_prototype(meta, arrays, Z)
 
 
 class HierarchicalSegmenter(_PrototypeSegmenter):
@@ -254,9 +249,7 @@ class HDBSCANSegmenter(Segmenter):
 
     @classmethod
     def assign(cls, meta, arrays, Z):
-        points = arrays["points"].astype(np.float64)
-        lab = _Assigner(points, arrays["point_segment"], arrays["radius"])(Z.astype(np.float64))
-        return np.where(lab < 0, meta["noise_segment"], lab).astype(np.int32)
+        return nearest_core(meta, arrays, Z)
 
 
 #: ``segmentation.method`` -> its :class:`Segmenter`; the config accepts these names and

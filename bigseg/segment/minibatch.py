@@ -14,12 +14,12 @@ import numpy as np
 from bigseg.backend import resolve
 from bigseg.segment.base import check_fitted
 from bigseg.segment.blocks import Blocks, as_blocks, block_shape, sample_block
+from bigseg.segment.centers import _CentersModel
 from bigseg.segment.lloyd import (
     MINIBATCH_INITS,
     _block_distances,
     _block_labels,
     _block_stats,
-    _CentersModel,
     _check_init_name,
     _init_array,
 )

@@ -15,22 +15,9 @@ import io
 import numpy as np
 
 from bigseg.io.commit import read_bytes, write_bytes_atomic
-from bigseg.segment.methods import METHODS
+from bigseg.segment.assign import assign
 
 UNUSUAL = "Unusual customers"
-
-
-def assign(meta: dict, a: dict[str, np.ndarray], Z: np.ndarray) -> np.ndarray:
-    """Segment index (int32) of each row of the scaled matrix ``Z`` (NumPy)."""
-    Z = np.ascontiguousarray(Z, dtype=np.float32)
-    if len(Z) == 0:
-        return np.zeros(0, np.int32)
-    method = METHODS.get(meta["method"])
-    if method is None:
-        raise ValueError(
-            f"unknown segmentation method {meta['method']!r} (known: {', '.join(METHODS)})"
-        )
-    return method.assign(meta, a, Z)
 
 
 def save(path_npz, arrays: dict[str, np.ndarray]) -> None:
