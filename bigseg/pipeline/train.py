@@ -4,9 +4,10 @@ chosen per segment on a backtest one horizon further back
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import logging
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -145,17 +146,18 @@ def train(
         for t, (fits, _) in submitted["train"].fits.items()
     }
     del submitted, predictions  # the matrices are released once their models are done
+    extra: dict[str, dict] = {}
     for t, (models, info) in final.items():
         for s, rec in choice[t].items():  # a segment model chosen in the backtest
             if rec["model"] == "segment" and s not in models:  # ... may be too small now
                 rec["model"], rec["note"] = "global", "no segment model at the final cutoff"
         for key, model in models.items():
             writer.write_bytes(model_file(t, key), model)
-        evaluation.setdefault(t, {})["training"] = info
+        extra[t] = {"training": info}
         if t in backtest_info:
-            evaluation[t]["backtest_training"] = backtest_info[t]
-        evaluation[t]["per_segment"] = {str(s): r for s, r in choice[t].items()}
-        evaluation[t]["training_windows"] = stacks["train"]
+            extra[t]["backtest_training"] = backtest_info[t]
+        extra[t]["per_segment"] = {str(s): r for s, r in choice[t].items()}
+        extra[t]["training_windows"] = stacks["train"]
     serving = ServingModels(
         {t: m for t, (m, _) in final.items()},
         {t: {s: r["model"] for s, r in c.items()} for t, c in choice.items()},
@@ -165,9 +167,10 @@ def train(
     )
     ref = _drift_reference(ctx, fs, plan.seg, serving, n_train)
     writer.write_json("drift_reference.json", ref)
-    report.update(evaluation)
+    for k, v in evaluation.items():  # the backtest's metrics (futures), then the rest
+        report[k] = {**(v.result() if isinstance(v, Future) else v), **extra.get(k, {})}
     report["training_window"] = _window(ctx)
-    writer.publish(_manifest(ctx, fs, serving, {t: evaluation.get(t) for t in tgts}))
+    writer.publish(_manifest(ctx, fs, serving, {t: report.get(t) for t in tgts}))
     return serving, report
 
 
@@ -208,9 +211,10 @@ def _submit(ctx: RunContext, fs: FeatureSet, plan, stacks: dict, sizes: dict):
 def _backtest(ctx: RunContext, fs: FeatureSet, plan, submitted: dict, predictions: list):
     """Backtest models fitted one window earlier, tested on the final cutoff's matrices
     (``predictions``: their futures): each segment's model chosen (or the global one),
-    the final segment models submitted, then the choice evaluated (and audited for
-    fairness) while they train. Returns ``(choice, evaluation, backtest training info,
-    the served maps' coefficients)``."""
+    the final segment models submitted, then what serves each segment chosen (and the
+    choice audited for fairness) while they train. Returns ``(choice, evaluation,
+    backtest training info, the served maps' coefficients)``; each target's evaluation
+    is a future, computed in a thread of its own as the run goes on."""
     c = ctx.client
     cat, backtest_ids = training.gather_backtest(c, predictions)
     info = {}
@@ -226,39 +230,42 @@ def _backtest(ctx: RunContext, fs: FeatureSet, plan, submitted: dict, prediction
         # at the final cutoff only the segment models the backtest chose: the others
         # would never serve a customer
         fits.update(refine([s for s, r in choice[t].items() if r["model"] == "segment"]))
-    # the targets side by side in threads: the client's cores are free while the final
-    # segment models train, and the array work releases the GIL (1M customers: 2.0 s
-    # of choosing and evaluating in one thread, with the workers idle after ~1 s)
+    # the targets side by side in threads: the array work releases the GIL (1M: 2.0 s
+    # of choosing and evaluating in one thread). Only the choice among model, BG/NBD
+    # and blend is waited for; the metrics are computed while the workers draw the drift
+    # reference (1M: the client's evaluation outlasted the final segment models by ~1 s)
     with ThreadPoolExecutor(len(plan.targets)) as pool:
-        futs = {t: pool.submit(_judge, t, cat, choice[t], plan) for t in plan.targets}
-        judged = {t: f.result() for t, f in futs.items()}
-    coef = {t: j[0] for t, j in judged.items() if j[0] is not None}
-    evaluation = {t: j[1] for t, j in judged.items()}
-    for t, j in judged.items():
-        if j[2] is not None:
-            cat[f"served_{t}"] = j[2]
+        futs = {t: pool.submit(_serve, t, cat, choice[t], plan) for t in plan.targets}
+        served = {t: f.result() for t, f in futs.items()}
+    frozen = copy.deepcopy(choice)  # as judged: train() may still retire a choice
+    later, evaluation = ThreadPoolExecutor(len(plan.targets)), {}
+    for t, (_, v) in served.items():
+        if v is not None:
+            cat[f"served_{t}"] = v
+        evaluation[t] = later.submit(evaluate.evaluate, t, dict(cat), frozen[t])
+    later.shutdown(wait=False)  # the futures complete; train() waits on them
     if ctx.cfg.fairness.protected:
         evaluation["fairness"] = _fairness(ctx, cat, choice, backtest_ids)
-    return choice, evaluation, info, coef
+    return choice, evaluation, info, {t: c for t, (c, _) in served.items() if c is not None}
 
 
-def _judge(t: str, cat: dict, choice: dict, plan) -> tuple:
-    """One target's backtest judged: per segment, the model, BG/NBD or their blend,
+def _serve(t: str, cat: dict, choice: dict, plan) -> tuple:
+    """What serves each segment of one target: the model, BG/NBD or their blend,
     whichever served the backtest better (:func:`bigseg.predict.blend.choose`; recorded
-    in ``choice``, that target's records), then the metrics of what is served. Returns
-    ``(the served map's coefficients or None, the evaluation, the served backtest
-    predictions or None)``; ``cat`` is only read (the targets are judged side by side)."""
+    in ``choice``, that target's records). Returns ``(the served map's coefficients or
+    None, the served backtest predictions or None)``; ``cat`` is only read (the targets
+    are judged side by side)."""
     if t not in blend.BGNBD_COLUMN:
         for rec in choice.values():
             rec["served"] = "model"
-        return None, evaluate.evaluate(t, cat, choice), None
+        return None, None
     p = evaluate.chosen(cat, t, choice)
     coef, recs, served = blend.choose(
         t, cat[t], cat["segment"], p, cat[blend.BGNBD_COLUMN[t]], cat["u"], plan.ids
     )
     for s, rec in recs.items():
         choice[s].update(rec)
-    return coef, evaluate.evaluate(t, {**cat, f"served_{t}": served}, choice), served
+    return coef, served
 
 
 def _fairness(ctx: RunContext, cat: dict, choice: dict, backtest_ids: list) -> dict:
