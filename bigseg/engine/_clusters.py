@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -72,29 +73,40 @@ class StdoutToStderr(WorkerPlugin):
         pass
 
 
+class _SklearnHiddenFromXGBoost:
+    """Import finder: refuses scikit-learn to XGBoost's compatibility module alone,
+    whenever and in whichever thread XGBoost is first imported; every other import of
+    scikit-learn proceeds as usual."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "sklearn":
+            return None
+        frame = sys._getframe(1)
+        while frame is not None:
+            if frame.f_globals.get("__name__") == "xgboost.compat":
+                raise ModuleNotFoundError("not imported for XGBoost in bigseg's workers", name=name)
+            frame = frame.f_back
+        return None
+
+
 class BoosterOnly(WorkerPlugin):
-    """Worker plugin for clusters bigseg starts itself: XGBoost imported without its
-    scikit-learn estimator wrappers. bigseg's tasks use XGBoost's Booster API only,
-    yet XGBoost imports scikit-learn (and with it SciPy's statistics) whenever it is
-    installed: ~0.6 s in every worker process, spent while the segment stage's first
-    tasks waited. Imported here with scikit-learn hidden, XGBoost leaves its wrappers
-    unbased; scikit-learn itself stays importable for any task that needs it."""
+    """Worker plugin for clusters bigseg starts itself: XGBoost without its scikit-learn
+    estimator wrappers. bigseg's tasks use XGBoost's Booster API only, yet XGBoost
+    imports scikit-learn (and with it SciPy's statistics) whenever it is installed:
+    ~0.6 s in every worker process, spent while the segment stage's first tasks waited.
+    Refused scikit-learn, XGBoost leaves its wrappers unbased; scikit-learn itself stays
+    importable for any task that needs it."""
 
     idempotent = True
 
     def setup(self, worker) -> None:
-        import sys
-
-        if "xgboost" in sys.modules or "sklearn" in sys.modules:
-            return
-        sys.modules["sklearn"] = None  # an ImportError inside xgboost.compat
-        try:
-            import xgboost  # noqa: F401
-        finally:
-            del sys.modules["sklearn"]
+        if not any(isinstance(f, _SklearnHiddenFromXGBoost) for f in sys.meta_path):
+            sys.meta_path.insert(0, _SklearnHiddenFromXGBoost())
 
     def teardown(self, worker) -> None:
-        pass
+        sys.meta_path[:] = [
+            f for f in sys.meta_path if not isinstance(f, _SklearnHiddenFromXGBoost)
+        ]
 
 
 class WorkerLogging(WorkerPlugin):
