@@ -146,23 +146,21 @@ def write_parquet_atomic(path: Location, table: pa.Table, **options) -> None:
 
 
 # -- Arrow IPC -------------------------------------------------------------------------------
-def arrow_writer(path: Location, schema: pa.Schema, options=None, stream: bool = False):
-    """A streaming Arrow IPC writer at ``path`` (in a staging directory): the file
-    format, or with ``stream`` the stream format (which, unlike a file, may replace a
-    column's dictionary from one batch to the next)."""
+def arrow_writer(path: Location, schema: pa.Schema, options=None):
+    """An Arrow IPC writer at ``path`` (in a staging directory), in the stream format:
+    unlike a file, a stream may replace a column's dictionary from one batch to the
+    next (read it with ``read_arrow(..., stream=True)``)."""
     if is_object(path):
-        return _ClosingWriter(_open_out(path), schema, options, stream)
-    new = pa.ipc.new_stream if stream else pa.ipc.new_file
-    return new(str(path), schema, options=options)
+        return _ClosingWriter(_open_out(path), schema, options)
+    return pa.ipc.new_stream(str(path), schema, options=options)
 
 
 class _ClosingWriter:
     """An IPC writer that also closes the stream it writes to (an upload)."""
 
-    def __init__(self, sink, schema, options, stream: bool = False):
+    def __init__(self, sink, schema, options):
         self.sink = sink
-        new = pa.ipc.new_stream if stream else pa.ipc.new_file
-        self.writer = new(sink, schema, options=options)
+        self.writer = pa.ipc.new_stream(sink, schema, options=options)
 
     def write(self, batch) -> None:
         self.writer.write(batch)

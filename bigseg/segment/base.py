@@ -2,8 +2,8 @@
 
 A :class:`Segmenter` wraps one estimator of :mod:`bigseg.segment` (``estimator_``) with
 the pipeline's side of a method: building it from ``segmentation`` in the run config,
-exporting the fit as the arrays a model file stores, assigning rows from those arrays,
-warm-starting from a previous model and merging segments that are too small. The
+exporting the fit as the arrays a model file stores (rows are assigned from those by
+:mod:`bigseg.segment.assign`, without the estimator), warm-starting from a previous model and merging segments that are too small. The
 estimators stay plain scikit-learn estimators; the methods and their file formats are in
 :mod:`bigseg.segment.methods`.
 """
@@ -37,10 +37,11 @@ def check_fitted(est, attribute: str) -> None:
 
 class Segmenter(ClusterMixin, BaseEstimator, metaclass=ABCMeta):
     """One segmentation method. Subclasses set :attr:`name` and implement
-    :meth:`_estimator`, :meth:`_export` and :meth:`assign`.
+    :meth:`_estimator` and :meth:`_export`, and :data:`bigseg.segment.assign.BY_METHOD`
+    names how a row finds its segment from the export.
 
-    Segments are numbered ``0..n_segments-1``; ``predict`` and ``assign`` give the same
-    numbers (a method with a noise label maps it to its own last segment)."""
+    Segments are numbered ``0..n_segments-1``; ``predict`` and that assignment give the
+    same numbers (a method with a noise label maps it to its own last segment)."""
 
     #: ``segmentation.method``; model files store it as ``method`` and load by it
     name: ClassVar[str]
@@ -114,7 +115,7 @@ class Segmenter(ClusterMixin, BaseEstimator, metaclass=ABCMeta):
 
     # -- the model file -------------------------------------------------------------
     def export(self) -> tuple[dict, dict[str, np.ndarray]]:
-        """(metadata, arrays): what the model file stores and :meth:`assign` needs.
+        """(metadata, arrays): what the model file stores and assignment needs.
 
         ``meta`` holds ``method`` and ``n_segments``; ``arrays`` always hold ``centres``
         (one row per segment in the scaled space, float32: naming, matching re-runs,
@@ -128,10 +129,3 @@ class Segmenter(ClusterMixin, BaseEstimator, metaclass=ABCMeta):
     @abstractmethod
     def _export(self, est) -> tuple[dict, dict[str, np.ndarray], np.ndarray]:
         """(extra metadata, the method's arrays, segment centres) of a fitted estimator."""
-
-    @classmethod
-    @abstractmethod
-    def assign(cls, meta: dict, arrays: dict[str, np.ndarray], Z: np.ndarray) -> np.ndarray:
-        """Segment (int32) of each row of ``Z`` (NumPy float32, C order, scaled) from
-        what :meth:`export` gave; :func:`bigseg.segment.serialize.assign` prepares ``Z``
-        and picks the method by ``meta["method"]``."""

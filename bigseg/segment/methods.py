@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from bigseg.segment.assign import most_probable, nearest_centre, nearest_core, nearest_prototype
 from bigseg.segment.base import Segmenter
 from bigseg.segment.density import HDBSCAN
 from bigseg.segment.gmm import GaussianMixture
@@ -92,10 +91,6 @@ class KMeansSegmenter(Segmenter):
     def _export(self, est):
         return {}, {"centers": est.cluster_centers_}, est.cluster_centers_
 
-    @classmethod
-    def assign(cls, meta, arrays, Z):
-        return nearest_centre(meta, arrays, Z)
-
 
 class GMMSegmenter(Segmenter):
     """:class:`~bigseg.segment.GaussianMixture`; a row's segment is its most probable
@@ -133,18 +128,10 @@ class GMMSegmenter(Segmenter):
         }
         return {"covariance_type": est.covariance_type}, arrays, est.means_
 
-    @classmethod
-    def assign(cls, meta, arrays, Z):
-        return most_probable(meta, arrays, Z)
-
 
 class _PrototypeSegmenter(Segmenter):
     """A method whose segments are unions of prototypes: a row takes the segment of its
     nearest prototype."""
-
-    @classmethod
-    def assign(cls, meta, arrays, Z):
-        return nearest_prototype(meta, arrays, Z)
 
 
 class HierarchicalSegmenter(_PrototypeSegmenter):
@@ -246,10 +233,6 @@ class HDBSCANSegmenter(Segmenter):
         noise_center = noise.mean(0) if len(noise) else np.zeros(S.shape[1])
         centers = np.vstack([est.cluster_centers_, noise_center[None, :]])
         return {"noise_segment": int(len(est.cluster_centers_))}, arrays, centers
-
-    @classmethod
-    def assign(cls, meta, arrays, Z):
-        return nearest_core(meta, arrays, Z)
 
 
 #: ``segmentation.method`` -> its :class:`Segmenter`; the config accepts these names and

@@ -95,10 +95,11 @@ def auto_buckets(input_bytes: int, n_workers: int = 1) -> int:
 
     Aims at :data:`BUCKET_INPUT_BYTES` (64 MiB) of raw input per bucket (large enough for
     Parquet to decode at full speed, small enough to fit a worker many times over), at
-    least 4 and at least two per worker, rounded up to a power of two, at most 4096. Small inputs get few buckets on
-    purpose: every stage pays a fixed cost per bucket task (300k customers, 124 MB of
-    input on 2 workers: a whole run took 13.95 s with 4 buckets against 15.2 s with 8,
-    every stage faster; measured). :func:`outgrown` says when a store needs more.
+    least 4 and at least two per worker, rounded up to a power of two, at most 4096.
+    Small inputs get few buckets on purpose: every stage pays a fixed cost per bucket
+    task (300k customers, 124 MB of input on 2 workers: a whole run took 13.95 s with 4
+    buckets against 15.2 s with 8, every stage faster; measured). :func:`outgrown` says
+    when a store needs more.
     """
     want = max(4, 2 * n_workers, math.ceil(input_bytes / BUCKET_INPUT_BYTES))
     return int(min(4096, 2 ** math.ceil(math.log2(want))))

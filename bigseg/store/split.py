@@ -138,7 +138,7 @@ class _Split:
                 # for, read back memory-mapped by merge), removed by merge; a stream,
                 # since each batch of a categorical column brings its own dictionary
                 part = d / f"f{self.idx:06d}{PART_SUFFIX}"
-                w = self.writers[k] = tables.arrow_writer(part, self.schema, stream=True)
+                w = self.writers[k] = tables.arrow_writer(part, self.schema)
             w.write_table(t.slice(s, e - s))
             self.counts[k] += e - s
 
