@@ -190,9 +190,11 @@ def _submit(ctx: RunContext, fs: FeatureSet, plan, stacks: dict, sizes: dict):
     cnt = {w: [next(counts) for _ in cnt[w]] for w in stacks}
     submitted, predictions = {}, None
     for w in stacks:  # the backtest's first
+        order = training.global_order(plan, submitted.get("backtest"))
         submitted[w] = training.submit_window(
             c, buckets, stacks[w], plan, rows[w], cnt[w], share[w][1],
             1.0 / fs.rate(stacks[w][0]), training.BACKTEST_PRIORITY if w == "backtest" else 0,
+            order,
         )  # fmt: skip
         if w != "backtest":
             continue

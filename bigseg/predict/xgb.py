@@ -213,7 +213,14 @@ def _train_dask_once(
 
 
 def train_task(
-    params: dict, rounds: int, early_stopping_rounds: int, *parts, init=None, pick=None, cuts=None
+    params: dict,
+    rounds: int,
+    early_stopping_rounds: int,
+    *parts,
+    init=None,
+    pick=None,
+    cuts=None,
+    after=None,
 ) -> tuple[bytes, dict]:
     """One XGBoost model on the concatenated parts (in bucket order), in the worker that
     runs this task, with ``params["nthread"]`` threads (default 1: models train side by
@@ -233,7 +240,10 @@ def train_task(
     (not ``key``: Dask's ``submit`` takes that for the task's name).
 
     ``cuts``: the histogram bins (:func:`bigseg.predict.bins.cut_rows`) to train on,
-    those of the global model when refining it; None: XGBoost sketches its own."""
+    those of the global model when refining it; None: XGBoost sketches its own.
+
+    ``after`` is not read: futures passed there only make this task wait for theirs
+    (:func:`bigseg.predict.training.global_order`)."""
     t0 = time.perf_counter()
     if pick is not None:
         parts = tuple(p[pick] for p in parts)
