@@ -112,13 +112,13 @@ def global_order(plan: TrainPlan, backtest: Window | None) -> dict[str, dict]:
     final model only once it has trained a backtest model, and the two models a worker
     trains are of different targets (a long one with a short one where the targets
     differ in cost, as churn and value do). Train stage medians: 5.59 -> 5.39 s at 300k
-    customers (10 runs each), 9.19 -> 9.06 s at 1M (8). With one target the final
-    model runs beside the backtest's."""
+    customers (10 runs each), 9.19 -> 9.06 s at 1M (8). With one worker or one target
+    there is nothing to pair: Dask places the models."""
     workers, targets = plan.workers, plan.targets
-    if len(workers) < 2:
+    if len(workers) < 2 or len(targets) < 2:
         return {t: {} for t in targets}
     where = dict(zip(targets, spread(workers, len(targets)), strict=True))
-    if backtest is None or len(targets) < 2:
+    if backtest is None:
         return where
     out = {}
     for i, t in enumerate(targets):

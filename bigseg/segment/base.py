@@ -3,9 +3,9 @@
 A :class:`Segmenter` wraps one estimator of :mod:`bigseg.segment` (``estimator_``) with
 the pipeline's side of a method: building it from ``segmentation`` in the run config,
 exporting the fit as the arrays a model file stores (rows are assigned from those by
-:mod:`bigseg.segment.assign`, without the estimator), warm-starting from a previous model and merging segments that are too small. The
-estimators stay plain scikit-learn estimators; the methods and their file formats are in
-:mod:`bigseg.segment.methods`.
+:mod:`bigseg.segment.assign`, without the estimator), warm-starting from a previous model
+and merging segments that are too small. The estimators stay plain scikit-learn
+estimators; the methods and their file formats are in :mod:`bigseg.segment.methods`.
 """
 
 from __future__ import annotations
