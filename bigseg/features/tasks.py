@@ -113,6 +113,12 @@ def label_counts(res: BucketFeatures, cutoff: Cutoff, target: str) -> tuple[int,
     return int(ok.sum()), int((y[ok] > 0).sum())
 
 
+def label_counts_at(res: BucketFeatures, pairs: list[tuple[Cutoff, str]]) -> list[tuple[int, int]]:
+    """:func:`label_counts` of each ``(cutoff, target)`` of ``pairs``: one task per
+    bucket for every count the train stage starts from."""
+    return [label_counts(res, c, t) for c, t in pairs]
+
+
 def sample_frame(
     res: BucketFeatures, cutoff: Cutoff, k: int, fraction: float, seed: int, columns: list[str]
 ) -> pd.DataFrame:

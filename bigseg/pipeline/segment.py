@@ -90,16 +90,14 @@ def fit(
     feats = SEGMENT_FEATURES
     log_feats = sorted(SKEWED & set(feats))
     parts = [ctx.submit(stasks.moments, f, "score", feats, log_feats, e) for f, e in units]
-    pre = Preprocessor.fit_moments(feats, log_feats, ctx.gather(parts, "preprocess"))
     frac = min(1.0, SAMPLE_ROWS / max(fs.n_score, 1))
-    pop = ctx.gather(
-        [
-            ctx.submit(stasks.sample_rows, f, "score", k, frac, seed, e)
-            for k, (f, e) in enumerate(units)
-        ],
-        "sample",
-    )
-    pop = pd.concat(pop, ignore_index=True)
+    # both submitted before either is awaited: one round trip, not two
+    pop = [
+        ctx.submit(stasks.sample_rows, f, "score", k, frac, seed, e)
+        for k, (f, e) in enumerate(units)
+    ]
+    pre = Preprocessor.fit_moments(feats, log_feats, ctx.gather(parts, "preprocess"))
+    pop = pd.concat(ctx.gather(pop, "sample"), ignore_index=True)
     scale = pre.to_dict()
     blocks = Blocks(
         [ctx.submit(stasks.x_block, f, "score", scale, ctx.backend.name, e) for f, e in units],

@@ -10,39 +10,31 @@ import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
-import pandas as pd
 
 from bigseg.errors import DataError
 from bigseg.features import tasks as ftasks
 from bigseg.features.sample import share_within
-from bigseg.monitor import drift
-from bigseg.pipeline import sampling
+from bigseg.pipeline import reference, sampling
 from bigseg.pipeline.context import RunContext
 from bigseg.pipeline.products import FeatureSet, FittedSegmenter, ServingModels
 from bigseg.pipeline.segment import SEGMENT_FEATURES
-from bigseg.predict import blend, evaluate, fairness, scoring, segmented, training
+from bigseg.predict import blend, evaluate, fairness, segmented, training
 from bigseg.predict.serving import model_file
 from bigseg.predict.xgb import _host_threads
 from bigseg.registry import VersionWriter, schema_hash
 
 log = logging.getLogger(__name__)
 
-#: features not monitored for drift (they move with calendar time for every customer)
-DRIFT_EXEMPT = ("tenure_days",)
-
-
 #: a target is learnt only from this many labelled customers of each kind: for churn,
 #: churners and customers who bought again; for value, buyers in the label window
 MIN_LABELLED = 5
 
 
-def unlearnable(ctx: RunContext, fs: FeatureSet, target: str) -> str | None:
+def unlearnable(ctx: RunContext, counts: dict, target: str) -> str | None:
     """Why ``target`` (churn or value) cannot be learnt from the training cutoff's labels
-    (the window ``(as_of - horizon, as_of]``), or None when it can."""
-    counts = ctx.map_buckets(
-        ftasks.label_counts, list(fs.buckets), "train", target, desc=f"{target} labels"
-    )
-    n, pos = sum(c[0] for c in counts), sum(c[1] for c in counts)
+    (the window ``(as_of - horizon, as_of]``; ``counts``: :func:`label_counts`), or
+    None when it can."""
+    n, pos = counts[("train", target)]
     h = dt.timedelta(days=ctx.cfg.horizon_days)
     window = f"({ctx.as_of - h}, {ctx.as_of}]"
     if target == "churn" and min(pos, n - pos) < MIN_LABELLED:
@@ -68,7 +60,16 @@ def unlearnable(ctx: RunContext, fs: FeatureSet, target: str) -> str | None:
     return None
 
 
-def targets(ctx: RunContext, fs: FeatureSet) -> tuple[list[str], dict]:
+def label_counts(ctx: RunContext, fs: FeatureSet) -> dict[tuple[str, str], tuple[int, int]]:
+    """``(customers with a label, positives)`` summed over the buckets, per ``(cutoff,
+    target)``: churn at every training cutoff, value at the final one; one task per
+    bucket (one round trip: the train stage's first, with the workers otherwise idle)."""
+    pairs = [(c, "churn") for c in ctx.cutoffs() if c != "score"] + [("train", "value")]
+    per = ctx.map_buckets(ftasks.label_counts_at, list(fs.buckets), pairs, desc="labels")
+    return {p: (sum(b[i][0] for b in per), sum(b[i][1] for b in per)) for i, p in enumerate(pairs)}
+
+
+def targets(ctx: RunContext, fs: FeatureSet, counts: dict) -> tuple[list[str], dict]:
     """The targets to train, and a report of any skipped (``{target: {"skipped":
     reason}}``, logged as a warning): churn and value need enough labelled customers
     of each kind (:func:`unlearnable`), ``response`` a campaign sent in the label
@@ -76,7 +77,7 @@ def targets(ctx: RunContext, fs: FeatureSet) -> tuple[list[str], dict]:
     pcfg = ctx.cfg.prediction
     out, report = [], {}
     for t in (t for t in pcfg.targets if t in ("churn", "value")):
-        why = unlearnable(ctx, fs, t)
+        why = unlearnable(ctx, counts, t)
         if why is None:
             out.append(t)
         else:
@@ -106,10 +107,11 @@ def train(
     and published with the segmenter in ``writer``. Returns the serving models and the
     report."""
     pcfg = ctx.cfg.prediction
-    tgts, report = targets(ctx, fs)
+    counts = label_counts(ctx, fs)
+    tgts, report = targets(ctx, fs, counts)
     # every customer known at the training cutoff has a churn label: the stacks'
     # counts give the customers there too
-    stacks, sizes = _stacks(ctx, fs)
+    stacks, sizes = _stacks(ctx, counts)
     n_train = sizes["train"]
     if n_train == 0:
         h = dt.timedelta(days=ctx.cfg.horizon_days)
@@ -119,7 +121,10 @@ def train(
         )
     if not tgts:  # nothing to learn: the version serves segments only
         serving = ServingModels({}, {}, fs.names)
-        writer.write_json("drift_reference.json", _drift_reference(ctx, fs, seg, serving, n_train))
+        ref = reference.drift_reference(
+            ctx, fs, seg, serving, reference.drift_sample(ctx, fs, seg, n_train)
+        )
+        writer.write_json("drift_reference.json", ref)
         report["training_window"] = _window(ctx)
         writer.publish(_manifest(ctx, fs, serving, {}))
         return serving, report
@@ -136,6 +141,7 @@ def train(
         max(1, _host_threads(ctx.client) // (len(tgts) * len(windows))),
         tuple(sorted(ctx.client.scheduler_info().get("workers", {}))),
     )
+    drift_part = reference.drift_sample(ctx, fs, plan.seg, n_train)
     submitted, predictions = _submit(ctx, fs, plan, stacks, sizes)
     if "backtest" in windows:
         choice, evaluation, backtest_info, coef = _backtest(ctx, fs, plan, submitted, predictions)
@@ -165,7 +171,7 @@ def train(
         {t: {s: r["served"] for s, r in c.items()} for t, c in choice.items()},
         coef,
     )
-    ref = _drift_reference(ctx, fs, plan.seg, serving, n_train)
+    ref = reference.drift_reference(ctx, fs, plan.seg, serving, drift_part)
     writer.write_json("drift_reference.json", ref)
     for k, v in evaluation.items():  # the backtest's metrics (futures), then the rest
         report[k] = {**(v.result() if isinstance(v, Future) else v), **extra.get(k, {})}
@@ -306,18 +312,16 @@ def _unjudged(ctx: RunContext, plan) -> tuple[dict, dict, dict, dict]:
     return choice, evaluation, {}, {}
 
 
-def _stacks(ctx: RunContext, fs: FeatureSet) -> tuple[dict[str, list[str]], dict[str, int]]:
+def _stacks(ctx: RunContext, counts: dict) -> tuple[dict[str, list[str]], dict[str, int]]:
     """The cutoffs each model stack trains on: the final models on ``train`` and up to
     ``training_windows - 1`` older windows, the backtest's one window further back;
     a window joins while its churn labels hold at least ``MIN_LABELLED`` of each kind
     (older ones lie before the data, or hold too few customers to teach anything).
-    Also returns the customers at each cutoff."""
+    Also returns the customers at each cutoff (``counts``: :func:`label_counts`)."""
     names = [c for c in ctx.cutoffs() if c != "score"]
     usable, sizes = ["train"], {}
     for c in names:
-        n, pos = map(sum, zip(*ctx.map_buckets(
-            ftasks.label_counts, list(fs.buckets), c, "churn", desc=f"labels at {c}"
-        ), strict=True))  # fmt: skip
+        n, pos = counts[(c, "churn")]
         sizes[c] = n
         if c == "train":
             continue
@@ -357,53 +361,4 @@ def _manifest(ctx: RunContext, fs: FeatureSet, serving: ServingModels, metrics: 
         "metrics": metrics,
         "seed": ctx.cfg.seed,
         "device": ctx.backend.name,
-    }
-
-
-def _drift_reference(
-    ctx: RunContext, fs: FeatureSet, seg: FittedSegmenter, serving: ServingModels, n_train: int
-) -> dict:
-    """What scoring compares against, on a sample of the training cutoff's customers:
-    bins of every model feature, bins of the final models' predictions (as served),
-    and the segment shares. ``tenure_days`` is left out: it grows with calendar time
-    for every customer, so it shifts between any two cutoffs by construction."""
-    buckets, seed = list(fs.buckets), ctx.cfg.seed
-    # drawn within the frames, which may hold a share of the customers
-    frac = min(1.0, 50_000 / max(n_train, 1) / fs.rate("train"))
-    cols = [f for f in fs.names if f not in DRIFT_EXEMPT]
-    sample = pd.concat(
-        ctx.gather(
-            [
-                ctx.submit(ftasks.sample_frame, f, "train", k, frac, seed, cols)
-                for k, f in enumerate(buckets)
-            ],
-            "drift reference",
-        ),
-        ignore_index=True,
-    )
-    where = ctx.placed(buckets)
-    preds = pd.concat(
-        ctx.gather(
-            [
-                ctx.submit(scoring.predict_sample, f, "train", k, frac, seed, seg, serving, **at)
-                for k, (f, at) in enumerate(zip(buckets, where, strict=True))
-            ],
-            "score reference",
-        ),
-        ignore_index=True,
-    )
-    segs = np.concatenate(
-        ctx.map_buckets(scoring.segments_of, buckets, "train", seg, desc="segment shares")
-    )
-    ids, counts = np.unique(segs, return_counts=True)
-    return {
-        "features": drift.reference_bins({c: sample[c].to_numpy() for c in cols}),
-        "scores": drift.reference_bins({c: preds[c].to_numpy() for c in preds.columns})
-        if len(preds.columns)
-        else None,
-        "segment_shares": {
-            str(int(i)): float(c / max(counts.sum(), 1)) for i, c in zip(ids, counts, strict=True)
-        },
-        "as_of": str(ctx.as_of),
-        "sample_rows": int(len(sample)),
     }
