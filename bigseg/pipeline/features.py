@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
 
 from bigseg import features as feats_mod
 from bigseg.errors import DataError
@@ -140,26 +143,47 @@ def _state_clv(clv: dict) -> None:
         )
 
 
-def write(ctx: RunContext, fs: FeatureSet) -> dict:
-    """The ``features`` stage: ``features/`` published (the model features at
-    ``as_of``, one part per bucket); returns its report."""
+@dataclass(frozen=True)
+class Writing:
+    """Tasks writing a dataset into a staging dir, submitted and not yet awaited:
+    ``finish()`` waits for them, publishes the dataset and returns the stage's report
+    (on an error it removes the staging dir and raises); ``abort(error)`` cancels them
+    and removes the staging dir, when the run fails first."""
+
+    finish: Callable[[], dict]
+    abort: Callable[[BaseException], None]
+
+
+def write(ctx: RunContext, fs: FeatureSet) -> Writing:
+    """The ``features`` stage: ``features/`` (the model features at ``as_of``, one part
+    per bucket) written into a staging dir by tasks submitted here, not awaited: the
+    workers write while the client fits the segments (:class:`Writing`)."""
     buckets = list(fs.buckets)
-    excluded = sum(ctx.map_buckets(ftasks.excluded, buckets, desc="consent"))
-    with staged_dir(ctx.layout, ctx.layout.features) as d:
-        futs = [
-            ctx.submit(
-                ftasks.write_features, f, "score", d / f"part-{k:05d}.parquet", list(fs.names)
-            )
-            for k, f in enumerate(buckets)
-        ]
-        n = sum(ctx.gather(futs, "write features", bar=True))
-    ctx.output.put("features", ctx.layout.features)
-    if n == 0:
-        raise DataError(f"no customer has a purchase on or before as_of={ctx.as_of}")
-    return {
-        "as_of": str(ctx.as_of),
-        "horizon_days": ctx.cfg.horizon_days,
-        "n_customers": n,
-        "excluded_no_consent": excluded,
-        "features": feats_mod.describe(list(fs.names)),
-    }
+    excluded = ctx.map_buckets(ftasks.excluded, buckets)
+    stack = ExitStack()
+    d = stack.enter_context(staged_dir(ctx.layout, ctx.layout.features))
+    futs = [
+        ctx.submit(ftasks.write_features, f, "score", d / f"part-{k:05d}.parquet", list(fs.names))
+        for k, f in enumerate(buckets)
+    ]
+
+    def finish() -> dict:
+        with stack:  # the staging dir published on success, removed on error
+            n = sum(ctx.gather(futs, "write features", bar=True))
+            n_excluded = sum(ctx.gather(excluded, "consent"))
+        ctx.output.put("features", ctx.layout.features)
+        if n == 0:
+            raise DataError(f"no customer has a purchase on or before as_of={ctx.as_of}")
+        return {
+            "as_of": str(ctx.as_of),
+            "horizon_days": ctx.cfg.horizon_days,
+            "n_customers": n,
+            "excluded_no_consent": n_excluded,
+            "features": feats_mod.describe(list(fs.names)),
+        }
+
+    def abort(e: BaseException) -> None:
+        ctx.client.cancel([*futs, *excluded])
+        stack.__exit__(type(e), e, e.__traceback__)
+
+    return Writing(finish, abort)

@@ -44,6 +44,9 @@ class Run:
         self._writer: VersionWriter | None = None
         #: this run trained the models that score (drift is then no retrain reason)
         self._trained = False
+        #: the features stage's writes, awaited once the segment stage is done (they
+        #: overlap it) or before any other stage
+        self._writing = None
 
     # -- products, made on first use ---------------------------------------------------
     def context(self) -> RunContext:
@@ -104,7 +107,16 @@ class Run:
 
     def features_stage(self) -> None:
         with self.rec.timed("features"):
-            self.rec.add(features.write(self.context(), self.features()))
+            self._writing = features.write(self.context(), self.features())
+
+    def _written(self, stage: str) -> None:
+        """Await the features stage's writes (and add their report), timed as part of
+        ``stage``: the one they overlapped."""
+        if self._writing is None:
+            return
+        with self.rec.timed(stage, more=True):
+            writing, self._writing = self._writing, None
+            self.rec.add(writing.finish())
 
     def segment(self) -> None:
         with self.rec.timed("segment"):
@@ -138,6 +150,20 @@ class Run:
         self._writer.publish({"segmenter_only": True, "as_of": str(ctx.as_of)})
         self._writer = None
 
+    def _stages(self, stages, steps: dict, t0: float) -> None:
+        last = None
+        for s in stages:
+            if s != "segment":  # the features' writes overlap the segment stage only
+                self._written(last)
+            if s == "report":
+                self.rec.timings["total"] = round(time.perf_counter() - t0, 3)
+                self.rec.write_metrics()
+            (steps[s] if s in steps else getattr(self, s))()
+            if s == "segment":
+                self._written(s)
+            last = s
+        self._written(last)
+
     def run(self, stages, run_policy: dict | None = None, held=None, inputs=None) -> dict:
         """Run ``stages`` in order, write ``metrics.json``, commit (under the lease
         ``held``) and write the run record."""
@@ -149,11 +175,12 @@ class Run:
             "report": self.rec.report,
             "ingest": lambda: self.ingest(inputs),
         }
-        for s in stages:
-            if s == "report":
-                self.rec.timings["total"] = round(time.perf_counter() - t0, 3)
-                self.rec.write_metrics()
-            (steps[s] if s in steps else getattr(self, s))()
+        try:
+            self._stages(stages, steps, t0)
+        except BaseException as e:
+            if self._writing is not None:
+                self._writing.abort(e)
+            raise
         if "report" not in stages:
             self.rec.timings["total"] = round(time.perf_counter() - t0, 3)
         self._publish_segmenter()
