@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass
 
 from bigseg import features as feats_mod
 from bigseg.errors import DataError
@@ -13,7 +11,7 @@ from bigseg.features import tasks as ftasks
 from bigseg.io.commit import staged_dir
 from bigseg.pipeline import sampling
 from bigseg.pipeline.context import RunContext
-from bigseg.pipeline.products import FeatureSet
+from bigseg.pipeline.products import FeatureSet, Writing
 from bigseg.predict import fairness
 
 log = logging.getLogger(__name__)
@@ -143,21 +141,10 @@ def _state_clv(clv: dict) -> None:
         )
 
 
-@dataclass(frozen=True)
-class Writing:
-    """Tasks writing a dataset into a staging dir, submitted and not yet awaited:
-    ``finish()`` waits for them, publishes the dataset and returns the stage's report
-    (on an error it removes the staging dir and raises); ``abort(error)`` cancels them
-    and removes the staging dir, when the run fails first."""
-
-    finish: Callable[[], dict]
-    abort: Callable[[BaseException], None]
-
-
 def write(ctx: RunContext, fs: FeatureSet) -> Writing:
     """The ``features`` stage: ``features/`` (the model features at ``as_of``, one part
     per bucket) written into a staging dir by tasks submitted here, not awaited: the
-    workers write while the client fits the segments (:class:`Writing`)."""
+    workers write while the next stage runs (:class:`Writing`)."""
     buckets = list(fs.buckets)
     excluded = ctx.map_buckets(ftasks.excluded, buckets)
     stack = ExitStack()
@@ -167,10 +154,8 @@ def write(ctx: RunContext, fs: FeatureSet) -> Writing:
         for k, f in enumerate(buckets)
     ]
 
-    def finish() -> dict:
-        with stack:  # the staging dir published on success, removed on error
-            n = sum(ctx.gather(futs, "write features", bar=True))
-            n_excluded = sum(ctx.gather(excluded, "consent"))
+    def report() -> dict:
+        n = sum(ctx.gather(futs, "write features"))  # done: their row counts
         ctx.output.put("features", ctx.layout.features)
         if n == 0:
             raise DataError(f"no customer has a purchase on or before as_of={ctx.as_of}")
@@ -178,12 +163,8 @@ def write(ctx: RunContext, fs: FeatureSet) -> Writing:
             "as_of": str(ctx.as_of),
             "horizon_days": ctx.cfg.horizon_days,
             "n_customers": n,
-            "excluded_no_consent": n_excluded,
+            "excluded_no_consent": sum(ctx.gather(excluded, "consent")),
             "features": feats_mod.describe(list(fs.names)),
         }
 
-    def abort(e: BaseException) -> None:
-        ctx.client.cancel([*futs, *excluded])
-        stack.__exit__(type(e), e, e.__traceback__)
-
-    return Writing(finish, abort)
+    return Writing.staged(ctx.client, stack, [*futs, *excluded], report)

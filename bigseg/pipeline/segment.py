@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import operator
+from contextlib import ExitStack
 
 import pandas as pd
 
@@ -11,7 +12,7 @@ from bigseg.errors import ModelError
 from bigseg.features import SKEWED
 from bigseg.io.commit import read_json, staged_dir
 from bigseg.pipeline.context import RunContext
-from bigseg.pipeline.products import FeatureSet, FittedSegmenter, ServingModels
+from bigseg.pipeline.products import FeatureSet, FittedSegmenter, ServingModels, Writing
 from bigseg.predict import scoring
 from bigseg.registry import VersionWriter, load_version
 from bigseg.report import projection
@@ -190,10 +191,11 @@ def _continuity(prev: FittedSegmenter | None, old_z, centers_z, naming: list[dic
     return ids, continues, out
 
 
-def write(ctx: RunContext, fs: FeatureSet, seg: FittedSegmenter) -> dict:
-    """The rest of the ``segment`` stage: every customer assigned, the migration from
-    the published ``segments/`` and the 2-D projection computed, ``segments/``
-    published. Returns the report."""
+def write(ctx: RunContext, fs: FeatureSet, seg: FittedSegmenter) -> Writing:
+    """The rest of the ``segment`` stage, submitted and not awaited (:class:`Writing`):
+    every customer assigned, ``segments/`` written, the migration from the published
+    ``segments/`` and the 2-D projection computed. Its report is ready once the
+    segments are published."""
     scored = ctx.map_buckets(
         scoring.score_bucket,
         list(fs.buckets),
@@ -205,28 +207,36 @@ def write(ctx: RunContext, fs: FeatureSet, seg: FittedSegmenter) -> dict:
     # operator's, not a function of this module: a worker unpickling one would import
     # the pipeline, and with it the estimators and scikit-learn (bigseg.segment.assign)
     new = ctx.map_buckets(operator.getitem, scored, "scores")
-    report = {
-        "segment_migration": _migration(ctx, new),
-        "projection": projection.compute(ctx.client, list(fs.buckets), new, seg.pre, ctx.cfg.seed),
-    }
-    with staged_dir(ctx.layout, ctx.layout.segments) as d:
-        futs = [
-            ctx.submit(stasks.write_segments, s, d / f"part-{k:05d}.parquet")
-            for k, s in enumerate(new)
-        ]
-        ctx.gather(futs, "write segments", bar=True)
-    ctx.output.put("segments", ctx.layout.segments)
-    return report
+    moved = _migration(ctx, new)
+    sample = projection.submit_samples(ctx.client, list(fs.buckets), new, seg.pre, ctx.cfg.seed)
+    stack = ExitStack()
+    d = stack.enter_context(staged_dir(ctx.layout, ctx.layout.segments))
+    futs = [
+        ctx.submit(stasks.write_segments, s, d / f"part-{k:05d}.parquet") for k, s in enumerate(new)
+    ]
+
+    def report() -> dict:
+        out = {  # the migration from the committed segments, before they are replaced
+            "segment_migration": None
+            if moved is None
+            else migration_matrix(ctx.gather(moved, "migration")),
+            "projection": projection.from_samples(
+                ctx.gather(sample, "projection sample"), seg.pre, ctx.cfg.seed
+            ),
+        }
+        ctx.output.put("segments", ctx.layout.segments)
+        return out
+
+    return Writing.staged(ctx.client, stack, [*futs, *sample, *(moved or [])], report)
 
 
-def _migration(ctx: RunContext, new_scores: list) -> dict | None:
-    """Customers per (previous segment -> new segment), from the committed
-    ``segments`` of the last run (same bucketing), before it is replaced."""
+def _migration(ctx: RunContext, new_scores: list) -> list | None:
+    """Futures of the customers per (previous segment -> new segment) per bucket, from
+    the committed ``segments`` of the last run (same bucketing); None without them."""
     if not ctx.output.has("segments"):
         return None
     old = ctx.output.members("segments")
     names = [f"part-{k:05d}.parquet" for k in range(len(new_scores))]
     if not all(n in old for n in names):
         return None
-    futs = [ctx.submit(stasks.migration, s, old[n]) for n, s in zip(names, new_scores, strict=True)]
-    return migration_matrix(ctx.gather(futs, "migration"))
+    return [ctx.submit(stasks.migration, s, old[n]) for n, s in zip(names, new_scores, strict=True)]

@@ -81,22 +81,21 @@ def summarize(
     }
 
 
-def compute(
+def submit_samples(
     client, frames: list, scores: list, pre: dict, seed: int, fit_sample: int = FIT_SAMPLE
-) -> dict:
-    """Sample every bucket (``frames`` and row-aligned ``scores``: futures), fit the
-    projection on the client and return :func:`summarize`'s dict."""
-    from bigseg.progress import gather
-
+) -> list:
+    """Futures of the sample of every bucket (``frames`` and row-aligned ``scores``:
+    futures) the projection is fitted on (:func:`from_samples`)."""
     per_bucket = max(1, math.ceil(fit_sample / max(len(frames), 1)))
-    parts = gather(
-        client,
-        [
-            client.submit(bucket_sample, f, "score", s, pre, k, per_bucket, seed, pure=False)
-            for k, (f, s) in enumerate(zip(frames, scores, strict=True))
-        ],
-        "projection sample",
-    )
+    return [
+        client.submit(bucket_sample, f, "score", s, pre, k, per_bucket, seed, pure=False)
+        for k, (f, s) in enumerate(zip(frames, scores, strict=True))
+    ]
+
+
+def from_samples(parts: list, pre: dict, seed: int) -> dict:
+    """:func:`summarize`'s dict of the projection fitted on the client on ``parts``
+    (the gathered :func:`submit_samples`)."""
     d = len(pre["features"])
     Z = np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, d), np.float32)
     seg = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.int32)
