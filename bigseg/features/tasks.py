@@ -42,18 +42,22 @@ def matrix(df: pd.DataFrame, features: list[str]) -> np.ndarray:
     return df.reindex(columns=features).to_numpy(np.float32)
 
 
-def write_parquet(df: pd.DataFrame, path: str) -> int:
-    """``df`` as a zstd Parquet part in a publication's staging dir; returns its rows.
-    No mkdir: a task cancelled after a failure must not re-create a staging dir that
-    was cleaned up. An empty bucket writes no file: its text columns would be typed
-    ``null`` and break readers of the whole dataset (``pd.read_parquet(dir)``)."""
+def write_parquet(df: pd.DataFrame, path: str) -> tuple[int, dict]:
+    """``df`` as a zstd Parquet part in a publication's staging dir; returns its rows
+    and ``{path: {"size", "sha256"}}`` of the file (for
+    :meth:`~bigseg.io.output.Output.put`). No mkdir: a task cancelled after a failure
+    must not re-create a staging dir that was cleaned up. An empty bucket writes no
+    file: its text columns would be typed ``null`` and break readers of the whole
+    dataset (``pd.read_parquet(dir)``)."""
     if len(df) == 0:
-        return 0
-    tables.write_parquet(path, tables.text_for_null(tables.from_pandas(df)), compression="zstd")
-    return len(df)
+        return 0, {}
+    t = tables.text_for_null(tables.from_pandas(df))
+    return len(df), {str(path): tables.write_parquet(path, t, digest=True, compression="zstd")}
 
 
-def write_features(res: BucketFeatures, cutoff: Cutoff, path: str, features: list[str]) -> int:
+def write_features(
+    res: BucketFeatures, cutoff: Cutoff, path: str, features: list[str]
+) -> tuple[int, dict]:
     return write_parquet(res.frame(cutoff).reindex(columns=["customer_id", *features]), path)
 
 

@@ -56,6 +56,10 @@ def member_of(name: str, path: str) -> str:
     return rest[len(name) + 1 :] if rest.startswith(name + "/") else rest
 
 
+def _under(root: Location, path: Location) -> bool:
+    return str(path).startswith(str(root).rstrip("/") + "/")
+
+
 def _rel(root: Location, path: Location) -> str:
     """``path`` relative to ``root`` as a manifest path."""
     r, p = str(root).rstrip("/"), str(path)
@@ -181,16 +185,20 @@ class Output:
         """The paths this run writes: a :class:`Layout` rooted at its prefix."""
         return Layout(as_path(self.run_root, self.storage))
 
-    def put(self, name: str, directory: Location, **meta) -> dict:
+    def put(self, name: str, directory: Location, known=None, **meta) -> dict:
         """Record ``directory`` (written by this run, complete) as dataset ``name``: its
-        files are listed and checksummed (the writer's own prefix, never another's)."""
+        files are listed and checksummed (the writer's own prefix, never another's).
+        ``known``: ``{path written: {"size", "sha256"}}`` its writers measured, taken as
+        they are (the other files are read)."""
         prefix = _rel(self.root, directory)
+        known = {_rel(self.root, p): e for p, e in (known or {}).items() if _under(self.root, p)}
         rels = [
             _rel(self.root, i.path)
             for i in self.storage.find(directory)
             if not TEMPORARY.match(i.path.rsplit("/", 1)[-1])
         ]
-        return self.put_files(name, rels, prefix=prefix, **meta)
+        files = [{"path": r, **known[r]} if r in known else r for r in rels]
+        return self.put_files(name, files, prefix=prefix, **meta)
 
     def put_file(self, name: str, path: Location, **meta) -> dict:
         """Record one file (written by this run) as dataset ``name`` (no listing)."""

@@ -155,8 +155,11 @@ def write(ctx: RunContext, fs: FeatureSet) -> Writing:
     ]
 
     def report() -> dict:
-        n = sum(ctx.gather(futs, "write features"))  # done: their row counts
-        ctx.output.put("features", ctx.layout.features)
+        written = ctx.gather(futs, "write features")  # done: rows and checksums
+        n = sum(w[0] for w in written)
+        ctx.output.put(
+            "features", ctx.layout.features, {p: e for w in written for p, e in w[1].items()}
+        )
         if n == 0:
             raise DataError(f"no customer has a purchase on or before as_of={ctx.as_of}")
         return {

@@ -224,7 +224,10 @@ def write(ctx: RunContext, fs: FeatureSet, seg: FittedSegmenter) -> Writing:
                 ctx.gather(sample, "projection sample"), seg.pre, ctx.cfg.seed
             ),
         }
-        ctx.output.put("segments", ctx.layout.segments)
+        written = ctx.gather(futs, "write segments")  # done: their checksums
+        ctx.output.put(
+            "segments", ctx.layout.segments, {p: e for w in written for p, e in w[1].items()}
+        )
         return out
 
     return Writing.staged(ctx.client, stack, [*futs, *sample, *(moved or [])], report)

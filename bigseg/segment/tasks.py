@@ -93,7 +93,7 @@ def migration(scores: pd.DataFrame, old_path: str) -> dict:
     )
 
 
-def write_segments(scores: pd.DataFrame, path: str) -> int:
+def write_segments(scores: pd.DataFrame, path: str) -> tuple[int, dict]:
     cols = [
         "customer_id",
         "segment",

@@ -80,7 +80,7 @@ def quarantine_report(split, merged, jobs, old) -> dict:
         e["bad"].update(r["bad"])
         for reason, ex in r["examples"].items():
             e["examples"].setdefault(reason, ex)
-    for (t, _k), (_n, bad) in zip(jobs, merged, strict=True):
+    for (t, _k), (_n, bad, _written) in zip(jobs, merged, strict=True):
         for reason, (n, example) in bad.items():
             rep[t]["bad"][reason] += n
             rep[t]["rows"] -= n  # counted as good by split
@@ -210,7 +210,7 @@ def manifest(
     if old is not None:
         for t, v in old.manifest["tables"].items():
             counts[t] = v["rows"]
-    for (t, _k), (n, _bad) in zip(jobs, merged, strict=True):
+    for (t, _k), (n, _bad, _written) in zip(jobs, merged, strict=True):
         counts[t] += n
     changed = sorted({k for _t, k in jobs})
     quarantined = defaultdict(Counter)
