@@ -1,7 +1,6 @@
-"""A stage's writes overlap the next stage (:class:`bigseg.pipeline.run.Run`): ``features/``
-is written while the segments are fitted, ``segments/`` while the models train; awaited
-once that stage is done, timed with it, and never left half-published when the run fails
-while they are in flight."""
+"""The features stage's writes overlap the segment stage (:class:`bigseg.pipeline.run.Run`):
+``features/`` is written while the segments are fitted, awaited once that stage is done,
+timed with it, and never left half-published when the run fails while it is in flight."""
 
 from __future__ import annotations
 
@@ -13,7 +12,6 @@ from bigseg.backend import resolve
 from bigseg.io import commits
 from bigseg.pipeline import run_stages
 from bigseg.pipeline import segment as segment_stage
-from bigseg.pipeline import train as train_stage
 from bigseg.testing.outputs import committed, files
 
 
@@ -25,7 +23,6 @@ class StageFailed(RuntimeError):
     ("module", "name", "stages", "writing"),
     [
         (segment_stage, "fit", ("ingest", "features", "segment"), "features"),
-        (train_stage, "train", ("ingest", "features", "segment", "train"), "segments"),
     ],
 )
 def test_a_failed_stage_publishes_no_dataset_the_stage_before_was_writing(

@@ -11,7 +11,7 @@ from bigseg.features import tasks as ftasks
 from bigseg.io.commit import staged_dir
 from bigseg.pipeline import sampling
 from bigseg.pipeline.context import RunContext
-from bigseg.pipeline.products import FeatureSet, Writing
+from bigseg.pipeline.products import WRITE_PRIORITY, FeatureSet, Writing
 from bigseg.predict import fairness
 
 log = logging.getLogger(__name__)
@@ -146,11 +146,14 @@ def write(ctx: RunContext, fs: FeatureSet) -> Writing:
     per bucket) written into a staging dir by tasks submitted here, not awaited: the
     workers write while the next stage runs (:class:`Writing`)."""
     buckets = list(fs.buckets)
-    excluded = ctx.map_buckets(ftasks.excluded, buckets)
+    at = {"priority": WRITE_PRIORITY}
+    excluded = ctx.map_buckets(ftasks.excluded, buckets, **at)
     stack = ExitStack()
     d = stack.enter_context(staged_dir(ctx.layout, ctx.layout.features))
     futs = [
-        ctx.submit(ftasks.write_features, f, "score", d / f"part-{k:05d}.parquet", list(fs.names))
+        ctx.submit(
+            ftasks.write_features, f, "score", d / f"part-{k:05d}.parquet", list(fs.names), **at
+        )
         for k, f in enumerate(buckets)
     ]
 

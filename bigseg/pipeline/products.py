@@ -50,6 +50,11 @@ class FeatureSet:
         return tuple(self.vocab.get("transactions.category", []))
 
 
+#: Dask priority of a :class:`Writing`'s tasks: below every other ready task, so they
+#: fill the idle time of the stage they overlap instead of holding up its own tasks
+WRITE_PRIORITY = -1
+
+
 @dataclass(frozen=True)
 class Writing:
     """A stage's dataset being written into a staging dir by tasks submitted and not yet

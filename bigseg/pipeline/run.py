@@ -44,8 +44,8 @@ class Run:
         self._writer: VersionWriter | None = None
         #: this run trained the models that score (drift is then no retrain reason)
         self._trained = False
-        #: per stage, its datasets still being written (:class:`Writing`): they overlap
-        #: the next stage and are awaited once it is done
+        #: per stage, its datasets still being written (:class:`Writing`; the features
+        #: stage's): they overlap the next stage and are awaited once it is done
         self._writing: dict[str, Writing] = {}
 
     # -- products, made on first use ---------------------------------------------------
@@ -124,7 +124,9 @@ class Run:
             prev = segment.previous(ctx)
             self._seg, report = segment.fit(ctx, fs, prev, self.writer())
             self.rec.add({"segmentation": report["segmentation"]})
-            self._writing["segment"] = segment.write(ctx, fs, self._seg)
+            # awaited here: the assignments it holds would stay in the workers' memory
+            # through the train stage (the 10M run's peak is there)
+            self.rec.add(segment.write(ctx, fs, self._seg).finish())
 
     def train(self) -> None:
         ctx, fs, seg = self.context(), self.features(), self.segmenter()

@@ -192,10 +192,10 @@ def _continuity(prev: FittedSegmenter | None, old_z, centers_z, naming: list[dic
 
 
 def write(ctx: RunContext, fs: FeatureSet, seg: FittedSegmenter) -> Writing:
-    """The rest of the ``segment`` stage, submitted and not awaited (:class:`Writing`):
-    every customer assigned, ``segments/`` written, the migration from the published
-    ``segments/`` and the 2-D projection computed. Its report is ready once the
-    segments are published."""
+    """The rest of the ``segment`` stage, every task submitted before any is awaited
+    (:class:`Writing`): every customer assigned, ``segments/`` written, the migration
+    from the published ``segments/`` and the 2-D projection computed. Its report is
+    ready once the segments are published."""
     scored = ctx.map_buckets(
         scoring.score_bucket,
         list(fs.buckets),
