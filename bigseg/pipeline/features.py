@@ -25,14 +25,17 @@ def compute(ctx: RunContext) -> FeatureSet:
     columns), then the per-bucket features through the feature cache, then CLV (fitted
     on a sample of all buckets, the cutoffs side by side, applied per bucket)."""
     store, n = ctx.store, ctx.n_buckets
-    vocab = feats_mod.merge_vocab(
-        ctx.gather([ctx.submit(feats_mod.vocab_counts, store, k) for k in range(n)], "vocabularies")
-    )
     cuts = ctx.cutoffs()
     if ctx.score_only:  # a scheduled `bigseg score`: features at as_of only
         cuts = {"score": cuts["score"]}
     cfg = ctx.cfg
-    thin = {} if ctx.score_only else _thin_rates(ctx, cuts)
+    # both submitted before either is awaited: one round trip, not two
+    vocab = [ctx.submit(feats_mod.vocab_counts, store, k) for k in range(n)]
+    known = None if ctx.score_only else _known(ctx, cuts)
+    vocab = feats_mod.merge_vocab(ctx.gather(vocab, "vocabularies"))
+    thin = (
+        {} if known is None else _thin_rates(ctx, cuts, ctx.gather(known, "customers per cutoff"))
+    )
     futs = [
         ctx.submit(
             feats_mod.cached_bucket_frames,
@@ -94,21 +97,24 @@ def compute(ctx: RunContext) -> FeatureSet:
     return FeatureSet(tuple(futs), tuple(model_features), vocab, clv, int(sum(sizes)), report, thin)
 
 
-def _thin_rates(ctx: RunContext, cuts: dict[str, int]) -> dict[str, float]:
+def _known(ctx: RunContext, cuts: dict[str, int]) -> list | None:
+    """Futures of the customers each cutoff holds, per bucket; None where no cutoff's
+    frames are ever thinned (:func:`_thin_rates`)."""
+    if not any(c in sampling.THINNED or c in sampling.POOLED for c in cuts):
+        return None
+    return [
+        ctx.submit(ftasks.known_customers, ctx.store, k, cuts, ctx.cfg.privacy.require_consent)
+        for k in range(ctx.n_buckets)
+    ]
+
+
+def _thin_rates(ctx: RunContext, cuts: dict[str, int], counts: list) -> dict[str, float]:
     """The share of each training cutoff's customers whose features are computed
     (:func:`bigseg.pipeline.sampling.thin_rates`), from the customers each cutoff
-    holds: only they can be drawn into a training sample or the backtest, so the frames
-    stay bounded by the samples, not by customers times windows."""
-    if not any(c in sampling.THINNED or c in sampling.POOLED for c in cuts):
-        return {}
+    holds (``counts``: :func:`_known`'s): only they can be drawn into a training sample
+    or the backtest, so the frames stay bounded by the samples, not by customers times
+    windows."""
     pcfg = ctx.cfg.prediction
-    counts = ctx.gather(
-        [
-            ctx.submit(ftasks.known_customers, ctx.store, k, cuts, ctx.cfg.privacy.require_consent)
-            for k in range(ctx.n_buckets)
-        ],
-        "customers per cutoff",
-    )
     sizes = {c: sum(x[c] for x in counts) for c in cuts}
     return sampling.thin_rates(
         sizes, pcfg.max_train_rows, pcfg.training_windows, pcfg.max_backtest_rows
