@@ -84,13 +84,10 @@ class RunContext:
         """One task; never cached by key (``pure=False``): tasks read files."""
         return self.client.submit(fn, *args, pure=False, **kwargs)
 
-    def map_buckets(
-        self, fn, over: list, *args, desc: str | None = None, bar: bool = False, priority: int = 0
-    ):
+    def map_buckets(self, fn, over: list, *args, desc: str | None = None, bar: bool = False):
         """``fn(x, *args)`` for every ``x`` of ``over`` (per-bucket futures, or bucket
-        numbers), at Dask ``priority``. Returns the futures, or with ``desc`` the gathered
-        results."""
-        futs = [self.submit(fn, x, *args, priority=priority) for x in over]
+        numbers). Returns the futures, or with ``desc`` the gathered results."""
+        futs = [self.submit(fn, x, *args) for x in over]
         return futs if desc is None else gather(self.client, futs, desc, bar=bar)
 
     def gather(self, futs: list, desc: str, bar: bool = False) -> list:

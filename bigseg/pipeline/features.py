@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from contextlib import ExitStack
 
 from bigseg import features as feats_mod
 from bigseg.errors import DataError
@@ -11,7 +10,7 @@ from bigseg.features import tasks as ftasks
 from bigseg.io.commit import staged_dir
 from bigseg.pipeline import sampling
 from bigseg.pipeline.context import RunContext
-from bigseg.pipeline.products import WRITE_PRIORITY, FeatureSet, Writing
+from bigseg.pipeline.products import FeatureSet
 from bigseg.predict import fairness
 
 log = logging.getLogger(__name__)
@@ -147,36 +146,29 @@ def _state_clv(clv: dict) -> None:
         )
 
 
-def write(ctx: RunContext, fs: FeatureSet) -> Writing:
-    """The ``features`` stage: ``features/`` (the model features at ``as_of``, one part
-    per bucket) written into a staging dir by tasks submitted here, not awaited: the
-    workers write while the next stage runs (:class:`Writing`)."""
+def write(ctx: RunContext, fs: FeatureSet) -> dict:
+    """The ``features`` stage: ``features/`` published (the model features at ``as_of``,
+    one part per bucket, checksummed by the tasks that write them); returns its report."""
     buckets = list(fs.buckets)
-    at = {"priority": WRITE_PRIORITY}
-    excluded = ctx.map_buckets(ftasks.excluded, buckets, **at)
-    stack = ExitStack()
-    d = stack.enter_context(staged_dir(ctx.layout, ctx.layout.features))
-    futs = [
-        ctx.submit(
-            ftasks.write_features, f, "score", d / f"part-{k:05d}.parquet", list(fs.names), **at
-        )
-        for k, f in enumerate(buckets)
-    ]
-
-    def report() -> dict:
-        written = ctx.gather(futs, "write features")  # done: rows and checksums
-        n = sum(w[0] for w in written)
-        ctx.output.put(
-            "features", ctx.layout.features, {p: e for w in written for p, e in w[1].items()}
-        )
-        if n == 0:
-            raise DataError(f"no customer has a purchase on or before as_of={ctx.as_of}")
-        return {
-            "as_of": str(ctx.as_of),
-            "horizon_days": ctx.cfg.horizon_days,
-            "n_customers": n,
-            "excluded_no_consent": sum(ctx.gather(excluded, "consent")),
-            "features": feats_mod.describe(list(fs.names)),
-        }
-
-    return Writing.staged(ctx.client, stack, [*futs, *excluded], report)
+    excluded = ctx.map_buckets(ftasks.excluded, buckets)  # awaited with the writes
+    with staged_dir(ctx.layout, ctx.layout.features) as d:
+        futs = [
+            ctx.submit(
+                ftasks.write_features, f, "score", d / f"part-{k:05d}.parquet", list(fs.names)
+            )
+            for k, f in enumerate(buckets)
+        ]
+        written = ctx.gather(futs, "write features", bar=True)
+    n = sum(w[0] for w in written)
+    ctx.output.put(
+        "features", ctx.layout.features, {p: e for w in written for p, e in w[1].items()}
+    )
+    if n == 0:
+        raise DataError(f"no customer has a purchase on or before as_of={ctx.as_of}")
+    return {
+        "as_of": str(ctx.as_of),
+        "horizon_days": ctx.cfg.horizon_days,
+        "n_customers": n,
+        "excluded_no_consent": sum(ctx.gather(excluded, "consent")),
+        "features": feats_mod.describe(list(fs.names)),
+    }

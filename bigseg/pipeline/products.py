@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from contextlib import ExitStack
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from bigseg.features.bucket import BucketFeatures, Cutoff
 from bigseg.predict.serving import ServingModels
 from bigseg.segment.fitted import FittedSegmenter
 
-__all__ = [
-    "BucketFeatures",
-    "Cutoff",
-    "FeatureSet",
-    "FittedSegmenter",
-    "ServingModels",
-    "Writing",
-]
+__all__ = ["BucketFeatures", "Cutoff", "FeatureSet", "FittedSegmenter", "ServingModels"]
 
 
 @dataclass(frozen=True)
@@ -48,38 +40,3 @@ class FeatureSet:
     @property
     def categories(self) -> tuple[str, ...]:
         return tuple(self.vocab.get("transactions.category", []))
-
-
-#: Dask priority of a :class:`Writing`'s tasks: below every other ready task, so they
-#: fill the idle time of the stage they overlap instead of holding up its own tasks
-WRITE_PRIORITY = -1
-
-
-@dataclass(frozen=True)
-class Writing:
-    """A stage's dataset being written into a staging dir by tasks submitted and not yet
-    awaited, so the workers write while the run goes on: ``finish()`` waits for them,
-    publishes the dataset and returns the stage's report (on an error it removes the
-    staging dir and raises); ``abort(error)`` cancels them and removes the staging dir
-    when the run fails first."""
-
-    finish: Callable[[], dict]
-    abort: Callable[[BaseException], None]
-
-    @classmethod
-    def staged(cls, client, stack: ExitStack, futures: list, report: Callable[[], dict]):
-        """The writing of ``futures`` into the staging dir ``stack`` holds open
-        (:func:`bigseg.io.commit.staged_dir`): ``finish`` gathers them, publishes the dir,
-        then returns ``report()``."""
-        from bigseg.progress import gather
-
-        def finish() -> dict:
-            with stack:  # published on success, removed on error
-                gather(client, futures, "write", bar=True)
-            return report()
-
-        def abort(e: BaseException) -> None:
-            client.cancel(futures)
-            stack.__exit__(type(e), e, e.__traceback__)
-
-        return cls(finish, abort)

@@ -42,16 +42,11 @@ class Recorder:
         self.metrics.update(report)
 
     @contextlib.contextmanager
-    def timed(self, stage: str, more: bool = False):
-        """Time ``stage`` (``more``: a further part of it, added to its time)."""
+    def timed(self, stage: str):
         t0 = time.perf_counter()
-        if not more:
-            progress.stage(stage)
+        progress.stage(stage)
         yield
-        before = self.timings.get(stage, 0.0) if more else 0.0
-        self.timings[stage] = round(before + time.perf_counter() - t0, 3)
-        if more:
-            return
+        self.timings[stage] = round(time.perf_counter() - t0, 3)
         progress.stage(stage, self.timings[stage])
         log.info("stage %s: %.2fs", stage, self.timings[stage])
 

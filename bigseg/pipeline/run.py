@@ -9,7 +9,7 @@ from bigseg.config import RunConfig
 from bigseg.io.output import Output
 from bigseg.pipeline import features, score, segment, train
 from bigseg.pipeline.context import RunContext
-from bigseg.pipeline.products import FeatureSet, FittedSegmenter, ServingModels, Writing
+from bigseg.pipeline.products import FeatureSet, FittedSegmenter, ServingModels
 from bigseg.pipeline.record import Recorder
 from bigseg.registry import VersionWriter
 from bigseg.store import ingest
@@ -44,9 +44,6 @@ class Run:
         self._writer: VersionWriter | None = None
         #: this run trained the models that score (drift is then no retrain reason)
         self._trained = False
-        #: per stage, its datasets still being written (:class:`Writing`; the features
-        #: stage's): they overlap the next stage and are awaited once it is done
-        self._writing: dict[str, Writing] = {}
 
     # -- products, made on first use ---------------------------------------------------
     def context(self) -> RunContext:
@@ -107,16 +104,7 @@ class Run:
 
     def features_stage(self) -> None:
         with self.rec.timed("features"):
-            self._writing["features"] = features.write(self.context(), self.features())
-
-    def _written(self, timed_as: str | None, of=None) -> None:
-        """Await the datasets stages ``of`` (default: all) are still writing and add
-        their reports, timed as part of stage ``timed_as``: the one they overlapped
-        (None: their own)."""
-        for stage in list(self._writing if of is None else of):
-            with self.rec.timed(timed_as or stage, more=True):
-                self.rec.add(self._writing[stage].finish())
-            del self._writing[stage]
+            self.rec.add(features.write(self.context(), self.features()))
 
     def segment(self) -> None:
         with self.rec.timed("segment"):
@@ -124,9 +112,7 @@ class Run:
             prev = segment.previous(ctx)
             self._seg, report = segment.fit(ctx, fs, prev, self.writer())
             self.rec.add({"segmentation": report["segmentation"]})
-            # awaited here: the assignments it holds would stay in the workers' memory
-            # through the train stage (the 10M run's peak is there)
-            self.rec.add(segment.write(ctx, fs, self._seg).finish())
+            self.rec.add(segment.write(ctx, fs, self._seg))
 
     def train(self) -> None:
         ctx, fs, seg = self.context(), self.features(), self.segmenter()
@@ -152,19 +138,6 @@ class Run:
         self._writer.publish({"segmenter_only": True, "as_of": str(ctx.as_of)})
         self._writer = None
 
-    def _stages(self, stages, steps: dict, t0: float) -> None:
-        """Each stage in turn; the datasets a stage writes are awaited once the next
-        stage is done (they overlap it), and all of them before the report."""
-        for s in stages:
-            if s == "report":
-                self._written(None)
-                self.rec.timings["total"] = round(time.perf_counter() - t0, 3)
-                self.rec.write_metrics()
-            overlapped = list(self._writing)
-            (steps[s] if s in steps else getattr(self, s))()
-            self._written(s, overlapped)
-        self._written(None)
-
     def run(self, stages, run_policy: dict | None = None, held=None, inputs=None) -> dict:
         """Run ``stages`` in order, write ``metrics.json``, commit (under the lease
         ``held``) and write the run record."""
@@ -176,12 +149,11 @@ class Run:
             "report": self.rec.report,
             "ingest": lambda: self.ingest(inputs),
         }
-        try:
-            self._stages(stages, steps, t0)
-        except BaseException as e:
-            for w in self._writing.values():
-                w.abort(e)
-            raise
+        for s in stages:
+            if s == "report":
+                self.rec.timings["total"] = round(time.perf_counter() - t0, 3)
+                self.rec.write_metrics()
+            (steps[s] if s in steps else getattr(self, s))()
         if "report" not in stages:
             self.rec.timings["total"] = round(time.perf_counter() - t0, 3)
         self._publish_segmenter()

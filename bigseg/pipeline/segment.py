@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import operator
-from contextlib import ExitStack
 
 import pandas as pd
 
@@ -12,7 +11,7 @@ from bigseg.errors import ModelError
 from bigseg.features import SKEWED
 from bigseg.io.commit import read_json, staged_dir
 from bigseg.pipeline.context import RunContext
-from bigseg.pipeline.products import FeatureSet, FittedSegmenter, ServingModels, Writing
+from bigseg.pipeline.products import FeatureSet, FittedSegmenter, ServingModels
 from bigseg.predict import scoring
 from bigseg.registry import VersionWriter, load_version
 from bigseg.report import projection
@@ -191,11 +190,11 @@ def _continuity(prev: FittedSegmenter | None, old_z, centers_z, naming: list[dic
     return ids, continues, out
 
 
-def write(ctx: RunContext, fs: FeatureSet, seg: FittedSegmenter) -> Writing:
-    """The rest of the ``segment`` stage, every task submitted before any is awaited
-    (:class:`Writing`): every customer assigned, ``segments/`` written, the migration
-    from the published ``segments/`` and the 2-D projection computed. Its report is
-    ready once the segments are published."""
+def write(ctx: RunContext, fs: FeatureSet, seg: FittedSegmenter) -> dict:
+    """The rest of the ``segment`` stage, every task submitted before any is awaited:
+    every customer assigned, ``segments/`` written (checksummed by its tasks), the
+    migration from the published ``segments/`` and the 2-D projection computed,
+    ``segments/`` published. Returns the report."""
     scored = ctx.map_buckets(
         scoring.score_bucket,
         list(fs.buckets),
@@ -209,28 +208,24 @@ def write(ctx: RunContext, fs: FeatureSet, seg: FittedSegmenter) -> Writing:
     new = ctx.map_buckets(operator.getitem, scored, "scores")
     moved = _migration(ctx, new)
     sample = projection.submit_samples(ctx.client, list(fs.buckets), new, seg.pre, ctx.cfg.seed)
-    stack = ExitStack()
-    d = stack.enter_context(staged_dir(ctx.layout, ctx.layout.segments))
-    futs = [
-        ctx.submit(stasks.write_segments, s, d / f"part-{k:05d}.parquet") for k, s in enumerate(new)
-    ]
-
-    def report() -> dict:
-        out = {  # the migration from the committed segments, before they are replaced
-            "segment_migration": None
-            if moved is None
-            else migration_matrix(ctx.gather(moved, "migration")),
-            "projection": projection.from_samples(
-                ctx.gather(sample, "projection sample"), seg.pre, ctx.cfg.seed
-            ),
-        }
-        written = ctx.gather(futs, "write segments")  # done: their checksums
-        ctx.output.put(
-            "segments", ctx.layout.segments, {p: e for w in written for p, e in w[1].items()}
-        )
-        return out
-
-    return Writing.staged(ctx.client, stack, [*futs, *sample, *(moved or [])], report)
+    with staged_dir(ctx.layout, ctx.layout.segments) as d:
+        futs = [
+            ctx.submit(stasks.write_segments, s, d / f"part-{k:05d}.parquet")
+            for k, s in enumerate(new)
+        ]
+        written = ctx.gather(futs, "write segments", bar=True)
+    report = {  # the migration from the committed segments, before they are replaced
+        "segment_migration": None
+        if moved is None
+        else migration_matrix(ctx.gather(moved, "migration")),
+        "projection": projection.from_samples(
+            ctx.gather(sample, "projection sample"), seg.pre, ctx.cfg.seed
+        ),
+    }
+    ctx.output.put(
+        "segments", ctx.layout.segments, {p: e for w in written for p, e in w[1].items()}
+    )
+    return report
 
 
 def _migration(ctx: RunContext, new_scores: list) -> list | None:

@@ -82,21 +82,13 @@ def summarize(
 
 
 def submit_samples(
-    client,
-    frames: list,
-    scores: list,
-    pre: dict,
-    seed: int,
-    fit_sample: int = FIT_SAMPLE,
-    priority: int = 0,
+    client, frames: list, scores: list, pre: dict, seed: int, fit_sample: int = FIT_SAMPLE
 ) -> list:
     """Futures of the sample of every bucket (``frames`` and row-aligned ``scores``:
-    futures) the projection is fitted on (:func:`from_samples`), at Dask ``priority``."""
+    futures) the projection is fitted on (:func:`from_samples`)."""
     per_bucket = max(1, math.ceil(fit_sample / max(len(frames), 1)))
     return [
-        client.submit(
-            bucket_sample, f, "score", s, pre, k, per_bucket, seed, pure=False, priority=priority
-        )
+        client.submit(bucket_sample, f, "score", s, pre, k, per_bucket, seed, pure=False)
         for k, (f, s) in enumerate(zip(frames, scores, strict=True))
     ]
 
