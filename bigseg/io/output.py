@@ -56,10 +56,6 @@ def member_of(name: str, path: str) -> str:
     return rest[len(name) + 1 :] if rest.startswith(name + "/") else rest
 
 
-def _under(root: Location, path: Location) -> bool:
-    return str(path).startswith(str(root).rstrip("/") + "/")
-
-
 def _rel(root: Location, path: Location) -> str:
     """``path`` relative to ``root`` as a manifest path."""
     r, p = str(root).rstrip("/"), str(path)
@@ -191,7 +187,7 @@ class Output:
         ``known``: ``{path written: {"size", "sha256"}}`` its writers measured, taken as
         they are (the other files are read)."""
         prefix = _rel(self.root, directory)
-        known = {_rel(self.root, p): e for p, e in (known or {}).items() if _under(self.root, p)}
+        known = {_rel(self.root, p): e for p, e in (known or {}).items()}
         rels = [
             _rel(self.root, i.path)
             for i in self.storage.find(directory)
