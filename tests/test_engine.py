@@ -190,32 +190,45 @@ def test_cluster_info_keys(local_client):
     assert info["scheduler_address"] in text and "workers    2" in text
 
 
-def _malloc_env():
+def _worker_memory_settings():
     import os
 
-    return os.environ.get("MALLOC_MMAP_THRESHOLD_"), os.environ.get("MALLOC_TRIM_THRESHOLD_")
+    from numpy._core.multiarray import _set_madvise_hugepage
+
+    advised = _set_madvise_hugepage(False)  # returns the setting NumPy started with
+    _set_madvise_hugepage(advised)
+    return (
+        os.environ.get("MALLOC_MMAP_THRESHOLD_"),
+        os.environ.get("MALLOC_TRIM_THRESHOLD_"),
+        advised,
+    )
 
 
-def test_local_workers_keep_large_arrays_off_fresh_mmaps(local_client):
+def test_local_workers_keep_large_arrays_off_fresh_pages(local_client):
     """Dask sets a trim threshold for its workers; the local cluster adds an mmap
-    threshold so that glibc does not map (and page-fault in) every array above 128 KiB."""
+    threshold so that glibc does not map (and page-fault in) every array above 128 KiB,
+    and NumPy in the workers does not advise huge pages."""
     import dask
 
-    from bigseg.engine._clusters import WORKER_MMAP_THRESHOLD
+    from bigseg.engine._workerenv import WORKER_MMAP_THRESHOLD
 
     trim = dask.config.get("distributed.nanny.pre-spawn-environ").get("MALLOC_TRIM_THRESHOLD_")
-    got = set(local_client.run(_malloc_env).values())
-    assert got == {(str(WORKER_MMAP_THRESHOLD), None if trim is None else str(trim))}
+    got = set(local_client.run(_worker_memory_settings).values())
+    assert got == {(str(WORKER_MMAP_THRESHOLD), None if trim is None else str(trim), False)}
 
 
-def test_a_configured_mmap_threshold_wins():
+def test_a_configured_worker_variable_wins():
     import dask
 
-    from bigseg.engine._clusters import _MMAP_KEY, _worker_environ
+    from bigseg.engine._workerenv import worker_environ
 
-    assert _worker_environ() == {_MMAP_KEY: 32 * 2**20}
-    with dask.config.set({_MMAP_KEY: 1 << 20}):
-        assert _worker_environ() == {}
+    key = "distributed.nanny.pre-spawn-environ."
+    assert worker_environ() == {
+        key + "MALLOC_MMAP_THRESHOLD_": 32 * 2**20,
+        key + "NUMPY_MADVISE_HUGEPAGE": "0",
+    }
+    with dask.config.set({key + "MALLOC_MMAP_THRESHOLD_": 1 << 20}):
+        assert worker_environ() == {key + "NUMPY_MADVISE_HUGEPAGE": "0"}
 
 
 def test_connect_without_config_reuses_the_current_client(local_client):

@@ -17,7 +17,6 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import dask
 from dask.utils import format_bytes, parse_bytes
 from distributed import Client, LocalCluster, WorkerPlugin
 from distributed.security import Security
@@ -33,6 +32,7 @@ from bigseg.engine.config import (
     SSHClusterConfig,
     TLSConfig,
 )
+from bigseg.engine._workerenv import spawning
 from bigseg.errors import ClusterError, ConfigError
 
 log = logging.getLogger(__name__)
@@ -180,36 +180,6 @@ def _dashboard_kwargs(enabled: bool, address: str) -> dict[str, Any]:
     return {"dashboard_address": address}
 
 
-#: glibc's mmap threshold in the local worker processes. Dask starts its workers with
-#: ``MALLOC_TRIM_THRESHOLD_`` set (to hand freed memory back to the OS), and setting any
-#: such variable freezes glibc's adaptive mmap threshold at 128 KiB: every larger array
-#: is then a fresh mmap, page-faulted in on first touch and unmapped when freed. A
-#: bucket's features took 1.5 s instead of 0.9 s that way (1M customers, measured);
-#: 32 MiB (glibc's own adaptive ceiling) brings it back to 1.0 s while the trim
-#: threshold still returns the heap's free top. A value in the Dask config wins. Workers
-#: of the other cluster types get it from their own environment (docs/operations.md).
-WORKER_MMAP_THRESHOLD = 32 * 2**20
-_MMAP_KEY = "distributed.nanny.pre-spawn-environ.MALLOC_MMAP_THRESHOLD_"
-
-
-def _worker_environ() -> dict[str, Any]:
-    """Dask config for spawning local workers: the mmap threshold above, unless set."""
-    if dask.config.get(_MMAP_KEY, None) is not None:
-        return {}
-    return {_MMAP_KEY: WORKER_MMAP_THRESHOLD}
-
-
-def _spawning(factory: Callable[[], Any]) -> Callable[[], Any]:
-    """``factory`` run with :func:`_worker_environ` in the Dask config, which each Nanny
-    reads as it is created."""
-
-    def start():
-        with dask.config.set(_worker_environ()):
-            return factory()
-
-    return start
-
-
 def _open_local(cfg: LocalClusterConfig) -> Iterator[Client]:
     n = cfg.resolved_n_workers()
     if cfg.memory_limit == "auto":
@@ -235,7 +205,7 @@ def _open_local(cfg: LocalClusterConfig) -> Iterator[Client]:
         cfg.host,
     )
     return _own_cluster(
-        _spawning(lambda: LocalCluster(**kwargs)), f"a local cluster of {n} workers"
+        spawning(lambda: LocalCluster(**kwargs)), f"a local cluster of {n} workers"
     )
 
 
@@ -297,7 +267,7 @@ def _open_local_gpu(cfg: LocalGPUClusterConfig) -> Iterator[Client]:
         kwargs["rmm_pool_size"] = cfg.rmm_pool_size
     log.info("starting a local GPU cluster (dask_cuda.LocalCUDACluster): %s", kwargs)
     return _own_cluster(
-        _spawning(lambda: dask_cuda.LocalCUDACluster(**kwargs)), "a local GPU cluster"
+        spawning(lambda: dask_cuda.LocalCUDACluster(**kwargs)), "a local GPU cluster"
     )
 
 
