@@ -22,6 +22,7 @@ from distributed import Client, LocalCluster, WorkerPlugin
 from distributed.security import Security
 from distributed.system import MEMORY_LIMIT
 
+from bigseg.engine._workerenv import spawning
 from bigseg.engine.config import (
     ClusterConfig,
     KubernetesClusterConfig,
@@ -32,7 +33,6 @@ from bigseg.engine.config import (
     SSHClusterConfig,
     TLSConfig,
 )
-from bigseg.engine._workerenv import spawning
 from bigseg.errors import ClusterError, ConfigError
 
 log = logging.getLogger(__name__)
