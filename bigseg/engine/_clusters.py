@@ -204,9 +204,7 @@ def _open_local(cfg: LocalClusterConfig) -> Iterator[Client]:
         format_bytes(parse_bytes(memory)),
         cfg.host,
     )
-    return _own_cluster(
-        spawning(lambda: LocalCluster(**kwargs)), f"a local cluster of {n} workers"
-    )
+    return _own_cluster(spawning(lambda: LocalCluster(**kwargs)), f"a local cluster of {n} workers")
 
 
 def _security(tls: TLSConfig) -> Security:
