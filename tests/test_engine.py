@@ -193,6 +193,7 @@ def test_cluster_info_keys(local_client):
 def _worker_memory_settings():
     import os
 
+    import pyarrow as pa
     from numpy._core.multiarray import _set_madvise_hugepage
 
     advised = _set_madvise_hugepage(False)  # returns the setting NumPy started with
@@ -201,20 +202,23 @@ def _worker_memory_settings():
         os.environ.get("MALLOC_MMAP_THRESHOLD_"),
         os.environ.get("MALLOC_TRIM_THRESHOLD_"),
         advised,
+        pa.default_memory_pool().backend_name,
     )
 
 
 def test_local_workers_keep_large_arrays_off_fresh_pages(local_client):
     """Dask sets a trim threshold for its workers; the local cluster adds an mmap
     threshold so that glibc does not map (and page-fault in) every array above 128 KiB,
-    and NumPy in the workers does not advise huge pages."""
+    NumPy in the workers does not advise huge pages and Arrow allocates with jemalloc."""
     import dask
 
     from bigseg.engine._workerenv import WORKER_MMAP_THRESHOLD
 
     trim = dask.config.get("distributed.nanny.pre-spawn-environ").get("MALLOC_TRIM_THRESHOLD_")
     got = set(local_client.run(_worker_memory_settings).values())
-    assert got == {(str(WORKER_MMAP_THRESHOLD), None if trim is None else str(trim), False)}
+    assert got == {
+        (str(WORKER_MMAP_THRESHOLD), None if trim is None else str(trim), False, "jemalloc")
+    }
 
 
 def test_a_configured_worker_variable_wins():
@@ -226,9 +230,10 @@ def test_a_configured_worker_variable_wins():
     assert worker_environ() == {
         key + "MALLOC_MMAP_THRESHOLD_": 32 * 2**20,
         key + "NUMPY_MADVISE_HUGEPAGE": "0",
+        key + "ARROW_DEFAULT_MEMORY_POOL": "jemalloc",
     }
     with dask.config.set({key + "MALLOC_MMAP_THRESHOLD_": 1 << 20}):
-        assert worker_environ() == {key + "NUMPY_MADVISE_HUGEPAGE": "0"}
+        assert key + "MALLOC_MMAP_THRESHOLD_" not in worker_environ()
 
 
 def test_connect_without_config_reuses_the_current_client(local_client):

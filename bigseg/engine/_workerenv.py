@@ -32,9 +32,16 @@ WORKER_MMAP_THRESHOLD = 32 * 2**20
 #: free bucket-sized arrays in every task, so a whole 1M-customer run took 34.3 s with
 #: the advice and 28.5 s without; where the host still held the pages, 300k customers
 #: took 12.9 s with it and 13.3 s without (benchmarks/HISTORY.md, issue 20, ninth step).
+#:
+#: Arrow's memory pool: jemalloc rather than the wheels' default, mimalloc. On the same
+#: VM mimalloc hands freed Arrow buffers back to the host sooner, and reading, splitting
+#: and merging Parquet allocates them again: ingest at 300k customers took 3.7 s with
+#: mimalloc and 2.6 s with jemalloc, the whole run 15.2 s and 13.5 s (3 runs each). A
+#: pyarrow built without jemalloc warns and keeps its default.
 WORKER_ENV: dict[str, Any] = {
     "MALLOC_MMAP_THRESHOLD_": WORKER_MMAP_THRESHOLD,
     "NUMPY_MADVISE_HUGEPAGE": "0",
+    "ARROW_DEFAULT_MEMORY_POOL": "jemalloc",
 }
 
 
