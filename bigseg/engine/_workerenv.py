@@ -29,15 +29,18 @@ WORKER_MMAP_THRESHOLD = 32 * 2**20
 #: host takes freed guest memory back (free page reporting, as on the 2-core benchmark
 #: machine) each fresh 2 MiB page then costs the host ~10 ms to supply again: 250 MB of
 #: new array took 1.1-1.9 s with the advice, 0.08 s without it. The workers allocate and
-#: free bucket-sized arrays in every task, so a whole 1M-customer run took 34.3 s with
-#: the advice and 28.5 s without; where the host still held the pages, 300k customers
+#: free bucket-sized arrays in every task, so a whole 1M-customer run took 32.9 s with
+#: the advice and 28.5-30.8 s without (2 runs each); where the host still held the pages, 300k customers
 #: took 12.9 s with it and 13.3 s without (benchmarks/HISTORY.md, issue 20, ninth step).
+#: bigseg leaves the advice alone in its own process (the client's and scheduler's):
+#: switching it off there too made no difference that 3 runs could show.
 #:
 #: Arrow's memory pool: jemalloc rather than the wheels' default, mimalloc. On the same
 #: VM mimalloc hands freed Arrow buffers back to the host sooner, and reading, splitting
 #: and merging Parquet allocates them again: ingest at 300k customers took 3.7 s with
-#: mimalloc and 2.6 s with jemalloc, the whole run 15.2 s and 13.5 s (3 runs each). A
-#: pyarrow built without jemalloc warns and keeps its default.
+#: mimalloc and 2.6 s with jemalloc, the whole run 15.2 s and 13.5 s (3 runs each; the
+#: same in the workers alone). A pyarrow built without jemalloc warns and keeps its
+#: default.
 WORKER_ENV: dict[str, Any] = {
     "MALLOC_MMAP_THRESHOLD_": WORKER_MMAP_THRESHOLD,
     "NUMPY_MADVISE_HUGEPAGE": "0",
@@ -63,3 +66,4 @@ def spawning(factory: Callable[[], Any]) -> Callable[[], Any]:
             return factory()
 
     return start
+
