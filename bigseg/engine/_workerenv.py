@@ -66,4 +66,3 @@ def spawning(factory: Callable[[], Any]) -> Callable[[], Any]:
             return factory()
 
     return start
-
