@@ -38,9 +38,9 @@ WORKER_MMAP_THRESHOLD = 32 * 2**20
 #: Arrow's memory pool: jemalloc rather than the wheels' default, mimalloc. On the same
 #: VM mimalloc hands freed Arrow buffers back to the host sooner, and reading, splitting
 #: and merging Parquet allocates them again: ingest at 300k customers took 3.7 s with
-#: mimalloc and 2.6 s with jemalloc, the whole run 15.2 s and 13.5 s (3 runs each; the
-#: same in the workers alone). A pyarrow built without jemalloc warns and keeps its
-#: default.
+#: mimalloc and 2.6 s with jemalloc, the whole run 15.0 s and 13.6 s (3 runs each). At
+#: 1M the pools were even, and at 3M ingest took 23.6 s with mimalloc, 24.8 with
+#: jemalloc (2 runs each). A pyarrow built without jemalloc warns and keeps its default.
 WORKER_ENV: dict[str, Any] = {
     "MALLOC_MMAP_THRESHOLD_": WORKER_MMAP_THRESHOLD,
     "NUMPY_MADVISE_HUGEPAGE": "0",
