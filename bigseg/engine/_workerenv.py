@@ -30,10 +30,11 @@ WORKER_MMAP_THRESHOLD = 32 * 2**20
 #: machine) each fresh 2 MiB page then costs the host ~10 ms to supply again: 250 MB of
 #: new array took 1.1-1.9 s with the advice, 0.08 s without it. The workers allocate and
 #: free bucket-sized arrays in every task, so a whole 1M-customer run took 32.9 s with
-#: the advice and 28.5-30.8 s without (2 runs each); where the host still held the pages, 300k customers
-#: took 12.9 s with it and 13.3 s without (benchmarks/HISTORY.md, issue 20, ninth step).
-#: bigseg leaves the advice alone in its own process (the client's and scheduler's):
-#: switching it off there too made no difference that 3 runs could show.
+#: the advice and 28.5-30.8 s without (2 runs each); where the host still held the
+#: pages, 300k customers took 12.9 s with it and 13.3 s without (benchmarks/HISTORY.md,
+#: issue 20, ninth step). bigseg leaves the advice alone in its own process (the
+#: client's and scheduler's): switching it off there as well was within the noise
+#: (300k, 3 runs each; 1M 30.3 -> 29.6 s, 2 each).
 #:
 #: Arrow's memory pool: jemalloc rather than the wheels' default, mimalloc. On the same
 #: VM mimalloc hands freed Arrow buffers back to the host sooner, and reading, splitting
