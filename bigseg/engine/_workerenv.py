@@ -37,11 +37,12 @@ WORKER_MMAP_THRESHOLD = 32 * 2**20
 #: (300k, 3 runs each; 1M 30.3 -> 29.6 s, 2 each).
 #:
 #: Arrow's memory pool: jemalloc rather than the wheels' default, mimalloc. On the same
-#: VM mimalloc hands freed Arrow buffers back to the host sooner, and reading, splitting
-#: and merging Parquet allocates them again: ingest at 300k customers took 3.7 s with
-#: mimalloc and 2.6 s with jemalloc, the whole run 15.0 s and 13.6 s (3 runs each). At
-#: 1M the pools were even, and at 3M ingest took 23.6 s with mimalloc, 24.8 with
-#: jemalloc (2 runs each). A pyarrow built without jemalloc warns and keeps its default.
+#: VM reading, splitting and merging Parquet ran slower with mimalloc (returning freed
+#: buffers to the host sooner, presumably; not traced): ingest at 300k customers took
+#: 3.7 s with mimalloc and 2.6 s with jemalloc, the whole run 15.0 s and 13.6 s (3 runs
+#: each). At 1M the pools were even, and at 3M ingest took 23.6 s with mimalloc, 24.8
+#: with jemalloc (2 runs each). A pyarrow built without jemalloc warns and keeps its
+#: default.
 WORKER_ENV: dict[str, Any] = {
     "MALLOC_MMAP_THRESHOLD_": WORKER_MMAP_THRESHOLD,
     "NUMPY_MADVISE_HUGEPAGE": "0",
