@@ -181,13 +181,13 @@ class Output:
         """The paths this run writes: a :class:`Layout` rooted at its prefix."""
         return Layout(as_path(self.run_root, self.storage))
 
-    def put(self, name: str, directory: Location, known=None, **meta) -> dict:
+    def put(self, name: str, directory: Location, known: Iterable[dict] = (), **meta) -> dict:
         """Record ``directory`` (written by this run, complete) as dataset ``name``: its
         files are listed and checksummed (the writer's own prefix, never another's).
-        ``known``: ``{path written: {"size", "sha256"}}`` its writers measured, taken as
+        ``known``: the writing tasks' ``{path written: {"size", "sha256"}}``, taken as
         they are (the other files are read)."""
         prefix = _rel(self.root, directory)
-        known = {_rel(self.root, p): e for p, e in (known or {}).items()}
+        known = {_rel(self.root, p): e for part in known for p, e in part.items()}
         rels = [
             _rel(self.root, i.path)
             for i in self.storage.find(directory)

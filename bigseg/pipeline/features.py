@@ -160,9 +160,7 @@ def write(ctx: RunContext, fs: FeatureSet) -> dict:
         ]
         written = ctx.gather(futs, "write features", bar=True)
     n = sum(w[0] for w in written)
-    ctx.output.put(
-        "features", ctx.layout.features, {p: e for w in written for p, e in w[1].items()}
-    )
+    ctx.output.put("features", ctx.layout.features, (w[1] for w in written))
     if n == 0:
         raise DataError(f"no customer has a purchase on or before as_of={ctx.as_of}")
     return {

@@ -222,9 +222,7 @@ def write(ctx: RunContext, fs: FeatureSet, seg: FittedSegmenter) -> dict:
             ctx.gather(sample, "projection sample"), seg.pre, ctx.cfg.seed
         ),
     }
-    ctx.output.put(
-        "segments", ctx.layout.segments, {p: e for w in written for p, e in w[1].items()}
-    )
+    ctx.output.put("segments", ctx.layout.segments, (w[1] for w in written))
     return report
 
 

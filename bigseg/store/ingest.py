@@ -385,10 +385,10 @@ def _build(cfg, client, output: Output, old, inputs, new, key_fp, n_buckets) -> 
     manifest["last_ingest"]["erased_rows_skipped"] = record.erased_skipped(split)
     write_json_atomic(store_dir / MANIFEST, manifest)
     _record(output, old, "quarantine", qdir)
-    _record(output, old, "store", store_dir, {p: e for m in merged for p, e in m[2].items()})
+    _record(output, old, "store", store_dir, [m[2] for m in merged])
 
 
-def _record(output: Output, old, name: str, written, known=None) -> None:
+def _record(output: Output, old, name: str, written, known=()) -> None:
     """Dataset ``name``: the files this run wrote (``known``: those its tasks measured,
     :meth:`~bigseg.io.output.Output.put`), plus (incremental) the committed ones."""
     mine = output.put(name, written, known)["files"]
