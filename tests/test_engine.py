@@ -209,17 +209,15 @@ def _worker_memory_settings():
 def test_local_workers_keep_large_arrays_off_fresh_pages(local_client):
     """Dask sets a trim threshold for its workers; the local cluster adds an mmap
     threshold so that glibc does not map (and page-fault in) every array above 128 KiB,
-    NumPy in the workers does not advise huge pages and Arrow allocates with jemalloc."""
+    NumPy in the workers does not advise huge pages and Arrow allocates with the system
+    allocator."""
     import dask
     import pyarrow as pa
 
     from bigseg.engine._workerenv import WORKER_MMAP_THRESHOLD
 
     trim = dask.config.get("distributed.nanny.pre-spawn-environ").get("MALLOC_TRIM_THRESHOLD_")
-    try:  # a pyarrow built without jemalloc keeps its default pool
-        pool = pa.jemalloc_memory_pool().backend_name
-    except NotImplementedError:
-        pool = pa.default_memory_pool().backend_name
+    pool = pa.system_memory_pool().backend_name
     got = set(local_client.run(_worker_memory_settings).values())
     assert got == {(str(WORKER_MMAP_THRESHOLD), None if trim is None else str(trim), False, pool)}
 
@@ -233,7 +231,7 @@ def test_a_configured_worker_variable_wins():
     assert worker_environ() == {
         key + "MALLOC_MMAP_THRESHOLD_": 32 * 2**20,
         key + "NUMPY_MADVISE_HUGEPAGE": "0",
-        key + "ARROW_DEFAULT_MEMORY_POOL": "jemalloc",
+        key + "ARROW_DEFAULT_MEMORY_POOL": "system",
     }
     with dask.config.set({key + "MALLOC_MMAP_THRESHOLD_": 1 << 20}):
         assert key + "MALLOC_MMAP_THRESHOLD_" not in worker_environ()

@@ -36,17 +36,17 @@ WORKER_MMAP_THRESHOLD = 32 * 2**20
 #: client's and scheduler's): switching it off there as well was within the noise
 #: (300k, 3 runs each; 1M 30.3 -> 29.6 s, 2 each).
 #:
-#: Arrow's memory pool: jemalloc rather than the wheels' default, mimalloc. On the same
-#: VM reading, splitting and merging Parquet ran slower with mimalloc (returning freed
-#: buffers to the host sooner, presumably; not traced): ingest at 300k customers took
-#: 3.7 s with mimalloc and 2.6 s with jemalloc, the whole run 15.0 s and 13.6 s (3 runs
-#: each). At 1M the pools were even, and at 3M ingest took 23.6 s with mimalloc, 24.8
-#: with jemalloc (2 runs each). A pyarrow built without jemalloc warns and keeps its
-#: default.
+#: Arrow's memory pool: the system allocator (glibc, with the thresholds above) rather
+#: than the wheels' default, mimalloc, or jemalloc. On the same VM reading, splitting and
+#: merging Parquet with mimalloc took 3.7 s of ingest at 300k customers against 2.6 s with
+#: jemalloc (3 runs each); the system pool then matched jemalloc at 300k (ingest 2.55-2.67
+#: against 2.51-2.84 s, 3 runs each) and beat it at 1M: ingest 6.6-6.9 against 7.9 s (2
+#: each), the whole run 29.2-30.2 against 30.2-34.3 s (4 each; benchmarks/HISTORY.md,
+#: issue 20, tenth step).
 WORKER_ENV: dict[str, Any] = {
     "MALLOC_MMAP_THRESHOLD_": WORKER_MMAP_THRESHOLD,
     "NUMPY_MADVISE_HUGEPAGE": "0",
-    "ARROW_DEFAULT_MEMORY_POOL": "jemalloc",
+    "ARROW_DEFAULT_MEMORY_POOL": "system",
 }
 
 
