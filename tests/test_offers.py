@@ -21,6 +21,7 @@ from bigseg.predict.offers import (
     segment_category_sums,
     value_cut_points,
     write_audiences,
+    write_segment_group,
 )
 
 CATS = ["Books", "Home & Garden", "Toys"]
@@ -314,6 +315,34 @@ def test_write_audiences_one_file_per_segment(tmp_path, ids):
     assert empty.num_rows == 0 and empty.schema.names == AUDIENCE_COLUMNS
     assert empty.schema.field("customer_id").type == (pa.int64() if ids is None else pa.string())
     assert not any((tmp_path / ".staging").iterdir())
+
+
+@pytest.mark.parametrize("ids", [None, "c"])
+def test_segment_groups_write_what_one_writer_does(tmp_path, ids):
+    """The score stage shares the segments out among its workers: the groups' files
+    together are byte for byte the files of one streaming writer, and a null segment is
+    refused, not dropped."""
+    from bigseg.io import tables
+
+    frames = _audiences(40, 1, ids)
+    write_audiences(iter(frames), tmp_path / "one", segment_ids=[0, 1, 2, 5], row_group_rows=16)
+    paths = []
+    for k, f in enumerate(frames):
+        paths.append(tmp_path / f"audience-{k}.arrow")
+        tables.write_arrow_atomic(paths[-1], pa.Table.from_pandas(f, preserve_index=False))
+    d = tmp_path / "groups"
+    d.mkdir()
+    id_type = pa.int64() if ids is None else pa.string()
+    counts = {}
+    for g in range(3):
+        counts.update(write_segment_group(paths, g, 3, d, [0, 1, 2, 5], id_type, 16))
+    assert _snapshot(d) == _snapshot(tmp_path / "one" / "audiences")
+    assert counts == {s: int(sum((f["segment"] == s).sum() for f in frames)) for s in (0, 1, 2, 5)}
+    t = pa.Table.from_pandas(frames[0], preserve_index=False)
+    nulls = t.set_column(1, "segment", pa.array([None] * t.num_rows, pa.int32()))
+    tables.write_arrow_atomic(paths[0], nulls)
+    with pytest.raises(ValueError, match="null segment"):
+        write_segment_group(paths, 0, 3, tmp_path / "groups", [0], id_type, 16)
 
 
 def test_write_audiences_is_atomic(tmp_path):

@@ -213,15 +213,20 @@ def _publish(ctx: RunContext, seg: FittedSegmenter, stage: ResumableStage, stats
     where = ctx.layout.scores(ctx.as_of)
     ctx.output.put(scores_dataset(ctx.as_of), where, as_of=str(ctx.as_of))
     report["high_value_threshold"] = thr
-    # campaign tools read audiences/segment=<id>.parquet: the buckets' audience rows
-    # (saved by the score writes) streamed to the writer one at a time
+    # campaign tools read audiences/segment=<id>.parquet: one file per segment, the
+    # segments shared out among the workers, each streaming the buckets' audience rows
+    # (saved by the score writes) into its own files
     id_type = pa.string() if ctx.store.manifest.get("id_type") == "string" else pa.int64()
-    rows = offers.write_audiences(
-        (scoring.read_audience(p) for p in aud),
-        ctx.layout.root,
-        segment_ids=list(seg.ids),
-        id_type=id_type,
-    )
+    groups = max(1, min(len(seg.ids), len(ctx.client.scheduler_info().get("workers", {}))))
+    with staged_dir(ctx.layout, ctx.layout.audiences) as d:
+        parts = ctx.gather(
+            [
+                ctx.submit(offers.write_segment_group, aud, g, groups, d, list(seg.ids), id_type)
+                for g in range(groups)
+            ],
+            "write audiences",
+        )
+    rows = dict(sorted((s, n) for p in parts for s, n in p.items()))
     ctx.output.put("audiences", ctx.layout.audiences)
     report["audiences"] = {str(k): int(v) for k, v in rows.items()}
     st = ctx.store

@@ -28,6 +28,7 @@ __all__ = [
     "marketing_consent",
     "value_cut_points",
     "write_audiences",
+    "write_segment_group",
 ]
 
 #: churn probability cut points ``(medium_from, high_from)``: ``p >= 0.6`` is "high" risk,
@@ -283,11 +284,44 @@ def write_audiences(
     """
     output = as_path(output)
     final = as_path(final) if final is not None else Layout(output).audiences
-    with staged_dir(output, final) as d, _SegmentFiles(d, row_group_rows) as files:
+    with staged_dir(output, final) as d:
+        return _write_segment_files(d, frames, segment_ids or (), id_type, row_group_rows)
+
+
+def _write_segment_files(d, frames, segment_ids, id_type, row_group_rows) -> dict[int, int]:
+    with _SegmentFiles(d, row_group_rows) as files:
         for df in frames:
             files.add(df)
-        files.finish(segment_ids or (), id_type)
+        files.finish(segment_ids, id_type)
     return dict(sorted(files.counts.items()))
+
+
+def write_segment_group(
+    paths: list[str],
+    group: int,
+    groups: int,
+    d: str | Path,
+    segment_ids: Iterable[int] = (),
+    id_type: pa.DataType | None = None,
+    row_group_rows: int = 65_536,
+) -> dict[int, int]:
+    """One worker's share of :func:`write_audiences`: the files of the segments whose
+    id modulo ``groups`` is ``group``, written into ``d`` (a staging directory the
+    caller publishes) from the buckets' saved audience rows (``paths``, Arrow files, in
+    bucket order). Each file has the same rows in the same order as from
+    :func:`write_audiences`; the groups share no file, so they are written side by side
+    (300k customers: 0.3 s of the score stage on the client, with the workers idle).
+    Returns the rows written per segment of the group."""
+
+    def frames():
+        for p in paths:
+            t = tables.read_arrow(p)
+            # a null segment counts as 0: the first group's writer refuses it
+            seg = t.column("segment").fill_null(0).to_numpy(zero_copy_only=False)
+            yield t.filter(pa.array(seg % groups == group)).to_pandas()
+
+    mine = [s for s in segment_ids if int(s) % groups == group]
+    return _write_segment_files(as_path(d), frames(), mine, id_type, row_group_rows)
 
 
 class _SegmentFiles:

@@ -16,8 +16,9 @@ other per-bucket tasks:
 4. :func:`audience_frame` on each bucket: consenting customers with their segment,
    churn-risk tier, value tier (global cut points from :func:`value_cut_points`) and
    first offer;
-5. :func:`write_audiences` on the client: ``audiences/segment=<id>.parquet``, one file per
-   segment, published atomically through :func:`bigseg.io.commit.staged_dir`.
+5. :func:`write_audiences`: ``audiences/segment=<id>.parquet``, one file per segment,
+   published atomically through :func:`bigseg.io.commit.staged_dir`; the score stage
+   shares the segments out among the workers (:func:`write_segment_group`).
 
 Categories are the top-category vocabulary the features were built with (the values
 passed as ``categories`` to :func:`bigseg.features.behaviour.category_features`); their
@@ -45,6 +46,7 @@ from bigseg.predict.audiences import (
     marketing_consent,
     value_cut_points,
     write_audiences,
+    write_segment_group,
 )
 
 __all__ = [
@@ -60,4 +62,5 @@ __all__ = [
     "segment_category_sums",
     "value_cut_points",
     "write_audiences",
+    "write_segment_group",
 ]

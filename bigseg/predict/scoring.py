@@ -205,7 +205,8 @@ def write_scores(
     is given) and ``high_value`` (value prediction >= ``threshold``; None: no value
     model, no column), written as Parquet
     to ``path`` (in the publication's staging dir), and the bucket's audience rows
-    (:func:`audience`) saved to ``audience_path`` (read back by :func:`read_audience`);
+    (:func:`audience`) saved to ``audience_path`` (read back by
+    :func:`bigseg.predict.audiences.write_segment_group`);
     returns the row count."""
     from bigseg.predict import offers
 
@@ -236,11 +237,6 @@ def write_scores(
     if scores.num_rows:  # an empty bucket: no file (see features.tasks.write_parquet)
         tables.write_parquet(path, tables.text_for_null(scores), compression="zstd")
     return scores.num_rows
-
-
-def read_audience(path: str) -> pd.DataFrame:
-    """The audience rows saved by :func:`write_scores`."""
-    return tables.read_arrow(path).to_pandas()
 
 
 def profile(frame: pd.DataFrame, scores: pd.DataFrame, k: int, features: list[str]) -> dict:
