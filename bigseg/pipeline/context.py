@@ -93,6 +93,10 @@ class RunContext:
     def gather(self, futs: list, desc: str, bar: bool = False) -> list:
         return gather(self.client, futs, desc, bar=bar)
 
+    def workers(self) -> tuple[str, ...]:
+        """The cluster's worker addresses, sorted."""
+        return tuple(sorted(self.client.scheduler_info().get("workers", {})))
+
     def placed(self, futs: list) -> list[dict]:
         """:func:`placements` of ``futs`` on this run's cluster."""
         return placements(self.client, futs)

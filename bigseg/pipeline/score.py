@@ -217,7 +217,7 @@ def _publish(ctx: RunContext, seg: FittedSegmenter, stage: ResumableStage, stats
     # segments shared out among the workers, each streaming the buckets' audience rows
     # (saved by the score writes) into its own files
     id_type = pa.string() if ctx.store.manifest.get("id_type") == "string" else pa.int64()
-    groups = max(1, min(len(seg.ids), len(ctx.client.scheduler_info().get("workers", {}))))
+    groups = max(1, min(len(seg.ids), len(ctx.workers())))
     with staged_dir(ctx.layout, ctx.layout.audiences) as d:
         parts = ctx.gather(
             [

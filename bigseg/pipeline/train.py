@@ -139,7 +139,7 @@ def train(
         ctx.backend.xgboost_device,
         tuple(pcfg.search_max_depth or [pcfg.max_depth]),
         max(1, _host_threads(ctx.client) // (len(tgts) * len(windows))),
-        tuple(sorted(ctx.client.scheduler_info().get("workers", {}))),
+        ctx.workers(),
     )
     drift_part = reference.drift_sample(ctx, fs, plan.seg, n_train)
     submitted, predictions = _submit(ctx, fs, plan, stacks, sizes)
