@@ -381,8 +381,10 @@ def add_clv(res: BucketFeatures, models: dict[str, dict], horizon_days: int) -> 
     frames = {}
     for name, f in res.frames.items():
         m = models.get(name)
+        # shallow: under copy-on-write the new frame shares the columns it does not add
+        # (the frames of ``res`` stay as they were, and no bucket is held twice)
         if m is None:  # too few customers at this cutoff to fit: the columns exist, empty
-            f = f.copy()
+            f = f.copy(deep=False)
             for col in CLV_FEATURES:
                 f[col] = np.float32(np.nan)
             frames[name] = f
@@ -401,7 +403,7 @@ def add_clv(res: BucketFeatures, models: dict[str, dict], horizon_days: int) -> 
             GammaGamma.from_dict(m["gamma_gamma"]),
             horizon_days / 7.0,
         )
-        f = f.copy()
+        f = f.copy(deep=False)
         for col, v in c.items():
             f[col] = np.asarray(v, dtype=np.float32)
         frames[name] = f

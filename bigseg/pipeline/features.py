@@ -79,7 +79,12 @@ def compute(ctx: RunContext) -> FeatureSet:
     )
     clv = dict(zip(names, fits, strict=True))
     _state_clv(clv)
-    futs = ctx.map_buckets(feats_mod.add_clv, futs, clv, cfg.horizon_days)
+    # each bucket where its frames lie (:func:`~bigseg.pipeline.context.placements`): a
+    # worker left idle by the CLV fits took the short tasks, and the buckets with them
+    futs = [
+        ctx.submit(feats_mod.add_clv, f, clv, cfg.horizon_days, **at)
+        for f, at in zip(futs, ctx.placed(futs), strict=True)
+    ]
     cols = ctx.map_buckets(ftasks.columns, futs, "score", desc="feature columns")
     fc = cfg.fairness
     model_features = fairness.model_features(
