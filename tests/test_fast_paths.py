@@ -420,6 +420,17 @@ def test_a_refinement_on_the_global_cuts_starts_from_the_global_models_true_marg
     true = log_loss(yv, _booster(rm).inplace_predict(Xv))
     assert info["valid_logloss"] == pytest.approx(true, rel=1e-5)
     assert true <= log_loss(yv, g.inplace_predict(Xv)) + 1e-9
+    # the cuts found in the global model's own task ("exact") are those, returned for
+    # its refinements, which take them from the global model's result: the same models
+    own = train_task({**params, "eta": 0.3}, 100, 10, (X[~v], y[~v], X[v], y[v]), cuts="exact")
+    assert own[0] == gm
+    np.testing.assert_array_equal(own[1]["cuts"], cuts)
+    again, info2 = train_task(
+        {**params, "eta": 0.1}, 30, 5, (seg, y[~v & sel], X[v & sel], y[v & sel]), init=own
+    )
+    assert again == rm and "cuts" not in info2
+    with pytest.raises(ValueError, match="exact"):
+        train_task(params, 5, 5, (X[~v], y[~v], X[v], y[v]), cuts="sketch")
 
 
 def test_known_customers_and_labels_from_sorted_ids_equal_the_hashing():

@@ -43,13 +43,6 @@ def cut_rows(X: np.ndarray, max_bin: int) -> np.ndarray:
     return out
 
 
-def global_cuts(max_bin: int, *parts) -> np.ndarray:
-    """:func:`cut_rows` of the global model's training rows: ``parts`` are the
-    :func:`~bigseg.predict.segmented.select_many` dicts of every matrix, in the order the
-    model concatenates them (a task: each refinement gets the same array)."""
-    return cut_rows(np.concatenate([p["global"][0] for p in parts]), max_bin)
-
-
 def quantized(X, y, cuts: np.ndarray, max_bin: int, nthread: int) -> xgb.QuantileDMatrix:
     """``X`` (labels ``y``) binned at ``cuts`` (:func:`cut_rows`)."""
     ref = xgb.QuantileDMatrix(cuts, max_bin=max_bin, nthread=nthread)

@@ -19,7 +19,7 @@ import numpy as np
 from bigseg.errors import DataError
 from bigseg.features.bucket import Cutoff
 from bigseg.features.sample import share_within
-from bigseg.predict import bins, segmented
+from bigseg.predict import segmented
 from bigseg.predict.xgb import params_for, train_dask, train_task
 from bigseg.progress import gather
 from bigseg.segment.fitted import FittedSegmenter
@@ -237,13 +237,10 @@ def _submit_target(
         client.submit(segmented.select_many, r, target, specs, priority=ROWS_PRIORITY, pure=False)
         for r in rows
     ]
-    # one worker trains the global model on exact cuts, its refinements on the same
-    # (bigseg.predict.bins); xgboost.dask sketches its own
-    cuts = None
-    if sampled <= pcfg.single_worker_max_rows:
-        cuts = client.submit(
-            bins.global_cuts, params["max_bin"], *picked, priority=priority, pure=False
-        )
+    # one worker trains the global model on the exact cuts of its rows, found in its
+    # task, and its refinements on the same (bigseg.predict.bins: they take them from the
+    # global model's result); xgboost.dask sketches its own
+    cuts = "exact" if sampled <= pcfg.single_worker_max_rows else None
     out = {"global": _global_model(client, params, picked, sampled, plan, priority, cuts, order)}
     if isinstance(out["global"], tuple):
         params["max_depth"] = out["global"][1]["max_depth"]
@@ -263,7 +260,7 @@ def _submit_target(
                 *picked,
                 init=base[0] if isinstance(base, tuple) else base,
                 pick=s,
-                cuts=cuts,
+                cuts=base[1].get("cuts") if isinstance(base, tuple) else None,
                 key=_key("train_segment"),
                 priority=priority,
                 **at,
@@ -282,7 +279,8 @@ def _global_model(
     one worker (``xgboost.dask``) or a search over tree depths, the value
     ``(UBJSON bytes, info)`` of the depth with the lowest validation loss. ``picked``:
     per matrix, the :func:`~bigseg.predict.segmented.select_many` future holding the
-    sample under ``"global"``; ``cuts``: the bins a model trained in one task uses;
+    sample under ``"global"``; ``cuts``: how a model trained in one task bins its rows
+    (:func:`~bigseg.predict.xgb.train_task`);
     ``order``: the one task's placement and ``after`` (:func:`global_order`)."""
     pcfg = plan.pcfg
     big = sampled > pcfg.single_worker_max_rows
@@ -343,6 +341,7 @@ def collect(client, submitted: dict, what: str) -> tuple[dict, dict]:
     models, infos = {}, {}
     for k in keys:
         model, info = submitted[k] if k not in done else done[k]
+        info = {i: v for i, v in info.items() if i != "cuts"}  # an array, for refinements
         models[k], infos["global" if k == "global" else str(k)] = model, info
     return models, infos
 

@@ -239,8 +239,11 @@ def train_task(
     (:func:`~bigseg.predict.segmented.select_many`); this model's are under ``pick``
     (not ``key``: Dask's ``submit`` takes that for the task's name).
 
-    ``cuts``: the histogram bins (:func:`bigseg.predict.bins.cut_rows`) to train on,
-    those of the global model when refining it; None: XGBoost sketches its own.
+    ``cuts``: the histogram bins (:func:`bigseg.predict.bins.cut_rows`) to train on;
+    ``"exact"``: those of this model's own training rows, returned in the info under
+    ``"cuts"`` (for its refinements; :func:`~bigseg.predict.training.collect` leaves
+    them out of the reports); None: the cuts of ``init`` where its info holds them (a
+    refinement of a model trained on exact cuts), else XGBoost sketches its own.
 
     ``after`` is not read: futures passed there only make this task wait for theirs
     (:func:`bigseg.predict.training.global_order`)."""
@@ -251,6 +254,13 @@ def train_task(
     if len(yt) == 0:
         raise DataError("no training rows")
     params = {"nthread": 1, "max_bin": MAX_BIN, **params}
+    own = None
+    if isinstance(cuts, str):
+        if cuts != "exact":
+            raise ValueError(f"cuts={cuts!r}: an array, 'exact' or None")
+        cuts = own = bins.cut_rows(Xt, params["max_bin"])
+    elif cuts is None and isinstance(init, tuple):
+        cuts = init[1].get("cuts")
     base = None
     if init is not None:
         base = xgb.Booster(model_file=bytearray(init[0] if isinstance(init, tuple) else init))
@@ -294,6 +304,8 @@ def train_task(
         info["trees_added"] = int(best + 1 - base.num_boosted_rounds())
     if metric is not None:  # validation loss at the kept iteration (for the depth search)
         info["valid_" + metric] = loss
+    if own is not None:
+        info["cuts"] = own
     return bytes(b.save_raw("ubj")), info
 
 
