@@ -185,6 +185,14 @@ def reference_bins(
     return {"version": FORMAT_VERSION, "n_bins": int(n_bins), "features": features}
 
 
+def sample_reference(columns: Sequence[str], *parts: pd.DataFrame) -> tuple[dict, int]:
+    """:func:`reference_bins` of ``columns`` of the sample ``parts`` stacked in order,
+    and the sample's rows: a task on the worker holding the parts (they are not sent
+    to the client, and the bins are ready before the models that need the rest)."""
+    sample = pd.concat(parts, ignore_index=True)
+    return reference_bins({c: sample[c].to_numpy() for c in columns}), len(sample)
+
+
 def with_counts(reference: dict, counts: Mapping[str, Sequence[int]]) -> dict:
     """A copy of ``reference`` whose reference shares come from full-population counts.
 

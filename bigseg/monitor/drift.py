@@ -123,6 +123,7 @@ from bigseg.monitor.bins import (
     bucket_counts,
     merge_counts,
     reference_bins,
+    sample_reference,
     with_counts,
 )
 from bigseg.monitor.measure import (
@@ -147,6 +148,7 @@ __all__ = [
     "psi",
     "psi_level",
     "reference_bins",
+    "sample_reference",
     "segment_shift",
     "should_retrain",
     "with_counts",
