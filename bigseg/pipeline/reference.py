@@ -24,13 +24,11 @@ SAMPLE_PRIORITY = -10
 @dataclass(frozen=True)
 class DriftSample:
     """The model-free part of the drift reference, submitted and not yet awaited: the
-    share ``frac`` of the training cutoff's rows sampled, the feature ``columns``, the
-    future of the features' reference bins and the sample's rows (computed on a worker
-    from the feature sample), and per bucket the futures of every customer's
-    ``segments``."""
+    share ``frac`` of the training cutoff's rows sampled, the future of the features'
+    reference bins and the sample's rows (:func:`~bigseg.monitor.bins.sample_reference`,
+    on a worker), and per bucket the futures of every customer's ``segments``."""
 
     frac: float
-    columns: list
     features: object
     segments: list
 
@@ -52,7 +50,6 @@ def drift_sample(
     ]
     return DriftSample(
         frac,
-        cols,
         # binned on a worker while the models train: the client's last step of the train
         # stage, with both workers idle, was binning ~60 columns (300k: ~0.1-0.2 s)
         ctx.submit(drift.sample_reference, cols, *sample, **at),
