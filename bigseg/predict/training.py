@@ -258,9 +258,8 @@ def _submit_target(
                 pcfg.segment_rounds,
                 pcfg.early_stopping_rounds,
                 *picked,
-                init=base[0] if isinstance(base, tuple) else base,
+                init=base,  # its bytes, and its cuts where it found them
                 pick=s,
-                cuts=base[1].get("cuts") if isinstance(base, tuple) else None,
                 key=_key("train_segment"),
                 priority=priority,
                 **at,
